@@ -1,0 +1,82 @@
+// Who is calling. Basic `clientID:authKey` (what the plugin's Go client sends on every call),
+// Basic with the admin secret as password, or a Bearer token from /login. With
+// self-registration on, a Basic request from an unknown client registers it on the spot.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
+import { type ClientStore, MIN_KEY_LENGTH, type SessionStore, secretsEqual } from '../store/clients.js';
+import { ApiError } from './errors.js';
+
+export interface Principal {
+  clientId: string;
+  admin: boolean;
+}
+
+export type AuthLevel = 'none' | 'client' | 'admin';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    /** who may call the route (default: client) */
+    auth?: AuthLevel;
+  }
+}
+
+export const clientIdPattern = '^[A-Za-z0-9_.@-]{1,128}$';
+const clientIdRe = new RegExp(clientIdPattern);
+
+export interface Authenticator {
+  identify(request: FastifyRequest): Promise<Principal>;
+}
+
+export function installAuth(
+  app: FastifyInstance,
+  config: Pick<Config, 'enableAdmin' | 'adminSecretKey' | 'allowSelfRegistration'>,
+  clients: ClientStore,
+  sessions: SessionStore,
+): Authenticator {
+  const unauthorized = () => new ApiError(401, 'authentication failed');
+
+  async function identify(request: FastifyRequest): Promise<Principal> {
+    const header = request.headers.authorization ?? '';
+    const space = header.indexOf(' ');
+    const scheme = header.slice(0, space).toLowerCase();
+    const value = header.slice(space + 1).trim();
+    if (scheme === 'bearer') {
+      const clientId = value ? await sessions.clientFor(value) : null;
+      if (!clientId || !(await clients.exists(clientId))) throw unauthorized();
+      return { clientId, admin: false };
+    }
+    if (scheme !== 'basic') throw unauthorized();
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon < 0) throw unauthorized();
+    const clientId = decoded.slice(0, colon);
+    const authKey = decoded.slice(colon + 1);
+    if (config.enableAdmin && secretsEqual(authKey, config.adminSecretKey)) {
+      return { clientId: clientId || 'admin', admin: true };
+    }
+    if (!clientIdRe.test(clientId)) throw unauthorized();
+    let result = await clients.authenticate(clientId, authKey);
+    if (result === 'unknown' && config.allowSelfRegistration && authKey.length >= MIN_KEY_LENGTH) {
+      if (await clients.register(clientId, authKey)) request.log.info({ clientId }, 'client registered itself');
+      result = await clients.authenticate(clientId, authKey);
+    }
+    if (result !== 'ok') throw unauthorized();
+    return { clientId, admin: false };
+  }
+
+  app.decorateRequest('principal', null);
+  app.addHook('onRequest', async (request) => {
+    const level = request.routeOptions.config?.auth ?? 'client';
+    if (level === 'none') return;
+    request.principal = await identify(request);
+    if (level === 'admin' && !request.principal.admin) {
+      throw new ApiError(config.enableAdmin ? 403 : 404, config.enableAdmin
+        ? 'this needs the admin secret'
+        : 'admin routes are off (API_SECURITY_ENABLEADMIN)');
+    }
+  });
+  return { identify };
+}

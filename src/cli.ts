@@ -1,0 +1,172 @@
+// calls-offloader: the one executable. `serve` is the embedded default (API and a worker process,
+// and a local Redis when none is configured or running); `api` and `worker` run the halves alone
+// for deployments that scale them apart.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { ConfigError, loadConfig, unknownVariables, variables, type Config } from './config.js';
+import { createLogger, type Logger } from './log.js';
+import { createServices, workerOptions } from './services.js';
+import { buildServer } from './api/server.js';
+import { Sweeper } from './queue/sweeper.js';
+import { JobWorker } from './queue/worker.js';
+import { version } from './version.js';
+
+const HELP = `calls-offloader ${version.buildVersion}: recording, transcription and live-caption jobs for Mattermost Calls
+
+Usage: calls-offloader <command>
+
+Commands:
+  serve     API and a worker process together (the embedded default). Starts a local
+            redis-server when REDIS_URL is not set and nothing answers on 127.0.0.1:6379.
+  api       the HTTP API alone (any number of instances may share one Redis)
+  worker    a worker alone: takes jobs from Redis and runs them with the configured runner
+  version   print the version
+  help      this text
+
+Configuration comes from environment variables; the README lists them all. The main ones:
+${Object.values(variables)
+  .filter((v) => ['API_HTTP_LISTENADDRESS', 'JOBS_APITYPE', 'JOBS_MAXCONCURRENTJOBS', 'REDIS_URL'].includes(v.name))
+  .map((v) => `  ${v.name.padEnd(26)} default ${v.default}`)
+  .join('\n')}
+`;
+
+async function main(argv: string[]): Promise<void> {
+  const command = argv[0] ?? 'help';
+  if (command === 'help' || command === '--help' || command === '-h') return void process.stdout.write(HELP);
+  if (command === 'version' || command === '--version') return void process.stdout.write(`${version.buildVersion}\n`);
+  if (!['serve', 'api', 'worker'].includes(command)) {
+    process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP}`);
+    process.exitCode = 2;
+    return;
+  }
+
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`invalid configuration:\n${err.message}\n`);
+    process.exitCode = 78; // EX_CONFIG
+    return;
+  }
+  const log = createLogger(config, command);
+  for (const name of unknownVariables()) log.warn(`${name} is not a setting of this service (a typo?); it is ignored`);
+
+  if (command === 'worker') return runWorker(config, log);
+  const redis = command === 'serve' ? await ensureRedis(config, log) : undefined;
+  const stopApi = await runApi(config, log);
+  const worker = command === 'serve' ? superviseWorker(redis?.url ?? config.redisUrl, log) : undefined;
+  onShutdown(log, async () => {
+    await worker?.stop();
+    await stopApi();
+    redis?.stop();
+  });
+}
+
+async function runApi(config: Config, log: Logger): Promise<() => Promise<void>> {
+  const services = createServices(config);
+  const { app } = await buildServer({ config, log, ...services });
+  const sweeper = new Sweeper(services.store, workerOptions(config), log);
+  sweeper.start();
+  await app.listen({ host: config.listen.host, port: config.listen.port });
+  const loopback = /^(127\.|::1$|localhost$)/.test(config.listen.host);
+  if (config.allowSelfRegistration && !loopback) {
+    log.warn('self-registration is on and the API is reachable from the network: any host that reaches it can register; consider API_SECURITY_ALLOWSELFREGISTRATION=false');
+  }
+  return async () => {
+    await app.close();
+    await sweeper.stop();
+    await services.close();
+  };
+}
+
+async function runWorker(config: Config, log: Logger): Promise<void> {
+  const services = createServices(config);
+  const worker = new JobWorker(services.store, services.runner, services.bullConnection, workerOptions(config), log);
+  await worker.start();
+  const sweeper = new Sweeper(services.store, { ...workerOptions(config), jobsDir: worker.jobsDir }, log);
+  sweeper.start();
+  onShutdown(log, async () => {
+    await worker.close();
+    await sweeper.stop();
+    await services.close();
+  });
+}
+
+/** The worker as a child process: a crash costs its jobs, not the API. Restarted after a pause. */
+function superviseWorker(redisUrl: string, log: Logger) {
+  const cli = fileURLToPath(import.meta.url);
+  let child: ChildProcess | undefined;
+  let stopping = false;
+  const start = () => {
+    child = spawn(process.execPath, [cli, 'worker'], { stdio: 'inherit', env: { ...process.env, REDIS_URL: redisUrl } });
+    child.on('exit', (code, signal) => {
+      if (stopping) return;
+      log.error({ code, signal }, 'worker process ended; starting a new one in 1 s');
+      setTimeout(start, 1000).unref();
+    });
+  };
+  start();
+  return {
+    stop: () =>
+      new Promise<void>((resolve) => {
+        stopping = true;
+        if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/**
+ * With REDIS_URL unset and no Redis on 127.0.0.1:6379, start a private redis-server there
+ * (nothing kept on disk) and stop it on exit: the embedded default needs no setup.
+ */
+async function ensureRedis(config: Config, log: Logger): Promise<{ url: string; stop(): void } | undefined> {
+  if (process.env.REDIS_URL) return undefined;
+  if (await answers(config.redisUrl)) return undefined;
+  const binary = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find(existsSync);
+  if (!binary) {
+    log.warn('no Redis answers on 127.0.0.1:6379 and redis-server is not installed (scripts/install-system-deps.sh installs it)');
+    return undefined;
+  }
+  const child = spawn(binary, ['--bind', '127.0.0.1', '--port', '6379', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  for (let i = 0; i < 50 && !(await answers(config.redisUrl)); i++) await new Promise((r) => setTimeout(r, 100));
+  log.info({ pid: child.pid }, 'started a local redis-server on 127.0.0.1:6379');
+  return { url: config.redisUrl, stop: () => void child.kill('SIGTERM') };
+}
+
+async function answers(url: string): Promise<boolean> {
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    await probe.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+function onShutdown(log: Logger, stop: () => Promise<void>): void {
+  let done = false;
+  const handler = (signal: string) => {
+    if (done) return;
+    done = true;
+    log.info({ signal }, 'shutting down');
+    stop()
+      .catch((err) => log.error({ err }, 'shutdown failed'))
+      .finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

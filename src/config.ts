@@ -1,0 +1,195 @@
+// Service configuration, read from the environment. Variable names follow upstream
+// calls-offloader (SECTION_FIELD with the Go field name) where upstream has one, so an existing
+// deployment's environment keeps working. Every variable is declared once below: its default, its
+// parser and the sentence the README table shows; the Config type is derived from that table.
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Parser<T> = (raw: string, name: string) => T;
+
+interface Variable<T> {
+  name: string;
+  default: string;
+  parse: Parser<T>;
+  doc: string;
+}
+
+const variable = <T>(name: string, def: string, parse: Parser<T>, doc: string): Variable<T> => ({
+  name,
+  default: def,
+  parse,
+  doc,
+});
+
+const string: Parser<string> = (raw) => raw;
+
+const bool: Parser<boolean> = (raw, name) => {
+  const v = raw.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) return true;
+  if (['false', '0', 'no', 'off', ''].includes(v)) return false;
+  throw new ConfigError(name, `expected true or false, got ${JSON.stringify(raw)}`);
+};
+
+const int =
+  (min: number, max: number): Parser<number> =>
+  (raw, name) => {
+    if (!/^-?\d+$/.test(raw.trim())) {
+      throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(raw)}`);
+    }
+    const n = Number(raw);
+    if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+
+const oneOf =
+  <const T extends string>(...values: T[]): Parser<T> =>
+  (raw, name) => {
+    const v = raw.trim().toLowerCase() as T;
+    if (!values.includes(v)) {
+      throw new ConfigError(name, `must be one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
+    }
+    return v;
+  };
+
+/** Upstream's retention format: a number followed by m (minutes), h (hours) or d (days). */
+const duration: Parser<number> = (raw, name) => {
+  const m = /^(\d+)([mhd])$/.exec(raw.trim());
+  if (!m) throw new ConfigError(name, `expected a duration like 30m, 12h or 7d, got ${JSON.stringify(raw)}`);
+  const unit = { m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+};
+
+/** `host:port`, `:port` (all interfaces, upstream's form) or `[v6]:port`. */
+const listenAddress: Parser<{ host: string; port: number }> = (raw, name) => {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]*)):(\d{1,5})$/.exec(raw.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    throw new ConfigError(name, `expected host:port such as 127.0.0.1:4545 or :4545, got ${JSON.stringify(raw)}`);
+  }
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+};
+
+const redisUrl: Parser<string> = (raw, name) => {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `expected a URL such as redis://127.0.0.1:6379, got ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(name, `expected a redis:// or rediss:// URL, got ${JSON.stringify(raw)}`);
+  }
+  return raw;
+};
+
+const keyPrefix: Parser<string> = (raw, name) => {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) {
+    throw new ConfigError(name, 'must be 1 to 64 characters of letters, digits, "_", "." or "-"');
+  }
+  return raw;
+};
+
+/** `calls-recorder=/path/to/program.js,calls-transcriber=/path/...`: overrides the built-in map. */
+const programMap: Parser<Record<string, string>> = (raw, name) => {
+  const map: Record<string, string> = {};
+  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = entry.indexOf('=');
+    if (eq <= 0 || eq === entry.length - 1) {
+      throw new ConfigError(name, `expected name=path entries separated by commas, got ${JSON.stringify(entry)}`);
+    }
+    map[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return map;
+};
+
+export const variables = {
+  listen: variable('API_HTTP_LISTENADDRESS', '127.0.0.1:4545', listenAddress,
+    'Where the API listens. Upstream default is `:4545` (all interfaces); ours stays on loopback until you say otherwise.'),
+  tlsEnable: variable('API_HTTP_TLS_ENABLE', 'false', bool, 'Serve the API over HTTPS.'),
+  tlsCertFile: variable('API_HTTP_TLS_CERTFILE', '', string, 'PEM certificate file, with TLS on.'),
+  tlsCertKey: variable('API_HTTP_TLS_CERTKEY', '', string, 'PEM private key file, with TLS on.'),
+  allowSelfRegistration: variable('API_SECURITY_ALLOWSELFREGISTRATION', 'true', bool,
+    'Let an unknown client register itself (the Calls plugin relies on it). Turn off when the API is reachable from untrusted hosts and register clients with the admin secret.'),
+  enableAdmin: variable('API_SECURITY_ENABLEADMIN', 'false', bool,
+    'Accept the admin secret as Basic password: register/unregister any client, see every job, open the dashboard.'),
+  adminSecretKey: variable('API_SECURITY_ADMINSECRETKEY', '', string, 'The admin secret (at least 32 characters), with admin on.'),
+  sessionExpirationMinutes: variable('API_SECURITY_SESSIONCACHE_EXPIRATIONMINUTES', '1440', int(1, 525_600),
+    'Lifetime of a bearer token from `/login`.'),
+  apiType: variable('JOBS_APITYPE', 'process', oneOf('process', 'docker', 'kubernetes'),
+    'Runner: `process` (child processes, the embedded default), `docker` or `kubernetes`.'),
+  maxConcurrentJobs: variable('JOBS_MAXCONCURRENTJOBS', '2', int(1, 1000),
+    'Jobs running at once across all workers sharing this Redis.'),
+  failedJobsRetention: variable('JOBS_FAILEDJOBSRETENTIONTIME', '30d', duration,
+    'How long failed and canceled jobs (record, log, files) are kept: `<n>m`, `<n>h` or `<n>d`.'),
+  succeededJobsRetention: variable('JOBS_SUCCEEDEDJOBSRETENTIONTIME', '1d', duration,
+    'How long succeeded jobs are kept (upstream deletes them at once).'),
+  imageRegistry: variable('JOBS_IMAGEREGISTRY', 'mattermost', string,
+    'Registry part of accepted runner images (`<registry>/calls-recorder:vX.Y.Z`).'),
+  maxDurationSec: variable('JOBS_MAXDURATIONSEC', '86400', int(1, 7 * 86_400),
+    'Largest `max_duration_sec` a job may ask for.'),
+  startTimeoutSec: variable('JOBS_STARTTIMEOUTSEC', '60', int(1, 86_400),
+    'A live job (recording, captioning, transcribing a live call) that has not started by then fails; the plugin gives up after 60 s too.'),
+  stopGraceSec: variable('JOBS_STOPGRACESEC', '120', int(1, 3600),
+    'Time a job gets after SIGTERM (stop, max duration, shutdown) to finish its file before SIGKILL.'),
+  leaseSec: variable('JOBS_WORKERLEASESEC', '15', int(2, 600),
+    'A running job whose worker has not renewed its lease for this long is marked failed.'),
+  maxLogBytes: variable('JOBS_MAXLOGBYTES', '1048576', int(1024, 64 * 1024 * 1024),
+    'Job log kept in Redis (the tail); the full log stays in the job directory.'),
+  dataDir: variable('JOBS_DATADIR', './data', string, 'Job working directories and local artifacts.'),
+  processPrograms: variable('JOBS_PROCESSPROGRAMS', '', programMap,
+    'Process runner: `name=path` pairs overriding which program runs an image, e.g. `calls-recorder=/opt/rec.js`.'),
+  devMode: variable('DEV_MODE', 'false', bool, 'Accept any runner name (upstream `DEV_MODE`).'),
+  redisUrl: variable('REDIS_URL', 'redis://127.0.0.1:6379', redisUrl, 'Redis holding queues, jobs, clients and sessions.'),
+  redisPrefix: variable('REDIS_PREFIX', 'calls-offloader', keyPrefix, 'Prefix of every Redis key.'),
+  logConsole: variable('LOGGER_ENABLECONSOLE', 'true', bool, 'Log to standard output.'),
+  logJson: variable('LOGGER_CONSOLEJSON', 'true', bool, 'Log as JSON lines (otherwise plain text).'),
+  logLevel: variable('LOGGER_CONSOLELEVEL', 'info', oneOf('debug', 'info', 'warn', 'error'), 'Lowest level logged.'),
+} as const;
+
+type Variables = typeof variables;
+export type Config = { [K in keyof Variables]: Variables[K] extends Variable<infer T> ? T : never };
+
+/**
+ * Reads every variable, collecting all errors so that an admin fixes them in one go.
+ * Throws a ConfigError naming each bad variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const out: Record<string, unknown> = {};
+  const errors: ConfigError[] = [];
+  for (const [key, v] of Object.entries(variables) as [string, Variable<unknown>][]) {
+    try {
+      out[key] = v.parse(env[v.name] ?? v.default, v.name);
+    } catch (err) {
+      errors.push(err instanceof ConfigError ? err : new ConfigError(v.name, String(err)));
+    }
+  }
+  const config = out as Config;
+  if (errors.length === 0) {
+    if (config.enableAdmin && config.adminSecretKey.length < 32) {
+      errors.push(new ConfigError(variables.adminSecretKey.name,
+        'must be at least 32 characters when API_SECURITY_ENABLEADMIN is true'));
+    }
+    if (config.tlsEnable && (!config.tlsCertFile || !config.tlsCertKey)) {
+      errors.push(new ConfigError(variables.tlsEnable.name,
+        'TLS needs API_HTTP_TLS_CERTFILE and API_HTTP_TLS_CERTKEY'));
+    }
+  }
+  if (errors.length === 1) throw errors[0];
+  if (errors.length > 1) {
+    const all = new ConfigError(errors.map((e) => e.variable).join(', '), errors.map((e) => e.message).join('; '));
+    all.message = errors.map((e) => e.message).join('\n');
+    throw all;
+  }
+  return config;
+}
+
+/** Names that look like ours but are not known: most often a typo worth a warning. */
+export function unknownVariables(env: NodeJS.ProcessEnv = process.env): string[] {
+  const known = new Set(Object.values(variables).map((v) => v.name));
+  return Object.keys(env).filter((k) => /^(API|JOBS|LOGGER)_/.test(k) && !known.has(k));
+}

@@ -1,0 +1,87 @@
+// Housekeeping that every API instance and worker runs; each step is a compare-and-set in Redis,
+// so it does not matter how many run at once.
+//  - a job whose worker stopped renewing its lease is failed (the worker died: never run twice);
+//  - a live job still queued after the start timeout is failed with the reason;
+//  - finished jobs past their retention are deleted (a worker also removes their directories).
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { activeStatuses } from '../jobs/schema.js';
+import type { JobStore } from '../store/jobs.js';
+import type { Logger } from '../log.js';
+
+export interface SweeperOptions {
+  maxConcurrentJobs: number;
+  startTimeoutMs: number;
+  leaseMs: number;
+  /** set in workers: job directories whose record is gone are removed */
+  jobsDir?: string;
+  intervalMs?: number;
+}
+
+export function startTimeoutReason(startTimeoutMs: number, running: number, max: number): string {
+  const s = Math.round(startTimeoutMs / 1000);
+  return running >= max
+    ? `could not start within ${s} s: all ${max} job slots (JOBS_MAXCONCURRENTJOBS) stayed busy`
+    : `no worker took the job within ${s} s: is a worker running against this Redis?`;
+}
+
+export class Sweeper {
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private lastDirSweep = 0;
+
+  constructor(private readonly store: JobStore, private readonly opts: SweeperOptions, private readonly log: Logger) {}
+
+  start(): void {
+    const interval = this.opts.intervalMs ?? Math.min(1000, this.opts.leaseMs / 3);
+    this.timer = setInterval(() => {
+      if (this.running) return;
+      this.running = this.sweep()
+        .catch((err) => this.log.warn({ err }, 'sweep failed'))
+        .finally(() => (this.running = undefined));
+    }, interval);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  async sweep(now = Date.now()): Promise<void> {
+    const { store, opts } = this;
+    for (const id of await store.expiredLeases(now)) {
+      const { applied } = await store.transition(id, activeStatuses, 'failed', {
+        error: `the worker running this job stopped responding (no lease renewal for ${Math.round(opts.leaseMs / 1000)} s); the job was abandoned, its log kept`,
+      }, now);
+      if (applied) this.log.warn({ job: id }, 'job failed: its worker stopped responding');
+    }
+
+    const late = await store.queuedBefore(now - opts.startTimeoutMs);
+    if (late.length > 0) {
+      const running = await store.runningCount();
+      for (const job of await store.getMany(late)) {
+        if (!job.live) continue;
+        const error = startTimeoutReason(opts.startTimeoutMs, running, opts.maxConcurrentJobs);
+        if ((await store.transition(job.id, ['queued'], 'failed', { error })).applied) {
+          this.log.warn({ job: job.id }, error);
+        }
+      }
+    }
+
+    for (const id of await store.retentionEnded(now)) await store.purge(id);
+
+    if (opts.jobsDir && now - this.lastDirSweep > 60_000) {
+      this.lastDirSweep = now;
+      await this.sweepDirectories(opts.jobsDir);
+    }
+  }
+
+  private async sweepDirectories(jobsDir: string): Promise<void> {
+    const names = await readdir(jobsDir).catch(() => [] as string[]);
+    for (const name of names) {
+      if (!/^[a-z0-9]{26}$/.test(name)) continue;
+      if (!(await this.store.get(name))) await rm(join(jobsDir, name), { recursive: true, force: true });
+    }
+  }
+}

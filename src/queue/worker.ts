@@ -1,0 +1,277 @@
+// The worker: takes jobs from the queues, admits each into one of the cluster-wide job slots,
+// runs it with the runner, and sees it to a final status. One job's life here:
+//   queued --acquire--> starting --spawned--> running --stop/max duration--> stopping --exit--> final
+// The slot is a lease in Redis that this worker renews; if the worker dies, the lease runs out,
+// a sweeper fails the job, and BullMQ (maxStalledCount 0) never hands it to another worker.
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { DelayedError, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { jobTypes } from '../jobs/schema.js';
+import type { JobRecord, JobStore } from '../store/jobs.js';
+import { jobEnv, type JobExit, type Runner, type RunningJob } from '../runners/runner.js';
+import { imageNameOf } from '../jobs/runner-image.js';
+import type { Logger } from '../log.js';
+import { startTimeoutReason } from './sweeper.js';
+
+export interface WorkerOptions {
+  maxConcurrentJobs: number;
+  startTimeoutMs: number;
+  stopGraceMs: number;
+  leaseMs: number;
+  maxLogBytes: number;
+  dataDir: string;
+  prefix: string;
+}
+
+/** How often a job that found every slot busy asks again. */
+const RETRY_LIVE_MS = 200;
+const RETRY_FILE_MS = 2000;
+const LOG_FLUSH_MS = 250;
+
+export class JobWorker {
+  readonly id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  private readonly workers: Worker[] = [];
+  private readonly active = new Map<string, ActiveJob>();
+  private subscriber?: Redis;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly runner: Runner,
+    private readonly connection: ConnectionOptions & Redis,
+    private readonly opts: WorkerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  get jobsDir(): string {
+    return resolve(this.opts.dataDir, 'jobs');
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.jobsDir, { recursive: true });
+    // Stops asked through any API instance arrive here; the lease renewal also reports them, so
+    // a missed message only delays a stop by one renewal.
+    this.subscriber = this.connection.duplicate();
+    await this.subscriber.subscribe(this.store.keys.stopChannel);
+    this.subscriber.on('message', (_channel, id: string) => this.active.get(id)?.stop('stop requested through the API'));
+
+    for (const type of jobTypes) {
+      const worker = new Worker<{ id: string }>(type, (job, token) => this.process(job, token), {
+        connection: this.connection,
+        prefix: `${this.opts.prefix}:bull`,
+        concurrency: this.opts.maxConcurrentJobs,
+        maxStalledCount: 0,
+      });
+      worker.on('error', (err) => this.log.error({ err }, 'queue worker error'));
+      this.workers.push(worker);
+    }
+    this.log.info({ worker: this.id, runner: this.runner.kind }, 'worker started');
+  }
+
+  /** Stops taking jobs, stops the running ones gracefully and waits for them to finish. */
+  async close(): Promise<void> {
+    const closing = this.workers.map((w) => w.close());
+    for (const job of this.active.values()) job.stop('the worker is shutting down');
+    await Promise.all(closing);
+    await this.subscriber?.quit().catch(() => undefined);
+  }
+
+  private async process(bullJob: BullJob<{ id: string }>, token?: string): Promise<void> {
+    const { id } = bullJob.data;
+    const rec = await this.store.get(id);
+    if (!rec) return;
+    const admission = await this.store.acquire(id, this.opts.maxConcurrentJobs, this.opts.leaseMs, this.id);
+    if (admission === 'gone') return;
+    if (admission === 'full') {
+      if (rec.live && Date.now() - rec.created_at > this.opts.startTimeoutMs) {
+        const error = startTimeoutReason(this.opts.startTimeoutMs, await this.store.runningCount(), this.opts.maxConcurrentJobs);
+        await this.store.transition(id, ['queued'], 'failed', { error });
+        return;
+      }
+      await bullJob.moveToDelayed(Date.now() + (rec.live ? RETRY_LIVE_MS : RETRY_FILE_MS), token);
+      throw new DelayedError();
+    }
+    const job = new ActiveJob(rec, this.store, this.runner, this.opts, this.id, this.jobsDir, this.log.child({ job: id }));
+    this.active.set(id, job);
+    try {
+      await job.run();
+    } finally {
+      this.active.delete(id);
+    }
+  }
+}
+
+/** One admitted job, from spawn to final status. */
+class ActiveJob {
+  private handle?: RunningJob;
+  private stopReason?: string;
+  private signaled = false;
+  private killed = false;
+  private lostLease = false;
+  private timers: NodeJS.Timeout[] = [];
+  private logFile?: WriteStream;
+  private pendingLog: string[] = [];
+  private pendingBytes = 0;
+  private flushing: Promise<void> = Promise.resolve();
+  private lastStderrLine = '';
+
+  constructor(
+    private readonly rec: JobRecord,
+    private readonly store: JobStore,
+    private readonly runner: Runner,
+    private readonly opts: WorkerOptions,
+    private readonly workerId: string,
+    jobsDir: string,
+    private readonly log: Logger,
+    readonly dir = join(jobsDir, rec.id),
+  ) {}
+
+  async run(): Promise<void> {
+    const { rec, store } = this;
+    const problem = this.runner.check(imageNameOf(rec.runner));
+    if (problem) {
+      await store.appendLog(rec.id, `[offloader] ${problem}\n`, this.opts.maxLogBytes);
+      await this.finish('failed', { error: problem });
+      return;
+    }
+    await mkdir(this.dir, { recursive: true });
+    this.logFile = createWriteStream(join(this.dir, 'job.log'), { flags: 'a' });
+    this.note(`starting ${rec.runner} with the ${this.runner.kind} runner (worker ${this.workerId})`);
+
+    try {
+      this.handle = await this.runner.start({
+        job: rec,
+        env: jobEnv(rec, this.dir),
+        dir: this.dir,
+        onOutput: (chunk, stream) => this.output(chunk, stream),
+      });
+    } catch (err) {
+      const error = `the job program could not be started: ${(err as Error).message}`;
+      this.note(error);
+      await this.flushLog();
+      await this.finish('failed', { error });
+      return;
+    }
+
+    const { previous } = await store.transition(rec.id, ['starting'], 'running');
+    if (this.stopReason || previous === 'stopping') this.stop(this.stopReason ?? 'stop requested before the job started');
+    this.timers.push(setInterval(() => void this.renew(), Math.max(500, this.opts.leaseMs / 3)));
+    this.timers.push(setTimeout(() => this.stop(`max_duration_sec (${rec.max_duration_sec} s) reached`), rec.max_duration_sec * 1000));
+    this.timers.push(setInterval(() => void this.flushLog(), LOG_FLUSH_MS));
+
+    const exit = await this.handle.exited;
+    for (const t of this.timers) clearInterval(t);
+    this.note(describeExit(exit));
+    await this.flushLog();
+    await new Promise((r) => this.logFile!.end(r));
+    if (this.lostLease) return; // the job was already failed by a sweeper; nothing to add
+
+    const output = await readOutput(this.dir);
+    const fields: Record<string, string | number> = { exit_code: exit.code ?? 128 };
+    if (output) fields.output = JSON.stringify(output);
+    if (exit.code === 0) {
+      await this.finish('succeeded', fields);
+    } else {
+      await this.finish('failed', { ...fields, error: this.failureReason(exit) });
+    }
+  }
+
+  /** Graceful stop: SIGTERM now, SIGKILL if the program is still there after the grace period. */
+  stop(reason: string): void {
+    if (!this.stopReason) {
+      this.stopReason = reason;
+      void this.store.transition(this.rec.id, ['starting', 'running'], 'stopping');
+    }
+    if (!this.handle || this.signaled) return;
+    this.signaled = true;
+    this.note(`${this.stopReason}: sending SIGTERM`);
+    this.handle.signal('SIGTERM');
+    const grace = setTimeout(() => {
+      this.killed = true;
+      this.note(`still running ${this.opts.stopGraceMs / 1000} s after SIGTERM: sending SIGKILL`);
+      this.handle!.signal('SIGKILL');
+    }, this.opts.stopGraceMs);
+    this.timers.push(grace);
+  }
+
+  private async renew(): Promise<void> {
+    let status;
+    try {
+      status = await this.store.renew(this.rec.id, this.workerId, this.opts.leaseMs);
+    } catch (err) {
+      this.log.warn({ err }, 'lease renewal failed; retrying');
+      return;
+    }
+    if (status === null) {
+      // Our lease ran out (this process was frozen or cut off from Redis) and the job was failed.
+      // It must not go on beside whatever happens next.
+      this.lostLease = true;
+      this.note('lost the job slot lease: killing the job program');
+      this.handle?.signal('SIGKILL');
+    } else if (status === 'stopping') {
+      this.stop('stop requested through the API');
+    }
+  }
+
+  private failureReason(exit: JobExit): string {
+    if (this.killed) {
+      return `the job program did not stop within ${this.opts.stopGraceMs / 1000} s of SIGTERM (${this.stopReason}) and was killed`;
+    }
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const detail = this.lastStderrLine ? `: ${this.lastStderrLine}` : '';
+    return `the job program ${how}${detail}`;
+  }
+
+  private async finish(status: 'succeeded' | 'failed', fields: Record<string, string | number>): Promise<void> {
+    await this.store.transition(this.rec.id, ['starting', 'running', 'stopping'], status, fields);
+    this.log.info({ status, ...fields }, 'job finished');
+  }
+
+  private output(chunk: Buffer, stream: 'stdout' | 'stderr'): void {
+    if (stream === 'stderr') {
+      const lines = chunk.toString().split('\n').map((l) => l.trim()).filter(Boolean);
+      if (lines.length) this.lastStderrLine = lines[lines.length - 1]!.slice(0, 500);
+    }
+    this.append(chunk.toString());
+  }
+
+  /** A line of our own in the job log, so the log tells the whole story. */
+  private note(text: string): void {
+    this.append(`[offloader ${new Date().toISOString()}] ${text}\n`);
+  }
+
+  private append(text: string): void {
+    this.logFile?.write(text);
+    this.pendingLog.push(text);
+    this.pendingBytes += text.length;
+    if (this.pendingBytes > 64 * 1024) void this.flushLog();
+  }
+
+  private flushLog(): Promise<void> {
+    if (this.pendingLog.length === 0) return this.flushing;
+    const text = this.pendingLog.join('');
+    this.pendingLog = [];
+    this.pendingBytes = 0;
+    this.flushing = this.flushing
+      .then(() => this.store.appendLog(this.rec.id, text, this.opts.maxLogBytes))
+      .catch((err) => this.log.warn({ err }, 'could not store job log in Redis (job.log keeps it)'));
+    return this.flushing;
+  }
+}
+
+function describeExit(exit: JobExit): string {
+  return exit.signal ? `job program ended by ${exit.signal}` : `job program exited with code ${exit.code}`;
+}
+
+/** A job program names its artifacts in output.json in its directory. */
+async function readOutput(dir: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    const data = JSON.parse(await readFile(join(dir, 'output.json'), 'utf8'));
+    return data && typeof data === 'object' && !Array.isArray(data) ? data : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,42 @@
+// What a runner does for the worker: start one job's program and hand back a handle to signal it
+// and await its end. The worker owns everything around it (slots, leases, stop and kill timing,
+// logs), so each runner (process, docker, kubernetes) stays small and they all behave alike.
+import type { JobRecord } from '../store/jobs.js';
+
+export interface JobExit {
+  /** exit code, or null when ended by a signal */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface RunningJob {
+  readonly pid?: number;
+  signal(sig: 'SIGTERM' | 'SIGKILL'): void;
+  readonly exited: Promise<JobExit>;
+}
+
+export interface StartSpec {
+  job: JobRecord;
+  /** input_data as upper-cased variables, plus JOB_ID, JOB_TYPE and JOB_DIR */
+  env: Record<string, string>;
+  /** the job's working directory: partial media, log, output.json */
+  dir: string;
+  onOutput(chunk: Buffer, stream: 'stdout' | 'stderr'): void;
+}
+
+export interface Runner {
+  readonly kind: string;
+  /** Why this runner cannot run the image, or null when it can. */
+  check(imageName: string): string | null;
+  start(spec: StartSpec): Promise<RunningJob>;
+}
+
+/** input_data keys become upper-cased environment variables, as upstream (`site_url` → `SITE_URL`). */
+export function jobEnv(job: JobRecord, dir: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(job.input)) env[k.toUpperCase()] = String(v);
+  env.JOB_ID = job.id;
+  env.JOB_TYPE = job.type;
+  env.JOB_DIR = dir;
+  return env;
+}

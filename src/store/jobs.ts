@@ -1,0 +1,311 @@
+// Job records in Redis. Every change of status goes through one Lua script that checks the
+// current status first (compare-and-set), so two processes can never both start, finish or
+// cancel the same job; admission to a job slot is a second script that counts and takes a slot
+// in the same step.
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { type InputData, type Job, type JobStatus, type JobType, activeStatuses, finalStatuses } from '../jobs/schema.js';
+import { type Keys, script } from './redis.js';
+
+export interface JobRecord {
+  id: string;
+  type: JobType;
+  runner: string;
+  max_duration_sec: number;
+  input: InputData;
+  client: string;
+  live: boolean;
+  status: JobStatus;
+  created_at: number;
+  start_at?: number;
+  stop_at?: number;
+  exit_code?: number;
+  error?: string;
+  output?: Record<string, unknown>;
+  worker?: string;
+}
+
+export interface Retention {
+  succeededMs: number;
+  failedMs: number;
+}
+
+/** Same alphabet and length as Mattermost ids: 26 characters of [a-z0-9]. */
+export function newId(): string {
+  const alphabet = 'ybndrfg8ejkmcpqxot1uwisza345h769';
+  const bytes = randomBytes(26);
+  let id = '';
+  for (const b of bytes) id += alphabet[b & 31];
+  return id;
+}
+
+const TRANSITION = `
+local id, from, to, now, expireAt, leaseGuard = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {0, ''} end
+if not string.find(',' .. from .. ',', ',' .. status .. ',', 1, true) then return {0, status} end
+if leaseGuard ~= '' then
+  local lease = redis.call('ZSCORE', KEYS[3], id)
+  if not lease or tonumber(lease) > tonumber(leaseGuard) then return {0, status} end
+end
+redis.call('HSET', KEYS[1], 'status', to, unpack(ARGV, 7))
+if to ~= 'queued' then redis.call('ZREM', KEYS[2], id) end
+if expireAt ~= '' then
+  redis.call('HSET', KEYS[1], 'stop_at', now)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZADD', KEYS[4], expireAt, id)
+end
+return {1, status}
+`;
+
+const ACQUIRE = `
+local id, max, leaseUntil, worker, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' then return {-1, status or ''} end
+if redis.call('ZCARD', KEYS[3]) >= max then return {0, status} end
+redis.call('ZADD', KEYS[3], leaseUntil, id)
+redis.call('ZREM', KEYS[2], id)
+redis.call('HSET', KEYS[1], 'status', 'starting', 'worker', worker, 'start_at', now)
+return {1, 'starting'}
+`;
+
+// Renews a lease only while this worker still holds it; answers the job's status so that the
+// worker also learns of a stop asked through another API instance.
+const RENEW = `
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return false end
+if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return false end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
+return redis.call('HGET', KEYS[1], 'status')
+`;
+
+// Keeps the tail: the end of a log says why a job failed.
+const APPEND_LOG = `
+local len = redis.call('APPEND', KEYS[1], ARGV[1])
+local cap = tonumber(ARGV[2])
+if len > cap then
+  local keep = math.floor(cap * 3 / 4)
+  local tail = redis.call('GETRANGE', KEYS[1], len - keep, -1)
+  redis.call('SET', KEYS[1], '[earlier output dropped here; the whole log is job.log in the job directory]\\n' .. tail)
+end
+return len
+`;
+
+/** Upper bounds (seconds) of the job duration histogram. */
+export const durationBuckets = [10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800];
+
+export class JobStore {
+  private readonly transitionScript;
+  private readonly acquireScript;
+  private readonly renewScript;
+  private readonly appendLogScript;
+
+  constructor(
+    readonly redis: Redis,
+    readonly keys: Keys,
+    private readonly retention: Retention,
+  ) {
+    this.transitionScript = script<[number, string]>(redis, 'coTransition', 4, TRANSITION);
+    this.acquireScript = script<[number, string]>(redis, 'coAcquire', 3, ACQUIRE);
+    this.renewScript = script<string | null>(redis, 'coRenew', 2, RENEW);
+    this.appendLogScript = script<number>(redis, 'coAppendLog', 1, APPEND_LOG);
+  }
+
+  async create(rec: Omit<JobRecord, 'id' | 'status' | 'created_at'>): Promise<JobRecord> {
+    const job: JobRecord = { ...rec, id: newId(), status: 'queued', created_at: Date.now() };
+    const k = this.keys;
+    await this.redis
+      .multi()
+      .hset(k.job(job.id), {
+        type: job.type,
+        runner: job.runner,
+        max_duration_sec: job.max_duration_sec,
+        input: JSON.stringify(job.input),
+        client: job.client,
+        live: job.live ? '1' : '0',
+        status: job.status,
+        created_at: job.created_at,
+      })
+      .zadd(k.jobs, job.created_at, job.id)
+      .zadd(k.clientJobs(job.client), job.created_at, job.id)
+      .zadd(k.queued, job.created_at, job.id)
+      .exec();
+    return job;
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    return parseRecord(id, await this.redis.hgetall(this.keys.job(id)));
+  }
+
+  async getMany(ids: string[]): Promise<JobRecord[]> {
+    if (ids.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hgetall(this.keys.job(id));
+    const rows = (await pipe.exec()) ?? [];
+    return rows.map(([, h], i) => parseRecord(ids[i]!, h as Record<string, string>)).filter((j): j is JobRecord => j !== null);
+  }
+
+  /** Newest first; clientId null lists every client's jobs (admin). */
+  async list(
+    clientId: string | null,
+    filter: { type?: JobType; status?: JobStatus },
+    page: number,
+    perPage: number,
+  ): Promise<{ jobs: JobRecord[]; total: number }> {
+    const index = clientId === null ? this.keys.jobs : this.keys.clientJobs(clientId);
+    const ids = await this.redis.zrevrange(index, 0, -1);
+    let jobs: JobRecord[];
+    if (!filter.type && !filter.status) {
+      jobs = await this.getMany(ids.slice(page * perPage, (page + 1) * perPage));
+      return { jobs, total: ids.length };
+    }
+    // Filtering needs each record's type and status; one pipelined HMGET per job.
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hmget(this.keys.job(id), 'type', 'status');
+    const rows = (await pipe.exec()) ?? [];
+    const matching = ids.filter((_, i) => {
+      const [type, status] = rows[i]![1] as [string | null, string | null];
+      return (!filter.type || type === filter.type) && (!filter.status || status === filter.status);
+    });
+    jobs = await this.getMany(matching.slice(page * perPage, (page + 1) * perPage));
+    return { jobs, total: matching.length };
+  }
+
+  /**
+   * Moves a job from one of `from` to `to`, setting `fields` too. Returns whether it moved and
+   * the status it had. A final status stamps stop_at, frees the job's slot, starts its retention
+   * and counts its outcome. `leaseExpiredBefore` makes the move conditional on the job's lease
+   * having run out (the reaper must not fail a job whose worker just renewed).
+   */
+  async transition(
+    id: string,
+    from: readonly JobStatus[],
+    to: JobStatus,
+    fields: Partial<Record<'error' | 'exit_code' | 'output' | 'start_at', string | number>> = {},
+    leaseExpiredBefore?: number,
+  ): Promise<{ applied: boolean; previous: JobStatus | null }> {
+    const now = Date.now();
+    const final = finalStatuses.includes(to);
+    const expireAt = final ? now + (to === 'succeeded' ? this.retention.succeededMs : this.retention.failedMs) : '';
+    const k = this.keys;
+    const flat = Object.entries(fields).flatMap(([f, v]) => [f, String(v)]);
+    const [applied, previous] = await this.transitionScript(
+      [k.job(id), k.queued, k.slots, k.finished],
+      [id, from.join(','), to, now, expireAt, leaseExpiredBefore ?? '', ...flat],
+    );
+    if (applied === 1 && final) await this.countOutcome(id, to, now);
+    return { applied: applied === 1, previous: (previous || null) as JobStatus | null };
+  }
+
+  private async countOutcome(id: string, outcome: JobStatus, now: number): Promise<void> {
+    const [type, startAt] = await this.redis.hmget(this.keys.job(id), 'type', 'start_at');
+    if (!type) return;
+    const pipe = this.redis.pipeline().hincrby(this.keys.outcomes, `${type}|${outcome}`, 1);
+    if (startAt) {
+      const seconds = Math.max(0, (now - Number(startAt)) / 1000);
+      const key = this.keys.durations(type);
+      for (const le of durationBuckets) if (seconds <= le) pipe.hincrby(key, String(le), 1);
+      pipe.hincrby(key, '+Inf', 1).hincrbyfloat(key, 'sum', seconds);
+    }
+    await pipe.exec();
+  }
+
+  /**
+   * Atomic admission: takes one of `max` job slots for a queued job. Returns 'admitted',
+   * 'full' (try again later) or 'gone' (no longer queued: canceled, failed, or run already).
+   */
+  async acquire(id: string, max: number, leaseMs: number, worker: string): Promise<'admitted' | 'full' | 'gone'> {
+    const k = this.keys;
+    const now = Date.now();
+    const [r] = await this.acquireScript([k.job(id), k.queued, k.slots], [id, max, now + leaseMs, worker, now]);
+    return r === 1 ? 'admitted' : r === 0 ? 'full' : 'gone';
+  }
+
+  /** Renews this worker's lease; null when the lease was lost (the job was failed meanwhile). */
+  async renew(id: string, worker: string, leaseMs: number): Promise<JobStatus | null> {
+    return (await this.renewScript([this.keys.job(id), this.keys.slots], [id, worker, Date.now() + leaseMs])) as JobStatus | null;
+  }
+
+  async setFields(id: string, fields: Record<string, string | number>): Promise<void> {
+    await this.redis.hset(this.keys.job(id), fields);
+  }
+
+  async appendLog(id: string, chunk: string | Buffer, maxBytes: number): Promise<void> {
+    await this.appendLogScript([this.keys.log(id)], [chunk.toString(), maxBytes]);
+  }
+
+  async log(id: string): Promise<string> {
+    return (await this.redis.get(this.keys.log(id))) ?? '';
+  }
+
+  /** Deletes a record, its log and its index entries. */
+  async purge(id: string): Promise<void> {
+    const k = this.keys;
+    const client = await this.redis.hget(k.job(id), 'client');
+    const tx = this.redis.multi().del(k.job(id), k.log(id)).zrem(k.jobs, id).zrem(k.queued, id).zrem(k.slots, id).zrem(k.finished, id);
+    if (client) tx.zrem(k.clientJobs(client), id);
+    await tx.exec();
+  }
+
+  runningCount(): Promise<number> {
+    return this.redis.zcard(this.keys.slots);
+  }
+
+  /** Jobs whose lease ran out before `now`: their worker is gone. */
+  expiredLeases(now: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.slots, '-inf', now, 'LIMIT', 0, 100);
+  }
+
+  queuedBefore(createdBefore: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.queued, '-inf', createdBefore, 'LIMIT', 0, 100);
+  }
+
+  retentionEnded(now: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.finished, '-inf', now, 'LIMIT', 0, 100);
+  }
+}
+
+export const isActive = (s: JobStatus) => activeStatuses.includes(s);
+export const isFinal = (s: JobStatus) => finalStatuses.includes(s);
+
+function parseRecord(id: string, h: Record<string, string> | null | undefined): JobRecord | null {
+  if (!h || !h.status) return null;
+  const num = (v: string | undefined) => (v === undefined || v === '' ? undefined : Number(v));
+  return {
+    id,
+    type: h.type as JobType,
+    runner: h.runner ?? '',
+    max_duration_sec: Number(h.max_duration_sec),
+    input: h.input ? JSON.parse(h.input) : {},
+    client: h.client ?? '',
+    live: h.live === '1',
+    status: h.status as JobStatus,
+    created_at: Number(h.created_at),
+    start_at: num(h.start_at),
+    stop_at: num(h.stop_at),
+    exit_code: num(h.exit_code),
+    error: h.error || undefined,
+    output: h.output ? JSON.parse(h.output) : undefined,
+    worker: h.worker || undefined,
+  };
+}
+
+/** The record as the API shows it: upstream's fields plus ours, secrets masked. */
+export function toApiJob(rec: JobRecord): Job {
+  const input = { ...rec.input };
+  if (typeof input.auth_token === 'string') input.auth_token = '********';
+  const job: Job = {
+    id: rec.id,
+    type: rec.type,
+    max_duration_sec: rec.max_duration_sec,
+    runner: rec.runner,
+    status: rec.status,
+    created_at: rec.created_at,
+    start_at: rec.start_at ?? rec.created_at,
+  };
+  if (Object.keys(input).length > 0) job.input_data = input;
+  if (rec.stop_at) job.stop_at = rec.stop_at;
+  if (rec.exit_code !== undefined) job.exit_code = rec.exit_code;
+  if (rec.error) job.error = rec.error;
+  if (rec.output && Object.keys(rec.output).length > 0) job.output_data = rec.output;
+  return job;
+}

@@ -1,0 +1,41 @@
+// One place that knows how to reach Redis and how our keys are named: every key lives under the
+// configured prefix so that several deployments (or test runs) can share one server.
+import { Redis, type RedisOptions } from 'ioredis';
+
+export function connect(url: string, options: RedisOptions = {}): Redis {
+  // BullMQ needs maxRetriesPerRequest: null on the connections it blocks on; the rest of the
+  // service wants a quick error instead of a request that waits for Redis forever.
+  return new Redis(url, { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: 2, ...options });
+}
+
+export type Keys = ReturnType<typeof keysFor>;
+
+export function keysFor(prefix: string) {
+  return {
+    prefix,
+    job: (id: string) => `${prefix}:job:${id}`,
+    log: (id: string) => `${prefix}:job:${id}:log`,
+    /** every job by created_at (admin listing) */
+    jobs: `${prefix}:jobs`,
+    clientJobs: (clientId: string) => `${prefix}:client:${clientId}:jobs`,
+    /** queued jobs by created_at (start timeout) */
+    queued: `${prefix}:queued`,
+    /** admitted jobs by lease expiry: the concurrency semaphore */
+    slots: `${prefix}:slots`,
+    /** finished jobs by the time their retention ends */
+    finished: `${prefix}:finished`,
+    clients: `${prefix}:clients`,
+    session: (tokenHash: string) => `${prefix}:session:${tokenHash}`,
+    outcomes: `${prefix}:stats:outcomes`,
+    durations: (type: string) => `${prefix}:stats:duration:${type}`,
+    /** pub/sub channel: job ids to stop */
+    stopChannel: `${prefix}:control:stop`,
+  };
+}
+
+/** Registers a Lua script on a connection and returns a typed caller (EVALSHA with fallback). */
+export function script<R>(redis: Redis, name: string, numberOfKeys: number, lua: string) {
+  redis.defineCommand(name, { numberOfKeys, lua });
+  const call = (redis as unknown as Record<string, (...args: (string | number)[]) => Promise<R>>)[name]!.bind(redis);
+  return (keys: string[], args: (string | number)[]): Promise<R> => call(...keys, ...args);
+}
