@@ -9,6 +9,7 @@ import { ConfigError, loadConfig, unknownVariables, variables, type Config } fro
 import { createLogger, type Logger } from './log.js';
 import { createServices, workerOptions } from './services.js';
 import { buildServer } from './api/server.js';
+import { buildOpenApi, toYaml } from './api/openapi.js';
 import { Sweeper } from './queue/sweeper.js';
 import { JobWorker } from './queue/worker.js';
 import { version } from './version.js';
@@ -22,6 +23,7 @@ Commands:
             redis-server when REDIS_URL is not set and nothing answers on 127.0.0.1:6379.
   api       the HTTP API alone (any number of instances may share one Redis)
   worker    a worker alone: takes jobs from Redis and runs them with the configured runner
+  openapi   print the OpenAPI description of the API (openapi.yaml)
   version   print the version
   help      this text
 
@@ -36,7 +38,7 @@ async function main(argv: string[]): Promise<void> {
   const command = argv[0] ?? 'help';
   if (command === 'help' || command === '--help' || command === '-h') return void process.stdout.write(HELP);
   if (command === 'version' || command === '--version') return void process.stdout.write(`${version.buildVersion}\n`);
-  if (!['serve', 'api', 'worker'].includes(command)) {
+  if (!['serve', 'api', 'worker', 'openapi'].includes(command)) {
     process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP}`);
     process.exitCode = 2;
     return;
@@ -55,6 +57,7 @@ async function main(argv: string[]): Promise<void> {
   for (const name of unknownVariables()) log.warn(`${name} is not a setting of this service (a typo?); it is ignored`);
 
   if (command === 'worker') return runWorker(config, log);
+  if (command === 'openapi') return printOpenApi(config, log);
   const redis = command === 'serve' ? await ensureRedis(config, log) : undefined;
   const stopApi = await runApi(config, log);
   const worker = command === 'serve' ? superviseWorker(redis?.url ?? config.redisUrl, log) : undefined;
@@ -80,6 +83,14 @@ async function runApi(config: Config, log: Logger): Promise<() => Promise<void>>
     await sweeper.stop();
     await services.close();
   };
+}
+
+async function printOpenApi(config: Config, log: Logger): Promise<void> {
+  const services = createServices(config);
+  const { app, routes } = await buildServer({ config, log, ...services });
+  process.stdout.write(toYaml(buildOpenApi(routes, version.buildVersion)));
+  await app.close();
+  await services.close();
 }
 
 async function runWorker(config: Config, log: Logger): Promise<void> {

@@ -4,7 +4,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { type ClientStore, MIN_KEY_LENGTH, type SessionStore, secretsEqual } from '../store/clients.js';
-import { ApiError } from './errors.js';
+import { ApiError, sendError } from './errors.js';
 
 export interface Principal {
   clientId: string;
@@ -68,14 +68,20 @@ export function installAuth(
   }
 
   app.decorateRequest('principal', null);
-  app.addHook('onRequest', async (request) => {
+  // Answers here rather than throwing: plugins such as the dashboard bring their own error handler.
+  app.addHook('onRequest', async (request, reply) => {
     const level = request.routeOptions.config?.auth ?? 'client';
     if (level === 'none') return;
-    request.principal = await identify(request);
+    try {
+      request.principal = await identify(request);
+    } catch (err) {
+      if (err instanceof ApiError) return sendError(reply, err.status, err.message);
+      throw err;
+    }
     if (level === 'admin' && !request.principal.admin) {
-      throw new ApiError(config.enableAdmin ? 403 : 404, config.enableAdmin
-        ? 'this needs the admin secret'
-        : 'admin routes are off (API_SECURITY_ENABLEADMIN)');
+      return config.enableAdmin
+        ? sendError(reply, 403, 'this needs the admin secret')
+        : sendError(reply, 404, 'admin routes are off (API_SECURITY_ENABLEADMIN)');
     }
   });
   return { identify };

@@ -2,7 +2,7 @@
 // `{"error": "<message>", "code": "<status>"}`, and request-validation failures turned into one
 // sentence that names the field.
 import type { ErrorObject } from 'ajv';
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { idPattern, reservedInputKeys } from '../jobs/schema.js';
 
 export class ApiError extends Error {
@@ -12,6 +12,11 @@ export class ApiError extends Error {
 }
 
 export const envelope = (status: number, message: string) => ({ error: message, code: String(status) });
+
+export function sendError(reply: FastifyReply, status: number, message: string): FastifyReply {
+  if (status === 401) reply.header('www-authenticate', 'Basic realm="calls-offloader"');
+  return reply.code(status).send(envelope(status, message));
+}
 
 const article = (type: string) => (type === 'integer' || type === 'object' || type === 'array' ? `an ${type}` : `a ${type}`);
 
@@ -81,8 +86,7 @@ export function installErrorHandlers(app: FastifyInstance, bodyLimit: number): v
       message = err.message;
     }
     if (status >= 500) request.log.error({ err }, 'request failed');
-    if (status === 401) reply.header('www-authenticate', 'Basic realm="calls-offloader"');
-    return reply.code(status).send(envelope(status, message));
+    return sendError(reply, status, message);
   });
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send(envelope(404, `no route ${request.method} ${request.url.split('?')[0]}`)),

@@ -1,0 +1,112 @@
+// Both auth schemes, self-registration on and off, the admin secret, and per-client scoping.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { type Api, KEY, basic, call, cleanup, ids, recordingJob, startApi, testConfig } from './helpers.js';
+
+const ADMIN = 'admin-secret-'.padEnd(40, 's');
+
+describe('auth with self-registration on', () => {
+  let api: Api;
+  before(async () => {
+    api = await startApi(testConfig({ API_SECURITY_ENABLEADMIN: 'true', API_SECURITY_ADMINSECRETKEY: ADMIN }));
+  });
+  after(async () => {
+    await api.close();
+    await cleanup(api.config);
+  });
+
+  it('an unknown client with a long enough key registers on its first Basic request', async () => {
+    const id = ids();
+    const r = await call(api.url, 'GET', '/jobs', basic(id));
+    assert.equal(r.status, 200);
+    assert.equal((await call(api.url, 'GET', '/jobs', basic(id, 'q'.repeat(40)))).status, 401, 'the key is now fixed');
+    assert.equal((await call(api.url, 'GET', '/jobs', basic(ids(), 'short'))).status, 401, 'short keys never register');
+  });
+
+  it('keys are stored only as a slow hash', async () => {
+    const id = ids();
+    await call(api.url, 'GET', '/jobs', basic(id));
+    const stored = await api.services.redis.hget(`${api.config.redisPrefix}:clients`, id);
+    assert.match(stored!, /^scrypt\$16384\$8\$1\$/);
+    assert.ok(!stored!.includes(KEY));
+  });
+
+  it('bearer tokens from /login work and expire with their session', async () => {
+    const id = ids();
+    await call(api.url, 'POST', '/register', null, { clientID: id, authKey: KEY });
+    const { json } = await call(api.url, 'POST', '/login', null, { clientID: id, authKey: KEY });
+    const r = await call(api.url, 'POST', '/jobs', { bearer: json.bearerToken }, recordingJob(ids()));
+    assert.equal(r.status, 200);
+    assert.equal((await call(api.url, 'GET', '/jobs', { bearer: 'not-a-token' })).status, 401);
+    // Expire the session in Redis: the token stops working.
+    const sessions = await api.services.redis.keys(`${api.config.redisPrefix}:session:*`);
+    await api.services.redis.del(...sessions);
+    assert.equal((await call(api.url, 'GET', '/jobs', { bearer: json.bearerToken })).status, 401);
+  });
+
+  it('a client sees and controls only its own jobs', async () => {
+    const alice = basic(ids());
+    const bob = basic(ids());
+    const { json: job } = await call(api.url, 'POST', '/jobs', alice, recordingJob(ids()));
+    assert.equal((await call(api.url, 'GET', `/jobs/${job.id}`, alice)).status, 200);
+    for (const [method, path] of [['GET', `/jobs/${job.id}`], ['GET', `/jobs/${job.id}/logs`], ['POST', `/jobs/${job.id}/stop`], ['DELETE', `/jobs/${job.id}`]]) {
+      const r = await call(api.url, method!, path!, bob);
+      assert.equal(r.status, 404, `${method} ${path}`);
+    }
+    const list = await call(api.url, 'GET', '/jobs', bob);
+    assert.equal(list.json.total, 0);
+    assert.equal((await call(api.url, 'GET', '/jobs', alice)).json.total, 1);
+    const other = await call(api.url, 'POST', '/unregister', bob, { clientID: (alice as { basic: string[] }).basic[0] });
+    assert.equal(other.status, 403);
+  });
+
+  it('the admin secret (any user name) sees every job; a near miss is refused', async () => {
+    const r = await call(api.url, 'GET', '/jobs?per_page=200', { basic: ['', ADMIN] });
+    assert.equal(r.status, 200);
+    assert.ok(r.json.total >= 2);
+    assert.equal((await call(api.url, 'GET', '/jobs', { basic: ['', ADMIN.slice(0, -1) + 'x'] })).status, 401);
+    // Under a client name, a near miss is just another client (self-registration is on): no admin view.
+    const near = await call(api.url, 'GET', '/jobs', { basic: [ids(), ADMIN.slice(0, -1) + 'x'] });
+    assert.equal(near.json.total, 0);
+  });
+
+  it('the dashboard needs the admin secret', async () => {
+    assert.equal((await call(api.url, 'GET', '/admin/queues', null)).status, 401);
+    assert.equal((await call(api.url, 'GET', '/admin/queues', basic(ids()))).status, 403);
+    const page = await call(api.url, 'GET', '/admin/queues', { basic: ['admin', ADMIN] });
+    assert.equal(page.status, 200);
+    assert.match(page.text, /<html/i);
+    const apiRoute = await call(api.url, 'GET', '/admin/queues/api/queues', basic(ids()));
+    assert.equal(apiRoute.status, 403, 'the dashboard API is behind the same check');
+    const queues = await call(api.url, 'GET', '/admin/queues/api/queues', { basic: ['admin', ADMIN] });
+    assert.deepEqual(queues.json.queues.map((q: { name: string }) => q.name).sort(), ['captioning', 'recording', 'transcribing']);
+  });
+});
+
+describe('auth with self-registration off', () => {
+  let api: Api;
+  before(async () => {
+    api = await startApi(testConfig({
+      API_SECURITY_ALLOWSELFREGISTRATION: 'false',
+      API_SECURITY_ENABLEADMIN: 'true',
+      API_SECURITY_ADMINSECRETKEY: ADMIN,
+    }));
+  });
+  after(async () => {
+    await api.close();
+    await cleanup(api.config);
+  });
+
+  it('unknown clients are refused and only the admin registers clients', async () => {
+    const id = ids();
+    assert.equal((await call(api.url, 'GET', '/jobs', basic(id))).status, 401);
+    const self = await call(api.url, 'POST', '/register', basic(id), { clientID: id, authKey: KEY });
+    assert.equal(self.status, 401);
+    const byAdmin = await call(api.url, 'POST', '/register', { basic: ['', ADMIN] }, { clientID: id, authKey: KEY });
+    assert.equal(byAdmin.status, 201);
+    assert.equal((await call(api.url, 'GET', '/jobs', basic(id))).status, 200);
+    const unreg = await call(api.url, 'POST', '/unregister', { basic: ['', ADMIN] }, { clientID: id });
+    assert.equal(unreg.status, 200);
+    assert.equal((await call(api.url, 'GET', '/jobs', basic(id))).status, 401, 'the cached verification is dropped too');
+  });
+});

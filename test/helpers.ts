@@ -1,0 +1,193 @@
+// Shared test set-up: a private key prefix per test on the real Redis, real API instances on
+// loopback, real workers (in-process or as child processes), and the stand-in job program.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { loadConfig, type Config } from '../src/config.js';
+import { createLogger } from '../src/log.js';
+import { createServices, workerOptions, type Services } from '../src/services.js';
+import { buildServer } from '../src/api/server.js';
+import { JobWorker } from '../src/queue/worker.js';
+import { Sweeper } from '../src/queue/sweeper.js';
+
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const TEST_JOB = fileURLToPath(new URL('./fixtures/test-job.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+export const KEY = 'k'.repeat(8) + randomBytes(24).toString('hex'); // 56 characters
+export const ids = () => randomBytes(13).toString('hex').replace(/[^a-z0-9]/g, '0').slice(0, 26);
+
+/** The stand-in job program reads its behaviour from here; worker processes inherit it. */
+export const controlDir = mkdtempSync(join(tmpdir(), 'co-test-'));
+process.env.TEST_JOB_CONTROL_DIR = controlDir;
+
+export function testEnv(overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    REDIS_URL,
+    REDIS_PREFIX: `test-${randomBytes(4).toString('hex')}`,
+    API_HTTP_LISTENADDRESS: '127.0.0.1:0',
+    JOBS_DATADIR: mkdtempSync(join(tmpdir(), 'co-data-')),
+    JOBS_PROCESSPROGRAMS: `calls-recorder=${TEST_JOB},calls-transcriber=${TEST_JOB}`,
+    JOBS_STOPGRACESEC: '2',
+    JOBS_WORKERLEASESEC: '3',
+    LOGGER_ENABLECONSOLE: process.env.TEST_LOGS ? 'true' : 'false',
+    LOGGER_CONSOLEJSON: 'false',
+    ...overrides,
+  };
+}
+
+export const testConfig = (overrides: Record<string, string> = {}): Config => loadConfig(testEnv(overrides));
+
+/** Behaviour of the stand-in job program for jobs on this call id. */
+export function behave(callId: string, b: Record<string, unknown>): void {
+  writeFileSync(join(controlDir, `${callId}.json`), JSON.stringify(b));
+}
+
+export interface Run {
+  event: 'start' | 'end';
+  job: string;
+  pid: number;
+  t: number;
+}
+
+export function runs(jobId?: string): Run[] {
+  const file = join(controlDir, 'runs.jsonl');
+  if (!existsSync(file)) return [];
+  const all = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Run);
+  return jobId ? all.filter((r) => r.job === jobId) : all;
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface Api {
+  url: string;
+  config: Config;
+  services: Services;
+  close(): Promise<void>;
+}
+
+export async function startApi(config: Config): Promise<Api> {
+  const services = createServices(config);
+  const log = createLogger(config, 'api');
+  const { app } = await buildServer({ config, log, ...services });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    config,
+    services,
+    async close() {
+      await app.close();
+      await services.close();
+    },
+  };
+}
+
+export interface InProcessWorker {
+  worker: JobWorker;
+  sweeper: Sweeper;
+  close(): Promise<void>;
+}
+
+export async function startWorker(config: Config): Promise<InProcessWorker> {
+  const services = createServices(config);
+  const log = createLogger(config, 'worker');
+  const worker = new JobWorker(services.store, services.runner, services.bullConnection, workerOptions(config), log);
+  await worker.start();
+  const sweeper = new Sweeper(services.store, { ...workerOptions(config), jobsDir: worker.jobsDir, intervalMs: 200 }, log);
+  sweeper.start();
+  return {
+    worker,
+    sweeper,
+    async close() {
+      await worker.close();
+      await sweeper.stop();
+      await services.close();
+    },
+  };
+}
+
+/** `calls-offloader worker` as a child process, for tests that kill it. */
+export function spawnWorker(env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Deletes every key under a test prefix and its data directory. */
+export async function cleanup(config: Config): Promise<void> {
+  const redis = new Redis(config.redisUrl);
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redisPrefix}:*`, 'COUNT', 1000);
+    if (keys.length) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  await redis.quit();
+  rmSync(config.dataDir, { recursive: true, force: true });
+}
+
+type Auth = { basic: [string, string] } | { bearer: string } | null;
+
+/** A request shaped like the plugin's Go client: no Content-Type, JSON with a trailing newline. */
+export async function call(
+  url: string,
+  method: string,
+  path: string,
+  auth: Auth,
+  body?: unknown,
+): Promise<{ status: number; text: string; json: any; headers: Headers }> {
+  const headers: Record<string, string> = {};
+  if (auth && 'basic' in auth) headers.authorization = 'Basic ' + Buffer.from(auth.basic.join(':')).toString('base64');
+  if (auth && 'bearer' in auth) headers.authorization = `Bearer ${auth.bearer}`;
+  const res = await fetch(url + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) + '\n',
+  });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, text, json, headers: res.headers };
+}
+
+export const basic = (clientId: string, key = KEY): Auth => ({ basic: [clientId, key] });
+
+export const recordingJob = (callId: string, extra: Record<string, unknown> = {}) => ({
+  type: 'recording',
+  max_duration_sec: 3600,
+  runner: 'mattermost/calls-recorder:v0.8.5',
+  input_data: {
+    site_url: 'http://127.0.0.1:8065',
+    call_id: callId,
+    post_id: ids(),
+    recording_id: ids(),
+    auth_token: ids(),
+    width: 1280,
+    height: 720,
+    video_rate: 1000,
+    audio_rate: 64,
+    frame_rate: 15,
+    video_preset: 'ultrafast',
+    output_format: 'mp4',
+    ...extra,
+  },
+});
