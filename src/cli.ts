@@ -7,11 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { ConfigError, loadConfig, unknownVariables, variables, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
-import { createServices, workerOptions } from './services.js';
+import { createServices, startApiInstance, startWorkerInstance } from './services.js';
 import { buildServer } from './api/server.js';
 import { buildOpenApi, toYaml } from './api/openapi.js';
-import { Sweeper } from './queue/sweeper.js';
-import { JobWorker } from './queue/worker.js';
 import { version } from './version.js';
 
 const HELP = `calls-offloader ${version.buildVersion}: recording, transcription and live-caption jobs for Mattermost Calls
@@ -44,15 +42,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
 
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`invalid configuration:\n${err.message}\n`);
-    process.exitCode = 78; // EX_CONFIG
-    return;
-  }
+  const config = loadConfig();
   const log = createLogger(config, command);
   for (const name of unknownVariables()) log.warn(`${name} is not a setting of this service (a typo?); it is ignored`);
 
@@ -69,24 +59,16 @@ async function main(argv: string[]): Promise<void> {
 }
 
 async function runApi(config: Config, log: Logger): Promise<() => Promise<void>> {
-  const services = createServices(config);
-  const { app } = await buildServer({ config, log, ...services });
-  const sweeper = new Sweeper(services.store, workerOptions(config), log);
-  sweeper.start();
-  await app.listen({ host: config.listen.host, port: config.listen.port });
+  const api = await startApiInstance(config, log);
   const loopback = /^(127\.|::1$|localhost$)/.test(config.listen.host);
   if (config.allowSelfRegistration && !loopback) {
     log.warn('self-registration is on and the API is reachable from the network: any host that reaches it can register; consider API_SECURITY_ALLOWSELFREGISTRATION=false');
   }
-  return async () => {
-    await app.close();
-    await sweeper.stop();
-    await services.close();
-  };
+  return () => api.close();
 }
 
 async function printOpenApi(config: Config, log: Logger): Promise<void> {
-  const services = createServices(config);
+  const services = createServices(config, log);
   const { app, routes } = await buildServer({ config, log, ...services });
   process.stdout.write(toYaml(buildOpenApi(routes, version.buildVersion)));
   await app.close();
@@ -94,16 +76,8 @@ async function printOpenApi(config: Config, log: Logger): Promise<void> {
 }
 
 async function runWorker(config: Config, log: Logger): Promise<void> {
-  const services = createServices(config);
-  const worker = new JobWorker(services.store, services.runner, services.bullConnection, workerOptions(config), log);
-  await worker.start();
-  const sweeper = new Sweeper(services.store, { ...workerOptions(config), jobsDir: worker.jobsDir }, log);
-  sweeper.start();
-  onShutdown(log, async () => {
-    await worker.close();
-    await sweeper.stop();
-    await services.close();
-  });
+  const worker = await startWorkerInstance(config, log);
+  onShutdown(log, () => worker.close());
 }
 
 /** The worker as a child process: a crash costs its jobs, not the API. Restarted after a pause. */
@@ -178,6 +152,10 @@ function onShutdown(log: Logger, stop: () => Promise<void>): void {
 }
 
 main(process.argv.slice(2)).catch((err) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`invalid configuration:\n${err.message}\n`);
+    process.exit(78); // EX_CONFIG
+  }
   process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
   process.exit(1);
 });

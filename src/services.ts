@@ -7,6 +7,11 @@ import { ClientStore, SessionStore } from './store/clients.js';
 import { closeQueues, createQueues, type Queues } from './queue/queues.js';
 import { ProcessRunner } from './runners/process.js';
 import type { Runner } from './runners/runner.js';
+import type { Logger } from './log.js';
+import type { AddressInfo } from 'node:net';
+import { buildServer } from './api/server.js';
+import { Sweeper } from './queue/sweeper.js';
+import { JobWorker } from './queue/worker.js';
 
 export interface Services {
   redis: Redis;
@@ -25,16 +30,17 @@ export function createRunner(config: Config): Runner {
   throw new ConfigError('JOBS_APITYPE', `the ${config.apiType} runner is not part of this build yet; use process`);
 }
 
-export function createServices(config: Config): Services {
+export function createServices(config: Config, log: Logger): Services {
   const runner = createRunner(config);
   const keys = keysFor(config.redisPrefix);
-  const redis = connect(config.redisUrl);
-  const bullConnection = connect(config.redisUrl, { maxRetriesPerRequest: null });
+  const onError = (err: Error) => log.error({ err: err.message }, 'redis connection lost; reconnecting');
+  const redis = connect(config.redisUrl, onError);
+  const bullConnection = connect(config.redisUrl, onError, { maxRetriesPerRequest: null });
   const store = new JobStore(redis, keys, {
     succeededMs: config.succeededJobsRetention,
     failedMs: config.failedJobsRetention,
   });
-  const queues = createQueues(bullConnection, config.redisPrefix);
+  const queues = createQueues(bullConnection, config.redisPrefix, onError);
   return {
     redis,
     bullConnection,
@@ -59,3 +65,42 @@ export const workerOptions = (config: Config) => ({
   dataDir: config.dataDir,
   prefix: config.redisPrefix,
 });
+
+/** An API instance with its sweeper, listening: what `calls-offloader api` runs. */
+export async function startApiInstance(config: Config, log: Logger) {
+  const services = createServices(config, log);
+  const { app } = await buildServer({ config, log, ...services });
+  const sweeper = new Sweeper(services.store, workerOptions(config), log);
+  sweeper.start();
+  await app.listen({ host: config.listen.host, port: config.listen.port });
+  const { port } = app.server.address() as AddressInfo;
+  return {
+    app,
+    services,
+    url: `${config.tlsEnable ? 'https' : 'http'}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`,
+    async close() {
+      await app.close();
+      await sweeper.stop();
+      await services.close();
+    },
+  };
+}
+
+/** A worker with its sweeper: what `calls-offloader worker` runs. */
+export async function startWorkerInstance(config: Config, log: Logger) {
+  const services = createServices(config, log);
+  const worker = new JobWorker(services.store, services.runner, services.bullConnection, workerOptions(config), log);
+  await worker.start();
+  const sweeper = new Sweeper(services.store, { ...workerOptions(config), jobsDir: worker.jobsDir }, log);
+  sweeper.start();
+  return {
+    worker,
+    sweeper,
+    services,
+    async close() {
+      await worker.close();
+      await sweeper.stop();
+      await services.close();
+    },
+  };
+}

@@ -9,10 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
-import { createServices, workerOptions, type Services } from '../src/services.js';
-import { buildServer } from '../src/api/server.js';
-import { JobWorker } from '../src/queue/worker.js';
-import { Sweeper } from '../src/queue/sweeper.js';
+import { startApiInstance, startWorkerInstance } from '../src/services.js';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const TEST_JOB = fileURLToPath(new URL('./fixtures/test-job.js', import.meta.url));
@@ -75,53 +72,14 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
   }
 }
 
-export interface Api {
-  url: string;
-  config: Config;
-  services: Services;
-  close(): Promise<void>;
-}
+export type Api = Awaited<ReturnType<typeof startApiInstance>> & { config: Config };
+export type InProcessWorker = Awaited<ReturnType<typeof startWorkerInstance>>;
 
 export async function startApi(config: Config): Promise<Api> {
-  const services = createServices(config);
-  const log = createLogger(config, 'api');
-  const { app } = await buildServer({ config, log, ...services });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${address.port}`,
-    config,
-    services,
-    async close() {
-      await app.close();
-      await services.close();
-    },
-  };
+  return { ...(await startApiInstance(config, createLogger(config, 'api'))), config };
 }
 
-export interface InProcessWorker {
-  worker: JobWorker;
-  sweeper: Sweeper;
-  close(): Promise<void>;
-}
-
-export async function startWorker(config: Config): Promise<InProcessWorker> {
-  const services = createServices(config);
-  const log = createLogger(config, 'worker');
-  const worker = new JobWorker(services.store, services.runner, services.bullConnection, workerOptions(config), log);
-  await worker.start();
-  const sweeper = new Sweeper(services.store, { ...workerOptions(config), jobsDir: worker.jobsDir, intervalMs: 200 }, log);
-  sweeper.start();
-  return {
-    worker,
-    sweeper,
-    async close() {
-      await worker.close();
-      await sweeper.stop();
-      await services.close();
-    },
-  };
-}
+export const startWorker = (config: Config): Promise<InProcessWorker> => startWorkerInstance(config, createLogger(config, 'worker'));
 
 /** `calls-offloader worker` as a child process, for tests that kill it. */
 export function spawnWorker(env: Record<string, string>): ChildProcess {

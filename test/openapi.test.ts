@@ -15,7 +15,7 @@ const committed = readFileSync(new URL('../../openapi.yaml', import.meta.url), '
 
 describe('openapi.yaml', () => {
   const config = testConfig();
-  const services = createServices(config);
+  const services = createServices(config, createLogger(config, 'test'));
   let routes: RouteOptions[] = [];
   let served = '';
   before(async () => {

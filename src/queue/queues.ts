@@ -5,8 +5,12 @@ import { jobTypes, type JobType } from '../jobs/schema.js';
 
 export type Queues = Record<JobType, Queue<{ id: string }>>;
 
-export function createQueues(connection: ConnectionOptions, prefix: string): Queues {
-  return Object.fromEntries(jobTypes.map((t) => [t, new Queue<{ id: string }>(t, { connection, prefix: `${prefix}:bull` })])) as Queues;
+export function createQueues(connection: ConnectionOptions, prefix: string, onError: (err: Error) => void): Queues {
+  return Object.fromEntries(jobTypes.map((t) => {
+    const queue = new Queue<{ id: string }>(t, { connection, prefix: `${prefix}:bull` });
+    queue.on('error', onError);
+    return [t, queue];
+  })) as Queues;
 }
 
 export async function enqueue(queues: Queues, type: JobType, id: string): Promise<void> {

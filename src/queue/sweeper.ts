@@ -13,6 +13,7 @@ export interface SweeperOptions {
   maxConcurrentJobs: number;
   startTimeoutMs: number;
   leaseMs: number;
+  maxLogBytes: number;
   /** set in workers: job directories whose record is gone are removed */
   jobsDir?: string;
   intervalMs?: number;
@@ -51,10 +52,12 @@ export class Sweeper {
   async sweep(now = Date.now()): Promise<void> {
     const { store, opts } = this;
     for (const id of await store.expiredLeases(now)) {
-      const { applied } = await store.transition(id, activeStatuses, 'failed', {
-        error: `the worker running this job stopped responding (no lease renewal for ${Math.round(opts.leaseMs / 1000)} s); the job was abandoned, its log kept`,
-      }, now);
-      if (applied) this.log.warn({ job: id }, 'job failed: its worker stopped responding');
+      const error = `the worker running this job stopped responding (no lease renewal for ${Math.round(opts.leaseMs / 1000)} s); the job was abandoned, its log kept`;
+      const { applied } = await store.transition(id, activeStatuses, 'failed', { error }, now);
+      if (applied) {
+        this.log.warn({ job: id }, 'job failed: its worker stopped responding');
+        await store.appendLog(id, `[offloader ${new Date(now).toISOString()}] ${error}\n`, opts.maxLogBytes);
+      }
     }
 
     const late = await store.queuedBefore(now - opts.startTimeoutMs);

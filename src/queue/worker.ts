@@ -65,7 +65,7 @@ export class JobWorker {
         concurrency: this.opts.maxConcurrentJobs,
         maxStalledCount: 0,
       });
-      worker.on('error', (err) => this.log.error({ err }, 'queue worker error'));
+      worker.on('error', (err) => this.log.error({ err: err.message }, 'queue worker error'));
       this.workers.push(worker);
     }
     this.log.info({ worker: this.id, runner: this.runner.kind }, 'worker started');

@@ -2,10 +2,18 @@
 // configured prefix so that several deployments (or test runs) can share one server.
 import { Redis, type RedisOptions } from 'ioredis';
 
-export function connect(url: string, options: RedisOptions = {}): Redis {
+export function connect(url: string, onError: (err: Error) => void, options: RedisOptions = {}): Redis {
   // BullMQ needs maxRetriesPerRequest: null on the connections it blocks on; the rest of the
   // service wants a quick error instead of a request that waits for Redis forever.
-  return new Redis(url, { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: 2, ...options });
+  const redis = new Redis(url, { enableOfflineQueue: true, maxRetriesPerRequest: 2, ...options });
+  // ioredis reconnects by itself; one line per outage is enough.
+  let down = false;
+  redis.on('error', (err) => {
+    if (!down) onError(err);
+    down = true;
+  });
+  redis.on('ready', () => (down = false));
+  return redis;
 }
 
 export type Keys = ReturnType<typeof keysFor>;

@@ -1,0 +1,98 @@
+// A worker killed with SIGKILL mid-job: the job is failed with a reason within the lease time,
+// its program is told to stop, its log is kept, and nothing ever runs it a second time.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import {
+  type Api, basic, behave, call, cleanup, ids, recordingJob, runs, spawnWorker, startApi, testConfig, testEnv, waitFor,
+} from './helpers.js';
+import { enqueue } from '../src/queue/queues.js';
+
+describe('worker crash', () => {
+  const env = testEnv({ JOBS_WORKERLEASESEC: '3' });
+  const config = testConfig(env);
+  let api: Api;
+  before(async () => {
+    api = await startApi(config);
+  });
+  after(async () => {
+    await api.close();
+    await cleanup(config);
+  });
+
+  it('SIGKILL of the worker fails the job with a reason and never leads to a second run', async () => {
+    const auth = basic(ids());
+    const callId = ids();
+    behave(callId, { sleepMs: 120_000 });
+    const first = spawnWorker(env);
+    const id = (await call(api.url, 'POST', '/jobs', auth, recordingJob(callId))).json.id;
+    await waitFor('program started', () => runs(id).some((r) => r.event === 'start'));
+    const programPid = runs(id)[0]!.pid;
+    await waitFor('log flushed to Redis', async () => /starting/.test((await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text));
+
+    first.kill('SIGKILL');
+    await once(first, 'exit');
+    const killedAt = Date.now();
+    const job = await waitFor('job failed', async () => {
+      const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
+      return j.status === 'failed' ? j : undefined;
+    }, 20_000);
+    assert.equal(job.error, 'the worker running this job stopped responding (no lease renewal for 3 s); the job was abandoned, its log kept');
+    assert.ok(Date.now() - killedAt < 10_000, 'failed within the lease time and a sweep');
+    const log = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
+    assert.match(log, /test job .* starting/, 'the log is kept');
+    assert.match(log, /stopped responding/, 'and says what happened');
+
+    // The kernel told the orphaned program to stop (parent-death signal): it finished and is gone.
+    await waitFor('program ended', () => runs(id).some((r) => r.event === 'end'), 5000);
+    assert.throws(() => process.kill(programPid, 0), /ESRCH/);
+
+    // A new worker, and the job handed out again (as a stalled-job recovery would): it does not run.
+    const second = spawnWorker(env);
+    try {
+      await enqueue(api.services.queues, 'recording', id).catch(() => undefined);
+      await api.services.queues.recording.add('recording', { id }, { jobId: `${id}-redelivered` });
+      await waitFor('redelivery consumed', async () =>
+        (await api.services.queues.recording.getJobCounts('wait', 'active', 'delayed')).wait === 0, 10_000);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(runs(id).filter((r) => r.event === 'start').length, 1, 'ran exactly once');
+      assert.equal((await call(api.url, 'GET', `/jobs/${id}`, auth)).json.status, 'failed');
+    } finally {
+      second.kill('SIGTERM');
+      await once(second, 'exit');
+    }
+  });
+});
+
+describe('readiness', () => {
+  it('/readyz fails while Redis is unreachable; /healthz still answers', async () => {
+    const port = 6391;
+    const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const config = testConfig({ REDIS_URL: `redis://127.0.0.1:${port}` });
+    await waitFor('private redis', async () => {
+      const { Redis } = await import('ioredis');
+      const probe = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        return (await probe.ping()) === 'PONG';
+      } finally {
+        probe.disconnect();
+      }
+    });
+    const api = await startApi(config);
+    try {
+      assert.equal((await call(api.url, 'GET', '/readyz', null)).status, 200);
+      redis.kill('SIGTERM');
+      await once(redis, 'exit');
+      const r = await call(api.url, 'GET', '/readyz', null);
+      assert.equal(r.status, 503);
+      assert.match(r.json.error, /^redis is unreachable/);
+      assert.equal((await call(api.url, 'GET', '/healthz', null)).status, 200);
+    } finally {
+      redis.kill('SIGKILL');
+      await api.close().catch(() => undefined);
+    }
+  });
+});
