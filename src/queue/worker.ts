@@ -27,9 +27,9 @@ export interface WorkerOptions {
   prefix: string;
 }
 
-/** How often a job that found every slot busy asks again. */
-const RETRY_LIVE_MS = 200;
-const RETRY_FILE_MS = 2000;
+/** A job waiting for a slot asks again at least this often, besides when one is released. */
+const SLOT_POLL_MS = 500;
+const FILE_JOB_WAIT_MS = 5000;
 const LOG_FLUSH_MS = 250;
 
 export class JobWorker {
@@ -37,6 +37,8 @@ export class JobWorker {
   private readonly workers: Worker[] = [];
   private readonly active = new Map<string, ActiveJob>();
   private subscriber?: Redis;
+  private waiters: (() => void)[] = [];
+  private closing = false;
 
   constructor(
     private readonly store: JobStore,
@@ -54,9 +56,13 @@ export class JobWorker {
     await mkdir(this.jobsDir, { recursive: true });
     // Stops asked through any API instance arrive here; the lease renewal also reports them, so
     // a missed message only delays a stop by one renewal.
+    const { stopChannel, slotFreedChannel } = this.store.keys;
     this.subscriber = this.connection.duplicate();
-    await this.subscriber.subscribe(this.store.keys.stopChannel);
-    this.subscriber.on('message', (_channel, id: string) => this.active.get(id)?.stop('stop requested through the API'));
+    await this.subscriber.subscribe(stopChannel, slotFreedChannel);
+    this.subscriber.on('message', (channel, id: string) => {
+      if (channel === stopChannel) this.active.get(id)?.stop('stop requested through the API');
+      else this.wakeWaiters();
+    });
 
     for (const type of jobTypes) {
       const worker = new Worker<{ id: string }>(type, (job, token) => this.process(job, token), {
@@ -73,26 +79,56 @@ export class JobWorker {
 
   /** Stops taking jobs, stops the running ones gracefully and waits for them to finish. */
   async close(): Promise<void> {
+    this.closing = true;
+    this.wakeWaiters();
     const closing = this.workers.map((w) => w.close());
     for (const job of this.active.values()) job.stop('the worker is shutting down');
     await Promise.all(closing);
     await this.subscriber?.quit().catch(() => undefined);
   }
 
+  private wakeWaiters(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Resolves when a slot is released anywhere, or after `ms` (a missed message costs only that). */
+  private slotFreed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   private async process(bullJob: BullJob<{ id: string }>, token?: string): Promise<void> {
     const { id } = bullJob.data;
     const rec = await this.store.get(id);
     if (!rec) return;
-    const admission = await this.store.acquire(id, this.opts.maxConcurrentJobs, this.opts.leaseMs, this.id);
-    if (admission === 'gone') return;
-    if (admission === 'full') {
+    // The next job in line waits here for a slot and takes it as soon as one is released. A job
+    // on a finished file goes back to the queue after a while instead, so it holds no place.
+    const waitUntil = Date.now() + (rec.live ? Infinity : FILE_JOB_WAIT_MS);
+    for (;;) {
+      const admission = await this.store.acquire(id, this.opts.maxConcurrentJobs, this.opts.leaseMs, this.id);
+      if (admission === 'gone') return;
+      if (admission === 'admitted') break;
+      if (this.closing) {
+        await bullJob.moveToDelayed(Date.now() + 1000, token);
+        throw new DelayedError();
+      }
       if (rec.live && Date.now() - rec.created_at > this.opts.startTimeoutMs) {
         const error = startTimeoutReason(this.opts.startTimeoutMs, await this.store.runningCount(), this.opts.maxConcurrentJobs);
         await this.store.transition(id, ['queued'], 'failed', { error });
         return;
       }
-      await bullJob.moveToDelayed(Date.now() + (rec.live ? RETRY_LIVE_MS : RETRY_FILE_MS), token);
-      throw new DelayedError();
+      if (Date.now() > waitUntil) {
+        await bullJob.moveToDelayed(Date.now() + FILE_JOB_WAIT_MS, token);
+        throw new DelayedError();
+      }
+      await this.slotFreed(SLOT_POLL_MS);
     }
     const job = new ActiveJob(rec, this.store, this.runner, this.opts, this.id, this.jobsDir, this.log.child({ job: id }));
     this.active.set(id, job);

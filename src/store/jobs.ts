@@ -48,11 +48,11 @@ if leaseGuard ~= '' then
   local lease = redis.call('ZSCORE', KEYS[3], id)
   if not lease or tonumber(lease) > tonumber(leaseGuard) then return {0, status} end
 end
-redis.call('HSET', KEYS[1], 'status', to, unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], 'status', to, unpack(ARGV, 8))
 if to ~= 'queued' then redis.call('ZREM', KEYS[2], id) end
 if expireAt ~= '' then
   redis.call('HSET', KEYS[1], 'stop_at', now)
-  redis.call('ZREM', KEYS[3], id)
+  if redis.call('ZREM', KEYS[3], id) == 1 then redis.call('PUBLISH', ARGV[7], id) end
   redis.call('ZADD', KEYS[4], expireAt, id)
 end
 return {1, status}
@@ -190,7 +190,7 @@ export class JobStore {
     const flat = Object.entries(fields).flatMap(([f, v]) => [f, String(v)]);
     const [applied, previous] = await this.transitionScript(
       [k.job(id), k.queued, k.slots, k.finished],
-      [id, from.join(','), to, now, expireAt, leaseExpiredBefore ?? '', ...flat],
+      [id, from.join(','), to, now, expireAt, leaseExpiredBefore ?? '', k.slotFreedChannel, ...flat],
     );
     if (applied === 1 && final) await this.countOutcome(id, to, now);
     return { applied: applied === 1, previous: (previous || null) as JobStatus | null };

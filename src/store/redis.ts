@@ -38,6 +38,8 @@ export function keysFor(prefix: string) {
     durations: (type: string) => `${prefix}:stats:duration:${type}`,
     /** pub/sub channel: job ids to stop */
     stopChannel: `${prefix}:control:stop`,
+    /** pub/sub channel: a job slot was released */
+    slotFreedChannel: `${prefix}:control:slot-freed`,
   };
 }
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the service and its tests need. Idempotent; run as root or with sudo.
+#   redis-server  queues and state (the embedded default starts it when none runs)
+#   util-linux    setpriv: a job is told to stop when its worker dies
+set -euo pipefail
+packages=(redis-server util-linux)
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+echo "system packages ready: ${packages[*]}"

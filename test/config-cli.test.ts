@@ -1,0 +1,99 @@
+// Configuration: defaults, one clear message per bad variable, and the CLI's behaviour on it;
+// the README documents every variable; `serve` runs the whole service from one command.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { ConfigError, loadConfig, variables } from '../src/config.js';
+import { CLI, KEY, REDIS_URL, basic, call, cleanup, ids, recordingJob, testEnv, waitFor } from './helpers.js';
+
+const run = promisify(execFile);
+
+describe('configuration', () => {
+  it('has one set of defaults: process runner, local Redis, loopback, 2 jobs', () => {
+    const c = loadConfig({});
+    assert.equal(c.apiType, 'process');
+    assert.equal(c.redisUrl, 'redis://127.0.0.1:6379');
+    assert.deepEqual(c.listen, { host: '127.0.0.1', port: 4545 });
+    assert.equal(c.maxConcurrentJobs, 2);
+    assert.equal(c.failedJobsRetention, 30 * 86_400_000);
+    assert.equal(c.imageRegistry, 'mattermost');
+    assert.deepEqual(loadConfig({ API_HTTP_LISTENADDRESS: ':4545' }).listen, { host: '0.0.0.0', port: 4545 });
+  });
+
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ JOBS_MAXCONCURRENTJOBS: 'two' }, /^JOBS_MAXCONCURRENTJOBS: expected a whole number, got "two"$/],
+    [{ JOBS_MAXCONCURRENTJOBS: '0' }, /^JOBS_MAXCONCURRENTJOBS: must be between 1 and 1000, got 0$/],
+    [{ JOBS_FAILEDJOBSRETENTIONTIME: '7 days' }, /^JOBS_FAILEDJOBSRETENTIONTIME: expected a duration like 30m, 12h or 7d/],
+    [{ JOBS_APITYPE: 'podman' }, /^JOBS_APITYPE: must be one of process, docker, kubernetes, got "podman"$/],
+    [{ API_HTTP_LISTENADDRESS: '4545' }, /^API_HTTP_LISTENADDRESS: expected host:port/],
+    [{ API_SECURITY_ALLOWSELFREGISTRATION: 'maybe' }, /^API_SECURITY_ALLOWSELFREGISTRATION: expected true or false/],
+    [{ REDIS_URL: 'http://127.0.0.1:6379' }, /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL/],
+    [{ LOGGER_CONSOLELEVEL: 'loud' }, /^LOGGER_CONSOLELEVEL: must be one of debug, info, warn, error/],
+    [{ JOBS_PROCESSPROGRAMS: 'calls-recorder' }, /^JOBS_PROCESSPROGRAMS: expected name=path entries/],
+    [{ API_SECURITY_ENABLEADMIN: 'true', API_SECURITY_ADMINSECRETKEY: 'short' }, /^API_SECURITY_ADMINSECRETKEY: must be at least 32 characters/],
+    [{ API_HTTP_TLS_ENABLE: 'true' }, /^API_HTTP_TLS_ENABLE: TLS needs API_HTTP_TLS_CERTFILE and API_HTTP_TLS_CERTKEY$/],
+  ];
+  for (const [env, message] of bad) {
+    it(`refuses ${JSON.stringify(env)} naming the variable`, () => {
+      assert.throws(() => loadConfig(env), (err: unknown) => err instanceof ConfigError && message.test(err.message));
+    });
+  }
+
+  it('reports every bad variable at once', () => {
+    assert.throws(() => loadConfig({ JOBS_MAXCONCURRENTJOBS: 'x', JOBS_STOPGRACESEC: '-1' }), (err: Error) =>
+      /JOBS_MAXCONCURRENTJOBS/.test(err.message) && /JOBS_STOPGRACESEC/.test(err.message));
+  });
+
+  it('the README lists every variable with its default', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    for (const v of Object.values(variables)) {
+      assert.match(readme, new RegExp(`\\| \`${v.name}\` \\| \`${v.default.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\` \\|`), v.name);
+    }
+  });
+});
+
+describe('calls-offloader CLI', () => {
+  it('--help lists the commands', async () => {
+    const { stdout } = await run(process.execPath, [CLI, '--help']);
+    for (const c of ['serve', 'api', 'worker']) assert.match(stdout, new RegExp(`^  ${c} `, 'm'));
+  });
+
+  it('invalid configuration stops start-up with the variable named (exit 78)', async () => {
+    const err = await run(process.execPath, [CLI, 'api'], { env: { ...process.env, JOBS_MAXCONCURRENTJOBS: 'lots' } }).catch((e) => e);
+    assert.equal(err.code, 78);
+    assert.match(err.stderr, /JOBS_MAXCONCURRENTJOBS: expected a whole number, got "lots"/);
+    const docker = await run(process.execPath, [CLI, 'worker'], { env: { ...process.env, JOBS_APITYPE: 'docker' } }).catch((e) => e);
+    assert.equal(docker.code, 78);
+    assert.match(docker.stderr, /JOBS_APITYPE: the docker runner is not part of this build yet/);
+  });
+
+  it('serve runs API and worker from one command: a job goes from POST /jobs to succeeded', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const env = testEnv({ API_HTTP_LISTENADDRESS: `127.0.0.1:${port}`, REDIS_URL });
+    const child = spawn(process.execPath, [CLI, 'serve'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      await waitFor('serve answers', async () => (await fetch(`${url}/healthz`)).ok);
+      const auth = basic(ids(), KEY);
+      const { json } = await call(url, 'POST', '/jobs', auth, recordingJob(ids()));
+      const job = await waitFor('job done', async () => {
+        const j = (await call(url, 'GET', `/jobs/${json.id}`, auth)).json;
+        return j.status === 'succeeded' ? j : undefined;
+      });
+      assert.equal(job.exit_code, 0);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      assert.match(metrics, /^calls_offloader_jobs_total\{type="recording",outcome="succeeded"\} 1$/m);
+      assert.match(metrics, /^calls_offloader_job_duration_seconds_count\{type="recording"\} 1$/m);
+      assert.match(metrics, /^calls_offloader_queue_jobs\{type="recording",state="wait"\} 0$/m);
+      assert.match(metrics, /^calls_offloader_jobs_running\{type="recording"\} 0$/m);
+      assert.match(metrics, /^calls_offloader_http_request_duration_seconds_count\{method="POST",route="\/jobs",status_code="200"\} 1$/m);
+    } finally {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+      await cleanup(loadConfig(env));
+    }
+  });
+});
