@@ -20,13 +20,14 @@ export const ids = () => randomBytes(13).toString('hex').replace(/[^a-z0-9]/g, '
 /** The stand-in job program reads its behaviour from here; worker processes inherit it. */
 export const controlDir = mkdtempSync(join(tmpdir(), 'co-test-'));
 process.env.TEST_JOB_CONTROL_DIR = controlDir;
+process.on('exit', () => rmSync(controlDir, { recursive: true, force: true }));
 
 export function testEnv(overrides: Record<string, string> = {}): Record<string, string> {
   return {
     REDIS_URL,
     REDIS_PREFIX: `test-${randomBytes(4).toString('hex')}`,
     API_HTTP_LISTENADDRESS: '127.0.0.1:0',
-    JOBS_DATADIR: mkdtempSync(join(tmpdir(), 'co-data-')),
+    JOBS_DATADIR: join(controlDir, `data-${randomBytes(4).toString('hex')}`),
     JOBS_PROCESSPROGRAMS: `calls-recorder=${TEST_JOB},calls-transcriber=${TEST_JOB}`,
     JOBS_STOPGRACESEC: '2',
     JOBS_WORKERLEASESEC: '3',
