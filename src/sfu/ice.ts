@@ -1,0 +1,62 @@
+// Peer connection settings for werift, and the SDP candidate lines we send. Media binds to one
+// address; on loopback (tests, a single host) every candidate and pair outside 127/8 is dropped so
+// no packet leaves the machine; behind NAT the announced address replaces the host candidates'
+// address (as rtcd's ICE host override).
+import type { PeerConfig } from 'werift';
+import { useH264, useNACK, useOPUS, usePLI, useVP8 } from 'werift';
+
+export interface IceOptions {
+  /** address the media sockets bind to: 127.0.0.1 (loopback only) or 0.0.0.0 */
+  bindAddress: string;
+  /** address announced in candidates instead of the host's own */
+  announce?: string;
+  portRange?: [number, number];
+}
+
+const isLoopback = (address: string) => address.startsWith('127.');
+
+export const codecs = () => ({
+  audio: [useOPUS()],
+  video: [
+    useVP8({ rtcpFeedback: [useNACK(), usePLI()] }),
+    useH264({ rtcpFeedback: [useNACK(), usePLI()] }),
+  ],
+});
+
+export function peerConfig(ice: IceOptions): Partial<PeerConfig> {
+  const config: Partial<PeerConfig> = {
+    codecs: codecs(),
+    iceServers: [],
+    iceUseIpv6: false,
+    bundlePolicy: 'max-bundle',
+    icePortRange: ice.portRange,
+  };
+  if (isLoopback(ice.bindAddress)) {
+    config.iceAdditionalHostAddresses = [ice.bindAddress];
+    config.iceInterfaceAddresses = { udp4: ice.bindAddress };
+    config.iceFilterCandidatePair = (pair) => isLoopback(pair.remoteCandidate.host);
+    config.iceFilterStunResponse = (_message, addr) => isLoopback(addr[0]);
+  } else if (ice.bindAddress !== '0.0.0.0') {
+    config.iceInterfaceAddresses = { udp4: ice.bindAddress };
+  }
+  return config;
+}
+
+/** The candidate lines of an SDP we send: loopback only, or rewritten to the announced address. */
+export function outgoingSdp(sdp: string, ice: IceOptions): string {
+  const seen = new Set<string>();
+  return sdp
+    .split('\r\n')
+    .flatMap((line) => {
+      if (!line.startsWith('a=candidate:')) return [line];
+      const parts = line.split(' ');
+      // a=candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> ...
+      if (isLoopback(ice.bindAddress) && !ice.announce && !isLoopback(parts[4] ?? '')) return [];
+      if (ice.announce && parts[7] === 'host') parts[4] = ice.announce;
+      const key = `${parts[2]} ${parts[4]} ${parts[5]}`;
+      if (seen.has(key)) return [];
+      seen.add(key);
+      return [parts.join(' ')];
+    })
+    .join('\r\n');
+}

@@ -1,0 +1,93 @@
+// A headless participant: what a job uses to join a call. It speaks the same protocol as the
+// browser page (CallClient), with werift for media, and hands every received RTP packet over
+// with the identity of its publisher.
+import { MediaStreamTrack, RTCPeerConnection, type RtpPacket } from 'werift';
+import { WebSocket } from 'ws';
+import { CallClient, type PeerConnectionLike, type RemoteTrack, type SocketLike } from './client.js';
+import { type IceOptions, peerConfig } from './ice.js';
+import type { ParticipantInfo, Source, Subscribe } from './protocol.js';
+
+export interface Publisher {
+  sessionId: string;
+  userId: string;
+  displayName: string;
+  source: Source;
+  kind: 'audio' | 'video';
+}
+
+export interface HeadlessOptions {
+  /** the SFU's base address, http(s):// or ws(s):// */
+  sfuUrl: string;
+  callId: string;
+  token: string;
+  subscribe?: Subscribe;
+  /** defaults to loopback-only media when the SFU is on 127.0.0.1 */
+  ice?: IceOptions;
+}
+
+export class HeadlessParticipant {
+  readonly client: CallClient;
+  private readonly rtpHandlers: ((rtp: RtpPacket, from: Publisher) => void)[] = [];
+  private readonly remote = new Map<string, RemoteTrack>();
+
+  constructor(opts: HeadlessOptions) {
+    const base = new URL(opts.sfuUrl);
+    const ice = opts.ice ?? { bindAddress: base.hostname.startsWith('127.') ? base.hostname : '0.0.0.0' };
+    base.protocol = base.protocol === 'https:' || base.protocol === 'wss:' ? 'wss:' : 'ws:';
+    base.pathname = '/ws';
+    this.client = new CallClient({
+      url: base.toString().replace(/\/$/, ''),
+      callId: opts.callId,
+      token: opts.token,
+      subscribe: opts.subscribe,
+      createPeerConnection: () => new RTCPeerConnection(peerConfig(ice)) as unknown as PeerConnectionLike,
+      createSocket: (url) => new WebSocket(url) as unknown as SocketLike,
+    });
+    this.client.on('track', (remote) => {
+      this.remote.set(remote.mid, remote);
+      const media = remote.track as MediaStreamTrack;
+      media.onReceiveRtp.subscribe((rtp) => {
+        // The m-line's current owner: identities follow the SFU's latest mapping.
+        const map = this.client.trackFor(remote.mid);
+        const p = map && (this.client.participants.get(map.sessionId) ?? remote.participant);
+        if (!map || !p) return;
+        const from: Publisher = {
+          sessionId: p.sessionId, userId: p.userId, displayName: p.displayName, source: map.source,
+          kind: map.source === 'mic' ? 'audio' : 'video',
+        };
+        for (const h of this.rtpHandlers) h(rtp, from);
+      });
+      if (remote.source !== 'mic') this.requestKeyframe(remote.mid);
+    });
+  }
+
+  join(): Promise<ParticipantInfo> {
+    return this.client.join();
+  }
+
+  onRtp(handler: (rtp: RtpPacket, from: Publisher) => void): void {
+    this.rtpHandlers.push(handler);
+  }
+
+  /** Ask the publisher of a video m-line for a keyframe (a recorder wants one at once). */
+  requestKeyframe(mid: string): void {
+    const remote = this.remote.get(mid);
+    const ssrc = (remote?.track as MediaStreamTrack | undefined)?.ssrc;
+    if (remote && ssrc !== undefined) void remote.transceiver.receiver.sendRtcpPLI(ssrc).catch(() => undefined);
+  }
+
+  /** Publishes an audio track and returns it: write Opus RTP packets into it. */
+  async publishAudio(): Promise<MediaStreamTrack> {
+    const track = new MediaStreamTrack({ kind: 'audio' });
+    await this.client.publish({ mic: track });
+    return track;
+  }
+
+  sendCaption(sessionId: string, text: string, newAudioLenMs?: number): void {
+    this.client.sendCaption(sessionId, text, newAudioLenMs);
+  }
+
+  leave(): void {
+    this.client.leave();
+  }
+}
