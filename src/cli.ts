@@ -5,9 +5,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { ConfigError, loadConfig, unknownVariables, variables, type Config } from './config.js';
+import { ConfigError, loadConfig, sfuBaseUrl, unknownVariables, variables, type Config } from './config.js';
+import { mintToken, roles, type Role } from './sfu/token.js';
 import { createLogger, type Logger } from './log.js';
-import { createServices, startApiInstance, startWorkerInstance } from './services.js';
+import { createServices, startApiInstance, startSfuInstance, startWorkerInstance } from './services.js';
 import { buildServer } from './api/server.js';
 import { buildOpenApi, toYaml } from './api/openapi.js';
 import { version } from './version.js';
@@ -17,17 +18,22 @@ const HELP = `calls-offloader ${version.buildVersion}: recording, transcription 
 Usage: calls-offloader <command>
 
 Commands:
-  serve     API and a worker process together (the embedded default). Starts a local
-            redis-server when REDIS_URL is not set and nothing answers on 127.0.0.1:6379.
+  serve     API, a worker process and the SFU process together (the embedded default).
+            Starts a local redis-server when REDIS_URL is not set and nothing answers on
+            127.0.0.1:6379.
   api       the HTTP API alone (any number of instances may share one Redis)
   worker    a worker alone: takes jobs from Redis and runs them with the configured runner
+  sfu       the bundled SFU alone: call page and WebSocket signalling on SFU_LISTENADDRESS
+  token     print a link to join a call from a browser:
+              token --call <call id> --user <user id> --name <display name>
+                    [--role participant|bot] [--ttl <seconds>]
   openapi   print the OpenAPI description of the API (openapi.yaml)
   version   print the version
   help      this text
 
 Configuration comes from environment variables; the README lists them all. The main ones:
 ${Object.values(variables)
-  .filter((v) => ['API_HTTP_LISTENADDRESS', 'JOBS_APITYPE', 'JOBS_MAXCONCURRENTJOBS', 'REDIS_URL'].includes(v.name))
+  .filter((v) => ['API_HTTP_LISTENADDRESS', 'JOBS_APITYPE', 'JOBS_MAXCONCURRENTJOBS', 'REDIS_URL', 'SFU_LISTENADDRESS'].includes(v.name))
   .map((v) => `  ${v.name.padEnd(26)} default ${v.default}`)
   .join('\n')}
 `;
@@ -36,7 +42,7 @@ async function main(argv: string[]): Promise<void> {
   const command = argv[0] ?? 'help';
   if (command === 'help' || command === '--help' || command === '-h') return void process.stdout.write(HELP);
   if (command === 'version' || command === '--version') return void process.stdout.write(`${version.buildVersion}\n`);
-  if (!['serve', 'api', 'worker', 'openapi'].includes(command)) {
+  if (!['serve', 'api', 'worker', 'sfu', 'token', 'openapi'].includes(command)) {
     process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP}`);
     process.exitCode = 2;
     return;
@@ -47,16 +53,51 @@ async function main(argv: string[]): Promise<void> {
   for (const name of unknownVariables()) log.warn(`${name} is not a setting of this service (a typo?); it is ignored`);
 
   if (command === 'worker') return runWorker(config, log);
+  if (command === 'sfu') return runSfu(config, log);
+  if (command === 'token') return printToken(config, log, argv.slice(1));
   if (command === 'openapi') return printOpenApi(config, log);
   const redis = command === 'serve' ? await ensureRedis(config, log) : undefined;
   const stopApi = await runApi(config, log);
-  const worker = command === 'serve' ? superviseWorker(redis?.url ?? config.redisUrl, log) : undefined;
+  const children = command === 'serve'
+    ? ['worker', 'sfu'].map((c) => supervise(c, redis?.url ?? config.redisUrl, log))
+    : [];
   onShutdown(log, async () => {
-    await worker?.stop();
+    await Promise.all(children.map((c) => c.stop()));
     await stopApi();
     redis?.stop();
   });
 }
+
+async function runSfu(config: Config, log: Logger): Promise<void> {
+  const sfu = await startSfuInstance(config, log);
+  log.info({ url: sfu.url, media: `${config.sfuIceAddress} udp ${config.sfuIcePortRange.join('-')}` }, 'sfu listening');
+  onShutdown(log, () => sfu.close());
+}
+
+async function printToken(config: Config, log: Logger, args: string[]): Promise<void> {
+  const flag = (name: string) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const call = flag('call') ?? '';
+  const user = flag('user') ?? '';
+  const name = flag('name') ?? user;
+  const role = (flag('role') ?? 'participant') as Role;
+  const ttl = Number(flag('ttl') ?? 3600);
+  if (!/^[a-z0-9]{26}$/.test(call)) throw new UsageError('--call must be 26 characters of a-z and 0-9');
+  if (!user) throw new UsageError('--user is required');
+  if (!roles.includes(role)) throw new UsageError('--role must be participant or bot');
+  if (!Number.isInteger(ttl) || ttl < 10) throw new UsageError('--ttl must be a whole number of seconds, at least 10');
+  const services = createServices(config, log);
+  try {
+    const token = mintToken(await services.tokenSecret(), { call, user, name, role, ttlSec: ttl });
+    process.stdout.write(`${sfuBaseUrl(config)}/call/${call}?token=${encodeURIComponent(token)}\n`);
+  } finally {
+    await services.close();
+  }
+}
+
+class UsageError extends Error {}
 
 async function runApi(config: Config, log: Logger): Promise<() => Promise<void>> {
   const api = await startApiInstance(config, log);
@@ -80,16 +121,16 @@ async function runWorker(config: Config, log: Logger): Promise<void> {
   onShutdown(log, () => worker.close());
 }
 
-/** The worker as a child process: a crash costs its jobs, not the API. Restarted after a pause. */
-function superviseWorker(redisUrl: string, log: Logger) {
+/** A worker or the SFU as a child process: a crash costs its jobs or calls, not the API. Restarted after a pause. */
+function supervise(command: string, redisUrl: string, log: Logger) {
   const cli = fileURLToPath(import.meta.url);
   let child: ChildProcess | undefined;
   let stopping = false;
   const start = () => {
-    child = spawn(process.execPath, [cli, 'worker'], { stdio: 'inherit', env: { ...process.env, REDIS_URL: redisUrl } });
+    child = spawn(process.execPath, [cli, command], { stdio: 'inherit', env: { ...process.env, REDIS_URL: redisUrl } });
     child.on('exit', (code, signal) => {
       if (stopping) return;
-      log.error({ code, signal }, 'worker process ended; starting a new one in 1 s');
+      log.error({ code, signal }, `${command} process ended; starting a new one in 1 s`);
       setTimeout(start, 1000).unref();
     });
   };
@@ -152,6 +193,10 @@ function onShutdown(log: Logger, stop: () => Promise<void>): void {
 }
 
 main(process.argv.slice(2)).catch((err) => {
+  if (err instanceof UsageError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
   if (err instanceof ConfigError) {
     process.stderr.write(`invalid configuration:\n${err.message}\n`);
     process.exit(78); // EX_CONFIG

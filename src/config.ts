@@ -107,6 +107,29 @@ const programMap: Parser<Record<string, string>> = (raw, name) => {
   return map;
 };
 
+/** `8443-8943`: werift binds one UDP port per peer connection (two per participant). */
+const portRange: Parser<[number, number]> = (raw, name) => {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(raw.trim());
+  const [lo, hi] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!m || lo < 1024 || hi > 65535 || hi <= lo) {
+    throw new ConfigError(name, `expected a port range like 8443-8943 (above 1023, low < high), got ${JSON.stringify(raw)}`);
+  }
+  return [lo, hi];
+};
+
+const ipv4: Parser<string> = (raw, name) => {
+  if (raw !== '' && !/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(raw.trim())) {
+    throw new ConfigError(name, `expected an IPv4 address, got ${JSON.stringify(raw)}`);
+  }
+  return raw.trim();
+};
+
+const httpUrl: Parser<string> = (raw, name) => {
+  if (raw === '') return raw;
+  if (!/^https?:\/\/[^\s/]+\/?$/.test(raw)) throw new ConfigError(name, `expected http(s)://host:port, got ${JSON.stringify(raw)}`);
+  return raw.replace(/\/$/, '');
+};
+
 export const variables = {
   listen: variable('API_HTTP_LISTENADDRESS', '127.0.0.1:4545', listenAddress,
     'Where the API listens. Upstream default is `:4545` (all interfaces); ours stays on loopback until you say otherwise.'),
@@ -146,6 +169,18 @@ export const variables = {
   devMode: variable('DEV_MODE', 'false', bool, 'Accept any runner name (upstream `DEV_MODE`).'),
   redisUrl: variable('REDIS_URL', 'redis://127.0.0.1:6379', redisUrl, 'Redis holding queues, jobs, clients and sessions.'),
   redisPrefix: variable('REDIS_PREFIX', 'calls-offloader', keyPrefix, 'Prefix of every Redis key.'),
+  sfuListen: variable('SFU_LISTENADDRESS', '127.0.0.1:4546', listenAddress,
+    'Where the bundled SFU serves the call page and its WebSocket signalling.'),
+  sfuUrl: variable('SFU_URL', '', httpUrl,
+    'Address browsers and jobs use to reach the SFU (default: http:// plus SFU_LISTENADDRESS).'),
+  sfuIceAddress: variable('SFU_ICEADDRESS', '127.0.0.1', ipv4,
+    'Address the SFU\'s media sockets bind to: 127.0.0.1 keeps media on this host; 0.0.0.0 for all interfaces.'),
+  sfuIceHostOverride: variable('SFU_ICEHOSTOVERRIDE', '', ipv4,
+    'Address announced in ICE candidates instead of the host\'s (the public address behind NAT, like rtcd\'s ICEHostOverride).'),
+  sfuIcePortRange: variable('SFU_ICEPORTRANGE', '8443-8943', portRange,
+    'UDP ports for media: one per peer connection, two per participant (werift cannot share one port between connections).'),
+  sfuTokenSecret: variable('SFU_TOKENSECRET', '', string,
+    'Key that signs join tokens (32+ characters). Default: one generated and kept in Redis, shared by every instance.'),
   logConsole: variable('LOGGER_ENABLECONSOLE', 'true', bool, 'Log to standard output.'),
   logJson: variable('LOGGER_CONSOLEJSON', 'true', bool, 'Log as JSON lines (otherwise plain text).'),
   logLevel: variable('LOGGER_CONSOLELEVEL', 'info', oneOf('debug', 'info', 'warn', 'error'), 'Lowest level logged.'),
@@ -174,6 +209,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       errors.push(new ConfigError(variables.adminSecretKey.name,
         'must be at least 32 characters when API_SECURITY_ENABLEADMIN is true'));
     }
+    if (config.sfuTokenSecret !== '' && config.sfuTokenSecret.length < 32) {
+      errors.push(new ConfigError(variables.sfuTokenSecret.name, 'must be at least 32 characters'));
+    }
     if (config.tlsEnable && (!config.tlsCertFile || !config.tlsCertKey)) {
       errors.push(new ConfigError(variables.tlsEnable.name,
         'TLS needs API_HTTP_TLS_CERTFILE and API_HTTP_TLS_CERTKEY'));
@@ -188,8 +226,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return config;
 }
 
+/** The SFU's address as browsers and jobs reach it. */
+export function sfuBaseUrl(config: Pick<Config, 'sfuUrl' | 'sfuListen'>): string {
+  if (config.sfuUrl) return config.sfuUrl;
+  const { host, port } = config.sfuListen;
+  return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+}
+
 /** Names that look like ours but are not known: most often a typo worth a warning. */
 export function unknownVariables(env: NodeJS.ProcessEnv = process.env): string[] {
   const known = new Set(Object.values(variables).map((v) => v.name));
-  return Object.keys(env).filter((k) => /^(API|JOBS|LOGGER)_/.test(k) && !known.has(k));
+  return Object.keys(env).filter((k) => /^(API|JOBS|LOGGER|SFU)_/.test(k) && !known.has(k));
 }

@@ -1,7 +1,7 @@
 // Wiring shared by every subcommand: Redis connections, stores, queues and the runner.
 import { Redis } from 'ioredis';
-import { type Config, ConfigError } from './config.js';
-import { connect, keysFor } from './store/redis.js';
+import { type Config, ConfigError, sfuBaseUrl } from './config.js';
+import { connect, keysFor, sharedSecret } from './store/redis.js';
 import { JobStore } from './store/jobs.js';
 import { ClientStore, SessionStore } from './store/clients.js';
 import { closeQueues, createQueues, type Queues } from './queue/queues.js';
@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { buildServer } from './api/server.js';
 import { Sweeper } from './queue/sweeper.js';
 import { JobWorker } from './queue/worker.js';
+import { Sfu } from './sfu/server.js';
 
 export interface Services {
   redis: Redis;
@@ -22,6 +23,8 @@ export interface Services {
   sessions: SessionStore;
   queues: Queues;
   runner: Runner;
+  /** the key that signs SFU join tokens (SFU_TOKENSECRET, or one shared through Redis) */
+  tokenSecret(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -41,7 +44,14 @@ export function createServices(config: Config, log: Logger): Services {
     failedMs: config.failedJobsRetention,
   });
   const queues = createQueues(bullConnection, config.redisPrefix, onError);
+  let secret: Promise<string> | undefined;
   return {
+    tokenSecret: () => (secret ??= config.sfuTokenSecret
+      ? Promise.resolve(config.sfuTokenSecret)
+      : sharedSecret(redis, keys.sfuSecret).catch((err) => {
+        secret = undefined; // try Redis again next time
+        throw err;
+      })),
     redis,
     bullConnection,
     store,
@@ -57,6 +67,7 @@ export function createServices(config: Config, log: Logger): Services {
 }
 
 export const workerOptions = (config: Config) => ({
+  sfuUrl: sfuBaseUrl(config),
   maxConcurrentJobs: config.maxConcurrentJobs,
   startTimeoutMs: config.startTimeoutSec * 1000,
   stopGraceMs: config.stopGraceSec * 1000,
@@ -89,7 +100,7 @@ export async function startApiInstance(config: Config, log: Logger) {
 /** A worker with its sweeper: what `calls-offloader worker` runs. */
 export async function startWorkerInstance(config: Config, log: Logger) {
   const services = createServices(config, log);
-  const worker = new JobWorker(services.store, services.runner, services.bullConnection, workerOptions(config), log);
+  const worker = new JobWorker(services.store, services.runner, services.bullConnection, { ...workerOptions(config), tokenSecret: services.tokenSecret }, log);
   await worker.start();
   const sweeper = new Sweeper(services.store, { ...workerOptions(config), jobsDir: worker.jobsDir }, log);
   sweeper.start();
@@ -103,4 +114,26 @@ export async function startWorkerInstance(config: Config, log: Logger) {
       await services.close();
     },
   };
+}
+
+/** The bundled SFU: what `calls-offloader sfu` runs. */
+export async function startSfuInstance(config: Config, log: Logger) {
+  let secret = config.sfuTokenSecret;
+  if (!secret) {
+    const redis = connect(config.redisUrl, (err) => log.error({ err: err.message }, 'redis connection lost'));
+    try {
+      secret = await sharedSecret(redis, keysFor(config.redisPrefix).sfuSecret);
+    } finally {
+      await redis.quit().catch(() => undefined);
+    }
+  }
+  const sfu = new Sfu({
+    host: config.sfuListen.host,
+    port: config.sfuListen.port,
+    ice: { bindAddress: config.sfuIceAddress, announce: config.sfuIceHostOverride || undefined, portRange: config.sfuIcePortRange },
+    tokenSecret: secret,
+    log,
+  });
+  const url = await sfu.listen();
+  return { sfu, url, close: () => sfu.close() };
 }

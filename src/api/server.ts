@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import fastify, { LogController, type FastifyInstance, type RouteOptions } from 'fastify';
 import type { Redis } from 'ioredis';
-import type { Config } from '../config.js';
+import { type Config, sfuBaseUrl } from '../config.js';
 import type { Logger } from '../log.js';
 import type { ClientStore, SessionStore } from '../store/clients.js';
 import type { JobStore } from '../store/jobs.js';
@@ -19,6 +19,7 @@ import { buildOpenApi, toYaml } from './openapi.js';
 import { clientRoutes } from './routes/clients.js';
 import { jobRoutes } from './routes/jobs.js';
 import { systemRoutes } from './routes/system.js';
+import { callRoutes } from './routes/calls.js';
 
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -31,6 +32,7 @@ export interface ApiDeps {
   sessions: SessionStore;
   queues: Queues;
   runner: Runner;
+  tokenSecret(): Promise<string>;
 }
 
 export async function buildServer(deps: ApiDeps): Promise<{ app: FastifyInstance; routes: RouteOptions[] }> {
@@ -78,6 +80,7 @@ export async function buildServer(deps: ApiDeps): Promise<{ app: FastifyInstance
   jobRoutes(app, config, deps.store, deps.queues, deps.runner, async (id) => {
     await deps.redis.publish(deps.store.keys.stopChannel, id);
   });
+  callRoutes(app, sfuBaseUrl(config), deps.tokenSecret);
   await installDashboard(app, deps.queues);
   await app.ready();
   return { app, routes };

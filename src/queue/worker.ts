@@ -10,7 +10,8 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DelayedError, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { jobTypes } from '../jobs/schema.js';
+import { jobTypes, type JobType } from '../jobs/schema.js';
+import { mintToken } from '../sfu/token.js';
 import type { JobRecord, JobStore } from '../store/jobs.js';
 import { jobEnv, type JobExit, type Runner, type RunningJob } from '../runners/runner.js';
 import { imageNameOf } from '../jobs/runner-image.js';
@@ -25,7 +26,16 @@ export interface WorkerOptions {
   maxLogBytes: number;
   dataDir: string;
   prefix: string;
+  /** jobs on a call get the SFU's address and a bot token for it */
+  sfuUrl: string;
+  tokenSecret(): Promise<string>;
 }
+
+const botNames: Record<JobType, string> = {
+  recording: 'Recording',
+  transcribing: 'Transcription',
+  captioning: 'Live captions',
+};
 
 /** A job waiting for a slot asks again at least this often, besides when one is released. */
 const SLOT_POLL_MS = 500;
@@ -180,7 +190,7 @@ class ActiveJob {
     try {
       this.handle = await this.runner.start({
         job: rec,
-        env: jobEnv(rec, this.dir),
+        env: { ...jobEnv(rec, this.dir), ...(await this.sfuEnv()) },
         dir: this.dir,
         onOutput: (chunk, stream) => this.output(chunk, stream),
       });
@@ -213,6 +223,21 @@ class ActiveJob {
     } else {
       await this.finish('failed', { ...fields, error: this.failureReason(exit) });
     }
+  }
+
+  /** A job on a call joins it through the bundled SFU as a bot, with a token for this call only. */
+  private async sfuEnv(): Promise<Record<string, string>> {
+    const callId = this.rec.input.call_id;
+    if (typeof callId !== 'string') return {};
+    const token = mintToken(await this.opts.tokenSecret(), {
+      call: callId,
+      session: this.rec.id,
+      user: `calls-${this.rec.type}-bot`,
+      name: botNames[this.rec.type],
+      role: 'bot',
+      ttlSec: this.rec.max_duration_sec + 600,
+    });
+    return { SFU_URL: this.opts.sfuUrl, SFU_TOKEN: token };
   }
 
   /** Graceful stop: SIGTERM now, SIGKILL if the program is still there after the grace period. */

@@ -39,6 +39,7 @@ export class Call {
       if (other === p) continue;
       for (const track of other.tracks.values()) p.subscribe(track);
     }
+    p.connect();
   }
 
   remove(p: Participant): void {
@@ -122,6 +123,9 @@ export class Participant {
     this.info = { sessionId: claims.session, userId: claims.user, displayName: claims.name, role: claims.role, tracks: {}, speaking: false };
     this.publisher = new RTCPeerConnection(peerConfig(ice));
     this.subscriber = new RTCPeerConnection(peerConfig(ice));
+    // A data channel keeps the subscribing connection's transport up while no track is forwarded
+    // (with every m-line stopped, the transport would close and the connection fail).
+    this.subscriber.createDataChannel('sfu');
     this.publisher.ontrack = ({ track, receiver, transceiver }) => {
       const mid = transceiver.mid ?? '';
       const source = this.pendingSources.get(mid);
@@ -220,6 +224,11 @@ export class Participant {
 
   unsubscribeFrom(owner: Participant): void {
     for (const track of [...this.subscriptions.keys()]) if (track.owner === owner) this.unsubscribe(track);
+  }
+
+  /** Sets up the subscribing connection at once, so the first forwarded track starts without delay. */
+  connect(): void {
+    this.negotiate();
   }
 
   /** One offer at a time on the subscribing connection; changes meanwhile make one more round. */

@@ -25,6 +25,7 @@ export interface PeerConnectionLike {
   readonly iceGatheringState: string;
   addTransceiver(track: any, init?: { direction?: 'sendonly' | 'recvonly' | 'sendrecv' | 'inactive' }): TransceiverLike;
   ontrack: ((event: { track: any; transceiver: TransceiverLike }) => void) | null;
+  createDataChannel(label: string): unknown;
   close(): unknown;
 }
 
@@ -122,7 +123,12 @@ export class CallClient {
   }
 
   private async publishRound(tracks: Partial<Record<Source, unknown>>): Promise<void> {
-    const pc = (this.publisher ??= this.opts.createPeerConnection());
+    if (!this.publisher) {
+      this.publisher = this.opts.createPeerConnection();
+      // Keeps the transport up when every source is unpublished (mic and camera off).
+      this.publisher.createDataChannel('publish');
+    }
+    const pc = this.publisher;
     for (const [source, transceiver] of this.published) {
       if (!(source in tracks)) {
         await transceiver.sender.replaceTrack(null);

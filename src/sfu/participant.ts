@@ -13,6 +13,8 @@ export interface Publisher {
   displayName: string;
   source: Source;
   kind: 'audio' | 'video';
+  /** negotiated codec in lower case: audio/opus, video/vp8 or video/h264 */
+  codec: string;
 }
 
 export interface HeadlessOptions {
@@ -54,6 +56,7 @@ export class HeadlessParticipant {
         const from: Publisher = {
           sessionId: p.sessionId, userId: p.userId, displayName: p.displayName, source: map.source,
           kind: map.source === 'mic' ? 'audio' : 'video',
+          codec: (media.codec?.mimeType ?? '').toLowerCase(),
         };
         for (const h of this.rtpHandlers) h(rtp, from);
       });

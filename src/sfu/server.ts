@@ -115,6 +115,7 @@ export class Sfu {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     try {
       if (req.method !== 'GET') return send(res, 405, 'text/plain', 'method not allowed');
+      if (path === '/favicon.ico') return send(res, 204, 'image/x-icon', '');
       if (path === '/healthz') return send(res, 200, 'application/json', JSON.stringify({ status: 'ok', calls: this.calls.size }));
       if (/^\/call\/[a-z0-9]{26}$/.test(path)) return send(res, 200, 'text/html; charset=utf-8', await readFile(pagePath));
       const file = files[path];

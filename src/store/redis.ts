@@ -1,5 +1,6 @@
 // One place that knows how to reach Redis and how our keys are named: every key lives under the
 // configured prefix so that several deployments (or test runs) can share one server.
+import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 
 export function connect(url: string, onError: (err: Error) => void, options: RedisOptions = {}): Redis {
@@ -36,6 +37,7 @@ export function keysFor(prefix: string) {
     session: (tokenHash: string) => `${prefix}:session:${tokenHash}`,
     outcomes: `${prefix}:stats:outcomes`,
     durations: (type: string) => `${prefix}:stats:duration:${type}`,
+    sfuSecret: `${prefix}:sfu:token-secret`,
     /** pub/sub channel: job ids to stop */
     stopChannel: `${prefix}:control:stop`,
     /** pub/sub channel: a job slot was released */
@@ -48,4 +50,10 @@ export function script<R>(redis: Redis, name: string, numberOfKeys: number, lua:
   redis.defineCommand(name, { numberOfKeys, lua });
   const call = (redis as unknown as Record<string, (...args: (string | number)[]) => Promise<R>>)[name]!.bind(redis);
   return (keys: string[], args: (string | number)[]): Promise<R> => call(...keys, ...args);
+}
+
+/** A secret every instance shares: created once (SET NX), then read by all. */
+export async function sharedSecret(redis: Redis, key: string): Promise<string> {
+  await redis.set(key, randomBytes(32).toString('base64url'), 'NX');
+  return (await redis.get(key))!;
 }

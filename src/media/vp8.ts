@@ -1,0 +1,23 @@
+// Reading VP8 RTP payloads (RFC 7741) without decoding them.
+
+/** Length of the VP8 payload descriptor at the start of an RTP payload. */
+export function vp8DescriptorLength(payload: Uint8Array): number {
+  let n = 1;
+  if (payload[0]! & 0x80) {
+    const ext = payload[1]!;
+    n = 2;
+    if (ext & 0x80) n += payload[n]! & 0x80 ? 2 : 1; // PictureID, 7 or 15 bits
+    if (ext & 0x40) n += 1; // TL0PICIDX
+    if (ext & 0x30) n += 1; // TID / KEYIDX
+  }
+  return n;
+}
+
+/** True when the packet starts a keyframe: start of partition 0 with the P bit clear. */
+export function isVp8Keyframe(payload: Uint8Array): boolean {
+  if (payload.length < 2) return false;
+  const startOfPartition = (payload[0]! & 0x10) !== 0 && (payload[0]! & 0x0f) === 0;
+  if (!startOfPartition) return false;
+  const header = payload[vp8DescriptorLength(payload)];
+  return header !== undefined && (header & 0x01) === 0;
+}

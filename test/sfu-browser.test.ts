@@ -1,0 +1,99 @@
+// A real Chromium joins through the call page with a fake camera and a microphone speaking a
+// WAV; a headless participant receives its Opus and VP8 with its identity, then its screen share,
+// and a caption sent by a bot shows under the speaker's tile.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Page } from 'puppeteer-core';
+import { HeadlessParticipant, type Publisher } from '../src/sfu/participant.js';
+import { mintToken } from '../src/sfu/token.js';
+import { Sfu } from '../src/sfu/server.js';
+import { createLogger } from '../src/log.js';
+import { launchChromium } from './browser.js';
+import { isVp8Keyframe } from '../src/media/vp8.js';
+import { speechWav } from './media.js';
+import { testConfig, waitFor } from './helpers.js';
+
+describe('call page in Chromium', () => {
+  const secret = randomBytes(32).toString('hex');
+  const call = randomBytes(13).toString('hex');
+  const dir = mkdtempSync(join(tmpdir(), 'co-browser-'));
+  let sfu: Sfu;
+  let url: string;
+  let browser: Awaited<ReturnType<typeof launchChromium>>;
+  let page: Page;
+  let bot: HeadlessParticipant;
+  const packets = new Map<string, { from: Publisher; count: number; keyframe: boolean }>();
+
+  before(async () => {
+    sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [43000, 43100] }, tokenSecret: secret, log: createLogger(testConfig(), 'sfu') });
+    url = await sfu.listen();
+    bot = new HeadlessParticipant({
+      sfuUrl: url, callId: call,
+      token: mintToken(secret, { call, user: 'recorder', name: 'Recording', role: 'bot', ttlSec: 120 }),
+    });
+    bot.onRtp((rtp, from) => {
+      const key = `${from.displayName}/${from.source}/${from.codec}`;
+      const entry = packets.get(key) ?? { from, count: 0, keyframe: false };
+      entry.count++;
+      if (from.codec === 'video/vp8' && isVp8Keyframe(rtp.payload)) entry.keyframe = true;
+      packets.set(key, entry);
+    });
+    await bot.join();
+    browser = await launchChromium(speechWav(dir, 'This call is being recorded. Hello from the browser, one two three.'));
+    page = await browser.newPage();
+  });
+  after(async () => {
+    bot.leave();
+    await browser.cleanup();
+    await sfu.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('joins with camera and microphone; the headless participant receives Opus and VP8 with who sent them', async () => {
+    const token = mintToken(secret, { call, user: 'alice', name: 'Alice Liddell', role: 'participant', ttlSec: 120 });
+    await page.goto(`${url}/call/${call}?token=${encodeURIComponent(token)}`);
+    await page.waitForFunction(() => (window as any).callState?.published?.length === 2, { timeout: 20_000 });
+    await waitFor('media from the browser', () =>
+      (packets.get('Alice Liddell/mic/audio/opus')?.count ?? 0) > 100 && (packets.get('Alice Liddell/camera/video/vp8')?.count ?? 0) > 50, 20_000);
+    const mic = packets.get('Alice Liddell/mic/audio/opus')!;
+    assert.equal(mic.from.userId, 'alice');
+    assert.equal(mic.from.kind, 'audio');
+    const camera = packets.get('Alice Liddell/camera/video/vp8')!;
+    assert.equal(camera.from.kind, 'video');
+    assert.ok(camera.keyframe, 'a keyframe arrived (asked for when the subscription started)');
+    const status = await page.$eval('#status', (el) => el.textContent);
+    assert.equal(status, 'in call as Alice Liddell');
+  });
+
+  it('a screen share from Chromium reaches the subscriber as its own track', async () => {
+    await page.evaluate(() => (window as any).shareScreen(true));
+    await waitFor('screen share', () => (packets.get('Alice Liddell/screen/video/vp8')?.count ?? 0) > 20, 20_000);
+    assert.equal(packets.get('Alice Liddell/screen/video/vp8')!.from.source, 'screen');
+    const sessionId = [...bot.client.participants.values()].find((p) => p.userId === 'alice')!.sessionId;
+    await waitFor('screen in participant state', () => bot.client.participants.get(sessionId)?.tracks.screen !== undefined);
+    await page.evaluate(() => (window as any).shareScreen(false));
+    await waitFor('screen off', () => bot.client.participants.get(sessionId)?.tracks.screen === undefined);
+  });
+
+  it('shows a caption a bot sends under the speaker', async () => {
+    const alice = [...bot.client.participants.values()].find((p) => p.userId === 'alice')!;
+    bot.sendCaption(alice.sessionId, 'hello from the browser');
+    await page.waitForFunction(
+      (s: string) => document.querySelector(`.tile[data-session="${s}"] .caption`)?.textContent === 'hello from the browser',
+      { timeout: 5000 }, alice.sessionId,
+    );
+  });
+
+  it('refuses a page opened with a token for another call, with the reason', async () => {
+    const other = await browser.newPage();
+    const token = mintToken(secret, { call: randomBytes(13).toString('hex'), user: 'mallory', name: 'M', role: 'participant', ttlSec: 60 });
+    await other.goto(`${url}/call/${call}?token=${encodeURIComponent(token)}`);
+    await other.waitForFunction(() => (window as any).callState?.error, { timeout: 10_000 });
+    assert.equal(await other.$eval('#status', (el) => el.textContent), 'could not join: token is for another call');
+    await other.close();
+  });
+});

@@ -1,0 +1,168 @@
+// The bundled SFU with real werift connections on loopback: audio between two headless
+// participants, events, token refusals, captions, and 100 join/leave cycles without leaks.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { RtpPacket } from 'werift';
+import { Sfu } from '../src/sfu/server.js';
+import { HeadlessParticipant, type Publisher } from '../src/sfu/participant.js';
+import { mintToken, type Role } from '../src/sfu/token.js';
+import { createLogger } from '../src/log.js';
+import { opusSource } from './media.js';
+import { testConfig, waitFor } from './helpers.js';
+
+const SECRET = randomBytes(32).toString('hex');
+const callId = () => randomBytes(13).toString('hex');
+
+export async function startSfu(): Promise<{ sfu: Sfu; url: string }> {
+  const sfu = new Sfu({
+    host: '127.0.0.1',
+    port: 0,
+    ice: { bindAddress: '127.0.0.1', portRange: [42000, 42400] },
+    tokenSecret: SECRET,
+    log: createLogger(testConfig(), 'sfu'),
+  });
+  return { sfu, url: await sfu.listen() };
+}
+
+const token = (call: string, user: string, role: Role = 'participant', ttlSec = 60, secret = SECRET) =>
+  mintToken(secret, { call, user, name: `${user[0]!.toUpperCase()}${user.slice(1)}`, role, ttlSec });
+
+describe('sfu', () => {
+  let sfu: Sfu;
+  let url: string;
+  before(async () => ({ sfu, url } = await startSfu()));
+  after(() => sfu.close());
+
+  const join = async (call: string, user: string, role: Role = 'participant', subscribe: 'all' | 'audio' | 'none' = 'all') => {
+    const p = new HeadlessParticipant({ sfuUrl: url, callId: call, token: token(call, user, role), subscribe });
+    await p.join();
+    return p;
+  };
+
+  it('two headless participants exchange Opus audio, each packet tagged with its publisher', async () => {
+    const call = callId();
+    const alice = await join(call, 'alice');
+    const bob = await join(call, 'bob');
+    const heard: Record<string, { from: Publisher; payloads: Set<string> }> = {};
+    const listen = (who: string, p: HeadlessParticipant) =>
+      p.onRtp((rtp: RtpPacket, from) => {
+        (heard[who] ??= { from, payloads: new Set() }).payloads.add(rtp.payload.toString('base64'));
+      });
+    listen('alice', alice);
+    listen('bob', bob);
+    const sent: Record<string, Set<string>> = { alice: new Set(), bob: new Set() };
+    const aliceMic = await alice.publishAudio();
+    const bobMic = await bob.publishAudio();
+    const sources = await Promise.all([
+      opusSource((rtp) => { sent.alice!.add(rtp.payload.toString('base64')); aliceMic.writeRtp(rtp); }, 3, 'sine=frequency=440'),
+      opusSource((rtp) => { sent.bob!.add(rtp.payload.toString('base64')); bobMic.writeRtp(rtp); }, 3, 'sine=frequency=660'),
+    ]);
+    await Promise.all(sources.map((s) => new Promise((r) => s.once('exit', r))));
+    await new Promise((r) => setTimeout(r, 300));
+
+    assert.equal(heard.bob!.from.userId, 'alice');
+    assert.equal(heard.bob!.from.displayName, 'Alice');
+    assert.equal(heard.bob!.from.source, 'mic');
+    assert.equal(heard.bob!.from.codec, 'audio/opus');
+    assert.equal(heard.alice!.from.userId, 'bob');
+    // 3 s of 20 ms frames is 150 packets; the first few may go before the subscription is up.
+    for (const [listener, speaker] of [['bob', 'alice'], ['alice', 'bob']] as const) {
+      const got = [...heard[listener]!.payloads].filter((p) => sent[speaker]!.has(p)).length;
+      assert.ok(got >= 120, `${listener} received ${got} of ${sent[speaker]!.size} of ${speaker}'s packets unchanged`);
+      assert.ok([...heard[listener]!.payloads].every((p) => sent[speaker]!.has(p)), 'nothing but what was sent');
+    }
+    alice.leave();
+    bob.leave();
+  });
+
+  it('signals join, leave, mute and voice activity to the others', async () => {
+    const call = callId();
+    const carol = await join(call, 'carol');
+    const events: string[] = [];
+    carol.client.on('joined', (p) => events.push(`joined ${p.userId}`));
+    carol.client.on('left', (p) => events.push(`left ${p.userId}`));
+    carol.client.on('update', (p) => events.push(`update ${p.userId} ${JSON.stringify(p.tracks)}`));
+    carol.client.on('voice', (p) => events.push(`voice ${p.userId} ${p.speaking}`));
+    const dave = await join(call, 'dave');
+    const mic = await dave.publishAudio();
+    const source = await opusSource((rtp) => mic.writeRtp(rtp), 1.5, 'sine=frequency=300');
+    await waitFor('voice on', () => events.includes('voice dave true'));
+    dave.client.setMuted('mic', true);
+    await waitFor('muted', () => events.some((e) => e === 'update dave {"mic":{"muted":true}}'));
+    await new Promise((r) => source.once('exit', r));
+    await waitFor('voice off', () => events.includes('voice dave false'));
+    dave.leave();
+    await waitFor('left', () => events.includes('left dave'));
+    assert.deepEqual(events.filter((e) => !e.startsWith('voice') && !e.startsWith('update')), ['joined dave', 'left dave']);
+    assert.ok(events.includes('update dave {"mic":{"muted":false}}'), 'publishing the mic is signalled');
+    carol.leave();
+  });
+
+  it('refuses wrong-call, expired, forged and malformed tokens with a reason', async () => {
+    const call = callId();
+    const attempt = async (tok: string, asCall = call) => {
+      const p = new HeadlessParticipant({ sfuUrl: url, callId: asCall, token: tok });
+      const closed = new Promise<{ code: number; reason: string }>((r) => p.client.on('closed', r));
+      await assert.rejects(p.join());
+      return closed;
+    };
+    assert.deepEqual(await attempt(token(callId(), 'eve')), { code: 4001, reason: 'token is for another call' });
+    assert.deepEqual(await attempt(token(call, 'eve', 'participant', -5)), { code: 4001, reason: 'token expired' });
+    assert.deepEqual(await attempt(token(call, 'eve', 'participant', 60, 'not-the-secret')), { code: 4001, reason: 'bad token signature' });
+    assert.deepEqual(await attempt('garbage'), { code: 4001, reason: 'malformed token' });
+    const [body, mac] = token(call, 'eve').split('.');
+    const tampered = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(body!, 'base64url').toString()), role: 'bot' })).toString('base64url');
+    assert.deepEqual(await attempt(`${tampered}.${mac}`), { code: 4001, reason: 'bad token signature' });
+    assert.equal(sfu.participantCount, 0);
+  });
+
+  it('bots send captions that reach everyone; participants may not', async () => {
+    const call = callId();
+    const frank = await join(call, 'frank');
+    const grace = await join(call, 'grace');
+    const bot = await join(call, 'captioner', 'bot', 'audio');
+    const captions: string[] = [];
+    frank.client.on('caption', (c) => captions.push(`${c.displayName}: ${c.text}`));
+    bot.sendCaption(grace.client.me!.sessionId, 'hello from grace');
+    await waitFor('caption', () => captions.length === 1);
+    assert.deepEqual(captions, ['Grace: hello from grace']);
+    const errors: string[] = [];
+    frank.client.on('error', (e) => errors.push(e));
+    frank.sendCaption(grace.client.me!.sessionId, 'forged');
+    await waitFor('refused', () => errors.length === 1);
+    assert.equal(errors[0], 'only bots send captions');
+    for (const p of [frank, grace, bot]) p.leave();
+  });
+
+  it('100 join/leave cycles leave no participants, calls, sockets or subscriptions behind', async () => {
+    const call = callId();
+    const listener = await join(call, 'listener');
+    await new Promise((r) => setTimeout(r, 200));
+    const handles = () => (process as unknown as { _getActiveHandles(): object[] })._getActiveHandles()
+      .filter((h) => h.constructor.name === 'Socket' || h.constructor.name === 'UDP').length;
+    const before = handles();
+    for (let i = 0; i < 100; i++) {
+      const p = await join(call, `guest${i}`);
+      const mic = await p.publishAudio();
+      await waitFor('subscribed', () => {
+        const server = sfu.calls.get(call)?.participants.get(listener.client.me!.sessionId);
+        return server && (server as unknown as { subscriptions: Map<unknown, unknown> }).subscriptions.size === 1;
+      });
+      void mic;
+      p.leave();
+      await waitFor(`gone ${i}`, () => sfu.calls.get(call)?.participants.size === 1);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const server = sfu.calls.get(call)!.participants.get(listener.client.me!.sessionId)! as unknown as {
+      subscriptions: Map<unknown, unknown>;
+      subscriber: { getTransceivers(): { stopped: boolean }[] };
+    };
+    assert.equal(server.subscriptions.size, 0);
+    const live = server.subscriber.getTransceivers().filter((t) => !t.stopped).length;
+    assert.ok(live <= 1, `live transceivers on the listener's connection: ${live}`);
+    assert.ok(handles() <= before + 2, `sockets and UDP handles: ${before} before, ${handles()} after`);
+    listener.leave();
+    await waitFor('call closed', () => sfu.calls.size === 0 && sfu.participantCount === 0);
+  });
+});
