@@ -2,8 +2,11 @@
 # Installs the Debian packages the service and its tests need. Idempotent; run as root or with sudo.
 #   redis-server  queues and state (the embedded default starts it when none runs)
 #   util-linux    setpriv: a job is told to stop when its worker dies
+#   ffmpeg        media muxing; tests make Opus RTP with it
+#   chromium      browser tests of the call page (driven by puppeteer-core)
+#   espeak-ng     speech for tests' fake microphones
 set -euo pipefail
-packages=(redis-server util-linux)
+packages=(redis-server util-linux ffmpeg chromium espeak-ng fonts-dejavu-core)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

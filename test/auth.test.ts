@@ -2,6 +2,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { type Api, KEY, basic, call, cleanup, ids, recordingJob, startApi, testConfig } from './helpers.js';
+import { verifyToken } from '../src/sfu/token.js';
 
 const ADMIN = 'admin-secret-'.padEnd(40, 's');
 
@@ -68,6 +69,20 @@ describe('auth with self-registration on', () => {
     // Under a client name, a near miss is just another client (self-registration is on): no admin view.
     const near = await call(api.url, 'GET', '/jobs', { basic: [ids(), ADMIN.slice(0, -1) + 'x'] });
     assert.equal(near.json.total, 0);
+  });
+
+  it('mints SFU join tokens for a call to authenticated clients only', async () => {
+    const callId = ids();
+    const body = { user_id: 'alice', display_name: 'Alice', ttl_sec: 600 };
+    assert.equal((await call(api.url, 'POST', `/calls/${callId}/tokens`, null, body)).status, 401);
+    const r = await call(api.url, 'POST', `/calls/${callId}/tokens`, basic(ids()), body);
+    assert.equal(r.status, 200);
+    assert.equal(r.json.url, `http://127.0.0.1:4546/call/${callId}?token=${encodeURIComponent(r.json.token)}`);
+    const claims = verifyToken(await api.services.tokenSecret(), r.json.token, callId);
+    assert.deepEqual([claims.user, claims.name, claims.role], ['alice', 'Alice', 'participant']);
+    assert.ok(claims.exp * 1000 - Date.now() <= 600_000);
+    const bad = await call(api.url, 'POST', `/calls/${callId}/tokens`, basic(ids()), { ...body, role: 'admin' });
+    assert.equal(bad.json.error, 'role must be one of participant, bot');
   });
 
   it('the dashboard needs the admin secret', async () => {

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig, variables } from '../src/config.js';
+import { HeadlessParticipant } from '../src/sfu/participant.js';
 import { CLI, KEY, REDIS_URL, basic, call, cleanup, ids, recordingJob, testEnv, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
@@ -33,6 +34,10 @@ describe('configuration', () => {
     [{ REDIS_URL: 'http://127.0.0.1:6379' }, /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL/],
     [{ LOGGER_CONSOLELEVEL: 'loud' }, /^LOGGER_CONSOLELEVEL: must be one of debug, info, warn, error/],
     [{ JOBS_PROCESSPROGRAMS: 'calls-recorder' }, /^JOBS_PROCESSPROGRAMS: expected name=path entries/],
+    [{ SFU_ICEPORTRANGE: '8443' }, /^SFU_ICEPORTRANGE: expected a port range like 8443-8943/],
+    [{ SFU_ICEHOSTOVERRIDE: 'example.com' }, /^SFU_ICEHOSTOVERRIDE: expected an IPv4 address/],
+    [{ SFU_TOKENSECRET: 'short' }, /^SFU_TOKENSECRET: must be at least 32 characters/],
+    [{ SFU_URL: 'ftp://x' }, /^SFU_URL: expected http\(s\):\/\/host:port/],
     [{ API_SECURITY_ENABLEADMIN: 'true', API_SECURITY_ADMINSECRETKEY: 'short' }, /^API_SECURITY_ADMINSECRETKEY: must be at least 32 characters/],
     [{ API_HTTP_TLS_ENABLE: 'true' }, /^API_HTTP_TLS_ENABLE: TLS needs API_HTTP_TLS_CERTFILE and API_HTTP_TLS_CERTKEY$/],
   ];
@@ -58,7 +63,13 @@ describe('configuration', () => {
 describe('calls-offloader CLI', () => {
   it('--help lists the commands', async () => {
     const { stdout } = await run(process.execPath, [CLI, '--help']);
-    for (const c of ['serve', 'api', 'worker']) assert.match(stdout, new RegExp(`^  ${c} `, 'm'));
+    for (const c of ['serve', 'api', 'worker', 'sfu', 'token']) assert.match(stdout, new RegExp(`^  ${c} `, 'm'));
+  });
+
+  it('token refuses bad arguments with exit code 2', async () => {
+    const err = await run(process.execPath, [CLI, 'token', '--call', 'nope', '--user', 'x']).catch((e) => e);
+    assert.equal(err.code, 2);
+    assert.match(err.stderr, /--call must be 26 characters of a-z and 0-9/);
   });
 
   it('invalid configuration stops start-up with the variable named (exit 78)', async () => {
@@ -70,9 +81,14 @@ describe('calls-offloader CLI', () => {
     assert.match(docker.stderr, /JOBS_APITYPE: the docker runner is not part of this build yet/);
   });
 
-  it('serve runs API and worker from one command: a job goes from POST /jobs to succeeded', async () => {
+  it('serve runs API, worker and SFU from one command: a job goes from POST /jobs to succeeded', async () => {
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const env = testEnv({ API_HTTP_LISTENADDRESS: `127.0.0.1:${port}`, REDIS_URL });
+    const env = testEnv({
+      API_HTTP_LISTENADDRESS: `127.0.0.1:${port}`,
+      SFU_LISTENADDRESS: `127.0.0.1:${port + 1}`,
+      SFU_ICEPORTRANGE: '44000-44100',
+      REDIS_URL,
+    });
     const child = spawn(process.execPath, [CLI, 'serve'], { env: { ...process.env, ...env }, stdio: 'ignore' });
     const url = `http://127.0.0.1:${port}`;
     try {
@@ -90,6 +106,16 @@ describe('calls-offloader CLI', () => {
       assert.match(metrics, /^calls_offloader_queue_jobs\{type="recording",state="wait"\} 0$/m);
       assert.match(metrics, /^calls_offloader_jobs_running\{type="recording"\} 0$/m);
       assert.match(metrics, /^calls_offloader_http_request_duration_seconds_count\{method="POST",route="\/jobs",status_code="200"\} 1$/m);
+
+      // `calls-offloader token` prints a link that the SFU started by serve admits.
+      const { stdout } = await run(process.execPath, [CLI, 'token', '--call', 'c'.repeat(26), '--user', 'ann', '--name', 'Ann'], { env: { ...process.env, ...env } });
+      const link = new URL(stdout.trim());
+      assert.equal(link.origin + link.pathname, `http://127.0.0.1:${port + 1}/call/${'c'.repeat(26)}`);
+      await waitFor('sfu answers', async () => (await fetch(`${link.origin}/healthz`)).ok);
+      const ann = new HeadlessParticipant({ sfuUrl: link.origin, callId: 'c'.repeat(26), token: link.searchParams.get('token')! });
+      const me = await ann.join();
+      assert.deepEqual([me.userId, me.displayName, me.role], ['ann', 'Ann', 'participant']);
+      ann.leave();
     } finally {
       child.kill('SIGTERM');
       await once(child, 'exit');

@@ -9,6 +9,7 @@ import {
   type Api, type InProcessWorker, basic, behave, call, cleanup, ids, recordingJob, runs, startApi, startWorker,
   testConfig, waitFor,
 } from './helpers.js';
+import { verifyToken } from '../src/sfu/token.js';
 
 describe('job lifecycle', () => {
   const config = testConfig({ JOBS_MAXCONCURRENTJOBS: '4' });
@@ -55,6 +56,11 @@ describe('job lifecycle', () => {
     assert.match(log, new RegExp(`env CALL_ID=${callId} WIDTH=1280 REDIS_URL=\\n`), 'inputs arrive upper-cased; service settings do not');
     assert.match(log, /a line on stderr/);
     assert.match(log, /\[offloader .*\] job program exited with code 0/);
+    // A job on a call gets the SFU's address and a bot token for that call only.
+    const [, sfuUrl, token] = /env SFU_URL=(\S+) SFU_TOKEN=(\S+)/.exec(log)!;
+    assert.equal(sfuUrl, 'http://127.0.0.1:4546');
+    const claims = verifyToken(await api.services.tokenSecret(), token!, callId);
+    assert.deepEqual([claims.role, claims.session, claims.name], ['bot', id, 'Recording']);
     assert.equal(runs(id).filter((r) => r.event === 'start').length, 1);
     // The full log is kept in the job directory as well.
     assert.match(readFileSync(join(config.dataDir, 'jobs', id, 'job.log'), 'utf8'), /a line on stderr/);

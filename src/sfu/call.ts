@@ -57,10 +57,15 @@ export class Call {
   }
 }
 
+/** Packets in and out of the SFU, for /metrics and the benchmark. */
+export const counters = { received: 0, forwarded: 0, keyframeRequests: 0 };
+
 /** One published source (mic, camera, screen) and the means to ask its publisher for a keyframe. */
 export class Track {
   private lastKeyframeRequest = 0;
   private readonly unsubscribe: Unsubscribe;
+  /** how many subscribers forward this track (werift's senders do the sending) */
+  subscribers = 0;
 
   constructor(
     readonly owner: Participant,
@@ -69,9 +74,12 @@ export class Track {
     private readonly receiver: RTCRtpReceiver,
     readonly mid: string,
   ) {
-    this.unsubscribe = source === 'mic'
-      ? media.onReceiveRtp.subscribe((rtp) => owner.hearPacket(rtp)).unSubscribe
-      : () => undefined;
+    const audio = source === 'mic';
+    this.unsubscribe = media.onReceiveRtp.subscribe((rtp) => {
+      counters.received++;
+      counters.forwarded += this.subscribers;
+      if (audio) owner.hearPacket(rtp);
+    }).unSubscribe;
   }
 
   get kind(): 'audio' | 'video' {
@@ -84,6 +92,7 @@ export class Track {
     const now = Date.now();
     if (now - this.lastKeyframeRequest < KEYFRAME_MIN_INTERVAL_MS) return;
     this.lastKeyframeRequest = now;
+    counters.keyframeRequests++;
     void this.receiver.sendRtcpPLI(this.media.ssrc).catch(() => undefined);
   }
 
@@ -210,6 +219,7 @@ export class Participant {
       if (rtcp.type === 206 /* payload-specific feedback: PLI, FIR */) track.requestKeyframe();
     });
     this.subscriptions.set(track, { track, transceiver, unsubscribe: unSubscribe });
+    track.subscribers++;
     this.negotiate();
   }
 
@@ -217,6 +227,7 @@ export class Participant {
     const sub = this.subscriptions.get(track);
     if (!sub) return;
     this.subscriptions.delete(track);
+    track.subscribers--;
     sub.unsubscribe();
     sub.transceiver.stop();
     this.negotiate();
@@ -292,7 +303,10 @@ export class Participant {
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    for (const sub of this.subscriptions.values()) sub.unsubscribe();
+    for (const sub of this.subscriptions.values()) {
+      sub.unsubscribe();
+      sub.track.subscribers--;
+    }
     this.subscriptions.clear();
     for (const track of this.tracks.values()) track.close();
     this.call.remove(this);

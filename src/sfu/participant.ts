@@ -5,7 +5,7 @@ import { MediaStreamTrack, RTCPeerConnection, type RtpPacket } from 'werift';
 import { WebSocket } from 'ws';
 import { CallClient, type PeerConnectionLike, type RemoteTrack, type SocketLike } from './client.js';
 import { type IceOptions, peerConfig } from './ice.js';
-import type { ParticipantInfo, Source, Subscribe } from './protocol.js';
+import type { ParticipantInfo, Source, Subscribe, TrackMapping } from './protocol.js';
 
 export interface Publisher {
   sessionId: string;
@@ -48,17 +48,25 @@ export class HeadlessParticipant {
     this.client.on('track', (remote) => {
       this.remote.set(remote.mid, remote);
       const media = remote.track as MediaStreamTrack;
+      // Who sent a packet is looked up per packet but built only when the SFU's mapping or the
+      // participant's record changes: no allocation on the receive path.
+      let cached: { map: TrackMapping; info: ParticipantInfo; from: Publisher } | undefined;
       media.onReceiveRtp.subscribe((rtp) => {
-        // The m-line's current owner: identities follow the SFU's latest mapping.
         const map = this.client.trackFor(remote.mid);
-        const p = map && (this.client.participants.get(map.sessionId) ?? remote.participant);
-        if (!map || !p) return;
-        const from: Publisher = {
-          sessionId: p.sessionId, userId: p.userId, displayName: p.displayName, source: map.source,
-          kind: map.source === 'mic' ? 'audio' : 'video',
-          codec: (media.codec?.mimeType ?? '').toLowerCase(),
-        };
-        for (const h of this.rtpHandlers) h(rtp, from);
+        if (!map) return;
+        const info = this.client.participants.get(map.sessionId) ?? remote.participant;
+        if (!cached || cached.map !== map || cached.info !== info) {
+          cached = {
+            map,
+            info,
+            from: {
+              sessionId: info.sessionId, userId: info.userId, displayName: info.displayName, source: map.source,
+              kind: map.source === 'mic' ? 'audio' : 'video',
+              codec: (media.codec?.mimeType ?? '').toLowerCase(),
+            },
+          };
+        }
+        for (const h of this.rtpHandlers) h(rtp, cached.from);
       });
       if (remote.source !== 'mic') this.requestKeyframe(remote.mid);
     });

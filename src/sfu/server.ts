@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../log.js';
-import { Call, Participant } from './call.js';
+import { Call, Participant, counters } from './call.js';
 import type { IceOptions } from './ice.js';
 import { type ClientMessage, type Subscribe, closeCodes } from './protocol.js';
 import { TokenError, verifyToken } from './token.js';
@@ -54,6 +54,19 @@ export class Sfu {
     let n = 0;
     for (const call of this.calls.values()) n += call.participants.size;
     return n;
+  }
+
+  /** Prometheus text: calls, participants, packets received and forwarded. */
+  metrics(): string {
+    const ns = 'calls_offloader_sfu';
+    return [
+      `# TYPE ${ns}_calls gauge`, `${ns}_calls ${this.calls.size}`,
+      `# TYPE ${ns}_participants gauge`, `${ns}_participants ${this.participantCount}`,
+      `# TYPE ${ns}_rtp_packets_received_total counter`, `${ns}_rtp_packets_received_total ${counters.received}`,
+      `# TYPE ${ns}_rtp_packets_forwarded_total counter`, `${ns}_rtp_packets_forwarded_total ${counters.forwarded}`,
+      `# TYPE ${ns}_keyframe_requests_total counter`, `${ns}_keyframe_requests_total ${counters.keyframeRequests}`,
+      '',
+    ].join('\n');
   }
 
   async close(): Promise<void> {
@@ -117,6 +130,7 @@ export class Sfu {
       if (req.method !== 'GET') return send(res, 405, 'text/plain', 'method not allowed');
       if (path === '/favicon.ico') return send(res, 204, 'image/x-icon', '');
       if (path === '/healthz') return send(res, 200, 'application/json', JSON.stringify({ status: 'ok', calls: this.calls.size }));
+      if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4', this.metrics());
       if (/^\/call\/[a-z0-9]{26}$/.test(path)) return send(res, 200, 'text/html; charset=utf-8', await readFile(pagePath));
       const file = files[path];
       if (file) return send(res, 200, `${file.type}; charset=utf-8`, await readFile(fileURLToPath(file.path)));
