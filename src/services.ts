@@ -1,30 +1,22 @@
 // Wiring shared by every subcommand: Redis connections, stores, queues and the runner.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { type Config, ConfigError, sfuBaseUrl } from './config.js';
 import { connect, keysFor, sharedSecret } from './store/redis.js';
 import { JobStore } from './store/jobs.js';
 import { ClientStore, SessionStore } from './store/clients.js';
-import { closeQueues, createQueues, type Queues } from './queue/queues.js';
+import { closeQueues, createQueues } from './queue/queues.js';
 import { ProcessRunner } from './runners/process.js';
 import type { Runner } from './runners/runner.js';
 import type { Logger } from './log.js';
 import type { AddressInfo } from 'node:net';
-import { buildServer } from './api/server.js';
+import { type ApiDeps, buildServer } from './api/server.js';
 import { Sweeper } from './queue/sweeper.js';
 import { JobWorker } from './queue/worker.js';
 import { Sfu } from './sfu/server.js';
 
-export interface Services {
-  redis: Redis;
+export interface Services extends Omit<ApiDeps, 'config' | 'log'> {
   /** for BullMQ: blocking commands must never give up */
   bullConnection: Redis;
-  store: JobStore;
-  clients: ClientStore;
-  sessions: SessionStore;
-  queues: Queues;
-  runner: Runner;
-  /** the key that signs SFU join tokens (SFU_TOKENSECRET, or one shared through Redis) */
-  tokenSecret(): Promise<string>;
   close(): Promise<void>;
 }
 

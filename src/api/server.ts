@@ -32,6 +32,7 @@ export interface ApiDeps {
   sessions: SessionStore;
   queues: Queues;
   runner: Runner;
+  /** the key that signs SFU join tokens (SFU_TOKENSECRET, or one shared through Redis) */
   tokenSecret(): Promise<string>;
 }
 
