@@ -1,0 +1,77 @@
+// Delivery through the Calls plugin bot API, against the Mattermost stand-in: resumable uploads
+// across 204s, retries while Mattermost answers 500, status reports in the wire format the
+// plugin reads, the recording post, and no retrying of a bad token.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { BotClient, sanitizeFilename } from '../workers/shared/mattermost.js';
+import { MattermostStandIn } from './mattermost-standin.js';
+
+const id = () => randomBytes(13).toString('hex');
+
+describe('delivery to Mattermost (bot API)', () => {
+  const token = id();
+  const callId = id();
+  const dir = mkdtempSync(join(tmpdir(), 'co-delivery-'));
+  const mm = new MattermostStandIn({ authToken: token, maxRequestBytes: 1024 * 1024, filename: 'Call town-square 2026-11-23 18:45' });
+  let client: BotClient;
+  const notes: string[] = [];
+  before(async () => {
+    await mm.start();
+    client = new BotClient({ siteUrl: mm.url, authToken: token, retry: { attempts: 5, stepMs: 50 }, log: (m) => notes.push(m) });
+  });
+  after(async () => {
+    await mm.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('uploads a file larger than Mattermost\'s request limit by resuming from file_offset after each 204', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 12345);
+    const path = join(dir, 'call.mp4');
+    writeFileSync(path, data);
+    const info = await client.upload(callId, path, `${await client.filename(callId)}.mp4`);
+    assert.equal(info.name, 'Call_town-square_2026-11-23_18_45.mp4');
+    assert.equal(info.size, data.length);
+    assert.ok(mm.file(info.id)!.equals(data), 'the bytes arrived whole and in order');
+    assert.equal(mm.log.filter((l) => / 204$/.test(l)).length, 3, 'three cut requests, each resumed');
+    await client.postRecording(callId, { JobID: id(), FileIDs: [info.id], PostID: id() });
+    assert.equal(mm.recordings.length, 1);
+    assert.deepEqual(mm.recordings[0]!.body.FileIDs, [info.id]);
+  });
+
+  it('keeps trying while Mattermost answers 500, and resumes the upload where it stood', async () => {
+    const data = randomBytes(1500 * 1024);
+    const path = join(dir, 'retry.mp4');
+    writeFileSync(path, data);
+    mm.failNext = 3;
+    const info = await client.upload(callId, path);
+    assert.ok(mm.file(info.id)!.equals(data));
+    assert.ok(notes.some((n) => /failed \(attempt 1 of 5\): 500/.test(n)), notes.join('\n'));
+  });
+
+  it('reports job status with the error under "omitempty", as the plugin reads it', async () => {
+    const jobId = id();
+    await client.reportStatus(callId, jobId, 'recording', 'started');
+    await client.reportStatus(callId, jobId, 'recording', 'failed', 'could not join the call: token expired');
+    assert.deepEqual(mm.statuses.slice(-2).map((s) => s.body), [
+      { JobType: 'recording', Status: 'started' },
+      { JobType: 'recording', Status: 'failed', omitempty: 'could not join the call: token expired' },
+    ]);
+  });
+
+  it('gives up at once on a bad token, and after the last attempt on a server that stays down', async () => {
+    const bad = new BotClient({ siteUrl: mm.url, authToken: id(), retry: { attempts: 5, stepMs: 50 } });
+    await assert.rejects(bad.filename(callId), /failed after 1 attempt\(s\): 401 Unauthorized: Invalid or expired session/);
+    mm.failNext = 10;
+    await assert.rejects(client.filename(callId), /GET \/calls\/[a-z0-9]+\/filename failed after 5 attempt\(s\): 500/);
+    mm.failNext = 0;
+  });
+
+  it('makes file names safe', () => {
+    assert.equal(sanitizeFilename('Call: Q4 planning / review'), 'Call_Q4_planning_review');
+    assert.equal(sanitizeFilename('../../etc/passwd'), 'etc_passwd');
+  });
+});

@@ -1,0 +1,194 @@
+// A stand-in for Mattermost's Calls plugin bot API, the only stand-in the tests use (no
+// Mattermost server can run here). It implements the routes of
+// shared/reference/calls-plugin-bot-api.md as the plugin does, awkward parts included: bearer
+// auth with the job's token, upload sessions whose data requests are cut at a maximum request
+// size and answered 204 (the runner must GET the session and resume from `file_offset`), the job
+// status body with the error under the key "omitempty", and it records everything it received.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+
+const BASE = '/plugins/com.mattermost.calls/bot';
+
+export interface UploadSession {
+  id: string;
+  type: 'attachment';
+  create_at: number;
+  user_id: string;
+  channel_id: string;
+  filename: string;
+  file_size: number;
+  file_offset: number;
+}
+
+export interface FileInfo {
+  id: string;
+  user_id: string;
+  channel_id: string;
+  create_at: number;
+  name: string;
+  extension: string;
+  size: number;
+  mime_type: string;
+}
+
+export interface StandInOptions {
+  /** the bot token the plugin gave the job (input_data.auth_token) */
+  authToken: string;
+  /** bytes accepted per upload-data request; the rest answers 204 (Mattermost's MaxFileSize cut) */
+  maxRequestBytes?: number;
+  filename?: string;
+  /** display names of call sessions, for GET .../sessions/{id}/profile */
+  profiles?: Record<string, { id: string; username: string; first_name: string; last_name: string; nickname?: string }>;
+}
+
+export class MattermostStandIn {
+  readonly statuses: { callId: string; jobId: string; body: Record<string, unknown> }[] = [];
+  readonly recordings: { callId: string; body: { JobID: string; FileIDs: string[]; PostID: string } }[] = [];
+  readonly transcriptions: { callId: string; body: Record<string, unknown> }[] = [];
+  readonly uploads = new Map<string, { session: UploadSession; data: Buffer[] }>();
+  readonly files = new Map<string, { info: FileInfo; data: Buffer }>();
+  /** every request, as "METHOD path status" */
+  readonly log: string[] = [];
+  /** answer 500 to the next n requests (a Mattermost that is down for a while) */
+  failNext = 0;
+  private server?: Server;
+  url = '';
+
+  constructor(private readonly opts: StandInOptions) {}
+
+  async start(): Promise<string> {
+    this.server = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  /** The bytes of a file uploaded in full. */
+  file(id: string): Buffer | undefined {
+    return this.files.get(id)?.data;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const reply = (status: number, body?: unknown) => {
+      this.log.push(`${req.method} ${path} ${status}`);
+      if (body === undefined) {
+        res.writeHead(status);
+        res.end();
+        return;
+      }
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    const error = (status: number, message: string) => reply(status, { message, status_code: status });
+
+    if (req.headers.authorization !== `Bearer ${this.opts.authToken}`) {
+      await drain(req);
+      return error(401, 'Invalid or expired session, please login again.');
+    }
+    if (this.failNext > 0) {
+      this.failNext--;
+      await drain(req);
+      return error(500, 'stand-in: Mattermost is failing on purpose');
+    }
+    if (!path.startsWith(BASE)) return error(404, 'not found');
+    const route = path.slice(BASE.length);
+    let m: RegExpExecArray | null;
+
+    if (req.method === 'GET' && (m = /^\/calls\/([a-z0-9]{26})\/filename$/.exec(route))) {
+      return reply(200, { filename: this.opts.filename ?? 'Call_town-square_2026-11-23_18-45-00' });
+    }
+    if (req.method === 'GET' && (m = /^\/calls\/([a-z0-9]{26})\/sessions\/([a-z0-9]+)\/profile$/.exec(route))) {
+      const profile = this.opts.profiles?.[m[2]!];
+      return profile ? reply(200, profile) : error(404, 'not found');
+    }
+    if (req.method === 'POST' && (m = /^\/calls\/([a-z0-9]{26})\/jobs\/([a-z0-9]{26})\/status$/.exec(route))) {
+      const body = await json(req);
+      if (!body || !['recording', 'transcribing'].includes(body.JobType as string) || !['started', 'failed'].includes(body.Status as string)) {
+        return error(400, 'invalid job status');
+      }
+      this.statuses.push({ callId: m[1]!, jobId: m[2]!, body });
+      return reply(200, { message: 'success' });
+    }
+    if (req.method === 'POST' && route === '/uploads') {
+      const body = await json(req);
+      if (!body || typeof body.channel_id !== 'string' || typeof body.filename !== 'string' || typeof body.file_size !== 'number') {
+        return error(400, 'invalid upload session');
+      }
+      const session: UploadSession = {
+        id: newId(), type: 'attachment', create_at: Date.now(), user_id: 'bot', channel_id: body.channel_id,
+        filename: body.filename, file_size: body.file_size, file_offset: 0,
+      };
+      this.uploads.set(session.id, { session, data: [] });
+      return reply(200, session);
+    }
+    if ((m = /^\/uploads\/([a-z0-9]{26})$/.exec(route))) {
+      const upload = this.uploads.get(m[1]!);
+      if (!upload) return error(404, 'upload session not found');
+      if (req.method === 'GET') return reply(200, upload.session);
+      if (req.method !== 'POST') return error(405, 'method not allowed');
+      // Like MaxBytesReader: keep at most maxRequestBytes of this request, drop the rest.
+      const max = this.opts.maxRequestBytes ?? Infinity;
+      const body = await raw(req, max);
+      upload.data.push(body);
+      upload.session.file_offset += body.length;
+      if (upload.session.file_offset > upload.session.file_size) return error(400, 'upload is larger than file_size');
+      if (upload.session.file_offset < upload.session.file_size) return reply(204);
+      const name = upload.session.filename;
+      const info: FileInfo = {
+        id: newId(), user_id: 'bot', channel_id: upload.session.channel_id, create_at: Date.now(), name,
+        extension: name.includes('.') ? name.slice(name.lastIndexOf('.') + 1) : '', size: upload.session.file_size,
+        mime_type: name.endsWith('.mp4') ? 'video/mp4' : name.endsWith('.vtt') ? 'text/vtt' : 'text/plain',
+      };
+      this.files.set(info.id, { info, data: Buffer.concat(upload.data) });
+      return reply(200, info);
+    }
+    if (req.method === 'POST' && (m = /^\/calls\/([a-z0-9]{26})\/recordings$/.exec(route))) {
+      const body = await json(req) as { JobID: string; FileIDs: string[]; PostID: string } | undefined;
+      if (!body?.JobID || !Array.isArray(body.FileIDs) || body.FileIDs.length === 0 || !body.PostID) return error(400, 'invalid recording info');
+      if (!body.FileIDs.every((id) => this.files.has(id))) return error(400, 'unknown file');
+      this.recordings.push({ callId: m[1]!, body });
+      return reply(200, { message: 'success' });
+    }
+    if (req.method === 'POST' && (m = /^\/calls\/([a-z0-9]{26})\/transcriptions$/.exec(route))) {
+      const body = await json(req);
+      const tr = (body?.Transcriptions as { FileIDs?: string[] }[] | undefined)?.[0];
+      if (!body?.JobID || !body.PostID || !tr?.FileIDs || tr.FileIDs.length !== 2) return error(400, 'invalid transcription info');
+      this.transcriptions.push({ callId: m[1]!, body });
+      return reply(200, { message: 'success' });
+    }
+    return error(404, 'not found');
+  }
+}
+
+function newId(): string {
+  return randomBytes(13).toString('hex');
+}
+
+async function drain(req: IncomingMessage): Promise<void> {
+  for await (const _ of req) void _;
+}
+
+async function raw(req: IncomingMessage, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    const room = max - size;
+    if (room > 0) chunks.push(chunk.subarray(0, room));
+    size += Math.min(chunk.length, Math.max(0, room));
+  }
+  return Buffer.concat(chunks);
+}
+
+async function json(req: IncomingMessage): Promise<Record<string, unknown> | undefined> {
+  try {
+    return JSON.parse((await raw(req, 1024 * 1024)).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}

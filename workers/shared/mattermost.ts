@@ -1,0 +1,165 @@
+// The Calls plugin's bot API as the job programs use it: report job status, get the artifact's
+// file name and speakers' names, upload through a resumable upload session, and post the
+// recording or transcription to the call thread. Written once for the recorder and the
+// transcriber. Requests are retried with growing back-off (upstream: up to 20 attempts, 5 s ×
+// attempt); an upload resumes from the offset Mattermost reports after a 204 or a failure.
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { Readable } from 'node:stream';
+
+export type JobType = 'recording' | 'transcribing';
+
+export interface RetryPolicy {
+  attempts: number;
+  /** wait before attempt n+1 is n × this */
+  stepMs: number;
+}
+
+export interface BotClientOptions {
+  siteUrl: string;
+  authToken: string;
+  retry?: RetryPolicy;
+  /** per request; uploads get `uploadTimeoutMs` */
+  timeoutMs?: number;
+  uploadTimeoutMs?: number;
+  log?: (message: string) => void;
+}
+
+export interface FileInfo {
+  id: string;
+  name: string;
+  size: number;
+}
+
+/** A failure Mattermost will answer the same way however often we ask (bad token, bad request). */
+export class PermanentError extends Error {}
+
+const upstreamRetry: RetryPolicy = { attempts: 20, stepMs: 5000 };
+
+/** The file name rules of the upstream runners: the plugin's base name, made safe, plus an extension. */
+export function sanitizeFilename(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(0, 200) || 'call';
+}
+
+export class BotClient {
+  private readonly base: string;
+  private readonly retry: RetryPolicy;
+
+  constructor(private readonly opts: BotClientOptions) {
+    this.base = `${opts.siteUrl.replace(/\/$/, '')}/plugins/com.mattermost.calls/bot`;
+    this.retry = opts.retry ?? upstreamRetry;
+  }
+
+  /** `started` once media is being captured; `failed` with the reason a person can act on. */
+  reportStatus(callId: string, jobId: string, jobType: JobType, status: 'started' | 'failed', error?: string): Promise<unknown> {
+    // The plugin reads the error under the key "omitempty" (an upstream JSON tag mistake that is
+    // now the wire format).
+    const body = { JobType: jobType, Status: status, ...(error ? { omitempty: error } : {}) };
+    return this.call('POST', `/calls/${callId}/jobs/${jobId}/status`, body);
+  }
+
+  async filename(callId: string): Promise<string> {
+    const { filename } = (await this.call('GET', `/calls/${callId}/filename`)) as { filename: string };
+    return sanitizeFilename(filename);
+  }
+
+  async displayName(callId: string, sessionId: string): Promise<string> {
+    const p = (await this.call('GET', `/calls/${callId}/sessions/${sessionId}/profile`)) as {
+      username: string; first_name?: string; last_name?: string; nickname?: string;
+    };
+    const full = [p.first_name, p.last_name].filter(Boolean).join(' ');
+    return full || p.nickname || p.username;
+  }
+
+  postRecording(callId: string, info: { JobID: string; FileIDs: string[]; PostID: string }): Promise<unknown> {
+    return this.call('POST', `/calls/${callId}/recordings`, info);
+  }
+
+  postTranscription(callId: string, info: { JobID: string; PostID: string; Transcriptions: { Language: string; FileIDs: string[] }[] }): Promise<unknown> {
+    return this.call('POST', `/calls/${callId}/transcriptions`, info);
+  }
+
+  /**
+   * Uploads a file into the call's channel. Mattermost cuts each data request at its maximum
+   * request size and answers 204; we then ask the session for `file_offset` and send the rest.
+   * A failed request is retried the same way, so an upload never starts over.
+   */
+  async upload(callId: string, path: string, filename = basename(path)): Promise<FileInfo> {
+    const { size } = await stat(path);
+    const session = (await this.call('POST', '/uploads', { channel_id: callId, filename, file_size: size })) as { id: string };
+    let offset = 0;
+    return this.withRetry(`upload of ${filename}`, async () => {
+      for (;;) {
+        const res = await fetch(`${this.base}/uploads/${session.id}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${this.opts.authToken}`, 'content-type': 'application/octet-stream' },
+          body: Readable.toWeb(createReadStream(path, { start: offset })) as ReadableStream,
+          duplex: 'half',
+          signal: AbortSignal.timeout(this.opts.uploadTimeoutMs ?? 10 * 60_000),
+        } as RequestInit).catch(async (err) => {
+          offset = await this.uploadOffset(session.id).catch(() => offset);
+          throw err;
+        });
+        if (res.status === 204) {
+          offset = await this.uploadOffset(session.id);
+          this.opts.log?.(`upload of ${filename}: ${offset} of ${size} bytes, resuming`);
+          continue;
+        }
+        if (res.ok) return (await res.json()) as FileInfo;
+        const failure = await responseError(res);
+        offset = await this.uploadOffset(session.id).catch(() => offset);
+        throw failure;
+      }
+    });
+  }
+
+  private async uploadOffset(uploadId: string): Promise<number> {
+    const s = (await this.request('GET', `/uploads/${uploadId}`)) as { file_offset: number };
+    return s.file_offset;
+  }
+
+  private call(method: string, path: string, body?: unknown): Promise<unknown> {
+    return this.withRetry(`${method} ${path}`, () => this.request(method, path, body));
+  }
+
+  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    const res = await fetch(this.base + path, {
+      method,
+      headers: { authorization: `Bearer ${this.opts.authToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
+    });
+    if (!res.ok) throw await responseError(res);
+    const text = await res.text();
+    return text ? JSON.parse(text) : undefined;
+  }
+
+  private async withRetry<T>(what: string, attempt: () => Promise<T>): Promise<T> {
+    for (let n = 1; ; n++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (err instanceof PermanentError || n >= this.retry.attempts) {
+          throw new Error(`${what} failed after ${n} attempt(s): ${(err as Error).message}`);
+        }
+        this.opts.log?.(`${what} failed (attempt ${n} of ${this.retry.attempts}): ${(err as Error).message}; retrying in ${(n * this.retry.stepMs) / 1000} s`);
+        await new Promise((r) => setTimeout(r, n * this.retry.stepMs));
+      }
+    }
+  }
+}
+
+async function responseError(res: Response): Promise<Error> {
+  let message = `${res.status} ${res.statusText}`;
+  try {
+    const body = (await res.json()) as { message?: string; error?: string };
+    message += `: ${body.message ?? body.error ?? ''}`;
+  } catch {
+    // not JSON
+  }
+  // 4xx will not change by asking again (but 408 and 429 might).
+  return res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429
+    ? new PermanentError(message)
+    : new Error(message);
+}
