@@ -5,8 +5,9 @@
 #   ffmpeg        media muxing; tests make Opus RTP with it
 #   chromium      browser tests of the call page (driven by puppeteer-core)
 #   espeak-ng     speech for tests' fake microphones
+#   openssl       a self-signed certificate for the TLS test
 set -euo pipefail
-packages=(redis-server util-linux ffmpeg chromium espeak-ng fonts-dejavu-core)
+packages=(redis-server util-linux ffmpeg chromium espeak-ng fonts-dejavu-core openssl)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

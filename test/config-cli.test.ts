@@ -2,13 +2,16 @@
 // the README documents every variable; `serve` runs the whole service from one command.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig, variables } from '../src/config.js';
 import { HeadlessParticipant } from '../src/sfu/participant.js';
-import { CLI, KEY, REDIS_URL, basic, call, cleanup, ids, recordingJob, testEnv, waitFor } from './helpers.js';
+import { CLI, KEY, REDIS_URL, basic, call, cleanup, ids, recordingJob, startApi, testConfig, testEnv, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
 
@@ -120,6 +123,31 @@ describe('calls-offloader CLI', () => {
       child.kill('SIGTERM');
       await once(child, 'exit');
       await cleanup(loadConfig(env));
+    }
+  });
+});
+
+describe('TLS', () => {
+  it('serves the API over HTTPS with API_HTTP_TLS_* set', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'co-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const config = testConfig({ API_HTTP_TLS_ENABLE: 'true', API_HTTP_TLS_CERTFILE: join(dir, 'cert.pem'), API_HTTP_TLS_CERTKEY: join(dir, 'key.pem') });
+    const api = await startApi(config);
+    try {
+      assert.match(api.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+      const body = await new Promise<string>((resolve, reject) => {
+        request(`${api.url}/version`, { rejectUnauthorized: false }, (res) => {
+          let text = '';
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve(text));
+        }).on('error', reject).end();
+      });
+      assert.match(JSON.parse(body).buildVersion, /^v/);
+    } finally {
+      await api.close();
+      await cleanup(config);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -3,7 +3,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { RtpPacket } from 'werift';
+import { MediaStreamTrack, RTCPeerConnection, RtpHeader, RtpPacket, useH264 } from 'werift';
+import { WebSocket } from 'ws';
+import { CallClient } from '../src/sfu/client.js';
+import { peerConfig } from '../src/sfu/ice.js';
 import { Sfu } from '../src/sfu/server.js';
 import { HeadlessParticipant, type Publisher } from '../src/sfu/participant.js';
 import { mintToken, type Role } from '../src/sfu/token.js';
@@ -164,5 +167,38 @@ describe('sfu', () => {
     assert.ok(handles() <= before + 2, `sockets and UDP handles: ${before} before, ${handles()} after`);
     listener.leave();
     await waitFor('call closed', () => sfu.calls.size === 0 && sfu.participantCount === 0);
+  });
+});
+
+describe('sfu codecs', () => {
+  let sfu: Sfu;
+  let url: string;
+  before(async () => ({ sfu, url } = await startSfu()));
+  after(() => sfu.close());
+
+  it('forwards H.264 from a publisher that offers only H.264', async () => {
+    const call = callId();
+    const viewer = new HeadlessParticipant({ sfuUrl: url, callId: call, token: token(call, 'viewer') });
+    const codecs: string[] = [];
+    viewer.onRtp((_rtp, from) => codecs.push(from.codec));
+    await viewer.join();
+    const publisher = new CallClient({
+      url: url.replace('http', 'ws') + '/ws',
+      callId: call,
+      token: token(call, 'h264only'),
+      createPeerConnection: () => new RTCPeerConnection({ ...peerConfig({ bindAddress: '127.0.0.1' }), codecs: { audio: [], video: [useH264()] } }) as never,
+      createSocket: (u) => new WebSocket(u) as never,
+    });
+    await publisher.join();
+    const camera = new MediaStreamTrack({ kind: 'video' });
+    await publisher.publish({ camera });
+    for (let i = 0; i < 100 && codecs.length < 10; i++) {
+      camera.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 102, sequenceNumber: i, timestamp: i * 3000, ssrc: 7, marker: true }), Buffer.from([0x65, 1, 2, 3])));
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    assert.ok(codecs.length >= 10, `received ${codecs.length} packets`);
+    assert.ok(codecs.every((c) => c === 'video/h264'), codecs.join(','));
+    publisher.leave();
+    viewer.leave();
   });
 });
