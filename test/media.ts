@@ -13,19 +13,25 @@ export function speechWav(dir: string, text: string, name = 'speech.wav'): strin
   return out;
 }
 
-/**
- * ffmpeg encoding a tone (or a file) to Opus RTP on a loopback port; each packet goes to
- * `onPacket`. Stops by itself after `seconds`.
- */
-export async function opusSource(onPacket: (rtp: RtpPacket) => void, seconds: number, input = 'sine=frequency=440'): Promise<ChildProcess> {
+/** ffmpeg sending RTP to a loopback port; each packet goes to `onPacket`. */
+async function rtpSource(onPacket: (rtp: RtpPacket) => void, input: string[], codec: string[]): Promise<ChildProcess> {
   const socket = createSocket('udp4');
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
   socket.on('message', (msg) => onPacket(RtpPacket.deSerialize(msg)));
   const { port } = socket.address();
-  const args = input.includes('=')
-    ? ['-f', 'lavfi', '-i', `${input}:duration=${seconds}`]
-    : ['-t', String(seconds), '-i', input];
-  const ffmpeg = spawn('ffmpeg', ['-loglevel', 'error', '-re', ...args, '-c:a', 'libopus', '-b:a', '32k', '-payload_type', '111', '-f', 'rtp', `rtp://127.0.0.1:${port}`], { stdio: 'ignore' });
+  const ffmpeg = spawn('ffmpeg', ['-loglevel', 'error', '-re', ...input, ...codec, '-f', 'rtp', `rtp://127.0.0.1:${port}`], { stdio: 'ignore' });
   ffmpeg.on('exit', () => socket.close());
   return ffmpeg;
+}
+
+/** Opus RTP of a tone (lavfi source) or a file, for `seconds`. */
+export function opusSource(onPacket: (rtp: RtpPacket) => void, seconds: number, input = 'sine=frequency=440'): Promise<ChildProcess> {
+  const args = input.includes('=') ? ['-f', 'lavfi', '-i', `${input}:duration=${seconds}`] : ['-t', String(seconds), '-i', input];
+  return rtpSource(onPacket, args, ['-c:a', 'libopus', '-b:a', '32k', '-payload_type', '111']);
+}
+
+/** VP8 RTP of ffmpeg's moving test pattern, for `seconds`. */
+export function vp8Source(onPacket: (rtp: RtpPacket) => void, seconds: number, size = '640x360', rate = 15): Promise<ChildProcess> {
+  return rtpSource(onPacket, ['-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=${rate}:duration=${seconds}`],
+    ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '600k', '-g', String(rate * 2), '-payload_type', '96']);
 }

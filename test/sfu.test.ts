@@ -55,8 +55,8 @@ describe('sfu', () => {
     listen('alice', alice);
     listen('bob', bob);
     const sent: Record<string, Set<string>> = { alice: new Set(), bob: new Set() };
-    const aliceMic = await alice.publishAudio();
-    const bobMic = await bob.publishAudio();
+    const aliceMic = (await alice.publish('mic')).mic;
+    const bobMic = (await bob.publish('mic')).mic;
     const sources = await Promise.all([
       opusSource((rtp) => { sent.alice!.add(rtp.payload.toString('base64')); aliceMic.writeRtp(rtp); }, 3, 'sine=frequency=440'),
       opusSource((rtp) => { sent.bob!.add(rtp.payload.toString('base64')); bobMic.writeRtp(rtp); }, 3, 'sine=frequency=660'),
@@ -88,7 +88,7 @@ describe('sfu', () => {
     carol.client.on('update', (p) => events.push(`update ${p.userId} ${JSON.stringify(p.tracks)}`));
     carol.client.on('voice', (p) => events.push(`voice ${p.userId} ${p.speaking}`));
     const dave = await join(call, 'dave');
-    const mic = await dave.publishAudio();
+    const mic = (await dave.publish('mic')).mic;
     const source = await opusSource((rtp) => mic.writeRtp(rtp), 1.5, 'sine=frequency=300');
     await waitFor('voice on', () => events.includes('voice dave true'));
     dave.client.setMuted('mic', true);
@@ -147,7 +147,7 @@ describe('sfu', () => {
     const before = handles();
     for (let i = 0; i < 100; i++) {
       const p = await join(call, `guest${i}`);
-      const mic = await p.publishAudio();
+      const mic = (await p.publish('mic')).mic;
       await waitFor('subscribed', () => {
         const server = sfu.calls.get(call)?.participants.get(listener.client.me!.sessionId);
         return server && (server as unknown as { subscriptions: Map<unknown, unknown> }).subscriptions.size === 1;

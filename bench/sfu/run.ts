@@ -199,7 +199,7 @@ async function scenario(name: string, n: number, setup: (call: string) => Promis
 
 const audioCall = (n: number) => scenario(`audio call, all ${n} unmuted`, n, async (call) => {
   const all = await joinAll(call, n, 'all', 'speaker');
-  const publishers = await Promise.all(all.map(async (p) => ({ track: await p.publishAudio(), kind: 'audio' as const })));
+  const publishers = await Promise.all(all.map(async (p) => ({ track: (await p.publish('mic')).mic, kind: 'audio' as const })));
   return { publishers, receivers: all, all, pps: 50, bytes: 80, fanout: n - 1 };
 });
 

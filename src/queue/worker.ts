@@ -190,7 +190,7 @@ class ActiveJob {
     try {
       this.handle = await this.runner.start({
         job: rec,
-        env: { ...jobEnv(rec, this.dir), ...(await this.sfuEnv()) },
+        env: { ...jobEnv(rec, this.dir), ARTIFACTS_DIR: resolve(this.opts.dataDir, 'artifacts'), ...(await this.sfuEnv()) },
         dir: this.dir,
         onOutput: (chunk, stream) => this.output(chunk, stream),
       });

@@ -87,11 +87,11 @@ export class HeadlessParticipant {
     if (remote && ssrc !== undefined) void remote.transceiver.receiver.sendRtcpPLI(ssrc).catch(() => undefined);
   }
 
-  /** Publishes an audio track and returns it: write Opus RTP packets into it. */
-  async publishAudio(): Promise<MediaStreamTrack> {
-    const track = new MediaStreamTrack({ kind: 'audio' });
-    await this.client.publish({ mic: track });
-    return track;
+  /** Publishes these sources (and unpublishes any other); write RTP packets into the tracks returned. */
+  async publish<S extends Source>(...sources: S[]): Promise<Record<S, MediaStreamTrack>> {
+    const tracks = Object.fromEntries(sources.map((s) => [s, new MediaStreamTrack({ kind: s === 'mic' ? 'audio' : 'video' })]));
+    await this.client.publish(tracks);
+    return tracks as Record<S, MediaStreamTrack>;
   }
 
   sendCaption(sessionId: string, text: string, newAudioLenMs?: number): void {

@@ -1,0 +1,125 @@
+// The recorder job program against the real SFU and the Mattermost stand-in: one participant
+// with a camera (VP8) and a microphone (Opus), a second who joins later with a microphone only;
+// SIGTERM as the worker sends on stop; the MP4 that reaches Mattermost is checked with ffprobe.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { Sfu } from '../src/sfu/server.js';
+import { HeadlessParticipant } from '../src/sfu/participant.js';
+import { mintToken } from '../src/sfu/token.js';
+import { createLogger } from '../src/log.js';
+import { MattermostStandIn } from './mattermost-standin.js';
+import { opusSource, vp8Source } from './media.js';
+import { testConfig, waitFor } from './helpers.js';
+
+const RECORDER = fileURLToPath(new URL('../workers/recorder/main.js', import.meta.url));
+const id = () => randomBytes(13).toString('hex');
+
+function probe(file: string) {
+  const out = execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name,width,height,r_frame_rate:format=duration,format_name', '-of', 'json', file]);
+  return JSON.parse(out.toString()) as { streams: { codec_type: string; codec_name: string; width?: number; height?: number; r_frame_rate?: string }[]; format: { duration: string } };
+}
+
+
+describe('recorder job program', () => {
+  const secret = randomBytes(32).toString('hex');
+  const dir = mkdtempSync(join(tmpdir(), 'co-recorder-'));
+  let sfu: Sfu;
+  let sfuUrl: string;
+  const sources: ChildProcess[] = [];
+
+  before(async () => {
+    sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [47000, 47200] }, tokenSecret: secret, log: createLogger(testConfig(), 'sfu') });
+    sfuUrl = await sfu.listen();
+  });
+  after(async () => {
+    for (const s of sources) s.kill('SIGKILL');
+    await sfu.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const start = (env: Record<string, string>) => {
+    const child = spawn(process.execPath, [RECORDER], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c) => (output += c));
+    child.stderr.on('data', (c) => (output += c));
+    return { child, output: () => output };
+  };
+
+  it('records camera and voices, later joiner included, and posts an H.264/AAC MP4 to the call thread', async () => {
+    const call = id();
+    const token = id();
+    const mm = new MattermostStandIn({ authToken: token, maxRequestBytes: 256 * 1024 });
+    await mm.start();
+    const jobDir = join(dir, 'job1');
+    const participant = (user: string, name: string) => new HeadlessParticipant({
+      sfuUrl, callId: call, token: mintToken(secret, { call, user, name, role: 'participant', ttlSec: 120 }),
+    });
+    const alice = participant('alice', 'Alice');
+    await alice.join();
+    const aliceTracks = await alice.publish('mic', 'camera');
+    sources.push(await opusSource((rtp) => aliceTracks.mic.writeRtp(rtp), 8, 'sine=frequency=440'));
+    sources.push(await vp8Source((rtp) => aliceTracks.camera.writeRtp(rtp), 8));
+
+    const recordingId = id();
+    const postId = id();
+    const spawnedAt = Date.now();
+    const rec = start({
+      SITE_URL: mm.url, CALL_ID: call, POST_ID: postId, RECORDING_ID: recordingId, AUTH_TOKEN: token,
+      WIDTH: '1280', HEIGHT: '720', VIDEO_RATE: '1000', AUDIO_RATE: '64', FRAME_RATE: '15', VIDEO_PRESET: 'ultrafast', OUTPUT_FORMAT: 'mp4',
+      JOB_ID: id(), JOB_DIR: jobDir, SFU_URL: sfuUrl,
+      SFU_TOKEN: mintToken(secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 120 }),
+    });
+    await waitFor('started reported', () => mm.statuses.some((s) => s.body.Status === 'started'), 15_000);
+    const startedAt = Date.now();
+    await new Promise((r) => setTimeout(r, 2000));
+    const bob = participant('bob', 'Bob');
+    await bob.join();
+    const bobMic = (await bob.publish('mic')).mic;
+    sources.push(await opusSource((rtp) => bobMic.writeRtp(rtp), 3, 'sine=frequency=880'));
+    await new Promise((r) => setTimeout(r, 3000));
+
+    const stoppedAt = Date.now();
+    rec.child.kill('SIGTERM');
+    const [code] = await once(rec.child, 'exit');
+    assert.equal(code, 0, rec.output());
+    alice.leave();
+    bob.leave();
+
+    assert.equal(mm.recordings.length, 1, rec.output());
+    const post = mm.recordings[0]!;
+    assert.equal(post.callId, call);
+    assert.equal(post.body.JobID, recordingId);
+    assert.equal(post.body.PostID, postId);
+    const mp4 = join(dir, 'received.mp4');
+    writeFileSync(mp4, mm.file(post.body.FileIDs[0]!)!);
+    const info = probe(mp4);
+    const v = info.streams.find((s) => s.codec_type === 'video')!;
+    const a = info.streams.find((s) => s.codec_type === 'audio')!;
+    assert.equal(v.codec_name, 'h264');
+    assert.deepEqual([v.width, v.height, v.r_frame_rate], [1280, 720, '15/1']);
+    assert.equal(a.codec_name, 'aac');
+    const duration = Number(info.format.duration);
+    const recorded = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8')).duration_ms / 1000;
+    assert.ok(Math.abs(duration - recorded) < 1, `file ${duration} s, recorded ${recorded} s`);
+    // The recording covers the time from joining (before 'started' was reported) to the stop.
+    assert.ok(recorded >= (stoppedAt - startedAt) / 1000 - 0.5 && recorded <= (stoppedAt - spawnedAt) / 1000 + 0.5, `recorded ${recorded} s`);
+    assert.ok(mm.log.some((l) => / 204$/.test(l)), 'the upload went through the 204 resume path');
+    assert.ok(!existsSync(join(jobDir, 'recording.mp4')), 'the local copy is removed once posted');
+    await mm.close();
+  });
+
+  it('an invalid input fails at once, naming the variable, before joining anything', async () => {
+    const rec = start({ CALL_ID: id(), WIDTH: '99', JOB_DIR: join(dir, 'job2'), SFU_URL: sfuUrl, SFU_TOKEN: 'x' });
+    const [code] = await once(rec.child, 'exit');
+    assert.equal(code, 2);
+    assert.match(rec.output(), /invalid input: WIDTH must be at least 1280/);
+    assert.equal(sfu.participantCount, 0);
+  });
+});

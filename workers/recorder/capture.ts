@@ -1,0 +1,125 @@
+// Capture: join the call as a bot, write every track as it arrives to its own WebM file (no
+// decoding, no encoding: the cheap part runs live) and log who was there, when, and who spoke.
+// Everything is appended as it happens, so if the recorder dies the files are still there for
+// the compose step to assemble.
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { MediaRecorder } from 'werift/nonstandard';
+import type { MediaStreamTrack } from 'werift';
+import { HeadlessParticipant } from '../../src/sfu/participant.js';
+import type { ParticipantInfo, Source } from '../../src/sfu/protocol.js';
+import { isVp8Keyframe } from '../../src/media/vp8.js';
+
+/** One line of tracks.jsonl: a recorded track, or the end of one. */
+export interface TrackEntry {
+  file: string;
+  sessionId: string;
+  userId: string;
+  displayName: string;
+  source: Source;
+  /** ms after the recording started: when the track appeared */
+  startMs: number;
+  /** when the file's first frame arrived (video waits for a keyframe): where the file starts on the clock */
+  mediaMs?: number;
+  endMs?: number;
+}
+
+/** One line of events.jsonl: voice activity and presence, for the layout. */
+export interface CallEvent {
+  t: number;
+  sessionId: string;
+  displayName: string;
+  event: 'joined' | 'left' | 'speaking' | 'silent';
+}
+
+export class Capture {
+  readonly startedAt = Date.now();
+  private readonly participant: HeadlessParticipant;
+  private readonly recorders = new Map<string, { recorder: MediaRecorder; entry: TrackEntry }>();
+  private trackCount = 0;
+  private everyoneLeft?: () => void;
+  readonly ended = new Promise<void>((resolve) => (this.everyoneLeft = resolve));
+
+  constructor(private readonly dir: string, opts: { sfuUrl: string; callId: string; token: string }) {
+    mkdirSync(join(dir, 'tracks'), { recursive: true });
+    this.participant = new HeadlessParticipant({ ...opts, subscribe: 'all' });
+    const client = this.participant.client;
+    client.on('track', ({ track, participant, source }) => this.record(track as MediaStreamTrack, participant, source));
+    client.on('joined', (p) => this.event(p, 'joined'));
+    client.on('left', (p) => {
+      this.event(p, 'left');
+      for (const source of ['mic', 'camera', 'screen'] as const) this.finishTrack(p.sessionId, source);
+      this.checkEnd();
+    });
+    client.on('update', (p) => {
+      for (const source of ['mic', 'camera', 'screen'] as const) if (!p.tracks[source]) this.finishTrack(p.sessionId, source);
+    });
+    client.on('voice', (p) => this.event(p, p.speaking ? 'speaking' : 'silent'));
+  }
+
+  /** Joins; resolves once the recording has started. */
+  async start(): Promise<void> {
+    await this.participant.join();
+    for (const p of this.participant.client.participants.values()) {
+      this.event(p, 'joined');
+      if (p.speaking) this.event(p, 'speaking');
+    }
+  }
+
+  /** Ends the call when the last person (not counting bots) leaves. */
+  private checkEnd(): void {
+    const people = [...this.participant.client.participants.values()].filter((p) => p.role === 'participant');
+    if (people.length === 0) this.everyoneLeft?.();
+  }
+
+  get elapsedMs(): number {
+    return Date.now() - this.startedAt;
+  }
+
+  private record(track: MediaStreamTrack, p: ParticipantInfo, source: Source): void {
+    this.finishTrack(p.sessionId, source);
+    const file = join('tracks', `${String(++this.trackCount).padStart(3, '0')}-${source}-${p.sessionId}.webm`);
+    const entry: TrackEntry = { file, sessionId: p.sessionId, userId: p.userId, displayName: p.displayName, source, startMs: this.elapsedMs };
+    const recorder = new MediaRecorder({ path: join(this.dir, file), tracks: [track], disableNtp: true });
+    this.recorders.set(`${p.sessionId}/${source}`, { recorder, entry });
+    this.append('tracks.jsonl', entry);
+    // The writer starts at the first packet (audio) or the first keyframe (video); note when, so
+    // the compose step puts the file at the right moment.
+    const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {
+      if (source !== 'mic' && !isVp8Keyframe(rtp.payload)) return;
+      unSubscribe();
+      entry.mediaMs = this.elapsedMs;
+      this.append('tracks.jsonl', entry);
+    });
+  }
+
+  private finishTrack(sessionId: string, source: Source): void {
+    const key = `${sessionId}/${source}`;
+    const rec = this.recorders.get(key);
+    if (!rec) return;
+    this.recorders.delete(key);
+    void rec.recorder.stop().catch(() => undefined);
+    this.append('tracks.jsonl', { ...rec.entry, endMs: this.elapsedMs });
+  }
+
+  private event(p: ParticipantInfo, event: CallEvent['event']): void {
+    if (p.role === 'bot') return;
+    this.append('events.jsonl', { t: this.elapsedMs, sessionId: p.sessionId, displayName: p.displayName, event } satisfies CallEvent);
+  }
+
+  private append(name: string, line: object): void {
+    appendFileSync(join(this.dir, name), JSON.stringify(line) + '\n');
+  }
+
+  /** Finishes every file and leaves the call. Returns the recorded duration in ms. */
+  async stop(): Promise<number> {
+    const duration = this.elapsedMs;
+    for (const key of [...this.recorders.keys()]) {
+      const [sessionId, source] = key.split('/') as [string, Source];
+      this.finishTrack(sessionId, source);
+    }
+    this.participant.leave();
+    await new Promise((r) => setTimeout(r, 200)); // the writers flush their last clusters
+    return duration;
+  }
+}

@@ -1,0 +1,137 @@
+// Compose: one ffmpeg run turns the captured tracks into the MP4 (H.264 + AAC, +faststart): the
+// screen share when there is one, otherwise the participants' camera tiles (name cards when no
+// camera), the active speaker outlined; all voices mixed; every track placed on the recording's
+// clock by its start offset. It reads only what capture appended, so it also assembles the
+// files of a recorder that died.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CallEvent, TrackEntry } from './capture.js';
+import type { RecorderInputs } from './inputs.js';
+
+const FONT = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
+
+export interface Recording {
+  tracks: TrackEntry[];
+  events: CallEvent[];
+  durationMs: number;
+}
+
+function readLines<T>(path: string): T[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).flatMap((l) => {
+    try {
+      return [JSON.parse(l) as T];
+    } catch {
+      return []; // a line cut short by a crash
+    }
+  });
+}
+
+/** The captured tracks (with their end when known) and events of a recording directory. */
+export function readRecording(dir: string, durationMs?: number): Recording {
+  const byFile = new Map<string, TrackEntry>();
+  for (const t of readLines<TrackEntry>(join(dir, 'tracks.jsonl'))) byFile.set(t.file, { ...byFile.get(t.file), ...t });
+  // A track whose first frame never came (no keyframe, no packet) wrote nothing worth reading.
+  const tracks = [...byFile.values()].filter((t) => t.mediaMs !== undefined && existsSync(join(dir, t.file)) && statSync(join(dir, t.file)).size > 0);
+  const events = readLines<CallEvent>(join(dir, 'events.jsonl'));
+  const lastSeen = Math.max(0, ...tracks.map((t) => t.endMs ?? t.startMs), ...events.map((e) => e.t));
+  return { tracks, events, durationMs: durationMs ?? lastSeen };
+}
+
+const escapeText = (s: string) => s.replace(/\\/g, '\\\\').replace(/'/g, "\u2019").replace(/:/g, '\\:').replace(/%/g, '\\%');
+
+/** Speaking intervals per session, in seconds, for drawbox's enable expression. */
+function speakingIntervals(events: CallEvent[], durationMs: number): Map<string, [number, number][]> {
+  const out = new Map<string, [number, number][]>();
+  const since = new Map<string, number>();
+  for (const e of events) {
+    if (e.event === 'speaking') since.set(e.sessionId, e.t);
+    if ((e.event === 'silent' || e.event === 'left') && since.has(e.sessionId)) {
+      (out.get(e.sessionId) ?? out.set(e.sessionId, []).get(e.sessionId)!).push([since.get(e.sessionId)! / 1000, e.t / 1000]);
+      since.delete(e.sessionId);
+    }
+  }
+  for (const [s, t] of since) (out.get(s) ?? out.set(s, []).get(s)!).push([t / 1000, durationMs / 1000]);
+  return out;
+}
+
+/** ffmpeg arguments that write `output` from the recording in `dir`. */
+export function composeArgs(dir: string, rec: Recording, q: RecorderInputs, output: string): string[] {
+  const { width: W, height: H, frame_rate: fps } = q;
+  const seconds = (rec.durationMs / 1000).toFixed(3);
+  const inputs: string[] = [];
+  const filters: string[] = [];
+  const input = (file: string) => {
+    inputs.push('-i', join(dir, file));
+    return inputs.length / 2 - 1;
+  };
+
+  filters.push(`color=c=0x1e1f22:s=${W}x${H}:r=${fps}:d=${seconds}[base]`);
+  let video = 'base';
+  const overlay = (label: string, x: number | string, y: number | string) => {
+    const out = `v${filters.length}`;
+    filters.push(`[${video}][${label}]overlay=x=${x}:y=${y}:eof_action=pass[${out}]`);
+    video = out;
+  };
+  const placed = (entry: TrackEntry, w: number, h: number) => {
+    const i = input(entry.file);
+    const label = `t${i}`;
+    filters.push(`[${i}:v]scale=${w}:${h}:force_original_aspect_ratio=decrease,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=0x111214,fps=${fps},setpts=PTS-STARTPTS+${(entry.mediaMs! / 1000).toFixed(3)}/TB[${label}]`);
+    return label;
+  };
+
+  const screens = rec.tracks.filter((t) => t.source === 'screen');
+  const people = [...new Map(rec.events.filter((e) => e.event === 'joined').map((e) => [e.sessionId, e.displayName])).entries()];
+  if (screens.length > 0) {
+    for (const s of screens) overlay(placed(s, W, H), 0, 0);
+  } else if (people.length > 0) {
+    // A grid of tiles, one per person who was in the call, in order of arrival.
+    const cols = Math.ceil(Math.sqrt(people.length));
+    const rows = Math.ceil(people.length / cols);
+    const tw = Math.floor(W / cols / 2) * 2;
+    const th = Math.floor(H / rows / 2) * 2;
+    const speaking = speakingIntervals(rec.events, rec.durationMs);
+    people.forEach(([sessionId, name], k) => {
+      const x = (k % cols) * tw;
+      const y = Math.floor(k / cols) * th;
+      for (const cam of rec.tracks.filter((t) => t.source === 'camera' && t.sessionId === sessionId)) {
+        overlay(placed(cam, tw - 8, th - 8), x + 4, y + 4);
+      }
+      const label = `n${k}`;
+      const fontsize = Math.max(16, Math.round(th / 12));
+      const enable = (speaking.get(sessionId) ?? []).map(([a, b]) => `between(t,${a.toFixed(2)},${b.toFixed(2)})`).join('+') || '0';
+      filters.push(
+        `[${video}]drawtext=fontfile=${FONT}:text='${escapeText(name)}':fontcolor=white:fontsize=${fontsize}:x=${x + 16}:y=${y + th - fontsize - 16}:box=1:boxcolor=black@0.5:boxborderw=6,` +
+        `drawbox=x=${x}:y=${y}:w=${tw}:h=${th}:color=0x3ba55d:t=6:enable='${enable}'[${label}]`,
+      );
+      video = label;
+    });
+  }
+
+  const mics = rec.tracks.filter((t) => t.source === 'mic');
+  let audio: string;
+  if (mics.length > 0) {
+    const labels = mics.map((m) => {
+      const i = input(m.file);
+      filters.push(`[${i}:a]aresample=48000,asetpts=PTS-STARTPTS,adelay=${m.mediaMs}:all=1[a${i}]`);
+      return `[a${i}]`;
+    });
+    filters.push(`${labels.join('')}amix=inputs=${labels.length}:normalize=0:duration=longest,apad,atrim=0:${seconds}[mix]`);
+    audio = 'mix';
+  } else {
+    filters.push(`anullsrc=r=48000:cl=stereo,atrim=0:${seconds}[mix]`);
+    audio = 'mix';
+  }
+
+  return [
+    '-hide_banner', '-loglevel', 'error', '-y',
+    ...inputs,
+    '-filter_complex', filters.join(';'),
+    '-map', `[${video}]`, '-map', `[${audio}]`,
+    '-c:v', 'libx264', '-preset', q.video_preset, '-pix_fmt', 'yuv420p', '-r', String(fps),
+    '-b:v', `${q.video_rate}k`, '-maxrate', `${q.video_rate}k`, '-bufsize', `${q.video_rate * 2}k`,
+    '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000',
+    '-t', seconds, '-movflags', '+faststart',
+    output,
+  ];
+}

@@ -1,0 +1,104 @@
+// The recorder job program. Inputs come as environment variables (upstream's names plus the
+// worker's JOB_ID, JOB_DIR, SFU_URL, SFU_TOKEN, ARTIFACTS_DIR). It joins the call, captures
+// until SIGTERM (stop, max duration) or until everyone has left, composes the MP4 and delivers
+// it to Mattermost through the Calls plugin's bot API, or to the artifacts directory.
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BotClient } from '../shared/mattermost.js';
+import { InputError } from '../shared/inputs.js';
+import { Capture } from './capture.js';
+import { composeArgs, readRecording } from './compose.js';
+import { recorderInputs, type RecorderInputs } from './inputs.js';
+
+const log = (message: string) => process.stdout.write(`[recorder ${new Date().toISOString()}] ${message}\n`);
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new InputError(`${name} is required (the worker sets it)`);
+  return value;
+}
+
+async function ffmpeg(args: string[]): Promise<void> {
+  const child = spawn('ffmpeg', args, { stdio: ['ignore', 'inherit', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  if (code !== 0) throw new Error(`ffmpeg exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+}
+
+async function main(): Promise<void> {
+  let inputs: RecorderInputs;
+  let dir: string;
+  let sfu: { url: string; token: string };
+  try {
+    inputs = recorderInputs(process.env);
+    dir = required('JOB_DIR');
+    sfu = { url: required('SFU_URL'), token: required('SFU_TOKEN') };
+  } catch (err) {
+    // Nothing has started: say which input is wrong and stop.
+    process.stderr.write(`invalid input: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
+  const bot = inputs.site_url ? new BotClient({ siteUrl: inputs.site_url, authToken: inputs.auth_token!, log }) : undefined;
+  const fail = async (reason: string): Promise<never> => {
+    process.stderr.write(`${reason}\n`);
+    await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason).catch((e) => log(`could not report the failure: ${e.message}`));
+    process.exit(1);
+  };
+
+  const capture = new Capture(dir, { sfuUrl: sfu.url, callId: inputs.call_id, token: sfu.token });
+  try {
+    await capture.start();
+  } catch (err) {
+    return fail(`could not join the call: ${(err as Error).message}`);
+  }
+  log(`recording call ${inputs.call_id}`);
+  await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'started').catch((e) => log(`could not report the start: ${e.message}`));
+
+  const why = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('stop requested'));
+    process.once('SIGINT', () => resolve('interrupted'));
+    void capture.ended.then(() => resolve('everyone left the call'));
+  });
+  const durationMs = await capture.stop();
+  log(`${why}: stopping after ${(durationMs / 1000).toFixed(1)} s; composing`);
+
+  const output = join(dir, 'recording.mp4');
+  try {
+    await ffmpeg(composeArgs(dir, readRecording(dir, durationMs), inputs, output));
+  } catch (err) {
+    return fail(`could not compose the recording (the captured tracks are kept in ${dir}): ${(err as Error).message}`);
+  }
+
+  if (!bot) {
+    const artifacts = process.env.ARTIFACTS_DIR ?? join(dir, 'artifacts');
+    mkdirSync(artifacts, { recursive: true });
+    const path = join(artifacts, `recording-${inputs.call_id}-${process.env.JOB_ID ?? jobId}.mp4`);
+    copyFileSync(output, path);
+    writeFileSync(join(dir, 'output.json'), JSON.stringify({ file: path, duration_ms: durationMs }));
+    log(`saved ${path}`);
+    return;
+  }
+  try {
+    const filename = `${await bot.filename(inputs.call_id)}.mp4`;
+    const file = await bot.upload(inputs.call_id, output, filename);
+    await bot.postRecording(inputs.call_id, { JobID: jobId, FileIDs: [file.id], PostID: inputs.post_id! });
+    writeFileSync(join(dir, 'output.json'), JSON.stringify({ file_id: file.id, filename, duration_ms: durationMs }));
+    log(`posted ${filename} (${file.size} bytes) to the call thread`);
+    // Delivered: the local copies go. (Until then they stay for the retention time.)
+    rmSync(output, { force: true });
+    rmSync(join(dir, 'tracks'), { recursive: true, force: true });
+  } catch (err) {
+    return fail(`could not deliver the recording (kept at ${output}): ${(err as Error).message}`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`recorder failed: ${(err as Error).stack}\n`);
+    process.exit(1);
+  },
+);
