@@ -1,0 +1,138 @@
+// End to end: the service (API, worker with the process runner, SFU) and the Mattermost stand-in;
+// a real Chromium participant with a fake camera, a screen share and a microphone speaking a WAV;
+// a second participant joins later; POST /jobs as the plugin sends it; POST /jobs/{id}/stop; the
+// MP4 that reaches Mattermost has the right streams, size, rate and duration, speech in its audio
+// and a picture that changes. Mattermost answers 500 for a while during delivery.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Page } from 'puppeteer-core';
+import { createLogger } from '../src/log.js';
+import { startSfuInstance } from '../src/services.js';
+import { launchChromium } from './browser.js';
+import { MattermostStandIn } from './mattermost-standin.js';
+import { speechWav } from './media.js';
+import { type Api, type InProcessWorker, basic, call, cleanup, ids, startApi, startWorker, testConfig, waitFor } from './helpers.js';
+
+const frameHash = (file: string, at: number) =>
+  createHash('md5').update(execFileSync('ffmpeg', ['-loglevel', 'error', '-ss', String(at), '-i', file, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', '160x90', '-'])).digest('hex');
+
+/** RMS level (dB) of each second of audio. */
+function loudness(file: string): number[] {
+  const pcm = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-ac', '1', '-ar', '8000', '-f', 's16le', '-'], { maxBuffer: 64 * 1024 * 1024 });
+  const out: number[] = [];
+  for (let s = 0; s + 16000 <= pcm.length; s += 16000) {
+    let sum = 0;
+    for (let i = s; i < s + 16000; i += 2) sum += pcm.readInt16LE(i) ** 2;
+    out.push(10 * Math.log10(sum / 8000 / 32768 ** 2 + 1e-12));
+  }
+  return out;
+}
+
+describe('recording end to end', () => {
+  const port = 21000 + Math.floor(Math.random() * 9000);
+  const config = testConfig({
+    JOBS_PROCESSPROGRAMS: '', // the real recorder
+    SFU_LISTENADDRESS: `127.0.0.1:${port}`,
+    SFU_ICEPORTRANGE: '48000-48200',
+    JOBS_STOPGRACESEC: '60',
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'co-e2e-'));
+  const authToken = ids();
+  const mm = new MattermostStandIn({ authToken, maxRequestBytes: 512 * 1024, filename: 'Call_town-square_2026-11-23_18-45-00' });
+  let api: Api;
+  let worker: InProcessWorker;
+  let sfu: Awaited<ReturnType<typeof startSfuInstance>>;
+  let browser: Awaited<ReturnType<typeof launchChromium>>;
+  const client = basic(ids());
+
+  before(async () => {
+    await mm.start();
+    api = await startApi(config);
+    worker = await startWorker(config);
+    sfu = await startSfuInstance(config, createLogger(config, 'sfu'));
+    browser = await launchChromium(speechWav(dir, 'Good morning everyone. This meeting is recorded. We will review the plan for the next release, then answer questions.'));
+  });
+  after(async () => {
+    await browser.cleanup();
+    await sfu.close();
+    await worker.close();
+    await api.close();
+    await mm.close();
+    await cleanup(config);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const joinPage = async (callId: string, user: string, name: string): Promise<Page> => {
+    const { json } = await call(api.url, 'POST', `/calls/${callId}/tokens`, client, { user_id: user, display_name: name });
+    const page = await browser.newPage();
+    await page.goto(json.url);
+    await page.waitForFunction(() => (window as any).callState?.published?.length === 2, { timeout: 20_000 });
+    return page;
+  };
+
+  it('records a browser call with a screen share and a late joiner, and posts the MP4 despite Mattermost failing for a while', async () => {
+    const callId = ids();
+    const alice = await joinPage(callId, 'alice', 'Alice');
+    await alice.evaluate(() => (window as any).shareScreen(true));
+
+    const recordingId = ids();
+    const postId = ids();
+    const created = await call(api.url, 'POST', '/jobs', client, {
+      type: 'recording',
+      max_duration_sec: 600,
+      runner: 'mattermost/calls-recorder:v0.8.5',
+      input_data: {
+        site_url: mm.url, call_id: callId, post_id: postId, recording_id: recordingId, auth_token: authToken,
+        width: 1280, height: 720, video_rate: 1000, audio_rate: 64, frame_rate: 15, video_preset: 'ultrafast', output_format: 'mp4',
+      },
+    });
+    assert.equal(created.status, 200, created.text);
+    const jobId = created.json.id as string;
+    await waitFor('recording started', () => mm.statuses.some((s) => s.body.Status === 'started'), 30_000);
+    await new Promise((r) => setTimeout(r, 4000));
+    const bob = await joinPage(callId, 'bob', 'Bob');
+    await new Promise((r) => setTimeout(r, 4000));
+
+    mm.failNext = 4; // Mattermost is down as the upload begins
+    assert.equal((await call(api.url, 'POST', `/jobs/${jobId}/stop`, client)).status, 200);
+    const job = await waitFor('job finished', async () => {
+      const j = (await call(api.url, 'GET', `/jobs/${jobId}`, client)).json;
+      return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
+    }, 90_000);
+    const log = (await call(api.url, 'GET', `/jobs/${jobId}/logs`, client)).text;
+    assert.equal(job.status, 'succeeded', `${job.error}\n${log}`);
+    assert.match(log, /failed \(attempt 1 of 20\): 500/, 'the 500s were retried');
+    await bob.close();
+    await alice.close();
+
+    assert.equal(mm.recordings.length, 1);
+    const post = mm.recordings[0]!;
+    assert.deepEqual([post.callId, post.body.JobID, post.body.PostID], [callId, recordingId, postId]);
+    assert.equal(job.output_data.file_id, post.body.FileIDs[0]);
+    assert.equal(job.output_data.filename, 'Call_town-square_2026-11-23_18-45-00.mp4');
+    const mp4 = join(dir, 'recording.mp4');
+    writeFileSync(mp4, mm.file(post.body.FileIDs[0]!)!);
+
+    const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name,width,height,r_frame_rate:format=duration', '-of', 'json', mp4]).toString());
+    const v = probe.streams.find((s: { codec_type: string }) => s.codec_type === 'video');
+    const a = probe.streams.find((s: { codec_type: string }) => s.codec_type === 'audio');
+    assert.deepEqual([v.codec_name, v.width, v.height, v.r_frame_rate], ['h264', 1280, 720, '15/1']);
+    assert.equal(a.codec_name, 'aac');
+    const duration = Number(probe.format.duration);
+    assert.ok(Math.abs(duration - job.output_data.duration_ms / 1000) < 1, `file ${duration} s vs recorded ${job.output_data.duration_ms / 1000} s`);
+    assert.ok(duration > 7, `duration ${duration}`);
+    // `+faststart`: the index (moov) comes before the media (mdat).
+    const head = mm.file(post.body.FileIDs[0]!)!.subarray(0, 4096).toString('latin1');
+    assert.ok(head.indexOf('moov') >= 0 && (head.indexOf('mdat') < 0 || head.indexOf('moov') < head.indexOf('mdat')), 'moov before mdat');
+
+    const levels = loudness(mp4);
+    assert.ok(levels.filter((db) => db > -45).length >= levels.length / 2, `speech heard in most seconds: ${levels.map((d) => d.toFixed(0)).join(' ')}`);
+    assert.ok(Math.max(...levels) - Math.min(...levels) > 3, 'the level changes over time (speech, not a constant tone)');
+    assert.notEqual(frameHash(mp4, 1), frameHash(mp4, duration - 1), 'the picture changes over time');
+  });
+});
