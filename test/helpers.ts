@@ -45,7 +45,7 @@ export function behave(callId: string, b: Record<string, unknown>): void {
 }
 
 export interface Run {
-  event: 'start' | 'end';
+  event: 'start' | 'end' | 'recover';
   job: string;
   pid: number;
   t: number;

@@ -115,6 +115,36 @@ describe('recorder job program', () => {
     await mm.close();
   });
 
+  it('a recorder killed mid-call leaves media that --recover assembles and keeps', async () => {
+    const call = id();
+    const jobDir = join(dir, 'job3');
+    const artifacts = join(dir, 'artifacts');
+    const carol = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: 'carol', name: 'Carol', role: 'participant', ttlSec: 60 }) });
+    await carol.join();
+    const mic = (await carol.publish('mic')).mic;
+    sources.push(await opusSource((rtp) => mic.writeRtp(rtp), 10, 'sine=frequency=330'));
+    const env = {
+      CALL_ID: call, WIDTH: '1280', HEIGHT: '720', FRAME_RATE: '10', VIDEO_PRESET: 'ultrafast', JOB_ID: id(), JOB_DIR: jobDir, ARTIFACTS_DIR: artifacts,
+      SFU_URL: sfuUrl, SFU_TOKEN: mintToken(secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 60 }),
+    };
+    const rec = start(env);
+    await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
+    await new Promise((r) => setTimeout(r, 4000));
+    rec.child.kill('SIGKILL');
+    await once(rec.child, 'exit');
+    carol.leave();
+
+    const recovery = spawn(process.execPath, [RECORDER, '--recover'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    const [code] = await once(recovery, 'exit');
+    assert.equal(code, 0);
+    const out = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
+    assert.equal(out.partial, true);
+    assert.ok(out.file.startsWith(artifacts));
+    const duration = Number(probe(out.file).format.duration);
+    assert.ok(duration > 3 && duration < 6, `recovered ${duration} s of about 4`);
+    assert.equal(probe(out.file).streams.find((s) => s.codec_type === 'audio')!.codec_name, 'aac');
+  });
+
   it('an invalid input fails at once, naming the variable, before joining anything', async () => {
     const rec = start({ CALL_ID: id(), WIDTH: '99', JOB_DIR: join(dir, 'job2'), SFU_URL: sfuUrl, SFU_TOKEN: 'x' });
     const [code] = await once(rec.child, 'exit');

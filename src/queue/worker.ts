@@ -188,12 +188,7 @@ class ActiveJob {
     this.note(`starting ${rec.runner} with the ${this.runner.kind} runner (worker ${this.workerId})`);
 
     try {
-      this.handle = await this.runner.start({
-        job: rec,
-        env: { ...jobEnv(rec, this.dir), ARTIFACTS_DIR: resolve(this.opts.dataDir, 'artifacts'), ...(await this.sfuEnv()) },
-        dir: this.dir,
-        onOutput: (chunk, stream) => this.output(chunk, stream),
-      });
+      this.handle = await this.runner.start(await this.spec());
     } catch (err) {
       const error = `the job program could not be started: ${(err as Error).message}`;
       this.note(error);
@@ -211,6 +206,7 @@ class ActiveJob {
     const exit = await this.handle.exited;
     for (const t of this.timers) clearInterval(t);
     this.note(describeExit(exit));
+    if (exit.code !== 0 && !this.lostLease) await this.recover();
     await this.flushLog();
     await new Promise((r) => this.logFile!.end(r));
     if (this.lostLease) return; // the job was already failed by a sweeper; nothing to add
@@ -222,6 +218,33 @@ class ActiveJob {
       await this.finish('succeeded', fields);
     } else {
       await this.finish('failed', { ...fields, error: this.failureReason(exit) });
+    }
+  }
+
+  private async spec(args?: string[]) {
+    return {
+      job: this.rec,
+      env: { ...jobEnv(this.rec, this.dir), ARTIFACTS_DIR: resolve(this.opts.dataDir, 'artifacts'), ...(await this.sfuEnv()) },
+      dir: this.dir,
+      args,
+      onOutput: (chunk: Buffer, stream: 'stdout' | 'stderr') => this.output(chunk, stream),
+    };
+  }
+
+  /**
+   * After a crash (or a kill), the program gets one bounded run with `--recover` to salvage what
+   * the failed run left on disk (a recorder assembles its captured tracks). The job still fails.
+   */
+  private async recover(): Promise<void> {
+    this.note('running the job program with --recover to salvage what it left');
+    try {
+      const run = await this.runner.start(await this.spec(['--recover']));
+      const timer = setTimeout(() => run.signal('SIGKILL'), this.opts.stopGraceMs);
+      const exit = await run.exited;
+      clearTimeout(timer);
+      this.note(`recovery: ${describeExit(exit)}`);
+    } catch (err) {
+      this.note(`recovery could not run: ${(err as Error).message}`);
     }
   }
 

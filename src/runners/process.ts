@@ -46,7 +46,7 @@ export class ProcessRunner implements Runner {
     const reason = this.check(imageName);
     if (reason) throw new Error(reason);
     const program = this.programs[imageName]!;
-    const command = /\.[cm]?js$/.test(program) ? [process.execPath, program] : [program];
+    const command = [...(/\.[cm]?js$/.test(program) ? [process.execPath, program] : [program]), ...(spec.args ?? [])];
     if (this.usePdeathsig) command.unshift(SETPRIV, '--pdeathsig', 'SIGTERM', '--');
 
     const env: Record<string, string> = {};

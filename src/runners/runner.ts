@@ -21,6 +21,8 @@ export interface StartSpec {
   env: Record<string, string>;
   /** the job's working directory: partial media, log, output.json */
   dir: string;
+  /** extra arguments: `--recover` asks the program to salvage what a crashed run left */
+  args?: string[];
   onOutput(chunk: Buffer, stream: 'stdout' | 'stderr'): void;
 }
 

@@ -3,6 +3,7 @@
 // camera), the active speaker outlined; all voices mixed; every track placed on the recording's
 // clock by its start offset. It reads only what capture appended, so it also assembles the
 // files of a recorder that died.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from './capture.js';
@@ -34,8 +35,24 @@ export function readRecording(dir: string, durationMs?: number): Recording {
   // A track whose first frame never came (no keyframe, no packet) wrote nothing worth reading.
   const tracks = [...byFile.values()].filter((t) => t.mediaMs !== undefined && existsSync(join(dir, t.file)) && statSync(join(dir, t.file)).size > 0);
   const events = readLines<CallEvent>(join(dir, 'events.jsonl'));
-  const lastSeen = Math.max(0, ...tracks.map((t) => t.endMs ?? t.startMs), ...events.map((e) => e.t));
-  return { tracks, events, durationMs: durationMs ?? lastSeen };
+  // Without the recorded duration (the recorder died), the media itself says how far it got.
+  const lastMedia = () => Math.max(0, ...events.map((e) => e.t), ...tracks.map((t) => t.endMs ?? t.mediaMs! + mediaDurationMs(join(dir, t.file))));
+  return { tracks, events, durationMs: durationMs ?? lastMedia() };
+}
+
+/** The last packet's end: a file cut short by a crash has no trustworthy duration header. */
+function mediaDurationMs(file: string): number {
+  try {
+    const out = execFileSync('ffprobe', ['-v', 'error', '-select_streams', '0', '-show_entries', 'packet=pts_time,duration_time', '-of', 'csv=p=0', file], { maxBuffer: 256 * 1024 * 1024 });
+    let end = 0;
+    for (const line of out.toString().split('\n')) {
+      const [pts, duration] = line.split(',').map(Number);
+      if (Number.isFinite(pts)) end = Math.max(end, pts! + (Number.isFinite(duration) ? duration! : 0));
+    }
+    return Math.round(end * 1000);
+  } catch {
+    return 0;
+  }
 }
 
 const escapeText = (s: string) => s.replace(/\\/g, '\\\\').replace(/'/g, "\u2019").replace(/:/g, '\\:').replace(/%/g, '\\%');

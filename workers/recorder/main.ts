@@ -27,6 +27,35 @@ async function ffmpeg(args: string[]): Promise<void> {
   if (code !== 0) throw new Error(`ffmpeg exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
 }
 
+/**
+ * `--recover`: a previous run died (killed, crashed). Assemble what it captured into an MP4 in
+ * the artifacts directory and say where it is; the job stays failed.
+ */
+async function recover(inputs: RecorderInputs, dir: string, bot?: BotClient): Promise<void> {
+  const rec = readRecording(dir);
+  if (rec.tracks.length === 0) {
+    log('nothing captured: nothing to recover');
+    return;
+  }
+  const output = join(dir, 'recording.mp4');
+  await ffmpeg(composeArgs(dir, rec, inputs, output));
+  const path = keep(output, inputs, dir, 'partial-');
+  writeFileSync(join(dir, 'output.json'), JSON.stringify({ file: path, duration_ms: rec.durationMs, partial: true }));
+  log(`recovered ${(rec.durationMs / 1000).toFixed(1)} s of the call into ${path}`);
+  const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
+  await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', `the recorder stopped unexpectedly; ${(rec.durationMs / 1000).toFixed(0)} s were recovered and kept on the job service at ${path}`)
+    .catch((e) => log(`could not report: ${e.message}`));
+}
+
+/** Copies the MP4 into the artifacts directory; returns its path there. */
+function keep(output: string, inputs: RecorderInputs, dir: string, prefix = ''): string {
+  const artifacts = process.env.ARTIFACTS_DIR ?? join(dir, 'artifacts');
+  mkdirSync(artifacts, { recursive: true });
+  const path = join(artifacts, `${prefix}recording-${inputs.call_id}-${process.env.JOB_ID ?? inputs.recording_id ?? 'job'}.mp4`);
+  copyFileSync(output, path);
+  return path;
+}
+
 async function main(): Promise<void> {
   let inputs: RecorderInputs;
   let dir: string;
@@ -34,7 +63,7 @@ async function main(): Promise<void> {
   try {
     inputs = recorderInputs(process.env);
     dir = required('JOB_DIR');
-    sfu = { url: required('SFU_URL'), token: required('SFU_TOKEN') };
+    sfu = process.argv.includes('--recover') ? { url: '', token: '' } : { url: required('SFU_URL'), token: required('SFU_TOKEN') };
   } catch (err) {
     // Nothing has started: say which input is wrong and stop.
     process.stderr.write(`invalid input: ${(err as Error).message}\n`);
@@ -42,6 +71,7 @@ async function main(): Promise<void> {
   }
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
   const bot = inputs.site_url ? new BotClient({ siteUrl: inputs.site_url, authToken: inputs.auth_token!, log }) : undefined;
+  if (process.argv.includes('--recover')) return recover(inputs, dir, bot);
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);
     await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason).catch((e) => log(`could not report the failure: ${e.message}`));
@@ -57,6 +87,7 @@ async function main(): Promise<void> {
   log(`recording call ${inputs.call_id}`);
   await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'started').catch((e) => log(`could not report the start: ${e.message}`));
 
+  // While capturing, SIGTERM means "finish the file"; the worker escalates to SIGKILL after its grace.
   const why = await new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('stop requested'));
     process.once('SIGINT', () => resolve('interrupted'));
@@ -73,10 +104,7 @@ async function main(): Promise<void> {
   }
 
   if (!bot) {
-    const artifacts = process.env.ARTIFACTS_DIR ?? join(dir, 'artifacts');
-    mkdirSync(artifacts, { recursive: true });
-    const path = join(artifacts, `recording-${inputs.call_id}-${process.env.JOB_ID ?? jobId}.mp4`);
-    copyFileSync(output, path);
+    const path = keep(output, inputs, dir);
     writeFileSync(join(dir, 'output.json'), JSON.stringify({ file: path, duration_ms: durationMs }));
     log(`saved ${path}`);
     return;
