@@ -6,8 +6,9 @@
 #   chromium      browser tests of the call page (driven by puppeteer-core)
 #   espeak-ng     speech for tests' fake microphones
 #   openssl       a self-signed certificate for the TLS test
+#   time          GNU time: CPU and memory of a job and its children in bench/recorder
 set -euo pipefail
-packages=(redis-server util-linux ffmpeg chromium espeak-ng fonts-dejavu-core openssl)
+packages=(redis-server util-linux ffmpeg chromium espeak-ng fonts-dejavu-core openssl time)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

@@ -94,7 +94,8 @@ async function main(): Promise<void> {
     void capture.ended.then(() => resolve('everyone left the call'));
   });
   const durationMs = await capture.stop();
-  log(`${why}: stopping after ${(durationMs / 1000).toFixed(1)} s; composing`);
+  const { user, system } = process.cpuUsage();
+  log(`${why}: stopping after ${(durationMs / 1000).toFixed(1)} s (capture used ${((user + system) / 1e6).toFixed(2)} s of CPU); composing`);
 
   const output = join(dir, 'recording.mp4');
   try {

@@ -1,0 +1,142 @@
+// bench/recorder: what a recording costs, per profile (low, medium, high) and content (a screen
+// share with two voices; four camera tiles with voices). The SFU and the Mattermost stand-in run
+// in this process; publishers are headless participants fed by ffmpeg (VP8, Opus); the recorder
+// is the real job program, run under GNU time for its CPU (ffmpeg included) and peak memory.
+// Prints CPU seconds per recorded minute, split into live capture and the compose after the
+// call, next to upstream's published vCPU per recording.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import { Sfu } from '../../src/sfu/server.js';
+import { HeadlessParticipant } from '../../src/sfu/participant.js';
+import { mintToken } from '../../src/sfu/token.js';
+import { MattermostStandIn } from '../../test/mattermost-standin.js';
+import { opusSource, vp8Source } from '../../test/media.js';
+
+const RECORDER = fileURLToPath(new URL('../../workers/recorder/main.js', import.meta.url));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
+const id = () => randomBytes(13).toString('hex');
+
+const profiles = {
+  low: { WIDTH: '1280', HEIGHT: '720', VIDEO_RATE: '1000', FRAME_RATE: '15', VIDEO_PRESET: 'ultrafast', upstreamVcpu: 0.66 },
+  medium: { WIDTH: '1280', HEIGHT: '720', VIDEO_RATE: '1500', FRAME_RATE: '20', VIDEO_PRESET: 'veryfast', upstreamVcpu: 0.88 },
+  high: { WIDTH: '1920', HEIGHT: '1080', VIDEO_RATE: '2500', FRAME_RATE: '20', VIDEO_PRESET: 'veryfast', upstreamVcpu: 1.44 },
+} as const;
+type Profile = keyof typeof profiles;
+
+const secret = randomBytes(32).toString('hex');
+const sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [49000, 49400] }, tokenSecret: secret, log: pino({ level: 'warn' }) });
+const sfuUrl = await sfu.listen();
+
+interface Row {
+  content: string;
+  profile: Profile;
+  recordedS: number;
+  captureCpuS: number;
+  totalCpuS: number;
+  peakRssMb: number;
+  stopToPostedS: number;
+  fileMb: number;
+}
+
+async function run(content: 'screen share' | 'camera tiles', profile: Profile): Promise<Row> {
+  const call = id();
+  const token = id();
+  const mm = new MattermostStandIn({ authToken: token });
+  await mm.start();
+  const sources: ChildProcess[] = [];
+  const people: HeadlessParticipant[] = [];
+  const join_ = async (i: number, tracks: ('mic' | 'camera' | 'screen')[]) => {
+    const p = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: `u${i}`, name: `Person ${i}`, role: 'participant', ttlSec: 600 }) });
+    await p.join();
+    const published = await p.publish(...tracks);
+    for (const [source, track] of Object.entries(published)) {
+      sources.push(source === 'mic'
+        ? await opusSource((rtp) => track.writeRtp(rtp), SECONDS + 20, `sine=frequency=${200 + i * 110}`)
+        : await vp8Source((rtp) => track.writeRtp(rtp), SECONDS + 20, source === 'screen' ? '1280x720' : '640x360', source === 'screen' ? 15 : 15));
+    }
+    people.push(p);
+  };
+  if (content === 'screen share') {
+    await join_(0, ['mic', 'screen']);
+    await join_(1, ['mic']);
+  } else {
+    for (let i = 0; i < 4; i++) await join_(i, ['mic', 'camera']);
+  }
+
+  const dir = mkdtempSync(join(tmpdir(), 'bench-rec-'));
+  const { upstreamVcpu: _u, ...quality } = profiles[profile];
+  const timeFile = join(dir, 'time.txt');
+  // BENCH_PROFILE=<dir>: a V8 CPU profile of each recorder run.
+  const profile_ = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const child = spawn('/usr/bin/time', ['-f', '%U %S %M', '-o', timeFile, process.execPath, ...profile_, RECORDER], {
+    env: {
+      ...process.env, ...quality, AUDIO_RATE: '64', OUTPUT_FORMAT: 'mp4',
+      SITE_URL: mm.url, CALL_ID: call, POST_ID: id(), RECORDING_ID: id(), AUTH_TOKEN: token,
+      JOB_ID: id(), JOB_DIR: join(dir, 'job'), SFU_URL: sfuUrl,
+      SFU_TOKEN: mintToken(secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 600 }),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let log = '';
+  child.stdout!.on('data', (c) => (log += c));
+  while (!mm.statuses.some((s) => s.body.Status === 'started')) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const stoppedAt = performance.now();
+  const posted = new Promise<number>((resolve) => {
+    const timer = setInterval(() => {
+      if (mm.recordings.length > 0) {
+        clearInterval(timer);
+        resolve(performance.now());
+      }
+    }, 20);
+  });
+  // Stop the recorder (GNU time's child) as the worker does: SIGTERM.
+  const recorderPid = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]);
+  process.kill(recorderPid, 'SIGTERM');
+  const [code] = await once(child, 'exit');
+  if (code !== 0) throw new Error(`recorder exited with ${code}:\n${log}`);
+  const postedAt = await posted;
+  for (const s of sources) s.kill('SIGKILL');
+  for (const p of people) p.leave();
+  const [user, sys, maxKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  const m = /stopping after ([\d.]+) s \(capture used ([\d.]+) s of CPU\)/.exec(log)!;
+  const fileId = mm.recordings[0]!.body.FileIDs[0]!;
+  const row: Row = {
+    content, profile,
+    recordedS: Number(m[1]),
+    captureCpuS: Number(m[2]),
+    totalCpuS: user! + sys!,
+    peakRssMb: maxKb! / 1024,
+    stopToPostedS: (postedAt - stoppedAt) / 1000,
+    fileMb: mm.file(fileId)!.length / 1e6,
+  };
+  await mm.close();
+  rmSync(dir, { recursive: true, force: true });
+  return row;
+}
+
+const rows: Row[] = [];
+for (const content of ['screen share', 'camera tiles'] as const) {
+  for (const profile of (process.env.BENCH_PROFILES ?? 'low,medium,high').split(',') as Profile[]) rows.push(await run(content, profile));
+}
+await sfu.close();
+
+const f = (n: number, d = 2) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+console.log(`\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row; publishers' ffmpeg encoders share the machine)\n`);
+console.log('| content | profile | CPU s per recorded min: live capture | compose after the call | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | peak RSS | stop → posted | file size per hour |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  const perMin = (s: number) => (s / r.recordedS) * 60;
+  const vcpu = r.totalCpuS / r.recordedS;
+  const upstream = profiles[r.profile].upstreamVcpu;
+  console.log(`| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f((r.fileMb / r.recordedS) * 3600 / 1000, 2)} GB |`);
+}
+const live = Math.max(...rows.map((r) => r.captureCpuS / r.recordedS));
+console.log(`\nLive capture costs at most ${f(live, 3)} core per recording: 2 cores hold about ${Math.floor(2 / live)} recordings in real time; the compose after each call then takes the "compose" CPU once.`);
+process.exit(0);
