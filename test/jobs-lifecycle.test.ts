@@ -73,7 +73,11 @@ describe('job lifecycle', () => {
     const job = await until(id, 'failed');
     assert.equal(job.exit_code, 3);
     assert.equal(job.error, 'the job program exited with code 3: could not reach https://mm.example: connection refused');
-    assert.match((await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text, /connection refused/);
+    const log = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
+    assert.match(log, /connection refused/);
+    // After a failed run the program gets one --recover run to salvage what it left.
+    assert.match(log, /running the job program with --recover/);
+    assert.deepEqual(runs(id).map((r) => r.event), ['start', 'end', 'recover']);
   });
 
   it('stops gracefully through the other API instance: SIGTERM, the program finishes, the job succeeds', async () => {

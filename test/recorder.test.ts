@@ -145,6 +145,29 @@ describe('recorder job program', () => {
     assert.equal(probe(out.file).streams.find((s) => s.codec_type === 'audio')!.codec_name, 'aac');
   });
 
+  it('stops by itself when everyone has left, and keeps the file locally without a site URL', async () => {
+    const call = id();
+    const jobDir = join(dir, 'job4');
+    const artifacts = join(dir, 'artifacts4');
+    const dan = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: 'dan', name: 'Dan', role: 'participant', ttlSec: 60 }) });
+    await dan.join();
+    const mic = (await dan.publish('mic')).mic;
+    sources.push(await opusSource((rtp) => mic.writeRtp(rtp), 6, 'sine=frequency=600'));
+    const rec = start({
+      CALL_ID: call, WIDTH: '1280', HEIGHT: '720', FRAME_RATE: '10', VIDEO_PRESET: 'ultrafast', JOB_ID: id(), JOB_DIR: jobDir, ARTIFACTS_DIR: artifacts,
+      SFU_URL: sfuUrl, SFU_TOKEN: mintToken(secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 60 }),
+    });
+    await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
+    await new Promise((r) => setTimeout(r, 3000));
+    dan.leave();
+    const [code] = await once(rec.child, 'exit');
+    assert.equal(code, 0, rec.output());
+    assert.match(rec.output(), /everyone left the call: stopping after/);
+    const out = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
+    assert.ok(out.file.startsWith(artifacts) && existsSync(out.file));
+    assert.ok(Math.abs(Number(probe(out.file).format.duration) - out.duration_ms / 1000) < 1);
+  });
+
   it('an invalid input fails at once, naming the variable, before joining anything', async () => {
     const rec = start({ CALL_ID: id(), WIDTH: '99', JOB_DIR: join(dir, 'job2'), SFU_URL: sfuUrl, SFU_TOKEN: 'x' });
     const [code] = await once(rec.child, 'exit');
