@@ -44,6 +44,26 @@ describe('recorder job program', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Someone in the call whose microphone plays a tone for `seconds`. */
+  const speaker = async (call: string, user: string, seconds: number, frequency: number) => {
+    const p = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user, name: user, role: 'participant', ttlSec: 60 }) });
+    await p.join();
+    const mic = (await p.publish('mic')).mic;
+    sources.push(await opusSource((rtp) => mic.writeRtp(rtp), seconds, `sine=frequency=${frequency}`));
+    return p;
+  };
+
+  /** A recorder without a site URL: the file stays in the artifacts directory. */
+  const localJob = (call: string, name: string) => {
+    const jobDir = join(dir, name);
+    const artifacts = join(dir, `${name}-artifacts`);
+    const env = {
+      CALL_ID: call, WIDTH: '1280', HEIGHT: '720', FRAME_RATE: '10', VIDEO_PRESET: 'ultrafast', JOB_ID: id(), JOB_DIR: jobDir, ARTIFACTS_DIR: artifacts,
+      SFU_URL: sfuUrl, SFU_TOKEN: mintToken(secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 60 }),
+    };
+    return { env, jobDir, artifacts };
+  };
+
   const start = (env: Record<string, string>) => {
     const child = spawn(process.execPath, [RECORDER], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -117,16 +137,8 @@ describe('recorder job program', () => {
 
   it('a recorder killed mid-call leaves media that --recover assembles and keeps', async () => {
     const call = id();
-    const jobDir = join(dir, 'job3');
-    const artifacts = join(dir, 'artifacts');
-    const carol = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: 'carol', name: 'Carol', role: 'participant', ttlSec: 60 }) });
-    await carol.join();
-    const mic = (await carol.publish('mic')).mic;
-    sources.push(await opusSource((rtp) => mic.writeRtp(rtp), 10, 'sine=frequency=330'));
-    const env = {
-      CALL_ID: call, WIDTH: '1280', HEIGHT: '720', FRAME_RATE: '10', VIDEO_PRESET: 'ultrafast', JOB_ID: id(), JOB_DIR: jobDir, ARTIFACTS_DIR: artifacts,
-      SFU_URL: sfuUrl, SFU_TOKEN: mintToken(secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 60 }),
-    };
+    const { env, jobDir, artifacts } = localJob(call, 'killed');
+    const carol = await speaker(call, 'carol', 10, 330);
     const rec = start(env);
     await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
     await new Promise((r) => setTimeout(r, 4000));
@@ -147,16 +159,9 @@ describe('recorder job program', () => {
 
   it('stops by itself when everyone has left, and keeps the file locally without a site URL', async () => {
     const call = id();
-    const jobDir = join(dir, 'job4');
-    const artifacts = join(dir, 'artifacts4');
-    const dan = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: 'dan', name: 'Dan', role: 'participant', ttlSec: 60 }) });
-    await dan.join();
-    const mic = (await dan.publish('mic')).mic;
-    sources.push(await opusSource((rtp) => mic.writeRtp(rtp), 6, 'sine=frequency=600'));
-    const rec = start({
-      CALL_ID: call, WIDTH: '1280', HEIGHT: '720', FRAME_RATE: '10', VIDEO_PRESET: 'ultrafast', JOB_ID: id(), JOB_DIR: jobDir, ARTIFACTS_DIR: artifacts,
-      SFU_URL: sfuUrl, SFU_TOKEN: mintToken(secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 60 }),
-    });
+    const { env, jobDir, artifacts } = localJob(call, 'alone');
+    const dan = await speaker(call, 'dan', 6, 600);
+    const rec = start(env);
     await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
     await new Promise((r) => setTimeout(r, 3000));
     dan.leave();

@@ -28,10 +28,6 @@ export class ProcessRunner implements Runner {
     this.programs = { ...builtIn, ...overrides };
   }
 
-  programFor(imageName: string): string | undefined {
-    return this.programs[imageName];
-  }
-
   check(imageName: string): string | null {
     const program = this.programs[imageName];
     if (!program) return `the process runner has no job program for ${imageName}`;

@@ -225,10 +225,6 @@ export class JobStore {
     return (await this.renewScript([this.keys.job(id), this.keys.slots], [id, worker, Date.now() + leaseMs])) as JobStatus | null;
   }
 
-  async setFields(id: string, fields: Record<string, string | number>): Promise<void> {
-    await this.redis.hset(this.keys.job(id), fields);
-  }
-
   async appendLog(id: string, chunk: string | Buffer, maxBytes: number): Promise<void> {
     await this.appendLogScript([this.keys.log(id)], [chunk.toString(), maxBytes]);
   }
