@@ -35,3 +35,26 @@ export function vp8Source(onPacket: (rtp: RtpPacket) => void, seconds: number, s
   return rtpSource(onPacket, ['-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=${rate}:duration=${seconds}`],
     ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '600k', '-g', String(rate * 2), '-payload_type', '96']);
 }
+
+/**
+ * One ffmpeg sending VP8 and Opus from one clock: every 2 s, the picture turns white for 200 ms
+ * and a 1 kHz beep plays for the same 200 ms. For checking audio/video sync downstream.
+ */
+export async function flashAndBeep(onVideo: (rtp: RtpPacket) => void, onAudio: (rtp: RtpPacket) => void, seconds: number): Promise<ChildProcess> {
+  const sockets = await Promise.all([onVideo, onAudio].map(async (handler) => {
+    const socket = createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    socket.on('message', (msg) => handler(RtpPacket.deSerialize(msg)));
+    return socket;
+  }));
+  const [v, a] = sockets.map((s) => s.address().port);
+  const ffmpeg = spawn('ffmpeg', [
+    '-loglevel', 'error', '-re',
+    '-f', 'lavfi', '-i', `color=c=black:s=640x360:r=15:d=${seconds},drawbox=c=white:t=fill:enable='lt(mod(t,2),0.2)'`,
+    '-re', '-f', 'lavfi', '-i', `sine=frequency=1000:duration=${seconds},volume='if(lt(mod(t,2),0.2),1,0)':eval=frame`,
+    '-map', '0:v', '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '400k', '-g', '15', '-payload_type', '96', '-f', 'rtp', `rtp://127.0.0.1:${v}`,
+    '-map', '1:a', '-c:a', 'libopus', '-b:a', '32k', '-payload_type', '111', '-f', 'rtp', `rtp://127.0.0.1:${a}`,
+  ], { stdio: 'ignore' });
+  ffmpeg.on('exit', () => sockets.forEach((s) => s.close()));
+  return ffmpeg;
+}

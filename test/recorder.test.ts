@@ -15,7 +15,7 @@ import { HeadlessParticipant } from '../src/sfu/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { createLogger } from '../src/log.js';
 import { MattermostStandIn } from './mattermost-standin.js';
-import { opusSource, vp8Source } from './media.js';
+import { flashAndBeep, opusSource, vp8Source } from './media.js';
 import { testConfig, waitFor } from './helpers.js';
 
 const RECORDER = fileURLToPath(new URL('../workers/recorder/main.js', import.meta.url));
@@ -171,6 +171,38 @@ describe('recorder job program', () => {
     const out = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
     assert.ok(out.file.startsWith(artifacts) && existsSync(out.file));
     assert.ok(Math.abs(Number(probe(out.file).format.duration) - out.duration_ms / 1000) < 1);
+  });
+
+  it('keeps audio and video in sync: a flash and a beep made together stay within 100 ms', async (t) => {
+    const call = id();
+    const { env, jobDir } = localJob(call, 'sync');
+    const eve = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: 'eve', name: 'Eve', role: 'participant', ttlSec: 60 }) });
+    await eve.join();
+    const tracks = await eve.publish('mic', 'camera');
+    const rec = start({ ...env, FRAME_RATE: '30' });
+    await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
+    sources.push(await flashAndBeep((rtp) => tracks.camera.writeRtp(rtp), (rtp) => tracks.mic.writeRtp(rtp), 9));
+    await new Promise((r) => setTimeout(r, 9500));
+    rec.child.kill('SIGTERM');
+    assert.equal((await once(rec.child, 'exit'))[0], 0, rec.output());
+    eve.leave();
+    const file = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8')).file as string;
+
+    // Onsets of the flashes (mean luma of each frame) and of the beeps (RMS of 10 ms windows).
+    const luma = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-vf', 'scale=32:18', '-pix_fmt', 'gray', '-f', 'rawvideo', '-']);
+    const frames = Array.from({ length: luma.length / 576 }, (_, i) => luma.subarray(i * 576, (i + 1) * 576).reduce((a, b) => a + b, 0) / 576);
+    const flashes = frames.flatMap((y, i) => (y > 128 && (i === 0 || frames[i - 1]! <= 128) ? [i / 30] : []));
+    const pcm = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-ac', '1', '-ar', '8000', '-f', 's16le', '-']);
+    const windows = Array.from({ length: Math.floor(pcm.length / 160) }, (_, w) => {
+      let sum = 0;
+      for (let i = w * 160; i < w * 160 + 160; i += 2) sum += pcm.readInt16LE(i) ** 2;
+      return Math.sqrt(sum / 80);
+    });
+    const beeps = windows.flatMap((r, w) => (r > 1000 && (w === 0 || windows[w - 1]! <= 1000) ? [w / 100] : []));
+    assert.ok(flashes.length >= 3 && beeps.length >= 3, `flashes ${flashes} beeps ${beeps}`);
+    const offsets = flashes.map((f) => beeps.reduce((best, b) => (Math.abs(b - f) < Math.abs(best) ? b - f : best), Infinity));
+    t.diagnostic(`beep minus flash (s): ${offsets.map((o) => o.toFixed(3)).join(' ')}`);
+    assert.ok(offsets.every((o) => Math.abs(o) <= 0.1), `audio/video offsets (s): ${offsets.map((o) => o.toFixed(3)).join(' ')}`);
   });
 
   it('an invalid input fails at once, naming the variable, before joining anything', async () => {

@@ -22,6 +22,8 @@ export interface TrackEntry {
   /** when the file's first frame arrived (video waits for a keyframe): where the file starts on the clock */
   mediaMs?: number;
   endMs?: number;
+  /** video: mean frame interval by the sender's RTP clock, to undo the writer's rounding of frame times */
+  rtpFrameMs?: number;
 }
 
 /** One line of events.jsonl: voice activity and presence, for the layout. */
@@ -35,7 +37,7 @@ export interface CallEvent {
 export class Capture {
   readonly startedAt = Date.now();
   private readonly participant: HeadlessParticipant;
-  private readonly recorders = new Map<string, { recorder: MediaRecorder; entry: TrackEntry }>();
+  private readonly recorders = new Map<string, { recorder: MediaRecorder; entry: TrackEntry; stopWatching: () => void; frameMs: () => number | undefined }>();
   private trackCount = 0;
   private everyoneLeft?: () => void;
   readonly ended = new Promise<void>((resolve) => (this.everyoneLeft = resolve));
@@ -81,15 +83,34 @@ export class Capture {
     const file = join('tracks', `${String(++this.trackCount).padStart(3, '0')}-${source}-${p.sessionId}.webm`);
     const entry: TrackEntry = { file, sessionId: p.sessionId, userId: p.userId, displayName: p.displayName, source, startMs: this.elapsedMs };
     const recorder = new MediaRecorder({ path: join(this.dir, file), tracks: [track], disableNtp: true });
-    this.recorders.set(`${p.sessionId}/${source}`, { recorder, entry });
     this.append('tracks.jsonl', entry);
     // The writer starts at the first packet (audio) or the first keyframe (video); note when, so
-    // the compose step puts the file at the right moment.
+    // the compose step puts the file at the right moment. For video, also follow the RTP clock:
+    // the WebM writer rounds each frame's time to whole milliseconds (66 ms for 66.7), and the
+    // compose step stretches the file back by the true span.
+    let ticks = 0;
+    let frames = 0;
+    let last: number | undefined;
     const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {
-      if (source !== 'mic' && !isVp8Keyframe(rtp.payload)) return;
-      unSubscribe();
-      entry.mediaMs = this.elapsedMs;
-      this.append('tracks.jsonl', entry);
+      if (entry.mediaMs === undefined) {
+        if (source !== 'mic' && !isVp8Keyframe(rtp.payload)) return;
+        entry.mediaMs = this.elapsedMs;
+        this.append('tracks.jsonl', entry);
+        if (source === 'mic') return unSubscribe();
+      }
+      const ts = rtp.header.timestamp;
+      if (last !== undefined) {
+        const step = (ts - last) >>> 0; // wraps at 2^32
+        if (step > 0 && step < 0x80000000) {
+          ticks += step; // reordered (older) packets are ignored
+          frames++;
+        }
+      }
+      if (last === undefined || ((ts - last) >>> 0) < 0x80000000) last = ts;
+    });
+    this.recorders.set(`${p.sessionId}/${source}`, {
+      recorder, entry, stopWatching: unSubscribe,
+      frameMs: () => (frames === 0 ? undefined : ticks / 90 / frames),
     });
   }
 
@@ -98,8 +119,9 @@ export class Capture {
     const rec = this.recorders.get(key);
     if (!rec) return;
     this.recorders.delete(key);
+    rec.stopWatching();
     void rec.recorder.stop().catch(() => undefined);
-    this.append('tracks.jsonl', { ...rec.entry, endMs: this.elapsedMs });
+    this.append('tracks.jsonl', { ...rec.entry, endMs: this.elapsedMs, rtpFrameMs: rec.frameMs() });
   }
 
   private event(p: ParticipantInfo, event: CallEvent['event']): void {

@@ -12,7 +12,7 @@ import type { RecorderInputs } from './inputs.js';
 const FONT = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
 
 export interface Recording {
-  tracks: TrackEntry[];
+  tracks: (TrackEntry & { stretch: number })[];
   events: CallEvent[];
   durationMs: number;
 }
@@ -33,26 +33,37 @@ export function readRecording(dir: string, durationMs?: number): Recording {
   const byFile = new Map<string, TrackEntry>();
   for (const t of readLines<TrackEntry>(join(dir, 'tracks.jsonl'))) byFile.set(t.file, { ...byFile.get(t.file), ...t });
   // A track whose first frame never came (no keyframe, no packet) wrote nothing worth reading.
-  const tracks = [...byFile.values()].filter((t) => t.mediaMs !== undefined && existsSync(join(dir, t.file)) && statSync(join(dir, t.file)).size > 0);
+  const tracks = [...byFile.values()]
+    .filter((t) => t.mediaMs !== undefined && existsSync(join(dir, t.file)) && statSync(join(dir, t.file)).size > 0)
+    .map((t) => ({ ...t, stretch: t.rtpFrameMs ? stretchFor(join(dir, t.file), t.rtpFrameMs) : 1 }));
   const events = readLines<CallEvent>(join(dir, 'events.jsonl'));
   // Without the recorded duration (the recorder died), the media itself says how far it got.
   const lastMedia = () => Math.max(0, ...events.map((e) => e.t), ...tracks.map((t) => t.endMs ?? t.mediaMs! + mediaDurationMs(join(dir, t.file))));
   return { tracks, events, durationMs: durationMs ?? lastMedia() };
 }
 
-/** The last packet's end: a file cut short by a crash has no trustworthy duration header. */
-function mediaDurationMs(file: string): number {
+/** Packet times (s) and durations of a file's first stream, as written. */
+function packets(file: string): { pts: number; duration: number }[] {
   try {
     const out = execFileSync('ffprobe', ['-v', 'error', '-select_streams', '0', '-show_entries', 'packet=pts_time,duration_time', '-of', 'csv=p=0', file], { maxBuffer: 256 * 1024 * 1024 });
-    let end = 0;
-    for (const line of out.toString().split('\n')) {
-      const [pts, duration] = line.split(',').map(Number);
-      if (Number.isFinite(pts)) end = Math.max(end, pts! + (Number.isFinite(duration) ? duration! : 0));
-    }
-    return Math.round(end * 1000);
+    return out.toString().split('\n').map((l) => l.split(',').map(Number)).filter(([pts]) => Number.isFinite(pts))
+      .map(([pts, duration]) => ({ pts: pts!, duration: Number.isFinite(duration) ? duration! : 0 }));
   } catch {
-    return 0;
+    return [];
   }
+}
+
+/** The last packet's end: a file cut short by a crash has no trustworthy duration header. */
+function mediaDurationMs(file: string): number {
+  return Math.round(Math.max(0, ...packets(file).map((p) => p.pts + p.duration)) * 1000);
+}
+
+/** How much to stretch a video file's times so its mean frame interval matches the sender's clock. */
+function stretchFor(file: string, rtpFrameMs: number): number {
+  const all = packets(file);
+  const lastPts = Math.max(0, ...all.map((p) => p.pts));
+  const factor = all.length > 1 && lastPts > 0 ? rtpFrameMs / 1000 / (lastPts / (all.length - 1)) : 1;
+  return factor > 0.9 && factor < 1.1 ? factor : 1; // anything further off is not rounding
 }
 
 const escapeText = (s: string) => s.replace(/\\/g, '\\\\').replace(/'/g, "\u2019").replace(/:/g, '\\:').replace(/%/g, '\\%');
@@ -90,10 +101,10 @@ export function composeArgs(dir: string, rec: Recording, q: RecorderInputs, outp
     filters.push(`[${video}][${label}]overlay=x=${x}:y=${y}:eof_action=pass[${out}]`);
     video = out;
   };
-  const placed = (entry: TrackEntry, w: number, h: number) => {
+  const placed = (entry: Recording['tracks'][number], w: number, h: number) => {
     const i = input(entry.file);
     const label = `t${i}`;
-    filters.push(`[${i}:v]scale=${w}:${h}:force_original_aspect_ratio=decrease,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=0x111214,fps=${fps},setpts=PTS-STARTPTS+${(entry.mediaMs! / 1000).toFixed(3)}/TB[${label}]`);
+    filters.push(`[${i}:v]setpts=(PTS-STARTPTS)*${entry.stretch.toFixed(6)}+${(entry.mediaMs! / 1000).toFixed(3)}/TB,scale=${w}:${h}:force_original_aspect_ratio=decrease,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=0x111214,fps=${fps}[${label}]`);
     return label;
   };
 
