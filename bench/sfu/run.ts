@@ -144,7 +144,6 @@ async function measure(
   const [sent1, recv1, cpu1, fwd1, own1, t1] = [sent, received, cpuSeconds(sfuPid), await sfuForwarded(), ownCpuSeconds(), performance.now()];
   running = false;
   await pumping;
-  if (process.env.BENCH_DEBUG) console.log('per receiver', perReceiver.join(' '));
   const seconds = (t1 - t0) / 1000;
   return {
     sentPps: (sent1 - sent0) / seconds,

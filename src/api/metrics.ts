@@ -52,7 +52,9 @@ export class Metrics {
 
     family('jobs_running', 'gauge', 'Jobs holding a job slot (starting, running or stopping)');
     const running = await redis.zrange(keys.slots, '0', '-1');
-    const types = running.length ? await Promise.all(running.map((id) => redis.hget(keys.job(id), 'type'))) : [];
+    const pipe = redis.pipeline();
+    for (const id of running) pipe.hget(keys.job(id), 'type');
+    const types = running.length ? ((await pipe.exec()) ?? []).map(([, type]) => type) : [];
     for (const t of jobTypes) lines.push(`${NS}_jobs_running{type="${t}"} ${types.filter((x) => x === t).length}`);
 
     family('queue_jobs', 'gauge', 'BullMQ queue depth by state');

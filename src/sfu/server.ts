@@ -22,7 +22,6 @@ export interface SfuOptions {
 
 const files: Record<string, { path: URL; type: string }> = {
   '/static/client.js': { path: new URL('./client.js', import.meta.url), type: 'text/javascript' },
-  '/static/protocol.js': { path: new URL('./protocol.js', import.meta.url), type: 'text/javascript' },
   '/static/call.js': { path: new URL('../../../src/sfu/page/call.js', import.meta.url), type: 'text/javascript' },
   '/static/call.css': { path: new URL('../../../src/sfu/page/call.css', import.meta.url), type: 'text/css' },
 };
