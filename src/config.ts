@@ -4,8 +4,9 @@
 // parser and the sentence the README table shows; the Config type is derived from that table.
 
 export class ConfigError extends Error {
-  constructor(readonly variable: string, message: string) {
-    super(`${variable}: ${message}`);
+  /** `text` replaces the usual "VARIABLE: message" (several errors reported at once). */
+  constructor(readonly variable: string, message: string, text = `${variable}: ${message}`) {
+    super(text);
     this.name = 'ConfigError';
   }
 }
@@ -219,9 +220,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (errors.length === 1) throw errors[0];
   if (errors.length > 1) {
-    const all = new ConfigError(errors.map((e) => e.variable).join(', '), errors.map((e) => e.message).join('; '));
-    all.message = errors.map((e) => e.message).join('\n');
-    throw all;
+    throw new ConfigError(errors.map((e) => e.variable).join(', '), '', errors.map((e) => e.message).join('\n'));
   }
   return config;
 }
