@@ -6,9 +6,13 @@
 #   chromium      browser tests of the call page (driven by puppeteer-core)
 #   espeak-ng     speech for tests' fake microphones
 #   openssl       a self-signed certificate for the TLS test
+#   pocketsphinx  offline speech recognition (with its English model) for transcriptions and captions;
+#                 pocketsphinx-testdata holds real recorded utterances the tests and bench speak;
+#                 libpocketsphinx-dev, gcc, pkg-config build the resident recogniser (npm run build)
 #   time          GNU time: CPU and memory of a job and its children in bench/recorder
 set -euo pipefail
-packages=(redis-server util-linux ffmpeg chromium espeak-ng fonts-dejavu-core openssl time)
+packages=(redis-server util-linux ffmpeg chromium espeak-ng fonts-dejavu-core openssl time
+  pocketsphinx pocketsphinx-en-us pocketsphinx-testdata libpocketsphinx-dev gcc libc6-dev pkg-config)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

@@ -2,30 +2,16 @@
 // worker's JOB_ID, JOB_DIR, SFU_URL, SFU_TOKEN, ARTIFACTS_DIR). It joins the call, captures
 // until SIGTERM (stop, max duration) or until everyone has left, composes the MP4 and delivers
 // it to Mattermost through the Calls plugin's bot API, or to the artifacts directory.
-import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BotClient } from '../shared/mattermost.js';
-import { InputError } from '../shared/inputs.js';
+import { ffmpeg } from '../shared/ffmpeg.js';
+import { keepArtifact, workerSetting } from '../shared/artifacts.js';
 import { Capture } from './capture.js';
 import { composeArgs, readRecording } from './compose.js';
 import { recorderInputs, type RecorderInputs } from './inputs.js';
 
 const log = (message: string) => process.stdout.write(`[recorder ${new Date().toISOString()}] ${message}\n`);
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new InputError(`${name} is required (the worker sets it)`);
-  return value;
-}
-
-async function ffmpeg(args: string[]): Promise<void> {
-  const child = spawn('ffmpeg', args, { stdio: ['ignore', 'inherit', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  if (code !== 0) throw new Error(`ffmpeg exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
-}
 
 /**
  * `--recover`: a previous run died (killed, crashed). Assemble what it captured into an MP4 in
@@ -39,7 +25,7 @@ async function recover(inputs: RecorderInputs, dir: string, bot?: BotClient): Pr
   }
   const output = join(dir, 'recording.mp4');
   await ffmpeg(composeArgs(dir, rec, inputs, output));
-  const path = keep(output, inputs, dir, 'partial-');
+  const path = keep(output, inputs, 'partial-');
   writeFileSync(join(dir, 'output.json'), JSON.stringify({ file: path, duration_ms: rec.durationMs, partial: true }));
   log(`recovered ${(rec.durationMs / 1000).toFixed(1)} s of the call into ${path}`);
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
@@ -48,13 +34,8 @@ async function recover(inputs: RecorderInputs, dir: string, bot?: BotClient): Pr
 }
 
 /** Copies the MP4 into the artifacts directory; returns its path there. */
-function keep(output: string, inputs: RecorderInputs, dir: string, prefix = ''): string {
-  const artifacts = process.env.ARTIFACTS_DIR ?? join(dir, 'artifacts');
-  mkdirSync(artifacts, { recursive: true });
-  const path = join(artifacts, `${prefix}recording-${inputs.call_id}-${process.env.JOB_ID ?? inputs.recording_id ?? 'job'}.mp4`);
-  copyFileSync(output, path);
-  return path;
-}
+const keep = (output: string, inputs: RecorderInputs, prefix = '') =>
+  keepArtifact(output, `${prefix}recording-${inputs.call_id}-${process.env.JOB_ID ?? inputs.recording_id ?? 'job'}.mp4`);
 
 async function main(): Promise<void> {
   let inputs: RecorderInputs;
@@ -62,8 +43,8 @@ async function main(): Promise<void> {
   let sfu: { url: string; token: string };
   try {
     inputs = recorderInputs(process.env);
-    dir = required('JOB_DIR');
-    sfu = process.argv.includes('--recover') ? { url: '', token: '' } : { url: required('SFU_URL'), token: required('SFU_TOKEN') };
+    dir = workerSetting('JOB_DIR');
+    sfu = process.argv.includes('--recover') ? { url: '', token: '' } : { url: workerSetting('SFU_URL'), token: workerSetting('SFU_TOKEN') };
   } catch (err) {
     // Nothing has started: say which input is wrong and stop.
     process.stderr.write(`invalid input: ${(err as Error).message}\n`);
@@ -105,7 +86,7 @@ async function main(): Promise<void> {
   }
 
   if (!bot) {
-    const path = keep(output, inputs, dir);
+    const path = keep(output, inputs);
     writeFileSync(join(dir, 'output.json'), JSON.stringify({ file: path, duration_ms: durationMs }));
     log(`saved ${path}`);
     return;

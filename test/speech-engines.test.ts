@@ -1,0 +1,152 @@
+// The speech engines and VAD with real recorded speech: pocketsphinx through its resident helper,
+// the energy VAD cutting a stream of utterances and pauses, Opus RTP decoded onto the RTP clock,
+// and the whisper.cpp engine as far as this machine allows (no model can be obtained here).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RtpPacket } from 'werift';
+import { SpeakerAudio } from '../workers/transcriber/audio.js';
+import { createEngine, EngineError, SAMPLE_RATE, type SpeechEngine } from '../workers/transcriber/speech/engine.js';
+import { EnergyVad } from '../workers/transcriber/speech/vad.js';
+import { loadBinding } from '../workers/transcriber/speech/whisper.js';
+import { transcribeStream } from '../workers/transcriber/transcribe.js';
+import { opusSource } from './media.js';
+import { librivox, wavSamples, wordErrorRate } from './speech.js';
+
+const silence = (seconds: number) => new Int16Array(Math.round(seconds * SAMPLE_RATE));
+function concat(parts: Int16Array[]): Int16Array {
+  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+describe('pocketsphinx engine', () => {
+  let engine: SpeechEngine;
+  before(async () => {
+    engine = await createEngine({ api: 'pocketsphinx', modelSize: 'base', modelsDir: '', threads: 1, language: 'en' });
+  });
+  after(() => engine.close());
+
+  it('recognises real recorded utterances with timed words; WER measured against the transcripts', async () => {
+    const corpus = librivox();
+    let errors = 0;
+    let total = 0;
+    for (const u of corpus) {
+      const pcm = wavSamples(u.wav);
+      const r = await engine.recognize(pcm);
+      const n = u.text.split(' ').length;
+      errors += wordErrorRate(u.text, r.text) * n;
+      total += n;
+      assert.ok(r.words.length > 0, `words for ${u.wav}`);
+      for (const w of r.words) {
+        assert.ok(w.start >= 0 && w.end > w.start && w.end <= pcm.length / SAMPLE_RATE + 0.05, `word times in range: ${JSON.stringify(w)}`);
+        assert.doesNotMatch(w.word, /[()<>[\]]/, 'no alternate-pronunciation marks or fillers');
+      }
+      assert.deepEqual(r.words.map((w) => w.word).join(' '), r.text.trim().split(/\s+/).join(' '));
+    }
+    // Measured here: 0.21 (pocketsphinx's generic English model on 19th-century prose read aloud).
+    assert.ok(errors / total < 0.4, `WER ${(errors / total).toFixed(2)}`);
+  });
+
+  it('places a speaker\'s utterances on the call clock through VAD', async () => {
+    const [a, b] = librivox();
+    const stream = concat([silence(1), wavSamples(a!.wav), silence(2), wavSamples(b!.wav), silence(1)]);
+    const segments = await transcribeStream(engine, stream, 'Alice', 5000);
+    assert.ok(segments.length >= 2, JSON.stringify(segments));
+    const bStart = 5000 + (1 + wavSamples(a!.wav).length / SAMPLE_RATE + 2) * 1000;
+    assert.ok(Math.abs(segments[0]!.startMs - 6000) < 600, `first starts near 6.0 s: ${segments[0]!.startMs}`);
+    const second = segments.find((s) => s.startMs > bStart - 600)!;
+    assert.ok(second && second.startMs - bStart < 600, `second starts near ${bStart}: ${JSON.stringify(segments.map((s) => s.startMs))}`);
+    assert.ok(segments.every((s) => s.speaker === 'Alice' && s.endMs > s.startMs));
+    assert.ok(wordErrorRate(b!.text, second.text) < 0.5, second.text);
+  });
+
+  it('refuses a language its model does not have', async () => {
+    await assert.rejects(createEngine({ api: 'pocketsphinx', modelSize: 'base', modelsDir: '', threads: 1, language: 'de' }), /English model only/);
+  });
+});
+
+describe('energy VAD', () => {
+  it('cuts utterances at pauses, keeps their positions and drops silence and clicks', () => {
+    const [a, b] = librivox().map((u) => wavSamples(u.wav));
+    const click = new Int16Array(SAMPLE_RATE * 0.04).fill(20000);
+    const stream = concat([silence(1), a!, silence(1.5), click, silence(1.5), b!, silence(0.7)]);
+    const vad = new EnergyVad();
+    const out = [];
+    for (let i = 0; i < stream.length; i += 333) out.push(...vad.push(stream.subarray(i, i + 333))); // odd chunking on purpose
+    out.push(...vad.flush());
+    const bAt = (1 + a!.length / SAMPLE_RATE + 3 + 0.04) * SAMPLE_RATE;
+    const starts = out.map((u) => u.start / SAMPLE_RATE);
+    // The reader pauses inside sentences, so an utterance may split; none starts in the long silences.
+    assert.ok(out.length >= 2, `utterances at ${starts}`);
+    assert.ok(Math.abs(starts[0]! - 1) < 0.4, `first at ${starts[0]}`);
+    assert.ok(out.some((u) => Math.abs(u.start - bAt) < 0.4 * SAMPLE_RATE), `one starts near ${bAt / SAMPLE_RATE}: ${starts}`);
+    assert.ok(out.every((u) => u.start + u.pcm.length <= stream.length && !(u.start > (1 + a!.length / SAMPLE_RATE + 0.5) * SAMPLE_RATE && u.start < bAt - 0.4 * SAMPLE_RATE)), `nothing in the pause: ${starts}`);
+    const speech = out.reduce((n, u) => n + u.pcm.length, 0) / SAMPLE_RATE;
+    assert.ok(speech < stream.length / SAMPLE_RATE - 3, `silence skipped: ${speech.toFixed(1)} s of ${(stream.length / SAMPLE_RATE).toFixed(1)}`);
+  });
+
+  it('cuts a long utterance into windows no longer than asked', () => {
+    const [a] = librivox().map((u) => wavSamples(u.wav));
+    const vad = new EnergyVad({ maxUtteranceMs: 2000 });
+    const out = [...vad.push(a!), ...vad.flush()];
+    assert.ok(out.length >= 3);
+    assert.ok(out.every((u) => u.pcm.length <= 2 * SAMPLE_RATE));
+  });
+});
+
+describe('Opus RTP to 16 kHz PCM', () => {
+  it('decodes real Opus and fills a gap in the packets with silence by the RTP clock', async () => {
+    const packets: RtpPacket[] = [];
+    const src = await opusSource((p) => packets.push(p), 3);
+    await new Promise((r) => src.once('exit', r));
+    assert.ok(packets.length > 100, `${packets.length} packets`);
+    const chunks: [number, Int16Array][] = [];
+    const audio = new SpeakerAudio((s, pos) => chunks.push([pos, s]));
+    // Packets 50..74 (0.5 s) never arrive; one old packet arrives late and is ignored.
+    const sent = packets.filter((_, i) => i < 50 || i >= 75);
+    sent.splice(80, 0, packets[10]!);
+    for (const p of sent) audio.push(p.payload, p.header.timestamp);
+    await new Promise((r) => setTimeout(r, 200));
+    const total = chunks.reduce((n, [, s]) => n + s.length, 0);
+    const expected = ((packets.at(-1)!.header.timestamp - packets[0]!.header.timestamp) / 48000 + 0.02) * SAMPLE_RATE;
+    assert.ok(Math.abs(total - expected) < SAMPLE_RATE * 0.03, `samples ${total} vs ${expected} by the RTP clock`);
+    let at = 0;
+    for (const [pos, s] of chunks) {
+      assert.equal(pos, at, 'positions follow each other');
+      at += s.length;
+    }
+    const gapChunk = chunks[50]![1];
+    assert.ok(gapChunk.length >= 0.5 * SAMPLE_RATE, 'the lost half second is filled');
+    assert.ok(gapChunk.subarray(0, 0.5 * SAMPLE_RATE).every((v) => v === 0), 'with silence');
+    const rms = Math.sqrt(chunks[10]![1].reduce((n, v) => n + v * v, 0) / chunks[10]![1].length);
+    assert.ok(rms > 1000, `the tone is decoded (rms ${rms.toFixed(0)})`);
+    audio.free();
+  });
+});
+
+describe('whisper.cpp engine', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'co-models-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('loads the native binding', () => {
+    assert.equal(typeof loadBinding().WhisperContext, 'function');
+  });
+
+  it('fails with the model file named when it is missing', async () => {
+    await assert.rejects(createEngine({ api: 'whisper.cpp', modelSize: 'tiny', modelsDir: dir, threads: 1, language: 'en' }),
+      (err: Error) => err instanceof EngineError && err.message.includes(join(dir, 'ggml-tiny.bin')) && /models:fetch/.test(err.message));
+  });
+
+  it('fails clearly when the model file is not a model', async () => {
+    writeFileSync(join(dir, 'ggml-base.bin'), 'not a model');
+    await assert.rejects(createEngine({ api: 'whisper.cpp', modelSize: 'base', modelsDir: dir, threads: 1, language: 'en' }),
+      (err: Error) => err instanceof EngineError && /could not load .*ggml-base\.bin/.test(err.message));
+  });
+});

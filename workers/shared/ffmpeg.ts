@@ -1,0 +1,10 @@
+// ffmpeg as a child process: resolves when it succeeds, else an error with the last lines it printed.
+import { spawn } from 'node:child_process';
+
+export async function ffmpeg(args: string[]): Promise<void> {
+  const child = spawn('ffmpeg', args, { stdio: ['ignore', 'inherit', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  if (code !== 0) throw new Error(`ffmpeg exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+}

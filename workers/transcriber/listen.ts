@@ -1,0 +1,114 @@
+// Listening: join the call audio-only and keep each speaker's voice apart, decoded to 16 kHz PCM
+// and appended to its own file as it arrives (a killed job loses only the last write), with when
+// it started on the call clock and who spoke, in tracks.jsonl. Live captions tap the same samples.
+import { appendFileSync, createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { HeadlessParticipant, type Publisher } from '../../src/sfu/participant.js';
+import { SpeakerAudio } from './audio.js';
+
+/** One line of tracks.jsonl; a later line for the same file supersedes an earlier one. */
+export interface VoiceTrack {
+  file: string;
+  sessionId: string;
+  displayName: string;
+  /** ms after the job joined: where sample 0 of the file is on the call clock */
+  startMs: number;
+  endMs?: number;
+}
+
+interface Live {
+  audio: SpeakerAudio;
+  out: WriteStream;
+  entry: VoiceTrack;
+  ssrc: number;
+}
+
+export type SamplesHandler = (speaker: Pick<Publisher, 'sessionId' | 'displayName'>, samples: Int16Array, trackStartMs: number, position: number) => void;
+
+export class Listener {
+  readonly startedAt = Date.now();
+  private readonly participant: HeadlessParticipant;
+  private readonly live = new Map<string, Live>();
+  private count = 0;
+  private everyoneLeft?: () => void;
+  /** resolves when the last participant (bots aside) has left */
+  readonly ended = new Promise<void>((resolve) => (this.everyoneLeft = resolve));
+  private readonly handlers: SamplesHandler[] = [];
+
+  constructor(private readonly dir: string, opts: { sfuUrl: string; callId: string; token: string }) {
+    mkdirSync(join(dir, 'tracks'), { recursive: true });
+    this.participant = new HeadlessParticipant({ ...opts, subscribe: 'audio' });
+    this.participant.onRtp((rtp, from) => {
+      if (from.kind === 'audio') this.receive(rtp.payload, rtp.header.timestamp, rtp.header.ssrc, from);
+    });
+    const client = this.participant.client;
+    client.on('left', (p) => {
+      this.finish(p.sessionId);
+      const people = [...client.participants.values()].filter((q) => q.role === 'participant');
+      if (people.length === 0) this.everyoneLeft?.();
+    });
+    client.on('update', (p) => {
+      if (!p.tracks.mic) this.finish(p.sessionId);
+    });
+  }
+
+  get caption(): HeadlessParticipant['sendCaption'] {
+    return this.participant.sendCaption.bind(this.participant);
+  }
+
+  onSamples(handler: SamplesHandler): void {
+    this.handlers.push(handler);
+  }
+
+  async start(): Promise<void> {
+    await this.participant.join();
+  }
+
+  get elapsedMs(): number {
+    return Date.now() - this.startedAt;
+  }
+
+  private receive(payload: Buffer, timestamp: number, ssrc: number, from: Publisher): void {
+    let t = this.live.get(from.sessionId);
+    if (t && t.ssrc !== ssrc) {
+      this.finish(from.sessionId); // the sender restarted its track: a new clock
+      t = undefined;
+    }
+    if (!t) {
+      const file = join('tracks', `${String(++this.count).padStart(3, '0')}-${from.sessionId}.pcm`);
+      const entry: VoiceTrack = { file, sessionId: from.sessionId, displayName: from.displayName, startMs: this.elapsedMs };
+      const out = createWriteStream(join(this.dir, file));
+      const audio = new SpeakerAudio((samples, position) => {
+        out.write(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength));
+        for (const h of this.handlers) h(from, samples, entry.startMs, position);
+      });
+      t = { audio, out, entry, ssrc };
+      this.live.set(from.sessionId, t);
+      this.append(entry);
+    }
+    t.audio.push(payload, timestamp);
+  }
+
+  private finish(sessionId: string): void {
+    const t = this.live.get(sessionId);
+    if (!t) return;
+    this.live.delete(sessionId);
+    t.out.end();
+    t.audio.free();
+    this.append({ ...t.entry, endMs: this.elapsedMs });
+  }
+
+  private append(entry: VoiceTrack): void {
+    appendFileSync(join(this.dir, 'tracks.jsonl'), JSON.stringify(entry) + '\n');
+  }
+
+  /** Closes every file and leaves. Returns how long the job listened, in ms. */
+  async stop(): Promise<number> {
+    const duration = this.elapsedMs;
+    const closing = [...this.live.values()].map((t) => new Promise<void>((r) => t.out.once('close', () => r())));
+    for (const sessionId of [...this.live.keys()]) this.finish(sessionId);
+    this.participant.leave();
+    await Promise.all(closing);
+    return duration;
+  }
+}

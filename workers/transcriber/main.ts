@@ -1,0 +1,179 @@
+// The transcriber job program (job types `transcribing` and `captioning`). Inputs come as
+// environment variables (upstream's names plus the worker's JOB_ID, JOB_TYPE, JOB_DIR, SFU_URL,
+// SFU_TOKEN, ARTIFACTS_DIR; MODELS_DIR for Whisper models).
+// - Live call: join audio-only, keep each speaker apart, caption live if asked, and after the call
+//   (stop, SIGTERM, max duration, everyone left) recognise each speaker and deliver a WebVTT and a
+//   text file through the bot API or to the artifacts directory.
+// - MEDIA_URL: transcribe a finished recording (one mixed voice) instead.
+// - `--recover`: the previous run died; transcribe what it captured and keep it locally.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { keepArtifact, workerSetting } from '../shared/artifacts.js';
+import { ffmpeg } from '../shared/ffmpeg.js';
+import { InputError } from '../shared/inputs.js';
+import { BotClient } from '../shared/mattermost.js';
+import { LiveCaptions, type CaptionStats } from './captions.js';
+import { toText, toWebVtt, type Segment } from './formats.js';
+import { transcriberInputs, type TranscriberInputs } from './inputs.js';
+import { Listener } from './listen.js';
+import { createEngine, EngineError, type SpeechEngine } from './speech/engine.js';
+import { readPcm, transcribeCall, transcribeStream } from './transcribe.js';
+
+const log = (message: string) => process.stdout.write(`[transcriber ${new Date().toISOString()}] ${message}\n`);
+const modelsDir = process.env.MODELS_DIR || fileURLToPath(new URL('../../../models', import.meta.url));
+
+type Inputs = TranscriberInputs & { captionsOnly: boolean };
+
+const engineFor = (inputs: Inputs) => createEngine({
+  api: inputs.transcribe_api, modelSize: inputs.model_size, modelsDir, threads: inputs.num_threads, language: inputs.live_captions_language,
+});
+
+const captionEngines = (inputs: Inputs) => Promise.all(Array.from({ length: inputs.live_captions_num_transcribers }, () => createEngine({
+  api: inputs.transcribe_api, modelSize: inputs.live_captions_model_size, modelsDir,
+  threads: inputs.live_captions_num_threads_per_transcriber, language: inputs.live_captions_language,
+})));
+
+/** A finished recording (file:// or http(s)://) as 16 kHz mono PCM in the job directory. */
+async function fetchMedia(url: string, dir: string): Promise<Int16Array> {
+  let input = url;
+  if (url.startsWith('file://')) input = fileURLToPath(url);
+  else {
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`GET ${url}: ${res.status}`);
+    input = join(dir, 'media');
+    writeFileSync(input, Buffer.from(await res.arrayBuffer()));
+  }
+  const pcm = join(dir, 'media.pcm');
+  await ffmpeg(['-loglevel', 'error', '-y', '-i', input, '-vn', '-ac', '1', '-ar', '16000', '-f', 's16le', pcm]);
+  return readPcm(pcm);
+}
+
+class Delivery {
+  constructor(private readonly inputs: Inputs, private readonly dir: string, private readonly bot?: BotClient) {}
+
+  private get jobId(): string {
+    return this.inputs.transcription_id ?? process.env.JOB_ID ?? '';
+  }
+
+  report(status: 'started' | 'failed', error?: string): Promise<unknown> {
+    if (!this.bot || this.inputs.captionsOnly || !this.inputs.call_id) return Promise.resolve();
+    return this.bot.reportStatus(this.inputs.call_id, this.jobId, 'transcribing', status, error)
+      .catch((e: Error) => log(`could not report ${status}: ${e.message}`));
+  }
+
+  /** Writes the two files; posts them, or keeps them in the artifacts directory. Returns output_data. */
+  async deliver(segments: Segment[], extra: object, keepOnly = false): Promise<object> {
+    const { inputs, dir } = this;
+    const files = {
+      vtt: join(dir, 'transcript.vtt'),
+      txt: join(dir, 'transcript.txt'),
+    };
+    writeFileSync(files.vtt, toWebVtt(segments, inputs.webvtt_omit_speaker));
+    writeFileSync(files.txt, toText(segments, {
+      silenceThresholdMs: inputs.text_compact_silence_threshold_ms, maxSegmentDurationMs: inputs.text_compact_max_segment_duration_ms,
+    }));
+    const summary = { segments: segments.length, speakers: [...new Set(segments.map((s) => s.speaker))], ...extra };
+    if (!this.bot || keepOnly) {
+      const name = `${keepOnly ? 'partial-' : ''}transcript-${inputs.call_id ?? 'media'}-${process.env.JOB_ID ?? this.jobId}`;
+      return { files: [keepArtifact(files.vtt, `${name}.vtt`), keepArtifact(files.txt, `${name}.txt`)], ...summary };
+    }
+    const callId = inputs.call_id!;
+    const base = await this.bot.filename(callId);
+    const vtt = await this.bot.upload(callId, files.vtt, `${base}.vtt`);
+    const txt = await this.bot.upload(callId, files.txt, `${base}.txt`);
+    await this.bot.postTranscription(callId, {
+      JobID: this.jobId, PostID: inputs.post_id!, Transcriptions: [{ Language: inputs.live_captions_language, FileIDs: [vtt.id, txt.id] }],
+    });
+    log(`posted ${base}.vtt and ${base}.txt (${segments.length} segments) to the call thread`);
+    return { file_ids: [vtt.id, txt.id], filename: base, ...summary };
+  }
+}
+
+/** Resolves with why the job should stop: SIGTERM (stop, max duration, shutdown) or SIGINT. */
+const stopSignal = () => new Promise<string>((resolve) => {
+  process.once('SIGTERM', () => resolve('stop requested'));
+  process.once('SIGINT', () => resolve('interrupted'));
+});
+
+async function live(inputs: Inputs, dir: string, delivery: Delivery, engine?: SpeechEngine): Promise<object> {
+  const sfu = { url: workerSetting('SFU_URL'), token: workerSetting('SFU_TOKEN') };
+  const listener = new Listener(dir, { sfuUrl: sfu.url, callId: inputs.call_id!, token: sfu.token });
+  let captions: LiveCaptions | undefined;
+  if (inputs.live_captions_on) {
+    captions = new LiveCaptions(await captionEngines(inputs), listener.caption, {}, log);
+    listener.onSamples((speaker, samples) => captions!.feed(speaker.sessionId, samples));
+  }
+  await listener.start();
+  log(`listening to call ${inputs.call_id}${captions ? ' with live captions' : ''}`);
+  await delivery.report('started');
+
+  const why = await Promise.race([stopSignal(), listener.ended.then(() => 'everyone left the call')]);
+  const durationMs = await listener.stop();
+  const captionStats: CaptionStats | undefined = await captions?.close();
+  log(`${why}: stopped after ${(durationMs / 1000).toFixed(1)} s${captionStats ? `; captions ${JSON.stringify(captionStats)}` : ''}`);
+  if (!engine) return { duration_ms: durationMs, captions: captionStats };
+
+  const started = Date.now();
+  const segments = await transcribeCall(engine, dir);
+  log(`recognised ${segments.length} segments in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return delivery.deliver(segments, { duration_ms: durationMs, ...(captionStats ? { captions: captionStats } : {}) });
+}
+
+async function main(): Promise<void> {
+  let inputs: Inputs;
+  let dir: string;
+  try {
+    inputs = transcriberInputs(process.env);
+    dir = workerSetting('JOB_DIR');
+    if (inputs.live_captions_on && !inputs.call_id) throw new InputError('LIVE_CAPTIONS_ON needs CALL_ID (captions go into a live call)');
+  } catch (err) {
+    process.stderr.write(`invalid input: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const bot = inputs.site_url ? new BotClient({ siteUrl: inputs.site_url, authToken: inputs.auth_token!, log }) : undefined;
+  const delivery = new Delivery(inputs, dir, bot);
+  const fail = async (reason: string): Promise<never> => {
+    process.stderr.write(`${reason}\n`);
+    await delivery.report('failed', reason);
+    process.exit(1);
+  };
+
+  // Engines load before anything starts, so a missing model or binary fails the job at once.
+  let engine: SpeechEngine | undefined;
+  try {
+    if (!inputs.captionsOnly) engine = await engineFor(inputs);
+  } catch (err) {
+    return fail(err instanceof EngineError ? err.message : `the speech engine did not start: ${(err as Error).message}`);
+  }
+
+  let output: object;
+  try {
+    if (process.argv.includes('--recover')) {
+      const segments = await transcribeCall(engine!, dir);
+      output = await delivery.deliver(segments, { partial: true }, true);
+      await delivery.report('failed', `the transcriber stopped unexpectedly; what it heard was transcribed and kept on the job service at ${(output as { files: string[] }).files[0]}`);
+    } else if (inputs.media_url) {
+      log(`transcribing ${inputs.media_url}`);
+      const segments = await Promise.race([
+        fetchMedia(inputs.media_url, dir).then((pcm) => transcribeStream(engine!, pcm, 'Speaker', 0)),
+        stopSignal().then((why) => Promise.reject(new Error(why))),
+      ]);
+      output = await delivery.deliver(segments, {});
+    } else {
+      output = await live(inputs, dir, delivery, engine);
+    }
+  } catch (err) {
+    return fail(err instanceof EngineError ? err.message : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`);
+  }
+  writeFileSync(join(dir, 'output.json'), JSON.stringify(output));
+  await engine?.close();
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`transcriber failed: ${(err as Error).stack}\n`);
+    process.exit(1);
+  },
+);

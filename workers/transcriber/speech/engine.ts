@@ -1,0 +1,42 @@
+// One interface for every speech engine, used by the post-call transcriber and by live captions:
+// 16 kHz mono PCM in, text and timed words out. Engines keep their model loaded between calls.
+import { PocketsphinxEngine } from './pocketsphinx.js';
+import { WhisperEngine } from './whisper.js';
+
+export const SAMPLE_RATE = 16_000;
+
+export interface Word {
+  word: string;
+  /** seconds from the start of the audio given to recognize() */
+  start: number;
+  end: number;
+}
+
+export interface Recognition {
+  text: string;
+  words: Word[];
+}
+
+export interface SpeechEngine {
+  readonly name: string;
+  recognize(pcm: Int16Array): Promise<Recognition>;
+  close(): Promise<void>;
+}
+
+export type TranscribeApi = 'pocketsphinx' | 'whisper.cpp';
+
+export interface EngineOptions {
+  api: TranscribeApi;
+  /** Whisper: tiny, base, small... (the file is ggml-<size>.bin in modelsDir) */
+  modelSize: string;
+  modelsDir: string;
+  threads: number;
+  language: string;
+}
+
+/** A setup problem (missing model or binary) that fails the job at start with this message. */
+export class EngineError extends Error {}
+
+export async function createEngine(opts: EngineOptions): Promise<SpeechEngine> {
+  return opts.api === 'pocketsphinx' ? PocketsphinxEngine.start(opts) : WhisperEngine.load(opts);
+}
