@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RtpPacket } from 'werift';
 import { SpeakerAudio } from '../workers/transcriber/audio.js';
+import { LiveCaptions } from '../workers/transcriber/captions.js';
 import { createEngine, EngineError, SAMPLE_RATE, type SpeechEngine } from '../workers/transcriber/speech/engine.js';
 import { EnergyVad } from '../workers/transcriber/speech/vad.js';
 import { loadBinding } from '../workers/transcriber/speech/whisper.js';
@@ -57,7 +58,7 @@ describe('pocketsphinx engine', () => {
   it('places a speaker\'s utterances on the call clock through VAD', async () => {
     const [a, b] = librivox();
     const stream = concat([silence(1), wavSamples(a!.wav), silence(2), wavSamples(b!.wav), silence(1)]);
-    const segments = await transcribeStream(engine, stream, 'Alice', 5000);
+    const segments = await transcribeStream([engine], stream, 'Alice', 5000);
     assert.ok(segments.length >= 2, JSON.stringify(segments));
     const bStart = 5000 + (1 + wavSamples(a!.wav).length / SAMPLE_RATE + 2) * 1000;
     assert.ok(Math.abs(segments[0]!.startMs - 6000) < 600, `first starts near 6.0 s: ${segments[0]!.startMs}`);
@@ -148,5 +149,49 @@ describe('whisper.cpp engine', () => {
     writeFileSync(join(dir, 'ggml-base.bin'), 'not a model');
     await assert.rejects(createEngine({ api: 'whisper.cpp', modelSize: 'base', modelsDir: dir, threads: 1, language: 'en' }),
       (err: Error) => err instanceof EngineError && /could not load .*ggml-base\.bin/.test(err.message));
+  });
+});
+
+describe('live captions', () => {
+  const engines: SpeechEngine[] = [];
+  const start = async (n: number) => {
+    const list = await Promise.all(Array.from({ length: n }, () => createEngine({ api: 'pocketsphinx', modelSize: 'tiny', modelsDir: '', threads: 1, language: 'en' })));
+    engines.push(...list);
+    return list;
+  };
+  after(() => Promise.all(engines.map((e) => e.close())));
+
+  /** Feeds a stream in 20 ms packets, `speed` times faster than real time. */
+  async function play(captions: LiveCaptions, streams: Record<string, Int16Array>, speed: number): Promise<void> {
+    const length = Math.max(...Object.values(streams).map((s) => s.length));
+    for (let at = 0; at < length; at += 320) {
+      for (const [session, pcm] of Object.entries(streams)) if (at < pcm.length) captions.feed(session, pcm.subarray(at, at + 320));
+      if (at % 3200 === 0) await new Promise((r) => setTimeout(r, 200 / speed));
+    }
+  }
+
+  it('streams each utterance into a free recogniser and captions the speaker', async () => {
+    const sent: { sessionId: string; text: string; ms: number }[] = [];
+    const [a, b] = librivox();
+    const captions = new LiveCaptions(await start(1), (sessionId, text, ms) => sent.push({ sessionId, text, ms }), { windowMs: 8000 });
+    await play(captions, { s1: concat([silence(0.5), wavSamples(a!.wav), silence(1), wavSamples(b!.wav), silence(1)]) }, 1);
+    const stats = await captions.close();
+    assert.equal(stats.dropped, 0);
+    assert.ok(stats.sent >= 2 && sent.every((c) => c.sessionId === 's1' && c.ms > 0 && c.ms <= 8000), JSON.stringify(sent));
+    const wer = wordErrorRate(`${a!.text} ${b!.text}`, sent.map((c) => c.text).join(' '));
+    assert.ok(wer < 0.5, `caption WER ${wer.toFixed(2)}: ${JSON.stringify(sent)}`);
+  });
+
+  it('drops windows that waited too long instead of falling ever further behind', async () => {
+    const sent: string[] = [];
+    const speech = librivox().map((u) => wavSamples(u.wav));
+    const streams = Object.fromEntries([0, 1, 2, 3].map((i) => [`s${i}`, concat(speech.flatMap((s) => [s, silence(0.6)]))]));
+    // Four speakers at ten times real time into one recogniser: it cannot keep up.
+    const captions = new LiveCaptions(await start(1), (_, text) => sent.push(text), { windowMs: 3000, staleMs: 300 });
+    await play(captions, streams, 10);
+    const stats = await captions.close();
+    assert.ok(stats.dropped > 0, JSON.stringify(stats));
+    assert.ok(stats.sent > 0 && stats.sent <= stats.windows - stats.dropped, JSON.stringify(stats));
+    assert.equal(stats.sent, sent.length);
   });
 });

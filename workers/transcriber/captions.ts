@@ -1,9 +1,12 @@
-// Live captions: each speaker's audio is cut by VAD into short windows as it arrives; a pool of
-// recognisers (one engine each) takes the oldest window first, and the text goes into the call as
-// a caption of that speaker. A window that waited longer than `staleMs` is dropped and counted:
-// when recognition falls behind, captions skip ahead instead of running ever later.
-import type { SpeechEngine } from './speech/engine.js';
-import { EnergyVad } from './speech/vad.js';
+// Live captions: each speaker's audio is cut by VAD into short windows as it arrives, and the text
+// of each window goes into the call as a caption of that speaker. A pool of recognisers (one
+// engine each) serves them: when one is free as a speaker starts, the window is streamed into it
+// while it is spoken (engines that can), so the caption is ready moments after the speaker pauses;
+// otherwise the finished window waits in a queue, oldest first. A window that waited longer than
+// `staleMs` is dropped and counted: when recognition falls behind, captions skip ahead instead
+// of running ever later.
+import type { Recognition, RecognitionStream, SpeechEngine } from './speech/engine.js';
+import { EnergyVad, type Utterance } from './speech/vad.js';
 
 export interface CaptionOptions {
   /** longest window: a long utterance is captioned in pieces of this length */
@@ -14,7 +17,8 @@ export interface CaptionOptions {
   staleMs: number;
 }
 
-export const captionDefaults: CaptionOptions = { windowMs: 4000, hangoverMs: 300, staleMs: 2000 };
+/** Windows up to 8 s as upstream: streamed, a long window costs no delay at its end. */
+export const captionDefaults: CaptionOptions = { windowMs: 8000, hangoverMs: 300, staleMs: 2000 };
 
 interface Window {
   sessionId: string;
@@ -37,6 +41,8 @@ export type SendCaption = (sessionId: string, text: string, newAudioLenMs: numbe
 export class LiveCaptions {
   private readonly opts: CaptionOptions;
   private readonly vads = new Map<string, EnergyVad>();
+  /** per speaker: the utterance being streamed, or 'dropped' when it fell behind */
+  private readonly streams = new Map<string, { engine: SpeechEngine; stream: RecognitionStream } | 'dropped'>();
   private readonly queue: Window[] = [];
   private readonly idle: SpeechEngine[];
   private readonly delays: number[] = [];
@@ -54,14 +60,58 @@ export class LiveCaptions {
     if (this.closed) return;
     let vad = this.vads.get(sessionId);
     if (!vad) {
-      vad = new EnergyVad({ hangoverMs: this.opts.hangoverMs, maxUtteranceMs: this.opts.windowMs, minSpeechMs: 200 });
+      vad = new EnergyVad({ hangoverMs: this.opts.hangoverMs, maxUtteranceMs: this.opts.windowMs, minSpeechMs: 200 }, {
+        start: (pcm) => this.startStream(sessionId, pcm),
+        audio: (pcm) => this.streamAudio(sessionId, pcm),
+        end: (u) => this.endWindow(sessionId, u),
+      });
       this.vads.set(sessionId, vad);
     }
-    for (const u of vad.push(samples)) {
-      this.counts.windows++;
-      this.queue.push({ sessionId, pcm: u.pcm, readyAt: Date.now() });
-    }
+    vad.push(samples);
     this.next();
+  }
+
+  /** The speaker's track ended: what they said last is captioned now, not when they speak again. */
+  flush(sessionId: string): void {
+    const vad = this.vads.get(sessionId);
+    this.vads.delete(sessionId);
+    vad?.flush();
+    this.next();
+  }
+
+  private startStream(sessionId: string, pcm: Int16Array): void {
+    const i = this.queue.length === 0 ? this.idle.findIndex((e) => e.begin) : -1; // waiting windows first
+    if (i < 0) return;
+    const engine = this.idle.splice(i, 1)[0]!;
+    const stream = engine.begin!();
+    stream.push(pcm);
+    this.streams.set(sessionId, { engine, stream });
+  }
+
+  /**
+   * A streamed utterance whose decoding has fallen more than `staleMs` behind the speaker (the
+   * machine is short of CPU) is given up: its caption would come too late, and the engine is
+   * freed for fresher audio.
+   */
+  private streamAudio(sessionId: string, pcm: Int16Array): void {
+    const live = this.streams.get(sessionId);
+    if (!live || live === 'dropped') return;
+    live.stream.push(pcm);
+    if (live.stream.lagMs > this.opts.staleMs) {
+      this.streams.set(sessionId, 'dropped');
+      this.run(live.engine, live.stream.end(), undefined);
+    }
+  }
+
+  private endWindow(sessionId: string, u: Utterance | undefined): void {
+    const live = this.streams.get(sessionId);
+    this.streams.delete(sessionId);
+    if (u) this.counts.windows++;
+    const readyAt = Date.now();
+    if (live === 'dropped') {
+      if (u) this.counts.dropped++;
+    } else if (live) this.run(live.engine, live.stream.end(), u && { sessionId, pcm: u.pcm, readyAt });
+    else if (u) this.queue.push({ sessionId, pcm: u.pcm, readyAt });
   }
 
   private next(): void {
@@ -72,21 +122,26 @@ export class LiveCaptions {
         continue;
       }
       const engine = this.idle.pop()!;
-      const job = engine.recognize(w.pcm).then(
-        ({ text }) => {
-          if (!text.trim() || this.closed) return;
-          this.send(w.sessionId, text.trim(), Math.round(w.pcm.length / 16));
-          this.counts.sent++;
-          this.delays.push(Date.now() - w.readyAt);
-        },
-        (err: Error) => this.log(`caption recognition failed: ${err.message}`),
-      ).finally(() => {
-        this.busy.delete(job);
-        this.idle.push(engine);
-        this.next();
-      });
-      this.busy.add(job);
+      this.run(engine, engine.recognize(w.pcm), w);
     }
+  }
+
+  /** Sends the caption of window `w` (none for a burst too short to keep) and frees the engine. */
+  private run(engine: SpeechEngine, recognition: Promise<Recognition>, w: Window | undefined): void {
+    const job = recognition.then(
+      ({ text }) => {
+        if (!w || !text.trim() || this.closed) return;
+        this.send(w.sessionId, text.trim(), Math.round(w.pcm.length / 16));
+        this.counts.sent++;
+        this.delays.push(Date.now() - w.readyAt);
+      },
+      (err: Error) => this.log(`caption recognition failed: ${err.message}`),
+    ).finally(() => {
+      this.busy.delete(job);
+      this.idle.push(engine);
+      this.next();
+    });
+    this.busy.add(job);
   }
 
   stats(): CaptionStats {
@@ -99,6 +154,7 @@ export class LiveCaptions {
   async close(): Promise<CaptionStats> {
     this.closed = true;
     this.counts.dropped += this.queue.splice(0).length;
+    for (const sessionId of [...this.streams.keys()]) this.endWindow(sessionId, undefined);
     await Promise.all(this.busy);
     return this.stats();
   }

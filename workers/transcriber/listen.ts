@@ -34,6 +34,7 @@ export class Listener {
   /** resolves when the last participant (bots aside) has left */
   readonly ended = new Promise<void>((resolve) => (this.everyoneLeft = resolve));
   private readonly handlers: SamplesHandler[] = [];
+  private readonly endHandlers: ((sessionId: string) => void)[] = [];
 
   constructor(private readonly dir: string, opts: { sfuUrl: string; callId: string; token: string }) {
     mkdirSync(join(dir, 'tracks'), { recursive: true });
@@ -58,6 +59,11 @@ export class Listener {
 
   onSamples(handler: SamplesHandler): void {
     this.handlers.push(handler);
+  }
+
+  /** A speaker's track ended (left, muted off, restarted): no more samples follow on it. */
+  onTrackEnd(handler: (sessionId: string) => void): void {
+    this.endHandlers.push(handler);
   }
 
   async start(): Promise<void> {
@@ -96,6 +102,7 @@ export class Listener {
     t.out.end();
     t.audio.free();
     this.append({ ...t.entry, endMs: this.elapsedMs });
+    for (const h of this.endHandlers) h(sessionId);
   }
 
   private append(entry: VoiceTrack): void {

@@ -25,14 +25,22 @@ const modelsDir = process.env.MODELS_DIR || fileURLToPath(new URL('../../../mode
 
 type Inputs = TranscriberInputs & { captionsOnly: boolean };
 
-const engineFor = (inputs: Inputs) => createEngine({
-  api: inputs.transcribe_api, modelSize: inputs.model_size, modelsDir, threads: inputs.num_threads, language: inputs.live_captions_language,
-});
+/** pocketsphinx decodes on one thread: NUM_THREADS helpers work in parallel instead. */
+const transcriptEngines = (inputs: Inputs) => {
+  const [count, threads] = inputs.transcribe_api === 'pocketsphinx' ? [inputs.num_threads, 1] : [1, inputs.num_threads];
+  return Promise.all(Array.from({ length: count }, () => createEngine({
+    api: inputs.transcribe_api, modelSize: inputs.model_size, modelsDir, threads, language: inputs.live_captions_language,
+  })));
+};
 
-const captionEngines = (inputs: Inputs) => Promise.all(Array.from({ length: inputs.live_captions_num_transcribers }, () => createEngine({
-  api: inputs.transcribe_api, modelSize: inputs.live_captions_model_size, modelsDir,
-  threads: inputs.live_captions_num_threads_per_transcriber, language: inputs.live_captions_language,
-})));
+/** Likewise for captions: each transcriber's threads become that many pocketsphinx helpers. */
+const captionEngines = (inputs: Inputs) => {
+  const [transcribers, threads] = [inputs.live_captions_num_transcribers, inputs.live_captions_num_threads_per_transcriber];
+  const [count, perEngine] = inputs.transcribe_api === 'pocketsphinx' ? [transcribers * threads, 1] : [transcribers, threads];
+  return Promise.all(Array.from({ length: count }, () => createEngine({
+    api: inputs.transcribe_api, modelSize: inputs.live_captions_model_size, modelsDir, threads: perEngine, language: inputs.live_captions_language,
+  })));
+};
 
 /** A finished recording (file:// or http(s)://) as 16 kHz mono PCM in the job directory. */
 async function fetchMedia(url: string, dir: string): Promise<Int16Array> {
@@ -96,13 +104,14 @@ const stopSignal = () => new Promise<string>((resolve) => {
   process.once('SIGINT', () => resolve('interrupted'));
 });
 
-async function live(inputs: Inputs, dir: string, delivery: Delivery, engine?: SpeechEngine): Promise<object> {
+async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: SpeechEngine[]): Promise<object> {
   const sfu = { url: workerSetting('SFU_URL'), token: workerSetting('SFU_TOKEN') };
   const listener = new Listener(dir, { sfuUrl: sfu.url, callId: inputs.call_id!, token: sfu.token });
   let captions: LiveCaptions | undefined;
   if (inputs.live_captions_on) {
     captions = new LiveCaptions(await captionEngines(inputs), listener.caption, {}, log);
     listener.onSamples((speaker, samples) => captions!.feed(speaker.sessionId, samples));
+    listener.onTrackEnd((sessionId) => captions!.flush(sessionId));
   }
   await listener.start();
   log(`listening to call ${inputs.call_id}${captions ? ' with live captions' : ''}`);
@@ -112,10 +121,10 @@ async function live(inputs: Inputs, dir: string, delivery: Delivery, engine?: Sp
   const durationMs = await listener.stop();
   const captionStats: CaptionStats | undefined = await captions?.close();
   log(`${why}: stopped after ${(durationMs / 1000).toFixed(1)} s${captionStats ? `; captions ${JSON.stringify(captionStats)}` : ''}`);
-  if (!engine) return { duration_ms: durationMs, captions: captionStats };
+  if (inputs.captionsOnly) return { duration_ms: durationMs, captions: captionStats };
 
   const started = Date.now();
-  const segments = await transcribeCall(engine, dir);
+  const segments = await transcribeCall(engines, dir);
   log(`recognised ${segments.length} segments in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return delivery.deliver(segments, { duration_ms: durationMs, ...(captionStats ? { captions: captionStats } : {}) });
 }
@@ -140,9 +149,9 @@ async function main(): Promise<void> {
   };
 
   // Engines load before anything starts, so a missing model or binary fails the job at once.
-  let engine: SpeechEngine | undefined;
+  let engines: SpeechEngine[] = [];
   try {
-    if (!inputs.captionsOnly) engine = await engineFor(inputs);
+    if (!inputs.captionsOnly) engines = await transcriptEngines(inputs);
   } catch (err) {
     return fail(err instanceof EngineError ? err.message : `the speech engine did not start: ${(err as Error).message}`);
   }
@@ -150,24 +159,24 @@ async function main(): Promise<void> {
   let output: object;
   try {
     if (process.argv.includes('--recover')) {
-      const segments = await transcribeCall(engine!, dir);
+      const segments = await transcribeCall(engines, dir);
       output = await delivery.deliver(segments, { partial: true }, true);
       await delivery.report('failed', `the transcriber stopped unexpectedly; what it heard was transcribed and kept on the job service at ${(output as { files: string[] }).files[0]}`);
     } else if (inputs.media_url) {
       log(`transcribing ${inputs.media_url}`);
       const segments = await Promise.race([
-        fetchMedia(inputs.media_url, dir).then((pcm) => transcribeStream(engine!, pcm, 'Speaker', 0)),
+        fetchMedia(inputs.media_url, dir).then((pcm) => transcribeStream(engines, pcm, 'Speaker', 0)),
         stopSignal().then((why) => Promise.reject(new Error(why))),
       ]);
       output = await delivery.deliver(segments, {});
     } else {
-      output = await live(inputs, dir, delivery, engine);
+      output = await live(inputs, dir, delivery, engines);
     }
   } catch (err) {
     return fail(err instanceof EngineError ? err.message : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`);
   }
   writeFileSync(join(dir, 'output.json'), JSON.stringify(output));
-  await engine?.close();
+  await Promise.all(engines.map((e) => e.close()));
 }
 
 main().then(

@@ -34,30 +34,48 @@ export function readPcm(path: string): Int16Array {
   return new Int16Array(buf.buffer, buf.byteOffset, Math.floor(buf.length / 2));
 }
 
-/** Recognises one speaker's stream; `offsetMs` is where its sample 0 is on the call clock. */
-export async function transcribeStream(engine: SpeechEngine, pcm: Int16Array, speaker: string, offsetMs: number): Promise<Segment[]> {
+interface Piece {
+  speaker: string;
+  /** where the utterance starts on the call clock */
+  atMs: number;
+  pcm: Int16Array;
+}
+
+/** A speaker's stream cut into utterances; `offsetMs` is where its sample 0 is on the call clock. */
+function cut(pcm: Int16Array, speaker: string, offsetMs: number): Piece[] {
   const vad = new EnergyVad();
-  const utterances = [...vad.push(pcm), ...vad.flush()];
+  return [...vad.push(pcm), ...vad.flush()].map((u) => ({ speaker, atMs: offsetMs + (u.start / SAMPLE_RATE) * 1000, pcm: u.pcm }));
+}
+
+/**
+ * Recognises the pieces with every engine busy at once (pocketsphinx runs one helper per
+ * NUM_THREADS; whisper.cpp one engine with that many threads) and returns segments in time order.
+ */
+async function recognise(engines: SpeechEngine[], pieces: Piece[]): Promise<Segment[]> {
   const segments: Segment[] = [];
-  for (const u of utterances) {
-    const { text, words } = await engine.recognize(u.pcm);
-    if (!text.trim() || words.length === 0) continue;
-    const at = offsetMs + (u.start / SAMPLE_RATE) * 1000;
-    segments.push({
-      speaker,
-      startMs: Math.round(at + words[0]!.start * 1000),
-      endMs: Math.round(at + words[words.length - 1]!.end * 1000),
-      text: words.map((w) => w.word).join(' '),
-    });
-  }
-  return segments;
+  let next = 0;
+  await Promise.all(engines.map(async (engine) => {
+    while (next < pieces.length) {
+      const p = pieces[next++]!;
+      const { text, words } = await engine.recognize(p.pcm);
+      if (!text.trim() || words.length === 0) continue;
+      segments.push({
+        speaker: p.speaker,
+        startMs: Math.round(p.atMs + words[0]!.start * 1000),
+        endMs: Math.round(p.atMs + words[words.length - 1]!.end * 1000),
+        text: words.map((w) => w.word).join(' '),
+      });
+    }
+  }));
+  return segments.sort((a, b) => a.startMs - b.startMs);
+}
+
+/** One stream (a recording's mixed audio, or a test's speaker). */
+export function transcribeStream(engines: SpeechEngine[], pcm: Int16Array, speaker: string, offsetMs: number): Promise<Segment[]> {
+  return recognise(engines, cut(pcm, speaker, offsetMs));
 }
 
 /** Every captured speaker of a job directory, in time order. */
-export async function transcribeCall(engine: SpeechEngine, dir: string): Promise<Segment[]> {
-  const segments: Segment[] = [];
-  for (const t of readTracks(dir)) {
-    segments.push(...(await transcribeStream(engine, readPcm(join(dir, t.file)), t.displayName, t.startMs)));
-  }
-  return segments.sort((a, b) => a.startMs - b.startMs);
+export function transcribeCall(engines: SpeechEngine[], dir: string): Promise<Segment[]> {
+  return recognise(engines, readTracks(dir).flatMap((t) => cut(readPcm(join(dir, t.file)), t.displayName, t.startMs)));
 }

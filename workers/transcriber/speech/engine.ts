@@ -20,7 +20,19 @@ export interface Recognition {
 export interface SpeechEngine {
   readonly name: string;
   recognize(pcm: Int16Array): Promise<Recognition>;
+  /**
+   * Engines that decode as audio arrives: the utterance is fed while it is spoken and only its
+   * last moments remain to decode when it ends (live captions). One stream at a time per engine.
+   */
+  begin?(): RecognitionStream;
   close(): Promise<void>;
+}
+
+export interface RecognitionStream {
+  push(pcm: Int16Array): void;
+  /** audio pushed but not decoded yet: how far the engine is behind the speaker */
+  readonly lagMs: number;
+  end(): Promise<Recognition>;
 }
 
 export type TranscribeApi = 'pocketsphinx' | 'whisper.cpp';

@@ -2,8 +2,13 @@
  * pocketsphinx-server: keeps one pocketsphinx decoder loaded and recognises utterances sent on
  * stdin, so that a caption does not pay the model's load time (0.4-0.8 s) per utterance.
  *
- * Request (stdin):  uint32 little-endian sample count n, then n int16 LE samples, 16 kHz mono.
- * Reply (stdout):   one JSON line {"text":"...","words":[["word",start_s,end_s,prob],...]}.
+ * Request (stdin):  uint32 little-endian header, then n int16 LE samples, 16 kHz mono, where n is
+ *                   the header's low 31 bits. With the high bit set more of the same utterance
+ *                   follows: the samples are decoded as they come (live captions stream an
+ *                   utterance while it is spoken) and there is no reply. Without it the
+ *                   utterance ends here. Bit 30 asks for a progress line {"at":samples} once
+ *                   this chunk is decoded, so the caller knows how far behind the decoder is.
+ * Reply (stdout):   one JSON line per utterance {"text":"...","words":[["word",start_s,end_s,prob],...]}.
  * Any other pocketsphinx option (-hmm, -lm, -dict, -beam...) is passed as arguments.
  * Logs go to stderr; stdout carries only replies.
  */
@@ -45,17 +50,35 @@ int main(int argc, char **argv) {
 
     int16_t *buf = NULL;
     size_t cap = 0;
-    uint32_t n;
-    while (read_full(&n, 4)) {
+    uint32_t header;
+    int in_utt = 0;
+    unsigned long long utt_samples = 0;
+    while (read_full(&header, 4)) {
+        uint32_t n = header & 0x3fffffffu;
+        int more = (header & 0x80000000u) != 0;
+        int progress = (header & 0x40000000u) != 0;
         if (n > cap) {
             cap = n;
             buf = realloc(buf, cap * sizeof(int16_t));
             if (buf == NULL) return 4;
         }
         if (!read_full(buf, (size_t)n * sizeof(int16_t))) break;
-        ps_start_utt(ps);
-        ps_process_raw(ps, buf, n, FALSE, TRUE);
+        /* a whole utterance at once lets the decoder normalise over all of it */
+        int whole = !in_utt && !more;
+        if (!in_utt) ps_start_utt(ps);
+        in_utt = 1;
+        if (n > 0) ps_process_raw(ps, buf, n, FALSE, whole);
+        utt_samples += n;
+        if (more) {
+            if (progress) {
+                printf("{\"at\":%llu}\n", utt_samples);
+                fflush(stdout);
+            }
+            continue;
+        }
+        utt_samples = 0;
         ps_end_utt(ps);
+        in_utt = 0;
         int32 score;
         const char *hyp = ps_get_hyp(ps, &score);
         printf("{\"text\":");

@@ -5,7 +5,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { EngineError, type EngineOptions, type Recognition, type SpeechEngine } from './engine.js';
+import { EngineError, SAMPLE_RATE, type EngineOptions, type Recognition, type RecognitionStream, type SpeechEngine } from './engine.js';
 
 export const serverPath = fileURLToPath(new URL('../../../bin/pocketsphinx-server', import.meta.url));
 const defaultModelDir = '/usr/share/pocketsphinx/model/en-us';
@@ -20,12 +20,15 @@ export class PocketsphinxEngine implements SpeechEngine {
   readonly name = 'pocketsphinx';
   private readonly waiting: { resolve: (r: Recognition) => void; reject: (e: Error) => void }[] = [];
   private stderr = '';
+  /** samples of the streamed utterance decoded so far (progress lines) */
+  private decoded = 0;
   private exited?: Error;
 
   private constructor(private readonly child: ChildProcessWithoutNullStreams) {
     child.stderr.on('data', (c: Buffer) => (this.stderr = (this.stderr + c.toString()).slice(-2000)));
     createInterface({ input: child.stdout }).on('line', (line) => {
-      const reply = JSON.parse(line) as { ready?: true; text: string; words: [string, number, number, number][] };
+      const reply = JSON.parse(line) as { ready?: true; at?: number; text: string; words: [string, number, number, number][] };
+      if (reply.at !== undefined) return void (this.decoded = reply.at);
       const waiter = this.waiting.shift();
       if (reply.ready) return waiter?.resolve({ text: '', words: [] });
       waiter?.resolve({
@@ -61,14 +64,39 @@ export class PocketsphinxEngine implements SpeechEngine {
   }
 
   recognize(pcm: Int16Array): Promise<Recognition> {
+    return this.send(pcm, false);
+  }
+
+  begin(): RecognitionStream {
+    let pushed = 0;
+    let sinceProgress = 0;
+    this.decoded = 0;
+    const engine = this;
+    return {
+      push: (pcm) => {
+        pushed += pcm.length;
+        sinceProgress += pcm.length;
+        // a progress line every 200 ms of audio tells how far behind the decoder is
+        const progress = sinceProgress >= SAMPLE_RATE / 5;
+        if (progress) sinceProgress = 0;
+        void this.send(pcm, true, progress);
+      },
+      get lagMs() {
+        return ((pushed - engine.decoded) / SAMPLE_RATE) * 1000;
+      },
+      end: () => this.send(new Int16Array(0), false),
+    };
+  }
+
+  /** Writes samples; with `more` the utterance goes on and nothing is answered. */
+  private send(pcm: Int16Array, more: boolean, progress = false): Promise<Recognition> {
     if (this.exited) return Promise.reject(this.exited);
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      const header = Buffer.alloc(4);
-      header.writeUInt32LE(pcm.length);
-      this.child.stdin.write(header);
-      this.child.stdin.write(Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength));
-    });
+    const header = Buffer.alloc(4);
+    header.writeUInt32LE((pcm.length | (more ? 0x80000000 : 0) | (progress ? 0x40000000 : 0)) >>> 0);
+    this.child.stdin.write(header);
+    if (pcm.length) this.child.stdin.write(Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength));
+    if (more) return Promise.resolve({ text: '', words: [] });
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   async close(): Promise<void> {

@@ -24,6 +24,16 @@ export interface Utterance {
   cut: boolean;
 }
 
+/** Follows an utterance while it is spoken (live captions stream it into the engine). */
+export interface VadEvents {
+  /** speech began; `pcm` is what led to the decision, pre-roll included */
+  start(pcm: Int16Array): void;
+  /** the next 20 ms of the open utterance */
+  audio(pcm: Int16Array): void;
+  /** it ended: the utterance push() also returns, or undefined when it was too short to keep */
+  end(utterance: Utterance | undefined): void;
+}
+
 const FRAME = SAMPLE_RATE / 50; // 20 ms
 const PRE_ROLL = 10; // frames (200 ms) kept before speech starts: soft onsets are not clipped
 const START = 3; // frames of speech that start an utterance
@@ -41,7 +51,7 @@ export class EnergyVad {
   private current: Int16Array[] | undefined;
   private currentStart = 0;
 
-  constructor(opts: Partial<VadOptions> = {}) {
+  constructor(opts: Partial<VadOptions> = {}, private readonly events?: VadEvents) {
     this.opts = { ...vadDefaults, ...opts };
   }
 
@@ -91,10 +101,12 @@ export class EnergyVad {
         this.preRoll = [];
         this.speechFrames = this.voicedRun;
         this.silentRun = 0;
+        this.events?.start(join(this.current));
       }
       return undefined;
     }
     this.current.push(copy);
+    this.events?.audio(copy);
     if (voiced) {
       this.speechFrames++;
       this.silentRun = 0;
@@ -110,12 +122,21 @@ export class EnergyVad {
     const frames = this.current;
     this.current = undefined;
     this.voicedRun = 0;
-    if (!frames || this.speechFrames * 20 < this.opts.minSpeechMs) return undefined;
-    // Keep 100 ms of the closing silence; a word's tail is quiet.
-    const keep = cut ? frames.length : Math.max(1, frames.length - Math.max(0, this.silentRun - 5));
-    const pcm = new Int16Array(keep * FRAME);
-    for (let k = 0; k < keep; k++) pcm.set(frames[k]!, k * FRAME);
+    if (!frames) return undefined;
+    let utterance: Utterance | undefined;
+    if (this.speechFrames * 20 >= this.opts.minSpeechMs) {
+      // Keep 100 ms of the closing silence; a word's tail is quiet.
+      const keep = cut ? frames.length : Math.max(1, frames.length - Math.max(0, this.silentRun - 5));
+      utterance = { start: this.currentStart, pcm: join(frames.slice(0, keep)), cut };
+    }
     this.silentRun = 0;
-    return { start: this.currentStart, pcm, cut };
+    this.events?.end(utterance);
+    return utterance;
   }
+}
+
+function join(frames: Int16Array[]): Int16Array {
+  const pcm = new Int16Array(frames.length * FRAME);
+  frames.forEach((f, k) => pcm.set(f, k * FRAME));
+  return pcm;
 }
