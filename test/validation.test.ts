@@ -65,6 +65,10 @@ const cases: [string, unknown, RegExp][] = [
   ['transcriber: neither call_id nor media_url', {
     type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1', input_data: {},
   }, /^input_data\.(call_id|media_url) is required$/],
+  ['transcriber: live captions of a finished recording', {
+    type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
+    input_data: { media_url: 'file:///srv/recording.mp4', live_captions_on: true },
+  }, /^input_data\.call_id is required$/],
   ['recorder input on a captioning job', {
     type: 'captioning', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
     input_data: { call_id: 'a'.repeat(26), width: 1280 },

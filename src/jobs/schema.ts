@@ -85,7 +85,12 @@ export const TranscribingInput = Type.Object(
   },
   {
     additionalProperties: false,
-    allOf: [deliveryNeeds('transcription_id'), { anyOf: [{ required: ['call_id'] }, { required: ['media_url'] }] }],
+    allOf: [
+      deliveryNeeds('transcription_id'),
+      { anyOf: [{ required: ['call_id'] }, { required: ['media_url'] }] },
+      // captions go into a live call
+      { if: { properties: { live_captions_on: { const: true } }, required: ['live_captions_on'] }, then: { required: ['call_id'] } },
+    ],
   },
 );
 

@@ -6,12 +6,11 @@
 //   text file through the bot API or to the artifacts directory.
 // - MEDIA_URL: transcribe a finished recording (one mixed voice) instead.
 // - `--recover`: the previous run died; transcribe what it captured and keep it locally.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { keepArtifact, workerSetting } from '../shared/artifacts.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
-import { InputError } from '../shared/inputs.js';
 import { BotClient } from '../shared/mattermost.js';
 import { LiveCaptions, type CaptionStats } from './captions.js';
 import { toText, toWebVtt, type Segment } from './formats.js';
@@ -135,11 +134,11 @@ async function main(): Promise<void> {
   try {
     inputs = transcriberInputs(process.env);
     dir = workerSetting('JOB_DIR');
-    if (inputs.live_captions_on && !inputs.call_id) throw new InputError('LIVE_CAPTIONS_ON needs CALL_ID (captions go into a live call)');
   } catch (err) {
     process.stderr.write(`invalid input: ${(err as Error).message}\n`);
     process.exit(2);
   }
+  mkdirSync(dir, { recursive: true });
   const bot = inputs.site_url ? new BotClient({ siteUrl: inputs.site_url, authToken: inputs.auth_token!, log }) : undefined;
   const delivery = new Delivery(inputs, dir, bot);
   const fail = async (reason: string): Promise<never> => {

@@ -1,0 +1,169 @@
+// The transcriber job program against the real SFU and the Mattermost stand-in, with real recorded
+// speech sent as Opus by headless participants: a captioning job captions a speaker and stops
+// when everyone has left; a transcriber killed mid-call is recovered by the worker's `--recover`
+// run into a partial transcript that is kept; a finished recording (MEDIA_URL) is transcribed;
+// bad inputs and a missing Whisper model fail at start, naming what is wrong.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createLogger } from '../src/log.js';
+import { HeadlessParticipant } from '../src/sfu/participant.js';
+import { Sfu } from '../src/sfu/server.js';
+import { mintToken } from '../src/sfu/token.js';
+import { MattermostStandIn } from './mattermost-standin.js';
+import { opusSource } from './media.js';
+import { testConfig, waitFor } from './helpers.js';
+import { librivox, speechTrack, wordErrorRate, writeWav } from './speech.js';
+
+const TRANSCRIBER = fileURLToPath(new URL('../workers/transcriber/main.js', import.meta.url));
+const id = () => randomBytes(13).toString('hex');
+
+describe('transcriber job program', () => {
+  const secret = randomBytes(32).toString('hex');
+  const dir = mkdtempSync(join(tmpdir(), 'co-transcriber-'));
+  const corpus = librivox();
+  const wav = writeWav(join(dir, 'speech.wav'), speechTrack(corpus.slice(0, 2), 1, 2));
+  let sfu: Sfu;
+  let sfuUrl: string;
+  const sources: ChildProcess[] = [];
+
+  before(async () => {
+    sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [47300, 47500] }, tokenSecret: secret, log: createLogger(testConfig(), 'sfu') });
+    sfuUrl = await sfu.listen();
+  });
+  after(async () => {
+    for (const s of sources) s.kill('SIGKILL');
+    await sfu.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const join_ = async (call: string, user: string, name: string) => {
+    const p = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user, name, role: 'participant', ttlSec: 60 }), subscribe: 'none' });
+    const me = await p.join();
+    return { p, me };
+  };
+  /** Someone whose microphone reads the first two utterances (11 s with pauses). */
+  const speaker = async (call: string, user: string, name: string) => {
+    const { p, me } = await join_(call, user, name);
+    const mic = (await p.publish('mic')).mic;
+    const source = await opusSource((rtp) => mic.writeRtp(rtp), 13.5, wav);
+    sources.push(source);
+    return { p, me, done: once(source, 'exit') };
+  };
+
+  const start = (env: Record<string, string>, args: string[] = []) => {
+    const child = spawn(process.execPath, [TRANSCRIBER, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c) => (output += c));
+    child.stderr.on('data', (c) => (output += c));
+    return { child, output: () => output, exited: once(child, 'exit') as Promise<[number | null, string | null]> };
+  };
+  const jobEnv = (call: string, name: string, extra: Record<string, string>) => ({
+    CALL_ID: call, JOB_ID: id(), JOB_DIR: join(dir, name), ARTIFACTS_DIR: join(dir, `${name}-artifacts`), TRANSCRIBE_API: 'pocketsphinx',
+    SFU_URL: sfuUrl, SFU_TOKEN: mintToken(secret, { call, user: 'calls-transcriber-bot', name: 'Transcriber', role: 'bot', ttlSec: 60 }),
+    ...extra,
+  });
+
+  it('captioning job: captions what a speaker says into the call and stops when everyone has left', async () => {
+    const call = id();
+    const env = jobEnv(call, 'captions', { JOB_TYPE: 'captioning' });
+    const job = start(env);
+    await waitFor('captioner listening', () => job.output().includes('listening to call'), 20_000);
+    const listener = await join_(call, 'listener', 'Listener');
+    const captions: { sessionId: string; displayName: string; text: string }[] = [];
+    listener.p.client.on('caption', (c) => captions.push(c));
+    const alice = await speaker(call, 'alice', 'Alice');
+    await alice.done;
+    await waitFor('captions', () => captions.length >= 2, 10_000);
+    alice.p.leave();
+    listener.p.leave();
+    const [code] = await job.exited;
+    assert.equal(code, 0, job.output());
+    assert.match(job.output(), /everyone left the call/);
+    assert.ok(captions.every((c) => c.sessionId === alice.me.sessionId && c.displayName === 'Alice'), JSON.stringify(captions));
+    const wer = wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, captions.map((c) => c.text).join(' '));
+    assert.ok(wer < 0.6, `caption WER ${wer.toFixed(2)}: ${JSON.stringify(captions)}`);
+    const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
+    assert.equal(output.captions.sent, captions.length);
+    assert.equal(output.captions.dropped, 0);
+    assert.equal(output.files, undefined, 'a captioning job makes no transcript');
+  });
+
+  it('a killed transcriber is recovered into a partial transcript that is kept, and Mattermost is told', async () => {
+    const call = id();
+    const token = id();
+    const mm = new MattermostStandIn({ authToken: token });
+    await mm.start();
+    const env = jobEnv(call, 'killed', { SITE_URL: mm.url, POST_ID: id(), TRANSCRIPTION_ID: id(), AUTH_TOKEN: token });
+    const job = start(env);
+    await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
+    const alice = await speaker(call, 'alice', 'Alice');
+    await alice.done;
+    job.child.kill('SIGKILL'); // no chance to finish anything
+    await job.exited;
+    alice.p.leave();
+
+    const recovery = start(env, ['--recover']);
+    const [code] = await recovery.exited;
+    assert.equal(code, 0, recovery.output());
+    const kept = readdirSync(env.ARTIFACTS_DIR).sort();
+    assert.deepEqual(kept.map((f) => f.replace(/-[a-z0-9]+-[a-z0-9]+\./, '.')), ['partial-transcript.txt', 'partial-transcript.vtt']);
+    const vtt = readFileSync(join(env.ARTIFACTS_DIR, kept[1]!), 'utf8');
+    assert.match(vtt, /<v Alice>/);
+    const heard = vtt.split('\n').filter((l) => l.startsWith('<v Alice>')).map((l) => l.slice(9)).join(' ');
+    assert.ok(wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, heard) < 0.5, heard);
+    const failed = mm.statuses.find((s) => s.body.Status === 'failed');
+    assert.match(String(failed?.body.omitempty), /stopped unexpectedly.*kept on the job service at .*partial-transcript/);
+    assert.equal(mm.transcriptions.length, 0, 'a partial transcript is not posted as if complete');
+    await mm.close();
+  });
+
+  it('transcribes a finished recording given as MEDIA_URL', async () => {
+    const media = join(dir, 'recording.mp4');
+    execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'color=c=black:s=320x240:r=5', '-i', wav, '-shortest', '-c:v', 'libx264', '-c:a', 'aac', media]);
+    const env = jobEnv('', 'media', { MEDIA_URL: pathToFileURL(media).href, NUM_THREADS: '2' });
+    delete (env as Record<string, string>).CALL_ID;
+    const job = start(env);
+    const [code] = await job.exited;
+    assert.equal(code, 0, job.output());
+    const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
+    assert.equal(output.files.length, 2);
+    const vtt = readFileSync(output.files.find((f: string) => f.endsWith('.vtt')), 'utf8');
+    const cues = vtt.split('\n').filter((l) => l.startsWith('<v Speaker>'));
+    assert.ok(cues.length >= 2, vtt);
+    const wer = wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, cues.map((l) => l.slice(11)).join(' '));
+    assert.ok(wer < 0.5, `WER ${wer.toFixed(2)}\n${vtt}`);
+    assert.match(vtt, /^WEBVTT\n\n00:00:0\d\.\d{3} --> /);
+  });
+
+  it('fails at start naming a bad input, or the missing Whisper model, and reports it', async () => {
+    const bad = start(jobEnv(id(), 'bad', { TRANSCRIBE_API: 'kaldi' }));
+    const [code] = await bad.exited;
+    assert.equal(code, 2);
+    assert.match(bad.output(), /invalid input: TRANSCRIBE_API must be one of/);
+
+    const threads = start(jobEnv(id(), 'bad2', { NUM_THREADS: 'many' }));
+    assert.equal((await threads.exited)[0], 2);
+    assert.match(threads.output(), /NUM_THREADS must be a whole number/);
+
+    const token = id();
+    const mm = new MattermostStandIn({ authToken: token });
+    await mm.start();
+    const call = id();
+    const models = join(dir, 'no-models');
+    const whisper = start(jobEnv(call, 'whisper', {
+      TRANSCRIBE_API: 'whisper.cpp', MODEL_SIZE: 'small', MODELS_DIR: models, SITE_URL: mm.url, POST_ID: id(), TRANSCRIPTION_ID: id(), AUTH_TOKEN: token,
+    }));
+    assert.equal((await whisper.exited)[0], 1, whisper.output());
+    const failed = mm.statuses.find((s) => s.body.Status === 'failed');
+    assert.ok(String(failed?.body.omitempty).includes(join(models, 'ggml-small.bin')), JSON.stringify(mm.statuses));
+    assert.ok(!mm.statuses.some((s) => s.body.Status === 'started'), 'nothing started');
+    await mm.close();
+  });
+});
