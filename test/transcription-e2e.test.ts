@@ -145,6 +145,11 @@ describe('transcription end to end', () => {
     const captionWer = wordErrorRate(aliceSays.map((u) => u.text).join(' '), captions.filter((c) => c.displayName === 'Alice Liddell').map((c) => c.text).join(' '));
     assert.ok(captionWer < 0.7, `caption WER ${captionWer.toFixed(2)}: ${JSON.stringify(captions)}`);
     assert.ok(job.output_data.captions.sent >= 3, JSON.stringify(job.output_data.captions));
+    // The service counts caption windows of finished jobs for Prometheus.
+    const metrics = await (await fetch(`${api.url}/metrics`)).text();
+    const captioned = Number(/^calls_offloader_caption_windows_total\{outcome="captioned"\} (\d+)$/m.exec(metrics)?.[1]);
+    assert.equal(captioned, job.output_data.captions.sent, metrics);
+    assert.match(metrics, /^calls_offloader_caption_windows_total\{outcome="dropped"\} 0$/m);
     process.stdout.write(`# WER transcript Alice ${aliceWer.toFixed(2)} Bob ${bobWer.toFixed(2)}, captions Alice ${captionWer.toFixed(2)}; captions ${JSON.stringify(job.output_data.captions)}\n`);
   });
 });

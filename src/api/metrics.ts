@@ -50,6 +50,10 @@ export class Metrics {
       lines.push(`${NS}_jobs_total{type="${type}",outcome="${outcome}"} ${v}`);
     }
 
+    family('caption_windows_total', 'counter', 'Live caption windows of finished jobs: captioned, dropped because recognition fell behind, or empty (no words)');
+    const captions = await redis.hgetall(keys.captions);
+    for (const outcome of ['captioned', 'dropped', 'empty']) lines.push(`${NS}_caption_windows_total{outcome="${outcome}"} ${captions[outcome] ?? 0}`);
+
     family('jobs_running', 'gauge', 'Jobs holding a job slot (starting, running or stopping)');
     const running = await redis.zrange(keys.slots, '0', '-1');
     const pipe = redis.pipeline();

@@ -197,9 +197,13 @@ export class JobStore {
   }
 
   private async countOutcome(id: string, outcome: JobStatus, now: number): Promise<void> {
-    const [type, startAt] = await this.redis.hmget(this.keys.job(id), 'type', 'start_at');
+    const [type, startAt, output] = await this.redis.hmget(this.keys.job(id), 'type', 'start_at', 'output');
     if (!type) return;
     const pipe = this.redis.pipeline().hincrby(this.keys.outcomes, `${type}|${outcome}`, 1);
+    const captions = captionCounts(output);
+    if (captions) {
+      for (const [k, v] of Object.entries(captions)) pipe.hincrby(this.keys.captions, k, v);
+    }
     if (startAt) {
       const seconds = Math.max(0, (now - Number(startAt)) / 1000);
       const key = this.keys.durations(type);
@@ -304,4 +308,15 @@ export function toApiJob(rec: JobRecord): Job {
   if (rec.error) job.error = rec.error;
   if (rec.output && Object.keys(rec.output).length > 0) job.output_data = rec.output;
   return job;
+}
+
+/** A job's live-caption counts from its output (the transcriber reports windows, sent, dropped). */
+function captionCounts(output: string | null): Record<'captioned' | 'dropped' | 'empty', number> | undefined {
+  try {
+    const c = (JSON.parse(output ?? 'null') as { captions?: { windows: number; sent: number; dropped: number } } | null)?.captions;
+    if (!c || ![c.windows, c.sent, c.dropped].every(Number.isInteger)) return undefined;
+    return { captioned: c.sent, dropped: c.dropped, empty: Math.max(0, c.windows - c.sent - c.dropped) };
+  } catch {
+    return undefined;
+  }
 }

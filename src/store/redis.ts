@@ -37,6 +37,8 @@ export function keysFor(prefix: string) {
     session: (tokenHash: string) => `${prefix}:session:${tokenHash}`,
     outcomes: `${prefix}:stats:outcomes`,
     durations: (type: string) => `${prefix}:stats:duration:${type}`,
+    /** live caption windows of finished jobs: captioned, dropped (recognition fell behind), empty */
+    captions: `${prefix}:stats:captions`,
     sfuSecret: `${prefix}:sfu:token-secret`,
     /** pub/sub channel: job ids to stop */
     stopChannel: `${prefix}:control:stop`,
