@@ -1,9 +1,15 @@
 // The speech engines and VAD with real recorded speech: pocketsphinx through its resident helper,
 // the energy VAD cutting a stream of utterances and pauses, Opus RTP decoded onto the RTP clock,
-// and the whisper.cpp engine as far as this machine allows (no model can be obtained here).
+// live captions, and the whisper.cpp engine and model download as far as this machine allows
+// (no model can be obtained here).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RtpPacket } from 'werift';
@@ -14,6 +20,8 @@ import { EnergyVad } from '../workers/transcriber/speech/vad.js';
 import { loadBinding } from '../workers/transcriber/speech/whisper.js';
 import { transcribeStream } from '../workers/transcriber/transcribe.js';
 import { opusSource } from './media.js';
+
+const FETCH = fileURLToPath(new URL('../workers/transcriber/fetch-model.js', import.meta.url));
 import { librivox, wavSamples, wordErrorRate } from './speech.js';
 
 const silence = (seconds: number) => new Int16Array(Math.round(seconds * SAMPLE_RATE));
@@ -193,5 +201,53 @@ describe('live captions', () => {
     assert.ok(stats.dropped > 0, JSON.stringify(stats));
     assert.ok(stats.sent > 0 && stats.sent <= stats.windows - stats.dropped, JSON.stringify(stats));
     assert.equal(stats.sent, sent.length);
+  });
+});
+
+describe('models:fetch', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'co-fetch-'));
+  const files: Record<string, Buffer> = {
+    '/ggml-tiny.bin': Buffer.concat([Buffer.from([0x6c, 0x6d, 0x67, 0x67]), randomBytes(200_000)]),
+    '/ggml-base.bin': Buffer.from('<html>not a model</html>'),
+  };
+  let server: Server;
+  let source: string;
+  before(async () => {
+    server = createServer((req, res) => {
+      const body = files[req.url ?? ''];
+      res.writeHead(body ? 200 : 404).end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    source = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // Asynchronous: the server answering it runs in this process.
+  const fetchCli = (size: string, url: string) => new Promise<{ status: number; stderr: string }>((resolve) => {
+    const child = execFile(process.execPath, [FETCH, size], { env: { ...process.env, MODELS_DIR: dir, WHISPER_MODELS_URL: url } }, (_err, _stdout, stderr) => resolve({ status: child.exitCode ?? -1, stderr }));
+  });
+
+  it('downloads a model into MODELS_DIR', async () => {
+    const r = await fetchCli('tiny', source);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(readFileSync(join(dir, 'ggml-tiny.bin')).equals(files['/ggml-tiny.bin']!));
+  });
+
+  it('keeps nothing that is not a ggml model, and says why', async () => {
+    const r = await fetchCli('base', source);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /ggml-base\.bin is not a ggml model file/);
+    const small = await fetchCli('small', source);
+    assert.match(small.stderr, /GET .*ggml-small\.bin: 404/);
+    assert.deepEqual(readdirSync(dir), ['ggml-tiny.bin']);
+  });
+
+  it('names the way out when the internet cannot be reached, and refuses unknown sizes', async () => {
+    const r = await fetchCli('tiny', 'http://127.0.0.1:9/models');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /could not be reached .*fetch the model where the internet is reachable and copy it to .*ggml-tiny\.bin/);
+    assert.match((await fetchCli('huge', source)).stderr, /unknown model size "huge": one of tiny, base, small, medium, large/);
   });
 });

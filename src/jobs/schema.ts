@@ -25,7 +25,7 @@ const SiteUrl = Type.String({
 const Bool = (description: string) => Type.Boolean({ description });
 const Int = (minimum: number, maximum: number, description: string) => Type.Integer({ minimum, maximum, description });
 
-const modelSizes = ['tiny', 'base', 'small', 'medium', 'large'] as const;
+export const modelSizes = ['tiny', 'base', 'small', 'medium', 'large'] as const;
 const transcribeApis = ['whisper.cpp', 'pocketsphinx'] as const;
 
 const callInputs = {

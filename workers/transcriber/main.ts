@@ -17,10 +17,10 @@ import { toText, toWebVtt, type Segment } from './formats.js';
 import { transcriberInputs, type TranscriberInputs } from './inputs.js';
 import { Listener } from './listen.js';
 import { createEngine, EngineError, type SpeechEngine } from './speech/engine.js';
+import { modelsDir } from './speech/whisper.js';
 import { readPcm, transcribeCall, transcribeStream } from './transcribe.js';
 
 const log = (message: string) => process.stdout.write(`[transcriber ${new Date().toISOString()}] ${message}\n`);
-const modelsDir = process.env.MODELS_DIR || fileURLToPath(new URL('../../../models', import.meta.url));
 
 type Inputs = TranscriberInputs & { captionsOnly: boolean };
 
@@ -28,7 +28,7 @@ type Inputs = TranscriberInputs & { captionsOnly: boolean };
 const transcriptEngines = (inputs: Inputs) => {
   const [count, threads] = inputs.transcribe_api === 'pocketsphinx' ? [inputs.num_threads, 1] : [1, inputs.num_threads];
   return Promise.all(Array.from({ length: count }, () => createEngine({
-    api: inputs.transcribe_api, modelSize: inputs.model_size, modelsDir, threads, language: inputs.live_captions_language,
+    api: inputs.transcribe_api, modelSize: inputs.model_size, modelsDir: modelsDir(), threads, language: inputs.live_captions_language,
   })));
 };
 
@@ -37,7 +37,7 @@ const captionEngines = (inputs: Inputs) => {
   const [transcribers, threads] = [inputs.live_captions_num_transcribers, inputs.live_captions_num_threads_per_transcriber];
   const [count, perEngine] = inputs.transcribe_api === 'pocketsphinx' ? [transcribers * threads, 1] : [transcribers, threads];
   return Promise.all(Array.from({ length: count }, () => createEngine({
-    api: inputs.transcribe_api, modelSize: inputs.live_captions_model_size, modelsDir, threads: perEngine, language: inputs.live_captions_language,
+    api: inputs.transcribe_api, modelSize: inputs.live_captions_model_size, modelsDir: modelsDir(), threads: perEngine, language: inputs.live_captions_language,
   })));
 };
 

@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { EngineError, type EngineOptions, type Recognition, type SpeechEngine } from './engine.js';
 
 interface NativeWhisper {
@@ -26,6 +27,9 @@ export function loadBinding(): NativeWhisper {
     throw new EngineError(`the whisper.cpp binding ${bindingPackage} could not be loaded (${(err as Error).message.split('\n')[0]})`);
   }
 }
+
+/** MODELS_DIR, or models/ at the top of the installation. */
+export const modelsDir = () => process.env.MODELS_DIR || fileURLToPath(new URL('../../../../models', import.meta.url));
 
 export const modelPath = (opts: Pick<EngineOptions, 'modelsDir' | 'modelSize'>) => join(opts.modelsDir, `ggml-${opts.modelSize}.bin`);
 
