@@ -2,12 +2,13 @@
 // a real Chromium participant with a fake camera, a screen share and a microphone speaking a WAV;
 // a second participant joins later; POST /jobs as the plugin sends it; POST /jobs/{id}/stop; the
 // MP4 that reaches Mattermost has the right streams, size, rate and duration, speech in its audio
-// and a picture that changes. Mattermost answers 500 for a while during delivery.
+// and a picture that changes. Mattermost answers 500 for a while during delivery. And a recorder
+// killed mid-call, whose capture the worker's recovery run assembles and keeps.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'puppeteer-core';
@@ -134,5 +135,54 @@ describe('recording end to end', () => {
     assert.ok(levels.filter((db) => db > -45).length >= levels.length / 2, `speech heard in most seconds: ${levels.map((d) => d.toFixed(0)).join(' ')}`);
     assert.ok(Math.max(...levels) - Math.min(...levels) > 3, 'the level changes over time (speech, not a constant tone)');
     assert.notEqual(frameHash(mp4, 1), frameHash(mp4, duration - 1), 'the picture changes over time');
+  });
+
+  it('a recorder killed mid-call: the worker recovers what it captured into a partial MP4, keeps it and says where', async () => {
+    const callId = ids();
+    const carol = await joinPage(callId, 'carol', 'Carol');
+    const seen = mm.statuses.length;
+    const created = await call(api.url, 'POST', '/jobs', client, {
+      type: 'recording',
+      max_duration_sec: 600,
+      runner: 'mattermost/calls-recorder:v0.8.5',
+      input_data: {
+        site_url: mm.url, call_id: callId, post_id: ids(), recording_id: ids(), auth_token: authToken,
+        width: 1280, height: 720, frame_rate: 15, video_preset: 'ultrafast',
+      },
+    });
+    assert.equal(created.status, 200, created.text);
+    const jobId = created.json.id as string;
+    await waitFor('recording started', () => mm.statuses.slice(seen).some((s) => s.body.Status === 'started'), 30_000);
+    await new Promise((r) => setTimeout(r, 6000));
+
+    // The recorder is the process whose environment carries this job's id.
+    const pid = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+      try {
+        return readFileSync(`/proc/${p}/environ`, 'latin1').split('\0').includes(`JOB_ID=${jobId}`) && readFileSync(`/proc/${p}/cmdline`, 'latin1').includes('recorder/main.js');
+      } catch {
+        return false;
+      }
+    });
+    assert.ok(pid, 'the recorder process');
+    process.kill(Number(pid), 'SIGKILL');
+
+    const job = await waitFor('job finished', async () => {
+      const j = (await call(api.url, 'GET', `/jobs/${jobId}`, client)).json;
+      return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
+    }, 90_000);
+    await carol.close();
+    const log = (await call(api.url, 'GET', `/jobs/${jobId}/logs`, client)).text;
+    assert.equal(job.status, 'failed');
+    assert.match(log, /running the job program with --recover/);
+    assert.equal(job.output_data.partial, true, log);
+    const file = job.output_data.file as string;
+    assert.ok(existsSync(file) && statSync(file).size > 10_000, `${file} kept`);
+    assert.match(file, /partial-recording-/);
+    const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name:format=duration', '-of', 'json', file]).toString());
+    assert.deepEqual(probe.streams.map((s: { codec_name: string }) => s.codec_name).sort(), ['aac', 'h264']);
+    assert.ok(Number(probe.format.duration) >= 3, `at most a few seconds lost: ${probe.format.duration} s of about 6`);
+    const failed = mm.statuses.slice(seen).find((s) => s.body.Status === 'failed');
+    assert.match(String(failed?.body.omitempty), /stopped unexpectedly.*recovered and kept on the job service at .*partial-recording-/);
+    rmSync(file, { force: true });
   });
 });
