@@ -36,6 +36,12 @@ export function vp8Source(onPacket: (rtp: RtpPacket) => void, seconds: number, s
     ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '600k', '-g', String(rate * 2), '-payload_type', '96']);
 }
 
+/** H.264 RTP (baseline, parameter sets in-band as a browser sends them) of the moving test pattern. */
+export function h264Source(onPacket: (rtp: RtpPacket) => void, seconds: number, size = '640x360', rate = 15): Promise<ChildProcess> {
+  return rtpSource(onPacket, ['-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=${rate}:duration=${seconds}`],
+    ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', String(rate), '-bsf:v', 'dump_extra', '-payload_type', '102']);
+}
+
 /**
  * One ffmpeg sending VP8 and Opus from one clock: every 2 s, the picture turns white for 200 ms
  * and a 1 kHz beep plays for the same 200 ms. For checking audio/video sync downstream.

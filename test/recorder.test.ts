@@ -15,7 +15,7 @@ import { HeadlessParticipant } from '../src/sfu/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { createLogger } from '../src/log.js';
 import { MattermostStandIn } from './mattermost-standin.js';
-import { flashAndBeep, opusSource, vp8Source } from './media.js';
+import { flashAndBeep, h264Source, opusSource, vp8Source } from './media.js';
 import { testConfig, waitFor } from './helpers.js';
 
 const RECORDER = fileURLToPath(new URL('../workers/recorder/main.js', import.meta.url));
@@ -133,6 +133,33 @@ describe('recorder job program', () => {
     assert.ok(mm.log.some((l) => / 204$/.test(l)), 'the upload went through the 204 resume path');
     assert.ok(!existsSync(join(jobDir, 'recording.mp4')), 'the local copy is removed once posted');
     await mm.close();
+  });
+
+  it('records a camera that sends H.264 (a browser that prefers it)', async () => {
+    const call = id();
+    const { env, jobDir, artifacts } = localJob(call, 'h264');
+    const carol = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: 'carol', name: 'Carol', role: 'participant', ttlSec: 60 }), videoCodecs: ['h264'] });
+    await carol.join();
+    const tracks = await carol.publish('mic', 'camera');
+    const rec = start(env);
+    await waitFor('recorder joined', () => rec.output().includes('recording call'), 15_000);
+    sources.push(await opusSource((rtp) => tracks.mic.writeRtp(rtp), 6, 'sine=frequency=440'));
+    sources.push(await h264Source((rtp) => tracks.camera.writeRtp(rtp), 6));
+    await new Promise((r) => setTimeout(r, 5000));
+    rec.child.kill('SIGTERM');
+    const [code] = await once(rec.child, 'exit');
+    assert.equal(code, 0, rec.output());
+    carol.leave();
+
+    const camera = readFileSync(join(jobDir, 'tracks.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((t) => t.source === 'camera').at(-1);
+    assert.ok(camera?.mediaMs !== undefined, `the H.264 camera started at a keyframe: ${JSON.stringify(camera)}`);
+    const { file } = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
+    assert.ok(file.startsWith(artifacts));
+    const info = probe(file);
+    assert.equal(info.streams.find((s) => s.codec_type === 'video')!.codec_name, 'h264');
+    // The moving test pattern is in the tile: the picture changes from second to second.
+    const frame = (at: number) => execFileSync('ffmpeg', ['-loglevel', 'error', '-ss', String(at), '-i', file, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', '160x90', '-']);
+    assert.ok(!frame(2).equals(frame(3.5)), 'the camera picture moves');
   });
 
   it('a recorder killed mid-call leaves media that --recover assembles and keeps', async () => {

@@ -15,17 +15,19 @@ export interface IceOptions {
 
 const isLoopback = (address: string) => address.startsWith('127.');
 
-export const codecs = () => ({
+const video = {
+  vp8: () => useVP8({ rtcpFeedback: [useNACK(), usePLI()] }),
+  h264: () => useH264({ rtcpFeedback: [useNACK(), usePLI()] }),
+};
+
+export const codecs = (videoCodecs: (keyof typeof video)[] = ['vp8', 'h264']) => ({
   audio: [useOPUS()],
-  video: [
-    useVP8({ rtcpFeedback: [useNACK(), usePLI()] }),
-    useH264({ rtcpFeedback: [useNACK(), usePLI()] }),
-  ],
+  video: videoCodecs.map((c) => video[c]()),
 });
 
-export function peerConfig(ice: IceOptions): Partial<PeerConfig> {
+export function peerConfig(ice: IceOptions, videoCodecs?: (keyof typeof video)[]): Partial<PeerConfig> {
   const config: Partial<PeerConfig> = {
-    codecs: codecs(),
+    codecs: codecs(videoCodecs),
     iceServers: [],
     iceUseIpv6: false,
     bundlePolicy: 'max-bundle',

@@ -25,6 +25,8 @@ export interface HeadlessOptions {
   subscribe?: Subscribe;
   /** defaults to loopback-only media when the SFU is on 127.0.0.1 */
   ice?: IceOptions;
+  /** video codecs to offer, in order of preference (default VP8, then H.264 as the call page) */
+  videoCodecs?: ('vp8' | 'h264')[];
 }
 
 export class HeadlessParticipant {
@@ -42,7 +44,7 @@ export class HeadlessParticipant {
       callId: opts.callId,
       token: opts.token,
       subscribe: opts.subscribe,
-      createPeerConnection: () => new RTCPeerConnection(peerConfig(ice)) as unknown as PeerConnectionLike,
+      createPeerConnection: () => new RTCPeerConnection(peerConfig(ice, opts.videoCodecs)) as unknown as PeerConnectionLike,
       createSocket: (url) => new WebSocket(url) as unknown as SocketLike,
     });
     this.client.on('track', (remote) => {

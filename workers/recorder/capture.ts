@@ -8,6 +8,7 @@ import { MediaRecorder } from 'werift/nonstandard';
 import type { MediaStreamTrack } from 'werift';
 import { HeadlessParticipant } from '../../src/sfu/participant.js';
 import type { ParticipantInfo, Source } from '../../src/sfu/protocol.js';
+import { isH264Keyframe } from '../../src/media/h264.js';
 import { isVp8Keyframe } from '../../src/media/vp8.js';
 
 /** One line of tracks.jsonl: a recorded track, or the end of one. */
@@ -88,12 +89,13 @@ export class Capture {
     // the compose step puts the file at the right moment. For video, also follow the RTP clock:
     // the WebM writer rounds each frame's time to whole milliseconds (66 ms for 66.7), and the
     // compose step stretches the file back by the true span.
+    const isKeyframe = track.codec?.mimeType.toLowerCase() === 'video/h264' ? isH264Keyframe : isVp8Keyframe;
     let ticks = 0;
     let frames = 0;
     let last: number | undefined;
     const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {
       if (entry.mediaMs === undefined) {
-        if (source !== 'mic' && !isVp8Keyframe(rtp.payload)) return;
+        if (source !== 'mic' && !isKeyframe(rtp.payload)) return;
         entry.mediaMs = this.elapsedMs;
         this.append('tracks.jsonl', entry);
         if (source === 'mic') return unSubscribe();
