@@ -16,7 +16,8 @@ import type { RtpPacket } from 'werift';
 import { SpeakerAudio } from '../workers/transcriber/audio.js';
 import { LiveCaptions } from '../workers/transcriber/captions.js';
 import { createEngine, EngineError, SAMPLE_RATE, type SpeechEngine } from '../workers/transcriber/speech/engine.js';
-import { EnergyVad } from '../workers/transcriber/speech/vad.js';
+import { Silero } from '../workers/transcriber/speech/silero.js';
+import { Vad } from '../workers/transcriber/speech/vad.js';
 import { loadBinding } from '../workers/transcriber/speech/whisper.js';
 import { transcribeStream } from '../workers/transcriber/transcribe.js';
 import { opusSource } from './media.js';
@@ -81,29 +82,50 @@ describe('pocketsphinx engine', () => {
   });
 });
 
-describe('energy VAD', () => {
-  it('cuts utterances at pauses, keeps their positions and drops silence and clicks', () => {
-    const [a, b] = librivox().map((u) => wavSamples(u.wav));
-    const click = new Int16Array(SAMPLE_RATE * 0.04).fill(20000);
-    const stream = concat([silence(1), a!, silence(1.5), click, silence(1.5), b!, silence(0.7)]);
-    const vad = new EnergyVad();
-    const out = [];
-    for (let i = 0; i < stream.length; i += 333) out.push(...vad.push(stream.subarray(i, i + 333))); // odd chunking on purpose
-    out.push(...vad.flush());
-    const bAt = (1 + a!.length / SAMPLE_RATE + 3 + 0.04) * SAMPLE_RATE;
-    const starts = out.map((u) => u.start / SAMPLE_RATE);
-    // The reader pauses inside sentences, so an utterance may split; none starts in the long silences.
-    assert.ok(out.length >= 2, `utterances at ${starts}`);
-    assert.ok(Math.abs(starts[0]! - 1) < 0.4, `first at ${starts[0]}`);
-    assert.ok(out.some((u) => Math.abs(u.start - bAt) < 0.4 * SAMPLE_RATE), `one starts near ${bAt / SAMPLE_RATE}: ${starts}`);
-    assert.ok(out.every((u) => u.start + u.pcm.length <= stream.length && !(u.start > (1 + a!.length / SAMPLE_RATE + 0.5) * SAMPLE_RATE && u.start < bAt - 0.4 * SAMPLE_RATE)), `nothing in the pause: ${starts}`);
-    const speech = out.reduce((n, u) => n + u.pcm.length, 0) / SAMPLE_RATE;
-    assert.ok(speech < stream.length / SAMPLE_RATE - 3, `silence skipped: ${speech.toFixed(1)} s of ${(stream.length / SAMPLE_RATE).toFixed(1)}`);
+describe('VAD', () => {
+  let silero: Silero;
+  before(async () => {
+    silero = await Silero.load();
+  });
+  after(() => silero.close());
+
+  const detectors = { energy: async () => undefined, silero: (pcm: Int16Array) => silero.detector(pcm) };
+  for (const [name, detector] of Object.entries(detectors)) {
+    it(`${name}: cuts utterances at pauses, keeps their positions and drops silence and clicks`, async () => {
+      const [a, b] = librivox().map((u) => wavSamples(u.wav));
+      const click = new Int16Array(SAMPLE_RATE * 0.04).fill(20000);
+      const stream = concat([silence(1), a!, silence(1.5), click, silence(1.5), b!, silence(0.7)]);
+      const vad = new Vad({}, undefined, await detector(stream));
+      const out = [];
+      for (let i = 0; i < stream.length; i += 333) out.push(...vad.push(stream.subarray(i, i + 333))); // odd chunking on purpose
+      out.push(...vad.flush());
+      const bAt = (1 + a!.length / SAMPLE_RATE + 3 + 0.04) * SAMPLE_RATE;
+      const starts = out.map((u) => u.start / SAMPLE_RATE);
+      // The reader pauses inside sentences, so an utterance may split; none starts in the long silences.
+      assert.ok(out.length >= 2, `utterances at ${starts}`);
+      assert.ok(Math.abs(starts[0]! - 1) < 0.4, `first at ${starts[0]}`);
+      assert.ok(out.some((u) => Math.abs(u.start - bAt) < 0.4 * SAMPLE_RATE), `one starts near ${bAt / SAMPLE_RATE}: ${starts}`);
+      assert.ok(out.every((u) => u.start + u.pcm.length <= stream.length && !(u.start > (1 + a!.length / SAMPLE_RATE + 0.5) * SAMPLE_RATE && u.start < bAt - 0.4 * SAMPLE_RATE)), `nothing in the pause: ${starts}`);
+      const speech = out.reduce((n, u) => n + u.pcm.length, 0) / SAMPLE_RATE;
+      assert.ok(speech < stream.length / SAMPLE_RATE - 3, `silence skipped: ${speech.toFixed(1)} s of ${(stream.length / SAMPLE_RATE).toFixed(1)}`);
+    });
+  }
+
+  it('silero: tells speech from a loud steady noise that energy takes for speech', async () => {
+    const noise = new Int16Array(SAMPLE_RATE * 3);
+    for (let i = 0; i < noise.length; i++) noise[i] = Math.round((Math.random() * 2 - 1) * 8000);
+    const stream = concat([silence(1), noise, silence(1)]);
+    const cutBy = async (d: Awaited<ReturnType<(typeof detectors)['silero']>> | undefined) => {
+      const vad = new Vad({}, undefined, d);
+      return [...vad.push(stream), ...vad.flush()];
+    };
+    assert.ok((await cutBy(undefined)).length >= 1, 'energy hears the noise burst');
+    assert.equal((await cutBy(await silero.detector(stream))).length, 0, 'silero does not');
   });
 
   it('cuts a long utterance into windows no longer than asked', () => {
     const [a] = librivox().map((u) => wavSamples(u.wav));
-    const vad = new EnergyVad({ maxUtteranceMs: 2000 });
+    const vad = new Vad({ maxUtteranceMs: 2000 });
     const out = [...vad.push(a!), ...vad.flush()];
     assert.ok(out.length >= 3);
     assert.ok(out.every((u) => u.pcm.length <= 2 * SAMPLE_RATE));

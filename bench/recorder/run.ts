@@ -4,7 +4,7 @@
 // is the real job program, run under GNU time for its CPU (ffmpeg included) and peak memory.
 // Prints CPU seconds per recorded minute, split into live capture and the compose after the
 // call, next to upstream's published vCPU per recording.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,10 +16,10 @@ import { Sfu } from '../../src/sfu/server.js';
 import { HeadlessParticipant } from '../../src/sfu/participant.js';
 import { mintToken } from '../../src/sfu/token.js';
 import { MattermostStandIn } from '../../test/mattermost-standin.js';
-import { opusSource, vp8Source } from '../../test/media.js';
+import { opusSource, slides, vp8Source } from '../../test/media.js';
 
 const RECORDER = fileURLToPath(new URL('../../workers/recorder/main.js', import.meta.url));
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
 const id = () => randomBytes(13).toString('hex');
 
 const profiles = {
@@ -42,9 +42,34 @@ interface Row {
   peakRssMb: number;
   stopToPostedS: number;
   fileMb: number;
+  floor?: number;
 }
 
-async function run(content: 'screen share' | 'camera tiles', profile: Profile): Promise<Row> {
+type Content = 'screen share' | 'slides' | 'camera tiles';
+const screenSource = (content: Content) => (content === 'slides' ? slides('1280x720', 15) : 'testsrc2=size=1280x720:rate=15');
+
+/**
+ * CPU (core-seconds per second) of the x264 encode alone of a screen share's picture at the
+ * profile: generated, scaled and encoded, minus the same without the encode. The floor any
+ * recorder that encodes H.264 at this profile pays for this content.
+ */
+function encodeFloor(content: Content, profile: Profile): number | undefined {
+  if (content === 'camera tiles') return undefined;
+  const p = profiles[profile];
+  const seconds = 20;
+  const cpu = (encode: string[]) => {
+    const out = join(tmpdir(), `bench-floor-${process.pid}.txt`);
+    execFileSync('/usr/bin/time', ['-f', '%U %S', '-o', out, 'ffmpeg', '-loglevel', 'error', '-f', 'lavfi', '-t', String(seconds), '-i',
+      `${screenSource(content)},scale=${p.WIDTH}:${p.HEIGHT},fps=${p.FRAME_RATE}`, ...encode, '-f', 'null', '-']);
+    const [user, sys] = readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+    rmSync(out);
+    return user! + sys!;
+  };
+  const rate = `${p.VIDEO_RATE}k`;
+  return (cpu(['-c:v', 'libx264', '-preset', p.VIDEO_PRESET, '-b:v', rate, '-maxrate', rate, '-bufsize', `${Number(p.VIDEO_RATE) * 2}k`, '-pix_fmt', 'yuv420p']) - cpu([])) / seconds;
+}
+
+async function run(content: Content, profile: Profile): Promise<Row> {
   const call = id();
   const token = id();
   const mm = new MattermostStandIn({ authToken: token });
@@ -58,11 +83,13 @@ async function run(content: 'screen share' | 'camera tiles', profile: Profile): 
     for (const [source, track] of Object.entries(published)) {
       sources.push(source === 'mic'
         ? await opusSource((rtp) => track.writeRtp(rtp), SECONDS + 20, `sine=frequency=${200 + i * 110}`)
-        : await vp8Source((rtp) => track.writeRtp(rtp), SECONDS + 20, source === 'screen' ? '1280x720' : '640x360', source === 'screen' ? 15 : 15));
+        : source === 'screen'
+          ? await vp8Source((rtp) => track.writeRtp(rtp), SECONDS + 20, '1280x720', 15, screenSource(content))
+          : await vp8Source((rtp) => track.writeRtp(rtp), SECONDS + 20, '640x360', 15));
     }
     people.push(p);
   };
-  if (content === 'screen share') {
+  if (content !== 'camera tiles') {
     await join_(0, ['mic', 'screen']);
     await join_(1, ['mic']);
   } else {
@@ -115,6 +142,7 @@ async function run(content: 'screen share' | 'camera tiles', profile: Profile): 
     peakRssMb: maxKb! / 1024,
     stopToPostedS: (postedAt - stoppedAt) / 1000,
     fileMb: mm.file(fileId)!.length / 1e6,
+    floor: encodeFloor(content, profile),
   };
   await mm.close();
   rmSync(dir, { recursive: true, force: true });
@@ -122,20 +150,20 @@ async function run(content: 'screen share' | 'camera tiles', profile: Profile): 
 }
 
 const rows: Row[] = [];
-for (const content of ['screen share', 'camera tiles'] as const) {
+for (const content of (process.env.BENCH_CONTENT?.split(',') ?? ['screen share', 'slides', 'camera tiles']) as Content[]) {
   for (const profile of (process.env.BENCH_PROFILES ?? 'low,medium,high').split(',') as Profile[]) rows.push(await run(content, profile));
 }
 await sfu.close();
 
 const f = (n: number, d = 2) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 console.log(`\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row; publishers' ffmpeg encoders share the machine)\n`);
-console.log('| content | profile | CPU s per recorded min: live capture | compose after the call | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | peak RSS | stop → posted | file size per hour |');
-console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('| content | profile | CPU s per recorded min: live capture | compose after the call | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | peak RSS | stop → posted | file size per hour |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const perMin = (s: number) => (s / r.recordedS) * 60;
   const vcpu = r.totalCpuS / r.recordedS;
   const upstream = profiles[r.profile].upstreamVcpu;
-  console.log(`| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f((r.fileMb / r.recordedS) * 3600 / 1000, 2)} GB |`);
+  console.log(`| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${r.floor === undefined ? '–' : f(r.floor, 3)} | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f((r.fileMb / r.recordedS) * 3600 / 1000, 2)} GB |`);
 }
 const live = Math.max(...rows.map((r) => r.captureCpuS / r.recordedS));
 console.log(`\nLive capture costs at most ${f(live, 3)} core per recording: 2 cores hold about ${Math.floor(2 / live)} recordings in real time; the compose after each call then takes the "compose" CPU once.`);

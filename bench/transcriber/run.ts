@@ -15,6 +15,7 @@ import { Sfu } from '../../src/sfu/server.js';
 import { mintToken } from '../../src/sfu/token.js';
 import { createEngine, SAMPLE_RATE, type SpeechEngine } from '../../workers/transcriber/speech/engine.js';
 import { EngineError } from '../../workers/transcriber/speech/engine.js';
+import { Silero } from '../../workers/transcriber/speech/silero.js';
 import { transcribeStream } from '../../workers/transcriber/transcribe.js';
 import { opusSource } from '../../test/media.js';
 import { librivox, speechTrack, wavSamples, wordErrorRate, writeWav } from '../../test/speech.js';
@@ -31,9 +32,9 @@ const GAP_S = 1.5;
 /** VmHWM (peak resident memory) of a process, in MB. */
 const peakMb = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
-interface SpeedRow { engine: string; threads: number; audioS: number; wallS: number; wer?: number; rssMb?: number; note?: string }
+interface SpeedRow { engine: string; vad: string; threads: number; audioS: number; wallS: number; wer?: number; rssMb?: number; note?: string }
 
-async function speed(api: 'pocketsphinx' | 'whisper.cpp', threads: number): Promise<SpeedRow> {
+async function speed(api: 'pocketsphinx' | 'whisper.cpp', threads: number, vad: 'energy' | 'silero' = 'energy'): Promise<SpeedRow> {
   // The corpus ROUNDS times over with pauses, as one speaker's stream.
   const stream = speechTrack(Array.from({ length: ROUNDS }, () => corpus).flat(), GAP_S, 1);
   let engines: SpeechEngine[];
@@ -43,17 +44,18 @@ async function speed(api: 'pocketsphinx' | 'whisper.cpp', threads: number): Prom
       api, modelSize: 'base', modelsDir: process.env.MODELS_DIR ?? join(process.cwd(), 'models'), threads: perEngine, language: 'en',
     })));
   } catch (err) {
-    if (err instanceof EngineError) return { engine: api, threads, audioS: 0, wallS: 0, note: err.message };
+    if (err instanceof EngineError) return { engine: api, vad, threads, audioS: 0, wallS: 0, note: err.message };
     throw err;
   }
+  const silero = vad === 'silero' ? await Silero.load() : undefined;
   const started = performance.now();
-  const segments = await transcribeStream(engines, stream, 'reader', 0);
+  const segments = await transcribeStream(engines, stream, 'reader', 0, silero);
   const wallS = (performance.now() - started) / 1000;
   const reference = Array.from({ length: ROUNDS }, () => corpus.map((u) => u.text)).flat().join(' ');
   const pids = engines.map((e) => (e as unknown as { child?: { pid: number } }).child?.pid).filter((p): p is number => !!p);
   const rssMb = pids.length ? pids.reduce((n, pid) => n + peakMb(pid), 0) : undefined;
-  await Promise.all(engines.map((e) => e.close()));
-  return { engine: api, threads, audioS: stream.length / SAMPLE_RATE, wallS, wer: wordErrorRate(reference, segments.map((s) => s.text).join(' ')), rssMb };
+  await Promise.all([...engines.map((e) => e.close()), silero?.close()]);
+  return { engine: api, vad, threads, audioS: stream.length / SAMPLE_RATE, wallS, wer: wordErrorRate(reference, segments.map((s) => s.text).join(' ')), rssMb };
 }
 
 // ---- Live captions ---------------------------------------------------------------------------
@@ -189,6 +191,7 @@ if (process.env.BENCH_CAPTIONS) {
   captionRows.push(await captions(speakers, transcribers));
 } else {
   for (const threads of [1, 2]) speedRows.push(await speed('pocketsphinx', threads));
+  speedRows.push(await speed('pocketsphinx', 1, 'silero'));
   speedRows.push(await speed('whisper.cpp', 2));
   for (const [speakers, transcribers] of [[1, 1], [1, 2], [2, 2], [4, 2], [4, 4]] as const) captionRows.push(await captions(speakers, transcribers));
 }
@@ -196,12 +199,12 @@ await sfu.close();
 
 console.log(`\nbench/transcriber (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores; LibriVox utterances of pocketsphinx-testdata, ${corpus.length} utterances, ${corpus.map((u) => u.text).join(' ').split(' ').length} words)\n`);
 console.log('Post-call recognition of one speaker\'s stream (the corpus read ' + ROUNDS + ' times with 1.5 s pauses):\n');
-console.log('| engine | threads | audio | wall | speed (× real time) | WER | peak RSS of the recognisers | upstream whisper.cpp (tiny / base, same threads) |');
-console.log('|---|---|---|---|---|---|---|---|');
+console.log('| engine | VAD | threads | audio | wall | speed (× real time) | WER | peak RSS of the recognisers | upstream whisper.cpp (tiny / base, same threads) |');
+console.log('|---|---|---|---|---|---|---|---|---|');
 const upstream: Record<number, string> = { 1: '4.3× / 2.1×', 2: '7.8× / 3.7×', 4: '13.3× / 6.5×' };
 for (const r of speedRows) {
-  if (r.note) console.log(`| ${r.engine} | ${r.threads} | – | – | not run: ${r.note} | – | – | ${upstream[r.threads]} |`);
-  else console.log(`| ${r.engine} | ${r.threads} | ${f(r.audioS, 1)} s | ${f(r.wallS, 1)} s | ${f(r.audioS / r.wallS, 1)}× | ${f(r.wer)} | ${f(r.rssMb, 0)} MB | ${upstream[r.threads]} |`);
+  if (r.note) console.log(`| ${r.engine} | ${r.vad} | ${r.threads} | – | – | not run: ${r.note} | – | – | ${upstream[r.threads]} |`);
+  else console.log(`| ${r.engine} | ${r.vad} | ${r.threads} | ${f(r.audioS, 1)} s | ${f(r.wallS, 1)} s | ${f(r.audioS / r.wallS, 1)}× | ${f(r.wer)} | ${f(r.rssMb, 0)} MB | ${upstream[r.threads]} |`);
 }
 console.log('\nLive captions (pocketsphinx; delay = end of an utterance\'s speech to its caption at another participant):\n');
 console.log('| speakers at once | recognisers (pocketsphinx helpers) | utterances | captioned | delay p50 | delay p95 | max | windows dropped | captioner CPU | captioner RSS |');

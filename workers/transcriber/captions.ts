@@ -3,10 +3,10 @@
 // engine each) serves them: when one is free as a speaker starts, the window is streamed into it
 // while it is spoken (engines that can), so the caption is ready moments after the speaker pauses;
 // otherwise the finished window waits in a queue, oldest first. A window that waited longer than
-// `staleMs` is dropped and counted: when recognition falls behind, captions skip ahead instead
-// of running ever later.
+// `staleMs`, or a stream whose decoding fell more than `staleMs` behind the speaker, is dropped
+// and counted: when recognition falls behind, captions skip ahead instead of running ever later.
 import type { Recognition, RecognitionStream, SpeechEngine } from './speech/engine.js';
-import { EnergyVad, type Utterance } from './speech/vad.js';
+import { Vad, type Utterance } from './speech/vad.js';
 
 export interface CaptionOptions {
   /** longest window: a long utterance is captioned in pieces of this length */
@@ -40,7 +40,7 @@ export type SendCaption = (sessionId: string, text: string, newAudioLenMs: numbe
 
 export class LiveCaptions {
   private readonly opts: CaptionOptions;
-  private readonly vads = new Map<string, EnergyVad>();
+  private readonly vads = new Map<string, Vad>();
   /** per speaker: the utterance being streamed, or 'dropped' when it fell behind */
   private readonly streams = new Map<string, { engine: SpeechEngine; stream: RecognitionStream } | 'dropped'>();
   private readonly queue: Window[] = [];
@@ -60,7 +60,7 @@ export class LiveCaptions {
     if (this.closed) return;
     let vad = this.vads.get(sessionId);
     if (!vad) {
-      vad = new EnergyVad({ hangoverMs: this.opts.hangoverMs, maxUtteranceMs: this.opts.windowMs, minSpeechMs: 200 }, {
+      vad = new Vad({ hangoverMs: this.opts.hangoverMs, maxUtteranceMs: this.opts.windowMs, minSpeechMs: 200 }, {
         start: (pcm) => this.startStream(sessionId, pcm),
         audio: (pcm) => this.streamAudio(sessionId, pcm),
         end: (u) => this.endWindow(sessionId, u),

@@ -18,6 +18,7 @@ import { transcriberInputs, type TranscriberInputs } from './inputs.js';
 import { Listener } from './listen.js';
 import { createEngine, EngineError, type SpeechEngine } from './speech/engine.js';
 import { modelsDir } from './speech/whisper.js';
+import { Silero } from './speech/silero.js';
 import { readPcm, transcribeCall, transcribeStream } from './transcribe.js';
 
 const log = (message: string) => process.stdout.write(`[transcriber ${new Date().toISOString()}] ${message}\n`);
@@ -103,7 +104,7 @@ const stopSignal = () => new Promise<string>((resolve) => {
   process.once('SIGINT', () => resolve('interrupted'));
 });
 
-async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: SpeechEngine[]): Promise<object> {
+async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: SpeechEngine[], silero?: Silero): Promise<object> {
   const sfu = { url: workerSetting('SFU_URL'), token: workerSetting('SFU_TOKEN') };
   const listener = new Listener(dir, { sfuUrl: sfu.url, callId: inputs.call_id!, token: sfu.token });
   let captions: LiveCaptions | undefined;
@@ -123,7 +124,7 @@ async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: Sp
   if (inputs.captionsOnly) return { duration_ms: durationMs, captions: captionStats };
 
   const started = Date.now();
-  const segments = await transcribeCall(engines, dir);
+  const segments = await transcribeCall(engines, dir, silero);
   log(`recognised ${segments.length} segments in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return delivery.deliver(segments, { duration_ms: durationMs, ...(captionStats ? { captions: captionStats } : {}) });
 }
@@ -155,27 +156,36 @@ async function main(): Promise<void> {
     return fail(err instanceof EngineError ? err.message : `the speech engine did not start: ${(err as Error).message}`);
   }
 
+  // Silero cuts the transcript's utterances unless VAD=energy; without onnxruntime, energy does.
+  let silero: Silero | undefined;
+  if (!inputs.captionsOnly && process.env.VAD !== 'energy') {
+    silero = await Silero.load().catch((err: Error) => {
+      log(`Silero VAD unavailable (${err.message.split('\n')[0]}); cutting utterances by energy`);
+      return undefined;
+    });
+  }
+
   let output: object;
   try {
     if (process.argv.includes('--recover')) {
-      const segments = await transcribeCall(engines, dir);
+      const segments = await transcribeCall(engines, dir, silero);
       output = await delivery.deliver(segments, { partial: true }, true);
       await delivery.report('failed', `the transcriber stopped unexpectedly; what it heard was transcribed and kept on the job service at ${(output as { files: string[] }).files[0]}`);
     } else if (inputs.media_url) {
       log(`transcribing ${inputs.media_url}`);
       const segments = await Promise.race([
-        fetchMedia(inputs.media_url, dir).then((pcm) => transcribeStream(engines, pcm, 'Speaker', 0)),
+        fetchMedia(inputs.media_url, dir).then((pcm) => transcribeStream(engines, pcm, 'Speaker', 0, silero)),
         stopSignal().then((why) => Promise.reject(new Error(why))),
       ]);
       output = await delivery.deliver(segments, {});
     } else {
-      output = await live(inputs, dir, delivery, engines);
+      output = await live(inputs, dir, delivery, engines, silero);
     }
   } catch (err) {
     return fail(err instanceof EngineError ? err.message : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`);
   }
   writeFileSync(join(dir, 'output.json'), JSON.stringify(output));
-  await Promise.all(engines.map((e) => e.close()));
+  await Promise.all([...engines.map((e) => e.close()), silero?.close()]);
 }
 
 main().then(

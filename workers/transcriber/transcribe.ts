@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import type { Segment } from './formats.js';
 import type { VoiceTrack } from './listen.js';
 import { SAMPLE_RATE, type SpeechEngine } from './speech/engine.js';
-import { EnergyVad } from './speech/vad.js';
+import type { Silero } from './speech/silero.js';
+import { Vad } from './speech/vad.js';
 
 /** The tracks of tracks.jsonl, the last line of each file winning. */
 export function readTracks(dir: string): VoiceTrack[] {
@@ -41,9 +42,12 @@ interface Piece {
   pcm: Int16Array;
 }
 
-/** A speaker's stream cut into utterances; `offsetMs` is where its sample 0 is on the call clock. */
-function cut(pcm: Int16Array, speaker: string, offsetMs: number): Piece[] {
-  const vad = new EnergyVad();
+/**
+ * A speaker's stream cut into utterances (by Silero when given, else by energy); `offsetMs` is
+ * where its sample 0 is on the call clock.
+ */
+async function cut(pcm: Int16Array, speaker: string, offsetMs: number, silero?: Silero): Promise<Piece[]> {
+  const vad = new Vad({}, undefined, silero ? await silero.detector(pcm) : undefined);
   return [...vad.push(pcm), ...vad.flush()].map((u) => ({ speaker, atMs: offsetMs + (u.start / SAMPLE_RATE) * 1000, pcm: u.pcm }));
 }
 
@@ -71,11 +75,13 @@ async function recognise(engines: SpeechEngine[], pieces: Piece[]): Promise<Segm
 }
 
 /** One stream (a recording's mixed audio, or a test's speaker). */
-export function transcribeStream(engines: SpeechEngine[], pcm: Int16Array, speaker: string, offsetMs: number): Promise<Segment[]> {
-  return recognise(engines, cut(pcm, speaker, offsetMs));
+export async function transcribeStream(engines: SpeechEngine[], pcm: Int16Array, speaker: string, offsetMs: number, silero?: Silero): Promise<Segment[]> {
+  return recognise(engines, await cut(pcm, speaker, offsetMs, silero));
 }
 
 /** Every captured speaker of a job directory, in time order. */
-export function transcribeCall(engines: SpeechEngine[], dir: string): Promise<Segment[]> {
-  return recognise(engines, readTracks(dir).flatMap((t) => cut(readPcm(join(dir, t.file)), t.displayName, t.startMs)));
+export async function transcribeCall(engines: SpeechEngine[], dir: string, silero?: Silero): Promise<Segment[]> {
+  const pieces: Piece[] = [];
+  for (const t of readTracks(dir)) pieces.push(...(await cut(readPcm(join(dir, t.file)), t.displayName, t.startMs, silero)));
+  return recognise(engines, pieces);
 }

@@ -1,6 +1,8 @@
-// Energy voice activity detection: cuts a speaker's stream into utterances before recognition, so
-// silence costs nothing and every window the engine sees starts and ends in a pause. The noise
-// floor follows the quietest recent frames, so a noisy microphone does not count as speech.
+// Voice activity detection: cuts a speaker's stream into utterances before recognition, so silence
+// costs nothing and every window the engine sees starts and ends in a pause. One state machine
+// (pre-roll, start after a few speech frames, end after a pause, cut long utterances) over a frame
+// classifier: energy against an adaptive noise floor (synchronous: live captions), or Silero's
+// speech probability (silero.ts, for the post-call transcript).
 import { SAMPLE_RATE } from './engine.js';
 
 export interface VadOptions {
@@ -10,11 +12,9 @@ export interface VadOptions {
   maxUtteranceMs: number;
   /** shorter bursts (clicks, coughs) are dropped */
   minSpeechMs: number;
-  /** dB above the noise floor that counts as speech */
-  thresholdDb: number;
 }
 
-export const vadDefaults: VadOptions = { hangoverMs: 400, maxUtteranceMs: 20_000, minSpeechMs: 150, thresholdDb: 12 };
+export const vadDefaults: VadOptions = { hangoverMs: 400, maxUtteranceMs: 20_000, minSpeechMs: 150 };
 
 export interface Utterance {
   /** first sample's index on the stream given to push() */
@@ -28,22 +28,50 @@ export interface Utterance {
 export interface VadEvents {
   /** speech began; `pcm` is what led to the decision, pre-roll included */
   start(pcm: Int16Array): void;
-  /** the next 20 ms of the open utterance */
+  /** the next frame of the open utterance */
   audio(pcm: Int16Array): void;
   /** it ended: the utterance push() also returns, or undefined when it was too short to keep */
   end(utterance: Utterance | undefined): void;
 }
 
-const FRAME = SAMPLE_RATE / 50; // 20 ms
-const PRE_ROLL = 10; // frames (200 ms) kept before speech starts: soft onsets are not clipped
-const START = 3; // frames of speech that start an utterance
+/** Decides whether one frame is speech; `speaking` tells whether an utterance is open (hysteresis). */
+export type FrameClassifier = (frame: Int16Array, speaking: boolean) => boolean;
+
+export interface Detector {
+  /** samples per frame the classifier judges */
+  frameSamples: number;
+  classify: FrameClassifier;
+}
+
 const SILENCE_DB = -55; // below this nothing is speech, however quiet the room
 
-export class EnergyVad {
+/**
+ * Speech is `thresholdDb` over the noise floor, which drops at once to a quieter frame and rises
+ * slowly (0.5 dB/s), so a noisy microphone is not speech and speech does not lift the floor.
+ */
+export function energyDetector(thresholdDb = 12): Detector {
+  const frameSamples = SAMPLE_RATE / 50; // 20 ms
+  let noiseDb = -60;
+  return {
+    frameSamples,
+    classify: (f) => {
+      let sum = 0;
+      for (let k = 0; k < f.length; k++) sum += f[k]! * f[k]!;
+      const db = 10 * Math.log10(sum / f.length / (32768 * 32768) + 1e-12);
+      noiseDb = db < noiseDb ? db : noiseDb + 0.5 / 50;
+      return db > Math.max(SILENCE_DB, noiseDb + thresholdDb);
+    },
+  };
+}
+
+export class Vad {
   private readonly opts: VadOptions;
+  private readonly frame: number;
+  private readonly frameMs: number;
+  private readonly preRollFrames: number;
+  private readonly startFrames: number;
   private pending = new Int16Array(0);
   private streamPos = 0; // index of pending[0] on the stream
-  private noiseDb = -60;
   private preRoll: Int16Array[] = [];
   private voicedRun = 0;
   private silentRun = 0;
@@ -51,13 +79,12 @@ export class EnergyVad {
   private current: Int16Array[] | undefined;
   private currentStart = 0;
 
-  constructor(opts: Partial<VadOptions> = {}, private readonly events?: VadEvents) {
+  constructor(opts: Partial<VadOptions> = {}, private readonly events?: VadEvents, private readonly detector: Detector = energyDetector()) {
     this.opts = { ...vadDefaults, ...opts };
-  }
-
-  /** True while an utterance is open (speech heard and not yet ended). */
-  get speaking(): boolean {
-    return this.current !== undefined;
+    this.frame = detector.frameSamples;
+    this.frameMs = (this.frame / SAMPLE_RATE) * 1000;
+    this.preRollFrames = Math.round(200 / this.frameMs); // soft onsets are not clipped
+    this.startFrames = Math.max(1, Math.round(60 / this.frameMs)); // speech that starts an utterance
   }
 
   /** Adds samples that follow the previous ones; returns the utterances they completed. */
@@ -67,8 +94,8 @@ export class EnergyVad {
     all.set(samples, this.pending.length);
     const out: Utterance[] = [];
     let i = 0;
-    for (; i + FRAME <= all.length; i += FRAME) {
-      const u = this.frame(all.subarray(i, i + FRAME), this.streamPos + i);
+    for (; i + this.frame <= all.length; i += this.frame) {
+      const u = this.step(all.subarray(i, i + this.frame), this.streamPos + i);
       if (u) out.push(u);
     }
     this.pending = all.slice(i);
@@ -82,26 +109,21 @@ export class EnergyVad {
     return u ? [u] : [];
   }
 
-  private frame(f: Int16Array, pos: number): Utterance | undefined {
-    let sum = 0;
-    for (let k = 0; k < f.length; k++) sum += f[k]! * f[k]!;
-    const db = 10 * Math.log10(sum / f.length / (32768 * 32768) + 1e-12);
-    // The floor drops at once to a quieter frame and rises slowly (0.5 dB/s), so speech does not lift it.
-    this.noiseDb = db < this.noiseDb ? db : this.noiseDb + 0.01;
-    const voiced = db > Math.max(SILENCE_DB, this.noiseDb + this.opts.thresholdDb);
+  private step(f: Int16Array, pos: number): Utterance | undefined {
+    const voiced = this.detector.classify(f, this.current !== undefined);
     const copy = f.slice();
 
     if (!this.current) {
       this.preRoll.push(copy);
-      if (this.preRoll.length > PRE_ROLL + START) this.preRoll.shift();
+      if (this.preRoll.length > this.preRollFrames + this.startFrames) this.preRoll.shift();
       this.voicedRun = voiced ? this.voicedRun + 1 : 0;
-      if (this.voicedRun >= START) {
+      if (this.voicedRun >= this.startFrames) {
         this.current = this.preRoll;
-        this.currentStart = pos + FRAME - this.preRoll.length * FRAME;
+        this.currentStart = pos + this.frame - this.preRoll.length * this.frame;
         this.preRoll = [];
         this.speechFrames = this.voicedRun;
         this.silentRun = 0;
-        this.events?.start(join(this.current));
+        this.events?.start(this.join(this.current));
       }
       return undefined;
     }
@@ -113,8 +135,8 @@ export class EnergyVad {
     } else {
       this.silentRun++;
     }
-    if (this.silentRun * 20 >= this.opts.hangoverMs) return this.close(false);
-    if (this.current.length * 20 >= this.opts.maxUtteranceMs) return this.close(true);
+    if (this.silentRun * this.frameMs >= this.opts.hangoverMs) return this.close(false);
+    if (this.current.length * this.frameMs >= this.opts.maxUtteranceMs) return this.close(true);
     return undefined;
   }
 
@@ -124,19 +146,20 @@ export class EnergyVad {
     this.voicedRun = 0;
     if (!frames) return undefined;
     let utterance: Utterance | undefined;
-    if (this.speechFrames * 20 >= this.opts.minSpeechMs) {
-      // Keep 100 ms of the closing silence; a word's tail is quiet.
-      const keep = cut ? frames.length : Math.max(1, frames.length - Math.max(0, this.silentRun - 5));
-      utterance = { start: this.currentStart, pcm: join(frames.slice(0, keep)), cut };
+    if (this.speechFrames * this.frameMs >= this.opts.minSpeechMs) {
+      // Keep about 100 ms of the closing silence; a word's tail is quiet.
+      const tail = Math.round(100 / this.frameMs);
+      const keep = cut ? frames.length : Math.max(1, frames.length - Math.max(0, this.silentRun - tail));
+      utterance = { start: this.currentStart, pcm: this.join(frames.slice(0, keep)), cut };
     }
     this.silentRun = 0;
     this.events?.end(utterance);
     return utterance;
   }
-}
 
-function join(frames: Int16Array[]): Int16Array {
-  const pcm = new Int16Array(frames.length * FRAME);
-  frames.forEach((f, k) => pcm.set(f, k * FRAME));
-  return pcm;
+  private join(frames: Int16Array[]): Int16Array {
+    const pcm = new Int16Array(frames.length * this.frame);
+    frames.forEach((f, k) => pcm.set(f, k * this.frame));
+    return pcm;
+  }
 }
