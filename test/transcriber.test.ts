@@ -1,7 +1,8 @@
 // The transcriber job program against the real SFU and the Mattermost stand-in, with real recorded
 // speech sent as Opus by headless participants: a captioning job captions a speaker and stops
 // when everyone has left; a transcriber killed mid-call is recovered by the worker's `--recover`
-// run into a partial transcript that is kept; a finished recording (MEDIA_URL) is transcribed;
+// run into a partial transcript that is kept; a finished recording (MEDIA_URL, file or HTTP) is
+// transcribed;
 // bad inputs and a missing Whisper model fail at start, naming what is wrong.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,6 +10,8 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -124,22 +127,28 @@ describe('transcriber job program', () => {
     await mm.close();
   });
 
-  it('transcribes a finished recording given as MEDIA_URL', async () => {
+  it('transcribes a finished recording given as MEDIA_URL, from a file or over HTTP', async () => {
     const media = join(dir, 'recording.mp4');
     execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'color=c=black:s=320x240:r=5', '-i', wav, '-shortest', '-c:v', 'libx264', '-c:a', 'aac', media]);
-    const env = jobEnv('', 'media', { MEDIA_URL: pathToFileURL(media).href, NUM_THREADS: '2' });
-    delete (env as Record<string, string>).CALL_ID;
-    const job = start(env);
-    const [code] = await job.exited;
-    assert.equal(code, 0, job.output());
-    const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
-    assert.equal(output.files.length, 2);
-    const vtt = readFileSync(output.files.find((f: string) => f.endsWith('.vtt')), 'utf8');
-    const cues = vtt.split('\n').filter((l) => l.startsWith('<v Speaker>'));
-    assert.ok(cues.length >= 2, vtt);
-    const wer = wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, cues.map((l) => l.slice(11)).join(' '));
-    assert.ok(wer < 0.5, `WER ${wer.toFixed(2)}\n${vtt}`);
-    assert.match(vtt, /^WEBVTT\n\n00:00:0\d\.\d{3} --> /);
+    const server = createServer((req, res) => (req.url === '/recording.mp4' ? res.end(readFileSync(media)) : res.writeHead(404).end()));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const http = `http://127.0.0.1:${(server.address() as AddressInfo).port}/recording.mp4`;
+    for (const [name, url] of [['media-file', pathToFileURL(media).href], ['media-http', http]] as const) {
+      const env = jobEnv('', name, { MEDIA_URL: url, NUM_THREADS: '2' });
+      delete (env as Record<string, string>).CALL_ID;
+      const job = start(env);
+      const [code] = await job.exited;
+      assert.equal(code, 0, job.output());
+      const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
+      assert.equal(output.files.length, 2);
+      const vtt = readFileSync(output.files.find((f: string) => f.endsWith('.vtt')), 'utf8');
+      const cues = vtt.split('\n').filter((l) => l.startsWith('<v Speaker>'));
+      assert.ok(cues.length >= 2, vtt);
+      const wer = wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, cues.map((l) => l.slice(11)).join(' '));
+      assert.ok(wer < 0.5, `${name}: WER ${wer.toFixed(2)}\n${vtt}`);
+      assert.match(vtt, /^WEBVTT\n\n00:00:0\d\.\d{3} --> /);
+    }
+    server.close();
   });
 
   it('fails at start naming a bad input, or the missing Whisper model, and reports it', async () => {
