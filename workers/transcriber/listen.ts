@@ -23,7 +23,7 @@ interface Live {
   ssrc: number;
 }
 
-export type SamplesHandler = (speaker: Pick<Publisher, 'sessionId' | 'displayName'>, samples: Int16Array, trackStartMs: number, position: number) => void;
+export type SamplesHandler = (sessionId: string, samples: Int16Array) => void;
 
 export class Listener {
   readonly startedAt = Date.now();
@@ -84,9 +84,9 @@ export class Listener {
       const file = join('tracks', `${String(++this.count).padStart(3, '0')}-${from.sessionId}.pcm`);
       const entry: VoiceTrack = { file, sessionId: from.sessionId, displayName: from.displayName, startMs: this.elapsedMs };
       const out = createWriteStream(join(this.dir, file));
-      const audio = new SpeakerAudio((samples, position) => {
+      const audio = new SpeakerAudio((samples) => {
         out.write(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength));
-        for (const h of this.handlers) h(from, samples, entry.startMs, position);
+        for (const h of this.handlers) h(from.sessionId, samples);
       });
       t = { audio, out, entry, ssrc };
       this.live.set(from.sessionId, t);

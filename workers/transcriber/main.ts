@@ -6,7 +6,9 @@
 //   text file through the bot API or to the artifacts directory.
 // - MEDIA_URL: transcribe a finished recording (one mixed voice) instead.
 // - `--recover`: the previous run died; transcribe what it captured and keep it locally.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { keepArtifact, workerSetting } from '../shared/artifacts.js';
@@ -25,20 +27,14 @@ const log = (message: string) => process.stdout.write(`[transcriber ${new Date()
 
 type Inputs = TranscriberInputs & { captionsOnly: boolean };
 
-/** pocketsphinx decodes on one thread: NUM_THREADS helpers work in parallel instead. */
-const transcriptEngines = (inputs: Inputs) => {
-  const [count, threads] = inputs.transcribe_api === 'pocketsphinx' ? [inputs.num_threads, 1] : [1, inputs.num_threads];
+/**
+ * `instances` engines of `threads` threads each; pocketsphinx decodes on one thread, so for it the
+ * thread budget becomes that many helpers working in parallel instead.
+ */
+const enginePool = (inputs: Inputs, modelSize: string, instances: number, threads: number) => {
+  const [count, perEngine] = inputs.transcribe_api === 'pocketsphinx' ? [instances * threads, 1] : [instances, threads];
   return Promise.all(Array.from({ length: count }, () => createEngine({
-    api: inputs.transcribe_api, modelSize: inputs.model_size, modelsDir: modelsDir(), threads, language: inputs.live_captions_language,
-  })));
-};
-
-/** Likewise for captions: each transcriber's threads become that many pocketsphinx helpers. */
-const captionEngines = (inputs: Inputs) => {
-  const [transcribers, threads] = [inputs.live_captions_num_transcribers, inputs.live_captions_num_threads_per_transcriber];
-  const [count, perEngine] = inputs.transcribe_api === 'pocketsphinx' ? [transcribers * threads, 1] : [transcribers, threads];
-  return Promise.all(Array.from({ length: count }, () => createEngine({
-    api: inputs.transcribe_api, modelSize: inputs.live_captions_model_size, modelsDir: modelsDir(), threads: perEngine, language: inputs.live_captions_language,
+    api: inputs.transcribe_api, modelSize, modelsDir: modelsDir(), threads: perEngine, language: inputs.live_captions_language,
   })));
 };
 
@@ -48,9 +44,9 @@ async function fetchMedia(url: string, dir: string): Promise<Int16Array> {
   if (url.startsWith('file://')) input = fileURLToPath(url);
   else {
     const res = await fetch(url);
-    if (!res.ok) throw new Error(`GET ${url}: ${res.status}`);
+    if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status}`);
     input = join(dir, 'media');
-    writeFileSync(input, Buffer.from(await res.arrayBuffer()));
+    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(input));
   }
   const pcm = join(dir, 'media.pcm');
   await ffmpeg(['-loglevel', 'error', '-y', '-i', input, '-vn', '-ac', '1', '-ar', '16000', '-f', 's16le', pcm]);
@@ -109,8 +105,11 @@ async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: Sp
   const listener = new Listener(dir, { sfuUrl: sfu.url, callId: inputs.call_id!, token: sfu.token });
   let captions: LiveCaptions | undefined;
   if (inputs.live_captions_on) {
-    captions = new LiveCaptions(await captionEngines(inputs), listener.caption, {}, log);
-    listener.onSamples((speaker, samples) => captions!.feed(speaker.sessionId, samples));
+    captions = new LiveCaptions(
+      await enginePool(inputs, inputs.live_captions_model_size, inputs.live_captions_num_transcribers, inputs.live_captions_num_threads_per_transcriber),
+      listener.caption, {}, log,
+    );
+    listener.onSamples((sessionId, samples) => captions!.feed(sessionId, samples));
     listener.onTrackEnd((sessionId) => captions!.flush(sessionId));
   }
   await listener.start();
@@ -151,7 +150,7 @@ async function main(): Promise<void> {
   // Engines load before anything starts, so a missing model or binary fails the job at once.
   let engines: SpeechEngine[] = [];
   try {
-    if (!inputs.captionsOnly) engines = await transcriptEngines(inputs);
+    if (!inputs.captionsOnly) engines = await enginePool(inputs, inputs.model_size, 1, inputs.num_threads);
   } catch (err) {
     return fail(err instanceof EngineError ? err.message : `the speech engine did not start: ${(err as Error).message}`);
   }
