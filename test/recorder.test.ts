@@ -3,20 +3,19 @@
 // SIGTERM as the worker sends on stop; the MP4 that reaches Mattermost is checked with ffprobe.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { Sfu } from '../src/sfu/server.js';
 import { HeadlessParticipant } from '../src/sfu/participant.js';
 import { mintToken } from '../src/sfu/token.js';
-import { createLogger } from '../src/log.js';
 import { MattermostStandIn } from './mattermost-standin.js';
 import { flashAndBeep, h264Source, opusSource, vp8Source } from './media.js';
-import { testConfig, waitFor } from './helpers.js';
+import { waitFor } from './helpers.js';
+import { JobProgramHarness } from './job-program.js';
 
 const RECORDER = fileURLToPath(new URL('../workers/recorder/main.js', import.meta.url));
 const id = () => randomBytes(13).toString('hex');
@@ -28,28 +27,21 @@ function probe(file: string) {
 
 
 describe('recorder job program', () => {
-  const secret = randomBytes(32).toString('hex');
+  const h = new JobProgramHarness(RECORDER, [47000, 47200]);
   const dir = mkdtempSync(join(tmpdir(), 'co-recorder-'));
-  let sfu: Sfu;
-  let sfuUrl: string;
-  const sources: ChildProcess[] = [];
 
-  before(async () => {
-    sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [47000, 47200] }, tokenSecret: secret, log: createLogger(testConfig(), 'sfu') });
-    sfuUrl = await sfu.listen();
-  });
+  before(() => h.start());
   after(async () => {
-    for (const s of sources) s.kill('SIGKILL');
-    await sfu.close();
+    await h.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
   /** Someone in the call whose microphone plays a tone for `seconds`. */
   const speaker = async (call: string, user: string, seconds: number, frequency: number) => {
-    const p = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user, name: user, role: 'participant', ttlSec: 60 }) });
+    const p = new HeadlessParticipant({ sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user, name: user, role: 'participant', ttlSec: 60 }) });
     await p.join();
     const mic = (await p.publish('mic')).mic;
-    sources.push(await opusSource((rtp) => mic.writeRtp(rtp), seconds, `sine=frequency=${frequency}`));
+    h.sources.push(await opusSource((rtp) => mic.writeRtp(rtp), seconds, `sine=frequency=${frequency}`));
     return p;
   };
 
@@ -59,18 +51,12 @@ describe('recorder job program', () => {
     const artifacts = join(dir, `${name}-artifacts`);
     const env = {
       CALL_ID: call, WIDTH: '1280', HEIGHT: '720', FRAME_RATE: '10', VIDEO_PRESET: 'ultrafast', JOB_ID: id(), JOB_DIR: jobDir, ARTIFACTS_DIR: artifacts,
-      SFU_URL: sfuUrl, SFU_TOKEN: mintToken(secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 60 }),
+      SFU_URL: h.sfuUrl, SFU_TOKEN: mintToken(h.secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 60 }),
     };
     return { env, jobDir, artifacts };
   };
 
-  const start = (env: Record<string, string>) => {
-    const child = spawn(process.execPath, [RECORDER], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (c) => (output += c));
-    child.stderr.on('data', (c) => (output += c));
-    return { child, output: () => output };
-  };
+  const start = (env: Record<string, string>, args: string[] = []) => h.run(env, args);
 
   it('records camera and voices, later joiner included, and posts an H.264/AAC MP4 to the call thread', async () => {
     const call = id();
@@ -79,13 +65,13 @@ describe('recorder job program', () => {
     await mm.start();
     const jobDir = join(dir, 'job1');
     const participant = (user: string, name: string) => new HeadlessParticipant({
-      sfuUrl, callId: call, token: mintToken(secret, { call, user, name, role: 'participant', ttlSec: 120 }),
+      sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user, name, role: 'participant', ttlSec: 120 }),
     });
     const alice = participant('alice', 'Alice');
     await alice.join();
     const aliceTracks = await alice.publish('mic', 'camera');
-    sources.push(await opusSource((rtp) => aliceTracks.mic.writeRtp(rtp), 8, 'sine=frequency=440'));
-    sources.push(await vp8Source((rtp) => aliceTracks.camera.writeRtp(rtp), 8));
+    h.sources.push(await opusSource((rtp) => aliceTracks.mic.writeRtp(rtp), 8, 'sine=frequency=440'));
+    h.sources.push(await vp8Source((rtp) => aliceTracks.camera.writeRtp(rtp), 8));
 
     const recordingId = id();
     const postId = id();
@@ -93,8 +79,8 @@ describe('recorder job program', () => {
     const rec = start({
       SITE_URL: mm.url, CALL_ID: call, POST_ID: postId, RECORDING_ID: recordingId, AUTH_TOKEN: token,
       WIDTH: '1280', HEIGHT: '720', VIDEO_RATE: '1000', AUDIO_RATE: '64', FRAME_RATE: '15', VIDEO_PRESET: 'ultrafast', OUTPUT_FORMAT: 'mp4',
-      JOB_ID: id(), JOB_DIR: jobDir, SFU_URL: sfuUrl,
-      SFU_TOKEN: mintToken(secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 120 }),
+      JOB_ID: id(), JOB_DIR: jobDir, SFU_URL: h.sfuUrl,
+      SFU_TOKEN: mintToken(h.secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 120 }),
     });
     await waitFor('started reported', () => mm.statuses.some((s) => s.body.Status === 'started'), 15_000);
     const startedAt = Date.now();
@@ -102,7 +88,7 @@ describe('recorder job program', () => {
     const bob = participant('bob', 'Bob');
     await bob.join();
     const bobMic = (await bob.publish('mic')).mic;
-    sources.push(await opusSource((rtp) => bobMic.writeRtp(rtp), 3, 'sine=frequency=880'));
+    h.sources.push(await opusSource((rtp) => bobMic.writeRtp(rtp), 3, 'sine=frequency=880'));
     await new Promise((r) => setTimeout(r, 3000));
 
     const stoppedAt = Date.now();
@@ -138,13 +124,13 @@ describe('recorder job program', () => {
   it('records a camera that sends H.264 (a browser that prefers it)', async () => {
     const call = id();
     const { env, jobDir, artifacts } = localJob(call, 'h264');
-    const carol = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: 'carol', name: 'Carol', role: 'participant', ttlSec: 60 }), videoCodecs: ['h264'] });
+    const carol = new HeadlessParticipant({ sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user: 'carol', name: 'Carol', role: 'participant', ttlSec: 60 }), videoCodecs: ['h264'] });
     await carol.join();
     const tracks = await carol.publish('mic', 'camera');
     const rec = start(env);
     await waitFor('recorder joined', () => rec.output().includes('recording call'), 15_000);
-    sources.push(await opusSource((rtp) => tracks.mic.writeRtp(rtp), 6, 'sine=frequency=440'));
-    sources.push(await h264Source((rtp) => tracks.camera.writeRtp(rtp), 6));
+    h.sources.push(await opusSource((rtp) => tracks.mic.writeRtp(rtp), 6, 'sine=frequency=440'));
+    h.sources.push(await h264Source((rtp) => tracks.camera.writeRtp(rtp), 6));
     await new Promise((r) => setTimeout(r, 5000));
     rec.child.kill('SIGTERM');
     const [code] = await once(rec.child, 'exit');
@@ -173,9 +159,9 @@ describe('recorder job program', () => {
     await once(rec.child, 'exit');
     carol.leave();
 
-    const recovery = spawn(process.execPath, [RECORDER, '--recover'], { env: { ...process.env, ...env }, stdio: 'ignore' });
-    const [code] = await once(recovery, 'exit');
-    assert.equal(code, 0);
+    const recovery = start(env, ['--recover']);
+    const [code] = await recovery.exited;
+    assert.equal(code, 0, recovery.output());
     const out = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
     assert.equal(out.partial, true);
     assert.ok(out.file.startsWith(artifacts));
@@ -203,12 +189,12 @@ describe('recorder job program', () => {
   it('keeps audio and video in sync: a flash and a beep made together stay within 100 ms', async (t) => {
     const call = id();
     const { env, jobDir } = localJob(call, 'sync');
-    const eve = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: 'eve', name: 'Eve', role: 'participant', ttlSec: 60 }) });
+    const eve = new HeadlessParticipant({ sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user: 'eve', name: 'Eve', role: 'participant', ttlSec: 60 }) });
     await eve.join();
     const tracks = await eve.publish('mic', 'camera');
     const rec = start({ ...env, FRAME_RATE: '30' });
     await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
-    sources.push(await flashAndBeep((rtp) => tracks.camera.writeRtp(rtp), (rtp) => tracks.mic.writeRtp(rtp), 9));
+    h.sources.push(await flashAndBeep((rtp) => tracks.camera.writeRtp(rtp), (rtp) => tracks.mic.writeRtp(rtp), 9));
     await new Promise((r) => setTimeout(r, 9500));
     rec.child.kill('SIGTERM');
     assert.equal((await once(rec.child, 'exit'))[0], 0, rec.output());
@@ -233,10 +219,10 @@ describe('recorder job program', () => {
   });
 
   it('an invalid input fails at once, naming the variable, before joining anything', async () => {
-    const rec = start({ CALL_ID: id(), WIDTH: '99', JOB_DIR: join(dir, 'job2'), SFU_URL: sfuUrl, SFU_TOKEN: 'x' });
+    const rec = start({ CALL_ID: id(), WIDTH: '99', JOB_DIR: join(dir, 'job2'), SFU_URL: h.sfuUrl, SFU_TOKEN: 'x' });
     const [code] = await once(rec.child, 'exit');
     assert.equal(code, 2);
     assert.match(rec.output(), /invalid input: WIDTH must be at least 1280/);
-    assert.equal(sfu.participantCount, 0);
+    assert.equal(h.sfu.participantCount, 0);
   });
 });

@@ -11,13 +11,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Page } from 'puppeteer-core';
-import { createLogger } from '../src/log.js';
-import { startSfuInstance } from '../src/services.js';
 import { launchChromium } from './browser.js';
-import { MattermostStandIn } from './mattermost-standin.js';
+import { ids, waitFor } from './helpers.js';
 import { speechWav } from './media.js';
-import { type Api, type InProcessWorker, basic, call, cleanup, ids, startApi, startWorker, testConfig, waitFor } from './helpers.js';
+import { ServiceStack } from './service-stack.js';
 
 const frameHash = (file: string, at: number) =>
   createHash('md5').update(execFileSync('ffmpeg', ['-loglevel', 'error', '-ss', String(at), '-i', file, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', '160x90', '-'])).digest('hex');
@@ -35,46 +32,22 @@ function loudness(file: string): number[] {
 }
 
 describe('recording end to end', () => {
-  const port = 21000 + Math.floor(Math.random() * 9000);
-  const config = testConfig({
-    JOBS_PROCESSPROGRAMS: '', // the real recorder
-    SFU_LISTENADDRESS: `127.0.0.1:${port}`,
-    SFU_ICEPORTRANGE: '48000-48200',
-    JOBS_STOPGRACESEC: '60',
-  });
+  const stack = new ServiceStack({ icePorts: '48000-48200', stopGraceSec: 60, standIn: { maxRequestBytes: 512 * 1024, filename: 'Call_town-square_2026-11-23_18-45-00' } });
+  const { mm, authToken } = stack;
   const dir = mkdtempSync(join(tmpdir(), 'co-e2e-'));
-  const authToken = ids();
-  const mm = new MattermostStandIn({ authToken, maxRequestBytes: 512 * 1024, filename: 'Call_town-square_2026-11-23_18-45-00' });
-  let api: Api;
-  let worker: InProcessWorker;
-  let sfu: Awaited<ReturnType<typeof startSfuInstance>>;
   let browser: Awaited<ReturnType<typeof launchChromium>>;
-  const client = basic(ids());
 
   before(async () => {
-    await mm.start();
-    api = await startApi(config);
-    worker = await startWorker(config);
-    sfu = await startSfuInstance(config, createLogger(config, 'sfu'));
+    await stack.start();
     browser = await launchChromium(speechWav(dir, 'Good morning everyone. This meeting is recorded. We will review the plan for the next release, then answer questions.'));
   });
   after(async () => {
     await browser.cleanup();
-    await sfu.close();
-    await worker.close();
-    await api.close();
-    await mm.close();
-    await cleanup(config);
+    await stack.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const joinPage = async (callId: string, user: string, name: string): Promise<Page> => {
-    const { json } = await call(api.url, 'POST', `/calls/${callId}/tokens`, client, { user_id: user, display_name: name });
-    const page = await browser.newPage();
-    await page.goto(json.url);
-    await page.waitForFunction(() => (window as any).callState?.published?.length === 2, { timeout: 20_000 });
-    return page;
-  };
+  const joinPage = (callId: string, user: string, name: string) => stack.joinPage(browser, callId, user, name);
 
   it('records a browser call with a screen share and a late joiner, and posts the MP4 despite Mattermost failing for a while', async () => {
     const callId = ids();
@@ -83,7 +56,7 @@ describe('recording end to end', () => {
 
     const recordingId = ids();
     const postId = ids();
-    const created = await call(api.url, 'POST', '/jobs', client, {
+    const created = await stack.request('POST', '/jobs', {
       type: 'recording',
       max_duration_sec: 600,
       runner: 'mattermost/calls-recorder:v0.8.5',
@@ -100,12 +73,8 @@ describe('recording end to end', () => {
     await new Promise((r) => setTimeout(r, 4000));
 
     mm.failNext = 4; // Mattermost is down as the upload begins
-    assert.equal((await call(api.url, 'POST', `/jobs/${jobId}/stop`, client)).status, 200);
-    const job = await waitFor('job finished', async () => {
-      const j = (await call(api.url, 'GET', `/jobs/${jobId}`, client)).json;
-      return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
-    }, 90_000);
-    const log = (await call(api.url, 'GET', `/jobs/${jobId}/logs`, client)).text;
+    assert.equal((await stack.request('POST', `/jobs/${jobId}/stop`)).status, 200);
+    const { job, log } = await stack.finished(jobId, 90_000);
     assert.equal(job.status, 'succeeded', `${job.error}\n${log}`);
     assert.match(log, /failed \(attempt 1 of 20\): 500/, 'the 500s were retried');
     await bob.close();
@@ -141,7 +110,7 @@ describe('recording end to end', () => {
     const callId = ids();
     const carol = await joinPage(callId, 'carol', 'Carol');
     const seen = mm.statuses.length;
-    const created = await call(api.url, 'POST', '/jobs', client, {
+    const created = await stack.request('POST', '/jobs', {
       type: 'recording',
       max_duration_sec: 600,
       runner: 'mattermost/calls-recorder:v0.8.5',
@@ -166,12 +135,8 @@ describe('recording end to end', () => {
     assert.ok(pid, 'the recorder process');
     process.kill(Number(pid), 'SIGKILL');
 
-    const job = await waitFor('job finished', async () => {
-      const j = (await call(api.url, 'GET', `/jobs/${jobId}`, client)).json;
-      return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
-    }, 90_000);
+    const { job, log } = await stack.finished(jobId, 90_000);
     await carol.close();
-    const log = (await call(api.url, 'GET', `/jobs/${jobId}/logs`, client)).text;
     assert.equal(job.status, 'failed');
     assert.match(log, /running the job program with --recover/);
     assert.equal(job.output_data.partial, true, log);

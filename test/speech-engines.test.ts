@@ -21,20 +21,10 @@ import { Vad } from '../workers/transcriber/speech/vad.js';
 import { loadBinding } from '../workers/transcriber/speech/whisper.js';
 import { transcribeStream } from '../workers/transcriber/transcribe.js';
 import { opusSource } from './media.js';
+import { concat, librivox, wavSamples, wordErrorRate } from './speech.js';
 
 const FETCH = fileURLToPath(new URL('../workers/transcriber/fetch-model.js', import.meta.url));
-import { librivox, wavSamples, wordErrorRate } from './speech.js';
-
 const silence = (seconds: number) => new Int16Array(Math.round(seconds * SAMPLE_RATE));
-function concat(parts: Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 describe('pocketsphinx engine', () => {
   let engine: SpeechEngine;

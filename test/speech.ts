@@ -68,9 +68,8 @@ export function writeWav(path: string, samples: Int16Array): string {
   return path;
 }
 
-/** Utterances one after another with `gapSeconds` of silence between them and `tailSeconds` after. */
-export function speechTrack(utterances: Utterance[], gapSeconds: number, tailSeconds: number): Int16Array {
-  const parts = utterances.flatMap((u, i) => [wavSamples(u.wav), new Int16Array(16_000 * (i === utterances.length - 1 ? tailSeconds : gapSeconds))]);
+/** The streams one after another. */
+export function concat(parts: Int16Array[]): Int16Array {
   const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
@@ -78,4 +77,9 @@ export function speechTrack(utterances: Utterance[], gapSeconds: number, tailSec
     at += p.length;
   }
   return out;
+}
+
+/** Utterances one after another with `gapSeconds` of silence between them and `tailSeconds` after. */
+export function speechTrack(utterances: Utterance[], gapSeconds: number, tailSeconds: number): Int16Array {
+  return concat(utterances.flatMap((u, i) => [wavSamples(u.wav), new Int16Array(16_000 * (i === utterances.length - 1 ? tailSeconds : gapSeconds))]));
 }

@@ -6,7 +6,7 @@
 // bad inputs and a missing Whisper model fail at start, naming what is wrong.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -15,39 +15,31 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createLogger } from '../src/log.js';
 import { HeadlessParticipant } from '../src/sfu/participant.js';
-import { Sfu } from '../src/sfu/server.js';
 import { mintToken } from '../src/sfu/token.js';
 import { MattermostStandIn } from './mattermost-standin.js';
 import { opusSource } from './media.js';
-import { testConfig, waitFor } from './helpers.js';
+import { waitFor } from './helpers.js';
+import { JobProgramHarness } from './job-program.js';
 import { librivox, speechTrack, wordErrorRate, writeWav } from './speech.js';
 
 const TRANSCRIBER = fileURLToPath(new URL('../workers/transcriber/main.js', import.meta.url));
 const id = () => randomBytes(13).toString('hex');
 
 describe('transcriber job program', () => {
-  const secret = randomBytes(32).toString('hex');
+  const h = new JobProgramHarness(TRANSCRIBER, [47300, 47500]);
   const dir = mkdtempSync(join(tmpdir(), 'co-transcriber-'));
   const corpus = librivox();
   const wav = writeWav(join(dir, 'speech.wav'), speechTrack(corpus.slice(0, 2), 1, 2));
-  let sfu: Sfu;
-  let sfuUrl: string;
-  const sources: ChildProcess[] = [];
 
-  before(async () => {
-    sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [47300, 47500] }, tokenSecret: secret, log: createLogger(testConfig(), 'sfu') });
-    sfuUrl = await sfu.listen();
-  });
+  before(() => h.start());
   after(async () => {
-    for (const s of sources) s.kill('SIGKILL');
-    await sfu.close();
+    await h.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
   const join_ = async (call: string, user: string, name: string) => {
-    const p = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user, name, role: 'participant', ttlSec: 60 }), subscribe: 'none' });
+    const p = new HeadlessParticipant({ sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user, name, role: 'participant', ttlSec: 60 }), subscribe: 'none' });
     const me = await p.join();
     return { p, me };
   };
@@ -56,20 +48,14 @@ describe('transcriber job program', () => {
     const { p, me } = await join_(call, user, name);
     const mic = (await p.publish('mic')).mic;
     const source = await opusSource((rtp) => mic.writeRtp(rtp), 13.5, wav);
-    sources.push(source);
+    h.sources.push(source);
     return { p, me, done: once(source, 'exit') };
   };
 
-  const start = (env: Record<string, string>, args: string[] = []) => {
-    const child = spawn(process.execPath, [TRANSCRIBER, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (c) => (output += c));
-    child.stderr.on('data', (c) => (output += c));
-    return { child, output: () => output, exited: once(child, 'exit') as Promise<[number | null, string | null]> };
-  };
+  const start = (env: Record<string, string>, args: string[] = []) => h.run(env, args);
   const jobEnv = (call: string, name: string, extra: Record<string, string>) => ({
     CALL_ID: call, JOB_ID: id(), JOB_DIR: join(dir, name), ARTIFACTS_DIR: join(dir, `${name}-artifacts`), TRANSCRIBE_API: 'pocketsphinx',
-    SFU_URL: sfuUrl, SFU_TOKEN: mintToken(secret, { call, user: 'calls-transcriber-bot', name: 'Transcriber', role: 'bot', ttlSec: 60 }),
+    SFU_URL: h.sfuUrl, SFU_TOKEN: mintToken(h.secret, { call, user: 'calls-transcriber-bot', name: 'Transcriber', role: 'bot', ttlSec: 60 }),
     ...extra,
   });
 

@@ -10,12 +10,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'puppeteer-core';
-import { createLogger } from '../src/log.js';
-import { startSfuInstance } from '../src/services.js';
 import { launchChromium } from './browser.js';
-import { MattermostStandIn } from './mattermost-standin.js';
+import { ids, waitFor } from './helpers.js';
+import { ServiceStack } from './service-stack.js';
 import { librivox, speechTrack, wordErrorRate, writeWav } from './speech.js';
-import { type Api, type InProcessWorker, basic, call, cleanup, ids, startApi, startWorker, testConfig, waitFor } from './helpers.js';
 
 /** Cues of a WebVTT file: start/end seconds, speaker, text. */
 function cues(vtt: string): { start: number; end: number; speaker: string; text: string }[] {
@@ -29,31 +27,17 @@ function cues(vtt: string): { start: number; end: number; speaker: string; text:
 }
 
 describe('transcription end to end', () => {
-  const port = 21000 + Math.floor(Math.random() * 9000);
-  const config = testConfig({
-    JOBS_PROCESSPROGRAMS: '', // the real transcriber
-    SFU_LISTENADDRESS: `127.0.0.1:${port}`,
-    SFU_ICEPORTRANGE: '48300-48500',
-    JOBS_STOPGRACESEC: '120',
-  });
+  const stack = new ServiceStack({ icePorts: '48300-48500', stopGraceSec: 120, standIn: { maxRequestBytes: 1024, filename: 'Call_town-square_2026-11-23_18-45-00' } });
+  const { mm, authToken } = stack;
   const dir = mkdtempSync(join(tmpdir(), 'co-e2e-'));
-  const authToken = ids();
-  const mm = new MattermostStandIn({ authToken, maxRequestBytes: 1024, filename: 'Call_town-square_2026-11-23_18-45-00' });
   const corpus = librivox();
   // Alice reads two utterances, Bob (who joins once she is done) the other three.
   const aliceSays = corpus.slice(0, 2);
   const bobSays = corpus.slice(2);
-  let api: Api;
-  let worker: InProcessWorker;
-  let sfu: Awaited<ReturnType<typeof startSfuInstance>>;
   const browsers: Awaited<ReturnType<typeof launchChromium>>[] = [];
-  const client = basic(ids());
 
   before(async () => {
-    await mm.start();
-    api = await startApi(config);
-    worker = await startWorker(config);
-    sfu = await startSfuInstance(config, createLogger(config, 'sfu'));
+    await stack.start();
     // A long silent tail: the fake microphone loops its file, and nobody should repeat themselves.
     for (const [name, says] of [['alice', aliceSays], ['bob', bobSays]] as const) {
       browsers.push(await launchChromium(writeWav(join(dir, `${name}.wav`), speechTrack(says, 1, 120))));
@@ -61,21 +45,10 @@ describe('transcription end to end', () => {
   });
   after(async () => {
     for (const b of browsers) await b.cleanup();
-    await sfu.close();
-    await worker.close();
-    await api.close();
-    await mm.close();
-    await cleanup(config);
+    await stack.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const joinPage = async (browser: (typeof browsers)[number], callId: string, user: string, name: string): Promise<Page> => {
-    const { json } = await call(api.url, 'POST', `/calls/${callId}/tokens`, client, { user_id: user, display_name: name });
-    const page = await browser.newPage();
-    await page.goto(json.url);
-    await page.waitForFunction(() => (window as any).callState?.published?.length === 2, { timeout: 20_000 });
-    return page;
-  };
   const captionsAt = (page: Page) => page.evaluate(() => (window as any).callState.captions as { sessionId: string; displayName: string; text: string }[]);
 
   it('transcribes two speakers into WebVTT and text with their names, and captions them live', async () => {
@@ -83,7 +56,7 @@ describe('transcription end to end', () => {
     const transcriptionId = ids();
     const postId = ids();
     // The job joins first (the plugin starts it as the call starts), then people arrive.
-    const created = await call(api.url, 'POST', '/jobs', client, {
+    const created = await stack.request('POST', '/jobs', {
       type: 'transcribing',
       max_duration_sec: 600,
       runner: 'mattermost/calls-transcriber:v0.6.0',
@@ -96,18 +69,14 @@ describe('transcription end to end', () => {
     const jobId = created.json.id as string;
     await waitFor('transcription started', () => mm.statuses.some((s) => s.body.Status === 'started'), 30_000);
 
-    const alice = await joinPage(browsers[0]!, callId, 'alice', 'Alice Liddell');
+    const alice = await stack.joinPage(browsers[0]!, callId, 'alice', 'Alice Liddell');
     await new Promise((r) => setTimeout(r, 15_000)); // Alice's 10 s of speech
-    const bob = await joinPage(browsers[1]!, callId, 'bob', 'Bob Cratchit');
+    const bob = await stack.joinPage(browsers[1]!, callId, 'bob', 'Bob Cratchit');
     await new Promise((r) => setTimeout(r, 18_000)); // Bob's 14.6 s
     const captions = await captionsAt(alice);
 
-    assert.equal((await call(api.url, 'POST', `/jobs/${jobId}/stop`, client)).status, 200);
-    const job = await waitFor('job finished', async () => {
-      const j = (await call(api.url, 'GET', `/jobs/${jobId}`, client)).json;
-      return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
-    }, 120_000);
-    const log = (await call(api.url, 'GET', `/jobs/${jobId}/logs`, client)).text;
+    assert.equal((await stack.request('POST', `/jobs/${jobId}/stop`)).status, 200);
+    const { job, log } = await stack.finished(jobId, 120_000);
     assert.equal(job.status, 'succeeded', `${job.error}\n${log}`);
     await bob.close();
     await alice.close();
@@ -146,7 +115,7 @@ describe('transcription end to end', () => {
     assert.ok(captionWer < 0.7, `caption WER ${captionWer.toFixed(2)}: ${JSON.stringify(captions)}`);
     assert.ok(job.output_data.captions.sent >= 3, JSON.stringify(job.output_data.captions));
     // The service counts caption windows of finished jobs for Prometheus.
-    const metrics = await (await fetch(`${api.url}/metrics`)).text();
+    const metrics = await (await fetch(`${stack.api.url}/metrics`)).text();
     const captioned = Number(/^calls_offloader_caption_windows_total\{outcome="captioned"\} (\d+)$/m.exec(metrics)?.[1]);
     assert.equal(captioned, job.output_data.captions.sent, metrics);
     assert.match(metrics, /^calls_offloader_caption_windows_total\{outcome="dropped"\} 0$/m);

@@ -15,6 +15,7 @@ import { Sfu } from '../../src/sfu/server.js';
 import { mintToken } from '../../src/sfu/token.js';
 import { createEngine, SAMPLE_RATE, type SpeechEngine } from '../../workers/transcriber/speech/engine.js';
 import { EngineError } from '../../workers/transcriber/speech/engine.js';
+import { PocketsphinxEngine } from '../../workers/transcriber/speech/pocketsphinx.js';
 import { Silero } from '../../workers/transcriber/speech/silero.js';
 import { transcribeStream } from '../../workers/transcriber/transcribe.js';
 import { opusSource } from '../../test/media.js';
@@ -52,7 +53,7 @@ async function speed(api: 'pocketsphinx' | 'whisper.cpp', threads: number, vad: 
   const segments = await transcribeStream(engines, stream, 'reader', 0, silero);
   const wallS = (performance.now() - started) / 1000;
   const reference = Array.from({ length: ROUNDS }, () => corpus.map((u) => u.text)).flat().join(' ');
-  const pids = engines.map((e) => (e as unknown as { child?: { pid: number } }).child?.pid).filter((p): p is number => !!p);
+  const pids = engines.map((e) => (e instanceof PocketsphinxEngine ? e.pid : undefined)).filter((p): p is number => !!p);
   const rssMb = pids.length ? pids.reduce((n, pid) => n + peakMb(pid), 0) : undefined;
   await Promise.all([...engines.map((e) => e.close()), silero?.close()]);
   return { engine: api, vad, threads, audioS: stream.length / SAMPLE_RATE, wallS, wer: wordErrorRate(reference, segments.map((s) => s.text).join(' ')), rssMb };

@@ -33,6 +33,9 @@ export class HeadlessParticipant {
   readonly client: CallClient;
   private readonly rtpHandlers: ((rtp: RtpPacket, from: Publisher) => void)[] = [];
   private readonly remote = new Map<string, RemoteTrack>();
+  private lastLeft?: () => void;
+  /** Resolves when the last person (bots aside) has left the call: a job's cue that the call ended. */
+  readonly everyoneLeft = new Promise<void>((resolve) => (this.lastLeft = resolve));
 
   constructor(opts: HeadlessOptions) {
     const base = new URL(opts.sfuUrl);
@@ -46,6 +49,9 @@ export class HeadlessParticipant {
       subscribe: opts.subscribe,
       createPeerConnection: () => new RTCPeerConnection(peerConfig(ice, opts.videoCodecs)) as unknown as PeerConnectionLike,
       createSocket: (url) => new WebSocket(url) as unknown as SocketLike,
+    });
+    this.client.on('left', () => {
+      if (![...this.client.participants.values()].some((p) => p.role === 'participant')) this.lastLeft?.();
     });
     this.client.on('track', (remote) => {
       this.remote.set(remote.mid, remote);

@@ -40,8 +40,6 @@ export class Capture {
   private readonly participant: HeadlessParticipant;
   private readonly recorders = new Map<string, { recorder: MediaRecorder; entry: TrackEntry; stopWatching: () => void; frameMs: () => number | undefined }>();
   private trackCount = 0;
-  private everyoneLeft?: () => void;
-  readonly ended = new Promise<void>((resolve) => (this.everyoneLeft = resolve));
 
   constructor(private readonly dir: string, opts: { sfuUrl: string; callId: string; token: string }) {
     mkdirSync(join(dir, 'tracks'), { recursive: true });
@@ -52,7 +50,6 @@ export class Capture {
     client.on('left', (p) => {
       this.event(p, 'left');
       for (const source of ['mic', 'camera', 'screen'] as const) this.finishTrack(p.sessionId, source);
-      this.checkEnd();
     });
     client.on('update', (p) => {
       for (const source of ['mic', 'camera', 'screen'] as const) if (!p.tracks[source]) this.finishTrack(p.sessionId, source);
@@ -69,10 +66,9 @@ export class Capture {
     }
   }
 
-  /** Ends the call when the last person (not counting bots) leaves. */
-  private checkEnd(): void {
-    const people = [...this.participant.client.participants.values()].filter((p) => p.role === 'participant');
-    if (people.length === 0) this.everyoneLeft?.();
+  /** Resolves when the last person (not counting bots) has left. */
+  get ended(): Promise<void> {
+    return this.participant.everyoneLeft;
   }
 
   get elapsedMs(): number {

@@ -4,10 +4,11 @@
 // clock by its start offset. It reads only what capture appended, so it also assembles the
 // files of a recorder that died.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from './capture.js';
 import type { RecorderInputs } from './inputs.js';
+import { readLines } from '../shared/job.js';
 
 const FONT = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
 
@@ -15,17 +16,6 @@ export interface Recording {
   tracks: (TrackEntry & { stretch: number })[];
   events: CallEvent[];
   durationMs: number;
-}
-
-function readLines<T>(path: string): T[] {
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).flatMap((l) => {
-    try {
-      return [JSON.parse(l) as T];
-    } catch {
-      return []; // a line cut short by a crash
-    }
-  });
 }
 
 /** The captured tracks (with their end when known) and events of a recording directory. */

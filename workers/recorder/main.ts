@@ -6,7 +6,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BotClient } from '../shared/mattermost.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
-import { keepArtifact, workerSetting } from '../shared/artifacts.js';
+import { keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
 import { Capture } from './capture.js';
 import { composeArgs, readRecording } from './compose.js';
 import { recorderInputs, type RecorderInputs } from './inputs.js';
@@ -69,11 +69,7 @@ async function main(): Promise<void> {
   await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'started').catch((e) => log(`could not report the start: ${e.message}`));
 
   // While capturing, SIGTERM means "finish the file"; the worker escalates to SIGKILL after its grace.
-  const why = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('stop requested'));
-    process.once('SIGINT', () => resolve('interrupted'));
-    void capture.ended.then(() => resolve('everyone left the call'));
-  });
+  const why = await Promise.race([stopSignal(), capture.ended.then(() => 'everyone left the call')]);
   const durationMs = await capture.stop();
   const { user, system } = process.cpuUsage();
   log(`${why}: stopping after ${(durationMs / 1000).toFixed(1)} s (capture used ${((user + system) / 1e6).toFixed(2)} s of CPU); composing`);

@@ -14,7 +14,7 @@ export class SpeakerAudio {
   private queue: [Uint8Array, number][] = [];
   private nextTs: number | undefined;
   /** samples produced so far */
-  position = 0;
+  private position = 0;
 
   /** `onSamples` gets each run of samples and the stream position of its first one. */
   constructor(private readonly onSamples: (samples: Int16Array, position: number) => void) {

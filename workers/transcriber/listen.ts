@@ -30,9 +30,6 @@ export class Listener {
   private readonly participant: HeadlessParticipant;
   private readonly live = new Map<string, Live>();
   private count = 0;
-  private everyoneLeft?: () => void;
-  /** resolves when the last participant (bots aside) has left */
-  readonly ended = new Promise<void>((resolve) => (this.everyoneLeft = resolve));
   private readonly handlers: SamplesHandler[] = [];
   private readonly endHandlers: ((sessionId: string) => void)[] = [];
 
@@ -43,14 +40,15 @@ export class Listener {
       if (from.kind === 'audio') this.receive(rtp.payload, rtp.header.timestamp, rtp.header.ssrc, from);
     });
     const client = this.participant.client;
-    client.on('left', (p) => {
-      this.finish(p.sessionId);
-      const people = [...client.participants.values()].filter((q) => q.role === 'participant');
-      if (people.length === 0) this.everyoneLeft?.();
-    });
+    client.on('left', (p) => this.finish(p.sessionId));
     client.on('update', (p) => {
       if (!p.tracks.mic) this.finish(p.sessionId);
     });
+  }
+
+  /** Resolves when the last person (bots aside) has left. */
+  get ended(): Promise<void> {
+    return this.participant.everyoneLeft;
   }
 
   get caption(): HeadlessParticipant['sendCaption'] {

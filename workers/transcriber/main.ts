@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { keepArtifact, workerSetting } from '../shared/artifacts.js';
+import { keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
 import { BotClient } from '../shared/mattermost.js';
 import { LiveCaptions, type CaptionStats } from './captions.js';
@@ -93,12 +93,6 @@ class Delivery {
     return { file_ids: [vtt.id, txt.id], filename: base, ...summary };
   }
 }
-
-/** Resolves with why the job should stop: SIGTERM (stop, max duration, shutdown) or SIGINT. */
-const stopSignal = () => new Promise<string>((resolve) => {
-  process.once('SIGTERM', () => resolve('stop requested'));
-  process.once('SIGINT', () => resolve('interrupted'));
-});
 
 async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: SpeechEngine[], silero?: Silero): Promise<object> {
   const sfu = { url: workerSetting('SFU_URL'), token: workerSetting('SFU_TOKEN') };

@@ -3,6 +3,7 @@
 // speaker's display name. Speakers are independent, so crosstalk never mixes two voices.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readLines } from '../shared/job.js';
 import type { Segment } from './formats.js';
 import type { VoiceTrack } from './listen.js';
 import { SAMPLE_RATE, type SpeechEngine } from './speech/engine.js';
@@ -11,23 +12,7 @@ import { Vad } from './speech/vad.js';
 
 /** The tracks of tracks.jsonl, the last line of each file winning. */
 export function readTracks(dir: string): VoiceTrack[] {
-  let text = '';
-  try {
-    text = readFileSync(join(dir, 'tracks.jsonl'), 'utf8');
-  } catch {
-    return [];
-  }
-  const byFile = new Map<string, VoiceTrack>();
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      const t = JSON.parse(line) as VoiceTrack;
-      byFile.set(t.file, t);
-    } catch {
-      // a line cut short by a crash
-    }
-  }
-  return [...byFile.values()];
+  return [...new Map(readLines<VoiceTrack>(join(dir, 'tracks.jsonl')).map((t) => [t.file, t])).values()];
 }
 
 export function readPcm(path: string): Int16Array {

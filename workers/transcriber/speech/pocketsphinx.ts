@@ -63,6 +63,11 @@ export class PocketsphinxEngine implements SpeechEngine {
     return engine;
   }
 
+  /** the helper's process id (for measuring its memory) */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   recognize(pcm: Int16Array): Promise<Recognition> {
     return this.send(pcm, false);
   }

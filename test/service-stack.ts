@@ -1,0 +1,66 @@
+// The whole service for end-to-end tests: API, a worker running the real job programs with the
+// process runner, the SFU, and the Mattermost stand-in; with the plugin-side calls the tests make.
+import type { Browser, Page } from 'puppeteer-core';
+import { createLogger } from '../src/log.js';
+import { startSfuInstance } from '../src/services.js';
+import { MattermostStandIn, type StandInOptions } from './mattermost-standin.js';
+import { type Api, type InProcessWorker, basic, call, cleanup, ids, startApi, startWorker, testConfig, waitFor } from './helpers.js';
+
+export class ServiceStack {
+  readonly authToken = ids();
+  readonly client = basic(ids());
+  readonly config;
+  readonly mm: MattermostStandIn;
+  api!: Api;
+  private worker!: InProcessWorker;
+  private sfu!: Awaited<ReturnType<typeof startSfuInstance>>;
+
+  /** `icePorts`: a UDP range of its own per suite; `standIn`: the stand-in's options but the token. */
+  constructor(opts: { icePorts: string; stopGraceSec: number; standIn: Omit<StandInOptions, 'authToken'> }) {
+    this.config = testConfig({
+      JOBS_PROCESSPROGRAMS: '', // the real job programs
+      SFU_LISTENADDRESS: `127.0.0.1:${21000 + Math.floor(Math.random() * 9000)}`,
+      SFU_ICEPORTRANGE: opts.icePorts,
+      JOBS_STOPGRACESEC: String(opts.stopGraceSec),
+    });
+    this.mm = new MattermostStandIn({ ...opts.standIn, authToken: this.authToken });
+  }
+
+  async start(): Promise<void> {
+    await this.mm.start();
+    this.api = await startApi(this.config);
+    this.worker = await startWorker(this.config);
+    this.sfu = await startSfuInstance(this.config, createLogger(this.config, 'sfu'));
+  }
+
+  async stop(): Promise<void> {
+    await this.sfu.close();
+    await this.worker.close();
+    await this.api.close();
+    await this.mm.close();
+    await cleanup(this.config);
+  }
+
+  /** An API call as the plugin makes it. */
+  request(method: string, path: string, body?: unknown) {
+    return call(this.api.url, method, path, this.client, body);
+  }
+
+  /** A browser page joined to the call with its camera and microphone published. */
+  async joinPage(browser: Browser, callId: string, user: string, name: string): Promise<Page> {
+    const { json } = await this.request('POST', `/calls/${callId}/tokens`, { user_id: user, display_name: name });
+    const page = await browser.newPage();
+    await page.goto(json.url);
+    await page.waitForFunction(() => (window as any).callState?.published?.length === 2, { timeout: 20_000 });
+    return page;
+  }
+
+  /** Waits for the job to end; returns it with its log. */
+  async finished(jobId: string, timeoutMs: number) {
+    const job = await waitFor('job finished', async () => {
+      const j = (await this.request('GET', `/jobs/${jobId}`)).json;
+      return ['succeeded', 'failed', 'canceled'].includes(j.status) ? j : undefined;
+    }, timeoutMs);
+    return { job, log: (await this.request('GET', `/jobs/${jobId}/logs`)).text };
+  }
+}
