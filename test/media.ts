@@ -14,7 +14,7 @@ export function speechWav(dir: string, text: string, name = 'speech.wav'): strin
 }
 
 /** ffmpeg sending RTP to a loopback port; each packet goes to `onPacket`. */
-async function rtpSource(onPacket: (rtp: RtpPacket) => void, input: string[], codec: string[]): Promise<ChildProcess> {
+export async function rtpSource(onPacket: (rtp: RtpPacket) => void, input: string[], codec: string[]): Promise<ChildProcess> {
   const socket = createSocket('udp4');
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
   socket.on('message', (msg) => onPacket(RtpPacket.deSerialize(msg)));

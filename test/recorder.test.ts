@@ -216,6 +216,9 @@ describe('recorder job program', () => {
     const offsets = flashes.map((f) => beeps.reduce((best, b) => (Math.abs(b - f) < Math.abs(best) ? b - f : best), Infinity));
     t.diagnostic(`beep minus flash (s): ${offsets.map((o) => o.toFixed(3)).join(' ')}`);
     assert.ok(offsets.every((o) => Math.abs(o) <= 0.1), `audio/video offsets (s): ${offsets.map((o) => o.toFixed(3)).join(' ')}`);
+    // No drift: the offsets differ by the 33 ms frame step and the 10 ms window at most (a video
+    // clock off by one frame in the file made them slide by 77 ms over these 9 s).
+    assert.ok(Math.max(...offsets) - Math.min(...offsets) <= 0.06, `audio/video offsets drift (s): ${offsets.map((o) => o.toFixed(3)).join(' ')}`);
   });
 
   it('an invalid input fails at once, naming the variable, before joining anything', async () => {

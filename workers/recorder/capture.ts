@@ -10,6 +10,7 @@ import { HeadlessParticipant } from '../../src/sfu/participant.js';
 import type { ParticipantInfo, Source } from '../../src/sfu/protocol.js';
 import { isH264Keyframe } from '../../src/media/h264.js';
 import { isVp8Keyframe } from '../../src/media/vp8.js';
+import { opusPacketMs } from '../../src/media/opus.js';
 
 /** One line of tracks.jsonl: a recorded track, or the end of one. */
 export interface TrackEntry {
@@ -92,7 +93,9 @@ export class Capture {
     const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {
       if (entry.mediaMs === undefined) {
         if (source !== 'mic' && !isKeyframe(rtp.payload)) return;
-        entry.mediaMs = this.elapsedMs;
+        // An audio packet leaves the sender once its frame is full: its first sample was heard
+        // that long before (20 ms from a browser). A video frame leaves as soon as it is encoded.
+        entry.mediaMs = source === 'mic' ? Math.max(0, this.elapsedMs - Math.round(opusPacketMs(rtp.payload))) : this.elapsedMs;
         this.append('tracks.jsonl', entry);
         if (source === 'mic') return unSubscribe();
       }
