@@ -76,10 +76,50 @@ function speakingIntervals(events: CallEvent[], durationMs: number): Map<string,
   return out;
 }
 
+const BACKGROUND = '0x1e1f22';
+
+/**
+ * One picture lane: the video tracks of one place (the screen, or one person's camera) laid end to
+ * end on the recording's clock, each cut where the next begins, the gaps filled with the
+ * background: exactly `frames` frames of w x h, the picture fitted inside a margin of `inset`. Lanes are only ever stacked side by side, never
+ * overlaid: ffmpeg's overlay converts every frame to YUVA and blends it pixel by pixel, which cost
+ * more than decoding the cameras.
+ */
+function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, frames: number, fps: number, input: (file: string) => number, filters: string[], label: string): void {
+  const segments: string[] = [];
+  const gap = (n: number) => {
+    if (n <= 0) return;
+    segments.push(`[${label}s${segments.length}]`);
+    filters.push(`color=c=${BACKGROUND}:s=${w}x${h}:r=${fps},trim=end_frame=${n}${segments.at(-1)}`);
+  };
+  const sorted = [...tracks].sort((a, b) => a.mediaMs! - b.mediaMs!);
+  let at = 0; // frames laid so far
+  sorted.forEach((t, k) => {
+    const from = Math.max(at, Math.round((t.mediaMs! / 1000) * fps));
+    const endMs = Math.min(t.endMs ?? Infinity, sorted[k + 1]?.mediaMs ?? Infinity);
+    const to = Math.min(frames, Number.isFinite(endMs) ? Math.round((endMs / 1000) * fps) : frames);
+    if (to <= from) return;
+    gap(from - at);
+    const i = input(t.file);
+    segments.push(`[${label}s${segments.length}]`);
+    // The file's frame times undone to the sender's clock, resampled to the output rate before
+    // scaling (fewer frames to scale), held on its last frame if it ran short, cut to its slot.
+    filters.push(
+      `[${i}:v]setpts=(PTS-STARTPTS)*${t.stretch.toFixed(6)},fps=${fps},` +
+      `scale=${w - 2 * inset}:${h - 2 * inset}:force_original_aspect_ratio=decrease:flags=bilinear,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=${BACKGROUND},setsar=1,` +
+      `tpad=stop_mode=clone:stop=${to - from},trim=end_frame=${to - from},setpts=PTS-STARTPTS${segments.at(-1)}`,
+    );
+    at = to;
+  });
+  gap(frames - at);
+  filters.push(`${segments.join('')}concat=n=${segments.length}:v=1:a=0[${label}]`);
+}
+
 /** ffmpeg arguments that write `output` from the recording in `dir`. */
 export function composeArgs(dir: string, rec: Recording, q: RecorderInputs, output: string): string[] {
   const { width: W, height: H, frame_rate: fps } = q;
   const seconds = (rec.durationMs / 1000).toFixed(3);
+  const frames = Math.max(1, Math.round((rec.durationMs / 1000) * fps));
   const inputs: string[] = [];
   const filters: string[] = [];
   const input = (file: string) => {
@@ -87,46 +127,41 @@ export function composeArgs(dir: string, rec: Recording, q: RecorderInputs, outp
     return inputs.length / 2 - 1;
   };
 
-  filters.push(`color=c=0x1e1f22:s=${W}x${H}:r=${fps}:d=${seconds}[base]`);
-  let video = 'base';
-  const overlay = (label: string, x: number | string, y: number | string) => {
-    const out = `v${filters.length}`;
-    filters.push(`[${video}][${label}]overlay=x=${x}:y=${y}:eof_action=pass[${out}]`);
-    video = out;
-  };
-  const placed = (entry: Recording['tracks'][number], w: number, h: number) => {
-    const i = input(entry.file);
-    const label = `t${i}`;
-    filters.push(`[${i}:v]setpts=(PTS-STARTPTS)*${entry.stretch.toFixed(6)}+${(entry.mediaMs! / 1000).toFixed(3)}/TB,scale=${w}:${h}:force_original_aspect_ratio=decrease,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=0x111214,fps=${fps}[${label}]`);
-    return label;
-  };
-
   const screens = rec.tracks.filter((t) => t.source === 'screen');
   const people = [...new Map(rec.events.filter((e) => e.event === 'joined').map((e) => [e.sessionId, e.displayName])).entries()];
-  if (screens.length > 0) {
-    for (const s of screens) overlay(placed(s, W, H), 0, 0);
-  } else if (people.length > 0) {
-    // A grid of tiles, one per person who was in the call, in order of arrival.
+  const video = 'video';
+  if (screens.length > 0 || people.length === 0) {
+    lane(screens, W, H, 0, frames, fps, input, filters, video);
+  } else {
+    // A grid of tiles, one per person who was in the call, in order of arrival; empty cells stay background.
     const cols = Math.ceil(Math.sqrt(people.length));
     const rows = Math.ceil(people.length / cols);
     const tw = Math.floor(W / cols / 2) * 2;
     const th = Math.floor(H / rows / 2) * 2;
+    const cells = Array.from({ length: cols * rows }, (_, k) => {
+      const sessionId = people[k]?.[0];
+      lane(rec.tracks.filter((t) => t.source === 'camera' && t.sessionId === sessionId && sessionId !== undefined), tw, th, 4, frames, fps, input, filters, `c${k}`);
+      return `[c${k}]`;
+    });
+    const layout = cells.map((_, k) => `${(k % cols) * tw}_${Math.floor(k / cols) * th}`).join('|');
+    filters.push(cells.length === 1 ? `[c0]null[grid]` : `${cells.join('')}xstack=inputs=${cells.length}:layout=${layout}[grid]`);
+    // Names, and the speaker's outline as four thin filled boxes: drawbox visits every pixel inside
+    // its rectangle, so one hollow box around a whole tile costs as much as the grid's decoding.
     const speaking = speakingIntervals(rec.events, rec.durationMs);
-    people.forEach(([sessionId, name], k) => {
+    const marks = people.flatMap(([sessionId, name], k) => {
       const x = (k % cols) * tw;
       const y = Math.floor(k / cols) * th;
-      for (const cam of rec.tracks.filter((t) => t.source === 'camera' && t.sessionId === sessionId)) {
-        overlay(placed(cam, tw - 8, th - 8), x + 4, y + 4);
-      }
-      const label = `n${k}`;
       const fontsize = Math.max(16, Math.round(th / 12));
       const enable = (speaking.get(sessionId) ?? []).map(([a, b]) => `between(t,${a.toFixed(2)},${b.toFixed(2)})`).join('+') || '0';
-      filters.push(
-        `[${video}]drawtext=fontfile=${FONT}:text='${escapeText(name)}':fontcolor=white:fontsize=${fontsize}:x=${x + 16}:y=${y + th - fontsize - 16}:box=1:boxcolor=black@0.5:boxborderw=6,` +
-        `drawbox=x=${x}:y=${y}:w=${tw}:h=${th}:color=0x3ba55d:t=6:enable='${enable}'[${label}]`,
-      );
-      video = label;
+      const edges = [[x, y, tw, 6], [x, y + th - 6, tw, 6], [x, y + 6, 6, th - 12], [x + tw - 6, y + 6, 6, th - 12]];
+      return [
+        `drawtext=fontfile=${FONT}:text='${escapeText(name)}':fontcolor=white:fontsize=${fontsize}:x=${x + 16}:y=${y + th - fontsize - 16}:box=1:boxcolor=black@0.5:boxborderw=6`,
+        ...edges.map(([ex, ey, ew, eh]) => `drawbox=x=${ex}:y=${ey}:w=${ew}:h=${eh}:color=0x3ba55d:t=fill:enable='${enable}'`),
+      ];
     });
+    // The grid may be a few pixels short of the frame when the size does not divide evenly.
+    const fill = tw * cols < W || th * rows < H ? `,pad=${W}:${H}:0:0:color=${BACKGROUND}` : '';
+    filters.push(`[grid]${marks.join(',')}${fill}[${video}]`);
   }
 
   const mics = rec.tracks.filter((t) => t.source === 'mic');
@@ -150,7 +185,8 @@ export function composeArgs(dir: string, rec: Recording, q: RecorderInputs, outp
     '-filter_complex', filters.join(';'),
     '-map', `[${video}]`, '-map', `[${audio}]`,
     '-c:v', 'libx264', '-preset', q.video_preset, '-pix_fmt', 'yuv420p', '-r', String(fps),
-    '-b:v', `${q.video_rate}k`, '-maxrate', `${q.video_rate}k`, '-bufsize', `${q.video_rate * 2}k`,
+    // Average bitrate as upstream's recorder asks for it (no VBV cap, which costs x264 ~6 % more).
+    '-b:v', `${q.video_rate}k`,
     '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000',
     '-t', seconds, '-movflags', '+faststart',
     output,
