@@ -1,7 +1,9 @@
 // bench/recorder: what a recording costs, per profile (low, medium, high) and content (a screen
 // share with two voices; four camera tiles with voices). The SFU and the Mattermost stand-in run
-// in this process; publishers are headless participants fed by ffmpeg (VP8, Opus); the recorder
-// is the real job program, run under GNU time for its CPU (ffmpeg included) and peak memory.
+// in this process; publishers are headless participants fed by ffmpeg (VP8, Opus) from media
+// encoded once before the runs and sent with -c copy: in a real call the publishers' encoders run
+// on their own machines, and here they would take the recorder's cores. The recorder is the real
+// job program, run under GNU time for its CPU (ffmpeg included) and peak memory.
 // Prints CPU seconds per recorded minute, split into live capture and the compose after the
 // call, next to upstream's published vCPU per recording.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -16,7 +18,7 @@ import { Sfu } from '../../src/sfu/server.js';
 import { HeadlessParticipant } from '../../src/sfu/participant.js';
 import { mintToken } from '../../src/sfu/token.js';
 import { MattermostStandIn } from '../../test/mattermost-standin.js';
-import { opusSource, slides, vp8Source } from '../../test/media.js';
+import { rtpSource, slides } from '../../test/media.js';
 
 const RECORDER = fileURLToPath(new URL('../../workers/recorder/main.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
@@ -28,6 +30,19 @@ const profiles = {
   high: { WIDTH: '1920', HEIGHT: '1080', VIDEO_RATE: '2500', FRAME_RATE: '20', VIDEO_PRESET: 'veryfast', upstreamVcpu: 1.44 },
 } as const;
 type Profile = keyof typeof profiles;
+
+const media = mkdtempSync(join(tmpdir(), 'bench-media-'));
+const made = new Map<string, string>();
+/** A WebM of a lavfi source encoded once, long enough for a run. */
+function encoded(source: string, codec: string[]): string {
+  const key = JSON.stringify([source, codec]);
+  if (!made.has(key)) {
+    const file = join(media, `${made.size}.webm`);
+    execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', source, '-t', String(SECONDS + 20), ...codec, file]);
+    made.set(key, file);
+  }
+  return made.get(key)!;
+}
 
 const secret = randomBytes(32).toString('hex');
 const sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [49000, 49400] }, tokenSecret: secret, log: pino({ level: 'warn' }) });
@@ -42,31 +57,33 @@ interface Row {
   peakRssMb: number;
   stopToPostedS: number;
   fileMb: number;
-  floor?: number;
+  floor: number;
 }
 
 type Content = 'screen share' | 'slides' | 'camera tiles';
 const screenSource = (content: Content) => (content === 'slides' ? slides('1280x720', 15) : 'testsrc2=size=1280x720:rate=15');
 
 /**
- * CPU (core-seconds per second) of the x264 encode alone of a screen share's picture at the
- * profile: generated, scaled and encoded, minus the same without the encode. The floor any
- * recorder that encodes H.264 at this profile pays for this content.
+ * CPU (core-seconds per second) of the x264 encode alone of the recording's picture at the
+ * profile (the screen share, or four moving camera tiles): generated, scaled and encoded, minus
+ * the same without the encode. The floor any recorder that encodes H.264 at this profile pays
+ * for this content.
  */
-function encodeFloor(content: Content, profile: Profile): number | undefined {
-  if (content === 'camera tiles') return undefined;
+function encodeFloor(content: Content, profile: Profile): number {
   const p = profiles[profile];
   const seconds = 20;
+  const picture = content === 'camera tiles'
+    ? 'testsrc2=size=640x360:rate=15,split=4[a][b][c][d];[a][b][c][d]xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0'
+    : screenSource(content);
   const cpu = (encode: string[]) => {
     const out = join(tmpdir(), `bench-floor-${process.pid}.txt`);
     execFileSync('/usr/bin/time', ['-f', '%U %S', '-o', out, 'ffmpeg', '-loglevel', 'error', '-f', 'lavfi', '-t', String(seconds), '-i',
-      `${screenSource(content)},scale=${p.WIDTH}:${p.HEIGHT},fps=${p.FRAME_RATE}`, ...encode, '-f', 'null', '-']);
+      `${picture},scale=${p.WIDTH}:${p.HEIGHT},fps=${p.FRAME_RATE}`, ...encode, '-f', 'null', '-']);
     const [user, sys] = readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
     rmSync(out);
     return user! + sys!;
   };
-  const rate = `${p.VIDEO_RATE}k`;
-  return (cpu(['-c:v', 'libx264', '-preset', p.VIDEO_PRESET, '-b:v', rate, '-maxrate', rate, '-bufsize', `${Number(p.VIDEO_RATE) * 2}k`, '-pix_fmt', 'yuv420p']) - cpu([])) / seconds;
+  return (cpu(['-c:v', 'libx264', '-preset', p.VIDEO_PRESET, '-b:v', `${p.VIDEO_RATE}k`, '-pix_fmt', 'yuv420p']) - cpu([])) / seconds;
 }
 
 async function run(content: Content, profile: Profile): Promise<Row> {
@@ -81,11 +98,11 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     await p.join();
     const published = await p.publish(...tracks);
     for (const [source, track] of Object.entries(published)) {
-      sources.push(source === 'mic'
-        ? await opusSource((rtp) => track.writeRtp(rtp), SECONDS + 20, `sine=frequency=${200 + i * 110}`)
-        : source === 'screen'
-          ? await vp8Source((rtp) => track.writeRtp(rtp), SECONDS + 20, '1280x720', 15, screenSource(content))
-          : await vp8Source((rtp) => track.writeRtp(rtp), SECONDS + 20, '640x360', 15));
+      const [file, payloadType] = source === 'mic'
+        ? [encoded(`sine=frequency=${200 + i * 110}`, ['-c:a', 'libopus', '-b:a', '32k']), 111]
+        : [encoded(source === 'screen' ? screenSource(content) : `testsrc2=size=640x360:rate=15,hue=h=${i * 60}`,
+          ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', source === 'screen' ? '1500k' : '600k', '-g', '30']), 96];
+      sources.push(await rtpSource((rtp) => track.writeRtp(rtp), ['-i', file], ['-c', 'copy', '-payload_type', String(payloadType)]));
     }
     people.push(p);
   };
@@ -154,16 +171,17 @@ for (const content of (process.env.BENCH_CONTENT?.split(',') ?? ['screen share',
   for (const profile of (process.env.BENCH_PROFILES ?? 'low,medium,high').split(',') as Profile[]) rows.push(await run(content, profile));
 }
 await sfu.close();
+rmSync(media, { recursive: true, force: true });
 
 const f = (n: number, d = 2) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-console.log(`\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row; publishers' ffmpeg encoders share the machine)\n`);
+console.log(`\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row; publishers send pre-encoded media)\n`);
 console.log('| content | profile | CPU s per recorded min: live capture | compose after the call | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | peak RSS | stop → posted | file size per hour |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const perMin = (s: number) => (s / r.recordedS) * 60;
   const vcpu = r.totalCpuS / r.recordedS;
   const upstream = profiles[r.profile].upstreamVcpu;
-  console.log(`| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${r.floor === undefined ? '–' : f(r.floor, 3)} | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f((r.fileMb / r.recordedS) * 3600 / 1000, 2)} GB |`);
+  console.log(`| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.floor, 3)} | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f((r.fileMb / r.recordedS) * 3600 / 1000, 2)} GB |`);
 }
 const live = Math.max(...rows.map((r) => r.captureCpuS / r.recordedS));
 console.log(`\nLive capture costs at most ${f(live, 3)} core per recording: 2 cores hold about ${Math.floor(2 / live)} recordings in real time; the compose after each call then takes the "compose" CPU once.`);

@@ -2,9 +2,9 @@
 // decoding, no encoding: the cheap part runs live) and log who was there, when, and who spoke.
 // Everything is appended as it happens, so if the recorder dies the files are still there for
 // the compose step to assemble.
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { MediaRecorder } from 'werift/nonstandard';
+import { DurationPosition, Event, MediaRecorder, SegmentSizePosition, replaceSegmentSize, type WebmOutput } from 'werift/nonstandard';
 import type { MediaStreamTrack } from 'werift';
 import { HeadlessParticipant } from '../../src/sfu/participant.js';
 import type { ParticipantInfo, Source } from '../../src/sfu/protocol.js';
@@ -34,6 +34,30 @@ export interface CallEvent {
   sessionId: string;
   displayName: string;
   event: 'joined' | 'left' | 'speaking' | 'silent';
+}
+
+/**
+ * A sink for werift's WebM output that keeps the file open and writes synchronously: werift's own
+ * file writer opens, appends to and closes the file for every frame, which cost about as much CPU
+ * as receiving the media. Written bytes are the kernel's at once, so a killed recorder keeps them.
+ */
+function webmFile(path: string): Event<[WebmOutput]> {
+  const fd = openSync(path, 'w');
+  const sink = new Event<[WebmOutput]>();
+  let open = true;
+  sink.subscribe((out) => {
+    if (!open) return;
+    if (out.saveToFile) writeSync(fd, out.saveToFile);
+    if (out.eol) {
+      // The end: write the duration and the segment's size into the header, as werift's writer does.
+      writeSync(fd, out.eol.durationElement, 0, out.eol.durationElement.length, DurationPosition);
+      const size = replaceSegmentSize(fstatSync(fd).size);
+      writeSync(fd, size, 0, size.length, SegmentSizePosition);
+      closeSync(fd);
+      open = false;
+    }
+  });
+  return sink;
 }
 
 export class Capture {
@@ -80,7 +104,8 @@ export class Capture {
     this.finishTrack(p.sessionId, source);
     const file = join('tracks', `${String(++this.trackCount).padStart(3, '0')}-${source}-${p.sessionId}.webm`);
     const entry: TrackEntry = { file, sessionId: p.sessionId, userId: p.userId, displayName: p.displayName, source, startMs: this.elapsedMs };
-    const recorder = new MediaRecorder({ path: join(this.dir, file), tracks: [track], disableNtp: true });
+    // One track per file: nothing to lip-sync within it (compose aligns the files).
+    const recorder = new MediaRecorder({ stream: webmFile(join(this.dir, file)), tracks: [track], disableNtp: true, disableLipSync: true });
     this.append('tracks.jsonl', entry);
     // The writer starts at the first packet (audio) or the first keyframe (video); note when, so
     // the compose step puts the file at the right moment. For video, also follow the RTP clock:

@@ -102,11 +102,13 @@ function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, 
     gap(from - at);
     const i = input(t.file);
     segments.push(`[${label}s${segments.length}]`);
-    // The file's frame times undone to the sender's clock, resampled to the output rate before
-    // scaling (fewer frames to scale), held on its last frame if it ran short, cut to its slot.
+    // The file's frame times undone to the sender's clock, resampled to the output rate (before
+    // scaling when that drops frames, after when it repeats them: fewer frames to scale), held on
+    // its last frame if it ran short, cut to its slot.
+    const fit = `scale=${w - 2 * inset}:${h - 2 * inset}:force_original_aspect_ratio=decrease:flags=bilinear,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=${BACKGROUND},setsar=1`;
+    const repeats = t.rtpFrameMs !== undefined && 1000 / t.rtpFrameMs < fps;
     filters.push(
-      `[${i}:v]setpts=(PTS-STARTPTS)*${t.stretch.toFixed(6)},fps=${fps},` +
-      `scale=${w - 2 * inset}:${h - 2 * inset}:force_original_aspect_ratio=decrease:flags=bilinear,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=${BACKGROUND},setsar=1,` +
+      `[${i}:v]setpts=(PTS-STARTPTS)*${t.stretch.toFixed(6)},${repeats ? `${fit},fps=${fps}` : `fps=${fps},${fit}`},` +
       `tpad=stop_mode=clone:stop=${to - from},trim=end_frame=${to - from},setpts=PTS-STARTPTS${segments.at(-1)}`,
     );
     at = to;
