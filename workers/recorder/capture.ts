@@ -2,9 +2,9 @@
 // decoding, no encoding: the cheap part runs live) and log who was there, when, and who spoke.
 // Everything is appended as it happens, so if the recorder dies the files are still there for
 // the compose step to assemble.
-import { appendFileSync, closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { DurationPosition, Event, MediaRecorder, SegmentSizePosition, replaceSegmentSize, type WebmOutput } from 'werift/nonstandard';
+import { DurationPosition, Event, MediaRecorder, type WebmOutput } from 'werift/nonstandard';
 import type { MediaStreamTrack } from 'werift';
 import { HeadlessParticipant } from '../../src/sfu/participant.js';
 import type { ParticipantInfo, Source } from '../../src/sfu/protocol.js';
@@ -49,10 +49,10 @@ function webmFile(path: string): Event<[WebmOutput]> {
     if (!open) return;
     if (out.saveToFile) writeSync(fd, out.saveToFile);
     if (out.eol) {
-      // The end: write the duration and the segment's size into the header, as werift's writer does.
+      // The end: the header gets the duration. The segment keeps its unknown size, as its
+      // clusters have: werift's writer sets a size, and then every reader of the file warns of
+      // unknown-sized clusters inside a sized segment (in every job log).
       writeSync(fd, out.eol.durationElement, 0, out.eol.durationElement.length, DurationPosition);
-      const size = replaceSegmentSize(fstatSync(fd).size);
-      writeSync(fd, size, 0, size.length, SegmentSizePosition);
       closeSync(fd);
       open = false;
     }
