@@ -81,9 +81,9 @@ const BACKGROUND = '0x1e1f22';
 /**
  * One picture lane: the video tracks of one place (the screen, or one person's camera) laid end to
  * end on the recording's clock, each cut where the next begins, the gaps filled with the
- * background: exactly `frames` frames of w x h, the picture fitted inside a margin of `inset`. Lanes are only ever stacked side by side, never
- * overlaid: ffmpeg's overlay converts every frame to YUVA and blends it pixel by pixel, which cost
- * more than decoding the cameras.
+ * background: exactly `frames` frames of w x h, the picture fitted inside a margin of `inset`.
+ * Lanes are only ever stacked side by side, never overlaid: ffmpeg's overlay converts every frame
+ * to YUVA and blends it pixel by pixel, which cost more than decoding the cameras.
  */
 function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, frames: number, fps: number, input: (file: string) => number, filters: string[], label: string): void {
   const segments: string[] = [];
@@ -142,7 +142,8 @@ export function composeArgs(dir: string, rec: Recording, q: RecorderInputs, outp
     const th = Math.floor(H / rows / 2) * 2;
     const cells = Array.from({ length: cols * rows }, (_, k) => {
       const sessionId = people[k]?.[0];
-      lane(rec.tracks.filter((t) => t.source === 'camera' && t.sessionId === sessionId && sessionId !== undefined), tw, th, 4, frames, fps, input, filters, `c${k}`);
+      const cameras = sessionId === undefined ? [] : rec.tracks.filter((t) => t.source === 'camera' && t.sessionId === sessionId);
+      lane(cameras, tw, th, 4, frames, fps, input, filters, `c${k}`);
       return `[c${k}]`;
     });
     const layout = cells.map((_, k) => `${(k % cols) * tw}_${Math.floor(k / cols) * th}`).join('|');
