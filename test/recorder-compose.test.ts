@@ -1,25 +1,30 @@
 // The compose step on its own: tracks written by hand (VP8 WebM of plain colours) placed on the
-// recording's clock. Checks each picture lane frame by frame: background before a track starts,
-// between a camera turned off and on again, and after it ends; exactly as many frames as the
-// recording lasted.
+// recording's clock, composed in parts as during a call and joined. Checks each picture lane
+// frame by frame: background before a track starts, between a camera turned off and on again,
+// and after it ends; a track cut by a part boundary continues seamlessly; exactly as many frames
+// as the recording lasted.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { composeArgs, type Recording } from '../workers/recorder/compose.js';
-import type { CallEvent } from '../workers/recorder/capture.js';
+import type { CallEvent, TrackEntry } from '../workers/recorder/capture.js';
 import { recorderDefaults } from '../workers/recorder/inputs.js';
+import { Parts } from '../workers/recorder/parts.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'co-compose-'));
-mkdirSync(join(dir, 'tracks'));
+const root = mkdtempSync(join(tmpdir(), 'co-compose-'));
 const FPS = 10;
 
-/** A WebM (VP8) of one colour, `seconds` long at 15 fps, as a camera or screen sends it. */
-function colourTrack(name: string, colour: string, seconds: number): string {
+/**
+ * A WebM (VP8) of one colour, `seconds` long at 15 fps with a keyframe every second, as a camera
+ * or screen sends it; with `then`, that colour from halfway.
+ */
+function colourTrack(dir: string, name: string, colour: string, seconds: number, then?: string): string {
   const file = join('tracks', `${name}.webm`);
-  execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', `color=c=${colour}:s=640x360:r=15:d=${seconds}`, '-c:v', 'libvpx', '-b:v', '200k', join(dir, file)]);
+  mkdirSync(join(dir, 'tracks'), { recursive: true });
+  const second = then ? `,drawbox=c=${then}:t=fill:enable='gte(t,${seconds / 2})'` : '';
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', `color=c=${colour}:s=640x360:r=15:d=${seconds}${second}`, '-c:v', 'libvpx', '-b:v', '200k', '-g', '15', join(dir, file)]);
   return file;
 }
 
@@ -39,40 +44,72 @@ function runs(names: string[]): [string, number][] {
   return out;
 }
 
-const track = (file: string, sessionId: string, source: 'camera' | 'screen', mediaMs: number, endMs: number) =>
-  ({ file, sessionId, userId: sessionId, displayName: sessionId, source, startMs: mediaMs, mediaMs, endMs, stretch: 1 });
+const track = (file: string, sessionId: string, source: 'camera' | 'screen', mediaMs: number, endMs: number): TrackEntry =>
+  ({ file, sessionId, userId: sessionId, displayName: sessionId, source, startMs: mediaMs, mediaMs, endMs });
 
-const compose = (rec: Recording, name: string) => {
-  const output = join(dir, `${name}.mp4`);
-  execFileSync('ffmpeg', composeArgs(dir, rec, { ...recorderDefaults, call_id: 'c', width: 1280, height: 720, frame_rate: FPS, video_preset: 'ultrafast' }, output));
+/**
+ * Composes a recording directory as the recorder does: with `partMs`, the first part while the
+ * "call" is still at `durationMs`, the rest at the end, then the join.
+ */
+async function compose(dir: string, tracks: TrackEntry[], events: CallEvent[], durationMs: number, partMs: number): Promise<string> {
+  writeFileSync(join(dir, 'tracks.jsonl'), tracks.map((t) => JSON.stringify(t)).join('\n') + '\n');
+  writeFileSync(join(dir, 'events.jsonl'), events.map((e) => JSON.stringify(e)).join('\n') + (events.length ? '\n' : ''));
+  const parts = new Parts(dir, { ...recorderDefaults, call_id: 'c', width: 1280, height: 720, frame_rate: FPS, video_preset: 'ultrafast' }, partMs, () => undefined);
+  parts.whileCapturing({ elapsedMs: durationMs, checkpoint: () => undefined, requestKeyframes: () => undefined });
+  const output = join(dir, 'recording.mp4');
+  await parts.finish(durationMs, output);
   return output;
-};
+}
 
 describe('recorder compose', () => {
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(() => rmSync(root, { recursive: true, force: true }));
 
-  it('lays a camera turned off and on again in its tile, background in the gaps; a person without camera gets a background tile', () => {
-    const events: CallEvent[] = [
-      { t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' },
-      { t: 500, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
-    ];
-    const rec: Recording = {
-      tracks: [track(colourTrack('red', 'red', 2), 'ann', 'camera', 1000, 3000), track(colourTrack('blue', 'blue', 2), 'ann', 'camera', 4000, 6000)],
-      events, durationMs: 7000,
-    };
-    const file = compose(rec, 'tiles');
-    // Two tiles side by side, 640x720 each: sample the middle of each.
-    const ann = regionColours(file, '200:200:220:260').map(named);
-    const bob = regionColours(file, '200:200:860:260').map(named);
-    assert.equal(ann.length, 7 * FPS);
-    assert.deepEqual(runs(ann), [['bg', 10], ['red', 20], ['bg', 10], ['blue', 20], ['bg', 10]]);
-    assert.deepEqual(runs(bob), [['bg', 70]]);
+  for (const partMs of [60_000, 2000]) {
+    it(`lays a camera turned off and on again in its tile, background in the gaps; a person without camera gets a background tile (parts of ${partMs / 1000} s)`, async () => {
+      const dir = join(root, `tiles-${partMs}`);
+      const tracks = [
+        // Red, then green from halfway: a part boundary at 2 s cuts it there.
+        track(colourTrack(dir, 'red', 'red', 2, 'green'), 'ann', 'camera', 1000, 3000),
+        track(colourTrack(dir, 'blue', 'blue', 2), 'ann', 'camera', 4000, 6000),
+      ];
+      const events: CallEvent[] = [
+        { t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' },
+        { t: 500, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
+      ];
+      const file = await compose(dir, tracks, events, 7000, partMs);
+      // Two tiles side by side, 640x720 each: sample the middle of each.
+      const ann = regionColours(file, '200:200:220:260').map(named);
+      const bob = regionColours(file, '200:200:860:260').map(named);
+      assert.equal(ann.length, 7 * FPS);
+      assert.deepEqual(runs(ann), [['bg', 10], ['red', 10], ['green', 10], ['bg', 10], ['blue', 20], ['bg', 10]]);
+      assert.deepEqual(runs(bob), [['bg', 70]]);
+    });
+  }
+
+  it('joins the voices of parts without a seam: a steady tone stays steady across part boundaries', async () => {
+    const dir = join(root, 'voice');
+    mkdirSync(join(dir, 'tracks'), { recursive: true });
+    execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:duration=7', '-c:a', 'libopus', '-b:a', '64k', join(dir, 'tracks', 'tone.webm')]);
+    const mic: TrackEntry = { file: join('tracks', 'tone.webm'), sessionId: 'ann', userId: 'ann', displayName: 'Ann', source: 'mic', startMs: 0, mediaMs: 0, endMs: 7000 };
+    const file = await compose(dir, [mic], [{ t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' }], 7000, 2000);
+    const pcm = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-ac', '1', '-ar', '8000', '-f', 's16le', '-']);
+    const rms = Array.from({ length: Math.floor(pcm.length / 160) }, (_, w) => {
+      let sum = 0;
+      for (let i = w * 160; i < w * 160 + 160; i += 2) sum += pcm.readInt16LE(i) ** 2;
+      return Math.sqrt(sum / 80);
+    });
+    // 10 ms windows from 0.1 s to 6.9 s: the boundaries at 2, 4 and 6 s included.
+    const steady = rms.slice(10, 690);
+    const median = [...steady].sort((a, b) => a - b)[steady.length >> 1]!;
+    const off = steady.map((r, w) => [(w + 10) / 100, r] as const).filter(([, r]) => Math.abs(r - median) > 0.2 * median);
+    assert.ok(median > 1000, `tone level ${median}`);
+    assert.deepEqual(off, [], `windows off the steady level ${median.toFixed(0)}: ${off.map(([t, r]) => `${t}s:${r.toFixed(0)}`).join(' ')}`);
   });
 
-  it('shows a screen share full frame from the moment it started, held on its last picture if it ran short of its slot', () => {
+  it('shows a screen share full frame from the moment it started, held on its last picture if it ran short of its slot', async () => {
     // The share was announced until 5 s, but its file holds only 2 s: the last picture stays.
-    const rec: Recording = { tracks: [track(colourTrack('green', 'green', 2), 'ann', 'screen', 2000, 5000)], events: [], durationMs: 6000 };
-    const file = compose(rec, 'screen');
+    const dir = join(root, 'screen');
+    const file = await compose(dir, [track(colourTrack(dir, 'green', 'green', 2), 'ann', 'screen', 2000, 5000)], [], 6000, 60_000);
     const corner = regionColours(file, '100:100:0:0').map(named);
     assert.equal(corner.length, 6 * FPS);
     assert.deepEqual(runs(corner), [['bg', 20], ['green', 30], ['bg', 10]]);

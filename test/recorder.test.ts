@@ -192,13 +192,15 @@ describe('recorder job program', () => {
     const eve = new HeadlessParticipant({ sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user: 'eve', name: 'Eve', role: 'participant', ttlSec: 60 }) });
     await eve.join();
     const tracks = await eve.publish('mic', 'camera');
-    const rec = start({ ...env, FRAME_RATE: '30' });
+    // Parts of 3 s: most of it is composed while the call goes on, and flashes cross part boundaries.
+    const rec = start({ ...env, FRAME_RATE: '30', PART_SEC: '3' });
     await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
     h.sources.push(await flashAndBeep((rtp) => tracks.camera.writeRtp(rtp), (rtp) => tracks.mic.writeRtp(rtp), 9));
     await new Promise((r) => setTimeout(r, 9500));
     rec.child.kill('SIGTERM');
     assert.equal((await once(rec.child, 'exit'))[0], 0, rec.output());
     eve.leave();
+    assert.match(rec.output(), /composed 0\.0-3\.0 s/);
     const file = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8')).file as string;
 
     // Onsets of the flashes (mean luma of each frame) and of the beeps (RMS of 10 ms windows).
@@ -227,5 +229,8 @@ describe('recorder job program', () => {
     assert.equal(code, 2);
     assert.match(rec.output(), /invalid input: WIDTH must be at least 1280/);
     assert.equal(h.sfu.participantCount, 0);
+    const parts = start({ CALL_ID: id(), PART_SEC: '1', JOB_DIR: join(dir, 'job3'), SFU_URL: h.sfuUrl, SFU_TOKEN: 'x' });
+    assert.equal((await once(parts.child, 'exit'))[0], 2);
+    assert.match(parts.output(), /invalid input: PART_SEC must be a whole number of seconds from 2 to 3600/);
   });
 });

@@ -63,14 +63,14 @@ function webmFile(path: string): Event<[WebmOutput]> {
 export class Capture {
   readonly startedAt = Date.now();
   private readonly participant: HeadlessParticipant;
-  private readonly recorders = new Map<string, { recorder: MediaRecorder; entry: TrackEntry; stopWatching: () => void; frameMs: () => number | undefined }>();
+  private readonly recorders = new Map<string, { recorder: MediaRecorder; entry: TrackEntry; mid: string; stopWatching: () => void; frameMs: () => number | undefined }>();
   private trackCount = 0;
 
   constructor(private readonly dir: string, opts: { sfuUrl: string; callId: string; token: string }) {
     mkdirSync(join(dir, 'tracks'), { recursive: true });
     this.participant = new HeadlessParticipant({ ...opts, subscribe: 'all' });
     const client = this.participant.client;
-    client.on('track', ({ track, participant, source }) => this.record(track as MediaStreamTrack, participant, source));
+    client.on('track', ({ track, participant, source, mid }) => this.record(track as MediaStreamTrack, participant, source, mid));
     client.on('joined', (p) => this.event(p, 'joined'));
     client.on('left', (p) => {
       this.event(p, 'left');
@@ -100,7 +100,7 @@ export class Capture {
     return Date.now() - this.startedAt;
   }
 
-  private record(track: MediaStreamTrack, p: ParticipantInfo, source: Source): void {
+  private record(track: MediaStreamTrack, p: ParticipantInfo, source: Source, mid: string): void {
     this.finishTrack(p.sessionId, source);
     const file = join('tracks', `${String(++this.trackCount).padStart(3, '0')}-${source}-${p.sessionId}.webm`);
     const entry: TrackEntry = { file, sessionId: p.sessionId, userId: p.userId, displayName: p.displayName, source, startMs: this.elapsedMs };
@@ -135,9 +135,21 @@ export class Capture {
       if (last === undefined || ((ts - last) >>> 0) < 0x80000000) last = ts;
     });
     this.recorders.set(`${p.sessionId}/${source}`, {
-      recorder, entry, stopWatching: unSubscribe,
+      recorder, entry, mid, stopWatching: unSubscribe,
       frameMs: () => (frames === 0 ? undefined : ticks / 90 / frames),
     });
+  }
+
+  /** Notes each video track's frame interval by the RTP clock so far: a part composed during the call needs it. */
+  checkpoint(): void {
+    for (const { entry, frameMs } of this.recorders.values()) {
+      if (entry.source !== 'mic' && frameMs() !== undefined) this.append('tracks.jsonl', { ...entry, rtpFrameMs: frameMs() });
+    }
+  }
+
+  /** Asks every video publisher for a keyframe: a part begins soon, and its compose seeks to one. */
+  requestKeyframes(): void {
+    for (const { entry, mid } of this.recorders.values()) if (entry.source !== 'mic') this.participant.requestKeyframe(mid);
   }
 
   private finishTrack(sessionId: string, source: Source): void {

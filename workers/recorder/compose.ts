@@ -1,8 +1,8 @@
-// Compose: one ffmpeg run turns the captured tracks into the MP4 (H.264 + AAC, +faststart): the
-// screen share when there is one, otherwise the participants' camera tiles (name cards when no
-// camera), the active speaker outlined; all voices mixed; every track placed on the recording's
-// clock by its start offset. It reads only what capture appended, so it also assembles the
-// files of a recorder that died.
+// Compose: ffmpeg turns the captured tracks into the MP4 (H.264 + AAC, +faststart), one part of
+// the recording at a time (see parts.ts), then joins the parts: the screen share when there is
+// one, otherwise the participants' camera tiles (name cards when no camera), the active speaker
+// outlined; all voices mixed; every track placed on the recording's clock by its start offset.
+// It reads only what capture appended, so it also assembles the files of a recorder that died.
 import { execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -61,31 +61,38 @@ function stretchFor(file: string, rtpFrameMs: number): number {
 
 const escapeText = (s: string) => s.replace(/\\/g, '\\\\').replace(/'/g, "\u2019").replace(/:/g, '\\:').replace(/%/g, '\\%');
 
-/** Speaking intervals per session, in seconds, for drawbox's enable expression. */
-function speakingIntervals(events: CallEvent[], durationMs: number): Map<string, [number, number][]> {
+/** Per session, the intervals (ms) between an event of `open` and the next of `close`, the last open one ending at `endMs`. */
+function intervals(events: CallEvent[], open: CallEvent['event'], close: CallEvent['event'][], endMs: number): Map<string, [number, number][]> {
   const out = new Map<string, [number, number][]>();
   const since = new Map<string, number>();
+  const add = (session: string, a: number, b: number) => (out.get(session) ?? out.set(session, []).get(session)!).push([a, b]);
   for (const e of events) {
-    if (e.event === 'speaking') since.set(e.sessionId, e.t);
-    if ((e.event === 'silent' || e.event === 'left') && since.has(e.sessionId)) {
-      (out.get(e.sessionId) ?? out.set(e.sessionId, []).get(e.sessionId)!).push([since.get(e.sessionId)! / 1000, e.t / 1000]);
+    if (e.event === open && !since.has(e.sessionId)) since.set(e.sessionId, e.t);
+    if (close.includes(e.event) && since.has(e.sessionId)) {
+      add(e.sessionId, since.get(e.sessionId)!, e.t);
       since.delete(e.sessionId);
     }
   }
-  for (const [s, t] of since) (out.get(s) ?? out.set(s, []).get(s)!).push([t / 1000, durationMs / 1000]);
+  for (const [session, t] of since) add(session, t, endMs);
   return out;
 }
 
 const BACKGROUND = '0x1e1f22';
 
+/** A part of the recording, in ms on its clock: compose works one part at a time. */
+export interface Window {
+  fromMs: number;
+  toMs: number;
+}
+
 /**
  * One picture lane: the video tracks of one place (the screen, or one person's camera) laid end to
  * end on the recording's clock, each cut where the next begins, the gaps filled with the
- * background: exactly `frames` frames of w x h, the picture fitted inside a margin of `inset`.
+ * background: frames f0 (inclusive) to f1 of w x h, the picture fitted inside a margin of `inset`.
  * Lanes are only ever stacked side by side, never overlaid: ffmpeg's overlay converts every frame
  * to YUVA and blends it pixel by pixel, which cost more than decoding the cameras.
  */
-function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, frames: number, fps: number, input: (file: string) => number, filters: string[], label: string): void {
+function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, [f0, f1]: [number, number], fps: number, input: (file: string, seekS: number) => number, filters: string[], label: string): void {
   const segments: string[] = [];
   const gap = (n: number) => {
     if (n <= 0) return;
@@ -93,49 +100,65 @@ function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, 
     filters.push(`color=c=${BACKGROUND}:s=${w}x${h}:r=${fps},trim=end_frame=${n}${segments.at(-1)}`);
   };
   const sorted = [...tracks].sort((a, b) => a.mediaMs! - b.mediaMs!);
-  let at = 0; // frames laid so far
+  let at = f0; // frames laid so far
   sorted.forEach((t, k) => {
-    const from = Math.max(at, Math.round((t.mediaMs! / 1000) * fps));
+    const start = Math.round((t.mediaMs! / 1000) * fps);
+    const from = Math.max(at, start);
     const endMs = Math.min(t.endMs ?? Infinity, sorted[k + 1]?.mediaMs ?? Infinity);
-    const to = Math.min(frames, Number.isFinite(endMs) ? Math.round((endMs / 1000) * fps) : frames);
+    const to = Math.min(f1, Number.isFinite(endMs) ? Math.round((endMs / 1000) * fps) : f1);
     if (to <= from) return;
     gap(from - at);
-    const i = input(t.file);
+    // A track that began before this part is read from there (ffmpeg seeks to the keyframe before
+    // and decodes from it; capture asks for keyframes ahead of each part). Its times then count
+    // from that point, and fps starts at 0 so each frame lands where it belongs.
+    const seekS = (from - start) / fps / t.stretch;
+    const i = input(t.file, seekS);
     segments.push(`[${label}s${segments.length}]`);
     // The file's frame times undone to the sender's clock, resampled to the output rate (before
     // scaling when that drops frames, after when it repeats them: fewer frames to scale), held on
     // its last frame if it ran short, cut to its slot.
     const fit = `scale=${w - 2 * inset}:${h - 2 * inset}:force_original_aspect_ratio=decrease:flags=bilinear,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=${BACKGROUND},setsar=1`;
+    const resample = `fps=${fps}:start_time=0`;
     const repeats = t.rtpFrameMs !== undefined && 1000 / t.rtpFrameMs < fps;
     filters.push(
-      `[${i}:v]setpts=(PTS-STARTPTS)*${t.stretch.toFixed(6)},${repeats ? `${fit},fps=${fps}` : `fps=${fps},${fit}`},` +
+      `[${i}:v]setpts=(PTS${seekS > 0 ? '' : '-STARTPTS'})*${t.stretch.toFixed(6)},${repeats ? `${fit},${resample}` : `${resample},${fit}`},` +
       `tpad=stop_mode=clone:stop=${to - from},trim=end_frame=${to - from},setpts=PTS-STARTPTS${segments.at(-1)}`,
     );
     at = to;
   });
-  gap(frames - at);
+  gap(f1 - at);
   filters.push(`${segments.join('')}concat=n=${segments.length}:v=1:a=0[${label}]`);
 }
 
-/** ffmpeg arguments that write `output` from the recording in `dir`. */
-export function composeArgs(dir: string, rec: Recording, q: RecorderInputs, output: string): string[] {
+/**
+ * ffmpeg arguments that write one part of the recording in `dir` to `output` (Matroska: H.264 at
+ * the profile's size, rate, bitrate and preset; the voices mixed, losslessly as FLAC so that parts
+ * join without seams). The screen share when there is one in this part, otherwise a grid of the
+ * people present in it (their camera or the background, the name, the speaker outlined).
+ */
+export function partArgs(dir: string, rec: Recording, q: RecorderInputs, { fromMs, toMs }: Window, output: string): string[] {
   const { width: W, height: H, frame_rate: fps } = q;
-  const seconds = (rec.durationMs / 1000).toFixed(3);
-  const frames = Math.max(1, Math.round((rec.durationMs / 1000) * fps));
+  const span: [number, number] = [Math.round((fromMs / 1000) * fps), Math.round((toMs / 1000) * fps)];
+  const seconds = ((span[1] - span[0]) / fps).toFixed(6);
+  const overlaps = (a: number, b: number) => a < toMs && b > fromMs;
   const inputs: string[] = [];
   const filters: string[] = [];
-  const input = (file: string) => {
-    inputs.push('-i', join(dir, file));
-    return inputs.length / 2 - 1;
+  let count = 0;
+  const input = (file: string, seekS: number) => {
+    inputs.push(...(seekS > 0.0005 ? ['-ss', seekS.toFixed(3)] : []), '-i', join(dir, file));
+    return count++;
   };
 
-  const screens = rec.tracks.filter((t) => t.source === 'screen');
-  const people = [...new Map(rec.events.filter((e) => e.event === 'joined').map((e) => [e.sessionId, e.displayName])).entries()];
+  const screens = rec.tracks.filter((t) => t.source === 'screen' && overlaps(t.mediaMs!, t.endMs ?? Infinity));
+  const present = intervals(rec.events, 'joined', ['left'], rec.durationMs);
+  const people = [...present.entries()].filter(([, spans]) => spans.some(([a, b]) => overlaps(a, b)))
+    .sort(([, a], [, b]) => a[0]![0] - b[0]![0])
+    .map(([sessionId]) => [sessionId, rec.events.find((e) => e.sessionId === sessionId)!.displayName] as const);
   const video = 'video';
   if (screens.length > 0 || people.length === 0) {
-    lane(screens, W, H, 0, frames, fps, input, filters, video);
+    lane(screens, W, H, 0, span, fps, input, filters, video);
   } else {
-    // A grid of tiles, one per person who was in the call, in order of arrival; empty cells stay background.
+    // A grid of tiles, one per person present, in order of arrival; empty cells stay background.
     const cols = Math.ceil(Math.sqrt(people.length));
     const rows = Math.ceil(people.length / cols);
     const tw = Math.floor(W / cols / 2) * 2;
@@ -143,19 +166,20 @@ export function composeArgs(dir: string, rec: Recording, q: RecorderInputs, outp
     const cells = Array.from({ length: cols * rows }, (_, k) => {
       const sessionId = people[k]?.[0];
       const cameras = sessionId === undefined ? [] : rec.tracks.filter((t) => t.source === 'camera' && t.sessionId === sessionId);
-      lane(cameras, tw, th, 4, frames, fps, input, filters, `c${k}`);
+      lane(cameras, tw, th, 4, span, fps, input, filters, `c${k}`);
       return `[c${k}]`;
     });
     const layout = cells.map((_, k) => `${(k % cols) * tw}_${Math.floor(k / cols) * th}`).join('|');
     filters.push(cells.length === 1 ? `[c0]null[grid]` : `${cells.join('')}xstack=inputs=${cells.length}:layout=${layout}[grid]`);
     // Names, and the speaker's outline as four thin filled boxes: drawbox visits every pixel inside
     // its rectangle, so one hollow box around a whole tile costs as much as the grid's decoding.
-    const speaking = speakingIntervals(rec.events, rec.durationMs);
+    const speaking = intervals(rec.events, 'speaking', ['silent', 'left'], rec.durationMs);
     const marks = people.flatMap(([sessionId, name], k) => {
       const x = (k % cols) * tw;
       const y = Math.floor(k / cols) * th;
       const fontsize = Math.max(16, Math.round(th / 12));
-      const enable = (speaking.get(sessionId) ?? []).map(([a, b]) => `between(t,${a.toFixed(2)},${b.toFixed(2)})`).join('+') || '0';
+      const enable = (speaking.get(sessionId) ?? []).filter(([a, b]) => overlaps(a, b))
+        .map(([a, b]) => `between(t,${((a - fromMs) / 1000).toFixed(2)},${((b - fromMs) / 1000).toFixed(2)})`).join('+') || '0';
       const edges = [[x, y, tw, 6], [x, y + th - 6, tw, 6], [x, y + 6, 6, th - 12], [x + tw - 6, y + 6, 6, th - 12]];
       return [
         `drawtext=fontfile=${FONT}:text='${escapeText(name)}':fontcolor=white:fontsize=${fontsize}:x=${x + 16}:y=${y + th - fontsize - 16}:box=1:boxcolor=black@0.5:boxborderw=6`,
@@ -167,31 +191,42 @@ export function composeArgs(dir: string, rec: Recording, q: RecorderInputs, outp
     filters.push(`[grid]${marks.join(',')}${fill}[${video}]`);
   }
 
-  const mics = rec.tracks.filter((t) => t.source === 'mic');
-  let audio: string;
-  if (mics.length > 0) {
-    const labels = mics.map((m) => {
-      const i = input(m.file);
-      filters.push(`[${i}:a]aresample=48000,asetpts=PTS-STARTPTS,adelay=${m.mediaMs}:all=1[a${i}]`);
-      return `[a${i}]`;
-    });
-    filters.push(`${labels.join('')}amix=inputs=${labels.length}:normalize=0:duration=longest,apad,atrim=0:${seconds}[mix]`);
-    audio = 'mix';
-  } else {
-    filters.push(`anullsrc=r=48000:cl=stereo,atrim=0:${seconds}[mix]`);
-    audio = 'mix';
-  }
+  // Each voice from where it overlaps this part, delayed to where it starts in it.
+  const mics = rec.tracks.filter((t) => t.source === 'mic' && overlaps(t.mediaMs!, t.endMs ?? Infinity));
+  const voices = mics.map((m) => {
+    const i = input(m.file, Math.max(0, fromMs - m.mediaMs!) / 1000);
+    filters.push(`[${i}:a]aresample=48000,asetpts=PTS-STARTPTS,adelay=${Math.max(0, m.mediaMs! - fromMs)}:all=1[a${i}]`);
+    return `[a${i}]`;
+  });
+  filters.push(voices.length > 0
+    ? `${voices.join('')}amix=inputs=${voices.length}:normalize=0:duration=longest,apad,atrim=0:${seconds}[mix]`
+    : `anullsrc=r=48000:cl=stereo,atrim=0:${seconds}[mix]`);
 
   return [
     '-hide_banner', '-loglevel', 'error', '-y',
     ...inputs,
     '-filter_complex', filters.join(';'),
-    '-map', `[${video}]`, '-map', `[${audio}]`,
+    '-map', `[${video}]`, '-map', '[mix]',
     '-c:v', 'libx264', '-preset', q.video_preset, '-pix_fmt', 'yuv420p', '-r', String(fps),
     // Average bitrate as upstream's recorder asks for it (no VBV cap, which costs x264 ~6 % more).
     '-b:v', `${q.video_rate}k`,
+    '-c:a', 'flac', '-ar', '48000', '-ac', '2',
+    '-t', seconds, '-f', 'matroska',
+    output,
+  ];
+}
+
+/**
+ * ffmpeg arguments that join the parts (a concat list) into the MP4: the video copied, the voices
+ * encoded to AAC in one pass (no seams between parts), `+faststart`.
+ */
+export function joinArgs(list: string, q: RecorderInputs, output: string): string[] {
+  return [
+    '-hide_banner', '-loglevel', 'error', '-y',
+    '-f', 'concat', '-safe', '0', '-i', list,
+    '-map', '0:v', '-map', '0:a', '-c:v', 'copy',
     '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000',
-    '-t', seconds, '-movflags', '+faststart',
+    '-movflags', '+faststart', '-f', 'mp4',
     output,
   ];
 }

@@ -5,10 +5,10 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BotClient } from '../shared/mattermost.js';
-import { ffmpeg } from '../shared/ffmpeg.js';
 import { keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
 import { Capture } from './capture.js';
-import { composeArgs, readRecording } from './compose.js';
+import { readRecording } from './compose.js';
+import { Parts } from './parts.js';
 import { recorderInputs, type RecorderInputs } from './inputs.js';
 
 const log = (message: string) => process.stdout.write(`[recorder ${new Date().toISOString()}] ${message}\n`);
@@ -17,14 +17,14 @@ const log = (message: string) => process.stdout.write(`[recorder ${new Date().to
  * `--recover`: a previous run died (killed, crashed). Assemble what it captured into an MP4 in
  * the artifacts directory and say where it is; the job stays failed.
  */
-async function recover(inputs: RecorderInputs, dir: string, bot?: BotClient): Promise<void> {
+async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot?: BotClient): Promise<void> {
   const rec = readRecording(dir);
   if (rec.tracks.length === 0) {
     log('nothing captured: nothing to recover');
     return;
   }
   const output = join(dir, 'recording.mp4');
-  await ffmpeg(composeArgs(dir, rec, inputs, output));
+  await new Parts(dir, inputs, partSec * 1000, log).finish(rec.durationMs, output);
   const path = keep(output, inputs, 'partial-');
   writeFileSync(join(dir, 'output.json'), JSON.stringify({ file: path, duration_ms: rec.durationMs, partial: true }));
   log(`recovered ${(rec.durationMs / 1000).toFixed(1)} s of the call into ${path}`);
@@ -41,8 +41,11 @@ async function main(): Promise<void> {
   let inputs: RecorderInputs;
   let dir: string;
   let sfu: { url: string; token: string };
+  let partSec: number;
   try {
     inputs = recorderInputs(process.env);
+    partSec = Number(process.env.PART_SEC ?? 120);
+    if (!Number.isInteger(partSec) || partSec < 2 || partSec > 3600) throw new Error('PART_SEC must be a whole number of seconds from 2 to 3600');
     dir = workerSetting('JOB_DIR');
     sfu = process.argv.includes('--recover') ? { url: '', token: '' } : { url: workerSetting('SFU_URL'), token: workerSetting('SFU_TOKEN') };
   } catch (err) {
@@ -52,7 +55,7 @@ async function main(): Promise<void> {
   }
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
   const bot = inputs.site_url ? new BotClient({ siteUrl: inputs.site_url, authToken: inputs.auth_token!, log }) : undefined;
-  if (process.argv.includes('--recover')) return recover(inputs, dir, bot);
+  if (process.argv.includes('--recover')) return recover(inputs, dir, partSec, bot);
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);
     await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason).catch((e) => log(`could not report the failure: ${e.message}`));
@@ -68,15 +71,19 @@ async function main(): Promise<void> {
   log(`recording call ${inputs.call_id}`);
   await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'started').catch((e) => log(`could not report the start: ${e.message}`));
 
-  // While capturing, SIGTERM means "finish the file"; the worker escalates to SIGKILL after its grace.
+  // While capturing, finished parts are composed; SIGTERM means "finish the file"; the worker
+  // escalates to SIGKILL after its grace.
+  const parts = new Parts(dir, inputs, partSec * 1000, log);
+  const composing = setInterval(() => parts.whileCapturing(capture), 1000);
   const why = await Promise.race([stopSignal(), capture.ended.then(() => 'everyone left the call')]);
+  clearInterval(composing);
   const durationMs = await capture.stop();
   const { user, system } = process.cpuUsage();
   log(`${why}: stopping after ${(durationMs / 1000).toFixed(1)} s (capture used ${((user + system) / 1e6).toFixed(2)} s of CPU); composing`);
 
   const output = join(dir, 'recording.mp4');
   try {
-    await ffmpeg(composeArgs(dir, readRecording(dir, durationMs), inputs, output));
+    await parts.finish(durationMs, output);
   } catch (err) {
     return fail(`could not compose the recording (the captured tracks are kept in ${dir}): ${(err as Error).message}`);
   }

@@ -1,8 +1,11 @@
 // ffmpeg as a child process: resolves when it succeeds, else an error with the last lines it printed.
 import { spawn } from 'node:child_process';
+import { setPriority } from 'node:os';
 
-export async function ffmpeg(args: string[]): Promise<void> {
+/** `nice`: a lower priority (1-19) for work that must not slow down what runs live. */
+export async function ffmpeg(args: string[], opts: { nice?: number } = {}): Promise<void> {
   const child = spawn('ffmpeg', args, { stdio: ['ignore', 'inherit', 'pipe'] });
+  if (opts.nice && child.pid) setPriority(child.pid, opts.nice);
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
