@@ -3,7 +3,8 @@
 // one, otherwise the participants' camera tiles (name cards when no camera), the active speaker
 // outlined; all voices mixed; every track placed on the recording's clock by its start offset.
 // It reads only what capture appended, so it also assembles the files of a recorder that died.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from './capture.js';
@@ -11,6 +12,7 @@ import type { RecorderInputs } from './inputs.js';
 import { readLines } from '../shared/job.js';
 
 const FONT = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
+const execFileAsync = promisify(execFile);
 
 export interface Recording {
   tracks: (TrackEntry & { stretch: number })[];
@@ -18,27 +20,30 @@ export interface Recording {
   durationMs: number;
 }
 
-/** The captured tracks (with their end when known) and events of a recording directory. */
-export function readRecording(dir: string, durationMs?: number): Recording {
+/**
+ * The captured tracks (with their end when known) and events of a recording directory. It reads
+ * the files with ffprobe, asynchronously: it also runs during the call, beside the capture.
+ */
+export async function readRecording(dir: string, durationMs?: number): Promise<Recording> {
   const byFile = new Map<string, TrackEntry>();
   for (const t of readLines<TrackEntry>(join(dir, 'tracks.jsonl'))) byFile.set(t.file, { ...byFile.get(t.file), ...t });
   // A track whose first frame never came (no keyframe, no packet) wrote nothing worth reading.
-  const tracks = [...byFile.values()]
-    .filter((t) => t.mediaMs !== undefined && existsSync(join(dir, t.file)) && statSync(join(dir, t.file)).size > 0)
-    .map((t) => ({ ...t, stretch: t.rtpFrameMs ? stretchFor(join(dir, t.file), t.rtpFrameMs) : 1 }));
+  const found = [...byFile.values()].filter((t) => t.mediaMs !== undefined && existsSync(join(dir, t.file)) && statSync(join(dir, t.file)).size > 0);
+  const tracks = await Promise.all(found.map(async (t) => ({ ...t, stretch: t.rtpFrameMs ? await stretchFor(join(dir, t.file), t.rtpFrameMs) : 1 })));
   const events = readLines<CallEvent>(join(dir, 'events.jsonl'));
+  if (durationMs !== undefined) return { tracks, events, durationMs };
   // Without the recorded duration (the recorder died), the media itself says how far it got.
-  const lastMedia = () => Math.max(0, ...events.map((e) => e.t), ...tracks.map((t) => t.endMs ?? t.mediaMs! + mediaDurationMs(join(dir, t.file))));
-  return { tracks, events, durationMs: durationMs ?? lastMedia() };
+  const ends = await Promise.all(tracks.map(async (t) => t.endMs ?? t.mediaMs! + await mediaDurationMs(join(dir, t.file))));
+  return { tracks, events, durationMs: Math.max(0, ...events.map((e) => e.t), ...ends) };
 }
 
 /** Packet times (s) and durations of a file's first stream, as written. */
-function packets(file: string): { pts: number; duration: number }[] {
+async function packets(file: string): Promise<{ pts: number; duration: number }[]> {
   try {
-    const out = execFileSync('ffprobe', ['-v', 'error', '-select_streams', '0', '-show_entries', 'packet=pts_time,duration_time', '-of', 'csv=p=0', file], { maxBuffer: 256 * 1024 * 1024 });
+    const { stdout } = await execFileAsync('ffprobe', ['-v', 'error', '-select_streams', '0', '-show_entries', 'packet=pts_time,duration_time', '-of', 'csv=p=0', file], { maxBuffer: 256 * 1024 * 1024 });
     // Blank lines are skipped before parsing: Number('') is 0, and a phantom packet at 0 s shrinks
     // the mean frame interval by one frame (1.7 ms/s of A/V drift in a 40 s recording).
-    return out.toString().split('\n').filter((l) => l.trim() !== '').map((l) => l.split(',').map(Number))
+    return stdout.split('\n').filter((l) => l.trim() !== '').map((l) => l.split(',').map(Number))
       .filter(([pts]) => Number.isFinite(pts))
       .map(([pts, duration]) => ({ pts: pts!, duration: Number.isFinite(duration) ? duration! : 0 }));
   } catch {
@@ -47,14 +52,14 @@ function packets(file: string): { pts: number; duration: number }[] {
 }
 
 /** The last packet's end: a file cut short by a crash has no trustworthy duration header. */
-function mediaDurationMs(file: string): number {
-  return Math.round(Math.max(0, ...packets(file).map((p) => p.pts + p.duration)) * 1000);
+async function mediaDurationMs(file: string): Promise<number> {
+  return Math.round((await packets(file)).reduce((end, p) => Math.max(end, p.pts + p.duration), 0) * 1000);
 }
 
 /** How much to stretch a video file's times so its mean frame interval matches the sender's clock. */
-function stretchFor(file: string, rtpFrameMs: number): number {
-  const all = packets(file);
-  const lastPts = Math.max(0, ...all.map((p) => p.pts));
+async function stretchFor(file: string, rtpFrameMs: number): Promise<number> {
+  const all = await packets(file);
+  const lastPts = all.reduce((last, p) => Math.max(last, p.pts), 0);
   const factor = all.length > 1 && lastPts > 0 ? rtpFrameMs / 1000 / (lastPts / (all.length - 1)) : 1;
   return factor > 0.9 && factor < 1.1 ? factor : 1; // anything further off is not rounding
 }

@@ -18,6 +18,7 @@ export class Parts {
   private doneMs = 0;
   private askedFor = -1;
   private running?: Promise<void>;
+  private failed = false;
 
   constructor(private readonly dir: string, private readonly inputs: RecorderInputs, private readonly partMs: number, private readonly log: (m: string) => void) {
     this.partsDir = join(dir, 'parts');
@@ -39,7 +40,7 @@ export class Parts {
   private async compose(w: Window, durationMs: number, nice?: number): Promise<void> {
     const started = performance.now();
     const temp = `${this.file(w)}.tmp`;
-    await ffmpeg(partArgs(this.dir, readRecording(this.dir, durationMs), this.inputs, w, temp), { nice });
+    await ffmpeg(partArgs(this.dir, await readRecording(this.dir, durationMs), this.inputs, w, temp), { nice });
     renameSync(temp, this.file(w));
     this.doneMs = w.toMs;
     this.log(`composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -53,10 +54,14 @@ export class Parts {
       this.askedFor = next;
       capture.requestKeyframes();
     }
-    if (this.running || elapsed < next + SETTLE_MS) return;
+    if (this.running || this.failed || elapsed < next + SETTLE_MS) return;
     capture.checkpoint();
     this.running = this.compose({ fromMs: this.doneMs, toMs: next }, elapsed, 10)
-      .catch((err) => this.log(`part ${this.doneMs / 1000} s not composed yet (it will be at the end): ${(err as Error).message}`))
+      .catch((err) => {
+        // Not retried during the call: the end composes everything from here in one go.
+        this.failed = true;
+        this.log(`parts from ${this.doneMs / 1000} s are left for the end: ${(err as Error).message}`);
+      })
       .finally(() => (this.running = undefined));
   }
 
