@@ -38,9 +38,9 @@ export const slides = (size: string, rate: number) =>
   `color=c=white:s=${size}:r=${rate},drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='Slide %{eif\\:floor(t/5)+1\\:d}':fontsize=72:x=80:y=80,` +
   `drawbox=x='mod(t*120\\,1100)':y=400:w=20:h=20:c=black:t=fill`;
 
-/** VP8 RTP of ffmpeg's moving test pattern (or another lavfi source), for `seconds`. */
-export function vp8Source(onPacket: (rtp: RtpPacket) => void, seconds: number, size = '640x360', rate = 15, source = `testsrc2=size=${size}:rate=${rate}`): Promise<ChildProcess> {
-  return rtpSource(onPacket, ['-f', 'lavfi', '-t', String(seconds), '-i', source],
+/** VP8 RTP of ffmpeg's moving test pattern, for `seconds`. */
+export function vp8Source(onPacket: (rtp: RtpPacket) => void, seconds: number, size = '640x360', rate = 15): Promise<ChildProcess> {
+  return rtpSource(onPacket, ['-f', 'lavfi', '-t', String(seconds), '-i', `testsrc2=size=${size}:rate=${rate}`],
     ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '600k', '-g', String(rate * 2), '-payload_type', '96']);
 }
 
