@@ -117,7 +117,7 @@ describe('recorder job program', () => {
     // The recording covers the time from joining (before 'started' was reported) to the stop.
     assert.ok(recorded >= (stoppedAt - startedAt) / 1000 - 0.5 && recorded <= (stoppedAt - spawnedAt) / 1000 + 0.5, `recorded ${recorded} s`);
     assert.ok(mm.log.some((l) => / 204$/.test(l)), 'the upload went through the 204 resume path');
-    assert.ok(!existsSync(join(jobDir, 'recording.mp4')), 'the local copy is removed once posted');
+    for (const local of ['recording.mp4', 'tracks', 'parts']) assert.ok(!existsSync(join(jobDir, local)), `the local ${local} is removed once posted`);
     await mm.close();
   });
 

@@ -84,6 +84,9 @@ function intervals(events: CallEvent[], open: CallEvent['event'], close: CallEve
 
 const BACKGROUND = '0x1e1f22';
 
+/** The output frame at `ms` on the recording's clock: parts and lanes all cut on this grid. */
+export const frameAt = (ms: number, fps: number) => Math.round((ms / 1000) * fps);
+
 /** A part of the recording, in ms on its clock: compose works one part at a time. */
 export interface Window {
   fromMs: number;
@@ -107,10 +110,10 @@ function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, 
   const sorted = [...tracks].sort((a, b) => a.mediaMs! - b.mediaMs!);
   let at = f0; // frames laid so far
   sorted.forEach((t, k) => {
-    const start = Math.round((t.mediaMs! / 1000) * fps);
+    const start = frameAt(t.mediaMs!, fps);
     const from = Math.max(at, start);
     const endMs = Math.min(t.endMs ?? Infinity, sorted[k + 1]?.mediaMs ?? Infinity);
-    const to = Math.min(f1, Number.isFinite(endMs) ? Math.round((endMs / 1000) * fps) : f1);
+    const to = Math.min(f1, Number.isFinite(endMs) ? frameAt(endMs, fps) : f1);
     if (to <= from) return;
     gap(from - at);
     // A track that began before this part is read from there (ffmpeg seeks to the keyframe before
@@ -143,7 +146,7 @@ function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, 
  */
 export function partArgs(dir: string, rec: Recording, q: RecorderInputs, { fromMs, toMs }: Window, output: string): string[] {
   const { width: W, height: H, frame_rate: fps } = q;
-  const span: [number, number] = [Math.round((fromMs / 1000) * fps), Math.round((toMs / 1000) * fps)];
+  const span: [number, number] = [frameAt(fromMs, fps), frameAt(toMs, fps)];
   const seconds = ((span[1] - span[0]) / fps).toFixed(6);
   const overlaps = (a: number, b: number) => a < toMs && b > fromMs;
   const inputs: string[] = [];

@@ -102,7 +102,7 @@ async function main(): Promise<void> {
     log(`posted ${filename} (${file.size} bytes) to the call thread`);
     // Delivered: the local copies go. (Until then they stay for the retention time.)
     rmSync(output, { force: true });
-    rmSync(join(dir, 'tracks'), { recursive: true, force: true });
+    for (const sub of ['tracks', 'parts']) rmSync(join(dir, sub), { recursive: true, force: true });
   } catch (err) {
     return fail(`could not deliver the recording (kept at ${output}): ${(err as Error).message}`);
   }

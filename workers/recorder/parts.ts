@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ffmpeg } from '../shared/ffmpeg.js';
 import type { Capture } from './capture.js';
-import { joinArgs, partArgs, readRecording, type Window } from './compose.js';
+import { frameAt, joinArgs, partArgs, readRecording, type Window } from './compose.js';
 import type { RecorderInputs } from './inputs.js';
 
 const KEYFRAME_LEAD_MS = 1500; // ask this long before a part begins, so a keyframe sits just before it
@@ -69,13 +69,13 @@ export class Parts {
   async finish(durationMs: number, output: string): Promise<void> {
     await this.running;
     const fps = this.inputs.frame_rate;
-    if (Math.round((durationMs / 1000) * fps) > Math.round((this.doneMs / 1000) * fps)) await this.compose({ fromMs: this.doneMs, toMs: durationMs }, durationMs);
+    if (frameAt(durationMs, fps) > frameAt(this.doneMs, fps)) await this.compose({ fromMs: this.doneMs, toMs: durationMs }, durationMs);
     const parts = this.chain();
     // Each part's exact length, so the join places the next one frame-exactly.
     const list = join(this.partsDir, 'parts.txt');
     writeFileSync(list, ['ffconcat version 1.0', ...parts.flatMap((w) => [
       `file '${this.file(w)}'`,
-      `duration ${((Math.round((w.toMs / 1000) * fps) - Math.round((w.fromMs / 1000) * fps)) / fps).toFixed(6)}`,
+      `duration ${((frameAt(w.toMs, fps) - frameAt(w.fromMs, fps)) / fps).toFixed(6)}`,
     ])].join('\n') + '\n');
     await ffmpeg(joinArgs(list, this.inputs, output));
   }
