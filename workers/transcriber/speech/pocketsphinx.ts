@@ -69,7 +69,7 @@ export class PocketsphinxEngine implements SpeechEngine {
   }
 
   recognize(pcm: Int16Array): Promise<Recognition> {
-    return this.send(pcm, false);
+    return this.send(pcm);
   }
 
   begin(): RecognitionStream {
@@ -84,23 +84,32 @@ export class PocketsphinxEngine implements SpeechEngine {
         // a progress line every 200 ms of audio tells how far behind the decoder is
         const progress = sinceProgress >= SAMPLE_RATE / 5;
         if (progress) sinceProgress = 0;
-        void this.send(pcm, true, progress);
+        this.write(pcm, true, progress);
       },
       get lagMs() {
         return ((pushed - engine.decoded) / SAMPLE_RATE) * 1000;
       },
-      end: () => this.send(new Int16Array(0), false),
+      end: () => this.send(new Int16Array(0)),
     };
   }
 
-  /** Writes samples; with `more` the utterance goes on and nothing is answered. */
-  private send(pcm: Int16Array, more: boolean, progress = false): Promise<Recognition> {
+  /**
+   * Writes samples as one frame (header and samples in a single write); with `more` the
+   * utterance goes on and nothing is answered. Nothing is written once the helper has exited:
+   * the stream's end reports that.
+   */
+  private write(pcm: Int16Array, more: boolean, progress = false): void {
+    if (this.exited) return;
+    const frame = Buffer.allocUnsafe(4 + pcm.byteLength);
+    frame.writeUInt32LE((pcm.length | (more ? 0x80000000 : 0) | (progress ? 0x40000000 : 0)) >>> 0);
+    frame.set(new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength), 4);
+    this.child.stdin.write(frame);
+  }
+
+  /** Ends an utterance and resolves with what the helper recognised. */
+  private send(pcm: Int16Array): Promise<Recognition> {
     if (this.exited) return Promise.reject(this.exited);
-    const header = Buffer.alloc(4);
-    header.writeUInt32LE((pcm.length | (more ? 0x80000000 : 0) | (progress ? 0x40000000 : 0)) >>> 0);
-    this.child.stdin.write(header);
-    if (pcm.length) this.child.stdin.write(Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength));
-    if (more) return Promise.resolve({ text: '', words: [] });
+    this.write(pcm, false);
     return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
