@@ -310,12 +310,12 @@ export function toApiJob(rec: JobRecord): Job {
   return job;
 }
 
-/** A job's live-caption counts from its output (the transcriber reports windows, sent, dropped). */
+/** A job's live-caption counts from its output (the transcriber counts each window once: sent, dropped or empty). */
 function captionCounts(output: string | null): Record<'captioned' | 'dropped' | 'empty', number> | undefined {
   try {
-    const c = (JSON.parse(output ?? 'null') as { captions?: { windows: number; sent: number; dropped: number } } | null)?.captions;
-    if (!c || ![c.windows, c.sent, c.dropped].every(Number.isInteger)) return undefined;
-    return { captioned: c.sent, dropped: c.dropped, empty: Math.max(0, c.windows - c.sent - c.dropped) };
+    const c = (JSON.parse(output ?? 'null') as { captions?: { sent: number; dropped: number; empty: number } } | null)?.captions;
+    if (!c || ![c.sent, c.dropped, c.empty].every(Number.isInteger)) return undefined;
+    return { captioned: c.sent, dropped: c.dropped, empty: c.empty };
   } catch {
     return undefined;
   }

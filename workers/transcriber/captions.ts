@@ -17,8 +17,13 @@ export interface CaptionOptions {
   staleMs: number;
 }
 
-/** Windows up to 8 s as upstream: streamed, a long window costs no delay at its end. */
-export const captionDefaults: CaptionOptions = { windowMs: 8000, hangoverMs: 300, staleMs: 2000 };
+const captionDefaults = { hangoverMs: 300, staleMs: 2000 };
+
+/**
+ * Windows up to 8 s as upstream when every recogniser streams (a long window then costs no delay
+ * at its end); 4 s when windows are decoded whole after they end (whisper.cpp).
+ */
+const defaultWindowMs = (engines: SpeechEngine[]) => (engines.every((e) => e.begin) ? 8000 : 4000);
 
 interface Window {
   sessionId: string;
@@ -30,7 +35,10 @@ interface Window {
 export interface CaptionStats {
   windows: number;
   sent: number;
+  /** not captioned: waited or fell behind too long, still being recognised at the close, or failed */
   dropped: number;
+  /** recognised as no words */
+  empty: number;
   /** ms from a window's end to its caption being sent */
   p50DelayMs?: number;
   p95DelayMs?: number;
@@ -46,12 +54,12 @@ export class LiveCaptions {
   private readonly queue: Window[] = [];
   private readonly idle: SpeechEngine[];
   private readonly delays: number[] = [];
-  private counts = { windows: 0, sent: 0, dropped: 0 };
+  private counts = { windows: 0, sent: 0, dropped: 0, empty: 0 };
   private closed = false;
   private readonly busy = new Set<Promise<void>>();
 
   constructor(engines: SpeechEngine[], private readonly send: SendCaption, opts: Partial<CaptionOptions> = {}, private readonly log = (_: string) => {}) {
-    this.opts = { ...captionDefaults, ...opts };
+    this.opts = { ...captionDefaults, windowMs: defaultWindowMs(engines), ...opts };
     this.idle = [...engines];
   }
 
@@ -130,12 +138,20 @@ export class LiveCaptions {
   private run(engine: SpeechEngine, recognition: Promise<Recognition>, w: Window | undefined): void {
     const job = recognition.then(
       ({ text }) => {
-        if (!w || !text.trim() || this.closed) return;
-        this.send(w.sessionId, text.trim(), Math.round(w.pcm.length / 16));
-        this.counts.sent++;
-        this.delays.push(Date.now() - w.readyAt);
+        if (!w) return;
+        // Every window ends in exactly one count.
+        if (this.closed) this.counts.dropped++;
+        else if (!text.trim()) this.counts.empty++;
+        else {
+          this.send(w.sessionId, text.trim(), Math.round(w.pcm.length / 16));
+          this.counts.sent++;
+          this.delays.push(Date.now() - w.readyAt);
+        }
       },
-      (err: Error) => this.log(`caption recognition failed: ${err.message}`),
+      (err: Error) => {
+        if (w) this.counts.dropped++;
+        this.log(`caption recognition failed: ${err.message}`);
+      },
     ).finally(() => {
       this.busy.delete(job);
       this.idle.push(engine);
