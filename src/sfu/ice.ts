@@ -20,7 +20,7 @@ const video = {
   h264: () => useH264({ rtcpFeedback: [useNACK(), usePLI()] }),
 };
 
-export const codecs = (videoCodecs: (keyof typeof video)[] = ['vp8', 'h264']) => ({
+const codecs = (videoCodecs: (keyof typeof video)[] = ['vp8', 'h264']) => ({
   audio: [useOPUS()],
   video: videoCodecs.map((c) => video[c]()),
 });

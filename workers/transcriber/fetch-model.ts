@@ -22,7 +22,7 @@ function isGgml(path: string): boolean {
   return head.readUInt32LE(0) === 0x67676d6c;
 }
 
-export async function fetchModel(size: string, dir: string, source = defaultSource): Promise<string> {
+async function fetchModel(size: string, dir: string, source = defaultSource): Promise<string> {
   if (!(modelSizes as readonly string[]).includes(size)) throw new Error(`unknown model size ${JSON.stringify(size)}: one of ${modelSizes.join(', ')}`);
   mkdirSync(dir, { recursive: true });
   const url = `${source.replace(/\/$/, '')}/${remoteName(size)}`;

@@ -37,7 +37,7 @@ export class Silero {
   }
 
   /** Speech probability of each 512-sample frame of `pcm`, in order. */
-  async probabilities(pcm: Int16Array): Promise<Float32Array> {
+  private async probabilities(pcm: Int16Array): Promise<Float32Array> {
     const { Tensor } = this.ort;
     const out = new Float32Array(Math.floor(pcm.length / FRAME));
     const sr = new Tensor('int64', BigInt64Array.from([16000n]), []);

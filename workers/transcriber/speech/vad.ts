@@ -35,7 +35,7 @@ export interface VadEvents {
 }
 
 /** Decides whether one frame is speech; `speaking` tells whether an utterance is open (hysteresis). */
-export type FrameClassifier = (frame: Int16Array, speaking: boolean) => boolean;
+type FrameClassifier = (frame: Int16Array, speaking: boolean) => boolean;
 
 export interface Detector {
   /** samples per frame the classifier judges */
@@ -49,7 +49,7 @@ const SILENCE_DB = -55; // below this nothing is speech, however quiet the room
  * Speech is `thresholdDb` over the noise floor, which drops at once to a quieter frame and rises
  * slowly (0.5 dB/s), so a noisy microphone is not speech and speech does not lift the floor.
  */
-export function energyDetector(thresholdDb = 12): Detector {
+function energyDetector(thresholdDb = 12): Detector {
   const frameSamples = SAMPLE_RATE / 50; // 20 ms
   let noiseDb = -60;
   return {
