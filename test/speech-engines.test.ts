@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { RtpPacket } from 'werift';
 import { SpeakerAudio } from '../workers/transcriber/audio.js';
 import { LiveCaptions } from '../workers/transcriber/captions.js';
-import { createEngine, EngineError, SAMPLE_RATE, type SpeechEngine } from '../workers/transcriber/speech/engine.js';
+import { createEngine, EngineError, enginePool, SAMPLE_RATE, type SpeechEngine } from '../workers/transcriber/speech/engine.js';
 import { Silero } from '../workers/transcriber/speech/silero.js';
 import { Vad } from '../workers/transcriber/speech/vad.js';
 import { loadBinding } from '../workers/transcriber/speech/whisper.js';
@@ -176,7 +176,7 @@ describe('whisper.cpp engine', () => {
 describe('live captions', () => {
   const engines: SpeechEngine[] = [];
   const start = async (n: number) => {
-    const list = await Promise.all(Array.from({ length: n }, () => createEngine({ api: 'pocketsphinx', modelSize: 'tiny', modelsDir: '', threads: 1, language: 'en' })));
+    const list = await enginePool({ api: 'pocketsphinx', modelSize: 'tiny', modelsDir: '', threads: 1, language: 'en' }, n);
     engines.push(...list);
     return list;
   };

@@ -13,10 +13,10 @@ import { pino } from 'pino';
 import { HeadlessParticipant } from '../../src/sfu/participant.js';
 import { Sfu } from '../../src/sfu/server.js';
 import { mintToken } from '../../src/sfu/token.js';
-import { createEngine, SAMPLE_RATE, type SpeechEngine } from '../../workers/transcriber/speech/engine.js';
-import { EngineError } from '../../workers/transcriber/speech/engine.js';
+import { EngineError, enginePool, SAMPLE_RATE, type SpeechEngine } from '../../workers/transcriber/speech/engine.js';
 import { PocketsphinxEngine } from '../../workers/transcriber/speech/pocketsphinx.js';
 import { Silero } from '../../workers/transcriber/speech/silero.js';
+import { modelsDir } from '../../workers/transcriber/speech/whisper.js';
 import { transcribeStream } from '../../workers/transcriber/transcribe.js';
 import { opusSource } from '../../test/media.js';
 import { librivox, speechTrack, wavSamples, wordErrorRate, writeWav } from '../../test/speech.js';
@@ -40,10 +40,7 @@ async function speed(api: 'pocketsphinx' | 'whisper.cpp', threads: number, vad: 
   const stream = speechTrack(Array.from({ length: ROUNDS }, () => corpus).flat(), GAP_S, 1);
   let engines: SpeechEngine[];
   try {
-    const [count, perEngine] = api === 'pocketsphinx' ? [threads, 1] : [1, threads];
-    engines = await Promise.all(Array.from({ length: count }, () => createEngine({
-      api, modelSize: 'base', modelsDir: process.env.MODELS_DIR ?? join(process.cwd(), 'models'), threads: perEngine, language: 'en',
-    })));
+    engines = await enginePool({ api, modelSize: 'base', modelsDir: modelsDir(), threads, language: 'en' }, 1);
   } catch (err) {
     if (err instanceof EngineError) return { engine: api, vad, threads, audioS: 0, wallS: 0, note: err.message };
     throw err;

@@ -18,7 +18,7 @@ import { LiveCaptions, type CaptionStats } from './captions.js';
 import { toText, toWebVtt, type Segment } from './formats.js';
 import { transcriberInputs, type TranscriberInputs } from './inputs.js';
 import { Listener } from './listen.js';
-import { createEngine, EngineError, type SpeechEngine } from './speech/engine.js';
+import { enginePool, EngineError, type SpeechEngine } from './speech/engine.js';
 import { modelsDir } from './speech/whisper.js';
 import { Silero } from './speech/silero.js';
 import { readPcm, transcribeCall, transcribeStream } from './transcribe.js';
@@ -27,16 +27,9 @@ const log = (message: string) => process.stdout.write(`[transcriber ${new Date()
 
 type Inputs = TranscriberInputs & { captionsOnly: boolean };
 
-/**
- * `instances` engines of `threads` threads each; pocketsphinx decodes on one thread, so for it the
- * thread budget becomes that many helpers working in parallel instead.
- */
-const enginePool = (inputs: Inputs, modelSize: string, instances: number, threads: number) => {
-  const [count, perEngine] = inputs.transcribe_api === 'pocketsphinx' ? [instances * threads, 1] : [instances, threads];
-  return Promise.all(Array.from({ length: count }, () => createEngine({
-    api: inputs.transcribe_api, modelSize, modelsDir: modelsDir(), threads: perEngine, language: inputs.live_captions_language,
-  })));
-};
+/** The job's engines: `instances` of `threads` threads each, the model of `modelSize`. */
+const jobEngines = (inputs: Inputs, modelSize: string, instances: number, threads: number) =>
+  enginePool({ api: inputs.transcribe_api, modelSize, modelsDir: modelsDir(), threads, language: inputs.live_captions_language }, instances);
 
 /** A finished recording (file:// or http(s)://) as 16 kHz mono PCM in the job directory. */
 async function fetchMedia(url: string, dir: string): Promise<Int16Array> {
@@ -100,7 +93,7 @@ async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: Sp
   let captions: LiveCaptions | undefined;
   if (inputs.live_captions_on) {
     captions = new LiveCaptions(
-      await enginePool(inputs, inputs.live_captions_model_size, inputs.live_captions_num_transcribers, inputs.live_captions_num_threads_per_transcriber),
+      await jobEngines(inputs, inputs.live_captions_model_size, inputs.live_captions_num_transcribers, inputs.live_captions_num_threads_per_transcriber),
       listener.caption, {}, log,
     );
     listener.onSamples((sessionId, samples) => captions!.feed(sessionId, samples));
@@ -144,7 +137,7 @@ async function main(): Promise<void> {
   // Engines load before anything starts, so a missing model or binary fails the job at once.
   let engines: SpeechEngine[] = [];
   try {
-    if (!inputs.captionsOnly) engines = await enginePool(inputs, inputs.model_size, 1, inputs.num_threads);
+    if (!inputs.captionsOnly) engines = await jobEngines(inputs, inputs.model_size, 1, inputs.num_threads);
   } catch (err) {
     return fail(err instanceof EngineError ? err.message : `the speech engine did not start: ${(err as Error).message}`);
   }

@@ -52,3 +52,12 @@ export class EngineError extends Error {}
 export async function createEngine(opts: EngineOptions): Promise<SpeechEngine> {
   return opts.api === 'pocketsphinx' ? PocketsphinxEngine.start(opts) : WhisperEngine.load(opts);
 }
+
+/**
+ * `instances` engines of `opts.threads` threads each; pocketsphinx decodes on one thread, so for
+ * it the thread budget becomes that many helpers working in parallel instead.
+ */
+export function enginePool(opts: EngineOptions, instances: number): Promise<SpeechEngine[]> {
+  const [count, threads] = opts.api === 'pocketsphinx' ? [instances * opts.threads, 1] : [instances, opts.threads];
+  return Promise.all(Array.from({ length: count }, () => createEngine({ ...opts, threads })));
+}
