@@ -1,7 +1,9 @@
 // What a job program gets from its worker: settings in its environment, the artifacts directory,
-// SIGTERM to stop, and JSON-lines files it appends as it goes.
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+// SIGTERM to stop, JSON-lines files it appends as it goes, and media or models it downloads.
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 /**
  * Where a job's artifacts go without Mattermost (or when delivery failed): ARTIFACTS_DIR, set by
@@ -39,4 +41,11 @@ export function readLines<T>(path: string): T[] {
       return [];
     }
   });
+}
+
+/** Streams `url` (http or https) into `path`; rejects with the status when it is not a 2xx. */
+export async function download(url: string, path: string): Promise<void> {
+  const res = await fetch(url);
+  if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status} ${res.statusText}`);
+  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(path));
 }

@@ -1,13 +1,12 @@
 // `npm run models:fetch -- <size>...`: downloads whisper.cpp models (ggml-<size>.bin) into MODELS_DIR
 // where the internet is reachable (an admin's machine, an image build); jobs never download.
 // The file is written under a temporary name and renamed only when complete and a ggml model.
-import { createWriteStream, mkdirSync, renameSync, rmSync, openSync, readSync, closeSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { modelSizes } from '../../src/jobs/schema.js';
 import { modelsDir } from './speech/whisper.js';
+import { download } from '../shared/job.js';
 
 const defaultSource = 'https://huggingface.co/ggerganov/whisper.cpp/resolve/main';
 /** whisper.cpp publishes no plain "large": the latest large model is fetched under that name. */
@@ -29,11 +28,10 @@ async function fetchModel(size: string, dir: string, source = defaultSource): Pr
   const path = join(dir, `ggml-${size}.bin`);
   const part = `${path}.part`;
   try {
-    const res = await fetch(url).catch((err: Error) => {
+    await download(url, part).catch((err: Error) => {
+      if (err.message.startsWith('GET ')) throw err; // the server answered, with an error status
       throw new Error(`${url} could not be reached (${(err.cause as Error | undefined)?.message ?? err.message}); fetch the model where the internet is reachable and copy it to ${path}`);
     });
-    if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status} ${res.statusText}`);
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(part));
     if (!isGgml(part)) throw new Error(`${url} is not a ggml model file`);
     renameSync(part, path);
     return path;

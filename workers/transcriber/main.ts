@@ -6,12 +6,10 @@
 //   text file through the bot API or to the artifacts directory.
 // - MEDIA_URL: transcribe a finished recording (one mixed voice) instead.
 // - `--recover`: the previous run died; transcribe what it captured and keep it locally.
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
+import { download, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
 import { BotClient } from '../shared/mattermost.js';
 import { LiveCaptions, type CaptionStats } from './captions.js';
@@ -36,10 +34,8 @@ async function fetchMedia(url: string, dir: string): Promise<Int16Array> {
   let input = url;
   if (url.startsWith('file://')) input = fileURLToPath(url);
   else {
-    const res = await fetch(url);
-    if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status}`);
     input = join(dir, 'media');
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(input));
+    await download(url, input);
   }
   const pcm = join(dir, 'media.pcm');
   await ffmpeg(['-loglevel', 'error', '-y', '-i', input, '-vn', '-ac', '1', '-ar', '16000', '-f', 's16le', pcm]);
