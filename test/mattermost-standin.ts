@@ -5,6 +5,7 @@
 // size and answered 204 (the runner must GET the session and resume from `file_offset`), the job
 // status body with the error under the key "omitempty", and it records everything it received.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
 
 const BASE = '/plugins/com.mattermost.calls/bot';
@@ -37,6 +38,8 @@ export interface StandInOptions {
   /** bytes accepted per upload-data request; the rest answers 204 (Mattermost's MaxFileSize cut) */
   maxRequestBytes?: number;
   filename?: string;
+  /** serve HTTPS with this key and certificate (PEM) */
+  tls?: { key: string; cert: string };
   /** display names of call sessions, for GET .../sessions/{id}/profile */
   profiles?: Record<string, { id: string; username: string; first_name: string; last_name: string; nickname?: string }>;
 }
@@ -57,9 +60,10 @@ export class MattermostStandIn {
   constructor(private readonly opts: StandInOptions) {}
 
   async start(): Promise<string> {
-    this.server = createServer((req, res) => void this.handle(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    this.server = this.opts.tls ? createHttpsServer(this.opts.tls, handler) : createServer(handler);
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+    this.url = `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${(this.server.address() as { port: number }).port}`;
     return this.url;
   }
 

@@ -29,9 +29,7 @@ const cases: [string, unknown, RegExp][] = [
   ['runner of the wrong image for the type', { ...good, runner: 'mattermost/calls-transcriber:v0.7.1' }, /^runner must be mattermost\/calls-recorder/],
   ['runner below the minimum version', { ...good, runner: 'mattermost/calls-recorder:v0.5.0' }, /older than the minimum supported calls-recorder v0\.6\.0/],
   ['input_data not an object', { ...good, input_data: 'call' }, /^input_data must be an object$/],
-  ['unknown input_data key', withInput({ volume: 11 }), /^input_data\.volume is not an input of recording jobs$/],
-  ['reserved input_data key', withInput({ job_id: 'x' }), /^input_data\.job_id is reserved: the service sets JOB_ID for every job$/],
-  ['reserved sfu_token', withInput({ sfu_token: 'x' }), /^input_data\.sfu_token is reserved/],
+  ['an extra input_data key that is not a valid name', withInput({ 'Volume!': 11 }), /^input_data key "Volume!" is not valid/],
   ['call_id not an id', withInput({ call_id: 'ABC' }), /^input_data\.call_id must be 26 characters of a-z and 0-9$/],
   ['post_id too long', withInput({ post_id: 'a'.repeat(27) }), /^input_data\.post_id must be 26 characters of a-z and 0-9$/],
   ['missing call_id', without('call_id'), /^input_data\.call_id is required$/],
@@ -47,7 +45,7 @@ const cases: [string, unknown, RegExp][] = [
   ['audio_rate above 320', withInput({ audio_rate: 321 }), /^input_data\.audio_rate must be at most 320$/],
   ['frame_rate below 10', withInput({ frame_rate: 9 }), /^input_data\.frame_rate must be at least 10$/],
   ['frame_rate above 60', withInput({ frame_rate: 61 }), /^input_data\.frame_rate must be at most 60$/],
-  ['frame_rate as a string', withInput({ frame_rate: '30' }), /^input_data\.frame_rate must be an integer$/],
+  ['frame_rate as a string that is no number', withInput({ frame_rate: 'thirty' }), /^input_data\.frame_rate must be an integer$/],
   ['unknown video_preset', withInput({ video_preset: 'placebo' }), /^input_data\.video_preset must be one of medium, fast, faster, veryfast, superfast, ultrafast$/],
   ['unknown output_format', withInput({ output_format: 'mkv' }), /^input_data\.output_format must be one of mp4$/],
   ['transcriber: unknown model_size', {
@@ -56,7 +54,7 @@ const cases: [string, unknown, RegExp][] = [
   }, /^input_data\.model_size must be one of tiny, base, small, medium, large$/],
   ['transcriber: live_captions_on as a string', {
     type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
-    input_data: { call_id: 'a'.repeat(26), live_captions_on: 'true' },
+    input_data: { call_id: 'a'.repeat(26), live_captions_on: 'yes' },
   }, /^input_data\.live_captions_on must be a boolean$/],
   ['transcriber: language of three letters', {
     type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
@@ -69,10 +67,10 @@ const cases: [string, unknown, RegExp][] = [
     type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
     input_data: { media_url: 'file:///srv/recording.mp4', live_captions_on: true },
   }, /^input_data\.call_id is required$/],
-  ['recorder input on a captioning job', {
-    type: 'captioning', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
-    input_data: { call_id: 'a'.repeat(26), width: 1280 },
-  }, /^input_data\.width is not an input of captioning jobs$/],
+  ['transcriber: a finished recording to post, without the call to post it to', {
+    type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
+    input_data: { media_url: 'file:///srv/recording.mp4', site_url: 'http://mm', post_id: 'a'.repeat(26), auth_token: 'a'.repeat(26), transcription_id: 'a'.repeat(26) },
+  }, /^input_data\.call_id is required$/],
 ];
 
 describe('validation', () => {

@@ -26,13 +26,30 @@ const Bool = (description: string) => Type.Boolean({ description });
 const Int = (minimum: number, maximum: number, description: string) => Type.Integer({ minimum, maximum, description });
 
 export const modelSizes = ['tiny', 'base', 'small', 'medium', 'large'] as const;
-const transcribeApis = ['whisper.cpp', 'pocketsphinx'] as const;
+/** What the plugin may ask for (azure too: accepted, then the job says this build has no Azure engine). */
+export const transcribeApis = ['whisper.cpp', 'pocketsphinx', 'azure'] as const;
 
 const callInputs = {
   site_url: Type.Optional(SiteUrl),
   call_id: Id('The call (channel) to join.'),
   post_id: Type.Optional(Id('The call post whose thread receives the artifact.')),
   auth_token: Type.Optional(Id('Bot token of the Calls plugin, sent as `Authorization: Bearer`.')),
+  tls_ca_cert_file: Type.Optional(Type.String({
+    pattern: '^/[^\\u0000-\\u001f]*$',
+    maxLength: 4096,
+    description: 'PEM file of a CA the job trusts for HTTPS to site_url (an admin override, `MM_CALLS_*_TLS_CA_CERT_FILE`), on the host or image that runs the job.',
+  })),
+};
+
+/**
+ * Keys the plugin adds from admins' `MM_CALLS_RECORDER_*` / `MM_CALLS_TRANSCRIBER_*` variables
+ * (values always strings) beyond the inputs above: accepted and stored, named once in the job log
+ * as ignored, and never passed to the job program's environment.
+ */
+const extraInputs = {
+  additionalProperties: Type.Union([Type.String({ maxLength: 4096 }), Type.Number(), Type.Boolean()]),
+  propertyNames: { pattern: '^[a-z][a-z0-9_]{0,63}$' },
+  maxProperties: 64,
 };
 
 const liveCaptionInputs = {
@@ -59,7 +76,7 @@ export const RecordingInput = Type.Object(
     ),
     output_format: Type.Optional(StringEnum(['mp4'], 'Container (mp4).')),
   },
-  { additionalProperties: false, ...deliveryNeeds('recording_id') },
+  { ...extraInputs, ...deliveryNeeds('recording_id') },
 );
 
 export const TranscribingInput = Type.Object(
@@ -74,6 +91,10 @@ export const TranscribingInput = Type.Object(
       }),
     ),
     transcribe_api: Type.Optional(StringEnum(transcribeApis, 'Speech engine (default whisper.cpp).')),
+    transcribe_api_options: Type.Optional(Type.String({
+      maxLength: 4096,
+      description: 'Options of the speech engine as a JSON string (`"null"` when unused; Azure\'s key and region). A secret: masked in answers, never stored, logged or passed to the job.',
+    })),
     model_size: Type.Optional(StringEnum(modelSizes, 'Whisper model (default base).')),
     num_threads: Type.Optional(Int(1, 64, 'Recognition threads.')),
     output_format: Type.Optional(StringEnum(['vtt'], 'Transcript format (vtt, plus a text file).')),
@@ -84,9 +105,10 @@ export const TranscribingInput = Type.Object(
     ...liveCaptionInputs,
   },
   {
-    additionalProperties: false,
+    ...extraInputs,
     allOf: [
-      deliveryNeeds('transcription_id'),
+      // a transcript is posted to a call's thread, even one made from media_url
+      deliveryNeeds('transcription_id', 'call_id'),
       { anyOf: [{ required: ['call_id'] }, { required: ['media_url'] }] },
       // captions go into a live call
       { if: { properties: { live_captions_on: { const: true } }, required: ['live_captions_on'] }, then: { required: ['call_id'] } },
@@ -100,7 +122,7 @@ export const CaptioningInput = Type.Object(
     transcribe_api: Type.Optional(StringEnum(transcribeApis, 'Speech engine (default whisper.cpp).')),
     ...liveCaptionInputs,
   },
-  { additionalProperties: false },
+  extraInputs,
 );
 
 export const inputSchemas = {
@@ -114,8 +136,6 @@ export type TranscribingInput = Static<typeof TranscribingInput>;
 export type CaptioningInput = Static<typeof CaptioningInput>;
 export type InputData = Record<string, string | number | boolean>;
 
-/** Environment names the worker sets for every job; input_data may not override them. */
-export const reservedInputKeys = ['job_id', 'job_type', 'job_dir', 'sfu_url', 'sfu_token', 'artifacts_dir'] as const;
 
 /** A live job must start while the call is on; a job on a finished file may wait its turn. */
 export function isLive(type: JobType, input: InputData): boolean {

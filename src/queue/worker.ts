@@ -15,6 +15,7 @@ import { mintToken } from '../sfu/token.js';
 import type { JobRecord, JobStore } from '../store/jobs.js';
 import { jobEnv, type JobExit, type Runner, type RunningJob } from '../runners/runner.js';
 import { imageNameOf } from '../jobs/runner-image.js';
+import { ignoredInputKeys } from '../jobs/input-data.js';
 import type { Logger } from '../log.js';
 import { startTimeoutReason } from './sweeper.js';
 
@@ -186,6 +187,8 @@ class ActiveJob {
     await mkdir(this.dir, { recursive: true });
     this.logFile = createWriteStream(join(this.dir, 'job.log'), { flags: 'a' });
     this.note(`starting ${rec.runner} with the ${this.runner.kind} runner (worker ${this.workerId})`);
+    const ignored = ignoredInputKeys(rec.type, rec.input);
+    if (ignored.length) this.note(`input_data keys this service does not use, ignored: ${ignored.join(', ')}`);
 
     try {
       this.handle = await this.runner.start(await this.spec());

@@ -2,6 +2,7 @@
 // and await its end. The worker owns everything around it (slots, leases, stop and kill timing,
 // logs), so each runner (process, docker, kubernetes) stays small and they all behave alike.
 import type { JobRecord } from '../store/jobs.js';
+import { inputEnv } from '../jobs/input-data.js';
 
 export interface JobExit {
   /** exit code, or null when ended by a signal */
@@ -17,7 +18,7 @@ export interface RunningJob {
 
 export interface StartSpec {
   job: JobRecord;
-  /** input_data as upper-cased variables, plus JOB_ID, JOB_TYPE and JOB_DIR */
+  /** the job type's inputs as upper-cased variables, plus JOB_ID, JOB_TYPE and JOB_DIR */
   env: Record<string, string>;
   /** the job's working directory: partial media, log, output.json */
   dir: string;
@@ -33,10 +34,9 @@ export interface Runner {
   start(spec: StartSpec): Promise<RunningJob>;
 }
 
-/** input_data keys become upper-cased environment variables, as upstream (`site_url` → `SITE_URL`). */
+/** The job type's inputs as upper-cased environment variables (`site_url` → `SITE_URL`), and the job's identity. */
 export function jobEnv(job: JobRecord, dir: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(job.input)) env[k.toUpperCase()] = String(v);
+  const env = inputEnv(job.type, job.input);
   env.JOB_ID = job.id;
   env.JOB_TYPE = job.type;
   env.JOB_DIR = dir;

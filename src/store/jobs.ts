@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type InputData, type Job, type JobStatus, type JobType, activeStatuses, finalStatuses } from '../jobs/schema.js';
 import { type Keys, script } from './redis.js';
+import { MASK } from '../jobs/input-data.js';
 
 export interface JobRecord {
   id: string;
@@ -292,7 +293,7 @@ function parseRecord(id: string, h: Record<string, string> | null | undefined): 
 /** The record as the API shows it: upstream's fields plus ours, secrets masked. */
 export function toApiJob(rec: JobRecord): Job {
   const input = { ...rec.input };
-  if (typeof input.auth_token === 'string') input.auth_token = '********';
+  if (typeof input.auth_token === 'string') input.auth_token = MASK;
   const job: Job = {
     id: rec.id,
     type: rec.type,

@@ -4,7 +4,7 @@ import { readInputs } from '../shared/inputs.js';
 
 export type RecorderInputs = Required<Pick<RecordingInput,
   'call_id' | 'width' | 'height' | 'video_rate' | 'audio_rate' | 'frame_rate' | 'video_preset' | 'output_format'>>
-  & Pick<RecordingInput, 'site_url' | 'post_id' | 'recording_id' | 'auth_token'>;
+  & Pick<RecordingInput, 'site_url' | 'post_id' | 'recording_id' | 'auth_token' | 'tls_ca_cert_file'>;
 
 export const recorderDefaults = {
   width: 1920,

@@ -4,7 +4,7 @@
 // it to Mattermost through the Calls plugin's bot API, or to the artifacts directory.
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BotClient } from '../shared/mattermost.js';
+import { type BotClient, botClientFor } from '../shared/mattermost.js';
 import { keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
 import { Capture } from './capture.js';
 import { readRecording } from './compose.js';
@@ -42,19 +42,20 @@ async function main(): Promise<void> {
   let dir: string;
   let sfu: { url: string; token: string };
   let partSec: number;
+  let bot: BotClient | undefined;
   try {
     inputs = recorderInputs(process.env);
     partSec = Number(process.env.PART_SEC ?? 120);
     if (!Number.isInteger(partSec) || partSec < 2 || partSec > 3600) throw new Error('PART_SEC must be a whole number of seconds from 2 to 3600');
     dir = workerSetting('JOB_DIR');
     sfu = process.argv.includes('--recover') ? { url: '', token: '' } : { url: workerSetting('SFU_URL'), token: workerSetting('SFU_TOKEN') };
+    bot = botClientFor(inputs, log);
   } catch (err) {
     // Nothing has started: say which input is wrong and stop.
     process.stderr.write(`invalid input: ${(err as Error).message}\n`);
     process.exit(2);
   }
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
-  const bot = inputs.site_url ? new BotClient({ siteUrl: inputs.site_url, authToken: inputs.auth_token!, log }) : undefined;
   if (process.argv.includes('--recover')) return recover(inputs, dir, partSec, bot);
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);

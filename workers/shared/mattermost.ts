@@ -3,10 +3,12 @@
 // recording or transcription to the call thread. Written once for the recorder and the
 // transcriber. Requests are retried with growing back-off (upstream: up to 20 attempts, 5 s ×
 // attempt); an upload resumes from the offset Mattermost reports after a 204 or a failure.
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
+import { Agent, fetch, type RequestInit, type Response } from 'undici';
 
 export type JobType = 'recording' | 'transcribing';
 
@@ -19,6 +21,8 @@ export interface RetryPolicy {
 export interface BotClientOptions {
   siteUrl: string;
   authToken: string;
+  /** PEM of CAs trusted for HTTPS to the site besides the system's (tls_ca_cert_file) */
+  ca?: string;
   retry?: RetryPolicy;
   /** per request; uploads get `uploadTimeoutMs` */
   timeoutMs?: number;
@@ -42,13 +46,37 @@ export function sanitizeFilename(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(0, 200) || 'call';
 }
 
+/**
+ * The job's client from its inputs, or none without a site. `tls_ca_cert_file` is read here, once:
+ * an unreadable or non-PEM file stops the job at start, naming the file but not its content.
+ */
+export function botClientFor(
+  inputs: { site_url?: string; auth_token?: string; tls_ca_cert_file?: string },
+  log: (message: string) => void,
+): BotClient | undefined {
+  if (!inputs.site_url) return undefined;
+  let ca: string | undefined;
+  if (inputs.tls_ca_cert_file) {
+    try {
+      ca = readFileSync(inputs.tls_ca_cert_file, 'utf8');
+    } catch (err) {
+      throw new Error(`TLS_CA_CERT_FILE ${inputs.tls_ca_cert_file} could not be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`TLS_CA_CERT_FILE ${inputs.tls_ca_cert_file} holds no PEM certificate`);
+  }
+  return new BotClient({ siteUrl: inputs.site_url, authToken: inputs.auth_token!, ca, log });
+}
+
 export class BotClient {
   private readonly base: string;
   private readonly retry: RetryPolicy;
+  private readonly dispatcher: Agent;
 
   constructor(private readonly opts: BotClientOptions) {
     this.base = `${opts.siteUrl.replace(/\/$/, '')}/plugins/com.mattermost.calls/bot`;
     this.retry = opts.retry ?? upstreamRetry;
+    // The given CA is trusted beside the system's (Node's own list), as tls.connect's `ca` replaces it.
+    this.dispatcher = new Agent({ connect: opts.ca ? { ca: [...rootCertificates, opts.ca] } : {} });
   }
 
   /** `started` once media is being captured; `failed` with the reason a person can act on. */
@@ -91,13 +119,13 @@ export class BotClient {
     let offset = 0;
     return this.withRetry(`upload of ${filename}`, async () => {
       for (;;) {
-        const res = await fetch(`${this.base}/uploads/${session.id}`, {
+        const res = await this.fetch(`${this.base}/uploads/${session.id}`, {
           method: 'POST',
           headers: { authorization: `Bearer ${this.opts.authToken}`, 'content-type': 'application/octet-stream' },
-          body: Readable.toWeb(createReadStream(path, { start: offset })) as ReadableStream,
+          body: Readable.toWeb(createReadStream(path, { start: offset })) as RequestInit['body'],
           duplex: 'half',
           signal: AbortSignal.timeout(this.opts.uploadTimeoutMs ?? 10 * 60_000),
-        } as RequestInit).catch(async (err) => {
+        }).catch(async (err) => {
           offset = await this.uploadOffset(session.id).catch(() => offset);
           throw err;
         });
@@ -123,8 +151,17 @@ export class BotClient {
     return this.withRetry(`${method} ${path}`, () => this.request(method, path, body));
   }
 
+  /** fetch through this client's TLS trust; a failure to connect says why (fetch alone says "fetch failed"). */
+  private async fetch(url: string, init: RequestInit): Promise<Response> {
+    try {
+      return await fetch(url, { ...init, dispatcher: this.dispatcher });
+    } catch (err) {
+      throw connectionError(err as Error);
+    }
+  }
+
   private async request(method: string, path: string, body?: unknown): Promise<unknown> {
-    const res = await fetch(this.base + path, {
+    const res = await this.fetch(this.base + path, {
       method,
       headers: { authorization: `Bearer ${this.opts.authToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -148,6 +185,19 @@ export class BotClient {
       }
     }
   }
+}
+
+/** TLS verification failures: asking again cannot help, the job needs the site's CA. */
+const untrusted = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS_CERT_ALTNAME/;
+
+function connectionError(err: Error): Error {
+  const cause = err.cause as (Error & { code?: string }) | undefined;
+  if (err.name === 'TimeoutError' || err.name === 'AbortError' || !cause) return err;
+  const reason = `${cause.message}${cause.code && !cause.message.includes(cause.code) ? ` (${cause.code})` : ''}`;
+  if (cause.code && untrusted.test(cause.code)) {
+    return new PermanentError(`the site's TLS certificate is not trusted: ${reason}; give the job its CA with tls_ca_cert_file (MM_CALLS_RECORDER_TLS_CA_CERT_FILE / MM_CALLS_TRANSCRIBER_TLS_CA_CERT_FILE on the Mattermost server)`);
+  }
+  return new Error(`${err.message}: ${reason}`);
 }
 
 async function responseError(res: Response): Promise<Error> {

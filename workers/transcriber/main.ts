@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { download, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
-import { BotClient } from '../shared/mattermost.js';
+import { type BotClient, botClientFor } from '../shared/mattermost.js';
 import { LiveCaptions, type CaptionStats } from './captions.js';
 import { toText, toWebVtt, type Segment } from './formats.js';
 import { transcriberInputs, type TranscriberInputs } from './inputs.js';
@@ -114,15 +114,16 @@ async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: Sp
 async function main(): Promise<void> {
   let inputs: Inputs;
   let dir: string;
+  let bot: BotClient | undefined;
   try {
     inputs = transcriberInputs(process.env);
     dir = workerSetting('JOB_DIR');
+    bot = botClientFor(inputs, log);
   } catch (err) {
     process.stderr.write(`invalid input: ${(err as Error).message}\n`);
     process.exit(2);
   }
   mkdirSync(dir, { recursive: true });
-  const bot = inputs.site_url ? new BotClient({ siteUrl: inputs.site_url, authToken: inputs.auth_token!, log }) : undefined;
   const delivery = new Delivery(inputs, dir, bot);
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);

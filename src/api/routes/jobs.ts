@@ -4,7 +4,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../../config.js';
-import { Id, Job, JobConfig, StringEnum, isLive, jobStatuses, jobTypes, type InputData } from '../../jobs/schema.js';
+import { Id, Job, JobConfig, StringEnum, inputSchemas, isLive, jobStatuses, jobTypes, type InputData, type JobType } from '../../jobs/schema.js';
+import { checkInput, coerceInput, withoutSecrets } from '../../jobs/input-data.js';
 import { imageForType, parseRunner } from '../../jobs/runner-image.js';
 import { type JobRecord, type JobStore, isActive, isFinal, toApiJob } from '../../store/jobs.js';
 import { enqueue, type Queues } from '../../queue/queues.js';
@@ -57,6 +58,14 @@ export function jobRoutes(
   }
 
   app.post<{ Body: Body }>('/jobs', {
+    // Admins' overrides arrive as strings ("width": "1920"): read them as their inputs' types first.
+    preValidation: async (request) => {
+      const body = request.body as { type?: unknown; input_data?: unknown } | undefined;
+      const input = body?.input_data;
+      if (typeof body?.type === 'string' && (jobTypes as readonly string[]).includes(body.type) && input && typeof input === 'object' && !Array.isArray(input)) {
+        body.input_data = coerceInput(inputSchemas[body.type as JobType], input as Record<string, unknown>);
+      }
+    },
     schema: {
       summary: 'Create a job',
       description: 'Validates the job and queues it. Answers 200 with the job record, as upstream.',
@@ -69,11 +78,13 @@ export function jobRoutes(
     const input = (request.body.input_data ?? {}) as InputData;
     const image = parseRunner(reference, type, config.imageRegistry, config.devMode);
     if (typeof image === 'string') throw new ApiError(400, image);
+    const problem = checkInput(input);
+    if (problem) throw new ApiError(400, problem);
     const job = await store.create({
       type,
       runner: reference,
       max_duration_sec,
-      input,
+      input: withoutSecrets(input),
       client: request.principal!.clientId,
       live: isLive(type, input),
     });

@@ -1,5 +1,6 @@
 // One interface for every speech engine, used by the post-call transcriber and by live captions:
 // 16 kHz mono PCM in, text and timed words out. Engines keep their model loaded between calls.
+import type { transcribeApis } from '../../../src/jobs/schema.js';
 import { PocketsphinxEngine } from './pocketsphinx.js';
 import { WhisperEngine } from './whisper.js';
 
@@ -35,7 +36,7 @@ export interface RecognitionStream {
   end(): Promise<Recognition>;
 }
 
-export type TranscribeApi = 'pocketsphinx' | 'whisper.cpp';
+export type TranscribeApi = (typeof transcribeApis)[number];
 
 export interface EngineOptions {
   api: TranscribeApi;
@@ -50,7 +51,15 @@ export interface EngineOptions {
 export class EngineError extends Error {}
 
 export async function createEngine(opts: EngineOptions): Promise<SpeechEngine> {
-  return opts.api === 'pocketsphinx' ? PocketsphinxEngine.start(opts) : WhisperEngine.load(opts);
+  switch (opts.api) {
+    case 'pocketsphinx':
+      return PocketsphinxEngine.start(opts);
+    case 'whisper.cpp':
+      return WhisperEngine.load(opts);
+    case 'azure':
+      // The plugin offers Azure; its key never leaves the API (masked, not passed to the job).
+      throw new EngineError('this job service has no Azure speech engine: it transcribes with whisper.cpp (the plugin\'s default) or pocketsphinx; set the Calls plugin\'s transcriber API to whisper.cpp');
+  }
 }
 
 /**
