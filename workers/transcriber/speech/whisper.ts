@@ -1,18 +1,20 @@
 // Whisper through whisper.cpp's prebuilt Node binding (@fugood/node-whisper-<platform>), which keeps
 // the model loaded in the process. Models are never downloaded at run time: ggml-<size>.bin must be
 // in MODELS_DIR (`npm run models:fetch -- <size>` where the internet is reachable, or the image build).
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EngineError, type EngineOptions, type Recognition, type SpeechEngine } from './engine.js';
+import { EngineError, SAMPLE_RATE, type EngineOptions, type Recognition, type SpeechEngine, type Word } from './engine.js';
 
 interface NativeWhisper {
   WhisperContext: new (opts: { filePath: string; useGpu?: boolean }) => NativeContext;
 }
 interface NativeContext {
+  /** `audio`: 16-bit mono PCM at 16 kHz. Segment times t0/t1 come back in milliseconds. */
   transcribeData(audio: ArrayBuffer, opts: { language?: string; maxThreads?: number }): {
-    promise: Promise<{ result: string; segments: { text: string; t0: number; t1: number }[] }>;
+    stop(): void;
+    promise: Promise<{ result: string; isAborted?: boolean; segments: { text: string; t0: number; t1: number }[] }>;
   };
   release(): Promise<void>;
 }
@@ -33,34 +35,85 @@ export const modelsDir = () => process.env.MODELS_DIR || fileURLToPath(new URL('
 
 export const modelPath = (opts: Pick<EngineOptions, 'modelsDir' | 'modelSize'>) => join(opts.modelsDir, `ggml-${opts.modelSize}.bin`);
 
+/** 'ggml' as the little-endian uint32 that starts every whisper.cpp model file. */
+const GGML_MAGIC = 0x67676d6c;
+
+function hasGgmlMagic(file: string): boolean {
+  const fd = openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    return readSync(fd, head, 0, 4, 0) === 4 && head.readUInt32LE(0) === GGML_MAGIC;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * How long one call may take before it counts as hung: whisper.cpp decodes 30-s windows, and the
+ * slowest case here (a large model on an unoptimised build, the machine shared) stays far inside
+ * a minute of start-up plus 20 s per second of audio. A hung call (binding 1.1.3 never settles
+ * when whisper.cpp throws inside) then fails the job with a reason instead of holding it until
+ * max_duration_sec.
+ */
+export const defaultBudgetMs = (audioMs: number) => 60_000 + 20 * audioMs;
+
 export class WhisperEngine implements SpeechEngine {
   readonly name = 'whisper.cpp';
 
-  private constructor(private readonly ctx: NativeContext, private readonly opts: EngineOptions) {}
+  private constructor(
+    private readonly ctx: NativeContext,
+    private readonly opts: EngineOptions,
+    private readonly file: string,
+    private readonly budgetMs: (audioMs: number) => number,
+  ) {}
 
-  static async load(opts: EngineOptions): Promise<WhisperEngine> {
+  static async load(opts: EngineOptions, budgetMs = defaultBudgetMs): Promise<WhisperEngine> {
     const file = modelPath(opts);
     if (!existsSync(file)) {
       throw new EngineError(`whisper.cpp model ${file} not found: put ggml-${opts.modelSize}.bin in MODELS_DIR (npm run models:fetch -- ${opts.modelSize} where the internet is reachable)`);
     }
+    if (!hasGgmlMagic(file)) throw new EngineError(`whisper.cpp could not load ${file}: it is not a ggml model file`);
     const { WhisperContext } = loadBinding();
     try {
-      return new WhisperEngine(new WhisperContext({ filePath: file, useGpu: false }), opts);
+      return new WhisperEngine(new WhisperContext({ filePath: file, useGpu: false }), opts, file, budgetMs);
     } catch (err) {
-      throw new EngineError(`whisper.cpp could not load ${file}: ${(err as Error).message}`);
+      // whisper.cpp prints its own reason (wrong tensor shape, file cut short) just before, on stderr
+      throw new EngineError(`whisper.cpp could not load ${file} (${(err as Error).message}): the file is cut short, damaged or of a shape whisper.cpp does not expect; whisper.cpp's reason is in the log above`);
     }
   }
 
   async recognize(pcm: Int16Array): Promise<Recognition> {
-    const audio = new Float32Array(pcm.length);
-    for (let i = 0; i < pcm.length; i++) audio[i] = pcm[i]! / 32768;
-    const { segments } = await this.ctx.transcribeData(audio.buffer, { language: this.opts.language, maxThreads: this.opts.threads }).promise;
-    // Segment times are in 10 ms units (whisper.cpp's t0/t1). Whisper gives no word times without
-    // token timestamps; words are spread evenly over their segment, enough for cues and captions.
-    const words = segments.flatMap((s) => {
+    const audioMs = (pcm.length / SAMPLE_RATE) * 1000;
+    // The binding reads 16-bit samples: hand it exactly this view's bytes.
+    const audio = pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength) as ArrayBuffer;
+    const call = this.ctx.transcribeData(audio, { language: this.opts.language, maxThreads: this.opts.threads });
+    const budget = this.budgetMs(audioMs);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        call.stop();
+        reject(new EngineError(`whisper.cpp did not finish ${(audioMs / 1000).toFixed(1)} s of audio within ${(budget / 1000).toFixed(0)} s with ${this.file}: the model or the binding is broken`));
+      }, budget);
+    });
+    let result;
+    try {
+      result = await Promise.race([call.promise, timeout]);
+    } catch (err) {
+      if (err instanceof EngineError) throw err;
+      throw new EngineError(`whisper.cpp failed on ${(audioMs / 1000).toFixed(1)} s of audio: ${(err as Error).message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    // Segment times are in ms. Whisper gives no word times without token timestamps: words are
+    // spread evenly over their segment, enough for cues and captions. A segment may claim to run
+    // past the audio (the window is 30 s whatever the clip): times are kept within the clip.
+    const end = audioMs / 1000;
+    const clip = (s: number) => Math.min(Math.max(0, s), end);
+    const words: Word[] = result.segments.flatMap((s) => {
       const parts = s.text.trim().split(/\s+/).filter(Boolean);
-      const span = Math.max(0, s.t1 - s.t0) / 100 / Math.max(1, parts.length);
-      return parts.map((word, i) => ({ word, start: s.t0 / 100 + i * span, end: s.t0 / 100 + (i + 1) * span }));
+      const t0 = clip(s.t0 / 1000);
+      const span = Math.max(0, clip(s.t1 / 1000) - t0) / Math.max(1, parts.length);
+      return parts.map((word, i) => ({ word, start: t0 + i * span, end: t0 + (i + 1) * span }));
     });
     return { text: words.map((w) => w.word).join(' '), words };
   }
