@@ -12,7 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { type ApiDeps, buildServer } from './api/server.js';
 import { Sweeper } from './queue/sweeper.js';
 import { JobWorker } from './queue/worker.js';
-import { Sfu } from './sfu/server.js';
+import { Sfu } from './sfu/server/server.js';
+import { joinTokenPolicy } from './sfu/server/policy.js';
 
 export interface Services extends Omit<ApiDeps, 'config' | 'log'> {
   /** for BullMQ: blocking commands must never give up */
@@ -123,7 +124,7 @@ export async function startSfuInstance(config: Config, log: Logger) {
     host: config.sfuListen.host,
     port: config.sfuListen.port,
     ice: { bindAddress: config.sfuIceAddress, announce: config.sfuIceHostOverride || undefined, portRange: config.sfuIcePortRange },
-    tokenSecret: secret,
+    policy: joinTokenPolicy(secret),
     log,
   });
   const url = await sfu.listen();

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig, variables } from '../src/config.js';
-import { HeadlessParticipant } from '../src/sfu/participant.js';
+import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { CLI, KEY, REDIS_URL, basic, call, cleanup, ids, recordingJob, startApi, testConfig, testEnv, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
@@ -115,10 +115,14 @@ describe('calls-offloader CLI', () => {
       const link = new URL(stdout.trim());
       assert.equal(link.origin + link.pathname, `http://127.0.0.1:${port + 1}/call/${'c'.repeat(26)}`);
       await waitFor('sfu answers', async () => (await fetch(`${link.origin}/healthz`)).ok);
-      const ann = new HeadlessParticipant({ sfuUrl: link.origin, callId: 'c'.repeat(26), token: link.searchParams.get('token')! });
+      const ann = new HeadlessParticipant({ siteUrl: link.origin, callId: 'c'.repeat(26), token: link.searchParams.get('token')! });
       const me = await ann.join();
-      assert.deepEqual([me.userId, me.displayName, me.role], ['ann', 'Ann', 'participant']);
+      const { stdout: second } = await run(process.execPath, [CLI, 'token', '--call', 'c'.repeat(26), '--user', 'bob', '--name', 'Bob'], { env: { ...process.env, ...env } });
+      const bob = new HeadlessParticipant({ siteUrl: link.origin, callId: 'c'.repeat(26), token: new URL(second.trim()).searchParams.get('token')! });
+      await bob.join();
+      assert.equal(bob.participants.get(me.sessionId)?.userId, 'ann', 'the call has ann in it, as her token says');
       ann.leave();
+      bob.leave();
     } finally {
       child.kill('SIGTERM');
       await once(child, 'exit');

@@ -4,7 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { createLogger } from '../src/log.js';
-import { Sfu } from '../src/sfu/server.js';
+import { Sfu } from '../src/sfu/server/server.js';
+import { joinTokenPolicy } from '../src/sfu/server/policy.js';
 import { testConfig } from './helpers.js';
 
 export class JobProgramHarness {
@@ -17,7 +18,7 @@ export class JobProgramHarness {
   constructor(private readonly program: string, private readonly portRange: [number, number]) {}
 
   async start(): Promise<void> {
-    this.sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: this.portRange }, tokenSecret: this.secret, log: createLogger(testConfig(), 'sfu') });
+    this.sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: this.portRange }, policy: joinTokenPolicy(this.secret), log: createLogger(testConfig(), 'sfu') });
     this.sfuUrl = await this.sfu.listen();
   }
 

@@ -1,12 +1,21 @@
-// A stand-in for Mattermost's Calls plugin bot API, the only stand-in the tests use (no
-// Mattermost server can run here). It implements the routes of
+// A stand-in for a Mattermost server with the Calls plugin, the only stand-in the tests use (no
+// Mattermost server can run here). It implements the bot API of
 // shared/reference/calls-plugin-bot-api.md as the plugin does, awkward parts included: bearer
 // auth with the job's token, upload sessions whose data requests are cut at a maximum request
 // size and answered 204 (the runner must GET the session and resume from `file_offset`), the job
-// status body with the error under the key "omitempty", and it records everything it received.
+// status body with the error under the key "omitempty"; and it records everything it received.
+// Calls are held on it as on the plugin: its websocket (`/api/v4/websocket`) is the bundled SFU's
+// server, which speaks the plugin's protocol, mounted with the plugin's rules for the Calls bot
+// (its bot token; a join names a recording or transcription job that exists and has not started;
+// refusals as the plugin words them) and the plugin's ways of stopping a job (job_stop, call_end).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
+import { createLogger } from '../src/log.js';
+import { Sfu } from '../src/sfu/server/server.js';
+import type { Identity } from '../src/sfu/server/connection.js';
+import { mintToken, verifyToken } from '../src/sfu/token.js';
+import { testConfig } from './helpers.js';
 
 const BASE = '/plugins/com.mattermost.calls/bot';
 
@@ -40,6 +49,8 @@ export interface StandInOptions {
   filename?: string;
   /** serve HTTPS with this key and certificate (PEM) */
   tls?: { key: string; cert: string };
+  /** UDP ports for the calls' media (default 47900-47999) */
+  icePorts?: [number, number];
   /** display names of call sessions, for GET .../sessions/{id}/profile */
   profiles?: Record<string, { id: string; username: string; first_name: string; last_name: string; nickname?: string }>;
 }
@@ -54,22 +65,86 @@ export class MattermostStandIn {
   readonly log: string[] = [];
   /** answer 500 to the next n requests (a Mattermost that is down for a while) */
   failNext = 0;
+  /** the plugin's call jobs (recording or transcription ids), as recording/start creates them */
+  readonly jobs = new Map<string, { callId: string; started: boolean }>();
+  /** the calls held here */
+  readonly calls: Sfu;
+  private readonly userSecret = randomBytes(32).toString('hex');
   private server?: Server;
   url = '';
 
-  constructor(private readonly opts: StandInOptions) {}
+  constructor(private readonly opts: StandInOptions) {
+    this.calls = new Sfu({
+      host: '127.0.0.1',
+      port: 0,
+      ice: { bindAddress: '127.0.0.1', portRange: opts.icePorts ?? [47900, 47999] },
+      log: createLogger(testConfig(), 'mattermost-standin'),
+      policy: {
+        authenticate: (token) => {
+          if (token === this.opts.authToken) return { userId: 'calls-bot-user', displayName: 'Calls', role: 'bot' } satisfies Identity;
+          try {
+            const c = verifyToken(this.userSecret, token);
+            return { userId: c.user, displayName: c.name, role: 'participant', callId: c.call };
+          } catch {
+            return null;
+          }
+        },
+        // the plugin's checks on a bot's join (websocket.go handleJoin, session.go)
+        admitJoin: (identity, callId, jobId) => {
+          if (identity.role !== 'bot') return null;
+          if (!jobId) return 'JobID should not be empty for bot connections';
+          const job = this.jobs.get(jobId);
+          if (!job || job.callId !== callId) return 'no job in progress';
+          if (job.started) return 'job not in progress or already started';
+          return null;
+        },
+      },
+    });
+  }
 
   async start(): Promise<string> {
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
     this.server = this.opts.tls ? createHttpsServer(this.opts.tls, handler) : createServer(handler);
+    this.server.on('upgrade', (req, socket, head) => this.calls.handleUpgrade(req, socket, head));
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.url = `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${(this.server.address() as { port: number }).port}`;
     return this.url;
   }
 
   async close(): Promise<void> {
+    await this.calls.close();
     this.server?.closeAllConnections();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  /** A recording or transcription the plugin started for this call: a bot may join for it. */
+  addJob(jobId: string, callId: string): void {
+    this.jobs.set(jobId, { callId, started: false });
+  }
+
+  /** The call page's address for a person, as the Calls webapp would join. */
+  joinUrl(callId: string, user: string, name: string): string {
+    return `${this.url}/call/${callId}?token=${mintToken(this.userSecret, { call: callId, user, name, role: 'participant', ttlSec: 3600 })}`;
+  }
+
+  /** A join token for a person (headless participants in tests). */
+  userToken(callId: string, user: string, name: string): string {
+    return mintToken(this.userSecret, { call: callId, user, name, role: 'participant', ttlSec: 3600 });
+  }
+
+  /** The host stops the recording: `job_stop` to the Calls bot. */
+  stopJob(jobId: string): void {
+    this.calls.stopJob(jobId);
+  }
+
+  /** The host ends the call for everyone: `call_end`, sessions closed 5 s later. */
+  endCall(callId: string): void {
+    this.calls.endCall(callId);
+  }
+
+  /** The bot sessions of a call (to cut their websocket). */
+  botSessions(callId: string): string[] {
+    return [...(this.calls.calls.get(callId)?.sessions.values() ?? [])].filter((s) => s.role === 'bot').map((s) => s.id);
   }
 
   /** The bytes of a file uploaded in full. */
@@ -79,6 +154,8 @@ export class MattermostStandIn {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
+    // the call page and its scripts, as the plugin serves its webapp
+    if (!path.startsWith(BASE) && this.calls.handleHttp(req, res)) return;
     const reply = (status: number, body?: unknown) => {
       this.log.push(`${req.method} ${path} ${status}`);
       if (body === undefined) {
@@ -108,13 +185,21 @@ export class MattermostStandIn {
       return reply(200, { filename: this.opts.filename ?? 'Call_town-square_2026-11-23_18-45-00' });
     }
     if (req.method === 'GET' && (m = /^\/calls\/([a-z0-9]{26})\/sessions\/([a-z0-9]+)\/profile$/.exec(route))) {
-      const profile = this.opts.profiles?.[m[2]!];
+      const identity = this.calls.sessionIdentity(m[1]!, m[2]!);
+      const profile = this.opts.profiles?.[m[2]!] ?? (identity && {
+        id: identity.userId, username: identity.userId, first_name: identity.displayName.split(' ')[0]!, last_name: identity.displayName.split(' ').slice(1).join(' '),
+      });
       return profile ? reply(200, profile) : error(404, 'not found');
     }
     if (req.method === 'POST' && (m = /^\/calls\/([a-z0-9]{26})\/jobs\/([a-z0-9]{26})\/status$/.exec(route))) {
       const body = await json(req);
       if (!body || !['recording', 'transcribing'].includes(body.JobType as string) || !['started', 'failed'].includes(body.Status as string)) {
         return error(400, 'invalid job status');
+      }
+      const job = this.jobs.get(m[2]!);
+      if (job && body.Status === 'started') {
+        if (job.started) return error(400, 'job has already started');
+        job.started = true;
       }
       this.statuses.push({ callId: m[1]!, jobId: m[2]!, body });
       return reply(200, { message: 'success' });

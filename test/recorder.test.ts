@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { HeadlessParticipant } from '../src/sfu/participant.js';
+import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { MattermostStandIn } from './mattermost-standin.js';
 import { flashAndBeep, h264Source, opusSource, vp8Source } from './media.js';
@@ -38,7 +38,7 @@ describe('recorder job program', () => {
 
   /** Someone in the call whose microphone plays a tone for `seconds`. */
   const speaker = async (call: string, user: string, seconds: number, frequency: number) => {
-    const p = new HeadlessParticipant({ sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user, name: user, role: 'participant', ttlSec: 60 }) });
+    const p = new HeadlessParticipant({ siteUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user, name: user, role: 'participant', ttlSec: 60 }) });
     await p.join();
     const mic = (await p.publish('mic')).mic;
     h.sources.push(await opusSource((rtp) => mic.writeRtp(rtp), seconds, `sine=frequency=${frequency}`));
@@ -64,9 +64,8 @@ describe('recorder job program', () => {
     const mm = new MattermostStandIn({ authToken: token, maxRequestBytes: 256 * 1024 });
     await mm.start();
     const jobDir = join(dir, 'job1');
-    const participant = (user: string, name: string) => new HeadlessParticipant({
-      sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user, name, role: 'participant', ttlSec: 120 }),
-    });
+    // with a site URL the call is on that Mattermost server: here the stand-in holds it
+    const participant = (user: string, name: string) => new HeadlessParticipant({ siteUrl: mm.url, callId: call, token: mm.userToken(call, user, name) });
     const alice = participant('alice', 'Alice');
     await alice.join();
     const aliceTracks = await alice.publish('mic', 'camera');
@@ -75,12 +74,12 @@ describe('recorder job program', () => {
 
     const recordingId = id();
     const postId = id();
+    mm.addJob(recordingId, call);
     const spawnedAt = Date.now();
     const rec = start({
       SITE_URL: mm.url, CALL_ID: call, POST_ID: postId, RECORDING_ID: recordingId, AUTH_TOKEN: token,
       WIDTH: '1280', HEIGHT: '720', VIDEO_RATE: '1000', AUDIO_RATE: '64', FRAME_RATE: '15', VIDEO_PRESET: 'ultrafast', OUTPUT_FORMAT: 'mp4',
-      JOB_ID: id(), JOB_DIR: jobDir, SFU_URL: h.sfuUrl,
-      SFU_TOKEN: mintToken(h.secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 120 }),
+      JOB_ID: id(), JOB_DIR: jobDir,
     });
     await waitFor('started reported', () => mm.statuses.some((s) => s.body.Status === 'started'), 15_000);
     const startedAt = Date.now();
@@ -124,7 +123,7 @@ describe('recorder job program', () => {
   it('records a camera that sends H.264 (a browser that prefers it)', async () => {
     const call = id();
     const { env, jobDir, artifacts } = localJob(call, 'h264');
-    const carol = new HeadlessParticipant({ sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user: 'carol', name: 'Carol', role: 'participant', ttlSec: 60 }), videoCodecs: ['h264'] });
+    const carol = new HeadlessParticipant({ siteUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user: 'carol', name: 'Carol', role: 'participant', ttlSec: 60 }), videoCodecs: ['h264'] });
     await carol.join();
     const tracks = await carol.publish('mic', 'camera');
     const rec = start(env);
@@ -189,7 +188,7 @@ describe('recorder job program', () => {
   it('keeps audio and video in sync: a flash and a beep made together stay within 100 ms', async (t) => {
     const call = id();
     const { env, jobDir } = localJob(call, 'sync');
-    const eve = new HeadlessParticipant({ sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user: 'eve', name: 'Eve', role: 'participant', ttlSec: 60 }) });
+    const eve = new HeadlessParticipant({ siteUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user: 'eve', name: 'Eve', role: 'participant', ttlSec: 60 }) });
     await eve.join();
     const tracks = await eve.publish('mic', 'camera');
     // Parts of 3 s: most of it is composed while the call goes on, and flashes cross part boundaries.

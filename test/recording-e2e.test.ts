@@ -1,9 +1,11 @@
-// End to end: the service (API, worker with the process runner, SFU) and the Mattermost stand-in;
-// a real Chromium participant with a fake camera, a screen share and a microphone speaking a WAV;
-// a second participant joins later; POST /jobs as the plugin sends it; POST /jobs/{id}/stop; the
-// MP4 that reaches Mattermost has the right streams, size, rate and duration, speech in its audio
-// and a picture that changes. Mattermost answers 500 for a while during delivery. And a recorder
-// killed mid-call, whose capture the worker's recovery run assembles and keeps.
+// End to end: the service (API, worker with the process runner) and the Mattermost stand-in, which
+// holds the call; a real Chromium participant on the call page (Mattermost's RTCPeer) with a fake
+// camera, a screen share and a microphone speaking a WAV; a second participant joins later; POST
+// /jobs as the plugin sends it; the recorder joins through the plugin's websocket; the plugin's
+// job_stop stops it; the MP4 that reaches Mattermost has the right streams, size, rate and
+// duration, speech in its audio and a picture that changes. Mattermost answers 500 for a while
+// during delivery. And a recorder killed mid-call, whose capture the worker's recovery run
+// assembles and keeps.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -56,7 +58,7 @@ describe('recording end to end', () => {
 
     const recordingId = ids();
     const postId = ids();
-    const created = await stack.request('POST', '/jobs', {
+    const created = await stack.createJob({
       type: 'recording',
       max_duration_sec: 600,
       runner: 'mattermost/calls-recorder:v0.8.5',
@@ -73,8 +75,9 @@ describe('recording end to end', () => {
     await new Promise((r) => setTimeout(r, 4000));
 
     mm.failNext = 4; // Mattermost is down as the upload begins
-    assert.equal((await stack.request('POST', `/jobs/${jobId}/stop`)).status, 200);
+    mm.stopJob(recordingId); // the host stopped the recording: the plugin tells the bot
     const { job, log } = await stack.finished(jobId, 90_000);
+    assert.match(log, /job_stop/);
     assert.equal(job.status, 'succeeded', `${job.error}\n${log}`);
     assert.match(log, /failed \(attempt 1 of 20\): 500/, 'the 500s were retried');
     await bob.close();
@@ -110,7 +113,7 @@ describe('recording end to end', () => {
     const callId = ids();
     const carol = await joinPage(callId, 'carol', 'Carol');
     const seen = mm.statuses.length;
-    const created = await stack.request('POST', '/jobs', {
+    const created = await stack.createJob({
       type: 'recording',
       max_duration_sec: 600,
       runner: 'mattermost/calls-recorder:v0.8.5',

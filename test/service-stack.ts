@@ -15,15 +15,20 @@ export class ServiceStack {
   private worker!: InProcessWorker;
   private sfu!: Awaited<ReturnType<typeof startSfuInstance>>;
 
-  /** `icePorts`: a UDP range of its own per suite; `standIn`: the stand-in's options but the token. */
-  constructor(opts: { icePorts: string; stopGraceSec: number; standIn: Omit<StandInOptions, 'authToken'> }) {
+  /**
+   * `icePorts`: a UDP range of its own per suite, shared by the bundled SFU (lower half) and the
+   * calls the Mattermost stand-in holds (upper half); `standIn`: the stand-in's options but the token.
+   */
+  constructor(opts: { icePorts: string; stopGraceSec: number; standIn: Omit<StandInOptions, 'authToken' | 'icePorts'> }) {
+    const [lo, hi] = opts.icePorts.split('-').map(Number) as [number, number];
+    const mid = Math.floor((lo + hi) / 2);
     this.config = testConfig({
       JOBS_PROCESSPROGRAMS: '', // the real job programs
       SFU_LISTENADDRESS: `127.0.0.1:${21000 + Math.floor(Math.random() * 9000)}`,
-      SFU_ICEPORTRANGE: opts.icePorts,
+      SFU_ICEPORTRANGE: `${lo}-${mid}`,
       JOBS_STOPGRACESEC: String(opts.stopGraceSec),
     });
-    this.mm = new MattermostStandIn({ ...opts.standIn, authToken: this.authToken });
+    this.mm = new MattermostStandIn({ ...opts.standIn, authToken: this.authToken, icePorts: [mid + 1, hi] });
   }
 
   async start(): Promise<void> {
@@ -46,13 +51,19 @@ export class ServiceStack {
     return call(this.api.url, method, path, this.client, body);
   }
 
-  /** A browser page joined to the call with its camera and microphone published. */
+  /** A browser page joined to the call on the Mattermost stand-in, its camera and microphone published. */
   async joinPage(browser: Browser, callId: string, user: string, name: string): Promise<Page> {
-    const { json } = await this.request('POST', `/calls/${callId}/tokens`, { user_id: user, display_name: name });
     const page = await browser.newPage();
-    await page.goto(json.url);
-    await page.waitForFunction(() => (window as any).callState?.published?.length === 2, { timeout: 20_000 });
+    await page.goto(this.mm.joinUrl(callId, user, name));
+    await page.waitForFunction(() => (window as any).callState?.published?.length === 2 && (window as any).callState.connected, { timeout: 20_000 });
     return page;
+  }
+
+  /** POST /jobs as the plugin does, after recording/start made the plugin's job (the bot may join for it). */
+  createJob(body: { type: string; input_data: Record<string, unknown> } & Record<string, unknown>) {
+    const pluginJob = body.input_data.recording_id ?? body.input_data.transcription_id;
+    if (typeof pluginJob === 'string') this.mm.addJob(pluginJob, String(body.input_data.call_id));
+    return this.request('POST', '/jobs', body);
   }
 
   /** Waits for the job to end; returns it with its log. */

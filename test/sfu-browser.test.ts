@@ -1,6 +1,7 @@
-// A real Chromium joins through the call page with a fake camera and a microphone speaking a
-// WAV; a headless participant receives its Opus and VP8 with its identity, then its screen share,
-// and a caption sent by a bot shows under the speaker's tile.
+// A real Chromium joins through the call page, whose peer is Mattermost's own (RTCPeer of
+// @mattermost/calls-common), with a fake camera and a microphone speaking a WAV; a headless bot
+// receives its Opus and VP8 with its identity, then its screen share, and a caption the bot sends
+// shows under the speaker's tile.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Page } from 'puppeteer-core';
-import { HeadlessParticipant, type Publisher } from '../src/sfu/participant.js';
+import { HeadlessParticipant, type Publisher } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
-import { Sfu } from '../src/sfu/server.js';
+import { Sfu } from '../src/sfu/server/server.js';
+import { joinTokenPolicy } from '../src/sfu/server/policy.js';
 import { createLogger } from '../src/log.js';
 import { launchChromium } from './browser.js';
 import { isVp8Keyframe } from '../src/media/vp8.js';
@@ -29,10 +31,10 @@ describe('call page in Chromium', () => {
   const packets = new Map<string, { from: Publisher; count: number; keyframe: boolean }>();
 
   before(async () => {
-    sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [43000, 43100] }, tokenSecret: secret, log: createLogger(testConfig(), 'sfu') });
+    sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [43000, 43100] }, policy: joinTokenPolicy(secret), log: createLogger(testConfig(), 'sfu') });
     url = await sfu.listen();
     bot = new HeadlessParticipant({
-      sfuUrl: url, callId: call,
+      siteUrl: url, callId: call,
       token: mintToken(secret, { call, user: 'recorder', name: 'Recording', role: 'bot', ttlSec: 120 }),
     });
     bot.onRtp((rtp, from) => {
@@ -65,23 +67,23 @@ describe('call page in Chromium', () => {
     const camera = packets.get('Alice Liddell/camera/video/vp8')!;
     assert.equal(camera.from.kind, 'video');
     assert.ok(camera.keyframe, 'a keyframe arrived (asked for when the subscription started)');
-    const status = await page.$eval('#status', (el) => el.textContent);
-    assert.equal(status, 'in call as Alice Liddell');
+    assert.equal(await page.$eval('#status', (el) => el.textContent), 'in call');
+    assert.equal(await page.evaluate(() => (window as any).callState.connected), true, "calls-common's RTCPeer connected");
   });
 
   it('a screen share from Chromium reaches the subscriber as its own track', async () => {
     await page.evaluate(() => (window as any).shareScreen(true));
     await waitFor('screen share', () => (packets.get('Alice Liddell/screen/video/vp8')?.count ?? 0) > 20, 20_000);
     assert.equal(packets.get('Alice Liddell/screen/video/vp8')!.from.source, 'screen');
-    const sessionId = [...bot.client.participants.values()].find((p) => p.userId === 'alice')!.sessionId;
-    await waitFor('screen in participant state', () => bot.client.participants.get(sessionId)?.tracks.screen !== undefined);
+    const sessionId = [...bot.participants.values()].find((p) => p.userId === 'alice')!.sessionId;
+    await waitFor('screen in participant state', () => bot.participants.get(sessionId)?.tracks.screen !== undefined);
     await page.evaluate(() => (window as any).shareScreen(false));
-    await waitFor('screen off', () => bot.client.participants.get(sessionId)?.tracks.screen === undefined);
+    await waitFor('screen off', () => bot.participants.get(sessionId)?.tracks.screen === undefined);
   });
 
   it('shows a caption a bot sends under the speaker', async () => {
-    const alice = [...bot.client.participants.values()].find((p) => p.userId === 'alice')!;
-    bot.sendCaption(alice.sessionId, 'hello from the browser');
+    const alice = [...bot.participants.values()].find((p) => p.userId === 'alice')!;
+    bot.sendCaption(alice.sessionId, 'hello from the browser', 1500);
     await page.waitForFunction(
       (s: string) => document.querySelector(`.tile[data-session="${s}"] .caption`)?.textContent === 'hello from the browser',
       { timeout: 5000 }, alice.sessionId,
@@ -93,7 +95,7 @@ describe('call page in Chromium', () => {
     const token = mintToken(secret, { call: randomBytes(13).toString('hex'), user: 'mallory', name: 'M', role: 'participant', ttlSec: 60 });
     await other.goto(`${url}/call/${call}?token=${encodeURIComponent(token)}`);
     await other.waitForFunction(() => (window as any).callState?.error, { timeout: 10_000 });
-    assert.equal(await other.$eval('#status', (el) => el.textContent), 'could not join: token is for another call');
+    assert.equal(await other.$eval('#status', (el) => el.textContent), 'refused: forbidden');
     await other.close();
   });
 });

@@ -1,28 +1,28 @@
-// The bundled SFU with real werift connections on loopback: audio between two headless
-// participants, events, token refusals, captions, and 100 join/leave cycles without leaks.
+// The bundled SFU with real werift connections on loopback, through the Calls plugin's protocol:
+// audio between two headless participants, the plugin's events, refusals, captions, a malformed
+// frame, and 100 join/leave cycles without leaks.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { MediaStreamTrack, RTCPeerConnection, RtpHeader, RtpPacket, useH264 } from 'werift';
+import { RtpHeader, RtpPacket } from 'werift';
 import { WebSocket } from 'ws';
-import { CallClient } from '../src/sfu/client.js';
-import { peerConfig } from '../src/sfu/ice.js';
-import { Sfu } from '../src/sfu/server.js';
-import { HeadlessParticipant, type Publisher } from '../src/sfu/participant.js';
+import { Sfu } from '../src/sfu/server/server.js';
+import { joinTokenPolicy } from '../src/sfu/server/policy.js';
+import { HeadlessParticipant, type Publisher } from '../src/sfu/client/participant.js';
 import { mintToken, type Role } from '../src/sfu/token.js';
 import { createLogger } from '../src/log.js';
 import { opusSource } from './media.js';
-import { testConfig, waitFor } from './helpers.js';
+import { ids, testConfig, waitFor } from './helpers.js';
 
 const SECRET = randomBytes(32).toString('hex');
-const callId = () => randomBytes(13).toString('hex');
+const callId = ids;
 
-export async function startSfu(): Promise<{ sfu: Sfu; url: string }> {
+export async function startSfu(portRange: [number, number] = [42000, 42400]): Promise<{ sfu: Sfu; url: string }> {
   const sfu = new Sfu({
     host: '127.0.0.1',
     port: 0,
-    ice: { bindAddress: '127.0.0.1', portRange: [42000, 42400] },
-    tokenSecret: SECRET,
+    ice: { bindAddress: '127.0.0.1', portRange },
+    policy: joinTokenPolicy(SECRET),
     log: createLogger(testConfig(), 'sfu'),
   });
   return { sfu, url: await sfu.listen() };
@@ -37,8 +37,8 @@ describe('sfu', () => {
   before(async () => ({ sfu, url } = await startSfu()));
   after(() => sfu.close());
 
-  const join = async (call: string, user: string, role: Role = 'participant', subscribe: 'all' | 'audio' | 'none' = 'all') => {
-    const p = new HeadlessParticipant({ sfuUrl: url, callId: call, token: token(call, user, role), subscribe });
+  const join = async (call: string, user: string, role: Role = 'participant', subscribe: 'all' | 'audio' = 'all') => {
+    const p = new HeadlessParticipant({ siteUrl: url, callId: call, token: token(call, user, role), subscribe });
     await p.join();
     return p;
   };
@@ -65,7 +65,6 @@ describe('sfu', () => {
     await new Promise((r) => setTimeout(r, 300));
 
     assert.equal(heard.bob!.from.userId, 'alice');
-    assert.equal(heard.bob!.from.displayName, 'Alice');
     assert.equal(heard.bob!.from.source, 'mic');
     assert.equal(heard.bob!.from.codec, 'audio/opus');
     assert.equal(heard.alice!.from.userId, 'bob');
@@ -83,15 +82,15 @@ describe('sfu', () => {
     const call = callId();
     const carol = await join(call, 'carol');
     const events: string[] = [];
-    carol.client.on('joined', (p) => events.push(`joined ${p.userId}`));
-    carol.client.on('left', (p) => events.push(`left ${p.userId}`));
-    carol.client.on('update', (p) => events.push(`update ${p.userId} ${JSON.stringify(p.tracks)}`));
-    carol.client.on('voice', (p) => events.push(`voice ${p.userId} ${p.speaking}`));
+    carol.on('joined', (p) => events.push(`joined ${p.userId}`));
+    carol.on('left', (p) => events.push(`left ${p.userId}`));
+    carol.on('update', (p) => events.push(`update ${p.userId} ${JSON.stringify(p.tracks)}`));
+    carol.on('voice', (p) => events.push(`voice ${p.userId} ${p.speaking}`));
     const dave = await join(call, 'dave');
     const mic = (await dave.publish('mic')).mic;
     const source = await opusSource((rtp) => mic.writeRtp(rtp), 1.5, 'sine=frequency=300');
     await waitFor('voice on', () => events.includes('voice dave true'));
-    dave.client.setMuted('mic', true);
+    dave.setMuted(true);
     await waitFor('muted', () => events.some((e) => e === 'update dave {"mic":{"muted":true}}'));
     await new Promise((r) => source.once('exit', r));
     await waitFor('voice off', () => events.includes('voice dave false'));
@@ -102,39 +101,50 @@ describe('sfu', () => {
     carol.leave();
   });
 
-  it('refuses wrong-call, expired, forged and malformed tokens with a reason', async () => {
+  it('refuses bad tokens at the upgrade (401) and a token for another call at the join, with the reason', async () => {
     const call = callId();
-    const attempt = async (tok: string, asCall = call) => {
-      const p = new HeadlessParticipant({ sfuUrl: url, callId: asCall, token: tok });
-      const closed = new Promise<{ code: number; reason: string }>((r) => p.client.on('closed', r));
-      await assert.rejects(p.join());
-      return closed;
-    };
-    assert.deepEqual(await attempt(token(callId(), 'eve')), { code: 4001, reason: 'token is for another call' });
-    assert.deepEqual(await attempt(token(call, 'eve', 'participant', -5)), { code: 4001, reason: 'token expired' });
-    assert.deepEqual(await attempt(token(call, 'eve', 'participant', 60, 'not-the-secret')), { code: 4001, reason: 'bad token signature' });
-    assert.deepEqual(await attempt('garbage'), { code: 4001, reason: 'malformed token' });
+    const attempt = (tok: string) => new HeadlessParticipant({ siteUrl: url, callId: call, token: tok }).join();
+    for (const bad of [token(call, 'eve', 'participant', -5), token(call, 'eve', 'participant', 60, 'not-the-secret'), 'garbage']) {
+      await assert.rejects(attempt(bad), /401/);
+    }
     const [body, mac] = token(call, 'eve').split('.');
     const tampered = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(body!, 'base64url').toString()), role: 'bot' })).toString('base64url');
-    assert.deepEqual(await attempt(`${tampered}.${mac}`), { code: 4001, reason: 'bad token signature' });
+    await assert.rejects(attempt(`${tampered}.${mac}`), /401/);
+    await assert.rejects(attempt(token(callId(), 'eve')), /^Error: forbidden$/);
     assert.equal(sfu.participantCount, 0);
   });
 
-  it('bots send captions that reach everyone; participants may not', async () => {
+  it('a frame that is not a request closes that socket only; the call goes on', async () => {
+    const call = callId();
+    const alice = await join(call, 'alice');
+    for (const frame of ['null', '[]', '"x"', '{"seq":1}', 'not json']) {
+      const ws = new WebSocket(url.replace('http', 'ws') + '/api/v4/websocket', { headers: { authorization: `Bearer ${token(call, 'mallory')}` } });
+      await new Promise((r) => ws.once('message', r)); // hello
+      const closed = new Promise<number>((r) => ws.once('close', r));
+      ws.send(frame);
+      assert.equal(await closed, 1003, frame);
+    }
+    const bob = await join(call, 'bob');
+    await waitFor('bob seen', () => alice.participants.has(bob.me!.sessionId));
+    alice.leave();
+    bob.leave();
+  });
+
+  it('bots send captions of people in the call that reach everyone; nobody else may', async () => {
     const call = callId();
     const frank = await join(call, 'frank');
     const grace = await join(call, 'grace');
     const bot = await join(call, 'captioner', 'bot', 'audio');
     const captions: string[] = [];
-    frank.client.on('caption', (c) => captions.push(`${c.displayName}: ${c.text}`));
-    bot.sendCaption(grace.client.me!.sessionId, 'hello from grace');
+    frank.on('caption', (c) => captions.push(`${c.userId}: ${c.text}`));
+    bot.sendCaption(grace.me!.sessionId, 'hello from grace', 1200);
     await waitFor('caption', () => captions.length === 1);
-    assert.deepEqual(captions, ['Grace: hello from grace']);
-    const errors: string[] = [];
-    frank.client.on('error', (e) => errors.push(e));
-    frank.sendCaption(grace.client.me!.sessionId, 'forged');
-    await waitFor('refused', () => errors.length === 1);
-    assert.equal(errors[0], 'only bots send captions');
+    assert.deepEqual(captions, ['grace: hello from grace']);
+    frank.sendCaption(grace.me!.sessionId, 'forged', 1000);
+    bot.sendCaption(ids(), 'of nobody here', 1000);
+    bot.sendCaption(grace.me!.sessionId, 'still grace', 900);
+    await waitFor('the next caption', () => captions.length === 2);
+    assert.deepEqual(captions, ['grace: hello from grace', 'grace: still grace']);
     for (const p of [frank, grace, bot]) p.leave();
   });
 
@@ -149,20 +159,20 @@ describe('sfu', () => {
       const p = await join(call, `guest${i}`);
       const mic = (await p.publish('mic')).mic;
       await waitFor('subscribed', () => {
-        const server = sfu.calls.get(call)?.participants.get(listener.client.me!.sessionId);
+        const server = sfu.calls.get(call)?.sessions.get(listener.me!.sessionId);
         return server && (server as unknown as { subscriptions: Map<unknown, unknown> }).subscriptions.size === 1;
       });
       void mic;
       p.leave();
-      await waitFor(`gone ${i}`, () => sfu.calls.get(call)?.participants.size === 1);
+      await waitFor(`gone ${i}`, () => sfu.calls.get(call)?.sessions.size === 1);
     }
     await new Promise((r) => setTimeout(r, 500));
-    const server = sfu.calls.get(call)!.participants.get(listener.client.me!.sessionId)! as unknown as {
+    const server = sfu.calls.get(call)!.sessions.get(listener.me!.sessionId)! as unknown as {
       subscriptions: Map<unknown, unknown>;
-      subscriber: { getTransceivers(): { stopped: boolean }[] };
+      pc: { getTransceivers(): { stopped: boolean }[] };
     };
     assert.equal(server.subscriptions.size, 0);
-    const live = server.subscriber.getTransceivers().filter((t) => !t.stopped).length;
+    const live = server.pc.getTransceivers().filter((t) => !t.stopped).length;
     assert.ok(live <= 1, `live transceivers on the listener's connection: ${live}`);
     assert.ok(handles() <= before + 2, `sockets and UDP handles: ${before} before, ${handles()} after`);
     listener.leave();
@@ -178,20 +188,13 @@ describe('sfu codecs', () => {
 
   it('forwards H.264 from a publisher that offers only H.264', async () => {
     const call = callId();
-    const viewer = new HeadlessParticipant({ sfuUrl: url, callId: call, token: token(call, 'viewer') });
+    const viewer = new HeadlessParticipant({ siteUrl: url, callId: call, token: token(call, 'viewer') });
     const codecs: string[] = [];
     viewer.onRtp((_rtp, from) => codecs.push(from.codec));
     await viewer.join();
-    const publisher = new CallClient({
-      url: url.replace('http', 'ws') + '/ws',
-      callId: call,
-      token: token(call, 'h264only'),
-      createPeerConnection: () => new RTCPeerConnection({ ...peerConfig({ bindAddress: '127.0.0.1' }), codecs: { audio: [], video: [useH264()] } }) as never,
-      createSocket: (u) => new WebSocket(u) as never,
-    });
+    const publisher = new HeadlessParticipant({ siteUrl: url, callId: call, token: token(call, 'h264only'), videoCodecs: ['h264'] });
     await publisher.join();
-    const camera = new MediaStreamTrack({ kind: 'video' });
-    await publisher.publish({ camera });
+    const { camera } = await publisher.publish('camera');
     for (let i = 0; i < 100 && codecs.length < 10; i++) {
       camera.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 102, sequenceNumber: i, timestamp: i * 3000, ssrc: 7, marker: true }), Buffer.from([0x65, 1, 2, 3])));
       await new Promise((r) => setTimeout(r, 30));

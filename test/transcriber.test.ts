@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { HeadlessParticipant } from '../src/sfu/participant.js';
+import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { MattermostStandIn } from './mattermost-standin.js';
 import { opusSource } from './media.js';
@@ -38,14 +38,18 @@ describe('transcriber job program', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const join_ = async (call: string, user: string, name: string) => {
-    const p = new HeadlessParticipant({ sfuUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user, name, role: 'participant', ttlSec: 60 }), subscribe: 'none' });
+  /** Joins the bundled SFU, or the Mattermost stand-in `mm` where the call is held there. */
+  const join_ = async (call: string, user: string, name: string, mm?: MattermostStandIn) => {
+    const p = new HeadlessParticipant({
+      siteUrl: mm?.url ?? h.sfuUrl, callId: call, subscribe: 'none',
+      token: mm?.userToken(call, user, name) ?? mintToken(h.secret, { call, user, name, role: 'participant', ttlSec: 60 }),
+    });
     const me = await p.join();
     return { p, me };
   };
   /** Someone whose microphone reads the first two utterances (11 s with pauses). */
-  const speaker = async (call: string, user: string, name: string) => {
-    const { p, me } = await join_(call, user, name);
+  const speaker = async (call: string, user: string, name: string, mm?: MattermostStandIn) => {
+    const { p, me } = await join_(call, user, name, mm);
     const mic = (await p.publish('mic')).mic;
     const source = await opusSource((rtp) => mic.writeRtp(rtp), 13.5, wav);
     h.sources.push(source);
@@ -65,8 +69,8 @@ describe('transcriber job program', () => {
     const job = start(env);
     await waitFor('captioner listening', () => job.output().includes('listening to call'), 20_000);
     const listener = await join_(call, 'listener', 'Listener');
-    const captions: { sessionId: string; displayName: string; text: string }[] = [];
-    listener.p.client.on('caption', (c) => captions.push(c));
+    const captions: { sessionId: string; userId: string; text: string }[] = [];
+    listener.p.on('caption', (c) => captions.push(c));
     const alice = await speaker(call, 'alice', 'Alice');
     await alice.done;
     await waitFor('captions', () => captions.length >= 2, 10_000);
@@ -75,7 +79,7 @@ describe('transcriber job program', () => {
     const [code] = await job.exited;
     assert.equal(code, 0, job.output());
     assert.match(job.output(), /everyone left the call/);
-    assert.ok(captions.every((c) => c.sessionId === alice.me.sessionId && c.displayName === 'Alice'), JSON.stringify(captions));
+    assert.ok(captions.every((c) => c.sessionId === alice.me.sessionId && c.userId === 'alice'), JSON.stringify(captions));
     const wer = wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, captions.map((c) => c.text).join(' '));
     assert.ok(wer < 0.6, `caption WER ${wer.toFixed(2)}: ${JSON.stringify(captions)}`);
     const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
@@ -89,10 +93,12 @@ describe('transcriber job program', () => {
     const token = id();
     const mm = new MattermostStandIn({ authToken: token });
     await mm.start();
-    const env = jobEnv(call, 'killed', { SITE_URL: mm.url, POST_ID: id(), TRANSCRIPTION_ID: id(), AUTH_TOKEN: token });
+    const transcriptionId = id();
+    mm.addJob(transcriptionId, call);
+    const env = jobEnv(call, 'killed', { SITE_URL: mm.url, POST_ID: id(), TRANSCRIPTION_ID: transcriptionId, AUTH_TOKEN: token });
     const job = start(env);
     await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
-    const alice = await speaker(call, 'alice', 'Alice');
+    const alice = await speaker(call, 'alice', 'Alice', mm);
     await alice.done;
     job.child.kill('SIGKILL'); // no chance to finish anything
     await job.exited;

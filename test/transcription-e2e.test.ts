@@ -1,9 +1,10 @@
-// End to end: the service (API, worker with the process runner, SFU) and the Mattermost stand-in;
-// two real Chromium participants whose fake microphones speak real recorded English (LibriVox
-// utterances from pocketsphinx-testdata), the second joining later; a transcription job with
-// live captions, as the plugin sends it, recognised with pocketsphinx. The stand-in receives a
-// WebVTT and a text file naming both speakers, in time order, close to what was said; the
-// captions of what was said reach the browser pages while the call goes on.
+// End to end: the service (API, worker with the process runner) and the Mattermost stand-in, which
+// holds the call; two real Chromium participants on the call page (Mattermost's RTCPeer) whose
+// fake microphones speak real recorded English (LibriVox utterances from pocketsphinx-testdata),
+// the second joining later; a transcription job with live captions, as the plugin sends it,
+// joining through the plugin's websocket, recognised with pocketsphinx, stopped by the plugin's
+// job_stop. The stand-in receives a WebVTT and a text file naming both speakers, in time order,
+// close to what was said; the captions reach the browser pages while the call goes on.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -49,14 +50,14 @@ describe('transcription end to end', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const captionsAt = (page: Page) => page.evaluate(() => (window as any).callState.captions as { sessionId: string; displayName: string; text: string }[]);
+  const captionsAt = (page: Page) => page.evaluate(() => (window as any).callState.captions as { session_id: string; user_id: string; text: string }[]);
 
   it('transcribes two speakers into WebVTT and text with their names, and captions them live', async () => {
     const callId = ids();
     const transcriptionId = ids();
     const postId = ids();
     // The job joins first (the plugin starts it as the call starts), then people arrive.
-    const created = await stack.request('POST', '/jobs', {
+    const created = await stack.createJob({
       type: 'transcribing',
       max_duration_sec: 600,
       runner: 'mattermost/calls-transcriber:v0.6.0',
@@ -75,8 +76,9 @@ describe('transcription end to end', () => {
     await new Promise((r) => setTimeout(r, 18_000)); // Bob's 14.6 s
     const captions = await captionsAt(alice);
 
-    assert.equal((await stack.request('POST', `/jobs/${jobId}/stop`)).status, 200);
+    mm.stopJob(transcriptionId); // the host stopped: the plugin tells the bot
     const { job, log } = await stack.finished(jobId, 120_000);
+    assert.match(log, /job_stop/);
     assert.equal(job.status, 'succeeded', `${job.error}\n${log}`);
     await bob.close();
     await alice.close();
@@ -92,7 +94,7 @@ describe('transcription end to end', () => {
     const txt = mm.file(txtId)!.toString();
     assert.match(vtt, /^WEBVTT\n\n/);
     const all = cues(vtt);
-    assert.deepEqual([...new Set(all.map((c) => c.speaker))].sort(), ['Alice Liddell', 'Bob Cratchit']);
+    assert.deepEqual([...new Set(all.map((c) => c.speaker))].sort(), ['Alice Liddell', 'Bob Cratchit'], log);
     assert.deepEqual(all.map((c) => c.start), [...all.map((c) => c.start)].sort((a, b) => a - b), 'cues in time order');
     assert.ok(all.every((c) => c.end > c.start));
     const firstBob = all.find((c) => c.speaker === 'Bob Cratchit')!.start;
@@ -108,10 +110,9 @@ describe('transcription end to end', () => {
     assert.ok(aliceWer < 0.5 && bobWer < 0.5, `WER Alice ${aliceWer.toFixed(2)} Bob ${bobWer.toFixed(2)}\n${vtt}`);
 
     // Live captions of both speakers reached Alice's page while the call went on.
-    const aliceSession = all.length && captions.find((c) => c.displayName === 'Alice Liddell')?.sessionId;
-    assert.ok(aliceSession, `captions of Alice: ${JSON.stringify(captions)}`);
-    assert.ok(captions.some((c) => c.displayName === 'Bob Cratchit'), `captions of Bob: ${JSON.stringify(captions)}`);
-    const captionWer = wordErrorRate(aliceSays.map((u) => u.text).join(' '), captions.filter((c) => c.displayName === 'Alice Liddell').map((c) => c.text).join(' '));
+    assert.ok(captions.some((c) => c.user_id === 'alice' && c.session_id), `captions of Alice: ${JSON.stringify(captions)}`);
+    assert.ok(captions.some((c) => c.user_id === 'bob'), `captions of Bob: ${JSON.stringify(captions)}`);
+    const captionWer = wordErrorRate(aliceSays.map((u) => u.text).join(' '), captions.filter((c) => c.user_id === 'alice').map((c) => c.text).join(' '));
     assert.ok(captionWer < 0.7, `caption WER ${captionWer.toFixed(2)}: ${JSON.stringify(captions)}`);
     assert.ok(job.output_data.captions.sent >= 3, JSON.stringify(job.output_data.captions));
     // The service counts caption windows of finished jobs for Prometheus.

@@ -12,7 +12,7 @@ import { toText, toWebVtt } from '../workers/transcriber/formats.js';
 import { createEngine, EngineError, SAMPLE_RATE, type EngineOptions, type SpeechEngine } from '../workers/transcriber/speech/engine.js';
 import { WhisperEngine } from '../workers/transcriber/speech/whisper.js';
 import { transcribeCall } from '../workers/transcriber/transcribe.js';
-import { HeadlessParticipant } from '../src/sfu/participant.js';
+import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { opusSource } from './media.js';
 import { ServiceStack } from './service-stack.js';
 import { ids, waitFor } from './helpers.js';
@@ -147,6 +147,7 @@ describe('a transcription job with whisper.cpp, as the plugin sends it by defaul
   it('joins, captions live, and posts a transcript of the speaker', async () => {
     const callId = ids();
     const transcriptionId = ids();
+    stack.mm.addJob(transcriptionId, callId); // the plugin's transcription job, as recording/start makes it
     const created = await stack.request('POST', '/jobs', {
       type: 'transcribing',
       max_duration_sec: 600,
@@ -162,14 +163,14 @@ describe('a transcription job with whisper.cpp, as the plugin sends it by defaul
     assert.equal(created.status, 200, created.text);
     await waitFor('started reported', () => stack.mm.statuses.some((s) => s.jobId === transcriptionId && s.body.Status === 'started'), 30_000);
 
+    // the call is on the Mattermost server the job was sent to: the stand-in
     const join_ = async (user: string, name: string) => {
-      const { json } = await stack.request('POST', `/calls/${callId}/tokens`, { user_id: user, display_name: name });
-      const p = new HeadlessParticipant({ sfuUrl: new URL(json.url).origin, callId, token: json.token, subscribe: 'none' });
+      const p = new HeadlessParticipant({ siteUrl: stack.mm.url, callId, token: stack.mm.userToken(callId, user, name), subscribe: 'none' });
       return { p, me: await p.join() };
     };
     const listener = await join_('listener', 'Listener');
     const captions: { sessionId: string; text: string }[] = [];
-    listener.p.client.on('caption', (c) => captions.push(c));
+    listener.p.on('caption', (c) => captions.push(c));
     const alice = await join_('alice', 'Alice Liddell');
     const mic = (await alice.p.publish('mic')).mic;
     const wav = writeWav(join(dir, 'alice.wav'), speechTrack(librivox().slice(0, 2), 1, 2));

@@ -13,10 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { pino } from 'pino';
-import { Sfu } from '../../src/sfu/server.js';
-import { HeadlessParticipant } from '../../src/sfu/participant.js';
-import { mintToken } from '../../src/sfu/token.js';
+import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { MattermostStandIn } from '../../test/mattermost-standin.js';
 import { rtpSource, slides } from '../../test/media.js';
 
@@ -47,9 +44,6 @@ function encoded(source: string, codec: string[]): string {
   return made.get(key)!;
 }
 
-const secret = randomBytes(32).toString('hex');
-const sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [49000, 49400] }, tokenSecret: secret, log: pino({ level: 'warn' }) });
-const sfuUrl = await sfu.listen();
 
 interface Row {
   content: string;
@@ -92,12 +86,15 @@ function encodeFloor(content: Content, profile: Profile): number {
 async function run(content: Content, profile: Profile): Promise<Row> {
   const call = id();
   const token = id();
-  const mm = new MattermostStandIn({ authToken: token });
+  // the call is on the Mattermost stand-in, as on a real site: the recorder joins it with site_url
+  const mm = new MattermostStandIn({ authToken: token, icePorts: [49000, 49400] });
   await mm.start();
+  const recordingId = id();
+  mm.addJob(recordingId, call);
   const sources: ChildProcess[] = [];
   const people: HeadlessParticipant[] = [];
   const join_ = async (i: number, tracks: ('mic' | 'camera' | 'screen')[]) => {
-    const p = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: `u${i}`, name: `Person ${i}`, role: 'participant', ttlSec: 600 }) });
+    const p = new HeadlessParticipant({ siteUrl: mm.url, callId: call, token: mm.userToken(call, `u${i}`, `Person ${i}`), subscribe: 'none' });
     await p.join();
     const published = await p.publish(...tracks);
     for (const [source, track] of Object.entries(published)) {
@@ -124,9 +121,8 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const child = spawn('/usr/bin/time', ['-f', '%U %S %M', '-o', timeFile, process.execPath, ...profile_, RECORDER], {
     env: {
       ...process.env, ...quality, AUDIO_RATE: '64', OUTPUT_FORMAT: 'mp4', PART_SEC,
-      SITE_URL: mm.url, CALL_ID: call, POST_ID: id(), RECORDING_ID: id(), AUTH_TOKEN: token,
-      JOB_ID: id(), JOB_DIR: join(dir, 'job'), SFU_URL: sfuUrl,
-      SFU_TOKEN: mintToken(secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 600 }),
+      SITE_URL: mm.url, CALL_ID: call, POST_ID: id(), RECORDING_ID: recordingId, AUTH_TOKEN: token,
+      JOB_ID: id(), JOB_DIR: join(dir, 'job'),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -173,7 +169,6 @@ const rows: Row[] = [];
 for (const content of (process.env.BENCH_CONTENT?.split(',') ?? ['screen share', 'slides', 'camera tiles']) as Content[]) {
   for (const profile of (process.env.BENCH_PROFILES ?? 'low,medium,high').split(',') as Profile[]) rows.push(await run(content, profile));
 }
-await sfu.close();
 rmSync(media, { recursive: true, force: true });
 
 const f = (n: number, d = 2) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });

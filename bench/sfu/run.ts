@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { MediaStreamTrack, RtpHeader, RtpPacket } from 'werift';
-import { HeadlessParticipant } from '../../src/sfu/participant.js';
+import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { mintToken } from '../../src/sfu/token.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
@@ -84,7 +84,7 @@ async function joinAll(call: string, n: number, subscribe: 'all' | 'none', prefi
   const BATCH = Number(process.env.BENCH_BATCH ?? 10);
   for (let i = 0; i < n; i += BATCH) {
     const batch = Array.from({ length: Math.min(BATCH, n - i) }, (_, j) => new HeadlessParticipant({
-      sfuUrl: `http://127.0.0.1:${PORT}`,
+      siteUrl: `http://127.0.0.1:${PORT}`,
       callId: call,
       subscribe,
       token: mintToken(SECRET, { call, user: `${prefix}${i + j}`, name: `${prefix} ${i + j}`, role: 'participant', ttlSec: 600 }),
@@ -204,8 +204,7 @@ const audioCall = (n: number) => scenario(`audio call, all ${n} unmuted`, n, asy
 
 const screenShare = (subscribers: number) => scenario(`screen share 1.6 Mbit/s to ${subscribers}`, subscribers + 1, async (call) => {
   const [presenter] = await joinAll(call, 1, 'none', 'presenter');
-  const track = new MediaStreamTrack({ kind: 'video' });
-  await presenter!.client.publish({ screen: track });
+  const track = (await presenter!.publish('screen')).screen;
   const receivers = await joinAll(call, subscribers, 'all', 'viewer');
   // 1.6 Mbit/s in 1150-byte payloads is about 174 packets a second.
   return { publishers: [{ track, kind: 'video' as const }], receivers, all: [presenter!, ...receivers], pps: 174, bytes: 1150, fanout: subscribers };

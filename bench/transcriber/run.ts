@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { HeadlessParticipant } from '../../src/sfu/participant.js';
-import { Sfu } from '../../src/sfu/server.js';
+import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
+import { Sfu } from '../../src/sfu/server/server.js';
+import { joinTokenPolicy } from '../../src/sfu/server/policy.js';
 import { mintToken } from '../../src/sfu/token.js';
 import { EngineError, enginePool, SAMPLE_RATE, type SpeechEngine } from '../../workers/transcriber/speech/engine.js';
 import { PocketsphinxEngine } from '../../workers/transcriber/speech/pocketsphinx.js';
@@ -59,7 +60,7 @@ async function speed(api: 'pocketsphinx' | 'whisper.cpp', threads: number, vad: 
 // ---- Live captions ---------------------------------------------------------------------------
 
 const secret = randomBytes(32).toString('hex');
-const sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [49500, 49900] }, tokenSecret: secret, log: pino({ level: 'warn' }) });
+const sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [49500, 49900] }, policy: joinTokenPolicy(secret), log: pino({ level: 'warn' }) });
 const sfuUrl = await sfu.listen();
 
 /** When speech ends in each utterance of a speaker's WAV: the last 20 ms frame above -45 dBFS, in s. */
@@ -88,7 +89,7 @@ async function captions(speakers: number, transcribers: number): Promise<Caption
   const ends = speechEnds(offsets);
   const callS = offsets.at(-1)! + wavSamples(corpus.at(-1)!.wav).length / SAMPLE_RATE + 3;
 
-  const listener = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: 'listener', name: 'Listener', role: 'participant', ttlSec: 600 }), subscribe: 'none' });
+  const listener = new HeadlessParticipant({ siteUrl: sfuUrl, callId: call, token: mintToken(secret, { call, user: 'listener', name: 'Listener', role: 'participant', ttlSec: 600 }), subscribe: 'none' });
   await listener.join();
   const job = spawn(process.execPath, [TRANSCRIBER], {
     env: {
@@ -108,9 +109,9 @@ async function captions(speakers: number, transcribers: number): Promise<Caption
   const people: HeadlessParticipant[] = [];
   const starts = new Map<string, number>();
   const arrivals = new Map<string, number[]>();
-  listener.client.on('caption', (c) => arrivals.get(c.sessionId)?.push(performance.now()));
+  listener.on('caption', (c) => arrivals.get(c.sessionId)?.push(performance.now()));
   const sources = await Promise.all(Array.from({ length: speakers }, async (_, i) => {
-    const p = new HeadlessParticipant({ sfuUrl, callId: call, token: mintToken(secret, { call, user: `u${i}`, name: `Speaker ${i}`, role: 'participant', ttlSec: 600 }), subscribe: 'none' });
+    const p = new HeadlessParticipant({ siteUrl: sfuUrl, callId: call, token: mintToken(secret, { call, user: `u${i}`, name: `Speaker ${i}`, role: 'participant', ttlSec: 600 }), subscribe: 'none' });
     const me = await p.join();
     const { mic } = await p.publish('mic');
     people.push(p);

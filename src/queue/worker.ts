@@ -251,10 +251,13 @@ class ActiveJob {
     }
   }
 
-  /** A job on a call joins it through the bundled SFU as a bot, with a token for this call only. */
+  /**
+   * Where a job joins its call: with site_url, the Mattermost server there (the job has the bot's
+   * auth_token); without, the bundled SFU, as a bot with a token for this call only.
+   */
   private async sfuEnv(): Promise<Record<string, string>> {
     const callId = this.rec.input.call_id;
-    if (typeof callId !== 'string') return {};
+    if (typeof callId !== 'string' || typeof this.rec.input.site_url === 'string') return {};
     const token = mintToken(await this.opts.tokenSecret(), {
       call: callId,
       session: this.rec.id,

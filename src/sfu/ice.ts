@@ -44,21 +44,32 @@ export function peerConfig(ice: IceOptions, videoCodecs?: (keyof typeof video)[]
   return config;
 }
 
-/** The candidate lines of an SDP we send: loopback only, or rewritten to the announced address. */
+/**
+ * A candidate we send (an SDP `a=candidate:` line or a trickled one), loopback only or rewritten
+ * to the announced address; null when it must not leave.
+ */
+export function outgoingCandidate(candidate: string, ice: IceOptions): string | null {
+  const parts = candidate.split(' ');
+  // candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> ...
+  if (isLoopback(ice.bindAddress) && !ice.announce && !isLoopback(parts[4] ?? '')) return null;
+  if (ice.announce && parts[7] === 'host') parts[4] = ice.announce;
+  return parts.join(' ');
+}
+
+/** The candidate lines of an SDP we send, filtered and rewritten as outgoingCandidate does, without duplicates. */
 export function outgoingSdp(sdp: string, ice: IceOptions): string {
   const seen = new Set<string>();
   return sdp
     .split('\r\n')
     .flatMap((line) => {
       if (!line.startsWith('a=candidate:')) return [line];
-      const parts = line.split(' ');
-      // a=candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> ...
-      if (isLoopback(ice.bindAddress) && !ice.announce && !isLoopback(parts[4] ?? '')) return [];
-      if (ice.announce && parts[7] === 'host') parts[4] = ice.announce;
+      const out = outgoingCandidate(line, ice);
+      if (!out) return [];
+      const parts = out.split(' ');
       const key = `${parts[2]} ${parts[4]} ${parts[5]}`;
       if (seen.has(key)) return [];
       seen.add(key);
-      return [parts.join(' ')];
+      return [out];
     })
     .join('\r\n');
 }

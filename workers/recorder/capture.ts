@@ -6,8 +6,7 @@ import { appendFileSync, closeSync, mkdirSync, openSync, writeSync } from 'node:
 import { join } from 'node:path';
 import { DurationPosition, Event, MediaRecorder, type WebmOutput } from 'werift/nonstandard';
 import type { MediaStreamTrack } from 'werift';
-import { HeadlessParticipant } from '../../src/sfu/participant.js';
-import type { ParticipantInfo, Source } from '../../src/sfu/protocol.js';
+import { HeadlessParticipant, type HeadlessOptions, type ParticipantInfo, type Source, sources } from '../../src/sfu/client/participant.js';
 import { isH264Keyframe } from '../../src/media/h264.js';
 import { isVp8Keyframe } from '../../src/media/vp8.js';
 import { opusPacketMs } from '../../src/media/opus.js';
@@ -66,26 +65,32 @@ export class Capture {
   private readonly recorders = new Map<string, { recorder: MediaRecorder; entry: TrackEntry; mid: string; stopWatching: () => void; frameMs: () => number | undefined }>();
   private trackCount = 0;
 
-  constructor(private readonly dir: string, opts: { sfuUrl: string; callId: string; token: string }) {
+  /** `call`: where and as whom to join (the job's site, token and job id). */
+  constructor(private readonly dir: string, call: Omit<HeadlessOptions, 'subscribe'>) {
     mkdirSync(join(dir, 'tracks'), { recursive: true });
-    this.participant = new HeadlessParticipant({ ...opts, subscribe: 'all' });
-    const client = this.participant.client;
-    client.on('track', ({ track, participant, source, mid }) => this.record(track as MediaStreamTrack, participant, source, mid));
-    client.on('joined', (p) => this.event(p, 'joined'));
-    client.on('left', (p) => {
-      this.event(p, 'left');
-      for (const source of ['mic', 'camera', 'screen'] as const) this.finishTrack(p.sessionId, source);
+    this.participant = new HeadlessParticipant({ ...call, subscribe: 'all' });
+    const p = this.participant;
+    p.on('track', ({ track, participant, source, mid }) => this.record(track as MediaStreamTrack, participant, source, mid));
+    p.on('joined', (who) => this.event(who, 'joined'));
+    p.on('left', (who) => {
+      this.event(who, 'left');
+      for (const source of sources) this.finishTrack(who.sessionId, source);
     });
-    client.on('update', (p) => {
-      for (const source of ['mic', 'camera', 'screen'] as const) if (!p.tracks[source]) this.finishTrack(p.sessionId, source);
+    p.on('update', (who) => {
+      for (const source of sources) if (!who.tracks[source]) this.finishTrack(who.sessionId, source);
     });
-    client.on('voice', (p) => this.event(p, p.speaking ? 'speaking' : 'silent'));
+    p.on('voice', (who) => this.event(who, who.speaking ? 'speaking' : 'silent'));
   }
 
-  /** Joins; resolves once the recording has started. */
+  /** Why the job must stop, from the call: the plugin's job_stop, the call's end, a connection lost for good. */
+  get stopped(): Promise<string> {
+    return this.participant.stopped;
+  }
+
+  /** Joins; resolves once the recording has started (media connected). */
   async start(): Promise<void> {
     await this.participant.join();
-    for (const p of this.participant.client.participants.values()) {
+    for (const p of this.participant.participants.values()) {
       this.event(p, 'joined');
       if (p.speaking) this.event(p, 'speaking');
     }
@@ -163,7 +168,6 @@ export class Capture {
   }
 
   private event(p: ParticipantInfo, event: CallEvent['event']): void {
-    if (p.role === 'bot') return;
     this.append('events.jsonl', { t: this.elapsedMs, sessionId: p.sessionId, displayName: p.displayName, event } satisfies CallEvent);
   }
 

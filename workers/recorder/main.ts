@@ -6,6 +6,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
 import { keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
+import { type CallSite, callOptions, callSite, describeSite } from '../shared/call.js';
 import { Capture } from './capture.js';
 import { readRecording } from './compose.js';
 import { Parts } from './parts.js';
@@ -40,7 +41,7 @@ const keep = (output: string, inputs: RecorderInputs, prefix = '') =>
 async function main(): Promise<void> {
   let inputs: RecorderInputs;
   let dir: string;
-  let sfu: { url: string; token: string };
+  let site: CallSite | undefined;
   let partSec: number;
   let bot: BotClient | undefined;
   try {
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
     partSec = Number(process.env.PART_SEC ?? 120);
     if (!Number.isInteger(partSec) || partSec < 2 || partSec > 3600) throw new Error('PART_SEC must be a whole number of seconds from 2 to 3600');
     dir = workerSetting('JOB_DIR');
-    sfu = process.argv.includes('--recover') ? { url: '', token: '' } : { url: workerSetting('SFU_URL'), token: workerSetting('SFU_TOKEN') };
+    site = process.argv.includes('--recover') ? undefined : callSite(inputs, inputs.recording_id);
     bot = botClientFor(inputs, log);
   } catch (err) {
     // Nothing has started: say which input is wrong and stop.
@@ -63,7 +64,8 @@ async function main(): Promise<void> {
     process.exit(1);
   };
 
-  const capture = new Capture(dir, { sfuUrl: sfu.url, callId: inputs.call_id, token: sfu.token });
+  log(`joining call ${inputs.call_id} on ${describeSite(site!)}`);
+  const capture = new Capture(dir, callOptions(site!, inputs.call_id, bot, log));
   try {
     await capture.start();
   } catch (err) {
@@ -76,7 +78,7 @@ async function main(): Promise<void> {
   // escalates to SIGKILL after its grace.
   const parts = new Parts(dir, inputs, partSec * 1000, log);
   const composing = setInterval(() => parts.whileCapturing(capture), 1000);
-  const why = await Promise.race([stopSignal(), capture.ended.then(() => 'everyone left the call')]);
+  const why = await Promise.race([stopSignal(), capture.stopped, capture.ended.then(() => 'everyone left the call')]);
   clearInterval(composing);
   const durationMs = await capture.stop();
   const { user, system } = process.cpuUsage();

@@ -9,6 +9,7 @@ import { basename } from 'node:path';
 import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent, fetch, type RequestInit, type Response } from 'undici';
+import type { Profile } from '../../src/sfu/protocol/calls.js';
 
 export type JobType = 'recording' | 'transcribing';
 
@@ -40,6 +41,7 @@ export interface FileInfo {
 export class PermanentError extends Error {}
 
 const upstreamRetry: RetryPolicy = { attempts: 20, stepMs: 5000 };
+const quickRetry: RetryPolicy = { attempts: 3, stepMs: 500 };
 
 /** The file name rules of the upstream runners: the plugin's base name, made safe, plus an extension. */
 export function sanitizeFilename(name: string): string {
@@ -92,12 +94,14 @@ export class BotClient {
     return sanitizeFilename(filename);
   }
 
-  async displayName(callId: string, sessionId: string): Promise<string> {
-    const p = (await this.call('GET', `/calls/${callId}/sessions/${sessionId}/profile`)) as {
-      username: string; first_name?: string; last_name?: string; nickname?: string;
-    };
-    const full = [p.first_name, p.last_name].filter(Boolean).join(' ');
-    return full || p.nickname || p.username;
+  /** A call session's user (display names in transcripts and captions): a few quick tries, not the upload's twenty. */
+  profile(callId: string, sessionId: string): Promise<Profile> {
+    return this.withRetry(`profile of ${sessionId}`, () => this.request('GET', `/calls/${callId}/sessions/${sessionId}/profile`), quickRetry) as Promise<Profile>;
+  }
+
+  /** The CA trusted besides the system's, for the call's websocket too. */
+  get ca(): string | undefined {
+    return this.opts.ca;
   }
 
   postRecording(callId: string, info: { JobID: string; FileIDs: string[]; PostID: string }): Promise<unknown> {
@@ -172,16 +176,16 @@ export class BotClient {
     return text ? JSON.parse(text) : undefined;
   }
 
-  private async withRetry<T>(what: string, attempt: () => Promise<T>): Promise<T> {
+  private async withRetry<T>(what: string, attempt: () => Promise<T>, retry = this.retry): Promise<T> {
     for (let n = 1; ; n++) {
       try {
         return await attempt();
       } catch (err) {
-        if (err instanceof PermanentError || n >= this.retry.attempts) {
+        if (err instanceof PermanentError || n >= retry.attempts) {
           throw new Error(`${what} failed after ${n} attempt(s): ${(err as Error).message}`);
         }
-        this.opts.log?.(`${what} failed (attempt ${n} of ${this.retry.attempts}): ${(err as Error).message}; retrying in ${(n * this.retry.stepMs) / 1000} s`);
-        await new Promise((r) => setTimeout(r, n * this.retry.stepMs));
+        this.opts.log?.(`${what} failed (attempt ${n} of ${retry.attempts}): ${(err as Error).message}; retrying in ${(n * retry.stepMs) / 1000} s`);
+        await new Promise((r) => setTimeout(r, n * retry.stepMs));
       }
     }
   }

@@ -3,7 +3,7 @@
 // it started on the call clock and who spoke, in tracks.jsonl. Live captions tap the same samples.
 import { appendFileSync, createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { HeadlessParticipant, type Publisher } from '../../src/sfu/participant.js';
+import { HeadlessParticipant, type HeadlessOptions, type Publisher } from '../../src/sfu/client/participant.js';
 import { SpeakerAudio } from './audio.js';
 
 /** One line of tracks.jsonl; a later line for the same file supersedes an earlier one. */
@@ -33,22 +33,28 @@ export class Listener {
   private readonly handlers: SamplesHandler[] = [];
   private readonly endHandlers: ((sessionId: string) => void)[] = [];
 
-  constructor(private readonly dir: string, opts: { sfuUrl: string; callId: string; token: string }) {
+  /** `call`: where and as whom to join (the job's site, token and job id). */
+  constructor(private readonly dir: string, call: Omit<HeadlessOptions, 'subscribe'>) {
     mkdirSync(join(dir, 'tracks'), { recursive: true });
-    this.participant = new HeadlessParticipant({ ...opts, subscribe: 'audio' });
+    this.participant = new HeadlessParticipant({ ...call, subscribe: 'audio' });
     this.participant.onRtp((rtp, from) => {
       if (from.kind === 'audio') this.receive(rtp.payload, rtp.header.timestamp, rtp.header.ssrc, from);
     });
-    const client = this.participant.client;
-    client.on('left', (p) => this.finish(p.sessionId));
-    client.on('update', (p) => {
-      if (!p.tracks.mic) this.finish(p.sessionId);
+    const p = this.participant;
+    p.on('left', (who) => this.finish(who.sessionId));
+    p.on('update', (who) => {
+      if (!who.tracks.mic) this.finish(who.sessionId);
     });
   }
 
   /** Resolves when the last person (bots aside) has left. */
   get ended(): Promise<void> {
     return this.participant.everyoneLeft;
+  }
+
+  /** Why the job must stop, from the call: the plugin's job_stop, the call's end, a connection lost for good. */
+  get stopped(): Promise<string> {
+    return this.participant.stopped;
   }
 
   get caption(): HeadlessParticipant['sendCaption'] {

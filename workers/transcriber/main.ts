@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { download, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
+import { callOptions, callSite, describeSite } from '../shared/call.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
 import { LiveCaptions, type CaptionStats } from './captions.js';
@@ -83,9 +84,10 @@ class Delivery {
   }
 }
 
-async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: SpeechEngine[], silero?: Silero): Promise<object> {
-  const sfu = { url: workerSetting('SFU_URL'), token: workerSetting('SFU_TOKEN') };
-  const listener = new Listener(dir, { sfuUrl: sfu.url, callId: inputs.call_id!, token: sfu.token });
+async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: SpeechEngine[], bot?: BotClient, silero?: Silero): Promise<object> {
+  const site = callSite(inputs, inputs.transcription_id);
+  log(`joining call ${inputs.call_id} on ${describeSite(site)}`);
+  const listener = new Listener(dir, callOptions(site, inputs.call_id!, bot, log));
   let captions: LiveCaptions | undefined;
   if (inputs.live_captions_on) {
     captions = new LiveCaptions(
@@ -99,7 +101,7 @@ async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: Sp
   log(`listening to call ${inputs.call_id}${captions ? ' with live captions' : ''}`);
   await delivery.report('started');
 
-  const why = await Promise.race([stopSignal(), listener.ended.then(() => 'everyone left the call')]);
+  const why = await Promise.race([stopSignal(), listener.stopped, listener.ended.then(() => 'everyone left the call')]);
   const durationMs = await listener.stop();
   const captionStats: CaptionStats | undefined = await captions?.close();
   log(`${why}: stopped after ${(durationMs / 1000).toFixed(1)} s${captionStats ? `; captions ${JSON.stringify(captionStats)}` : ''}`);
@@ -162,7 +164,7 @@ async function main(): Promise<void> {
       ]);
       output = await delivery.deliver(segments, {});
     } else {
-      output = await live(inputs, dir, delivery, engines, silero);
+      output = await live(inputs, dir, delivery, engines, bot, silero);
     }
   } catch (err) {
     return fail(err instanceof EngineError ? err.message : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`);

@@ -1,97 +1,128 @@
-// The call page: join with the token in the address, publish microphone and camera, show
-// everyone else, share the screen, show live captions under the speaker. State for tests and
-// scripts: window.call (the CallClient), window.callState.
-import { CallClient } from '/static/client.js';
+// The call page: Mattermost's own browser peer (RTCPeer of @mattermost/calls-common, the code the
+// Calls webapp runs) over our shared websocket client, against the bundled SFU or the Mattermost
+// stand-in. A client nobody here wrote holds the server to the plugin's protocol. Bundled by
+// esbuild into dist/page/call.js. State for tests and scripts: window.callState.
+import { RTCPeer } from '@mattermost/calls-common';
+import { CallsSocket } from '../client/socket.ts';
+import { parseTrackId } from '../protocol/wire.ts';
 
 const callId = location.pathname.split('/').pop();
 const token = new URLSearchParams(location.search).get('token') ?? '';
 const $ = (id) => document.getElementById(id);
-const state = (window.callState = { joined: false, error: '', captions: [], received: {} });
+const state = (window.callState = { joined: false, connected: false, error: '', captions: [], received: {}, published: [], sessionId: '' });
+const logger = { logDebug: () => {}, logErr: (...a) => console.error(...a), logWarn: (...a) => console.warn(...a), logInfo: () => {} };
 
-const client = new CallClient({
-  url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
-  callId,
+const socket = new CallsSocket({
+  url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v4/websocket`,
   token,
-  subscribe: 'all',
-  createPeerConnection: () => new RTCPeerConnection({ iceServers: [] }),
+  channelId: callId,
+  challenge: true, // a page cannot set headers on a websocket
   createSocket: (url) => new WebSocket(url),
 });
-window.call = client;
+window.callSocket = socket;
 
 const local = { mic: null, camera: null, screen: null };
-const published = () => Object.fromEntries(Object.entries(local).filter(([, t]) => t));
+let peer;
 
-function tile(participant) {
-  let el = document.querySelector(`.tile[data-session="${participant.sessionId}"]`);
+function tile(sessionId, label) {
+  let el = document.querySelector(`.tile[data-session="${sessionId}"]`);
   if (!el) {
     el = document.createElement('div');
     el.className = 'tile';
-    el.dataset.session = participant.sessionId;
+    el.dataset.session = sessionId;
     el.innerHTML = '<video autoplay playsinline muted></video><span class="name"></span><div class="caption"></div>';
     $('tiles').append(el);
   }
-  el.querySelector('.name').textContent = participant.displayName;
-  el.querySelector('.name').classList.toggle('muted', Boolean(participant.tracks.mic?.muted));
-  el.classList.toggle('speaking', participant.speaking);
+  if (label) el.querySelector('.name').textContent = label;
   return el;
 }
 
-function render(participant) {
-  if (participant.role === 'bot') return; // bots (recorder, captioner) have no tile
-  tile(participant);
+function fail(message) {
+  state.error = message;
+  $('status').textContent = message;
 }
 
-client.on('welcome', (me) => {
-  state.joined = true;
-  state.me = me;
-  $('status').textContent = `in call as ${me.displayName}`;
-  tile(me).querySelector('video').srcObject = new MediaStream([local.camera].filter(Boolean));
-  for (const p of client.participants.values()) render(p);
-});
-client.on('joined', render);
-client.on('update', render);
-client.on('voice', render);
-client.on('left', (p) => {
-  document.querySelector(`.tile[data-session="${p.sessionId}"]`)?.remove();
-  document.querySelector(`.screen[data-session="${p.sessionId}"]`)?.remove();
-});
-client.on('track', ({ track, source, participant }) => {
-  state.received[`${participant.sessionId}:${source}`] = track.kind;
-  const stream = new MediaStream([track]);
-  if (source === 'mic') {
-    const audio = new Audio();
-    audio.srcObject = stream;
-    audio.play().catch(() => undefined);
-  } else if (source === 'camera') {
-    tile(participant).querySelector('video').srcObject = stream;
-  } else {
-    let el = document.querySelector(`.screen[data-session="${participant.sessionId}"]`);
-    if (!el) {
-      el = document.createElement('video');
-      el.className = 'screen';
-      el.dataset.session = participant.sessionId;
-      el.autoplay = true;
-      el.muted = true;
-      $('screens').append(el);
-    }
-    el.srcObject = stream;
-    track.onended = () => el.remove();
-  }
-});
-client.on('caption', (c) => {
-  state.captions.push(c);
-  const el = document.querySelector(`.tile[data-session="${c.sessionId}"] .caption`);
-  if (el) {
-    el.textContent = c.text;
-    clearTimeout(el.timer);
-    el.timer = setTimeout(() => (el.textContent = ''), 5000);
-  }
-});
-client.on('closed', ({ reason }) => {
+socket.on('error', (d) => fail(`refused: ${d.data}`));
+socket.on('closed', (d) => {
   state.joined = false;
-  state.error = reason;
-  $('status').textContent = `disconnected: ${reason || 'connection closed'}`;
+  fail(`disconnected: ${d.reason || 'connection closed'}`);
 });
+socket.on('call_state', (d) => {
+  for (const s of JSON.parse(d.call).sessions) tile(s.session_id, s.user_id);
+});
+socket.on('user_joined', (d) => tile(d.session_id, d.user_id));
+socket.on('user_left', (d) => {
+  document.querySelector(`.tile[data-session="${d.session_id}"]`)?.remove();
+  document.querySelector(`.screen[data-session="${d.session_id}"]`)?.remove();
+});
+socket.on('user_voice_on', (d) => tile(d.session_id).classList.add('speaking'));
+socket.on('user_voice_off', (d) => tile(d.session_id).classList.remove('speaking'));
+socket.on('user_screen_off', (d) => document.querySelector(`.screen[data-session="${d.session_id}"]`)?.remove());
+socket.on('caption', (c) => {
+  state.captions.push(c);
+  const el = tile(c.session_id).querySelector('.caption');
+  el.textContent = c.text;
+  clearTimeout(el.timer);
+  el.timer = setTimeout(() => (el.textContent = ''), 5000);
+});
+socket.on('signal', (d) => peer?.signal(d.data).catch((err) => logger.logErr('signal failed', err)));
+socket.on('join', (d) => {
+  state.joined = true;
+  state.sessionId = d.connID;
+  $('status').textContent = 'in call';
+  startPeer();
+});
+
+function startPeer() {
+  peer = new RTCPeer({ iceServers: [], logger, simulcast: false, connTimeoutMs: 15_000 });
+  peer.on('offer', (description) => socket.sendSdp(description));
+  peer.on('answer', (description) => socket.sendSdp(description));
+  peer.on('candidate', (candidate) => socket.action('ice', { data: JSON.stringify(candidate) }));
+  peer.on('error', (err) => fail(`media: ${err}`));
+  peer.on('close', () => fail('media connection closed'));
+  peer.on('connect', () => {
+    state.connected = true;
+  });
+  peer.on('stream', (stream) => {
+    const [track] = stream.getTracks();
+    const id = parseTrackId(track.id);
+    if (!id) return;
+    state.received[`${id.sessionId}:${id.type}`] = track.kind;
+    if (id.type === 'voice' || id.type === 'screen-audio') {
+      const audio = new Audio();
+      audio.srcObject = stream;
+      audio.play().catch(() => undefined);
+    } else if (id.type === 'video') {
+      tile(id.sessionId).querySelector('video').srcObject = stream;
+    } else {
+      let el = document.querySelector(`.screen[data-session="${id.sessionId}"]`);
+      if (!el) {
+        el = document.createElement('video');
+        el.className = 'screen';
+        el.dataset.session = id.sessionId;
+        el.autoplay = true;
+        el.muted = true;
+        $('screens').append(el);
+      }
+      el.srcObject = stream;
+    }
+  });
+  if (local.mic) {
+    socket.action('unmute');
+    peer.addStream(new MediaStream([local.mic]));
+    state.published.push('mic');
+  }
+  if (local.camera) addCamera(local.camera);
+  for (const id of ['mic', 'camera', 'screen', 'leave']) $(id).disabled = false;
+}
+
+function addCamera(track) {
+  const stream = new MediaStream([track]);
+  socket.action('video_on', { data: JSON.stringify({ videoStreamID: stream.id }) });
+  peer.addStream(stream);
+  tile(state.sessionId).querySelector('video').srcObject = stream;
+  state.published.push('camera');
+}
 
 async function start() {
   try {
@@ -102,46 +133,54 @@ async function start() {
     $('status').textContent = `no microphone or camera: ${err.message}`;
   }
   try {
-    await client.join();
+    await socket.connect();
   } catch (err) {
-    state.error = err.message;
-    $('status').textContent = `could not join: ${err.message}`;
-    return;
+    return fail(`could not connect: ${err.message}`);
   }
-  await client.publish(published());
-  state.published = Object.keys(published());
-  for (const id of ['mic', 'camera', 'screen', 'leave']) $(id).disabled = false;
+  socket.action('join', { channelID: callId });
 }
 
 $('mic').onclick = () => {
   if (!local.mic) return;
   local.mic.enabled = !local.mic.enabled;
-  client.setMuted('mic', !local.mic.enabled);
+  socket.action(local.mic.enabled ? 'unmute' : 'mute');
   $('mic').textContent = local.mic.enabled ? 'Mute' : 'Unmute';
 };
 $('camera').onclick = async () => {
   if (local.camera) {
+    peer.removeTrack(local.camera.id);
     local.camera.stop();
     local.camera = null;
+    socket.action('video_off');
+    state.published = state.published.filter((s) => s !== 'camera');
   } else {
     local.camera = (await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 } })).getVideoTracks()[0];
+    addCamera(local.camera);
   }
-  await client.publish(published());
   $('camera').textContent = local.camera ? 'Camera off' : 'Camera on';
 };
 window.shareScreen = async (on = !local.screen) => {
   if (on) {
-    local.screen = (await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 } })).getVideoTracks()[0];
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 } });
+    local.screen = stream.getVideoTracks()[0];
     local.screen.onended = () => window.shareScreen(false);
-  } else {
-    local.screen?.stop();
+    socket.action('screen_on', { data: JSON.stringify({ screenStreamID: stream.id }) });
+    peer.addStream(stream);
+    state.published.push('screen');
+  } else if (local.screen) {
+    peer.removeTrack(local.screen.id);
+    local.screen.stop();
     local.screen = null;
+    socket.action('screen_off');
+    state.published = state.published.filter((s) => s !== 'screen');
   }
-  await client.publish(published());
   $('screen').textContent = local.screen ? 'Stop sharing' : 'Share screen';
-  state.published = Object.keys(published());
 };
 $('screen').onclick = () => window.shareScreen();
-$('leave').onclick = () => client.leave();
+$('leave').onclick = () => {
+  socket.action('leave');
+  socket.close();
+  peer?.destroy();
+};
 
 start();

@@ -1,0 +1,295 @@
+// The Calls client a job joins a call with, on a Mattermost server (site_url) or on the bundled SFU
+// (the same protocol): the websocket (CallsSocket) and the peer (BotPeer) together, the people in
+// the call and what they publish, and the plugin's reasons to stop. Every received RTP packet is
+// handed over with whose it is, read from the track id. One implementation for both job programs.
+import { MediaStreamTrack, type RtpPacket } from 'werift';
+import { WebSocket } from 'ws';
+import type { IceOptions } from '../ice.js';
+import { displayName, type CallState, type Profile } from '../protocol/calls.js';
+import type { TrackType } from '../protocol/wire.js';
+import { BotPeer } from './peer.js';
+import { CallsSocket, type CallsEventHandler, type SocketLike } from './socket.js';
+
+export const sources = ['mic', 'camera', 'screen'] as const;
+export type Source = (typeof sources)[number];
+const sourceOf: Partial<Record<TrackType, Source>> = { voice: 'mic', video: 'camera', screen: 'screen' };
+
+export interface ParticipantInfo {
+  sessionId: string;
+  userId: string;
+  displayName: string;
+  /** the sources this participant publishes now */
+  tracks: Partial<Record<Source, { muted: boolean }>>;
+  speaking: boolean;
+}
+
+export interface RemoteTrack {
+  track: MediaStreamTrack;
+  transceiver: import('werift').RTCRtpTransceiver;
+  mid: string;
+  source: Source;
+  participant: ParticipantInfo;
+}
+
+export interface Publisher {
+  sessionId: string;
+  userId: string;
+  displayName: string;
+  source: Source;
+  kind: 'audio' | 'video';
+  /** negotiated codec in lower case: audio/opus, video/vp8 or video/h264 */
+  codec: string;
+}
+
+export interface HeadlessOptions {
+  /** the site the call is on: a Mattermost site_url, or the bundled SFU's address */
+  siteUrl: string;
+  /** Bearer token: the Calls bot's (auth_token), or a join token of the bundled SFU */
+  token: string;
+  callId: string;
+  /** the plugin's recording or transcription id: a bot joins for this job */
+  jobId?: string;
+  /** `audio`: video tracks are not handed over (the transcriber); `none`: nothing is (a publisher) */
+  subscribe?: 'all' | 'audio' | 'none';
+  ice?: IceOptions;
+  videoCodecs?: ('vp8' | 'h264')[];
+  /** a session's display name (the bot API's profile route); default: asked at the site with the token */
+  profile?: (sessionId: string) => Promise<Profile>;
+  /** CAs trusted for wss:// to the site (the system's and tls_ca_cert_file's) */
+  ca?: string[];
+  log?: (message: string) => void;
+}
+
+type Events = {
+  joined: [ParticipantInfo];
+  left: [ParticipantInfo];
+  update: [ParticipantInfo];
+  voice: [ParticipantInfo];
+  caption: [{ sessionId: string; userId: string; text: string }];
+  track: [RemoteTrack];
+  /** the plugin asked the job to stop (`job_stop` for our job), or the call ended */
+  stop: [string];
+  /** the connection is gone for good (websocket not recovered, media failed) */
+  closed: [string];
+};
+
+/** The media connection must come up within this long after the join. */
+const CONNECT_TIMEOUT_MS = 20_000;
+
+export class HeadlessParticipant {
+  readonly participants = new Map<string, ParticipantInfo>();
+  me?: ParticipantInfo;
+  private readonly socket: CallsSocket;
+  private peer?: BotPeer;
+  private readonly handlers: { [K in keyof Events]?: ((...args: Events[K]) => void)[] } = {};
+  private readonly rtpHandlers: ((rtp: RtpPacket, from: Publisher) => void)[] = [];
+  private readonly remote = new Map<string, RemoteTrack>();
+  private readonly names = new Map<string, Promise<string>>();
+  private lastLeft?: () => void;
+  /** Resolves when the last person has left the call: the bot is alone. */
+  readonly everyoneLeft = new Promise<void>((resolve) => (this.lastLeft = resolve));
+  /** Resolves with why a job must stop: the plugin's job_stop, the call's end, or the connection lost for good. */
+  readonly stopped = new Promise<string>((resolve) => {
+    this.on('stop', resolve);
+    this.on('closed', (reason) => resolve(`the call connection was lost: ${reason}`));
+  });
+
+  constructor(private readonly opts: HeadlessOptions) {
+    const site = new URL(opts.siteUrl);
+    const ws = new URL('/api/v4/websocket', site);
+    ws.protocol = site.protocol === 'https:' ? 'wss:' : 'ws:';
+    this.socket = new CallsSocket({
+      url: ws.toString(),
+      token: opts.token,
+      channelId: opts.callId,
+      createSocket: (url, token) => new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, ...(opts.ca ? { ca: opts.ca } : {}) }) as unknown as SocketLike,
+      reconnect: true,
+      log: opts.log,
+    });
+    this.listen();
+  }
+
+  on<K extends keyof Events>(event: K, handler: (...args: Events[K]) => void): this {
+    (this.handlers[event] ??= [] as never[]).push(handler as never);
+    return this;
+  }
+
+  private emit<K extends keyof Events>(event: K, ...args: Events[K]): void {
+    for (const h of this.handlers[event] ?? []) (h as (...a: Events[K]) => void)(...args);
+  }
+
+  private listen(): void {
+    const s = this.socket;
+    const on = (event: Parameters<CallsSocket['on']>[0], handler: CallsEventHandler) => s.on(event, handler);
+    on('user_joined', (d) => void this.person(String(d.session_id), String(d.user_id)).then((p) => this.emit('joined', p)));
+    on('user_left', (d) => {
+      const p = this.participants.get(String(d.session_id));
+      if (!p) return;
+      this.participants.delete(p.sessionId);
+      this.emit('left', p);
+      if (this.participants.size === 0) this.lastLeft?.();
+    });
+    const change = (source: Source, state: { muted: boolean } | undefined) => (d: Record<string, unknown>) => {
+      const p = this.participants.get(String(d.session_id));
+      if (!p) return;
+      if (state) p.tracks[source] = { ...state };
+      else delete p.tracks[source];
+      this.emit('update', p);
+    };
+    on('user_muted', change('mic', { muted: true }));
+    on('user_unmuted', change('mic', { muted: false }));
+    on('user_screen_on', change('screen', { muted: false }));
+    on('user_screen_off', change('screen', undefined));
+    on('user_video_on', change('camera', { muted: false }));
+    on('user_video_off', change('camera', undefined));
+    const voice = (speaking: boolean) => (d: Record<string, unknown>) => {
+      const p = this.participants.get(String(d.session_id));
+      if (!p) return;
+      p.speaking = speaking;
+      this.emit('voice', p);
+    };
+    on('user_voice_on', voice(true));
+    on('user_voice_off', voice(false));
+    on('caption', (d) => this.emit('caption', { sessionId: String(d.session_id), userId: String(d.user_id), text: String(d.text) }));
+    on('job_stop', (d) => {
+      if (this.opts.jobId && d.job_id === this.opts.jobId) this.emit('stop', 'the plugin stopped the job (job_stop)');
+    });
+    on('call_end', () => this.emit('stop', 'the call ended'));
+    on('call_ended', () => this.emit('stop', 'the call ended'));
+    on('closed', (d) => this.emit('closed', String(d.reason || 'the websocket closed')));
+  }
+
+  /** A person of the call, with the display name from the site (once per session). */
+  private async person(sessionId: string, userId: string): Promise<ParticipantInfo> {
+    let name = this.names.get(sessionId);
+    if (!name) {
+      name = this.profile(sessionId).then(displayName, () => userId);
+      this.names.set(sessionId, name);
+    }
+    const known = this.participants.get(sessionId);
+    const p = known ?? { sessionId, userId, displayName: userId, tracks: {}, speaking: false };
+    this.participants.set(sessionId, p);
+    p.displayName = await name;
+    return p;
+  }
+
+  private async profile(sessionId: string): Promise<Profile> {
+    if (this.opts.profile) return this.opts.profile(sessionId);
+    const url = new URL(`/plugins/com.mattermost.calls/bot/calls/${this.opts.callId}/sessions/${sessionId}/profile`, this.opts.siteUrl);
+    const res = await fetch(url, { headers: { authorization: `Bearer ${this.opts.token}` }, signal: AbortSignal.timeout(5000) });
+    if (!res.ok) throw new Error(`profile of ${sessionId}: ${res.status}`);
+    return (await res.json()) as Profile;
+  }
+
+  /**
+   * Joins: `join` over the websocket, then the first offer. Resolves with our own session once the
+   * plugin accepted us, the people in the call are known and media is connected; rejects with the
+   * plugin's reason when the join is refused.
+   */
+  async join(): Promise<ParticipantInfo> {
+    await this.socket.connect();
+    const accepted = new Promise<CallState | undefined>((resolve, reject) => {
+      this.socket.on('error', (d) => reject(new Error(String(d.data ?? 'the join was refused'))));
+      this.socket.on('call_state', (d) => {
+        try {
+          resolve(JSON.parse(String(d.call)) as CallState);
+        } catch {
+          resolve(undefined);
+        }
+      });
+      this.socket.on('closed', (d) => reject(new Error(String(d.reason || 'the websocket closed before the join'))));
+    });
+    let joinedAs = '';
+    this.socket.on('join', (d) => (joinedAs = String(d.connID)));
+    this.socket.action('join', { channelID: this.opts.callId, jobID: this.opts.jobId ?? '', av1Support: false, dcSignaling: false });
+    const state = await withTimeout(accepted, 15_000, 'no answer to join within 15 s');
+    this.me = { sessionId: joinedAs || this.socket.originalConnId, userId: '', displayName: '', tracks: {}, speaking: false };
+    await Promise.all((state?.sessions ?? []).map(async (s) => {
+      const p = await this.person(s.session_id, s.user_id);
+      p.tracks.mic = { muted: !s.unmuted };
+      if (s.video) p.tracks.camera = { muted: false };
+      if (state?.screen_sharing_session_id === s.session_id) p.tracks.screen = { muted: false };
+    }));
+    const peer = new BotPeer(this.socket, this.opts.ice ?? iceFor(this.opts.siteUrl), this.opts.videoCodecs);
+    this.peer = peer;
+    peer.onTrack((t) => void this.incoming(t));
+    peer.pc.connectionStateChange.subscribe((state) => {
+      if (state === 'failed') this.emit('closed', 'the media connection failed');
+    });
+    await peer.start();
+    await peer.connected(CONNECT_TIMEOUT_MS);
+    return this.me;
+  }
+
+  private async incoming(t: Parameters<Parameters<BotPeer['onTrack']>[0]>[0]): Promise<void> {
+    const source = sourceOf[t.type];
+    // screen audio is not recorded, as upstream
+    if (!source || this.opts.subscribe === 'none' || (this.opts.subscribe === 'audio' && source !== 'mic')) return;
+    // the name first: everything recorded of this track carries it
+    const participant = await this.person(t.sessionId, this.participants.get(t.sessionId)?.userId ?? t.sessionId);
+    participant.tracks[source] ??= { muted: false };
+    const remote: RemoteTrack = { track: t.track, transceiver: t.transceiver, mid: t.mid, source, participant };
+    this.remote.set(t.mid, remote);
+    // Who sent a packet is built once per track, not per packet.
+    const from: Publisher = {
+      sessionId: participant.sessionId, userId: participant.userId, displayName: participant.displayName, source,
+      kind: source === 'mic' ? 'audio' : 'video', codec: (t.track.codec?.mimeType ?? '').toLowerCase(),
+    };
+    t.track.onReceiveRtp.subscribe((rtp) => {
+      for (const h of this.rtpHandlers) h(rtp, from);
+    });
+    this.emit('track', remote);
+    if (source !== 'mic') this.requestKeyframe(t.mid); // a picture at once (the Go bot does so for screens)
+  }
+
+  onRtp(handler: (rtp: RtpPacket, from: Publisher) => void): void {
+    this.rtpHandlers.push(handler);
+  }
+
+  /** Asks the publisher of a video m-line for a keyframe. */
+  requestKeyframe(mid: string): void {
+    const remote = this.remote.get(mid);
+    if (remote) this.peer?.requestKeyframe(remote.transceiver, remote.track);
+  }
+
+  /**
+   * Publishes these sources (people in tests and benches; jobs only receive): each gets the stream
+   * id the server classifies it by, announced with `screen_on` / `video_on` first.
+   */
+  async publish<S extends Source>(...list: S[]): Promise<Record<S, MediaStreamTrack>> {
+    const tracks = Object.fromEntries(list.map((s) => [s, new MediaStreamTrack({ kind: s === 'mic' ? 'audio' : 'video' })])) as Record<S, MediaStreamTrack>;
+    const streams = list.map((source) => ({ source, streamId: `${source}-${this.me?.sessionId}` }));
+    for (const { source, streamId } of streams) {
+      if (source === 'screen') this.socket.action('screen_on', { data: JSON.stringify({ screenStreamID: streamId }) });
+      if (source === 'camera') this.socket.action('video_on', { data: JSON.stringify({ videoStreamID: streamId }) });
+    }
+    if (list.includes('mic' as S)) this.socket.action('unmute');
+    await this.peer!.publish(streams.map(({ source, streamId }) => ({ track: tracks[source], streamId })));
+    return tracks;
+  }
+
+  setMuted(muted: boolean): void {
+    this.socket.action(muted ? 'mute' : 'unmute');
+  }
+
+  /** The Calls bot's live caption of what `sessionId` said (JSON text: the plugin needs the length as a float). */
+  sendCaption(sessionId: string, text: string, newAudioLenMs: number): void {
+    this.socket.action('caption', { session_id: sessionId, text, new_audio_len_ms: newAudioLenMs });
+  }
+
+  leave(): void {
+    this.socket.action('leave');
+    this.socket.close();
+    this.peer?.close();
+  }
+}
+
+/** Media on loopback stays on loopback (tests, a single host); elsewhere any interface. */
+function iceFor(siteUrl: string): IceOptions {
+  const host = new URL(siteUrl).hostname;
+  return { bindAddress: host.startsWith('127.') || host === 'localhost' ? '127.0.0.1' : '0.0.0.0' };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(message)), ms).unref())]);
+}

@@ -1,0 +1,204 @@
+// The RTC half of the job's Calls client, as rtcd's Go client does it with werift: one peer
+// connection; the data channel `calls-dc` and the first offer come from us; trickle ICE both ways,
+// remote candidates queued until a remote description is set; every server offer answered at
+// once; later offers of ours (publishing) only under the data channel's lock. (reference §4–§5, §8)
+import { MediaStreamTrack, RTCPeerConnection, type RTCDataChannel, type RTCRtpReceiver, type RTCRtpTransceiver } from 'werift';
+import { type IceOptions, outgoingCandidate, peerConfig } from '../ice.js';
+import { DcType, type DcMessage, type MediaMap, type SessionDescription, type TrackType, decodeDc, encodeDc, isObject, parseTrackId } from '../protocol/wire.js';
+import type { CallsSocket } from './socket.js';
+
+export interface IncomingTrack {
+  track: MediaStreamTrack;
+  transceiver: RTCRtpTransceiver;
+  receiver: RTCRtpReceiver;
+  mid: string;
+  type: TrackType;
+  /** the sender's session id, from the track id */
+  sessionId: string;
+}
+
+const PING_MS = 1000;
+/** The Go client's lock: retry every 100 ms, give up when no reply comes within 5 s. */
+const LOCK_RETRY_MS = 100;
+const LOCK_TIMEOUT_MS = 5000;
+
+export class BotPeer {
+  readonly pc: RTCPeerConnection;
+  private readonly dc: RTCDataChannel;
+  private readonly remoteCandidates: { candidate: string; sdpMid?: string; sdpMLineIndex?: number }[] = [];
+  private readonly trackHandlers: ((t: IncomingTrack) => void)[] = [];
+  private readonly seen = new Set<string>();
+  private lockWaiter?: (granted: boolean) => void;
+  private answerWaiter?: (d: SessionDescription) => void;
+  private readonly pinger: NodeJS.Timeout;
+  /** server signals in order; our own offers in another chain (an answer must not wait behind its offer) */
+  private signals: Promise<unknown> = Promise.resolve();
+  private publishing: Promise<unknown> = Promise.resolve();
+  /** the last MediaMap: which m-line carries whose track (rtcd fills sender_id wrongly: the track id decides) */
+  mediaMap: MediaMap = {};
+
+  constructor(private readonly socket: CallsSocket, private readonly ice: IceOptions, videoCodecs?: ('vp8' | 'h264')[]) {
+    this.pc = new RTCPeerConnection(peerConfig(ice, videoCodecs));
+    this.dc = this.pc.createDataChannel('calls-dc');
+    this.dc.onMessage.subscribe((data) => this.onDcMessage(data));
+    this.pinger = setInterval(() => this.sendDc({ type: DcType.Ping }), PING_MS);
+    this.pc.onIceCandidate.subscribe((c) => {
+      const line = c?.candidate && outgoingCandidate(c.candidate, this.ice);
+      if (line) this.socket.action('ice', { data: JSON.stringify({ ...c!.toJSON(), candidate: line }) });
+    });
+    this.pc.ontrack = ({ track, transceiver, receiver }) => {
+      const parsed = parseTrackId(receiver.remoteTrackId ?? '');
+      const mid = transceiver.mid ?? '';
+      // werift may report an m-line again on renegotiation: one track per mid and id
+      const key = `${mid}/${receiver.remoteTrackId}`;
+      if (!parsed || this.seen.has(key)) return;
+      this.seen.add(key);
+      for (const h of this.trackHandlers) h({ track, transceiver, receiver, mid, type: parsed.type, sessionId: parsed.sessionId });
+    };
+    socket.on('signal', (data) => {
+      this.signals = this.signals.then(() => this.onSignal(String(data.data ?? ''))).catch(() => undefined);
+    });
+  }
+
+  onTrack(handler: (t: IncomingTrack) => void): void {
+    this.trackHandlers.push(handler);
+  }
+
+  /** The first offer: the data channel (and any tracks added before). No lock: nothing to collide with yet. */
+  async start(): Promise<void> {
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    this.socket.sendSdp({ type: 'offer', sdp: this.pc.localDescription!.sdp });
+  }
+
+  /** Resolves when ICE and DTLS are up. */
+  connected(timeoutMs: number): Promise<void> {
+    if (this.pc.connectionState === 'connected') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(
+        `no media connection within ${timeoutMs / 1000} s (ICE ${this.pc.iceConnectionState}, signalling ${this.pc.signalingState}): UDP to the call's media server is blocked, or it offered no candidate we can reach`,
+      )), timeoutMs);
+      const { unSubscribe } = this.pc.connectionStateChange.subscribe((state) => {
+        if (state === 'connected') {
+          clearTimeout(timer);
+          unSubscribe();
+          resolve();
+        } else if (state === 'failed' || state === 'closed') {
+          clearTimeout(timer);
+          unSubscribe();
+          reject(new Error(`media connection ${state}`));
+        }
+      });
+    });
+  }
+
+  private async onSignal(json: string): Promise<void> {
+    const msg = JSON.parse(json) as unknown;
+    if (!isObject(msg)) return;
+    if (msg.type === 'candidate' && isObject(msg.candidate)) {
+      const c = msg.candidate as { candidate?: unknown; sdpMid?: unknown; sdpMLineIndex?: unknown };
+      if (typeof c.candidate !== 'string' || !c.candidate) return;
+      const candidate = { candidate: c.candidate, sdpMid: typeof c.sdpMid === 'string' ? c.sdpMid : undefined, sdpMLineIndex: typeof c.sdpMLineIndex === 'number' ? c.sdpMLineIndex : undefined };
+      if (this.pc.remoteDescription) await this.pc.addIceCandidate(candidate).catch(() => undefined);
+      else this.remoteCandidates.push(candidate);
+    } else if (msg.type === 'offer' && typeof msg.sdp === 'string') {
+      await this.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+      await this.flushCandidates();
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      this.socket.sendSdp({ type: 'answer', sdp: this.pc.localDescription!.sdp });
+    } else if (msg.type === 'answer' && typeof msg.sdp === 'string') {
+      const description: SessionDescription = { type: 'answer', sdp: msg.sdp };
+      if (this.answerWaiter) this.answerWaiter(description);
+      else {
+        await this.pc.setRemoteDescription(description);
+        await this.flushCandidates();
+      }
+    }
+  }
+
+  private async flushCandidates(): Promise<void> {
+    for (const c of this.remoteCandidates.splice(0)) await this.pc.addIceCandidate(c).catch(() => undefined);
+  }
+
+  private onDcMessage(data: string | Buffer): void {
+    if (typeof data === 'string') return;
+    let message: DcMessage;
+    try {
+      message = decodeDc(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    } catch {
+      return; // unknown types are ignored, as newer servers send more
+    }
+    if (message.type === DcType.Lock && message.granted !== undefined) this.lockWaiter?.(message.granted);
+    else if (message.type === DcType.MediaMap) this.mediaMap = message.map;
+  }
+
+  private sendDc(message: DcMessage): void {
+    if (this.dc.readyState === 'open') this.dc.send(Buffer.from(encodeDc(message)));
+  }
+
+  /** Takes the data channel's lock, retrying every 100 ms while refused; false when no reply comes within 5 s. */
+  private async lock(): Promise<boolean> {
+    const until = Date.now() + LOCK_TIMEOUT_MS;
+    while (Date.now() < until) {
+      const granted = await new Promise<boolean | undefined>((resolve) => {
+        this.lockWaiter = resolve;
+        this.sendDc({ type: DcType.Lock });
+        setTimeout(() => resolve(undefined), until - Date.now());
+      });
+      this.lockWaiter = undefined;
+      if (granted === undefined) return false;
+      if (granted) return true;
+      await new Promise((r) => setTimeout(r, LOCK_RETRY_MS));
+    }
+    return false;
+  }
+
+  /**
+   * Adds tracks to send, each with the stream id the server classifies it by, and offers them
+   * under the data channel's lock. `streamId` per track: voice under any id, screen under the
+   * id announced with `screen_on`, camera under the one announced with `video_on`.
+   */
+  publish(tracks: { track: MediaStreamTrack; streamId: string }[]): Promise<void> {
+    const round = this.publishing.then(async () => {
+      // after the first negotiation, and under the lock
+      await this.dcOpen();
+      for (const { track, streamId } of tracks) {
+        const transceiver = this.pc.addTransceiver(track, { direction: 'sendonly' });
+        transceiver.sender.streamIds = [streamId];
+      }
+      const locked = await this.lock();
+      if (!locked) throw new Error('the SFU did not grant the signalling lock within 5 s');
+      try {
+        const answer = new Promise<SessionDescription>((resolve) => (this.answerWaiter = resolve));
+        await this.pc.setLocalDescription(await this.pc.createOffer());
+        this.socket.sendSdp({ type: 'offer', sdp: this.pc.localDescription!.sdp });
+        await this.pc.setRemoteDescription(await withTimeout(answer, 10_000, 'no answer to our offer within 10 s'));
+        await this.flushCandidates();
+      } finally {
+        this.answerWaiter = undefined;
+        this.sendDc({ type: DcType.Unlock });
+      }
+    });
+    this.publishing = round.catch(() => undefined);
+    return round;
+  }
+
+  /** The data channel opens once the first negotiation has connected us. */
+  private async dcOpen(): Promise<void> {
+    for (let i = 0; i < 300 && this.dc.readyState !== 'open'; i++) await new Promise((r) => setTimeout(r, 50));
+    if (this.dc.readyState !== 'open') throw new Error('the data channel did not open within 15 s');
+  }
+
+  /** Asks the sender of a video m-line for a keyframe. */
+  requestKeyframe(transceiver: RTCRtpTransceiver, track: MediaStreamTrack): void {
+    if (track.ssrc !== undefined) void transceiver.receiver.sendRtcpPLI(track.ssrc).catch(() => undefined);
+  }
+
+  close(): void {
+    clearInterval(this.pinger);
+    void this.pc.close().catch(() => undefined);
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(message)), ms).unref())]);
+}

@@ -1,0 +1,52 @@
+// The Calls plugin's actions and events as this project uses them, and the shapes of their data
+// (reference §2–§3). Both the bundled SFU and the calls client import these names, so a typo is a
+// compile error rather than a silent mismatch with the real plugin.
+
+/** Client → server plugin actions (sent as `custom_com.mattermost.calls_<action>`). */
+export const actions = [
+  'join', 'leave', 'reconnect', 'sdp', 'ice', 'mute', 'unmute', 'screen_on', 'screen_off', 'video_on', 'video_off',
+  'raise_hand', 'unraise_hand', 'react', 'call_state', 'caption', 'metric', 'ping',
+] as const;
+export type Action = (typeof actions)[number];
+
+/** Server → client plugin events (`custom_com.mattermost.calls_<event>`). */
+export type EventName =
+  | 'join' | 'error' | 'signal' | 'call_state' | 'call_start' | 'call_end' | 'call_ended'
+  | 'user_joined' | 'user_left' | 'user_muted' | 'user_unmuted' | 'user_voice_on' | 'user_voice_off'
+  | 'user_screen_on' | 'user_screen_off' | 'user_video_on' | 'user_video_off' | 'user_raise_hand' | 'user_unraise_hand'
+  | 'caption' | 'job_stop' | 'call_job_state';
+
+/** One session of `call_state.call.sessions` (the bot is left out). */
+export interface SessionState {
+  session_id: string;
+  user_id: string;
+  unmuted: boolean;
+  raised_hand: number;
+  video?: boolean;
+}
+
+/** `call_state.call`, sent as a JSON string. */
+export interface CallState {
+  id: string;
+  start_at: number;
+  sessions: SessionState[];
+  thread_id: string;
+  post_id: string;
+  screen_sharing_session_id: string;
+  owner_id: string;
+  host_id: string;
+}
+
+/** The bot API's sanitized user, for a session's display name. */
+export interface Profile {
+  id: string;
+  username: string;
+  first_name?: string;
+  last_name?: string;
+  nickname?: string;
+}
+
+export const displayName = (p: Profile) => [p.first_name, p.last_name].filter(Boolean).join(' ') || p.nickname || p.username;
+
+/** Seconds the plugin keeps an RTC session after its websocket drops, waiting for `reconnect`. */
+export const RECONNECT_WINDOW_MS = 10_000;

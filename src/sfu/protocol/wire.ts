@@ -1,0 +1,207 @@
+// The Mattermost Calls wire format, written once for the bundled SFU (server/), the job's calls
+// client (client/) and the browser call page: websocket requests and events, zlib-compressed SDP,
+// the `calls-dc` data-channel messages and the track ids that say whose media a track carries.
+// It runs in Node and in the browser alike, so it imports only msgpack and fflate.
+// (shared/reference/mattermost-calls-protocol.md §1–§5)
+import { decode, decodeMulti, encode } from '@msgpack/msgpack';
+import { strFromU8, strToU8, unzlibSync, zlibSync } from 'fflate';
+
+export const PLUGIN_ID = 'com.mattermost.calls';
+/** Plugin actions and events are named `custom_com.mattermost.calls_<type>`. */
+export const PREFIX = `custom_${PLUGIN_ID}_`;
+
+/** Mattermost's read limit per websocket message (SocketMaxMessageSizeKb): why SDP is compressed. */
+export const MAX_WS_MESSAGE_BYTES = 8 * 1024;
+/** The plugin inflates SDP with this cap. */
+export const MAX_SDP_BYTES = 64 * 1024;
+
+export class ProtocolError extends Error {}
+
+/** A client → server request: `{action, seq, data}`, as JSON text or a msgpack binary frame. */
+export interface WsRequest {
+  action: string;
+  seq: number;
+  data: Record<string, unknown> | null;
+}
+
+/** A server → client event (JSON text). */
+export interface WsEvent {
+  event: string;
+  data: Record<string, unknown>;
+  broadcast: { user_id?: string; channel_id?: string; connection_id?: string; omit_users?: null };
+  seq: number;
+}
+
+/** A reply to a core action (`authentication_challenge`, `ping`). */
+export interface WsReply {
+  status: 'OK' | 'FAIL';
+  seq_reply: number;
+  data?: Record<string, unknown>;
+  error?: { id: string; message: string };
+}
+
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A request as text (JSON) or, for `sdp`, a binary msgpack frame: the bytes must stay bytes. */
+export function encodeRequest(request: WsRequest, binary = false): string | Uint8Array {
+  return binary ? encode(request) : JSON.stringify(request);
+}
+
+/** Reads a client's frame; throws ProtocolError (the server then closes the socket, as Mattermost does). */
+export function decodeRequest(frame: string | Uint8Array): WsRequest {
+  let value: unknown;
+  try {
+    value = typeof frame === 'string' ? JSON.parse(frame) : decode(frame);
+  } catch {
+    throw new ProtocolError('undecodable frame');
+  }
+  if (!isObject(value) || typeof value.action !== 'string' || value.action.length > 128) throw new ProtocolError('a request needs an action');
+  const seq = value.seq ?? 0;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq)) throw new ProtocolError('seq must be an integer');
+  if (value.data !== undefined && value.data !== null && !isObject(value.data)) throw new ProtocolError('data must be an object');
+  return { action: value.action, seq, data: (value.data as Record<string, unknown> | undefined) ?? null };
+}
+
+/** Reads a server's frame: an event or a reply. */
+export function decodeServerFrame(frame: string): WsEvent | WsReply {
+  const value = JSON.parse(frame) as unknown;
+  if (!isObject(value) || (typeof value.event !== 'string' && typeof value.seq_reply !== 'number')) {
+    throw new ProtocolError('neither an event nor a reply');
+  }
+  return value as unknown as WsEvent | WsReply;
+}
+
+export interface SessionDescription {
+  type: 'offer' | 'answer';
+  sdp: string;
+}
+
+/** zlib (RFC 1950, not raw deflate) of the description's JSON, as the webapp and rtcd send it. */
+export function packSdp(description: SessionDescription): Uint8Array {
+  return zlibSync(strToU8(JSON.stringify({ type: description.type, sdp: description.sdp })));
+}
+
+export function unpackSdp(data: unknown): SessionDescription {
+  if (!(data instanceof Uint8Array)) throw new ProtocolError('sdp data must be bytes');
+  let text: string;
+  try {
+    // fflate writes into a buffer of this size and stops: a zlib bomb cannot grow past it
+    const out = unzlibSync(data, { out: new Uint8Array(MAX_SDP_BYTES + 1) });
+    if (out.length > MAX_SDP_BYTES) throw new ProtocolError('sdp is larger than 64 KiB');
+    text = strFromU8(out);
+  } catch (err) {
+    throw err instanceof ProtocolError ? err : new ProtocolError('sdp is not zlib data');
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new ProtocolError('sdp is not JSON');
+  }
+  if (!isObject(value) || (value.type !== 'offer' && value.type !== 'answer') || typeof value.sdp !== 'string') {
+    throw new ProtocolError('sdp must be {type: offer|answer, sdp}');
+  }
+  return { type: value.type, sdp: value.sdp };
+}
+
+// --- calls-dc data-channel messages (rtcd service/rtc/dc/msg.go): a msgpack type number, then
+// at most one msgpack value, concatenated (not an array). ---
+
+export const DcType = {
+  Ping: 1,
+  Pong: 2,
+  SDP: 3,
+  LossRate: 4,
+  RoundTripTime: 5,
+  Jitter: 6,
+  Lock: 7,
+  Unlock: 8,
+  MediaMap: 9,
+} as const;
+export type DcType = (typeof DcType)[keyof typeof DcType];
+
+/** Which session's which kind of track an m-line (mid) carries. */
+export type MediaMap = Record<string, { type: TrackType; sender_id: string }>;
+
+export type DcMessage =
+  | { type: typeof DcType.Ping | typeof DcType.Pong | typeof DcType.Unlock }
+  | { type: typeof DcType.Lock; granted?: boolean }
+  | { type: typeof DcType.SDP; description: SessionDescription }
+  | { type: typeof DcType.LossRate | typeof DcType.RoundTripTime | typeof DcType.Jitter; value: number }
+  | { type: typeof DcType.MediaMap; map: MediaMap };
+
+/** Encodes as Go does: the type as a msgpack uint8 (0xcc NN), then the payload. */
+export function encodeDc(message: DcMessage): Uint8Array {
+  const type = new Uint8Array([0xcc, message.type]);
+  let payload: Uint8Array | undefined;
+  switch (message.type) {
+    case DcType.Lock:
+      if (message.granted !== undefined) payload = encode(message.granted);
+      break;
+    case DcType.SDP:
+      payload = encode(packSdp(message.description));
+      break;
+    case DcType.LossRate:
+    case DcType.RoundTripTime:
+    case DcType.Jitter:
+      payload = encode(message.value, { forceFloat32: false });
+      break;
+    case DcType.MediaMap:
+      payload = encode(message.map);
+      break;
+  }
+  if (!payload) return type;
+  const out = new Uint8Array(type.length + payload.length);
+  out.set(type);
+  out.set(payload, type.length);
+  return out;
+}
+
+/** Decodes a data-channel message; unknown types and bad payloads are ProtocolErrors. */
+export function decodeDc(bytes: Uint8Array): DcMessage {
+  let values: unknown[];
+  try {
+    values = [...decodeMulti(bytes)];
+  } catch {
+    throw new ProtocolError('undecodable data-channel message');
+  }
+  const [type, payload] = values;
+  switch (type) {
+    case DcType.Ping:
+    case DcType.Pong:
+    case DcType.Unlock:
+      return { type };
+    case DcType.Lock:
+      return typeof payload === 'boolean' ? { type, granted: payload } : { type };
+    case DcType.SDP:
+      return { type, description: unpackSdp(payload) };
+    case DcType.LossRate:
+    case DcType.RoundTripTime:
+    case DcType.Jitter:
+      if (typeof payload !== 'number') throw new ProtocolError('metric must be a number');
+      return { type, value: payload };
+    case DcType.MediaMap:
+      if (!isObject(payload)) throw new ProtocolError('media map must be a map');
+      return { type, map: payload as MediaMap };
+    default:
+      throw new ProtocolError(`unknown data-channel message type ${String(type)}`);
+  }
+}
+
+// --- track ids: `<type>_<senderSessionID>_<random>`, stream id = the sender's session id ---
+
+export const trackTypes = ['voice', 'screen', 'screen-audio', 'video'] as const;
+export type TrackType = (typeof trackTypes)[number];
+
+export function formatTrackId(type: TrackType, sessionId: string, random: string): string {
+  return `${type}_${sessionId}_${random}`;
+}
+
+/** rtcd's ParseTrackID: at least three fields split on `_`; the type and the sender's session. */
+export function parseTrackId(id: string): { type: TrackType; sessionId: string } | null {
+  const fields = id.split('_');
+  if (fields.length < 3) return null;
+  const type = fields[0] as TrackType;
+  if (!trackTypes.includes(type) || !fields[1]) return null;
+  return { type, sessionId: fields[1] };
+}

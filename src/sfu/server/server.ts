@@ -1,0 +1,368 @@
+// The bundled SFU's front door: the Mattermost websocket (`/api/v4/websocket`) speaking the Calls
+// plugin's protocol, the call page, the bot API's profile route, health and metrics. Who may do
+// what comes from a policy: the bundled SFU checks its join tokens; the Mattermost stand-in in
+// test/ mounts the same server with the plugin's rules (bot token, job ids).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { Logger } from '../../log.js';
+import type { IceOptions } from '../ice.js';
+import { type Action, RECONNECT_WINDOW_MS, actions } from '../protocol/calls.js';
+import { PREFIX, ProtocolError, type WsRequest, decodeRequest, isObject, unpackSdp } from '../protocol/wire.js';
+import { Call } from './call.js';
+import { type Identity, WsConnection } from './connection.js';
+import type { RtcSession } from './session.js';
+import { counters } from './track.js';
+
+export interface CallsPolicy {
+  /** Who holds this token (Bearer on the upgrade, or `authentication_challenge`); null refuses it. */
+  authenticate(token: string): Identity | null;
+  /** Why this join is refused (sent as the plugin's `error` event), or null to admit it. */
+  admitJoin?(identity: Identity, callId: string, jobId: string): string | null;
+}
+
+export interface SfuOptions {
+  host: string;
+  port: number;
+  ice: IceOptions;
+  policy: CallsPolicy;
+  log: Logger;
+}
+
+const pageDir = new URL('../../../../src/sfu/page/', import.meta.url);
+const files: Record<string, { path: URL; type: string }> = {
+  '/static/call.js': { path: new URL('../../../page/call.js', import.meta.url), type: 'text/javascript' },
+  '/static/call.css': { path: new URL('call.css', pageDir), type: 'text/css' },
+};
+const MAX_FRAME_BYTES = 64 * 1024;
+/** Mattermost closes a socket that has not authenticated within this long. */
+const AUTH_TIMEOUT_MS = 5_000;
+/** The plugin's per-session rate limit: 10 messages a second, bursts of 100; the excess is dropped. */
+const RATE = { perSecond: 10, burst: 100 };
+/** The bot API's profile route: a session's user, for the job's display names. */
+const PROFILE = /^\/plugins\/com\.mattermost\.calls\/bot\/calls\/([a-z0-9]{26})\/sessions\/([a-z0-9]{26})\/profile$/;
+
+interface Entry {
+  call: Call;
+  session: RtcSession;
+  conn?: WsConnection;
+  dropTimer?: NodeJS.Timeout;
+  tokens: number;
+  refilledAt: number;
+}
+
+export class Sfu {
+  readonly calls = new Map<string, Call>();
+  private readonly entries = new Map<string, Entry>();
+  private readonly connections = new Set<WsConnection>();
+  private readonly http: Server;
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+
+  constructor(private readonly opts: SfuOptions) {
+    this.http = createServer((req, res) => {
+      if (!this.handleHttp(req, res)) send(res, 404, 'text/plain', 'not found');
+    });
+    this.http.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket, head));
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.http.listen(this.opts.port, this.opts.host, resolve));
+    const { port } = this.http.address() as { port: number };
+    return `http://${this.opts.host}:${port}`;
+  }
+
+  /** Sessions across calls: what the leak tests count. */
+  get participantCount(): number {
+    return this.entries.size;
+  }
+
+  /** Prometheus text: calls, sessions, packets received and forwarded. */
+  metrics(): string {
+    const ns = 'calls_offloader_sfu';
+    return [
+      `# TYPE ${ns}_calls gauge`, `${ns}_calls ${this.calls.size}`,
+      `# TYPE ${ns}_participants gauge`, `${ns}_participants ${this.participantCount}`,
+      `# TYPE ${ns}_rtp_packets_received_total counter`, `${ns}_rtp_packets_received_total ${counters.received}`,
+      `# TYPE ${ns}_rtp_packets_forwarded_total counter`, `${ns}_rtp_packets_forwarded_total ${counters.forwarded}`,
+      `# TYPE ${ns}_keyframe_requests_total counter`, `${ns}_keyframe_requests_total ${counters.keyframeRequests}`,
+      '',
+    ].join('\n');
+  }
+
+  async close(): Promise<void> {
+    for (const call of [...this.calls.values()]) call.close();
+    for (const conn of this.connections) conn.close(1001, 'the server is shutting down');
+    this.wss.close();
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+  }
+
+  // --- what the plugin does besides signalling (the stand-in drives these) ---
+
+  /** `job_stop` to every bot connection, as the plugin tells the Calls bot to stop a job. */
+  stopJob(jobId: string): void {
+    for (const conn of this.connections) if (conn.identity?.role === 'bot') conn.event('job_stop', { job_id: jobId });
+  }
+
+  /** A host ended the call: `call_end` to everyone in it, and the sessions closed 5 s later. */
+  endCall(callId: string): void {
+    const call = this.calls.get(callId);
+    if (!call) return;
+    call.broadcast('call_end', {});
+    setTimeout(() => call.close(), 5000).unref();
+  }
+
+  /** Cuts a session's websocket without a close frame, as a network drop does. */
+  dropSocket(sessionId: string): void {
+    this.entries.get(sessionId)?.conn?.socket.terminate();
+  }
+
+  /** The session's user, for the bot API's profile route. */
+  sessionIdentity(callId: string, sessionId: string): Identity | undefined {
+    return this.calls.get(callId)?.sessions.get(sessionId)?.identity;
+  }
+
+  // --- HTTP ---
+
+  /** Serves what is ours; false when the path is not (a host server may answer it). */
+  handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const known = path === '/healthz' || path === '/metrics' || path === '/plugins/com.mattermost.calls/version'
+      || /^\/call\/[a-z0-9]{26}$/.test(path) || path in files || PROFILE.test(path);
+    if (!known) return false;
+    if (req.method !== 'GET') {
+      send(res, 405, 'text/plain', 'method not allowed');
+      return true;
+    }
+    void this.serveHttp(path, req, res).catch((err) => {
+      this.opts.log.error({ err }, 'sfu http error');
+      send(res, 500, 'text/plain', 'internal error');
+    });
+    return true;
+  }
+
+  private async serveHttp(path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (path === '/healthz') return send(res, 200, 'application/json', JSON.stringify({ status: 'ok', calls: this.calls.size }));
+    if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4', this.metrics());
+    // Browsers ask this before deciding on data-channel locking; rtcd_version ≥ 1.1.0 has it.
+    if (path === '/plugins/com.mattermost.calls/version') return send(res, 200, 'application/json', JSON.stringify({ version: '1.12.0', rtcd_version: '1.2.6' }));
+    if (path.startsWith('/call/')) return send(res, 200, 'text/html; charset=utf-8', await readFile(new URL('call.html', pageDir)));
+    const file = files[path];
+    if (file) return send(res, 200, `${file.type}; charset=utf-8`, await readFile(fileURLToPath(file.path)));
+    const m = PROFILE.exec(path);
+    const who = this.opts.policy.authenticate(bearer(req) ?? '');
+    if (!m || who?.role !== 'bot') return send(res, who ? 403 : 401, 'application/json', JSON.stringify({ message: who ? 'Forbidden' : 'Unauthorized', status_code: who ? 403 : 401 }));
+    const identity = this.sessionIdentity(m[1]!, m[2]!);
+    if (!identity) return send(res, 404, 'application/json', JSON.stringify({ message: 'not found', status_code: 404 }));
+    const [first, ...rest] = identity.displayName.split(' ');
+    send(res, 200, 'application/json', JSON.stringify({ id: identity.userId, username: identity.userId, first_name: first ?? '', last_name: rest.join(' '), nickname: '' }));
+  }
+
+  // --- the websocket ---
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (new URL(req.url ?? '/', 'http://x').pathname !== '/api/v4/websocket') {
+      socket.destroy();
+      return;
+    }
+    const token = bearer(req);
+    const identity = token === undefined ? undefined : this.opts.policy.authenticate(token);
+    if (identity === null) {
+      // Mattermost refuses the upgrade of a bad token with 401
+      socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+  }
+
+  private accept(ws: WebSocket, identity: Identity | undefined): void {
+    const conn = new WsConnection(ws);
+    this.connections.add(conn);
+    const hello = (who: Identity) => {
+      conn.identity = who;
+      conn.event('hello', { connection_id: conn.id, server_version: 'calls-offloader-sfu' });
+    };
+    let authTimer: NodeJS.Timeout | undefined;
+    if (identity) hello(identity);
+    else authTimer = setTimeout(() => conn.close(1008, 'not authenticated'), AUTH_TIMEOUT_MS).unref();
+
+    ws.on('message', (data, isBinary) => {
+      let request: WsRequest;
+      try {
+        request = decodeRequest(isBinary ? toBytes(data) : data.toString());
+      } catch (err) {
+        // Mattermost closes the socket on an undecodable frame
+        conn.close(1003, (err as Error).message);
+        return;
+      }
+      if (!conn.identity) {
+        const token = request.data?.token;
+        if (request.action !== 'authentication_challenge' || typeof token !== 'string') return;
+        const who = this.opts.policy.authenticate(token);
+        if (!who) return conn.close(1008, 'authentication failed');
+        clearTimeout(authTimer);
+        conn.reply(request.seq, 'OK');
+        return hello(who);
+      }
+      this.onRequest(conn, request).catch((err) => {
+        const protocol = err instanceof ProtocolError;
+        if (!protocol) this.opts.log.warn({ err: (err as Error).message, action: request.action }, 'calls action failed');
+        const session = conn.sessionId ? this.entries.get(conn.sessionId) : undefined;
+        conn.event('error', { data: protocol ? (err as Error).message : 'the action failed', connID: conn.sessionId ?? conn.id }, session?.call.id);
+      });
+    });
+    ws.on('close', () => this.disconnected(conn));
+    ws.on('error', () => this.disconnected(conn));
+  }
+
+  private async onRequest(conn: WsConnection, request: WsRequest): Promise<void> {
+    const identity = conn.identity!;
+    const data = request.data ?? {};
+    if (request.action === 'ping') {
+      return conn.reply(request.seq, 'OK', { text: 'pong', version: 'calls-offloader-sfu', server_time: Date.now(), node_id: '' });
+    }
+    if (!request.action.startsWith(PREFIX)) return; // other core actions: nothing of ours
+    const action = request.action.slice(PREFIX.length) as Action;
+    if (!actions.includes(action)) return;
+    switch (action) {
+      case 'join':
+        return this.join(conn, identity, str(data.channelID), typeof data.jobID === 'string' ? data.jobID : '');
+      case 'reconnect':
+        return this.reconnect(conn, identity, data);
+      case 'call_state': {
+        const call = this.calls.get(str(data.channelID));
+        if (call) conn.event('call_state', { channel_id: call.id, call: JSON.stringify(call.state()) }, call.id);
+        return;
+      }
+    }
+    const entry = conn.sessionId ? this.entries.get(conn.sessionId) : undefined;
+    if (!entry || !this.allowed(entry)) return; // no session, or over the rate limit: dropped as the plugin does
+    const { call, session } = entry;
+    switch (action) {
+      case 'leave':
+        return this.end(entry);
+      case 'sdp':
+        return session.onSdp(unpackSdp(data.data));
+      case 'ice':
+        return session.addCandidate(str(data.data));
+      case 'mute':
+      case 'unmute':
+        session.unmuted = action === 'unmute';
+        return call.broadcast(action === 'mute' ? 'user_muted' : 'user_unmuted', { userID: identity.userId, session_id: session.id });
+      case 'screen_on':
+        if ([...call.sessions.values()].some((s) => s !== session && s.tracks.has('screen'))) throw new ProtocolError('someone else is sharing their screen');
+        session.screenStreamId = str(jsonField(data.data, 'screenStreamID'));
+        return;
+      case 'screen_off':
+        session.unpublish('screen');
+        session.unpublish('screen-audio');
+        return;
+      case 'video_on':
+        session.videoStreamId = str(jsonField(data.data, 'videoStreamID'));
+        return;
+      case 'video_off':
+        return session.unpublish('video');
+      case 'raise_hand':
+      case 'unraise_hand':
+        session.raisedHand = action === 'raise_hand' ? Date.now() : 0;
+        return call.broadcast(action === 'raise_hand' ? 'user_raise_hand' : 'user_unraise_hand', {
+          userID: identity.userId, session_id: session.id, raised_hand: session.raisedHand,
+        });
+      case 'caption': {
+        if (identity.role !== 'bot') throw new ProtocolError('only the Calls bot sends captions');
+        // a caption is of someone in this call, never attributed to anyone else
+        const speaker = call.sessions.get(str(data.session_id));
+        const text = str(data.text);
+        if (!speaker || speaker.role === 'bot' || !text || text.length > 4096 || typeof data.new_audio_len_ms !== 'number') {
+          throw new ProtocolError('caption needs the session_id of someone in the call, text and new_audio_len_ms');
+        }
+        return call.broadcast('caption', { channel_id: call.id, user_id: speaker.identity.userId, session_id: speaker.id, text });
+      }
+      default:
+        return; // react, metric: nothing to do here
+    }
+  }
+
+  private join(conn: WsConnection, identity: Identity, callId: string, jobId: string): void {
+    const refuse = (reason: string) => conn.event('error', { data: reason, connID: conn.id }, callId);
+    if (!/^[a-z0-9]{26}$/.test(callId)) return refuse('channelID is not valid');
+    if (conn.sessionId) return refuse('session is already connected');
+    if (identity.callId !== undefined && identity.callId !== callId) return refuse('forbidden');
+    const refused = this.opts.policy.admitJoin?.(identity, callId, jobId);
+    if (refused) return refuse(refused);
+    let call = this.calls.get(callId);
+    if (!call) {
+      call = new Call(callId, this.opts.ice, (s, event, data) => this.entries.get(s.id)?.conn?.event(event, data, s.callId), (c) => {
+        if (this.calls.get(c.id) === c) this.calls.delete(c.id);
+      }, this.opts.log);
+      this.calls.set(callId, call);
+    }
+    const session = call.join(conn.id, identity);
+    this.entries.set(session.id, { call, session, conn, tokens: RATE.burst, refilledAt: Date.now() });
+    conn.sessionId = session.id;
+    conn.event('join', { connID: conn.id }, callId);
+    conn.event('call_state', { channel_id: callId, call: JSON.stringify(call.state()) }, callId);
+    this.opts.log.debug({ call: callId, session: session.id, role: identity.role }, 'joined');
+  }
+
+  /** A new socket takes over a session whose socket dropped, within the plugin's 10 s; else nothing happens. */
+  private reconnect(conn: WsConnection, identity: Identity, data: Record<string, unknown>): void {
+    const entry = this.entries.get(str(data.originalConnID));
+    if (!entry || entry.session.identity.userId !== identity.userId || entry.call.id !== str(data.channelID) || entry.conn) return;
+    clearTimeout(entry.dropTimer);
+    entry.conn = conn;
+    conn.sessionId = entry.session.id;
+  }
+
+  private disconnected(conn: WsConnection): void {
+    if (!this.connections.delete(conn)) return;
+    const entry = conn.sessionId ? this.entries.get(conn.sessionId) : undefined;
+    if (!entry || entry.conn !== conn) return;
+    entry.conn = undefined;
+    entry.dropTimer = setTimeout(() => this.end(entry), RECONNECT_WINDOW_MS).unref();
+  }
+
+  private end(entry: Entry): void {
+    clearTimeout(entry.dropTimer);
+    if (this.entries.get(entry.session.id) === entry) this.entries.delete(entry.session.id);
+    entry.call.leave(entry.session);
+  }
+
+  /** The per-session token bucket. */
+  private allowed(entry: Entry): boolean {
+    const now = Date.now();
+    entry.tokens = Math.min(RATE.burst, entry.tokens + ((now - entry.refilledAt) / 1000) * RATE.perSecond);
+    entry.refilledAt = now;
+    if (entry.tokens < 1) return false;
+    entry.tokens--;
+    return true;
+  }
+}
+
+const str = (v: unknown) => (typeof v === 'string' ? v : '');
+
+/** `screen_on`/`video_on` carry a JSON string: one field of it. */
+function jsonField(data: unknown, field: string): unknown {
+  try {
+    const value = JSON.parse(str(data)) as unknown;
+    return isObject(value) ? value[field] : undefined;
+  } catch {
+    throw new ProtocolError(`data must be a JSON string with ${field}`);
+  }
+}
+
+function bearer(req: IncomingMessage): string | undefined {
+  const m = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '');
+  return m?.[1];
+}
+
+function toBytes(data: RawData): Uint8Array {
+  const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string | Buffer): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  res.end(body);
+}

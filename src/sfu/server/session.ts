@@ -1,0 +1,356 @@
+// One participant's RTC session on the bundled SFU, as rtcd runs it: one peer connection; the
+// client makes the first offer (its data channel `calls-dc`, then its tracks); the SFU offers each
+// forwarded track, one negotiation at a time, announcing the m-lines in a MediaMap first; trickle
+// ICE both ways; `Lock`/`Unlock` on the data channel keep the two sides from offering at once.
+import { randomBytes } from 'node:crypto';
+import { RTCPeerConnection, type RTCDataChannel, type RTCRtpTransceiver, type RtpPacket } from 'werift';
+import type { Logger } from '../../log.js';
+import { type IceOptions, outgoingCandidate, outgoingSdp, peerConfig } from '../ice.js';
+import {
+  DcType, type DcMessage, type MediaMap, ProtocolError, type SessionDescription, type TrackType,
+  decodeDc, encodeDc, formatTrackId, isObject,
+} from '../protocol/wire.js';
+import type { Identity } from './connection.js';
+import { Track } from './track.js';
+
+/** Opus frames above this many bytes carry sound; silence and comfort noise are smaller. */
+const VOICE_PAYLOAD_BYTES = 24;
+const VOICE_ON_PACKETS = 5;
+const VOICE_OFF_MS = 600;
+/** rtcd waits this long for an answer to its offer, and for a client's lock to be released. */
+const ANSWER_TIMEOUT_MS = 10_000;
+const LOCK_WAIT_MS = 5_000;
+
+/** What a session tells the rest of the call (Call implements it). */
+export interface SessionHost {
+  /** a signalling message for this session's client: `signal` over its websocket */
+  signal(session: RtcSession, data: string): void;
+  published(track: Track): void;
+  unpublished(track: Track): void;
+  speaking(session: RtcSession, on: boolean): void;
+  /** the media connection failed or closed: the session is over */
+  failed(session: RtcSession, reason: string): void;
+}
+
+interface Subscription {
+  track: Track;
+  transceiver: RTCRtpTransceiver;
+  trackId: string;
+  stopRtcp: () => void;
+}
+
+export class RtcSession {
+  readonly tracks = new Map<TrackType, Track>();
+  screenStreamId?: string;
+  videoStreamId?: string;
+  unmuted = false;
+  raisedHand = 0;
+  speaking = false;
+  private readonly pc: RTCPeerConnection;
+  private dc?: RTCDataChannel;
+  private readonly subscriptions = new Map<Track, Subscription>();
+  /**
+   * Tracks to forward whose m-lines are not made yet: they are added inside the SFU's next offer,
+   * never before the client's first offer is applied (werift would pair the client's own m-lines
+   * with them).
+   */
+  private readonly pending = new Set<Track>();
+  private readonly remoteCandidates: { candidate: string; sdpMid?: string; sdpMLineIndex?: number }[] = [];
+  private lock: 'client' | 'server' | null = null;
+  private lockTimer?: NodeJS.Timeout;
+  private negotiating = false;
+  private renegotiate = false;
+  /** SDP work one step at a time: werift's state must not change under an offer being made */
+  private sdpChain: Promise<unknown> = Promise.resolve();
+  private answerWaiter?: (d: SessionDescription) => void;
+  private loudPackets = 0;
+  private lastLoud = 0;
+  private closed = false;
+
+  constructor(
+    /** the session id: its first websocket connection's id, as the plugin's `session_id` */
+    readonly id: string,
+    readonly identity: Identity,
+    readonly callId: string,
+    private readonly ice: IceOptions,
+    private readonly host: SessionHost,
+    private readonly log: Logger,
+  ) {
+    this.pc = new RTCPeerConnection(peerConfig(ice));
+    this.pc.onIceCandidate.subscribe((c) => {
+      const line = c?.candidate && outgoingCandidate(c.candidate, this.ice);
+      if (line) this.host.signal(this, JSON.stringify({ type: 'candidate', candidate: { ...c!.toJSON(), candidate: line } }));
+    });
+    this.pc.onDataChannel.subscribe((dc) => {
+      if (dc.label !== 'calls-dc') return;
+      this.dc = dc;
+      dc.onMessage.subscribe((data) => this.onDcMessage(data));
+    });
+    this.pc.ontrack = ({ track, transceiver, receiver }) => {
+      const mid = transceiver.mid ?? '';
+      const type = this.classify(track.kind, receiver.remoteStreamId);
+      if (!type || [...this.tracks.values()].some((t) => t.mid === mid && t.type === type)) return;
+      this.unpublish(type);
+      const published = new Track(this.id, type, track, receiver, mid, (rtp) => {
+        if (type === 'voice') this.hearPacket(rtp);
+      });
+      this.tracks.set(type, published);
+      this.host.published(published);
+    };
+    this.pc.connectionStateChange.subscribe((state) => {
+      if (state === 'failed' || state === 'closed') this.host.failed(this, `media connection ${state}`);
+    });
+  }
+
+  get role(): Identity['role'] {
+    return this.identity.role;
+  }
+
+  /** rtcd classifies incoming tracks by stream id: the announced screen stream, the camera's, else voice. */
+  private classify(kind: string, streamId: string | undefined): TrackType | null {
+    if (kind === 'audio') return streamId && streamId === this.screenStreamId ? 'screen-audio' : 'voice';
+    if (streamId && streamId === this.screenStreamId) return 'screen';
+    if (streamId && streamId === this.videoStreamId) return 'video';
+    return null;
+  }
+
+  /** An offer or answer from the client, over the websocket (`sdp`) or the data channel. */
+  async onSdp(description: SessionDescription): Promise<void> {
+    if (description.type === 'answer') {
+      this.answerWaiter?.(description);
+      return;
+    }
+    // rtcd ignores a client offer while it makes its own (the client must hold the lock to offer;
+    // a polite browser rolls back and answers ours, then offers again).
+    if (this.lock === 'server') {
+      this.log.debug({ session: this.id }, 'client offer ignored: the SFU is offering');
+      return;
+    }
+    await this.exclusive(async () => {
+      if (this.closed || this.pc.signalingState !== 'stable') return;
+      const inactive = inactiveMids(description.sdp);
+      await this.pc.setRemoteDescription(description);
+      for (const [type, track] of this.tracks) if (inactive.has(track.mid)) this.unpublish(type);
+      await this.addQueuedCandidates();
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      this.host.signal(this, JSON.stringify({ type: 'answer', sdp: outgoingSdp(this.pc.localDescription!.sdp, this.ice) }));
+    });
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.sdpChain.then(work);
+    this.sdpChain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A trickled candidate (`ice`): the JSON of RTCIceCandidateInit. Kept until a remote description is set. */
+  async addCandidate(json: string): Promise<void> {
+    let init: unknown;
+    try {
+      init = JSON.parse(json);
+    } catch {
+      throw new ProtocolError('ice data must be JSON');
+    }
+    if (!isObject(init) || typeof init.candidate !== 'string') throw new ProtocolError('ice data needs a candidate');
+    if (!init.candidate) return; // end of candidates
+    const candidate = {
+      candidate: init.candidate,
+      sdpMid: typeof init.sdpMid === 'string' ? init.sdpMid : undefined,
+      sdpMLineIndex: typeof init.sdpMLineIndex === 'number' ? init.sdpMLineIndex : undefined,
+    };
+    if (!this.pc.remoteDescription) {
+      if (this.remoteCandidates.length < 64) this.remoteCandidates.push(candidate);
+      return;
+    }
+    await this.pc.addIceCandidate(candidate).catch(() => undefined);
+  }
+
+  private async addQueuedCandidates(): Promise<void> {
+    for (const c of this.remoteCandidates.splice(0)) await this.pc.addIceCandidate(c).catch(() => undefined);
+  }
+
+  private onDcMessage(data: string | Buffer): void {
+    if (typeof data === 'string') {
+      if (data === 'ping') this.dc?.send('pong'); // the npm calls-common peer pings in text
+      return;
+    }
+    let message: DcMessage;
+    try {
+      message = decodeDc(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    } catch (err) {
+      this.log.debug({ session: this.id, err: (err as Error).message }, 'data-channel message ignored');
+      return;
+    }
+    switch (message.type) {
+      case DcType.Ping:
+        return this.sendDc({ type: DcType.Pong });
+      case DcType.Lock: {
+        const granted = this.lock === null;
+        if (granted) this.holdLock('client');
+        return this.sendDc({ type: DcType.Lock, granted });
+      }
+      case DcType.Unlock:
+        if (this.lock === 'client') this.releaseLock();
+        return;
+      case DcType.SDP:
+        void this.onSdp(message.description).catch((err) => this.log.warn({ session: this.id, err: (err as Error).message }, 'sdp over the data channel failed'));
+        return;
+      default:
+        return; // metrics and pongs
+    }
+  }
+
+  private sendDc(message: DcMessage): void {
+    if (this.dc?.readyState === 'open') this.dc.send(Buffer.from(encodeDc(message)));
+  }
+
+  private holdLock(who: 'client' | 'server'): void {
+    this.lock = who;
+    clearTimeout(this.lockTimer);
+    // a client that never unlocks must not block the SFU's offers for ever
+    if (who === 'client') this.lockTimer = setTimeout(() => this.releaseLock(), LOCK_WAIT_MS).unref();
+  }
+
+  private releaseLock(): void {
+    this.lock = null;
+    clearTimeout(this.lockTimer);
+  }
+
+  /** Forwards another session's track to this one, from the SFU's next offer. */
+  subscribe(track: Track): void {
+    if (this.closed || this.subscriptions.has(track) || this.pending.has(track)) return;
+    this.pending.add(track);
+    this.negotiate();
+  }
+
+  private addSubscription(track: Track): void {
+    const transceiver = this.pc.addTransceiver(track.media, { direction: 'sendonly' });
+    const trackId = formatTrackId(track.type, track.ownerId, randomBytes(4).toString('hex'));
+    (transceiver.sender as { trackId: string }).trackId = trackId;
+    transceiver.sender.streamIds = [track.ownerId];
+    // a subscriber's keyframe request goes to the publisher
+    const { unSubscribe } = transceiver.sender.onRtcp.subscribe((rtcp) => {
+      if (rtcp.type === 206 /* payload-specific feedback: PLI, FIR */) track.requestKeyframe();
+    });
+    this.subscriptions.set(track, { track, transceiver, trackId, stopRtcp: unSubscribe });
+    track.subscribers++;
+  }
+
+  unsubscribe(track: Track): void {
+    if (this.pending.delete(track)) return;
+    const sub = this.subscriptions.get(track);
+    if (!sub) return;
+    this.subscriptions.delete(track);
+    track.subscribers--;
+    sub.stopRtcp();
+    sub.transceiver.stop();
+    this.negotiate();
+  }
+
+  unpublish(type: TrackType): void {
+    const track = this.tracks.get(type);
+    if (!track) return;
+    this.tracks.delete(type);
+    track.close();
+    this.host.unpublished(track);
+  }
+
+  /** One SFU offer at a time; changes meanwhile make one more round. */
+  private negotiate(): void {
+    if (this.negotiating) {
+      this.renegotiate = true;
+      return;
+    }
+    this.negotiating = true;
+    void this.negotiationRound()
+      .catch((err) => {
+        if (!this.closed) this.log.warn({ err: (err as Error).message, session: this.id }, 'negotiation failed');
+      })
+      .finally(() => {
+        this.negotiating = false;
+        if (this.lock === 'server') this.releaseLock();
+        if (this.renegotiate && !this.closed) {
+          this.renegotiate = false;
+          this.negotiate();
+        }
+      });
+  }
+
+  private async negotiationRound(): Promise<void> {
+    // The client's first offer opens the connection; then wait for its lock to be released.
+    const until = Date.now() + LOCK_WAIT_MS;
+    while (!this.closed && (!this.pc.remoteDescription || this.lock === 'client')) {
+      if (this.pc.remoteDescription && Date.now() > until) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await this.exclusive(() => this.offer());
+  }
+
+  private async offer(): Promise<void> {
+    if (this.closed || this.pc.signalingState !== 'stable') return;
+    for (const track of this.pending) if (!track.closed) this.addSubscription(track);
+    this.pending.clear();
+    this.holdLock('server');
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription(offer);
+    // MediaMap first, always over the data channel: which m-line carries whose track.
+    const map: MediaMap = {};
+    for (const s of this.subscriptions.values()) {
+      if (s.transceiver.mid) map[s.transceiver.mid] = { type: s.track.type, sender_id: s.track.ownerId };
+    }
+    this.sendDc({ type: DcType.MediaMap, map });
+    const answer = new Promise<SessionDescription>((resolve, reject) => {
+      this.answerWaiter = resolve;
+      setTimeout(() => reject(new Error(`no answer to the SFU's offer within ${ANSWER_TIMEOUT_MS / 1000} s`)), ANSWER_TIMEOUT_MS).unref();
+    });
+    this.host.signal(this, JSON.stringify({ type: 'offer', sdp: outgoingSdp(this.pc.localDescription!.sdp, this.ice) }));
+    await this.pc.setRemoteDescription(await answer);
+    this.answerWaiter = undefined;
+    // a new subscriber needs a picture now, not at the publisher's next keyframe
+    for (const s of this.subscriptions.values()) s.track.requestKeyframe();
+  }
+
+  /** Voice activity from Opus frame sizes: the SFU tells everyone who speaks. */
+  private hearPacket(rtp: RtpPacket): void {
+    if (rtp.payload.length > VOICE_PAYLOAD_BYTES) {
+      this.lastLoud = Date.now();
+      if (++this.loudPackets >= VOICE_ON_PACKETS && !this.speaking) this.setSpeaking(true);
+    } else {
+      this.loudPackets = 0;
+    }
+  }
+
+  checkVoice(): void {
+    if (this.speaking && Date.now() - this.lastLoud > VOICE_OFF_MS) this.setSpeaking(false);
+  }
+
+  private setSpeaking(on: boolean): void {
+    this.speaking = on;
+    this.host.speaking(this, on);
+  }
+
+  /** Frees the connection, every subscription and every published track. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.releaseLock();
+    for (const sub of this.subscriptions.values()) {
+      sub.stopRtcp();
+      sub.track.subscribers--;
+    }
+    this.subscriptions.clear();
+    this.pending.clear();
+    for (const type of [...this.tracks.keys()]) this.unpublish(type);
+    void this.pc.close().catch(() => undefined);
+  }
+}
+
+/** The mids an offer marks inactive or receive-only: tracks the client stopped sending. */
+function inactiveMids(sdp: string): Set<string> {
+  const out = new Set<string>();
+  for (const section of sdp.split(/\r\n(?=m=)/).slice(1)) {
+    const mid = /\r\na=mid:(\S+)/.exec(section)?.[1];
+    if (mid && /\r\na=(inactive|recvonly)\b/.test(section)) out.add(mid);
+  }
+  return out;
+}
