@@ -70,6 +70,7 @@ export class MattermostStandIn {
   /** the calls held here */
   readonly calls: Sfu;
   private readonly userSecret = randomBytes(32).toString('hex');
+  private unreachableUntil = 0;
   private server?: Server;
   url = '';
 
@@ -105,7 +106,10 @@ export class MattermostStandIn {
   async start(): Promise<string> {
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
     this.server = this.opts.tls ? createHttpsServer(this.opts.tls, handler) : createServer(handler);
-    this.server.on('upgrade', (req, socket, head) => this.calls.handleUpgrade(req, socket, head));
+    this.server.on('upgrade', (req, socket, head) => {
+      if (Date.now() < this.unreachableUntil) return socket.destroy(); // the network is down
+      this.calls.handleUpgrade(req, socket, head);
+    });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.url = `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${(this.server.address() as { port: number }).port}`;
     return this.url;
@@ -142,9 +146,15 @@ export class MattermostStandIn {
     this.calls.endCall(callId);
   }
 
-  /** The bot sessions of a call (to cut their websocket). */
+  /** The bot sessions of a call. */
   botSessions(callId: string): string[] {
     return [...(this.calls.calls.get(callId)?.sessions.values() ?? [])].filter((s) => s.role === 'bot').map((s) => s.id);
+  }
+
+  /** The bots' websockets drop and no new one gets through for `ms` (the media path stays up). */
+  cutBots(callId: string, ms: number): void {
+    this.unreachableUntil = Date.now() + ms;
+    for (const id of this.botSessions(callId)) this.calls.dropSocket(id);
   }
 
   /** The bytes of a file uploaded in full. */

@@ -157,8 +157,8 @@ describe('whisper.cpp engine', () => {
   const dir = mkdtempSync(join(tmpdir(), 'co-models-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('loads the native binding', () => {
-    assert.equal(typeof loadBinding().WhisperContext, 'function');
+  it('loads the native binding', async () => {
+    assert.equal(typeof (await loadBinding()).WhisperContext, 'function');
   });
 
   it('fails with the model file named when it is missing', async () => {

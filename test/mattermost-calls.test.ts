@@ -1,0 +1,138 @@
+// Jobs on calls held by Mattermost (the stand-in), through the service as the plugin drives it:
+// a host ending the call (`call_end`) ends the recording and the transcription, which both
+// deliver; the bot's websocket cut mid-call is reconnected within the plugin's 10 s and the
+// recording has no gap; a join the plugin refuses fails the job at once with the plugin's reason.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { HeadlessParticipant } from '../src/sfu/client/participant.js';
+import { ids, waitFor } from './helpers.js';
+import { opusSource } from './media.js';
+import { ServiceStack } from './service-stack.js';
+import { librivox, speechTrack, writeWav } from './speech.js';
+
+/** The longest run of silence (s) in a file's audio, in 50 ms steps. */
+function longestSilence(file: string): { longest: number; seconds: number } {
+  const pcm = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-ac', '1', '-ar', '8000', '-f', 's16le', '-'], { maxBuffer: 64 * 1024 * 1024 });
+  const step = 800; // 50 ms of 16-bit samples at 8 kHz
+  let run = 0;
+  let longest = 0;
+  for (let s = 0; s + step <= pcm.length; s += step) {
+    let sum = 0;
+    for (let i = s; i < s + step; i += 2) sum += pcm.readInt16LE(i) ** 2;
+    const db = 10 * Math.log10(sum / (step / 2) / 32768 ** 2 + 1e-12);
+    run = db < -50 ? run + 1 : 0;
+    longest = Math.max(longest, run);
+  }
+  return { longest: (longest * 50) / 1000, seconds: pcm.length / 16000 };
+}
+
+describe('jobs on a Mattermost call', () => {
+  const stack = new ServiceStack({ icePorts: '48600-48800', stopGraceSec: 60, standIn: {} });
+  const { mm, authToken } = stack;
+  const dir = mkdtempSync(join(tmpdir(), 'co-mmcalls-'));
+  const sources: ChildProcess[] = [];
+  before(() => stack.start());
+  after(async () => {
+    for (const s of sources) s.kill('SIGKILL');
+    await stack.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const recording = (callId: string, recordingId = ids()) => ({
+    type: 'recording', max_duration_sec: 600, runner: 'mattermost/calls-recorder:v0.8.13',
+    input_data: {
+      site_url: mm.url, call_id: callId, post_id: ids(), recording_id: recordingId, auth_token: authToken,
+      width: 1280, height: 720, video_rate: 1000, audio_rate: 64, frame_rate: 15, video_preset: 'ultrafast', output_format: 'mp4',
+    },
+  });
+  const transcription = (callId: string, transcriptionId = ids()) => ({
+    type: 'transcribing', max_duration_sec: 1200, runner: 'mattermost/calls-transcriber:v0.7.2',
+    input_data: {
+      site_url: mm.url, call_id: callId, post_id: ids(), transcription_id: transcriptionId, auth_token: authToken,
+      transcribe_api: 'pocketsphinx', transcribe_api_options: 'null', model_size: 'base', num_threads: 1, output_format: 'vtt', live_captions_on: false,
+    },
+  });
+  /** A person on the call whose microphone plays `input` (a WAV, or a lavfi source) for `seconds`. */
+  const speaker = async (callId: string, user: string, seconds: number, input: string) => {
+    const p = new HeadlessParticipant({ siteUrl: mm.url, callId, token: mm.userToken(callId, user, user), subscribe: 'none' });
+    await p.join();
+    const { mic } = await p.publish('mic');
+    sources.push(await opusSource((rtp) => mic.writeRtp(rtp), seconds, input));
+    return p;
+  };
+  const started = (jobId: string) => waitFor(`${jobId} started`, () => mm.statuses.some((s) => s.jobId === jobId && s.body.Status === 'started'), 30_000);
+
+  it('call_end from the host ends the recording and the transcription, and both deliver', async () => {
+    const callId = ids();
+    const wav = writeWav(join(dir, 'speech.wav'), speechTrack(librivox().slice(0, 1), 0.5, 1));
+    const alice = await speaker(callId, 'alice', 30, wav);
+    const rec = recording(callId);
+    const tr = transcription(callId);
+    const [r, t] = [await stack.createJob(rec), await stack.createJob(tr)];
+    assert.equal(r.status, 200, r.text);
+    assert.equal(t.status, 200, t.text);
+    await started(rec.input_data.recording_id);
+    await started(tr.input_data.transcription_id);
+    await new Promise((res) => setTimeout(res, 6000));
+    mm.endCall(callId);
+    const [recJob, trJob] = await Promise.all([stack.finished(r.json.id, 120_000), stack.finished(t.json.id, 120_000)]);
+    alice.leave();
+    assert.equal(recJob.job.status, 'succeeded', `${recJob.job.error}\n${recJob.log}`);
+    assert.equal(trJob.job.status, 'succeeded', `${trJob.job.error}\n${trJob.log}`);
+    assert.match(recJob.log, /the call ended/);
+    assert.match(trJob.log, /the call ended/);
+    assert.ok(mm.recordings.some((p) => p.body.JobID === rec.input_data.recording_id));
+    const post = mm.transcriptions.find((p) => p.body.JobID === tr.input_data.transcription_id);
+    const [vttId] = (post!.body.Transcriptions as { FileIDs: string[] }[])[0]!.FileIDs;
+    assert.match(mm.file(vttId!)!.toString(), /<v alice>/, 'the speaker named from the bot API');
+  });
+
+  it('a websocket cut for 4 s mid-call is reconnected; the recording has no gap and the job_stop after it arrives', async () => {
+    const callId = ids();
+    const tone = await speaker(callId, 'bob', 40, 'sine=frequency=500');
+    const rec = recording(callId);
+    const r = await stack.createJob(rec);
+    assert.equal(r.status, 200, r.text);
+    await started(rec.input_data.recording_id);
+    await new Promise((res) => setTimeout(res, 3000));
+    const cut = 4000;
+    mm.cutBots(callId, cut);
+    await new Promise((res) => setTimeout(res, cut + 4000));
+    mm.stopJob(rec.input_data.recording_id); // only the new websocket can carry this
+    const { job, log } = await stack.finished(r.json.id, 120_000);
+    tone.leave();
+    assert.equal(job.status, 'succeeded', `${job.error}\n${log}`);
+    assert.match(log, /websocket reconnected/);
+    assert.match(log, /job_stop/);
+    const post = mm.recordings.find((p) => p.body.JobID === rec.input_data.recording_id)!;
+    const file = join(dir, 'cut.mp4');
+    writeFileSync(file, mm.file(post.body.FileIDs[0]!)!);
+    const { longest, seconds } = longestSilence(file);
+    assert.ok(seconds > 9, `recorded ${seconds} s`);
+    assert.ok(longest <= cut / 1000 + 2, `longest gap ${longest} s with a ${cut / 1000} s cut`);
+    process.stdout.write(`# websocket cut ${cut / 1000} s: longest silence in the recording ${longest.toFixed(2)} s of ${seconds.toFixed(1)} s\n`);
+  });
+
+  it('a join the plugin refuses fails the job within seconds, with the reason at the plugin', async () => {
+    const callId = ids();
+    const carol = await speaker(callId, 'carol', 5, 'sine=frequency=300');
+    const rec = recording(callId);
+    // the plugin has no such recording job: the bot's join is refused
+    const r = await stack.request('POST', '/jobs', rec);
+    assert.equal(r.status, 200, r.text);
+    const t0 = Date.now();
+    const { job } = await stack.finished(r.json.id, 30_000);
+    carol.leave();
+    assert.equal(job.status, 'failed');
+    assert.match(job.error, /could not join the call: no job in progress/);
+    assert.ok(Date.now() - t0 < 20_000);
+    const told = mm.statuses.find((s) => s.jobId === rec.input_data.recording_id);
+    assert.equal(told?.body.Status, 'failed');
+    assert.match(String(told?.body.omitempty), /no job in progress/);
+  });
+});
