@@ -3,7 +3,8 @@
 // utterance to its caption at a listening participant, for 1, 2 and 4 people speaking at once,
 // and the share of windows dropped. The SFU runs in this process; speakers are headless
 // participants fed by ffmpeg (Opus, at real-time pace); the captioner is the real job program.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +24,7 @@ import { opusSource } from '../../test/media.js';
 import { librivox, speechTrack, wavSamples, wordErrorRate, writeWav } from '../../test/speech.js';
 
 const TRANSCRIBER = fileURLToPath(new URL('../../workers/transcriber/main.js', import.meta.url));
+const MODEL_TOOL = process.env.WHISPER_MODEL_TOOL ?? fileURLToPath(new URL('../../../../shared/tools/make-test-whisper-model.mjs', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const id = () => randomBytes(13).toString('hex');
 const f = (n: number | undefined, d = 2) => (n === undefined ? 'n/a' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
@@ -55,6 +57,110 @@ async function speed(api: 'pocketsphinx' | 'whisper.cpp', threads: number, vad: 
   const rssMb = pids.length ? pids.reduce((n, pid) => n + peakMb(pid), 0) : undefined;
   await Promise.all([...engines.map((e) => e.close()), silero?.close()]);
   return { engine: api, vad, threads, audioS: stream.length / SAMPLE_RATE, wallS, wer: wordErrorRate(reference, segments.map((s) => s.text).join(' ')), rssMb };
+}
+
+// ---- whisper.cpp speed per model shape, thread count and binding -----------------------------
+
+/**
+ * One 30-s window of real speech through whisper.cpp with generated models of the real tiny and
+ * base shapes (random weights cost the encoder what real ones do; the model is scripted to one
+ * segment per window, so the decoder makes 3–4 steps where real speech makes a few per word).
+ * Bindings: the project's engine, and where bench/transcriber/whisper-bindings.sh has built them,
+ * smart-whisper compiled here with -march=native and the @fugood prebuilt used before.
+ */
+interface WhisperRow { binding: string; size: string; threads: number; runs: number[]; loadS: number; note?: string }
+
+type Transcribe = (pcm: Int16Array, threads: number) => Promise<void>;
+interface Binding { name: string; load(model: string): Promise<{ run: Transcribe; close(): Promise<void> }> }
+
+const bindingsDir = fileURLToPath(new URL('../../../.bench/whisper-bindings/node_modules/', import.meta.url));
+const toFloat = (pcm: Int16Array) => Float32Array.from(pcm, (v) => v / 32768);
+const bindings: Binding[] = [
+  {
+    name: 'project (@spader prebuilt, SIMD picked at run time)',
+    async load(model) {
+      const dirOf = model.slice(0, model.lastIndexOf('/'));
+      const size = model.slice(model.lastIndexOf('ggml-') + 5, -4);
+      const engines = new Map<number, SpeechEngine>();
+      return {
+        run: async (pcm, threads) => {
+          if (!engines.has(threads)) engines.set(threads, (await enginePool({ api: 'whisper.cpp', modelSize: size, modelsDir: dirOf, threads, language: 'en' }, 1))[0]!);
+          await engines.get(threads)!.recognize(pcm);
+        },
+        close: async () => void (await Promise.all([...engines.values()].map((e) => e.close()))),
+      };
+    },
+  },
+  {
+    name: 'smart-whisper 0.8.1 compiled here (-march=native)',
+    async load(model) {
+      const { Whisper } = createRequire(bindingsDir)('smart-whisper') as { Whisper: new (p: string, o: object) => {
+        transcribe(pcm: Float32Array, o: object): Promise<{ result: Promise<unknown> }>; free(): Promise<void>; } };
+      const w = new Whisper(model, { gpu: false, offload: 1e9 });
+      return {
+        run: async (pcm, threads) => {
+          const result = await (await w.transcribe(toFloat(pcm), { language: 'en', n_threads: threads, strategy: 0 })).result;
+          if (result instanceof Error) throw result;
+        },
+        close: () => w.free(),
+      };
+    },
+  },
+  {
+    name: '@fugood 1.1.3 prebuilt (no SIMD; used before)',
+    async load(model) {
+      const { WhisperContext } = createRequire(bindingsDir)('@fugood/node-whisper-linux-x64') as { WhisperContext: new (o: object) => {
+        transcribeData(b: ArrayBuffer, o: object): { promise: Promise<unknown> }; release(): Promise<void>; } };
+      const ctx = new WhisperContext({ filePath: model, useGpu: false });
+      return {
+        run: async (pcm, threads) => void (await ctx.transcribeData(pcm.slice().buffer, { language: 'en', maxThreads: threads }).promise),
+        close: () => ctx.release(),
+      };
+    },
+  },
+];
+
+async function whisperSpeeds(sizes: string[]): Promise<WhisperRow[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-whisper-'));
+  const speech = (() => {
+    const parts: Int16Array[] = [];
+    for (let n = 0, i = 0; n < 30 * SAMPLE_RATE; i++) {
+      const u = wavSamples(corpus[i % corpus.length]!.wav);
+      parts.push(u);
+      n += u.length;
+    }
+    const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (all.set(p, at), at + p.length), 0);
+    return all.subarray(0, 30 * SAMPLE_RATE);
+  })();
+  const rows: WhisperRow[] = [];
+  for (const size of sizes) {
+    const model = join(dir, `ggml-${size}.bin`);
+    execFileSync(process.execPath, [MODEL_TOOL, model, '--size', size, '--end', '30'], { stdio: 'ignore' });
+    for (const binding of bindings) {
+      const t0 = performance.now();
+      let loaded;
+      try {
+        loaded = await binding.load(model);
+      } catch (err) {
+        rows.push({ binding: binding.name, size, threads: 0, runs: [], loadS: 0, note: `not run: ${(err as Error).message.split('\n')[0]} (bench/transcriber/whisper-bindings.sh builds it)` });
+        continue;
+      }
+      const loadS = (performance.now() - t0) / 1000;
+      for (const threads of [1, 2]) {
+        const runs: number[] = [];
+        for (let i = 0; i < 2; i++) {
+          const started = performance.now();
+          await loaded.run(speech, threads);
+          runs.push(30 / ((performance.now() - started) / 1000));
+        }
+        rows.push({ binding: binding.name, size, threads, runs, loadS });
+      }
+      await loaded.close();
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return rows;
 }
 
 // ---- Live captions ---------------------------------------------------------------------------
@@ -185,13 +291,16 @@ const quantile = (xs: number[], q: number) => {
 
 const speedRows: SpeedRow[] = [];
 const captionRows: CaptionRow[] = [];
-if (process.env.BENCH_CAPTIONS) {
+let whisperRows: WhisperRow[] = [];
+if (process.env.BENCH_WHISPER) {
+  whisperRows = await whisperSpeeds(process.env.BENCH_WHISPER.split(','));
+} else if (process.env.BENCH_CAPTIONS) {
   const [speakers, transcribers] = process.env.BENCH_CAPTIONS.split('x').map(Number) as [number, number];
   captionRows.push(await captions(speakers, transcribers));
 } else {
   for (const threads of [1, 2]) speedRows.push(await speed('pocketsphinx', threads));
   speedRows.push(await speed('pocketsphinx', 1, 'silero'));
-  speedRows.push(await speed('whisper.cpp', 2));
+  whisperRows = await whisperSpeeds(['tiny', 'base']);
   for (const [speakers, transcribers] of [[1, 1], [1, 2], [2, 2], [4, 2], [4, 4]] as const) captionRows.push(await captions(speakers, transcribers));
 }
 await sfu.close();
@@ -204,6 +313,16 @@ const upstream: Record<number, string> = { 1: '4.3× / 2.1×', 2: '7.8× / 3.7×
 for (const r of speedRows) {
   if (r.note) console.log(`| ${r.engine} | ${r.vad} | ${r.threads} | – | – | not run: ${r.note} | – | – | ${upstream[r.threads]} |`);
   else console.log(`| ${r.engine} | ${r.vad} | ${r.threads} | ${f(r.audioS, 1)} s | ${f(r.wallS, 1)} s | ${f(r.audioS / r.wallS, 1)}× | ${f(r.wer)} | ${f(r.rssMb, 0)} MB | ${upstream[r.threads]} |`);
+}
+if (whisperRows.length) {
+  console.log('\nwhisper.cpp, one 30-s window of real speech, generated models of the real shapes (× real time, two runs each; upstream\'s published figure for the same model and threads):\n');
+  console.log('| binding | model | threads | speed, run 1 / run 2 | model load | upstream |');
+  console.log('|---|---|---|---|---|---|');
+  const published: Record<string, Record<number, string>> = { tiny: { 1: '4.3×', 2: '7.8×' }, base: { 1: '2.1×', 2: '3.7×' } };
+  for (const r of whisperRows) {
+    if (r.note) console.log(`| ${r.binding} | ${r.size} | – | ${r.note} | – | – |`);
+    else console.log(`| ${r.binding} | ${r.size} | ${r.threads} | ${r.runs.map((x) => `${f(x, 1)}×`).join(' / ')} | ${f(r.loadS)} s | ${published[r.size]?.[r.threads] ?? '–'} |`);
+  }
 }
 console.log('\nLive captions (pocketsphinx; delay = end of an utterance\'s speech to its caption at another participant):\n');
 console.log('| speakers at once | recognisers (pocketsphinx helpers) | utterances | captioned | delay p50 | delay p95 | max | windows dropped | captioner CPU | captioner RSS |');
