@@ -121,13 +121,21 @@ async function runWorker(config: Config, log: Logger): Promise<void> {
   onShutdown(log, () => worker.close());
 }
 
+/**
+ * What the worker and SFU processes get: no API settings. Neither uses them, and they hold the
+ * admin secret and the TLS key: no process gets a secret it does not use.
+ */
+export function childEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('API_')));
+}
+
 /** A worker or the SFU as a child process: a crash costs its jobs or calls, not the API. Restarted after a pause. */
 function supervise(command: string, redisUrl: string, log: Logger) {
   const cli = fileURLToPath(import.meta.url);
   let child: ChildProcess | undefined;
   let stopping = false;
   const start = () => {
-    child = spawn(process.execPath, [cli, command], { stdio: 'inherit', env: { ...process.env, REDIS_URL: redisUrl } });
+    child = spawn(process.execPath, [cli, command], { stdio: 'inherit', env: { ...childEnv(process.env), REDIS_URL: redisUrl } });
     child.on('exit', (code, signal) => {
       if (stopping) return;
       log.error({ code, signal }, `${command} process ended; starting a new one in 1 s`);

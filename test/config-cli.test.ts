@@ -91,6 +91,9 @@ describe('calls-offloader CLI', () => {
       SFU_LISTENADDRESS: `127.0.0.1:${port + 1}`,
       SFU_ICEPORTRANGE: '44000-44100',
       REDIS_URL,
+      API_SECURITY_ENABLEADMIN: 'true',
+      API_SECURITY_ADMINSECRETKEY: `admin-${'s'.repeat(40)}`,
+      SFU_TOKENSECRET: `sfu-${'t'.repeat(40)}`,
     });
     const child = spawn(process.execPath, [CLI, 'serve'], { env: { ...process.env, ...env }, stdio: 'ignore' });
     const url = `http://127.0.0.1:${port}`;
@@ -103,6 +106,15 @@ describe('calls-offloader CLI', () => {
         return j.status === 'succeeded' ? j : undefined;
       });
       assert.equal(job.exit_code, 0);
+      // No process gets a secret it does not use: the job neither, the worker and SFU not the admin's.
+      const jobEnv = readFileSync(join(env.JOBS_DATADIR!, 'jobs', json.id, 'env.json'), 'utf8');
+      for (const secret of [env.API_SECURITY_ADMINSECRETKEY!, env.SFU_TOKENSECRET!]) assert.ok(!jobEnv.includes(secret), 'a secret reached the job');
+      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
+      assert.ok(children.length >= 2, 'serve runs a worker and an SFU process');
+      for (const pid of children) {
+        const environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
+        if (environ.includes('REDIS_URL=')) assert.ok(!environ.includes(env.API_SECURITY_ADMINSECRETKEY!), `process ${pid} got the admin secret`);
+      }
       const metrics = await (await fetch(`${url}/metrics`)).text();
       assert.match(metrics, /^calls_offloader_jobs_total\{type="recording",outcome="succeeded"\} 1$/m);
       assert.match(metrics, /^calls_offloader_job_duration_seconds_count\{type="recording"\} 1$/m);

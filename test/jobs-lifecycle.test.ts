@@ -45,7 +45,8 @@ describe('job lifecycle', () => {
   it('runs a job to success: input as environment, output_data from output.json, both streams in the log', async () => {
     const callId = ids();
     behave(callId, { sleepMs: 100, output: { file: 'Call_town-square.mp4' }, stderr: 'a line on stderr' });
-    const id = await create(callId);
+    // without site_url the call is on the bundled SFU
+    const id = await create(callId, {}, recordingJob(callId, { site_url: undefined }));
     const job = await until(id, 'succeeded');
     assert.equal(job.exit_code, 0);
     assert.deepEqual(job.output_data, { file: 'Call_town-square.mp4' });
@@ -78,6 +79,27 @@ describe('job lifecycle', () => {
     // After a failed run the program gets one --recover run to salvage what it left.
     assert.match(log, /running the job program with --recover/);
     assert.deepEqual(runs(id).map((r) => r.event), ['start', 'end', 'recover']);
+  });
+
+  it('the lease is held through a recovery run longer than the lease: the job fails with its own reason', async () => {
+    const callId = ids();
+    behave(callId, { exitCode: 1, stderr: 'crashed', recoverSleepMs: 2 * config.leaseSec * 1000 });
+    const id = await create(callId);
+    const job = await waitFor('job failed', async () => {
+      const j = await get(id);
+      return j.status === 'failed' ? j : undefined;
+    }, 30_000);
+    assert.equal(job.error, 'the job program exited with code 1: crashed');
+    assert.deepEqual(runs(id).map((r) => r.event), ['start', 'end', 'recover']);
+  });
+
+  it('a job on a Mattermost site gets no SFU address or token: it joins the site', async () => {
+    const callId = ids();
+    behave(callId, {});
+    const id = await create(callId);
+    await until(id, 'succeeded');
+    const log = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
+    assert.match(log, /env SFU_URL= SFU_TOKEN=\n/);
   });
 
   it('stops gracefully through the other API instance: SIGTERM, the program finishes, the job succeeds', async () => {

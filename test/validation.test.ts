@@ -35,6 +35,16 @@ const cases: [string, unknown, RegExp][] = [
   ['missing call_id', without('call_id'), /^input_data\.call_id is required$/],
   ['site_url without auth_token', without('auth_token'), /^input_data\.auth_token is required$/],
   ['site_url with a path', withInput({ site_url: 'http://mm/x' }), /^input_data\.site_url must match/],
+  ['site_url of 100 KB', withInput({ site_url: `http://${'a'.repeat(100_000)}` }), /^input_data\.site_url must be at most 2048 characters$/],
+  ['site_url with a control character', withInput({ site_url: 'http://mm\u0007x' }), /^input_data\.site_url must match/],
+  ['transcriber: media_url of 900 KB', {
+    type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
+    input_data: { media_url: `https://mm/${'a'.repeat(900_000)}` },
+  }, /^input_data\.media_url must be at most 4096 characters$/],
+  ['transcriber: media_url with a NUL', {
+    type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
+    input_data: { media_url: 'file:///srv/a\u0000.mp4' },
+  }, /^input_data\.media_url must match/],
   ['width below 1280', withInput({ width: 1279 }), /^input_data\.width must be at least 1280$/],
   ['width above 3840', withInput({ width: 3841 }), /^input_data\.width must be at most 3840$/],
   ['height below 720', withInput({ height: 480 }), /^input_data\.height must be at least 720$/],

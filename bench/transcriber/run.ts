@@ -68,7 +68,7 @@ async function speed(api: 'pocketsphinx' | 'whisper.cpp', threads: number, vad: 
  * Bindings: the project's engine, and where bench/transcriber/whisper-bindings.sh has built them,
  * smart-whisper compiled here with -march=native and the @fugood prebuilt used before.
  */
-interface WhisperRow { binding: string; size: string; threads: number; runs: number[]; loadS: number; note?: string }
+interface WhisperRow { binding: string; size: string; threads: number; runs: number[]; note?: string }
 
 type Transcribe = (pcm: Int16Array, threads: number) => Promise<void>;
 interface Binding { name: string; load(model: string): Promise<{ run: Transcribe; close(): Promise<void> }> }
@@ -138,15 +138,13 @@ async function whisperSpeeds(sizes: string[]): Promise<WhisperRow[]> {
     const model = join(dir, `ggml-${size}.bin`);
     execFileSync(process.execPath, [MODEL_TOOL, model, '--size', size, '--end', '30'], { stdio: 'ignore' });
     for (const binding of bindings) {
-      const t0 = performance.now();
       let loaded;
       try {
         loaded = await binding.load(model);
       } catch (err) {
-        rows.push({ binding: binding.name, size, threads: 0, runs: [], loadS: 0, note: `not run: ${(err as Error).message.split('\n')[0]} (bench/transcriber/whisper-bindings.sh builds it)` });
+        rows.push({ binding: binding.name, size, threads: 0, runs: [], note: `not run: ${(err as Error).message.split('\n')[0]} (bench/transcriber/whisper-bindings.sh builds it)` });
         continue;
       }
-      const loadS = (performance.now() - t0) / 1000;
       for (const threads of [1, 2]) {
         const runs: number[] = [];
         for (let i = 0; i < 2; i++) {
@@ -154,7 +152,7 @@ async function whisperSpeeds(sizes: string[]): Promise<WhisperRow[]> {
           await loaded.run(speech, threads);
           runs.push(30 / ((performance.now() - started) / 1000));
         }
-        rows.push({ binding: binding.name, size, threads, runs, loadS });
+        rows.push({ binding: binding.name, size, threads, runs });
       }
       await loaded.close();
     }
@@ -316,12 +314,12 @@ for (const r of speedRows) {
 }
 if (whisperRows.length) {
   console.log('\nwhisper.cpp, one 30-s window of real speech, generated models of the real shapes (× real time, two runs each; upstream\'s published figure for the same model and threads):\n');
-  console.log('| binding | model | threads | speed, run 1 / run 2 | model load | upstream |');
-  console.log('|---|---|---|---|---|---|');
+  console.log('| binding | model | threads | speed, run 1 / run 2 | upstream |');
+  console.log('|---|---|---|---|---|');
   const published: Record<string, Record<number, string>> = { tiny: { 1: '4.3×', 2: '7.8×' }, base: { 1: '2.1×', 2: '3.7×' } };
   for (const r of whisperRows) {
-    if (r.note) console.log(`| ${r.binding} | ${r.size} | – | ${r.note} | – | – |`);
-    else console.log(`| ${r.binding} | ${r.size} | ${r.threads} | ${r.runs.map((x) => `${f(x, 1)}×`).join(' / ')} | ${f(r.loadS)} s | ${published[r.size]?.[r.threads] ?? '–'} |`);
+    if (r.note) console.log(`| ${r.binding} | ${r.size} | – | ${r.note} | – |`);
+    else console.log(`| ${r.binding} | ${r.size} | ${r.threads} | ${r.runs.map((x) => `${f(x, 1)}×`).join(' / ')} | ${published[r.size]?.[r.threads] ?? '–'} |`);
   }
 }
 console.log('\nLive captions (pocketsphinx; delay = end of an utterance\'s speech to its caption at another participant):\n');

@@ -19,7 +19,8 @@ export const Id = (description: string) => Type.String({ pattern: idPattern, des
 
 /** Upstream requires an http(s) URL without a path; a trailing slash is trimmed by the jobs. */
 const SiteUrl = Type.String({
-  pattern: '^https?://[^/?#\\s]+/?$',
+  pattern: '^https?://[^/?#\\s\\u0000-\\u001f\\u007f]+/?$',
+  maxLength: 2048,
   description: 'Mattermost site URL (scheme and host, no path). Without it the artifact goes to the local artifacts directory.',
 });
 const Bool = (description: string) => Type.Boolean({ description });
@@ -86,7 +87,8 @@ export const TranscribingInput = Type.Object(
     transcription_id: Type.Optional(Id('The transcription job id the plugin tracks.')),
     media_url: Type.Optional(
       Type.String({
-        pattern: '^(https?|file)://\\S+$',
+        pattern: '^(https?|file)://[^\\s\\u0000-\\u001f\\u007f]+$',
+        maxLength: 4096,
         description: 'Transcribe this finished recording (http(s):// or file://) instead of joining a live call.',
       }),
     ),

@@ -202,14 +202,18 @@ class ActiveJob {
 
     const { previous } = await store.transition(rec.id, ['starting'], 'running');
     if (this.stopReason || previous === 'stopping') this.stop(this.stopReason ?? 'stop requested before the job started');
-    this.timers.push(setInterval(() => void this.renew(), Math.max(500, this.opts.leaseMs / 3)));
+    // The lease is renewed until the job is final, through a recovery run too: a lease that ran
+    // out meanwhile would have the job failed as "the worker stopped responding".
+    const renewal = setInterval(() => void this.renew(), Math.max(500, this.opts.leaseMs / 3));
+    const flushing = setInterval(() => void this.flushLog(), LOG_FLUSH_MS);
     this.timers.push(setTimeout(() => this.stop(`max_duration_sec (${rec.max_duration_sec} s) reached`), rec.max_duration_sec * 1000));
-    this.timers.push(setInterval(() => void this.flushLog(), LOG_FLUSH_MS));
 
     const exit = await this.handle.exited;
     for (const t of this.timers) clearInterval(t);
     this.note(describeExit(exit));
     if (exit.code !== 0 && !this.lostLease) await this.recover();
+    clearInterval(renewal);
+    clearInterval(flushing);
     await this.flushLog();
     await new Promise((r) => this.logFile!.end(r));
     if (this.lostLease) return; // the job was already failed by a sweeper; nothing to add

@@ -16,8 +16,12 @@ const builtIn: Record<string, string> = {
 // SIGKILL: the job finishes its file instead of running on unseen (and being run twice).
 const SETPRIV = '/usr/bin/setpriv';
 
-/** The service's own configuration (and its secrets) never reaches a job. */
-const serviceVariable = /^(API|JOBS|LOGGER|REDIS)_|^DEV_MODE$/;
+/**
+ * The service's own configuration (and its secrets: the admin secret, SFU_TOKENSECRET, Redis'
+ * password) never reaches a job; the worker gives a job on the bundled SFU its own SFU_URL and
+ * SFU_TOKEN.
+ */
+const serviceVariable = /^(API|JOBS|LOGGER|REDIS|SFU)_|^DEV_MODE$/;
 
 export class ProcessRunner implements Runner {
   readonly kind = 'process';
