@@ -71,6 +71,28 @@ describe('auth with self-registration on', () => {
     assert.equal(near.json.total, 0);
   });
 
+  it('unregistering ends the client: whoever registers the id next inherits neither its jobs nor its bearer tokens', async () => {
+    const id = ids();
+    const first = basic(id);
+    const { json: job } = await call(api.url, 'POST', '/jobs', first, recordingJob(ids()));
+    const { json: login } = await call(api.url, 'POST', '/login', null, { clientID: id, authKey: KEY });
+    assert.equal((await call(api.url, 'POST', '/unregister', first, { clientID: id })).status, 200);
+    const next = basic(id, 'n'.repeat(40)); // someone else, same id, registering itself
+    assert.equal((await call(api.url, 'GET', '/jobs', next)).json.total, 0);
+    assert.equal((await call(api.url, 'GET', `/jobs/${job.id}`, next)).status, 404);
+    assert.equal((await call(api.url, 'GET', '/jobs', { bearer: login.bearerToken })).status, 401);
+    // the job is kept for the admin
+    assert.equal((await call(api.url, 'GET', `/jobs/${job.id}`, { basic: ['', ADMIN] })).status, 200);
+  });
+
+  it('a client named "admin" sees none of the jobs the admin created', async () => {
+    const { json: job } = await call(api.url, 'POST', '/jobs', { basic: ['admin', ADMIN] }, recordingJob(ids()));
+    assert.match(job.id, /^[a-z0-9]{26}$/);
+    const named = basic('admin', 'a'.repeat(40));
+    assert.equal((await call(api.url, 'GET', `/jobs/${job.id}`, named)).status, 404);
+    assert.equal((await call(api.url, 'GET', '/jobs', named)).json.total, 0);
+  });
+
   it('mints SFU join tokens for a call to authenticated clients only', async () => {
     const callId = ids();
     const body = { user_id: 'alice', display_name: 'Alice', ttl_sec: 600 };

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -78,6 +79,19 @@ export type InProcessWorker = Awaited<ReturnType<typeof startWorkerInstance>>;
 
 export async function startApi(config: Config): Promise<Api> {
   return { ...(await startApiInstance(config, createLogger(config, 'api'))), config };
+}
+
+/** An API instance for the suite it is called in, started before its tests and cleaned up after. */
+export function suiteApi(overrides: Record<string, string> = {}): { readonly api: Api } {
+  const suite = {} as { api: Api };
+  before(async () => {
+    suite.api = await startApi(testConfig(overrides));
+  });
+  after(async () => {
+    await suite.api.close();
+    await cleanup(suite.api.config);
+  });
+  return suite;
 }
 
 export const startWorker = (config: Config): Promise<InProcessWorker> => startWorkerInstance(config, createLogger(config, 'worker'));

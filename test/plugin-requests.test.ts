@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import semver from 'semver';
-import { type Api, type InProcessWorker, basic, call, cleanup, ids, recordingJob, startApi, startWorker, testConfig, waitFor } from './helpers.js';
+import { type Api, type InProcessWorker, basic, call, cleanup, ids, recordingJob, startApi, startWorker, suiteApi, testConfig, waitFor } from './helpers.js';
 import { MattermostStandIn } from './mattermost-standin.js';
 import { JobProgramHarness } from './job-program.js';
 import { ServiceStack } from './service-stack.js';
@@ -57,18 +57,11 @@ function pluginAccepts(buildVersion: string, minVersion = 'v0.9.0'): 'skipped' |
 }
 
 describe('requests exactly as the Calls plugin sends them', () => {
-  let api: Api;
+  const suite = suiteApi();
   const auth = basic(ids());
-  before(async () => {
-    api = await startApi(testConfig());
-  });
-  after(async () => {
-    await api.close();
-    await cleanup(api.config);
-  });
 
   it("GET /version passes the plugin's own check against min_offloader_version v0.9.0, without the dev-build skip", async () => {
-    const r = await call(api.url, 'GET', '/version', null);
+    const r = await call(suite.api.url, 'GET', '/version', null);
     assert.equal(r.status, 200);
     assert.equal(pluginAccepts(r.json.buildVersion), 'accepted', r.json.buildVersion);
     // the check itself: an older service is refused, a dev build skipped
@@ -83,7 +76,7 @@ describe('requests exactly as the Calls plugin sends them', () => {
       extra_chromium_args: '--disable-gpu --lang=de',
       width: '1920', // MM_CALLS_RECORDER_WIDTH=1920 overwrites the profile's number with a string
     });
-    const r = await call(api.url, 'POST', '/jobs', auth, body);
+    const r = await call(suite.api.url, 'POST', '/jobs', auth, body);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.input_data.width, 1920, 'read as the input it is');
     assert.equal(r.json.input_data.extra_chromium_args, '--disable-gpu --lang=de', 'stored as sent');
@@ -91,12 +84,12 @@ describe('requests exactly as the Calls plugin sends them', () => {
   });
 
   it('accepts transcription jobs with "null" options, with Azure options, and with overrides', async () => {
-    const plain = await call(api.url, 'POST', '/jobs', auth, transcribingJob(null));
+    const plain = await call(suite.api.url, 'POST', '/jobs', auth, transcribingJob(null));
     assert.equal(plain.status, 200, plain.text);
     assert.equal(plain.json.input_data.transcribe_api_options, 'null');
 
     const key = `azure-key-${randomBytes(8).toString('hex')}`;
-    const azure = await call(api.url, 'POST', '/jobs', auth, transcribingJob(
+    const azure = await call(suite.api.url, 'POST', '/jobs', auth, transcribingJob(
       { AZURE_SPEECH_KEY: key, AZURE_SPEECH_REGION: 'westeurope' },
       { num_threads: '4', live_captions_on: 'true', tls_ca_cert_file: '/etc/ssl/mm-ca.pem', some_future_setting: 'x' },
     ));
@@ -106,9 +99,9 @@ describe('requests exactly as the Calls plugin sends them', () => {
     assert.equal(azure.json.input_data.live_captions_on, true);
     assert.deepEqual(JSON.parse(azure.json.input_data.transcribe_api_options), { AZURE_SPEECH_KEY: '********', AZURE_SPEECH_REGION: '********' });
     assert.ok(!azure.text.includes(key), 'the key is not in the answer');
-    const stored = await api.services.redis.hgetall(api.services.store.keys.job(azure.json.id));
+    const stored = await suite.api.services.redis.hgetall(suite.api.services.store.keys.job(azure.json.id));
     assert.ok(!JSON.stringify(stored).includes(key), 'the key is not in the job record');
-    const listed = await call(api.url, 'GET', '/jobs', auth);
+    const listed = await call(suite.api.url, 'GET', '/jobs', auth);
     assert.ok(!listed.text.includes(key));
   });
 
@@ -125,7 +118,7 @@ describe('requests exactly as the Calls plugin sends them', () => {
     ['a CA file that is not an absolute path', { tls_ca_cert_file: 'ca.pem' }, /^input_data\.tls_ca_cert_file must match/],
   ] as const) {
     it(`refuses ${name}, naming the field and not echoing a secret`, async () => {
-      const r = await call(api.url, 'POST', '/jobs', auth, transcribingJob(null, input as Record<string, string>));
+      const r = await call(suite.api.url, 'POST', '/jobs', auth, transcribingJob(null, input as Record<string, string>));
       assert.equal(r.status, 400, r.text);
       assert.match(r.json.error, message);
       assert.ok(!r.text.includes('AZURE_SPEECH_KEY'));

@@ -1,7 +1,8 @@
 // Every bad input gets a 400 whose message names the field, and nothing is stored or queued.
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { connect } from 'node:net';
 import assert from 'node:assert/strict';
-import { type Api, basic, call, cleanup, ids, recordingJob, startApi, testConfig } from './helpers.js';
+import { basic, call, ids, recordingJob, suiteApi } from './helpers.js';
 
 const good = recordingJob('a'.repeat(26));
 const withInput = (input: Record<string, unknown>) => ({ ...good, input_data: { ...good.input_data, ...input } });
@@ -84,19 +85,12 @@ const cases: [string, unknown, RegExp][] = [
 ];
 
 describe('validation', () => {
-  let api: Api;
+  const suite = suiteApi();
   const auth = basic(ids());
-  before(async () => {
-    api = await startApi(testConfig());
-  });
-  after(async () => {
-    await api.close();
-    await cleanup(api.config);
-  });
 
   for (const [name, body, message] of cases) {
     it(`POST /jobs refuses ${name}`, async () => {
-      const r = await call(api.url, 'POST', '/jobs', auth, body);
+      const r = await call(suite.api.url, 'POST', '/jobs', auth, body);
       assert.equal(r.status, 400, r.text);
       assert.equal(r.json.code, '400');
       assert.match(r.json.error, message);
@@ -104,38 +98,67 @@ describe('validation', () => {
   }
 
   it('stored and queued nothing for any of them', async () => {
-    const { redis, keys } = api.services.store;
+    const { redis, keys } = suite.api.services.store;
     assert.equal(await redis.zcard(keys.jobs), 0);
-    for (const q of Object.values(api.services.queues)) {
+    for (const q of Object.values(suite.api.services.queues)) {
       const counts = await q.getJobCounts('wait', 'delayed', 'active');
       assert.deepEqual(Object.values(counts), [0, 0, 0]);
     }
   });
 
   it('the good job the cases derive from is accepted', async () => {
-    const r = await call(api.url, 'POST', '/jobs', auth, good);
+    const r = await call(suite.api.url, 'POST', '/jobs', auth, good);
     assert.equal(r.status, 200, r.text);
   });
 
   it('refuses ids that are not 26 characters of [a-z0-9] in paths, and bad query values', async () => {
     for (const path of ['/jobs/ABC', '/jobs/abc/logs', `/jobs/${'a'.repeat(27)}/stop`]) {
       const method = path.endsWith('/stop') ? 'POST' : 'GET';
-      const r = await call(api.url, method, path, auth);
+      const r = await call(suite.api.url, method, path, auth);
       assert.equal(r.status, 400, path);
       assert.equal(r.json.error, 'params.id must be 26 characters of a-z and 0-9');
     }
-    const q = await call(api.url, 'GET', '/jobs?per_page=1000', auth);
+    const q = await call(suite.api.url, 'GET', '/jobs?per_page=1000', auth);
     assert.equal(q.status, 400);
     assert.equal(q.json.error, 'query.per_page must be at most 200');
-    const s = await call(api.url, 'GET', '/jobs?status=done', auth);
+    const s = await call(suite.api.url, 'GET', '/jobs?status=done', auth);
     assert.equal(s.json.error, 'query.status must be one of queued, starting, running, stopping, succeeded, failed, canceled');
   });
 
   it('register refuses short keys and malformed client ids, naming the field', async () => {
-    const short = await call(api.url, 'POST', '/register', null, { clientID: 'abc', authKey: 'short' });
+    const short = await call(suite.api.url, 'POST', '/register', null, { clientID: 'abc', authKey: 'short' });
     assert.equal(short.status, 400);
     assert.equal(short.json.error, 'authKey must be at least 32 characters');
-    const badId = await call(api.url, 'POST', '/register', null, { clientID: 'a b', authKey: 'x'.repeat(40) });
+    const badId = await call(suite.api.url, 'POST', '/register', null, { clientID: 'a b', authKey: 'x'.repeat(40) });
     assert.match(badId.json.error, /^clientID must match/);
   });
+
+  /** What the server answers to these raw bytes. */
+  const raw = (bytes: string) => new Promise<string>((resolve, reject) => {
+    const { port } = new URL(suite.api.url);
+    const socket = connect(Number(port), '127.0.0.1', () => socket.end(bytes));
+    let answer = '';
+    socket.on('data', (c) => (answer += c));
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+
+  it('answers in the {error, code} envelope before any route runs too, never echoing the input', async () => {
+    const badEncoding = await call(suite.api.url, 'GET', '/jobs/%E0%A4%A', auth);
+    assert.equal(badEncoding.status, 400);
+    assert.deepEqual(badEncoding.json, { error: 'the request path is not valid URL encoding', code: '400' });
+    const long = await call(suite.api.url, 'GET', `/jobs/${'a'.repeat(5000)}`, auth);
+    assert.equal(long.status, 414);
+    assert.deepEqual(long.json, { error: 'a path parameter is too long', code: '414' });
+    const huge = await raw(`GET /jobs HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(20_000)}\r\n\r\n`);
+    assert.match(huge, /^HTTP\/1\.1 431 /);
+    assert.deepEqual(JSON.parse(huge.split('\r\n\r\n')[1]!), { error: 'the request line or headers are larger than the server accepts', code: '431' });
+    const garbage = await raw('NOT HTTP AT ALL\r\n\r\n');
+    assert.match(garbage, /^HTTP\/1\.1 400 /);
+    assert.equal(JSON.parse(garbage.split('\r\n\r\n')[1]!).code, '400');
+    const unknownKey = await call(suite.api.url, 'POST', '/jobs', auth, { ...good, ['k'.repeat(100_000)]: 1 });
+    assert.equal(unknownKey.status, 400);
+    assert.ok(unknownKey.text.length < 300, `answer of ${unknownKey.text.length} bytes`);
+  });
 });
+

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import {
   type Api, basic, behave, call, cleanup, ids, recordingJob, runs, spawnWorker, startApi, testConfig, testEnv, waitFor,
 } from './helpers.js';
+import { fileURLToPath } from 'node:url';
 import { enqueue } from '../src/queue/queues.js';
 
 describe('worker crash', () => {
@@ -61,6 +62,24 @@ describe('worker crash', () => {
     } finally {
       second.kill('SIGTERM');
       await once(second, 'exit');
+    }
+  });
+
+  it('a worker whose clock is a minute behind runs a job to the end: leases are on Redis\' clock', async () => {
+    const auth = basic(ids());
+    const callId = ids();
+    behave(callId, { sleepMs: 4 * 3000 }); // longer than the lease
+    const skewed = spawnWorker({ ...env, NODE_OPTIONS: `--import=${fileURLToPath(new URL('./fixtures/clock-behind.js', import.meta.url))}` });
+    try {
+      const id = (await call(api.url, 'POST', '/jobs', auth, recordingJob(callId))).json.id;
+      const job = await waitFor('job finished', async () => {
+        const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
+        return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
+      }, 40_000);
+      assert.equal(job.status, 'succeeded', job.error);
+    } finally {
+      skewed.kill('SIGTERM');
+      await once(skewed, 'exit');
     }
   });
 });

@@ -24,6 +24,8 @@ declare module 'fastify' {
 }
 
 export const clientIdPattern = '^[A-Za-z0-9_.@-]{1,128}$';
+/** Owner of the jobs the admin creates; outside clientIdPattern. */
+export const ADMIN_CLIENT = '!admin';
 const clientIdRe = new RegExp(clientIdPattern);
 
 export interface Authenticator {
@@ -44,9 +46,10 @@ export function installAuth(
     const scheme = header.slice(0, space).toLowerCase();
     const value = header.slice(space + 1).trim();
     if (scheme === 'bearer') {
-      const clientId = value ? await sessions.clientFor(value) : null;
-      if (!clientId || !(await clients.exists(clientId))) throw unauthorized();
-      return { clientId, admin: false };
+      const session = value ? await sessions.clientFor(value) : null;
+      // a token of an unregistered (or since re-registered) client is no one's
+      if (!session || (await clients.registration(session.clientId)) !== session.registration) throw unauthorized();
+      return { clientId: session.clientId, admin: false };
     }
     if (scheme !== 'basic') throw unauthorized();
     const decoded = Buffer.from(value, 'base64').toString('utf8');
@@ -55,7 +58,8 @@ export function installAuth(
     const clientId = decoded.slice(0, colon);
     const authKey = decoded.slice(colon + 1);
     if (config.enableAdmin && secretsEqual(authKey, config.adminSecretKey)) {
-      return { clientId: clientId || 'admin', admin: true };
+      // an id no client can have (clientIdPattern): a client named "admin" sees none of the admin's jobs
+      return { clientId: ADMIN_CLIENT, admin: true };
     }
     if (!clientIdRe.test(clientId)) throw unauthorized();
     let result = await clients.authenticate(clientId, authKey);

@@ -1,8 +1,10 @@
 // Errors as values with an HTTP status, answered in upstream's envelope
 // `{"error": "<message>", "code": "<status>"}`, and request-validation failures turned into one
 // sentence that names the field.
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { ErrorObject } from 'ajv';
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
 import { describeValidation } from '../jobs/validation.js';
 
 export class ApiError extends Error {
@@ -46,3 +48,25 @@ export function installErrorHandlers(app: FastifyInstance, bodyLimit: number): v
     reply.code(404).send(envelope(404, `no route ${request.method} ${request.url.split('?')[0]}`)),
   );
 }
+
+/**
+ * Errors raised before a route runs, in the same envelope: a bad %-encoding or a parameter longer
+ * than the router takes (fastify's frameworkErrors), and what Node's parser refuses outright:
+ * headers or a request line too large (431), a malformed request, a request that took too long
+ * (408). The offending input is never echoed.
+ */
+export const envelopeOptions: Pick<FastifyServerOptions, 'frameworkErrors' | 'clientErrorHandler'> = {
+  frameworkErrors: (error, _request, reply) => {
+    const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
+    const message = status === 414 ? 'a path parameter is too long' : 'the request path is not valid URL encoding';
+    void sendError(reply, status, message);
+  },
+  clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const [status, message] = err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'the request line or headers are larger than the server accepts']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'the request took too long'] : [400, 'the request is not valid HTTP'];
+    const body = JSON.stringify(envelope(status, message));
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  },
+};

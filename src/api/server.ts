@@ -13,7 +13,7 @@ import type { Runner } from '../runners/runner.js';
 import { version } from '../version.js';
 import { installAuth } from './auth.js';
 import { installDashboard } from './dashboard.js';
-import { installErrorHandlers } from './errors.js';
+import { envelopeOptions, installErrorHandlers } from './errors.js';
 import { Metrics } from './metrics.js';
 import { buildOpenApi, toYaml } from './openapi.js';
 import { clientRoutes } from './routes/clients.js';
@@ -22,6 +22,7 @@ import { systemRoutes } from './routes/system.js';
 import { callRoutes } from './routes/calls.js';
 
 export const BODY_LIMIT = 1024 * 1024;
+const REQUEST_TIMEOUT_MS = 30_000;
 
 export interface ApiDeps {
   config: Config;
@@ -46,6 +47,9 @@ export async function buildServer(deps: ApiDeps): Promise<{ app: FastifyInstance
     bodyLimit: BODY_LIMIT,
     // One line per request is noise at the plugin's polling rate; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
+    // A request must arrive whole within this long (Node's default, 0 in fastify: none).
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    ...envelopeOptions,
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance;
 

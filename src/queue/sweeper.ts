@@ -49,8 +49,10 @@ export class Sweeper {
     await this.running;
   }
 
-  async sweep(now = Date.now()): Promise<void> {
+  /** `now`: Redis' clock unless given (tests move time on). */
+  async sweep(at?: number): Promise<void> {
     const { store, opts } = this;
+    const now = at ?? (await store.clock());
     for (const id of await store.expiredLeases(now)) {
       const error = `the worker running this job stopped responding (no lease renewal for ${Math.round(opts.leaseMs / 1000)} s); the job was abandoned, its log kept`;
       const { applied } = await store.transition(id, activeStatuses, 'failed', { error }, now);

@@ -130,7 +130,7 @@ export class JobWorker {
         await bullJob.moveToDelayed(Date.now() + 1000, token);
         throw new DelayedError();
       }
-      if (rec.live && Date.now() - rec.created_at > this.opts.startTimeoutMs) {
+      if (rec.live && (await this.store.clock()) - rec.created_at > this.opts.startTimeoutMs) {
         const error = startTimeoutReason(this.opts.startTimeoutMs, await this.store.runningCount(), this.opts.maxConcurrentJobs);
         await this.store.transition(id, ['queued'], 'failed', { error });
         return;

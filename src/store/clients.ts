@@ -5,7 +5,7 @@
 import { createHash, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
-import type { Keys } from './redis.js';
+import { type Keys, script } from './redis.js';
 
 const scrypt = promisify(scryptCb) as (key: string, salt: Buffer, len: number, opts: object) => Promise<Buffer>;
 
@@ -36,11 +36,32 @@ export function secretsEqual(a: string, b: string): boolean {
   return timingSafeEqual(ha, hb) && a.length === b.length;
 }
 
+/**
+ * Removes a client and disowns its jobs in one step, so that whoever registers the same id next
+ * inherits nothing. KEYS: clients hash, the client's job index; ARGV: client id, the job key
+ * prefix. Returns 1 when the client existed.
+ */
+const UNREGISTER = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local job = ARGV[2] .. id
+  if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'client', '!unregistered') end
+end
+redis.call('DEL', KEYS[2])
+return 1
+`;
+
+/** The fingerprint of one registration: a re-registered client id is another client. */
+const registrationOf = (stored: string) => createHash('sha256').update(stored).digest('hex').slice(0, 16);
+
 export class ClientStore {
   private readonly processSecret = randomBytes(32);
   private readonly verified = new Map<string, { stored: string; mac: Buffer; until: number }>();
+  private readonly unregisterScript;
 
-  constructor(private readonly redis: Redis, private readonly keys: Keys) {}
+  constructor(private readonly redis: Redis, private readonly keys: Keys) {
+    this.unregisterScript = script<number>(redis, 'coUnregister', 2, UNREGISTER);
+  }
 
   /** Adds a client; false when the id is taken. */
   async register(clientId: string, authKey: string): Promise<boolean> {
@@ -48,13 +69,17 @@ export class ClientStore {
     return added === 1;
   }
 
+  /** Removes the client; its jobs are disowned (kept, visible to the admin only). */
   async unregister(clientId: string): Promise<boolean> {
     this.verified.delete(clientId);
-    return (await this.redis.hdel(this.keys.clients, clientId)) === 1;
+    const jobKeyPrefix = this.keys.job('');
+    return (await this.unregisterScript([this.keys.clients, this.keys.clientJobs(clientId)], [clientId, jobKeyPrefix])) === 1;
   }
 
-  async exists(clientId: string): Promise<boolean> {
-    return (await this.redis.hexists(this.keys.clients, clientId)) === 1;
+  /** The current registration of a client id, or null when it is not registered. */
+  async registration(clientId: string): Promise<string | null> {
+    const stored = await this.redis.hget(this.keys.clients, clientId);
+    return stored === null ? null : registrationOf(stored);
   }
 
   /** 'ok', 'unknown' (no such client) or 'wrong' (bad key). */
@@ -78,14 +103,17 @@ export class SessionStore {
     return this.keys.session(createHash('sha256').update(token).digest('hex'));
   }
 
-  async create(clientId: string): Promise<string> {
+  /** A bearer token for this registration of the client: it dies with an unregister. */
+  async create(clientId: string, registration: string): Promise<string> {
     const token = randomBytes(32).toString('base64url');
-    await this.redis.set(this.key(token), clientId, 'PX', this.ttlMs);
+    await this.redis.set(this.key(token), `${registration}:${clientId}`, 'PX', this.ttlMs);
     return token;
   }
 
-  /** The client a token belongs to, or null when unknown or expired. */
-  clientFor(token: string): Promise<string | null> {
-    return this.redis.get(this.key(token));
+  /** Whose a token is, or null when unknown or expired. */
+  async clientFor(token: string): Promise<{ clientId: string; registration: string } | null> {
+    const value = await this.redis.get(this.key(token));
+    const colon = value?.indexOf(':') ?? -1;
+    return value && colon > 0 ? { registration: value.slice(0, colon), clientId: value.slice(colon + 1) } : null;
   }
 }

@@ -40,42 +40,53 @@ export function newId(): string {
   return id;
 }
 
-const TRANSITION = `
-local id, from, to, now, expireAt, leaseGuard = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {0, ''} end
-if not string.find(',' .. from .. ',', ',' .. status .. ',', 1, true) then return {0, status} end
-if leaseGuard ~= '' then
-  local lease = redis.call('ZSCORE', KEYS[3], id)
-  if not lease or tonumber(lease) > tonumber(leaseGuard) then return {0, status} end
-end
-redis.call('HSET', KEYS[1], 'status', to, unpack(ARGV, 8))
-if to ~= 'queued' then redis.call('ZREM', KEYS[2], id) end
-if expireAt ~= '' then
-  redis.call('HSET', KEYS[1], 'stop_at', now)
-  if redis.call('ZREM', KEYS[3], id) == 1 then redis.call('PUBLISH', ARGV[7], id) end
-  redis.call('ZADD', KEYS[4], expireAt, id)
-end
-return {1, status}
+// Every time in these scripts is Redis' own clock (TIME), never a host's: leases written by a
+// worker and read by a sweeper on another host agree however far apart their clocks are.
+const NOW = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
-const ACQUIRE = `
-local id, max, leaseUntil, worker, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+// KEYS: job, queued, slots, finished. ARGV: id, from (comma-separated), to, retention ms ('' when
+// not final), lease guard ('' or a time the lease must have run out by), slot channel, then
+// field/value pairs. Returns {applied 0|1, previous status, now}.
+const TRANSITION = NOW + `
+local id, from, to, retention, leaseGuard = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {0, '', now} end
+if not string.find(',' .. from .. ',', ',' .. status .. ',', 1, true) then return {0, status, now} end
+if leaseGuard ~= '' then
+  local lease = redis.call('ZSCORE', KEYS[3], id)
+  if not lease or tonumber(lease) > tonumber(leaseGuard) then return {0, status, now} end
+end
+redis.call('HSET', KEYS[1], 'status', to, unpack(ARGV, 7))
+if to ~= 'queued' then redis.call('ZREM', KEYS[2], id) end
+if retention ~= '' then
+  redis.call('HSET', KEYS[1], 'stop_at', now)
+  if redis.call('ZREM', KEYS[3], id) == 1 then redis.call('PUBLISH', ARGV[6], id) end
+  redis.call('ZADD', KEYS[4], now + tonumber(retention), id)
+end
+return {1, status, now}
+`;
+
+// KEYS: job, queued, slots. ARGV: id, max slots, lease ms, worker. Returns {1 admitted | 0 full | -1 gone, status}.
+const ACQUIRE = NOW + `
+local id, max, leaseMs, worker = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' then return {-1, status or ''} end
 if redis.call('ZCARD', KEYS[3]) >= max then return {0, status} end
-redis.call('ZADD', KEYS[3], leaseUntil, id)
+redis.call('ZADD', KEYS[3], now + leaseMs, id)
 redis.call('ZREM', KEYS[2], id)
 redis.call('HSET', KEYS[1], 'status', 'starting', 'worker', worker, 'start_at', now)
 return {1, 'starting'}
 `;
 
 // Renews a lease only while this worker still holds it; answers the job's status so that the
-// worker also learns of a stop asked through another API instance.
-const RENEW = `
+// worker also learns of a stop asked through another API instance. KEYS: job, slots; ARGV: id,
+// worker, lease ms.
+const RENEW = NOW + `
 if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return false end
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return false end
-redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[3]), ARGV[1])
 return redis.call('HGET', KEYS[1], 'status')
 `;
 
@@ -96,6 +107,12 @@ export const durationBuckets = [10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 2
 
 export class JobStore {
   private readonly transitionScript;
+  /** Redis' clock (ms): what leases, retention and start timeouts are measured on. */
+  async clock(): Promise<number> {
+    const [seconds, micros] = await this.redis.time();
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  }
+
   private readonly acquireScript;
   private readonly renewScript;
   private readonly appendLogScript;
@@ -105,14 +122,14 @@ export class JobStore {
     readonly keys: Keys,
     private readonly retention: Retention,
   ) {
-    this.transitionScript = script<[number, string]>(redis, 'coTransition', 4, TRANSITION);
+    this.transitionScript = script<[number, string, number]>(redis, 'coTransition', 4, TRANSITION);
     this.acquireScript = script<[number, string]>(redis, 'coAcquire', 3, ACQUIRE);
     this.renewScript = script<string | null>(redis, 'coRenew', 2, RENEW);
     this.appendLogScript = script<number>(redis, 'coAppendLog', 1, APPEND_LOG);
   }
 
   async create(rec: Omit<JobRecord, 'id' | 'status' | 'created_at'>): Promise<JobRecord> {
-    const job: JobRecord = { ...rec, id: newId(), status: 'queued', created_at: Date.now() };
+    const job: JobRecord = { ...rec, id: newId(), status: 'queued', created_at: await this.clock() };
     const k = this.keys;
     await this.redis
       .multi()
@@ -184,14 +201,13 @@ export class JobStore {
     fields: Partial<Record<'error' | 'exit_code' | 'output' | 'start_at', string | number>> = {},
     leaseExpiredBefore?: number,
   ): Promise<{ applied: boolean; previous: JobStatus | null }> {
-    const now = Date.now();
     const final = finalStatuses.includes(to);
-    const expireAt = final ? now + (to === 'succeeded' ? this.retention.succeededMs : this.retention.failedMs) : '';
+    const retention = final ? (to === 'succeeded' ? this.retention.succeededMs : this.retention.failedMs) : '';
     const k = this.keys;
     const flat = Object.entries(fields).flatMap(([f, v]) => [f, String(v)]);
-    const [applied, previous] = await this.transitionScript(
+    const [applied, previous, now] = await this.transitionScript(
       [k.job(id), k.queued, k.slots, k.finished],
-      [id, from.join(','), to, now, expireAt, leaseExpiredBefore ?? '', k.slotFreedChannel, ...flat],
+      [id, from.join(','), to, retention, leaseExpiredBefore ?? '', k.slotFreedChannel, ...flat],
     );
     if (applied === 1 && final) await this.countOutcome(id, to, now);
     return { applied: applied === 1, previous: (previous || null) as JobStatus | null };
@@ -220,14 +236,13 @@ export class JobStore {
    */
   async acquire(id: string, max: number, leaseMs: number, worker: string): Promise<'admitted' | 'full' | 'gone'> {
     const k = this.keys;
-    const now = Date.now();
-    const [r] = await this.acquireScript([k.job(id), k.queued, k.slots], [id, max, now + leaseMs, worker, now]);
+    const [r] = await this.acquireScript([k.job(id), k.queued, k.slots], [id, max, leaseMs, worker]);
     return r === 1 ? 'admitted' : r === 0 ? 'full' : 'gone';
   }
 
   /** Renews this worker's lease; null when the lease was lost (the job was failed meanwhile). */
   async renew(id: string, worker: string, leaseMs: number): Promise<JobStatus | null> {
-    return (await this.renewScript([this.keys.job(id), this.keys.slots], [id, worker, Date.now() + leaseMs])) as JobStatus | null;
+    return (await this.renewScript([this.keys.job(id), this.keys.slots], [id, worker, leaseMs])) as JobStatus | null;
   }
 
   async appendLog(id: string, chunk: string | Buffer, maxBytes: number): Promise<void> {

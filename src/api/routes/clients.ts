@@ -75,6 +75,6 @@ export function clientRoutes(
   }, async (request) => {
     const { clientID, authKey } = request.body;
     if ((await clients.authenticate(clientID, authKey)) !== 'ok') throw new ApiError(401, 'authentication failed');
-    return { bearerToken: await sessions.create(clientID), code: '200' };
+    return { bearerToken: await sessions.create(clientID, (await clients.registration(clientID))!), code: '200' };
   });
 }
