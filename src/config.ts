@@ -3,6 +3,8 @@
 // deployment's environment keeps working. Every variable is declared once below: its default, its
 // parser and the sentence the README table shows; the Config type is derived from that table.
 
+import { type MediaSource, parseMediaSources } from './jobs/media-access.js';
+
 export class ConfigError extends Error {
   /** `text` replaces the usual "VARIABLE: message" (several errors reported at once). */
   constructor(readonly variable: string, message: string, text = `${variable}: ${message}`) {
@@ -131,6 +133,15 @@ const httpUrl: Parser<string> = (raw, name) => {
   return raw.replace(/\/$/, '');
 };
 
+/** `https://mm.internal,file:///srv/recordings/`: where media_url may read from (besides the job's site). */
+const mediaSources: Parser<MediaSource[]> = (raw, name) => {
+  try {
+    return parseMediaSources(raw.split(',').map((e) => e.trim()).filter(Boolean));
+  } catch (err) {
+    throw new ConfigError(name, (err as Error).message);
+  }
+};
+
 export const variables = {
   listen: variable('API_HTTP_LISTENADDRESS', '127.0.0.1:4545', listenAddress,
     'Where the API listens. Upstream default is `:4545` (all interfaces); ours stays on loopback until you say otherwise.'),
@@ -165,6 +176,8 @@ export const variables = {
   maxLogBytes: variable('JOBS_MAXLOGBYTES', '1048576', int(1024, 64 * 1024 * 1024),
     'Job log kept in Redis (the tail); the full log stays in the job directory.'),
   dataDir: variable('JOBS_DATADIR', './data', string, 'Job working directories and local artifacts.'),
+  mediaUrlAllow: variable('JOBS_MEDIAURLALLOW', '', mediaSources,
+    'Where a transcription of a finished recording (`media_url`) may read from, besides the job\'s own `site_url`: comma-separated `https://host[:port]` origins and `file:///directory/` prefixes. Empty: only the site.'),
   processPrograms: variable('JOBS_PROCESSPROGRAMS', '', programMap,
     'Process runner: `name=path` pairs overriding which program runs an image, e.g. `calls-recorder=/opt/rec.js`.'),
   devMode: variable('DEV_MODE', 'false', bool, 'Accept any runner name (upstream `DEV_MODE`).'),

@@ -68,6 +68,7 @@ export const workerOptions = (config: Config) => ({
   maxLogBytes: config.maxLogBytes,
   dataDir: config.dataDir,
   prefix: config.redisPrefix,
+  mediaUrlAllow: config.mediaUrlAllow,
 });
 
 /** An API instance with its sweeper, listening: what `calls-offloader api` runs. */

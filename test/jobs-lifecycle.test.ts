@@ -199,7 +199,7 @@ describe('job lifecycle', () => {
 
 describe('queued jobs', () => {
   it('cancels a queued job; a live job that cannot start in time fails with the reason', async () => {
-    const config = testConfig({ JOBS_MAXCONCURRENTJOBS: '1', JOBS_STARTTIMEOUTSEC: '2' });
+    const config = testConfig({ JOBS_MAXCONCURRENTJOBS: '1', JOBS_STARTTIMEOUTSEC: '2', JOBS_MEDIAURLALLOW: 'file:///recordings/' });
     const api = await startApi(config);
     const worker = await startWorker(config);
     const auth = basic(ids());

@@ -201,7 +201,7 @@ describe('HTTPS to a site whose certificate comes from a private CA', () => {
 
   const transcribe = (name: string, extra: Record<string, string>) => h.run({
     JOB_ID: ids(), JOB_DIR: join(dir, name), ARTIFACTS_DIR: join(dir, `${name}-artifacts`), TRANSCRIBE_API: 'pocketsphinx',
-    MEDIA_URL: pathToFileURL(media).href, SITE_URL: mm.url, CALL_ID: ids(), POST_ID: ids(), TRANSCRIPTION_ID: ids(), AUTH_TOKEN: token,
+    MEDIA_URL: pathToFileURL(media).href, MEDIA_URL_ALLOW: `${pathToFileURL(dir).href}/`, SITE_URL: mm.url, CALL_ID: ids(), POST_ID: ids(), TRANSCRIPTION_ID: ids(), AUTH_TOKEN: token,
     ...extra,
   });
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -119,14 +119,15 @@ describe('transcriber job program', () => {
     await mm.close();
   });
 
-  it('transcribes a finished recording given as MEDIA_URL, from a file or over HTTP', async () => {
+  it('transcribes a finished recording given as MEDIA_URL, from a file or over HTTP, where the admin allows it', async () => {
     const media = join(dir, 'recording.mp4');
     execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'color=c=black:s=320x240:r=5', '-i', wav, '-shortest', '-c:v', 'libx264', '-c:a', 'aac', media]);
     const server = createServer((req, res) => (req.url === '/recording.mp4' ? res.end(readFileSync(media)) : res.writeHead(404).end()));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const http = `http://127.0.0.1:${(server.address() as AddressInfo).port}/recording.mp4`;
-    for (const [name, url] of [['media-file', pathToFileURL(media).href], ['media-http', http]] as const) {
-      const env = jobEnv('', name, { MEDIA_URL: url, NUM_THREADS: '2' });
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const allow = `${origin},${pathToFileURL(dir).href}/`;
+    for (const [name, url] of [['media-file', pathToFileURL(media).href], ['media-http', `${origin}/recording.mp4`]] as const) {
+      const env = jobEnv('', name, { MEDIA_URL: url, NUM_THREADS: '2', MEDIA_URL_ALLOW: allow });
       delete (env as Record<string, string>).CALL_ID;
       const job = start(env);
       const [code] = await job.exited;
@@ -141,6 +142,37 @@ describe('transcriber job program', () => {
       assert.match(vtt, /^WEBVTT\n\n00:00:0\d\.\d{3} --> /);
     }
     server.close();
+  });
+
+  it('media_url: a redirect out of the allowed sources, a link out of an allowed directory and a file over the cap are refused', async () => {
+    const inside = join(dir, 'allowed');
+    mkdirSync(inside, { recursive: true });
+    symlinkSync('/etc/hostname', join(inside, 'escape.mp4'));
+    const elsewhere = createServer((_req, res) => res.end('secret'));
+    await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.1', r));
+    const server = createServer((req, res) => {
+      if (req.url === '/redirect') res.writeHead(302, { location: `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}/x` }).end();
+      else res.end(Buffer.alloc(4096));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const allow = `${origin},${pathToFileURL(inside).href}/`;
+    const cases = [
+      [`${origin}/redirect`, {}, /media_url is not allowed: http:\/\/127\.0\.0\.1:\d+ is not an allowed source/],
+      [pathToFileURL(join(inside, 'escape.mp4')).href, {}, /media_url is not allowed: it links out of its directory/],
+      [`${origin}/big`, { MEDIA_MAX_BYTES: '1000' }, /media_url could not be fetched: the file is larger than 1000 bytes/],
+    ] as const;
+    for (const [i, [url, extra, message]] of cases.entries()) {
+      const env = jobEnv('', `refused-${i}`, { MEDIA_URL: url, MEDIA_URL_ALLOW: allow, ...extra });
+      delete (env as Record<string, string>).CALL_ID;
+      const job = start(env);
+      const [code] = await job.exited;
+      assert.equal(code, 1, job.output());
+      assert.match(job.output(), message);
+      assert.doesNotMatch(job.output(), /secret/);
+    }
+    server.close();
+    elsewhere.close();
   });
 
   it('fails at start naming a bad input, or the missing Whisper model, and reports it', async () => {

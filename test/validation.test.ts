@@ -42,6 +42,18 @@ const cases: [string, unknown, RegExp][] = [
     type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
     input_data: { media_url: `https://mm/${'a'.repeat(900_000)}` },
   }, /^input_data\.media_url must be at most 4096 characters$/],
+  ['transcriber: media_url of a local file nobody allowed', {
+    type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
+    input_data: { media_url: 'file:///etc/passwd' },
+  }, /^input_data\.media_url is not allowed: file:\/\/ is not allowed there; the service reads media only from the job's site_url and what JOBS_MEDIAURLALLOW lists$/],
+  ['transcriber: media_url on a host nobody allowed (loopback written as a number)', {
+    type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
+    input_data: { media_url: 'http://0x7f000001:6379/x' },
+  }, /^input_data\.media_url is not allowed: http:\/\/127\.0\.0\.1:6379 is not an allowed source/],
+  ['transcriber: media_url with a user and password', {
+    type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
+    input_data: { media_url: 'https://user:pass@mm.example/x.mp4' },
+  }, /^input_data\.media_url is not allowed: it carries a user name or password/],
   ['transcriber: media_url with a NUL', {
     type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
     input_data: { media_url: 'file:///srv/a\u0000.mp4' },

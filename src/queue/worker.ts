@@ -16,6 +16,7 @@ import type { JobRecord, JobStore } from '../store/jobs.js';
 import { jobEnv, type JobExit, type Runner, type RunningJob } from '../runners/runner.js';
 import { imageNameOf } from '../jobs/runner-image.js';
 import { ignoredInputKeys } from '../jobs/input-data.js';
+import { type MediaSource, formatMediaSources } from '../jobs/media-access.js';
 import type { Logger } from '../log.js';
 import { startTimeoutReason } from './sweeper.js';
 
@@ -29,6 +30,8 @@ export interface WorkerOptions {
   prefix: string;
   /** jobs on a call get the SFU's address and a bot token for it */
   sfuUrl: string;
+  /** where a media_url job may read from, besides its site (JOBS_MEDIAURLALLOW) */
+  mediaUrlAllow: MediaSource[];
   tokenSecret(): Promise<string>;
 }
 
@@ -231,7 +234,10 @@ class ActiveJob {
   private async spec(args?: string[]) {
     return {
       job: this.rec,
-      env: { ...jobEnv(this.rec, this.dir), ARTIFACTS_DIR: resolve(this.opts.dataDir, 'artifacts'), ...(await this.sfuEnv()) },
+      env: {
+        ...jobEnv(this.rec, this.dir), ARTIFACTS_DIR: resolve(this.opts.dataDir, 'artifacts'), ...(await this.sfuEnv()),
+        ...(typeof this.rec.input.media_url === 'string' ? { MEDIA_URL_ALLOW: formatMediaSources(this.opts.mediaUrlAllow) } : {}),
+      },
       dir: this.dir,
       args,
       onOutput: (chunk: Buffer, stream: 'stdout' | 'stderr') => this.output(chunk, stream),

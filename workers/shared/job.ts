@@ -43,9 +43,45 @@ export function readLines<T>(path: string): T[] {
   });
 }
 
-/** Streams `url` (http or https) into `path`; rejects with the status when it is not a 2xx. */
-export async function download(url: string, path: string): Promise<void> {
-  const res = await fetch(url);
-  if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status} ${res.statusText}`);
-  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(path));
+export interface DownloadLimits {
+  /** why a URL (the first, or one redirected to) may not be fetched, or null when it may */
+  refuse?: (url: string) => string | null;
+  maxBytes?: number;
+  /** for the whole transfer */
+  timeoutMs?: number;
+}
+
+const MAX_REDIRECTS = 5;
+
+/**
+ * Streams `url` (http or https) into `path`, following at most 5 redirects, each checked again
+ * by `refuse`; stops past `maxBytes` or `timeoutMs`. Errors say what went wrong without telling
+ * more about the far side than its HTTP status.
+ */
+export async function download(url: string, path: string, limits: DownloadLimits = {}): Promise<void> {
+  const signal = AbortSignal.timeout(limits.timeoutMs ?? 60 * 60_000);
+  let at = url;
+  for (let hop = 0; ; hop++) {
+    const refusal = limits.refuse?.(at);
+    if (refusal) throw new Error(refusal);
+    const res = await fetch(at, { redirect: 'manual', signal }).catch((err: Error) => {
+      throw new Error(err.name === 'TimeoutError' ? 'the download took too long' : 'the source could not be reached');
+    });
+    const location = res.headers.get('location');
+    if (res.status >= 300 && res.status < 400 && location) {
+      if (hop >= MAX_REDIRECTS) throw new Error(`more than ${MAX_REDIRECTS} redirects`);
+      at = new URL(location, at).toString();
+      continue;
+    }
+    if (!res.ok || !res.body) throw new Error(`the source answered ${res.status} ${res.statusText}`);
+    const max = limits.maxBytes ?? Infinity;
+    if (Number(res.headers.get('content-length') ?? 0) > max) throw new Error(`the file is larger than ${max} bytes`);
+    let bytes = 0;
+    const counted = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream).on('data', (c: Buffer) => {
+      bytes += c.length;
+      if (bytes > max) counted.destroy(new Error(`the file is larger than ${max} bytes`));
+    });
+    await pipeline(counted, createWriteStream(path));
+    return;
+  }
 }

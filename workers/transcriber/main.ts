@@ -8,7 +8,9 @@
 // - `--recover`: the previous run died; transcribe what it captured and keep it locally.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { realpath } from 'node:fs/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { mediaRefusal, mediaRefused, parseMediaSources } from '../../src/jobs/media-access.js';
 import { download, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
 import { callOptions, callSite, describeSite } from '../shared/call.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
@@ -30,13 +32,33 @@ type Inputs = TranscriberInputs & { captionsOnly: boolean };
 const jobEngines = (inputs: Inputs, modelSize: string, instances: number, threads: number) =>
   enginePool({ api: inputs.transcribe_api, modelSize, modelsDir: modelsDir(), threads, language: inputs.live_captions_language }, instances);
 
-/** A finished recording (file:// or http(s)://) as 16 kHz mono PCM in the job directory. */
-async function fetchMedia(url: string, dir: string): Promise<Int16Array> {
-  let input = url;
-  if (url.startsWith('file://')) input = fileURLToPath(url);
-  else {
+/** A recording is read from at most this many bytes (MEDIA_MAX_BYTES in the job's settings). */
+const mediaMaxBytes = () => Number(process.env.MEDIA_MAX_BYTES ?? 8 * 1024 ** 3);
+
+/**
+ * A finished recording as 16 kHz mono PCM in the job directory, read only from where the admin
+ * allows (MEDIA_URL_ALLOW, set by the worker, and the job's site), redirects checked again.
+ */
+async function fetchMedia(url: string, dir: string, siteUrl: string | undefined): Promise<Int16Array> {
+  const allowed = parseMediaSources((process.env.MEDIA_URL_ALLOW ?? '').split(',').filter(Boolean));
+  const refuse = (at: string) => {
+    const reason = mediaRefusal(at, allowed, siteUrl);
+    return reason ? mediaRefused(reason) : null;
+  };
+  let input: string;
+  if (url.startsWith('file://')) {
+    const refusal = refuse(url);
+    if (refusal) throw new Error(refusal);
+    // a link inside an allowed directory must not lead out of it
+    input = await realpath(fileURLToPath(url)).catch(() => {
+      throw new Error('media_url could not be read');
+    });
+    if (refuse(pathToFileURL(input).href)) throw new Error(mediaRefused('it links out of its directory'));
+  } else {
     input = join(dir, 'media');
-    await download(url, input);
+    await download(url, input, { refuse, maxBytes: mediaMaxBytes() }).catch((err: Error) => {
+      throw new Error(err.message.startsWith('media_url') ? err.message : `media_url could not be fetched: ${err.message}`);
+    });
   }
   const pcm = join(dir, 'media.pcm');
   await ffmpeg(['-loglevel', 'error', '-y', '-i', input, '-vn', '-ac', '1', '-ar', '16000', '-f', 's16le', pcm]);
@@ -159,7 +181,7 @@ async function main(): Promise<void> {
     } else if (inputs.media_url) {
       log(`transcribing ${inputs.media_url}`);
       const segments = await Promise.race([
-        fetchMedia(inputs.media_url, dir).then((pcm) => transcribeStream(engines, pcm, 'Speaker', 0, silero)),
+        fetchMedia(inputs.media_url, dir, inputs.site_url).then((pcm) => transcribeStream(engines, pcm, 'Speaker', 0, silero)),
         stopSignal().then((why) => Promise.reject(new Error(why))),
       ]);
       output = await delivery.deliver(segments, {});

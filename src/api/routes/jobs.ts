@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../../config.js';
 import { Id, Job, JobConfig, StringEnum, inputSchemas, isLive, jobStatuses, jobTypes, type InputData, type JobType } from '../../jobs/schema.js';
 import { checkInput, coerceInput, withoutSecrets } from '../../jobs/input-data.js';
+import { mediaRefusal, mediaRefused } from '../../jobs/media-access.js';
 import { imageForType, parseRunner } from '../../jobs/runner-image.js';
 import { type JobRecord, type JobStore, isActive, isFinal, toApiJob } from '../../store/jobs.js';
 import { enqueue, type Queues } from '../../queue/queues.js';
@@ -40,7 +41,7 @@ const ErrorBody = Type.Object({ error: Type.String(), code: Type.String() });
 
 export function jobRoutes(
   app: FastifyInstance,
-  config: Pick<Config, 'imageRegistry' | 'devMode' | 'maxDurationSec'>,
+  config: Pick<Config, 'imageRegistry' | 'devMode' | 'maxDurationSec' | 'mediaUrlAllow'>,
   store: JobStore,
   queues: Queues,
   runner: Runner,
@@ -80,6 +81,10 @@ export function jobRoutes(
     if (typeof image === 'string') throw new ApiError(400, image);
     const problem = checkInput(input);
     if (problem) throw new ApiError(400, problem);
+    if (typeof input.media_url === 'string') {
+      const refusal = mediaRefusal(input.media_url, config.mediaUrlAllow, input.site_url as string | undefined);
+      if (refusal) throw new ApiError(400, `input_data.${mediaRefused(refusal)}`);
+    }
     const job = await store.create({
       type,
       runner: reference,
