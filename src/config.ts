@@ -142,6 +142,20 @@ const mediaSources: Parser<MediaSource[]> = (raw, name) => {
   }
 };
 
+/** `https://mm.example.com,https://mm.internal:8065`: the Mattermost sites jobs may be sent to. */
+const siteOrigins: Parser<string[]> = (raw, name) => raw.split(',').map((e) => e.trim()).filter(Boolean).map((entry) => {
+  let url: URL;
+  try {
+    url = new URL(entry);
+  } catch {
+    throw new ConfigError(name, `${JSON.stringify(entry)} is not a URL such as https://mm.example.com`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.username) {
+    throw new ConfigError(name, `${JSON.stringify(entry)} must be a site: http(s)://host[:port]`);
+  }
+  return url.origin;
+});
+
 export const variables = {
   listen: variable('API_HTTP_LISTENADDRESS', '127.0.0.1:4545', listenAddress,
     'Where the API listens. Upstream default is `:4545` (all interfaces); ours stays on loopback until you say otherwise.'),
@@ -176,6 +190,8 @@ export const variables = {
   maxLogBytes: variable('JOBS_MAXLOGBYTES', '1048576', int(1024, 64 * 1024 * 1024),
     'Job log kept in Redis (the tail); the full log stays in the job directory.'),
   dataDir: variable('JOBS_DATADIR', './data', string, 'Job working directories and local artifacts.'),
+  siteUrls: variable('JOBS_SITEURLS', '', siteOrigins,
+    'The Mattermost sites (`http(s)://host[:port]`, comma-separated) jobs may be sent to: `site_url` receives the Calls bot\'s token and the recordings. Empty: each client\'s jobs of a type go to the site it first used (trust on first use).'),
   mediaUrlAllow: variable('JOBS_MEDIAURLALLOW', '', mediaSources,
     'Where a transcription of a finished recording (`media_url`) may read from, besides the job\'s own `site_url`: comma-separated `https://host[:port]` origins and `file:///directory/` prefixes. Empty: only the site.'),
   processPrograms: variable('JOBS_PROCESSPROGRAMS', '', programMap,

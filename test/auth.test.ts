@@ -85,6 +85,23 @@ describe('auth with self-registration on', () => {
     assert.equal((await call(api.url, 'GET', `/jobs/${job.id}`, { basic: ['', ADMIN] })).status, 200);
   });
 
+  it('site_url: a client\'s jobs of a type go to the site it first used; another is refused before anything runs', async () => {
+    const client = basic(ids());
+    const at = (site: string, type = 'recording') => call(api.url, 'POST', '/jobs', client, type === 'recording'
+      ? recordingJob(ids(), { site_url: site })
+      : { type, max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.2', input_data: { site_url: site, call_id: ids(), post_id: ids(), auth_token: ids(), transcription_id: ids() } });
+    assert.equal((await at('https://mm.example.com')).status, 200);
+    assert.equal((await at('https://mm.example.com/')).status, 200, 'the same origin');
+    const other = await at('http://10.0.0.5:8065');
+    assert.equal(other.status, 400);
+    assert.equal(other.json.error, 'input_data.site_url http://10.0.0.5:8065 is not the site this client\'s recording jobs go to (https://mm.example.com, its first); an admin lists the sites with JOBS_SITEURLS');
+    // the plugin's transcriber may have its own override (MM_CALLS_TRANSCRIBER_SITE_URL)
+    assert.equal((await at('https://mm-internal.example.com', 'transcribing')).status, 200);
+    assert.equal((await at('https://mm.example.com', 'transcribing')).status, 400);
+    const list = await call(api.url, 'GET', '/jobs', client);
+    assert.equal(list.json.total, 3, 'refused jobs were not stored');
+  });
+
   it('a client named "admin" sees none of the jobs the admin created', async () => {
     const { json: job } = await call(api.url, 'POST', '/jobs', { basic: ['admin', ADMIN] }, recordingJob(ids()));
     assert.match(job.id, /^[a-z0-9]{26}$/);
@@ -117,6 +134,25 @@ describe('auth with self-registration on', () => {
     assert.equal(apiRoute.status, 403, 'the dashboard API is behind the same check');
     const queues = await call(api.url, 'GET', '/admin/queues/api/queues', { basic: ['admin', ADMIN] });
     assert.deepEqual(queues.json.queues.map((q: { name: string }) => q.name).sort(), ['captioning', 'recording', 'transcribing']);
+  });
+});
+
+describe('sites the admin lists', () => {
+  let api: Api;
+  before(async () => {
+    api = await startApi(testConfig({ JOBS_SITEURLS: 'https://mm.example.com, http://mm.internal:8065' }));
+  });
+  after(async () => {
+    await api.close();
+    await cleanup(api.config);
+  });
+
+  it('JOBS_SITEURLS: only the listed sites, for every client', async () => {
+    for (const [site, status] of [['https://mm.example.com', 200], ['http://mm.internal:8065/', 200], ['http://169.254.169.254', 400]] as const) {
+      const r = await call(api.url, 'POST', '/jobs', basic(ids()), recordingJob(ids(), { site_url: site }));
+      assert.equal(r.status, status, `${site}: ${r.text}`);
+      if (status === 400) assert.equal(r.json.error, `input_data.site_url ${site} is not a Mattermost site this service serves (JOBS_SITEURLS)`);
+    }
   });
 });
 

@@ -82,8 +82,9 @@ export async function buildServer(deps: ApiDeps): Promise<{ app: FastifyInstance
   let openapiYaml: string | undefined;
   systemRoutes(app, deps.redis, metrics, () => (openapiYaml ??= toYaml(buildOpenApi(routes, version.buildVersion))));
   clientRoutes(app, config, deps.clients, deps.sessions, auth);
-  jobRoutes(app, config, deps.store, deps.queues, deps.runner, async (id) => {
-    await deps.redis.publish(deps.store.keys.stopChannel, id);
+  jobRoutes(app, {
+    config, store: deps.store, clients: deps.clients, queues: deps.queues, runner: deps.runner,
+    publishStop: async (id) => void (await deps.redis.publish(deps.store.keys.stopChannel, id)),
   });
   callRoutes(app, sfuBaseUrl(config), deps.tokenSecret);
   await installDashboard(app, deps.queues);

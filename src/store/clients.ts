@@ -38,11 +38,12 @@ export function secretsEqual(a: string, b: string): boolean {
 
 /**
  * Removes a client and disowns its jobs in one step, so that whoever registers the same id next
- * inherits nothing. KEYS: clients hash, the client's job index; ARGV: client id, the job key
- * prefix. Returns 1 when the client existed.
+ * inherits nothing. KEYS: clients hash, the client's job index, its pinned sites; ARGV: client id,
+ * the job key prefix. Returns 1 when the client existed.
  */
 const UNREGISTER = `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[3])
 for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   local job = ARGV[2] .. id
   if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'client', '!unregistered') end
@@ -60,7 +61,7 @@ export class ClientStore {
   private readonly unregisterScript;
 
   constructor(private readonly redis: Redis, private readonly keys: Keys) {
-    this.unregisterScript = script<number>(redis, 'coUnregister', 2, UNREGISTER);
+    this.unregisterScript = script<number>(redis, 'coUnregister', 3, UNREGISTER);
   }
 
   /** Adds a client; false when the id is taken. */
@@ -73,7 +74,19 @@ export class ClientStore {
   async unregister(clientId: string): Promise<boolean> {
     this.verified.delete(clientId);
     const jobKeyPrefix = this.keys.job('');
-    return (await this.unregisterScript([this.keys.clients, this.keys.clientJobs(clientId)], [clientId, jobKeyPrefix])) === 1;
+    const keys = [this.keys.clients, this.keys.clientJobs(clientId), this.keys.clientSites(clientId)];
+    return (await this.unregisterScript(keys, [clientId, jobKeyPrefix])) === 1;
+  }
+
+  /**
+   * The Mattermost site (origin) a client's jobs of one type go to: the first one it used, kept
+   * (trust on first use, where no admin listed the sites). One per job type: the plugin's
+   * recorder and transcriber overrides (MM_CALLS_*_SITE_URL) may differ.
+   */
+  async pinSite(clientId: string, jobType: string, origin: string): Promise<string> {
+    const key = this.keys.clientSites(clientId);
+    const [, [, pinned]] = (await this.redis.multi().hsetnx(key, jobType, origin).hget(key, jobType).exec())! as [unknown, [unknown, string]];
+    return pinned;
   }
 
   /** The current registration of a client id, or null when it is not registered. */

@@ -27,6 +27,8 @@ export function keysFor(prefix: string) {
     /** every job by created_at (admin listing) */
     jobs: `${prefix}:jobs`,
     clientJobs: (clientId: string) => `${prefix}:client:${clientId}:jobs`,
+    /** the Mattermost site each job type of a client is pinned to (first use) */
+    clientSites: (clientId: string) => `${prefix}:client:${clientId}:sites`,
     /** queued jobs by created_at (start timeout) */
     queued: `${prefix}:queued`,
     /** admitted jobs by lease expiry: the concurrency semaphore */

@@ -11,6 +11,8 @@ import { imageForType, parseRunner } from '../../jobs/runner-image.js';
 import { type JobRecord, type JobStore, isActive, isFinal, toApiJob } from '../../store/jobs.js';
 import { enqueue, type Queues } from '../../queue/queues.js';
 import type { Runner } from '../../runners/runner.js';
+import type { ClientStore } from '../../store/clients.js';
+import type { Principal } from '../auth.js';
 import { ApiError } from '../errors.js';
 
 const IdParams = Type.Object({ id: Id('Job id.') });
@@ -39,14 +41,35 @@ type InitBody = Static<typeof InitBody>;
 
 const ErrorBody = Type.Object({ error: Type.String(), code: Type.String() });
 
-export function jobRoutes(
-  app: FastifyInstance,
-  config: Pick<Config, 'imageRegistry' | 'devMode' | 'maxDurationSec' | 'mediaUrlAllow'>,
-  store: JobStore,
-  queues: Queues,
-  runner: Runner,
-  publishStop: (id: string) => Promise<void>,
-): void {
+export interface JobRoutesDeps {
+  config: Pick<Config, 'imageRegistry' | 'devMode' | 'maxDurationSec' | 'mediaUrlAllow' | 'siteUrls'>;
+  store: JobStore;
+  clients: ClientStore;
+  queues: Queues;
+  runner: Runner;
+  publishStop(id: string): Promise<void>;
+}
+
+export function jobRoutes(app: FastifyInstance, { config, store, clients, queues, runner, publishStop }: JobRoutesDeps): void {
+  /**
+   * site_url receives the bot's token and the artifacts: only a site the admin listed
+   * (JOBS_SITEURLS), or else the one this client first used for this job type.
+   */
+  async function checkSite(siteUrl: string, type: JobType, who: Principal): Promise<void> {
+    const origin = new URL(siteUrl).origin;
+    if (config.siteUrls.length > 0) {
+      if (!config.siteUrls.includes(origin)) {
+        throw new ApiError(400, `input_data.site_url ${origin} is not a Mattermost site this service serves (JOBS_SITEURLS)`);
+      }
+      return;
+    }
+    if (who.admin) return;
+    const pinned = await clients.pinSite(who.clientId, type, origin);
+    if (pinned !== origin) {
+      throw new ApiError(400, `input_data.site_url ${origin} is not the site this client's ${type} jobs go to (${pinned}, its first); an admin lists the sites with JOBS_SITEURLS`);
+    }
+  }
+
   const bodySchema = JobConfig(config.maxDurationSec);
   type Body = Static<typeof bodySchema>;
 
@@ -81,6 +104,7 @@ export function jobRoutes(
     if (typeof image === 'string') throw new ApiError(400, image);
     const problem = checkInput(input);
     if (problem) throw new ApiError(400, problem);
+    if (typeof input.site_url === 'string') await checkSite(input.site_url, type, request.principal!);
     if (typeof input.media_url === 'string') {
       const refusal = mediaRefusal(input.media_url, config.mediaUrlAllow, input.site_url as string | undefined);
       if (refusal) throw new ApiError(400, `input_data.${mediaRefused(refusal)}`);
