@@ -185,6 +185,8 @@ export const variables = {
     'A live job (recording, captioning, transcribing a live call) that has not started by then fails; the plugin gives up after 60 s too.'),
   stopGraceSec: variable('JOBS_STOPGRACESEC', '120', int(1, 3600),
     'Time a job gets after SIGTERM (stop, max duration, shutdown) to finish its file before SIGKILL.'),
+  deliveryTimeoutSec: variable('JOBS_DELIVERYTIMEOUTSEC', '1200', int(1, 86_400),
+    'After the stop grace, a job whose file is finished and being delivered (uploads retried while Mattermost is down) gets this long more before SIGKILL; the file is then kept and the job says where.'),
   leaseSec: variable('JOBS_WORKERLEASESEC', '15', int(2, 600),
     'A running job whose worker has not renewed its lease for this long is marked failed.'),
   maxLogBytes: variable('JOBS_MAXLOGBYTES', '1048576', int(1024, 64 * 1024 * 1024),

@@ -64,6 +64,7 @@ export const workerOptions = (config: Config) => ({
   maxConcurrentJobs: config.maxConcurrentJobs,
   startTimeoutMs: config.startTimeoutSec * 1000,
   stopGraceMs: config.stopGraceSec * 1000,
+  deliveryTimeoutMs: config.deliveryTimeoutSec * 1000,
   leaseMs: config.leaseSec * 1000,
   maxLogBytes: config.maxLogBytes,
   dataDir: config.dataDir,

@@ -12,7 +12,7 @@ import {
 import { verifyToken } from '../src/sfu/token.js';
 
 describe('job lifecycle', () => {
-  const config = testConfig({ JOBS_MAXCONCURRENTJOBS: '4' });
+  const config = testConfig({ JOBS_MAXCONCURRENTJOBS: '4', JOBS_DELIVERYTIMEOUTSEC: '3' });
   let api: Api;
   let api2: Api;
   let worker: InProcessWorker;
@@ -134,6 +134,30 @@ describe('job lifecycle', () => {
     }, 10_000);
     assert.equal(job.error, 'the job program did not stop within 2 s of SIGTERM (stop requested through the API) and was killed');
     assert.match((await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text, /sending SIGKILL/);
+  });
+
+  it('the stop grace bounds finishing the file, not delivering it: a delivery longer than the grace completes', async () => {
+    const callId = ids();
+    behave(callId, { sleepMs: 60_000, deliverMs: 2 * Number(config.stopGraceSec) * 1000 });
+    const id = await create(callId);
+    await until(id, 'running');
+    await waitFor('program started', () => runs(id).some((r) => r.event === 'start'));
+    await call(api.url, 'POST', `/jobs/${id}/stop`, auth);
+    const job = await until(id, 'succeeded');
+    assert.equal(job.exit_code, 0);
+    const log = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
+    assert.match(log, /the file is finished and being delivered \(.*recording\.mp4\): waiting up to \d+ s more/);
+  });
+
+  it('a delivery that cannot finish in its own time is killed, and the job says where the file is', async () => {
+    const callId = ids();
+    behave(callId, { sleepMs: 60_000, deliverMs: 600_000 });
+    const id = await create(callId);
+    await until(id, 'running');
+    await waitFor('program started', () => runs(id).some((r) => r.event === 'start'));
+    await call(api.url, 'POST', `/jobs/${id}/stop`, auth);
+    const job = await until(id, 'failed');
+    assert.match(job.error, /^the delivery did not finish within 3 s after the file was finished \(stop requested through the API\); the file is kept at .*recording\.mp4$/);
   });
 
   it('enforces max_duration_sec with the same graceful stop', async () => {

@@ -4,6 +4,7 @@
 // The slot is a lease in Redis that this worker renews; if the worker dies, the lease runs out,
 // a sweeper fails the job, and BullMQ (maxStalledCount 0) never hands it to another worker.
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,11 +20,14 @@ import { ignoredInputKeys } from '../jobs/input-data.js';
 import { type MediaSource, formatMediaSources } from '../jobs/media-access.js';
 import type { Logger } from '../log.js';
 import { startTimeoutReason } from './sweeper.js';
+import { DELIVERING_FILE, OUTPUT_FILE } from '../jobs/contract.js';
 
 export interface WorkerOptions {
   maxConcurrentJobs: number;
   startTimeoutMs: number;
   stopGraceMs: number;
+  /** after the grace, a program that is delivering its finished file gets this long more */
+  deliveryTimeoutMs: number;
   leaseMs: number;
   maxLogBytes: number;
   dataDir: string;
@@ -160,6 +164,8 @@ class ActiveJob {
   private stopReason?: string;
   private signaled = false;
   private killed = false;
+  /** the file a program was delivering when it was killed */
+  private killedDelivering?: string;
   private lostLease = false;
   private timers: NodeJS.Timeout[] = [];
   private logFile?: WriteStream;
@@ -289,12 +295,27 @@ class ActiveJob {
     this.signaled = true;
     this.note(`${this.stopReason}: sending SIGTERM`);
     this.handle.signal('SIGTERM');
+    // The grace bounds finishing the file; a program that has finished it and is delivering it
+    // (its Mattermost may be down for a while) is given the delivery's own time.
     const grace = setTimeout(() => {
-      this.killed = true;
-      this.note(`still running ${this.opts.stopGraceMs / 1000} s after SIGTERM: sending SIGKILL`);
-      this.handle!.signal('SIGKILL');
+      const delivering = deliveringFile(this.dir);
+      if (delivering === undefined) {
+        this.kill(`still running ${this.opts.stopGraceMs / 1000} s after SIGTERM`);
+        return;
+      }
+      this.note(`the file is finished and being delivered (${delivering}): waiting up to ${this.opts.deliveryTimeoutMs / 1000} s more`);
+      this.timers.push(setTimeout(() => {
+        this.killedDelivering = delivering;
+        this.kill(`the delivery did not finish within ${this.opts.deliveryTimeoutMs / 1000} s`);
+      }, this.opts.deliveryTimeoutMs));
     }, this.opts.stopGraceMs);
     this.timers.push(grace);
+  }
+
+  private kill(why: string): void {
+    this.killed = true;
+    this.note(`${why}: sending SIGKILL`);
+    this.handle!.signal('SIGKILL');
   }
 
   private async renew(): Promise<void> {
@@ -317,6 +338,9 @@ class ActiveJob {
   }
 
   private failureReason(exit: JobExit): string {
+    if (this.killedDelivering !== undefined) {
+      return `the delivery did not finish within ${this.opts.deliveryTimeoutMs / 1000} s after the file was finished (${this.stopReason}); the file is kept at ${this.killedDelivering}`;
+    }
     if (this.killed) {
       return `the job program did not stop within ${this.opts.stopGraceMs / 1000} s of SIGTERM (${this.stopReason}) and was killed`;
     }
@@ -366,10 +390,19 @@ function describeExit(exit: JobExit): string {
   return exit.signal ? `job program ended by ${exit.signal}` : `job program exited with code ${exit.code}`;
 }
 
+/** The file a job program says it is delivering (JOB_DIR/delivering), or undefined. */
+function deliveringFile(dir: string): string | undefined {
+  try {
+    return String((JSON.parse(readFileSync(join(dir, DELIVERING_FILE), 'utf8')) as { file?: unknown }).file ?? '');
+  } catch {
+    return undefined;
+  }
+}
+
 /** A job program names its artifacts in output.json in its directory. */
 async function readOutput(dir: string): Promise<Record<string, unknown> | undefined> {
   try {
-    const data = JSON.parse(await readFile(join(dir, 'output.json'), 'utf8'));
+    const data = JSON.parse(await readFile(join(dir, OUTPUT_FILE), 'utf8'));
     return data && typeof data === 'object' && !Array.isArray(data) ? data : undefined;
   } catch {
     return undefined;

@@ -5,7 +5,8 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
-import { keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
+import { delivering, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
+import { OUTPUT_FILE } from '../../src/jobs/contract.js';
 import { type CallSite, callOptions, callSite, describeSite } from '../shared/call.js';
 import { Capture } from './capture.js';
 import { readRecording } from './compose.js';
@@ -27,7 +28,7 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
   const output = join(dir, 'recording.mp4');
   await new Parts(dir, inputs, partSec * 1000, log).finish(rec.durationMs, output);
   const path = keep(output, inputs, 'partial-');
-  writeFileSync(join(dir, 'output.json'), JSON.stringify({ file: path, duration_ms: rec.durationMs, partial: true }));
+  writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: rec.durationMs, partial: true }));
   log(`recovered ${(rec.durationMs / 1000).toFixed(1)} s of the call into ${path}`);
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
   await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', `the recorder stopped unexpectedly; ${(rec.durationMs / 1000).toFixed(0)} s were recovered and kept on the job service at ${path}`)
@@ -93,15 +94,16 @@ async function main(): Promise<void> {
 
   if (!bot) {
     const path = keep(output, inputs);
-    writeFileSync(join(dir, 'output.json'), JSON.stringify({ file: path, duration_ms: durationMs }));
+    writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: durationMs }));
     log(`saved ${path}`);
     return;
   }
   try {
+    delivering(output);
     const filename = `${await bot.filename(inputs.call_id)}.mp4`;
     const file = await bot.upload(inputs.call_id, output, filename);
     await bot.postRecording(inputs.call_id, { JobID: jobId, FileIDs: [file.id], PostID: inputs.post_id! });
-    writeFileSync(join(dir, 'output.json'), JSON.stringify({ file_id: file.id, filename, duration_ms: durationMs }));
+    writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file_id: file.id, filename, duration_ms: durationMs }));
     log(`posted ${filename} (${file.size} bytes) to the call thread`);
     // Delivered: the local copies go. (Until then they stay for the retention time.)
     rmSync(output, { force: true });

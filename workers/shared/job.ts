@@ -1,9 +1,10 @@
 // What a job program gets from its worker: settings in its environment, the artifacts directory,
 // SIGTERM to stop, JSON-lines files it appends as it goes, and media or models it downloads.
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { DELIVERING_FILE } from '../../src/jobs/contract.js';
 
 /**
  * Where a job's artifacts go without Mattermost (or when delivery failed): ARTIFACTS_DIR, set by
@@ -23,6 +24,14 @@ export function workerSetting(name: string): string {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is required (the worker sets it)`);
   return value;
+}
+
+/**
+ * Tells the worker the file is finished and is being delivered: the stop grace bounded finishing
+ * it; the delivery (retried while Mattermost is down) gets its own time (JOBS_DELIVERYTIMEOUTSEC).
+ */
+export function delivering(file: string): void {
+  writeFileSync(join(workerSetting('JOB_DIR'), DELIVERING_FILE), JSON.stringify({ file }));
 }
 
 /** Resolves with why the job should stop: SIGTERM (stop, max duration, shutdown) or SIGINT. */

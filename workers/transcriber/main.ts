@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { realpath } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { mediaRefusal, mediaRefused, parseMediaSources } from '../../src/jobs/media-access.js';
-import { download, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
+import { delivering, download, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
+import { OUTPUT_FILE } from '../../src/jobs/contract.js';
 import { callOptions, callSite, describeSite } from '../shared/call.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
@@ -95,6 +96,7 @@ class Delivery {
       return { files: [keepArtifact(files.vtt, `${name}.vtt`), keepArtifact(files.txt, `${name}.txt`)], ...summary };
     }
     const callId = inputs.call_id!;
+    delivering(files.vtt);
     const base = await this.bot.filename(callId);
     const vtt = await this.bot.upload(callId, files.vtt, `${base}.vtt`);
     const txt = await this.bot.upload(callId, files.txt, `${base}.txt`);
@@ -191,7 +193,7 @@ async function main(): Promise<void> {
   } catch (err) {
     return fail(err instanceof EngineError ? err.message : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`);
   }
-  writeFileSync(join(dir, 'output.json'), JSON.stringify(output));
+  writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(output));
   await Promise.all([...engines.map((e) => e.close()), silero?.close()]);
 }
 
