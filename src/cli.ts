@@ -57,15 +57,26 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'token') return printToken(config, log, argv.slice(1));
   if (command === 'openapi') return printOpenApi(config, log);
   const redis = command === 'serve' ? await ensureRedis(config, log) : undefined;
-  const stopApi = await runApi(config, log);
   const children = command === 'serve'
     ? ['worker', 'sfu'].map((c) => supervise(c, redis?.url ?? config.redisUrl, log))
     : [];
+  // The API answers (/version first, for the plugin) only once the calls it hands out can be joined.
+  if (command === 'serve') await untilAnswers(`${sfuBaseUrl(config)}/healthz`, 30_000, log);
+  const stopApi = await runApi(config, log);
   onShutdown(log, async () => {
     await Promise.all(children.map((c) => c.stop()));
     await stopApi();
     redis?.stop();
   });
+}
+
+async function untilAnswers(url: string, timeoutMs: number, log: Logger): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await fetch(url, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  log.warn({ url }, `the SFU did not answer within ${timeoutMs / 1000} s; starting the API anyway`);
 }
 
 async function runSfu(config: Config, log: Logger): Promise<void> {

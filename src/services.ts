@@ -7,6 +7,7 @@ import { ClientStore, SessionStore } from './store/clients.js';
 import { closeQueues, createQueues } from './queue/queues.js';
 import { ProcessRunner } from './runners/process.js';
 import type { Runner } from './runners/runner.js';
+import { activeStatuses } from './jobs/schema.js';
 import type { Logger } from './log.js';
 import type { AddressInfo } from 'node:net';
 import { type ApiDeps, buildServer } from './api/server.js';
@@ -113,22 +114,28 @@ export async function startWorkerInstance(config: Config, log: Logger) {
 
 /** The bundled SFU: what `calls-offloader sfu` runs. */
 export async function startSfuInstance(config: Config, log: Logger) {
-  let secret = config.sfuTokenSecret;
-  if (!secret) {
-    const redis = connect(config.redisUrl, (err) => log.error({ err: err.message }, 'redis connection lost'));
-    try {
-      secret = await sharedSecret(redis, keysFor(config.redisPrefix).sfuSecret);
-    } finally {
-      await redis.quit().catch(() => undefined);
-    }
-  }
+  // Redis for the shared token secret and for whether a bot's job still runs.
+  const redis = connect(config.redisUrl, (err) => log.error({ err: err.message }, 'redis connection lost'));
+  const keys = keysFor(config.redisPrefix);
+  const secret = config.sfuTokenSecret || (await sharedSecret(redis, keys.sfuSecret));
+  const jobRunning = async (jobId: string) => {
+    const status = await redis.hget(keys.job(jobId), 'status');
+    return status !== null && (activeStatuses as readonly string[]).includes(status);
+  };
   const sfu = new Sfu({
     host: config.sfuListen.host,
     port: config.sfuListen.port,
     ice: { bindAddress: config.sfuIceAddress, announce: config.sfuIceHostOverride || undefined, portRange: config.sfuIcePortRange },
-    policy: joinTokenPolicy(secret),
+    policy: joinTokenPolicy(secret, jobRunning),
     log,
   });
   const url = await sfu.listen();
-  return { sfu, url, close: () => sfu.close() };
+  return {
+    sfu,
+    url,
+    async close() {
+      await sfu.close();
+      await redis.quit().catch(() => undefined);
+    },
+  };
 }

@@ -114,14 +114,33 @@ describe('auth with self-registration on', () => {
     const callId = ids();
     const body = { user_id: 'alice', display_name: 'Alice', ttl_sec: 600 };
     assert.equal((await call(api.url, 'POST', `/calls/${callId}/tokens`, null, body)).status, 401);
-    const r = await call(api.url, 'POST', `/calls/${callId}/tokens`, basic(ids()), body);
+    const owner = basic(ids());
+    const r = await call(api.url, 'POST', `/calls/${callId}/tokens`, owner, body);
     assert.equal(r.status, 200);
     assert.equal(r.json.url, `http://127.0.0.1:4546/call/${callId}?token=${encodeURIComponent(r.json.token)}`);
     const claims = verifyToken(await api.services.tokenSecret(), r.json.token, callId);
     assert.deepEqual([claims.user, claims.name, claims.role], ['alice', 'Alice', 'participant']);
     assert.ok(claims.exp * 1000 - Date.now() <= 600_000);
-    const bad = await call(api.url, 'POST', `/calls/${callId}/tokens`, basic(ids()), { ...body, role: 'admin' });
-    assert.equal(bad.json.error, 'role must be one of participant, bot');
+    // bots are the service's own: no client mints a bot token
+    const bot = await call(api.url, 'POST', `/calls/${callId}/tokens`, owner, { ...body, role: 'bot' });
+    assert.equal(bot.json.error, 'role is not a known field');
+  });
+
+  it('a call is its first client\'s: no other client mints tokens for it or starts a job on it', async () => {
+    const callId = ids();
+    const owner = basic(ids());
+    const stranger = basic(ids());
+    const body = { user_id: 'alice', display_name: 'Alice' };
+    assert.equal((await call(api.url, 'POST', `/calls/${callId}/tokens`, owner, body)).status, 200);
+    const token = await call(api.url, 'POST', `/calls/${callId}/tokens`, stranger, body);
+    assert.deepEqual([token.status, token.json.error], [403, `call ${callId} belongs to another client`]);
+    const job = await call(api.url, 'POST', '/jobs', stranger, recordingJob(callId));
+    assert.deepEqual([job.status, job.json.error], [403, `call ${callId} belongs to another client`]);
+    assert.equal((await call(api.url, 'POST', '/jobs', owner, recordingJob(callId))).status, 200);
+    // a job claims its call too
+    const other = ids();
+    assert.equal((await call(api.url, 'POST', '/jobs', owner, recordingJob(other))).status, 200);
+    assert.equal((await call(api.url, 'POST', `/calls/${other}/tokens`, stranger, body)).status, 403);
   });
 
   it('the dashboard needs the admin secret', async () => {

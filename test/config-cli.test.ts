@@ -99,6 +99,7 @@ describe('calls-offloader CLI', () => {
     const url = `http://127.0.0.1:${port}`;
     try {
       await waitFor('serve answers', async () => (await fetch(`${url}/healthz`)).ok);
+      assert.ok((await fetch(`http://127.0.0.1:${port + 1}/healthz`)).ok, "serve's API answers only once its SFU does");
       const auth = basic(ids(), KEY);
       const { json } = await call(url, 'POST', '/jobs', auth, recordingJob(ids()));
       const job = await waitFor('job done', async () => {
@@ -126,7 +127,7 @@ describe('calls-offloader CLI', () => {
       const { stdout } = await run(process.execPath, [CLI, 'token', '--call', 'c'.repeat(26), '--user', 'ann', '--name', 'Ann'], { env: { ...process.env, ...env } });
       const link = new URL(stdout.trim());
       assert.equal(link.origin + link.pathname, `http://127.0.0.1:${port + 1}/call/${'c'.repeat(26)}`);
-      await waitFor('sfu answers', async () => (await fetch(`${link.origin}/healthz`)).ok);
+
       const ann = new HeadlessParticipant({ siteUrl: link.origin, callId: 'c'.repeat(26), token: link.searchParams.get('token')! });
       const me = await ann.join();
       const { stdout: second } = await run(process.execPath, [CLI, 'token', '--call', 'c'.repeat(26), '--user', 'bob', '--name', 'Bob'], { env: { ...process.env, ...env } });

@@ -12,7 +12,9 @@ import { HeadlessParticipant, type Publisher } from '../src/sfu/client/participa
 import { mintToken, type Role } from '../src/sfu/token.js';
 import { createLogger } from '../src/log.js';
 import { opusSource } from './media.js';
-import { ids, testConfig, waitFor } from './helpers.js';
+import { Redis } from 'ioredis';
+import { startSfuInstance } from '../src/services.js';
+import { cleanup, ids, testConfig, waitFor } from './helpers.js';
 
 const SECRET = randomBytes(32).toString('hex');
 const callId = ids;
@@ -203,5 +205,32 @@ describe('sfu codecs', () => {
     assert.ok(codecs.every((c) => c === 'video/h264'), codecs.join(','));
     publisher.leave();
     viewer.leave();
+  });
+});
+
+describe('bot tokens of the bundled SFU', () => {
+  it('admit a bot only while its job runs', async () => {
+    const config = testConfig({ SFU_LISTENADDRESS: '127.0.0.1:0', SFU_ICEPORTRANGE: '42500-42600', SFU_TOKENSECRET: SECRET });
+    const sfu = await startSfuInstance(config, createLogger(config, 'sfu'));
+    const redis = new Redis(config.redisUrl);
+    try {
+      const call = callId();
+      const job = ids();
+      const bot = () => new HeadlessParticipant({
+        siteUrl: sfu.url, callId: call, subscribe: 'audio',
+        token: mintToken(SECRET, { call, session: job, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 600 }),
+      });
+      await assert.rejects(bot().join(), /401/, 'no such job');
+      await redis.hset(`${config.redisPrefix}:job:${job}`, 'status', 'running');
+      const joined = bot();
+      await joined.join();
+      joined.leave();
+      await redis.hset(`${config.redisPrefix}:job:${job}`, 'status', 'succeeded');
+      await assert.rejects(bot().join(), /401/, 'the job has ended');
+    } finally {
+      await sfu.close();
+      await redis.quit();
+      await cleanup(config);
+    }
   });
 });

@@ -90,3 +90,9 @@ export function installAuth(
   });
   return { identify };
 }
+
+/** A call is its first client's: another client gets 403 (the admin may act on any). */
+export async function claimCall(clients: ClientStore, who: Principal, callId: string): Promise<void> {
+  if (who.admin) return;
+  if ((await clients.claimCall(who.clientId, callId)) !== who.clientId) throw new ApiError(403, `call ${callId} belongs to another client`);
+}

@@ -86,7 +86,7 @@ export async function buildServer(deps: ApiDeps): Promise<{ app: FastifyInstance
     config, store: deps.store, clients: deps.clients, queues: deps.queues, runner: deps.runner,
     publishStop: async (id) => void (await deps.redis.publish(deps.store.keys.stopChannel, id)),
   });
-  callRoutes(app, sfuBaseUrl(config), deps.tokenSecret);
+  callRoutes(app, { sfuUrl: sfuBaseUrl(config), clients: deps.clients, tokenSecret: deps.tokenSecret });
   await installDashboard(app, deps.queues);
   await app.ready();
   return { app, routes };

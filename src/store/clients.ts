@@ -38,18 +38,32 @@ export function secretsEqual(a: string, b: string): boolean {
 
 /**
  * Removes a client and disowns its jobs in one step, so that whoever registers the same id next
- * inherits nothing. KEYS: clients hash, the client's job index, its pinned sites; ARGV: client id,
- * the job key prefix. Returns 1 when the client existed.
+ * inherits nothing. KEYS: clients hash, the client's job index, its pinned sites, its calls; ARGV:
+ * client id, the job key prefix, the call key prefix. Returns 1 when the client existed.
  */
 const UNREGISTER = `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[3])
+for _, call in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  local owner = ARGV[3] .. call .. ':owner'
+  if redis.call('GET', owner) == ARGV[1] then redis.call('DEL', owner) end
+end
+redis.call('DEL', KEYS[4])
 for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   local job = ARGV[2] .. id
   if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'client', '!unregistered') end
 end
 redis.call('DEL', KEYS[2])
 return 1
+`;
+
+/** Claims a call for a client unless another has it. KEYS: the call's owner, the client's calls; ARGV: client id, call id. Returns the owner. */
+const CLAIM_CALL = `
+local owner = redis.call('GET', KEYS[1])
+if owner then return owner end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return ARGV[1]
 `;
 
 /** The fingerprint of one registration: a re-registered client id is another client. */
@@ -59,9 +73,19 @@ export class ClientStore {
   private readonly processSecret = randomBytes(32);
   private readonly verified = new Map<string, { stored: string; mac: Buffer; until: number }>();
   private readonly unregisterScript;
+  private readonly claimScript;
 
   constructor(private readonly redis: Redis, private readonly keys: Keys) {
-    this.unregisterScript = script<number>(redis, 'coUnregister', 3, UNREGISTER);
+    this.unregisterScript = script<number>(redis, 'coUnregister', 4, UNREGISTER);
+    this.claimScript = script<string>(redis, 'coClaimCall', 2, CLAIM_CALL);
+  }
+
+  /**
+   * The client a call belongs to: the first that minted a token or created a job for it. A call
+   * (a Mattermost channel id) is then out of every other client's reach.
+   */
+  claimCall(clientId: string, callId: string): Promise<string> {
+    return this.claimScript([this.keys.callOwner(callId), this.keys.clientCalls(clientId)], [clientId, callId]);
   }
 
   /** Adds a client; false when the id is taken. */
@@ -74,8 +98,8 @@ export class ClientStore {
   async unregister(clientId: string): Promise<boolean> {
     this.verified.delete(clientId);
     const jobKeyPrefix = this.keys.job('');
-    const keys = [this.keys.clients, this.keys.clientJobs(clientId), this.keys.clientSites(clientId)];
-    return (await this.unregisterScript(keys, [clientId, jobKeyPrefix])) === 1;
+    const keys = [this.keys.clients, this.keys.clientJobs(clientId), this.keys.clientSites(clientId), this.keys.clientCalls(clientId)];
+    return (await this.unregisterScript(keys, [clientId, jobKeyPrefix, this.keys.callOwner('').replace(/:owner$/, '')])) === 1;
   }
 
   /**

@@ -27,6 +27,10 @@ export function keysFor(prefix: string) {
     /** every job by created_at (admin listing) */
     jobs: `${prefix}:jobs`,
     clientJobs: (clientId: string) => `${prefix}:client:${clientId}:jobs`,
+    /** the calls a client has claimed (first token or job on them) */
+    clientCalls: (clientId: string) => `${prefix}:client:${clientId}:calls`,
+    /** the client a call belongs to */
+    callOwner: (callId: string) => `${prefix}:call:${callId}:owner`,
     /** the Mattermost site each job type of a client is pinned to (first use) */
     clientSites: (clientId: string) => `${prefix}:client:${clientId}:sites`,
     /** queued jobs by created_at (start timeout) */

@@ -12,7 +12,7 @@ import { type JobRecord, type JobStore, isActive, isFinal, toApiJob } from '../.
 import { enqueue, type Queues } from '../../queue/queues.js';
 import type { Runner } from '../../runners/runner.js';
 import type { ClientStore } from '../../store/clients.js';
-import type { Principal } from '../auth.js';
+import { type Principal, claimCall } from '../auth.js';
 import { ApiError } from '../errors.js';
 
 const IdParams = Type.Object({ id: Id('Job id.') });
@@ -105,6 +105,7 @@ export function jobRoutes(app: FastifyInstance, { config, store, clients, queues
     const problem = checkInput(input);
     if (problem) throw new ApiError(400, problem);
     if (typeof input.site_url === 'string') await checkSite(input.site_url, type, request.principal!);
+    if (typeof input.call_id === 'string') await claimCall(clients, request.principal!, input.call_id);
     if (typeof input.media_url === 'string') {
       const refusal = mediaRefusal(input.media_url, config.mediaUrlAllow, input.site_url as string | undefined);
       if (refusal) throw new ApiError(400, `input_data.${mediaRefused(refusal)}`);

@@ -18,7 +18,7 @@ import { counters } from './track.js';
 
 export interface CallsPolicy {
   /** Who holds this token (Bearer on the upgrade, or `authentication_challenge`); null refuses it. */
-  authenticate(token: string): Identity | null;
+  authenticate(token: string): Identity | null | Promise<Identity | null>;
   /** Why this join is refused (sent as the plugin's `error` event), or null to admit it. */
   admitJoin?(identity: Identity, callId: string, jobId: string): string | null;
 }
@@ -151,7 +151,7 @@ export class Sfu {
     const file = files[path];
     if (file) return send(res, 200, `${file.type}; charset=utf-8`, await readFile(fileURLToPath(file.path)));
     const m = PROFILE.exec(path);
-    const who = this.opts.policy.authenticate(bearer(req) ?? '');
+    const who = await this.opts.policy.authenticate(bearer(req) ?? '');
     if (!m || who?.role !== 'bot') return send(res, who ? 403 : 401, 'application/json', JSON.stringify({ message: who ? 'Forbidden' : 'Unauthorized', status_code: who ? 403 : 401 }));
     const identity = this.sessionIdentity(m[1]!, m[2]!);
     if (!identity) return send(res, 404, 'application/json', JSON.stringify({ message: 'not found', status_code: 404 }));
@@ -167,13 +167,14 @@ export class Sfu {
       return;
     }
     const token = bearer(req);
-    const identity = token === undefined ? undefined : this.opts.policy.authenticate(token);
-    if (identity === null) {
-      // Mattermost refuses the upgrade of a bad token with 401
-      socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
-      return;
-    }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+    void Promise.resolve(token === undefined ? undefined : this.opts.policy.authenticate(token)).then((identity) => {
+      if (identity === null) {
+        // Mattermost refuses the upgrade of a bad token with 401
+        socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+    }, () => socket.destroy());
   }
 
   private accept(ws: WebSocket, identity: Identity | undefined): void {
@@ -199,11 +200,13 @@ export class Sfu {
       if (!conn.identity) {
         const token = request.data?.token;
         if (request.action !== 'authentication_challenge' || typeof token !== 'string') return;
-        const who = this.opts.policy.authenticate(token);
-        if (!who) return conn.close(1008, 'authentication failed');
-        clearTimeout(authTimer);
-        conn.reply(request.seq, 'OK');
-        return hello(who);
+        void Promise.resolve(this.opts.policy.authenticate(token)).then((who) => {
+          if (!who) return conn.close(1008, 'authentication failed');
+          clearTimeout(authTimer);
+          conn.reply(request.seq, 'OK');
+          hello(who);
+        }, () => conn.close(1011, 'authentication failed'));
+        return;
       }
       this.onRequest(conn, request).catch((err) => {
         const protocol = err instanceof ProtocolError;
