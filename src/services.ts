@@ -127,6 +127,7 @@ export async function startSfuInstance(config: Config, log: Logger) {
     port: config.sfuListen.port,
     ice: { bindAddress: config.sfuIceAddress, announce: config.sfuIceHostOverride || undefined, portRange: config.sfuIcePortRange },
     policy: joinTokenPolicy(secret, jobRunning),
+    maxCallParticipants: config.sfuMaxCallParticipants,
     log,
   });
   const url = await sfu.listen();

@@ -102,6 +102,20 @@ describe('auth with self-registration on', () => {
     assert.equal(list.json.total, 3, 'refused jobs were not stored');
   });
 
+  it('wrong keys are throttled per client: past 10 a minute, 429 without running the slow hash', async () => {
+    const id = ids();
+    await call(api.url, 'GET', '/jobs', basic(id)); // registers
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await call(api.url, 'GET', '/jobs', basic(id, `wrong-${i}`.padEnd(40, 'x')))).status);
+    assert.deepEqual(statuses, [...Array(10).fill(401), 429, 429]);
+    const throttled = await call(api.url, 'POST', '/login', null, { clientID: id, authKey: 'y'.repeat(40) });
+    assert.deepEqual([throttled.status, throttled.json.code], [429, '429']);
+    assert.match(throttled.json.error, /too many wrong keys for client .* in the last minute/);
+    // the right key still works (its hash is remembered), and other clients are not affected
+    assert.equal((await call(api.url, 'GET', '/jobs', basic(id))).status, 200);
+    assert.equal((await call(api.url, 'GET', '/jobs', basic(ids()))).status, 200);
+  });
+
   it('a client named "admin" sees none of the jobs the admin created', async () => {
     const { json: job } = await call(api.url, 'POST', '/jobs', { basic: ['admin', ADMIN] }, recordingJob(ids()));
     assert.match(job.id, /^[a-z0-9]{26}$/);

@@ -234,3 +234,32 @@ describe('bot tokens of the bundled SFU', () => {
     }
   });
 });
+
+describe('limits of the bundled SFU', () => {
+  it('a joiner past the call\'s cap, or past the UDP ports, is refused with the plugin\'s reason, not left without media', async () => {
+    const { sfu, url } = await startSfu([42700, 42705]); // six ports: three participants in all
+    const small = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [42710, 42750] }, policy: joinTokenPolicy(SECRET), maxCallParticipants: 2, log: createLogger(testConfig(), 'sfu') });
+    const smallUrl = await small.listen();
+    const people: HeadlessParticipant[] = [];
+    try {
+      const join = async (at: string, call: string, user: string) => {
+        const p = new HeadlessParticipant({ siteUrl: at, callId: call, token: token(call, user) });
+        await p.join();
+        people.push(p);
+      };
+      const [a, b] = [callId(), callId()];
+      await join(url, a, 'p1');
+      await join(url, a, 'p2');
+      await join(url, b, 'p3');
+      await assert.rejects(join(url, b, 'p4'), /^Error: user cannot join because of limits$/);
+      const c = callId();
+      await join(smallUrl, c, 'q1');
+      await join(smallUrl, c, 'q2');
+      await assert.rejects(join(smallUrl, c, 'q3'), /^Error: user cannot join because of limits$/);
+    } finally {
+      for (const p of people) p.leave();
+      await sfu.close();
+      await small.close();
+    }
+  });
+});

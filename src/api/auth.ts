@@ -67,6 +67,8 @@ export function installAuth(
       if (await clients.register(clientId, authKey)) request.log.info({ clientId }, 'client registered itself');
       result = await clients.authenticate(clientId, authKey);
     }
+    if (result === 'throttled') throw new ApiError(429, `too many wrong keys for client ${clientId} in the last minute; try again later`);
+    if (result === 'busy') throw new ApiError(503, 'too many authentications at once; try again in a moment');
     if (result !== 'ok') throw unauthorized();
     return { clientId, admin: false };
   }

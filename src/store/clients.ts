@@ -12,6 +12,10 @@ const scrypt = promisify(scryptCb) as (key: string, salt: Buffer, len: number, o
 export const MIN_KEY_LENGTH = 32;
 const COST = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 const VERIFIED_TTL_MS = 5 * 60_000;
+/** Wrong keys a client may send a minute before it is answered 429 without a slow hash being run. */
+export const WRONG_KEYS_PER_MINUTE = 10;
+/** scrypt runs at once (each 16 MiB and ~50 ms of a core), and how many may wait for one. */
+const HASHING = { concurrent: 2, waiting: 64 };
 
 async function hashKey(authKey: string): Promise<string> {
   const salt = randomBytes(16);
@@ -72,6 +76,9 @@ const registrationOf = (stored: string) => createHash('sha256').update(stored).d
 export class ClientStore {
   private readonly processSecret = randomBytes(32);
   private readonly verified = new Map<string, { stored: string; mac: Buffer; until: number }>();
+  private readonly wrongKeys = new Map<string, number[]>();
+  private hashesRunning = 0;
+  private readonly hashQueue: (() => void)[] = [];
   private readonly unregisterScript;
   private readonly claimScript;
 
@@ -119,17 +126,44 @@ export class ClientStore {
     return stored === null ? null : registrationOf(stored);
   }
 
-  /** 'ok', 'unknown' (no such client) or 'wrong' (bad key). */
-  async authenticate(clientId: string, authKey: string): Promise<'ok' | 'unknown' | 'wrong'> {
+  /**
+   * 'ok', 'unknown' (no such client), 'wrong' (bad key), 'throttled' (too many wrong keys for
+   * this client in the last minute: no hash is run) or 'busy' (too many hashes waiting).
+   */
+  async authenticate(clientId: string, authKey: string): Promise<'ok' | 'unknown' | 'wrong' | 'throttled' | 'busy'> {
     const stored = await this.redis.hget(this.keys.clients, clientId);
     if (stored === null) return 'unknown';
     const mac = createHmac('sha256', this.processSecret).update(authKey).digest();
     const seen = this.verified.get(clientId);
     // The cached entry counts only for the same stored hash: a re-registered client is checked anew.
     if (seen && seen.stored === stored && seen.until > Date.now() && timingSafeEqual(seen.mac, mac)) return 'ok';
-    if (!(await verifyKey(authKey, stored))) return 'wrong';
+    const now = Date.now();
+    const wrong = (this.wrongKeys.get(clientId) ?? []).filter((t) => now - t < 60_000);
+    if (wrong.length >= WRONG_KEYS_PER_MINUTE) return 'throttled';
+    const verdict = await this.hashing(() => verifyKey(authKey, stored));
+    if (verdict === 'busy') return 'busy';
+    if (!verdict) {
+      this.wrongKeys.set(clientId, [...wrong, now]);
+      if (this.wrongKeys.size > 10_000) this.wrongKeys.delete(this.wrongKeys.keys().next().value!);
+      return 'wrong';
+    }
     this.verified.set(clientId, { stored, mac, until: Date.now() + VERIFIED_TTL_MS });
     return 'ok';
+  }
+
+  /** Runs a slow hash within HASHING's bounds; 'busy' when too many wait already. */
+  private async hashing<T>(work: () => Promise<T>): Promise<T | 'busy'> {
+    if (this.hashesRunning >= HASHING.concurrent) {
+      if (this.hashQueue.length >= HASHING.waiting) return 'busy';
+      await new Promise<void>((resolve) => this.hashQueue.push(resolve));
+    }
+    this.hashesRunning++;
+    try {
+      return await work();
+    } finally {
+      this.hashesRunning--;
+      this.hashQueue.shift()?.();
+    }
   }
 }
 

@@ -74,7 +74,9 @@ export function clientRoutes(
     },
   }, async (request) => {
     const { clientID, authKey } = request.body;
-    if ((await clients.authenticate(clientID, authKey)) !== 'ok') throw new ApiError(401, 'authentication failed');
+    const result = await clients.authenticate(clientID, authKey);
+    if (result === 'throttled') throw new ApiError(429, `too many wrong keys for client ${clientID} in the last minute; try again later`);
+    if (result !== 'ok') throw new ApiError(401, 'authentication failed');
     return { bearerToken: await sessions.create(clientID, (await clients.registration(clientID))!), code: '200' };
   });
 }

@@ -187,6 +187,15 @@ export class HeadlessParticipant {
    * plugin's reason when the join is refused.
    */
   async join(): Promise<ParticipantInfo> {
+    try {
+      return await this.joinCall();
+    } catch (err) {
+      this.leave(); // a refused or failed join leaves no socket or peer behind
+      throw err;
+    }
+  }
+
+  private async joinCall(): Promise<ParticipantInfo> {
     await this.socket.connect();
     const accepted = new Promise<CallState | undefined>((resolve, reject) => {
       this.socket.on('error', (d) => reject(new Error(String(d.data ?? 'the join was refused'))));

@@ -27,6 +27,8 @@ export interface SfuOptions {
   host: string;
   port: number;
   ice: IceOptions;
+  /** people and bots in one call (default 100) */
+  maxCallParticipants?: number;
   policy: CallsPolicy;
   log: Logger;
 }
@@ -37,6 +39,9 @@ const files: Record<string, { path: URL; type: string }> = {
   '/static/call.css': { path: new URL('call.css', pageDir), type: 'text/css' },
 };
 const MAX_FRAME_BYTES = 64 * 1024;
+const MAX_CONNECTIONS = 2000;
+/** Ports of SFU_ICEPORTRANGE one session may take (werift finds them by trying the range in order). */
+const PORTS_PER_SESSION = 2;
 /** Mattermost closes a socket that has not authenticated within this long. */
 const AUTH_TIMEOUT_MS = 5_000;
 /** The plugin's per-session rate limit: 10 messages a second, bursts of 100; the excess is dropped. */
@@ -166,6 +171,11 @@ export class Sfu {
       socket.destroy();
       return;
     }
+    // sockets that have not joined (yet) are bounded too: a stranger cannot hold thousands open
+    if (this.connections.size >= MAX_CONNECTIONS) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
     const token = bearer(req);
     void Promise.resolve(token === undefined ? undefined : this.opts.policy.authenticate(token)).then((identity) => {
       if (identity === null) {
@@ -292,6 +302,15 @@ export class Sfu {
     if (!/^[a-z0-9]{26}$/.test(callId)) return refuse('channelID is not valid');
     if (conn.sessionId) return refuse('session is already connected');
     if (identity.callId !== undefined && identity.callId !== callId) return refuse('forbidden');
+    // werift binds UDP ports of the range per session (a host candidate on loopback takes two):
+    // past what the range holds a joiner would silently get no media
+    const range = this.opts.ice.portRange;
+    const sessions = range ? Math.floor((range[1] - range[0] + 1) / PORTS_PER_SESSION) : Infinity;
+    const inCall = this.calls.get(callId)?.sessions.size ?? 0;
+    if (this.entries.size >= sessions || inCall >= (this.opts.maxCallParticipants ?? 100)) {
+      this.opts.log.warn({ call: callId, sessions: this.entries.size, inCall }, 'join refused: the SFU is full');
+      return refuse('user cannot join because of limits');
+    }
     const refused = this.opts.policy.admitJoin?.(identity, callId, jobId);
     if (refused) return refuse(refused);
     let call = this.calls.get(callId);
