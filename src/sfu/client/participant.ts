@@ -197,21 +197,24 @@ export class HeadlessParticipant {
 
   private async joinCall(): Promise<ParticipantInfo> {
     await this.socket.connect();
-    const accepted = new Promise<CallState | undefined>((resolve, reject) => {
+    // The plugin answers our join with `join` (or `error`), then `call_state`, which it sends to
+    // every connection of the bot user: another job's bot joining the same call sends one too.
+    let state: CallState | undefined;
+    this.socket.on('call_state', (d) => {
+      try {
+        state = JSON.parse(String(d.call)) as CallState;
+      } catch {
+        // not a call state we can read: the people come with user_joined
+      }
+    });
+    const accepted = new Promise<string>((resolve, reject) => {
+      this.socket.on('join', (d) => resolve(String(d.connID)));
       this.socket.on('error', (d) => reject(new Error(String(d.data ?? 'the join was refused'))));
-      this.socket.on('call_state', (d) => {
-        try {
-          resolve(JSON.parse(String(d.call)) as CallState);
-        } catch {
-          resolve(undefined);
-        }
-      });
       this.socket.on('closed', (d) => reject(new Error(String(d.reason || 'the websocket closed before the join'))));
     });
-    let joinedAs = '';
-    this.socket.on('join', (d) => (joinedAs = String(d.connID)));
     this.socket.action('join', { channelID: this.opts.callId, jobID: this.opts.jobId ?? '', av1Support: false, dcSignaling: false });
-    const state = await withTimeout(accepted, 15_000, 'no answer to join within 15 s');
+    const joinedAs = await withTimeout(accepted, 15_000, 'no answer to join within 15 s');
+    for (let i = 0; i < 40 && !state; i++) await new Promise((r) => setTimeout(r, 50));
     this.me = { sessionId: joinedAs || this.socket.originalConnId, userId: '', displayName: '', tracks: {}, speaking: false };
     await Promise.all((state?.sessions ?? []).map(async (s) => {
       const p = await this.person(s.session_id, s.user_id);

@@ -18,9 +18,13 @@ export interface IncomingTrack {
 }
 
 const PING_MS = 1000;
-/** The Go client's lock: retry every 100 ms, give up when no reply comes within 5 s. */
+/**
+ * The Go client's lock: retry 100 ms after each refusal, give up when a request gets no reply
+ * within 5 s (and, unlike it, after 30 s of refusals: the SFU is then never idle).
+ */
 const LOCK_RETRY_MS = 100;
-const LOCK_TIMEOUT_MS = 5000;
+const LOCK_REPLY_MS = 5000;
+const LOCK_GIVE_UP_MS = 30_000;
 
 export class BotPeer {
   readonly pc: RTCPeerConnection;
@@ -135,14 +139,14 @@ export class BotPeer {
     if (this.dc.readyState === 'open') this.dc.send(Buffer.from(encodeDc(message)));
   }
 
-  /** Takes the data channel's lock, retrying every 100 ms while refused; false when no reply comes within 5 s. */
+  /** Takes the data channel's lock, retrying 100 ms after each refusal; false when a request goes unanswered for 5 s. */
   private async lock(): Promise<boolean> {
-    const until = Date.now() + LOCK_TIMEOUT_MS;
+    const until = Date.now() + LOCK_GIVE_UP_MS;
     while (Date.now() < until) {
       const granted = await new Promise<boolean | undefined>((resolve) => {
         this.lockWaiter = resolve;
         this.sendDc({ type: DcType.Lock });
-        setTimeout(() => resolve(undefined), until - Date.now());
+        setTimeout(() => resolve(undefined), LOCK_REPLY_MS);
       });
       this.lockWaiter = undefined;
       if (granted === undefined) return false;
@@ -166,7 +170,9 @@ export class BotPeer {
         transceiver.sender.streamIds = [streamId];
       }
       const locked = await this.lock();
-      if (!locked) throw new Error('the SFU did not grant the signalling lock within 5 s');
+      if (!locked) throw new Error('the SFU did not grant the signalling lock');
+      // an offer of the SFU's still being applied would give our new m-lines its mids
+      await this.signals;
       try {
         const answer = new Promise<SessionDescription>((resolve) => (this.answerWaiter = resolve));
         await this.pc.setLocalDescription(await this.pc.createOffer());

@@ -288,6 +288,11 @@ export class RtcSession {
 
   private async offer(): Promise<void> {
     if (this.closed || this.pc.signalingState !== 'stable') return;
+    // the client took the lock between our wait and now: it offers first, we offer after
+    if (this.lock === 'client') {
+      this.renegotiate = true;
+      return;
+    }
     for (const track of this.pending) if (!track.closed) this.addSubscription(track);
     this.pending.clear();
     this.holdLock('server');
