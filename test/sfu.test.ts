@@ -150,6 +150,24 @@ describe('sfu', () => {
     for (const p of [frank, grace, bot]) p.leave();
   });
 
+  it('people who publish at the same moment all reach everyone (no m-line given two tracks)', async () => {
+    const call = callId();
+    const people = await Promise.all(Array.from({ length: 6 }, (_, i) => join(call, `p${i}`)));
+    const heard = people.map((p) => {
+      const from = new Set<string>();
+      p.onRtp((_rtp, who) => from.add(who.userId));
+      return from;
+    });
+    const mics = await Promise.all(people.map(async (p) => (await p.publish('mic')).mic));
+    for (let k = 0; k < 150; k++) {
+      mics.forEach((mic, i) => mic.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: k, timestamp: k * 960, ssrc: 2000 + i }), Buffer.alloc(80, 1))));
+      await new Promise((r) => setTimeout(r, 20));
+      if (heard.every((h) => h.size === 5)) break;
+    }
+    assert.deepEqual(heard.map((h) => h.size), [5, 5, 5, 5, 5, 5], heard.map((h) => [...h].join(',')).join(' | '));
+    for (const p of people) p.leave();
+  });
+
   it('100 join/leave cycles leave no participants, calls, sockets or subscriptions behind', async () => {
     const call = callId();
     const listener = await join(call, 'listener');

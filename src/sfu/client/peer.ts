@@ -165,14 +165,15 @@ export class BotPeer {
     const round = this.publishing.then(async () => {
       // after the first negotiation, and under the lock
       await this.dcOpen();
+      const locked = await this.lock();
+      if (!locked) throw new Error('the SFU did not grant the signalling lock');
+      // Only now, with the SFU's offers applied and no new one coming, are our m-lines made:
+      // werift pairs an SFU offer's new m-line with a transceiver of ours not negotiated yet.
+      await this.signals;
       for (const { track, streamId } of tracks) {
         const transceiver = this.pc.addTransceiver(track, { direction: 'sendonly' });
         transceiver.sender.streamIds = [streamId];
       }
-      const locked = await this.lock();
-      if (!locked) throw new Error('the SFU did not grant the signalling lock');
-      // an offer of the SFU's still being applied would give our new m-lines its mids
-      await this.signals;
       try {
         const answer = new Promise<SessionDescription>((resolve) => (this.answerWaiter = resolve));
         await this.pc.setLocalDescription(await this.pc.createOffer());

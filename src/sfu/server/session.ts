@@ -17,9 +17,8 @@ import { Track } from './track.js';
 const VOICE_PAYLOAD_BYTES = 24;
 const VOICE_ON_PACKETS = 5;
 const VOICE_OFF_MS = 600;
-/** rtcd waits this long for an answer to its offer, and for a client's lock to be released. */
+/** rtcd waits this long for an answer to its offer. */
 const ANSWER_TIMEOUT_MS = 10_000;
-const LOCK_WAIT_MS = 5_000;
 
 /** What a session tells the rest of the call (Call implements it). */
 export interface SessionHost {
@@ -57,7 +56,6 @@ export class RtcSession {
   private readonly pending = new Set<Track>();
   private readonly remoteCandidates: { candidate: string; sdpMid?: string; sdpMLineIndex?: number }[] = [];
   private lock: 'client' | 'server' | null = null;
-  private lockTimer?: NodeJS.Timeout;
   private negotiating = false;
   private renegotiate = false;
   /** SDP work one step at a time: werift's state must not change under an offer being made */
@@ -204,16 +202,17 @@ export class RtcSession {
     if (this.dc?.readyState === 'open') this.dc.send(Buffer.from(encodeDc(message)));
   }
 
+  /**
+   * The lock is held until Unlock, however long: the SFU breaking a client's lock would let both
+   * sides add m-lines at once (the same mid for two tracks). A client that never unlocks only
+   * stops receiving new tracks itself.
+   */
   private holdLock(who: 'client' | 'server'): void {
     this.lock = who;
-    clearTimeout(this.lockTimer);
-    // a client that never unlocks must not block the SFU's offers for ever
-    if (who === 'client') this.lockTimer = setTimeout(() => this.releaseLock(), LOCK_WAIT_MS).unref();
   }
 
   private releaseLock(): void {
     this.lock = null;
-    clearTimeout(this.lockTimer);
   }
 
   /** Forwards another session's track to this one, from the SFU's next offer. */
@@ -278,11 +277,7 @@ export class RtcSession {
 
   private async negotiationRound(): Promise<void> {
     // The client's first offer opens the connection; then wait for its lock to be released.
-    const until = Date.now() + LOCK_WAIT_MS;
-    while (!this.closed && (!this.pc.remoteDescription || this.lock === 'client')) {
-      if (this.pc.remoteDescription && Date.now() > until) break;
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    while (!this.closed && (!this.pc.remoteDescription || this.lock === 'client')) await new Promise((r) => setTimeout(r, 25));
     await this.exclusive(() => this.offer());
   }
 
