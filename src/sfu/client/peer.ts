@@ -4,7 +4,7 @@
 // once; later offers of ours (publishing) only under the data channel's lock. (reference §4–§5, §8)
 import { MediaStreamTrack, RTCPeerConnection, type RTCDataChannel, type RTCRtpReceiver, type RTCRtpTransceiver } from 'werift';
 import { type IceOptions, outgoingCandidate, peerConfig } from '../ice.js';
-import { DcType, type DcMessage, type MediaMap, type SessionDescription, type TrackType, decodeDc, encodeDc, isObject, parseTrackId } from '../protocol/wire.js';
+import { DcType, type DcMessage, type SessionDescription, type TrackType, decodeDc, encodeDc, isObject, parseTrackId } from '../protocol/wire.js';
 import type { CallsSocket } from './socket.js';
 
 export interface IncomingTrack {
@@ -38,8 +38,6 @@ export class BotPeer {
   /** server signals in order; our own offers in another chain (an answer must not wait behind its offer) */
   private signals: Promise<unknown> = Promise.resolve();
   private publishing: Promise<unknown> = Promise.resolve();
-  /** the last MediaMap: which m-line carries whose track (rtcd fills sender_id wrongly: the track id decides) */
-  mediaMap: MediaMap = {};
 
   constructor(private readonly socket: CallsSocket, private readonly ice: IceOptions, videoCodecs?: ('vp8' | 'h264')[]) {
     this.pc = new RTCPeerConnection(peerConfig(ice, videoCodecs));
@@ -131,8 +129,8 @@ export class BotPeer {
     } catch {
       return; // unknown types are ignored, as newer servers send more
     }
+    // MediaMap is not needed: rtcd fills its sender_id with the receiver's own id; the track id decides
     if (message.type === DcType.Lock && message.granted !== undefined) this.lockWaiter?.(message.granted);
-    else if (message.type === DcType.MediaMap) this.mediaMap = message.map;
   }
 
   private sendDc(message: DcMessage): void {
