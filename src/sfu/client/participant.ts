@@ -7,7 +7,7 @@ import { WebSocket } from 'ws';
 import type { IceOptions } from '../ice.js';
 import { displayName, type CallState, type Profile } from '../protocol/calls.js';
 import type { TrackType } from '../protocol/wire.js';
-import { BotPeer } from './peer.js';
+import { BotPeer, withTimeout } from './peer.js';
 import { CallsSocket, type CallsEventHandler, type SocketLike } from './socket.js';
 
 export const sources = ['mic', 'camera', 'screen'] as const;
@@ -300,8 +300,4 @@ export class HeadlessParticipant {
 function iceFor(siteUrl: string): IceOptions {
   const host = new URL(siteUrl).hostname;
   return { bindAddress: host.startsWith('127.') || host === 'localhost' ? '127.0.0.1' : '0.0.0.0' };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(message)), ms).unref())]);
 }
