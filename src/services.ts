@@ -64,6 +64,7 @@ export const workerOptions = (config: Config) => ({
   sfuUrl: sfuBaseUrl(config),
   maxConcurrentJobs: config.maxConcurrentJobs,
   startTimeoutMs: config.startTimeoutSec * 1000,
+  queueTimeoutMs: config.queueTimeoutSec * 1000,
   stopGraceMs: config.stopGraceSec * 1000,
   deliveryTimeoutMs: config.deliveryTimeoutSec * 1000,
   leaseMs: config.leaseSec * 1000,

@@ -159,11 +159,14 @@ describe('auth with self-registration on', () => {
 
   it('the dashboard needs the admin secret', async () => {
     assert.equal((await call(api.url, 'GET', '/admin/queues', null)).status, 401);
-    assert.equal((await call(api.url, 'GET', '/admin/queues', basic(ids()))).status, 403);
+    const client = ids();
+    assert.equal((await call(api.url, 'GET', '/admin/queues', basic(client))).status, 401, 'a mistyped admin secret registers no client');
+    assert.equal((await call(api.url, 'GET', '/jobs', basic(client))).status, 200);
+    assert.equal((await call(api.url, 'GET', '/admin/queues', basic(client))).status, 403);
     const page = await call(api.url, 'GET', '/admin/queues', { basic: ['admin', ADMIN] });
     assert.equal(page.status, 200);
     assert.match(page.text, /<html/i);
-    const apiRoute = await call(api.url, 'GET', '/admin/queues/api/queues', basic(ids()));
+    const apiRoute = await call(api.url, 'GET', '/admin/queues/api/queues', basic(client));
     assert.equal(apiRoute.status, 403, 'the dashboard API is behind the same check');
     const queues = await call(api.url, 'GET', '/admin/queues/api/queues', { basic: ['admin', ADMIN] });
     assert.deepEqual(queues.json.queues.map((q: { name: string }) => q.name).sort(), ['captioning', 'recording', 'transcribing']);

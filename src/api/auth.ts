@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { type ClientStore, MIN_KEY_LENGTH, type SessionStore, secretsEqual } from '../store/clients.js';
 import { ApiError, sendError } from './errors.js';
+import { RateLimiter } from './limits.js';
 
 export interface Principal {
   clientId: string;
@@ -29,18 +30,45 @@ export const ADMIN_CLIENT = '!admin';
 const clientIdRe = new RegExp(clientIdPattern);
 
 export interface Authenticator {
-  identify(request: FastifyRequest): Promise<Principal>;
+  /** `selfRegister`: an unknown client's Basic credentials register it (only on client routes). */
+  identify(request: FastifyRequest, selfRegister?: boolean): Promise<Principal>;
+  /** Registers a client within the limits: 429 past them, false when the id is taken. */
+  register(request: FastifyRequest, clientId: string, authKey: string): Promise<boolean>;
 }
 
-export function installAuth(
-  app: FastifyInstance,
-  config: Pick<Config, 'enableAdmin' | 'adminSecretKey' | 'allowSelfRegistration'>,
-  clients: ClientStore,
-  sessions: SessionStore,
-): Authenticator {
-  const unauthorized = () => new ApiError(401, 'authentication failed');
+type AuthConfig = Pick<Config, 'enableAdmin' | 'adminSecretKey' | 'allowSelfRegistration' | 'maxClients'
+  | 'clientRequestsPerSec' | 'registrationsPerMinute'>;
 
-  async function identify(request: FastifyRequest): Promise<Principal> {
+export const wrongKeysThrottled = (clientId: string) => new ApiError(429, `too many wrong keys for client ${clientId} in the last minute; try again later`);
+const busy = () => new ApiError(503, 'too many authentications at once; try again in a moment');
+
+export function installAuth(app: FastifyInstance, config: AuthConfig, clients: ClientStore, sessions: SessionStore): Authenticator {
+  const unauthorized = () => new ApiError(401, 'authentication failed');
+  const registrations = new RateLimiter(config.registrationsPerMinute / 60, config.registrationsPerMinute);
+  const requests = new RateLimiter(config.clientRequestsPerSec, config.clientRequestsPerSec * 5);
+
+  // A plugin's first requests arrive together: they wait for one registration, not start one each.
+  const registering = new Map<string, Promise<boolean>>();
+
+  function register(request: FastifyRequest, clientId: string, authKey: string): Promise<boolean> {
+    const pending = registering.get(clientId);
+    if (pending) return pending.then(() => false, () => false);
+    const done = registerOnce(request, clientId, authKey).finally(() => registering.delete(clientId));
+    registering.set(clientId, done);
+    return done;
+  }
+
+  async function registerOnce(request: FastifyRequest, clientId: string, authKey: string): Promise<boolean> {
+    const wait = registrations.take(request.ip);
+    if (wait > 0) throw new ApiError(429, `too many new clients from ${request.ip}: at most ${config.registrationsPerMinute} a minute (API_LIMITS_REGISTRATIONSPERMINUTE); try again in ${wait} s`);
+    const result = await clients.register(clientId, authKey, config.maxClients);
+    if (result === 'full') throw new ApiError(429, `this service has its ${config.maxClients} clients (API_SECURITY_MAXCLIENTS); an admin unregisters one or raises the limit`);
+    if (result === 'busy') throw busy();
+    if (result === 'added') request.log.info({ clientId }, 'client registered');
+    return result === 'added';
+  }
+
+  async function identify(request: FastifyRequest, selfRegister = false): Promise<Principal> {
     const header = request.headers.authorization ?? '';
     const space = header.indexOf(' ');
     const scheme = header.slice(0, space).toLowerCase();
@@ -63,12 +91,12 @@ export function installAuth(
     }
     if (!clientIdRe.test(clientId)) throw unauthorized();
     let result = await clients.authenticate(clientId, authKey);
-    if (result === 'unknown' && config.allowSelfRegistration && authKey.length >= MIN_KEY_LENGTH) {
-      if (await clients.register(clientId, authKey)) request.log.info({ clientId }, 'client registered itself');
+    if (result === 'unknown' && selfRegister && config.allowSelfRegistration && authKey.length >= MIN_KEY_LENGTH) {
+      await register(request, clientId, authKey);
       result = await clients.authenticate(clientId, authKey);
     }
-    if (result === 'throttled') throw new ApiError(429, `too many wrong keys for client ${clientId} in the last minute; try again later`);
-    if (result === 'busy') throw new ApiError(503, 'too many authentications at once; try again in a moment');
+    if (result === 'throttled') throw wrongKeysThrottled(clientId);
+    if (result === 'busy') throw busy();
     if (result !== 'ok') throw unauthorized();
     return { clientId, admin: false };
   }
@@ -79,7 +107,9 @@ export function installAuth(
     const level = request.routeOptions.config?.auth ?? 'client';
     if (level === 'none') return;
     try {
-      request.principal = await identify(request);
+      // Only the plugin's own routes register a stranger: a mistyped admin secret on the
+      // dashboard or an admin route is a 401, not a new client.
+      request.principal = await identify(request, level === 'client');
     } catch (err) {
       if (err instanceof ApiError) return sendError(reply, err.status, err.message);
       throw err;
@@ -89,9 +119,15 @@ export function installAuth(
         ? sendError(reply, 403, 'this needs the admin secret')
         : sendError(reply, 404, 'admin routes are off (API_SECURITY_ENABLEADMIN)');
     }
+    const wait = request.principal.admin ? 0 : requests.take(request.principal.clientId);
+    if (wait > 0) {
+      reply.header('retry-after', String(wait));
+      return sendError(reply, 429, `client ${request.principal.clientId} makes more than ${config.clientRequestsPerSec} requests a second (API_LIMITS_CLIENTREQUESTSPERSEC); try again in ${wait} s`);
+    }
   });
-  return { identify };
+  return { identify, register };
 }
+
 
 /** A call is its first client's: another client gets 403 (the admin may act on any). */
 export async function claimCall(clients: ClientStore, who: Principal, callId: string): Promise<void> {

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { ErrorObject } from 'ajv';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
 import { describeValidation } from '../jobs/validation.js';
+import { isRedisDown } from '../store/redis.js';
 
 export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
@@ -40,6 +41,9 @@ export function installErrorHandlers(app: FastifyInstance, bodyLimit: number): v
     } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
       status = err.statusCode;
       message = err.message;
+    } else if (isRedisDown(err)) {
+      reply.header('retry-after', '5');
+      return sendError(reply, 503, 'the job store (Redis) cannot be reached; try again in a few seconds');
     }
     if (status >= 500) request.log.error({ err }, 'request failed');
     return sendError(reply, status, message);

@@ -1,7 +1,8 @@
 // Housekeeping that every API instance and worker runs; each step is a compare-and-set in Redis,
 // so it does not matter how many run at once.
 //  - a job whose worker stopped renewing its lease is failed (the worker died: never run twice);
-//  - a live job still queued after the start timeout is failed with the reason;
+//  - a job still queued after its wait limit (the start timeout for a live job, the queue timeout
+//    for a finished recording's transcription) is failed with the reason;
 //  - finished jobs past their retention are deleted (a worker also removes their directories).
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import type { Logger } from '../log.js';
 export interface SweeperOptions {
   maxConcurrentJobs: number;
   startTimeoutMs: number;
+  queueTimeoutMs: number;
   leaseMs: number;
   maxLogBytes: number;
   /** set in workers: job directories whose record is gone are removed */
@@ -19,12 +21,21 @@ export interface SweeperOptions {
   intervalMs?: number;
 }
 
-export function startTimeoutReason(startTimeoutMs: number, running: number, max: number): string {
-  const s = Math.round(startTimeoutMs / 1000);
+type WaitLimits = Pick<SweeperOptions, 'startTimeoutMs' | 'queueTimeoutMs'>;
+
+/** How long a job may stay queued: a live call does not wait; a finished file may. */
+export const waitLimitMs = (live: boolean, opts: WaitLimits) => (live ? opts.startTimeoutMs : opts.queueTimeoutMs);
+
+export function startTimeoutReason(limitMs: number, running: number, max: number): string {
+  const s = Math.round(limitMs / 1000);
+  const setting = limitMs >= 60_000 && s % 60 === 0 ? `${s / 60} min` : `${s} s`;
   return running >= max
-    ? `could not start within ${s} s: all ${max} job slots (JOBS_MAXCONCURRENTJOBS) stayed busy`
-    : `no worker took the job within ${s} s: is a worker running against this Redis?`;
+    ? `could not start within ${setting}: all ${max} job slots (JOBS_MAXCONCURRENTJOBS) stayed busy`
+    : `no worker took the job within ${setting}: is a worker running against this Redis?`;
 }
+
+/** Queued jobs looked at per sweep: bounded, oldest first. */
+const QUEUED_PER_SWEEP = 2000;
 
 export class Sweeper {
   private timer?: NodeJS.Timeout;
@@ -62,15 +73,14 @@ export class Sweeper {
       }
     }
 
-    const late = await store.queuedBefore(now - opts.startTimeoutMs);
+    const late = await store.queuedBefore(now - Math.min(opts.startTimeoutMs, opts.queueTimeoutMs), QUEUED_PER_SWEEP);
     if (late.length > 0) {
       const running = await store.runningCount();
-      for (const job of await store.getMany(late)) {
-        if (!job.live) continue;
-        const error = startTimeoutReason(opts.startTimeoutMs, running, opts.maxConcurrentJobs);
-        if ((await store.transition(job.id, ['queued'], 'failed', { error })).applied) {
-          this.log.warn({ job: job.id }, error);
-        }
+      for (const { id, live, created_at } of await store.queuedSummaries(late)) {
+        const limit = waitLimitMs(live, opts);
+        if (now - created_at <= limit) continue;
+        const error = startTimeoutReason(limit, running, opts.maxConcurrentJobs);
+        if ((await store.transition(id, ['queued'], 'failed', { error })).applied) this.log.warn({ job: id }, error);
       }
     }
 

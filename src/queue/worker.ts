@@ -19,12 +19,13 @@ import { imageNameOf } from '../jobs/runner-image.js';
 import { ignoredInputKeys } from '../jobs/input-data.js';
 import { type MediaSource, formatMediaSources } from '../jobs/media-access.js';
 import type { Logger } from '../log.js';
-import { startTimeoutReason } from './sweeper.js';
+import { startTimeoutReason, waitLimitMs } from './sweeper.js';
 import { DELIVERING_FILE, OUTPUT_FILE } from '../jobs/contract.js';
 
 export interface WorkerOptions {
   maxConcurrentJobs: number;
   startTimeoutMs: number;
+  queueTimeoutMs: number;
   stopGraceMs: number;
   /** after the grace, a program that is delivering its finished file gets this long more */
   deliveryTimeoutMs: number;
@@ -137,8 +138,9 @@ export class JobWorker {
         await bullJob.moveToDelayed(Date.now() + 1000, token);
         throw new DelayedError();
       }
-      if (rec.live && (await this.store.clock()) - rec.created_at > this.opts.startTimeoutMs) {
-        const error = startTimeoutReason(this.opts.startTimeoutMs, await this.store.runningCount(), this.opts.maxConcurrentJobs);
+      const limit = waitLimitMs(rec.live, this.opts);
+      if ((await this.store.clock()) - rec.created_at > limit) {
+        const error = startTimeoutReason(limit, await this.store.runningCount(), this.opts.maxConcurrentJobs);
         await this.store.transition(id, ['queued'], 'failed', { error });
         return;
       }

@@ -42,11 +42,13 @@ export function secretsEqual(a: string, b: string): boolean {
 
 /**
  * Removes a client and disowns its jobs in one step, so that whoever registers the same id next
- * inherits nothing. KEYS: clients hash, the client's job index, its pinned sites, its calls; ARGV:
- * client id, the job key prefix, the call key prefix. Returns 1 when the client existed.
+ * inherits nothing. KEYS: clients hash, the client's job index, its pinned sites, its calls, the
+ * open-job counts; ARGV: client id, the job key prefix, the call key prefix. Returns 1 when the
+ * client existed.
  */
 const UNREGISTER = `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('DEL', KEYS[3])
 for _, call in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   local owner = ARGV[3] .. call .. ':owner'
@@ -58,6 +60,14 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'client', '!unregistered') end
 end
 redis.call('DEL', KEYS[2])
+return 1
+`;
+
+/** KEYS: clients hash; ARGV: client id, stored key, most clients. Returns 1 added, 0 taken, -1 full. */
+const REGISTER = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 `;
 
@@ -80,10 +90,12 @@ export class ClientStore {
   private hashesRunning = 0;
   private readonly hashQueue: (() => void)[] = [];
   private readonly unregisterScript;
+  private readonly registerScript;
   private readonly claimScript;
 
   constructor(private readonly redis: Redis, private readonly keys: Keys) {
-    this.unregisterScript = script<number>(redis, 'coUnregister', 4, UNREGISTER);
+    this.unregisterScript = script<number>(redis, 'coUnregister', 5, UNREGISTER);
+    this.registerScript = script<number>(redis, 'coRegister', 1, REGISTER);
     this.claimScript = script<string>(redis, 'coClaimCall', 2, CLAIM_CALL);
   }
 
@@ -95,17 +107,19 @@ export class ClientStore {
     return this.claimScript([this.keys.callOwner(callId), this.keys.clientCalls(clientId)], [clientId, callId]);
   }
 
-  /** Adds a client; false when the id is taken. */
-  async register(clientId: string, authKey: string): Promise<boolean> {
-    const added = await this.redis.hsetnx(this.keys.clients, clientId, await hashKey(authKey));
-    return added === 1;
+  /** Adds a client: 'taken' when the id is, 'full' when `maxClients` are registered already, 'busy' as authenticate. */
+  async register(clientId: string, authKey: string, maxClients: number): Promise<'added' | 'taken' | 'full' | 'busy'> {
+    const hashed = await this.hashing(() => hashKey(authKey));
+    if (hashed === 'busy') return 'busy';
+    const r = await this.registerScript([this.keys.clients], [clientId, hashed, maxClients]);
+    return r === 1 ? 'added' : r === 0 ? 'taken' : 'full';
   }
 
   /** Removes the client; its jobs are disowned (kept, visible to the admin only). */
   async unregister(clientId: string): Promise<boolean> {
     this.verified.delete(clientId);
     const jobKeyPrefix = this.keys.job('');
-    const keys = [this.keys.clients, this.keys.clientJobs(clientId), this.keys.clientSites(clientId), this.keys.clientCalls(clientId)];
+    const keys = [this.keys.clients, this.keys.clientJobs(clientId), this.keys.clientSites(clientId), this.keys.clientCalls(clientId), this.keys.openJobs];
     return (await this.unregisterScript(keys, [clientId, jobKeyPrefix, this.keys.callOwner('').replace(/:owner$/, '')])) === 1;
   }
 

@@ -46,9 +46,23 @@ const NOW = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
-// KEYS: job, queued, slots, finished. ARGV: id, from (comma-separated), to, retention ms ('' when
-// not final), lease guard ('' or a time the lease must have run out by), slot channel, then
-// field/value pairs. Returns {applied 0|1, previous status, now}.
+// Creates a job unless its client has too many unfinished. KEYS: job, jobs, client's jobs, queued,
+// open jobs. ARGV: id, client, quota, then the record's field/value pairs. Returns created_at, or
+// -1 past the quota.
+const CREATE = NOW + `
+local id, client = ARGV[1], ARGV[2]
+if tonumber(redis.call('HGET', KEYS[5], client) or '0') >= tonumber(ARGV[3]) then return -1 end
+redis.call('HINCRBY', KEYS[5], client, 1)
+redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], now, id)
+redis.call('ZADD', KEYS[3], now, id)
+redis.call('ZADD', KEYS[4], now, id)
+return now
+`;
+
+// KEYS: job, queued, slots, finished, open jobs. ARGV: id, from (comma-separated), to, retention
+// ms ('' when not final), lease guard ('' or a time the lease must have run out by), slot
+// channel, then field/value pairs. Returns {applied 0|1, previous status, now}.
 const TRANSITION = NOW + `
 local id, from, to, retention, leaseGuard = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -61,6 +75,11 @@ end
 redis.call('HSET', KEYS[1], 'status', to, unpack(ARGV, 7))
 if to ~= 'queued' then redis.call('ZREM', KEYS[2], id) end
 if retention ~= '' then
+  local client = redis.call('HGET', KEYS[1], 'client')
+  if client and status ~= 'succeeded' and status ~= 'failed' and status ~= 'canceled'
+      and tonumber(redis.call('HGET', KEYS[5], client) or '0') > 0 then
+    redis.call('HINCRBY', KEYS[5], client, -1)
+  end
   redis.call('HSET', KEYS[1], 'stop_at', now)
   if redis.call('ZREM', KEYS[3], id) == 1 then redis.call('PUBLISH', ARGV[6], id) end
   redis.call('ZADD', KEYS[4], now + tonumber(retention), id)
@@ -113,6 +132,7 @@ export class JobStore {
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   }
 
+  private readonly createScript;
   private readonly acquireScript;
   private readonly renewScript;
   private readonly appendLogScript;
@@ -122,32 +142,31 @@ export class JobStore {
     readonly keys: Keys,
     private readonly retention: Retention,
   ) {
-    this.transitionScript = script<[number, string, number]>(redis, 'coTransition', 4, TRANSITION);
+    this.createScript = script<number>(redis, 'coCreate', 5, CREATE);
+    this.transitionScript = script<[number, string, number]>(redis, 'coTransition', 5, TRANSITION);
     this.acquireScript = script<[number, string]>(redis, 'coAcquire', 3, ACQUIRE);
     this.renewScript = script<string | null>(redis, 'coRenew', 2, RENEW);
     this.appendLogScript = script<number>(redis, 'coAppendLog', 1, APPEND_LOG);
   }
 
-  async create(rec: Omit<JobRecord, 'id' | 'status' | 'created_at'>): Promise<JobRecord> {
-    const job: JobRecord = { ...rec, id: newId(), status: 'queued', created_at: await this.clock() };
+  /** A new queued job; null when its client already has `quota` unfinished jobs. */
+  async create(rec: Omit<JobRecord, 'id' | 'status' | 'created_at'>, quota: number): Promise<JobRecord | null> {
+    const id = newId();
     const k = this.keys;
-    await this.redis
-      .multi()
-      .hset(k.job(job.id), {
-        type: job.type,
-        runner: job.runner,
-        max_duration_sec: job.max_duration_sec,
-        input: JSON.stringify(job.input),
-        client: job.client,
-        live: job.live ? '1' : '0',
-        status: job.status,
-        created_at: job.created_at,
-      })
-      .zadd(k.jobs, job.created_at, job.id)
-      .zadd(k.clientJobs(job.client), job.created_at, job.id)
-      .zadd(k.queued, job.created_at, job.id)
-      .exec();
-    return job;
+    const fields = {
+      type: rec.type,
+      runner: rec.runner,
+      max_duration_sec: rec.max_duration_sec,
+      input: JSON.stringify(rec.input),
+      client: rec.client,
+      live: rec.live ? '1' : '0',
+      status: 'queued',
+    };
+    const createdAt = await this.createScript(
+      [k.job(id), k.jobs, k.clientJobs(rec.client), k.queued, k.openJobs],
+      [id, rec.client, quota, ...Object.entries(fields).flatMap(([f, v]) => [f, String(v)])],
+    );
+    return createdAt < 0 ? null : { ...rec, id, status: 'queued', created_at: createdAt };
   }
 
   async get(id: string): Promise<JobRecord | null> {
@@ -206,7 +225,7 @@ export class JobStore {
     const k = this.keys;
     const flat = Object.entries(fields).flatMap(([f, v]) => [f, String(v)]);
     const [applied, previous, now] = await this.transitionScript(
-      [k.job(id), k.queued, k.slots, k.finished],
+      [k.job(id), k.queued, k.slots, k.finished, k.openJobs],
       [id, from.join(','), to, retention, leaseExpiredBefore ?? '', k.slotFreedChannel, ...flat],
     );
     if (applied === 1 && final) await this.countOutcome(id, to, now);
@@ -271,8 +290,19 @@ export class JobStore {
     return this.redis.zrangebyscore(this.keys.slots, '-inf', now, 'LIMIT', 0, 100);
   }
 
-  queuedBefore(createdBefore: number): Promise<string[]> {
-    return this.redis.zrangebyscore(this.keys.queued, '-inf', createdBefore, 'LIMIT', 0, 100);
+  queuedBefore(createdBefore: number, limit: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.queued, '-inf', createdBefore, 'LIMIT', 0, limit);
+  }
+
+  /** What the sweeper needs of queued jobs: one pipelined HMGET each. */
+  async queuedSummaries(ids: string[]): Promise<{ id: string; live: boolean; created_at: number }[]> {
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hmget(this.keys.job(id), 'live', 'created_at');
+    const rows = (await pipe.exec()) ?? [];
+    return ids.flatMap((id, i) => {
+      const [live, created] = rows[i]![1] as [string | null, string | null];
+      return created === null ? [] : [{ id, live: live === '1', created_at: Number(created) }];
+    });
   }
 
   retentionEnded(now: number): Promise<string[]> {

@@ -17,6 +17,14 @@ export function connect(url: string, onError: (err: Error) => void, options: Red
   return redis;
 }
 
+/** Whether an error says Redis cannot be reached right now (rather than that a command failed). */
+export function isRedisDown(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: string }).code;
+  return err.name === 'MaxRetriesPerRequestError' || /^Connection is closed|Stream isn't writeable/.test(err.message)
+    || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT';
+}
+
 export type Keys = ReturnType<typeof keysFor>;
 
 export function keysFor(prefix: string) {
@@ -40,6 +48,8 @@ export function keysFor(prefix: string) {
     /** finished jobs by the time their retention ends */
     finished: `${prefix}:finished`,
     clients: `${prefix}:clients`,
+    /** unfinished (queued or running) jobs per client: the per-client quota */
+    openJobs: `${prefix}:open-jobs`,
     session: (tokenHash: string) => `${prefix}:session:${tokenHash}`,
     outcomes: `${prefix}:stats:outcomes`,
     durations: (type: string) => `${prefix}:stats:duration:${type}`,

@@ -3,7 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../../config.js';
 import { type ClientStore, MIN_KEY_LENGTH, type SessionStore } from '../../store/clients.js';
-import { type Authenticator, clientIdPattern } from '../auth.js';
+import { type Authenticator, clientIdPattern, wrongKeysThrottled } from '../auth.js';
 import { ApiError } from '../errors.js';
 
 const ClientId = Type.String({ pattern: clientIdPattern, description: 'Client id (the plugin uses its installation id).' });
@@ -40,7 +40,7 @@ export function clientRoutes(
       if (!who.admin) throw new ApiError(403, 'registering clients needs the admin secret while self-registration is off');
     }
     const { clientID, authKey } = request.body;
-    if (!(await clients.register(clientID, authKey)) && (await clients.authenticate(clientID, authKey)) !== 'ok') {
+    if (!(await auth.register(request, clientID, authKey)) && (await clients.authenticate(clientID, authKey)) !== 'ok') {
       throw new ApiError(409, `client ${clientID} is already registered`);
     }
     return reply.code(201).send({ clientID, code: '201' });
@@ -75,7 +75,7 @@ export function clientRoutes(
   }, async (request) => {
     const { clientID, authKey } = request.body;
     const result = await clients.authenticate(clientID, authKey);
-    if (result === 'throttled') throw new ApiError(429, `too many wrong keys for client ${clientID} in the last minute; try again later`);
+    if (result === 'throttled') throw wrongKeysThrottled(clientID);
     if (result !== 'ok') throw new ApiError(401, 'authentication failed');
     return { bearerToken: await sessions.create(clientID, (await clients.registration(clientID))!), code: '200' };
   });

@@ -42,7 +42,7 @@ type InitBody = Static<typeof InitBody>;
 const ErrorBody = Type.Object({ error: Type.String(), code: Type.String() });
 
 export interface JobRoutesDeps {
-  config: Pick<Config, 'imageRegistry' | 'devMode' | 'maxDurationSec' | 'mediaUrlAllow' | 'siteUrls'>;
+  config: Pick<Config, 'imageRegistry' | 'devMode' | 'maxDurationSec' | 'mediaUrlAllow' | 'siteUrls' | 'maxJobsPerClient'>;
   store: JobStore;
   clients: ClientStore;
   queues: Queues;
@@ -117,7 +117,10 @@ export function jobRoutes(app: FastifyInstance, { config, store, clients, queues
       input: withoutSecrets(input),
       client: request.principal!.clientId,
       live: isLive(type, input),
-    });
+    }, config.maxJobsPerClient);
+    if (!job) {
+      throw new ApiError(429, `client ${request.principal!.clientId} has ${config.maxJobsPerClient} unfinished jobs already (JOBS_MAXJOBSPERCLIENT); wait for one to end`);
+    }
     try {
       await enqueue(queues, type, job.id);
     } catch (err) {

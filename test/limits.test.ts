@@ -1,0 +1,92 @@
+// What a stranger or a runaway client can make the API allocate: clients, requests, jobs, and
+// how long a job may wait in the queue. Each limit answers with its reason and its setting.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { basic, call, ids, recordingJob, suiteApi } from './helpers.js';
+import { Sweeper } from '../src/queue/sweeper.js';
+import { createLogger } from '../src/log.js';
+
+const fileJob = {
+  type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
+  input_data: { media_url: 'file:///recordings/call.mp4' },
+};
+
+describe('API limits', () => {
+  const suite = suiteApi({
+    API_SECURITY_MAXCLIENTS: '4',
+    API_LIMITS_REGISTRATIONSPERMINUTE: '3',
+    API_LIMITS_CLIENTREQUESTSPERSEC: '2',
+    JOBS_MAXJOBSPERCLIENT: '2',
+    JOBS_MEDIAURLALLOW: 'file:///recordings/',
+  });
+
+  it('new clients per address, then clients in all: 429 with the setting that stops them', async () => {
+    const url = suite.api.url;
+    for (let i = 0; i < 3; i++) assert.equal((await call(url, 'GET', '/jobs', basic(ids()))).status, 200);
+    const fourth = await call(url, 'POST', '/register', null, { clientID: ids(), authKey: 'a'.repeat(40) });
+    assert.equal(fourth.status, 429);
+    assert.match(fourth.json.error, /at most 3 a minute \(API_LIMITS_REGISTRATIONSPERMINUTE\)/);
+  });
+
+  it('requests per client: past the burst, 429 with Retry-After; other clients are not slowed', async () => {
+    const url = suite.api.url;
+    const redis = suite.api.services.redis;
+    await redis.del(`${suite.api.config.redisPrefix}:clients`);
+    const [a, b] = [ids(), ids()];
+    for (const c of [a, b]) await suite.api.services.clients.register(c, 'k'.repeat(40), 10);
+    let passed = 0;
+    let r = await call(url, 'GET', '/jobs', basic(a, 'k'.repeat(40)));
+    for (; r.status === 200 && passed < 200; passed++) r = await call(url, 'GET', '/jobs', basic(a, 'k'.repeat(40)));
+    assert.ok(passed >= 10, `a burst of 5 s of requests passes (${passed} did)`);
+    assert.equal(r.status, 429);
+    assert.match(r.json.error, /more than 2 requests a second \(API_LIMITS_CLIENTREQUESTSPERSEC\)/);
+    assert.ok(Number(r.headers.get('retry-after')) >= 1);
+    assert.equal((await call(url, 'GET', '/jobs', basic(b, 'k'.repeat(40)))).status, 200);
+  });
+
+  it('clients in all: registering past API_SECURITY_MAXCLIENTS is refused', async () => {
+    const { clients, redis } = suite.api.services;
+    const key = `${suite.api.config.redisPrefix}:clients`;
+    await redis.del(key);
+    for (let i = 0; i < 4; i++) assert.equal(await clients.register(ids(), 'k'.repeat(40), 4), 'added');
+    assert.equal(await clients.register(ids(), 'k'.repeat(40), 4), 'full');
+    assert.equal(await redis.hlen(key), 4, 'nothing stored past the cap');
+  });
+
+  it('unfinished jobs per client: the third is 429 and stored nowhere; a finished one frees its place', async () => {
+    const url = suite.api.url;
+    const { clients, redis, store } = suite.api.services;
+    await redis.del(`${suite.api.config.redisPrefix}:clients`);
+    const client = ids();
+    await clients.register(client, 'k'.repeat(40), 10);
+    const auth = basic(client, 'k'.repeat(40));
+    const first = await call(url, 'POST', '/jobs', auth, recordingJob(ids()));
+    await call(url, 'POST', '/jobs', auth, fileJob);
+    const third = await call(url, 'POST', '/jobs', auth, recordingJob(ids()));
+    assert.equal(third.status, 429);
+    assert.match(third.json.error, /has 2 unfinished jobs already \(JOBS_MAXJOBSPERCLIENT\)/);
+    await new Promise((r) => setTimeout(r, 1000)); // the request allowance refills
+    assert.equal((await call(url, 'GET', '/jobs', auth)).json.total, 2, 'the refused job was not stored');
+    await call(url, 'POST', `/jobs/${first.json.id}/stop`, auth); // queued: canceled
+    assert.equal((await store.get(first.json.id))!.status, 'canceled');
+    assert.equal((await call(url, 'POST', '/jobs', auth, recordingJob(ids()))).status, 200);
+  });
+
+  it('a transcription of a file still queued after JOBS_QUEUETIMEOUTSEC fails with the reason; a younger one waits', async () => {
+    const { store, clients, redis } = suite.api.services;
+    await redis.del(`${suite.api.config.redisPrefix}:clients`);
+    const client = ids();
+    await clients.register(client, 'k'.repeat(40), 10);
+    const job = await call(suite.api.url, 'POST', '/jobs', basic(client, 'k'.repeat(40)), fileJob);
+    const sweeper = new Sweeper(store, {
+      maxConcurrentJobs: 2, startTimeoutMs: 60_000, queueTimeoutMs: 3_600_000, leaseMs: 15_000, maxLogBytes: 10_000,
+    }, createLogger(suite.api.config, 'test'));
+    const created = (await store.get(job.json.id))!.created_at;
+    await sweeper.sweep(created + 120_000);
+    assert.equal((await store.get(job.json.id))!.status, 'queued', 'a file job outlives the live start timeout');
+    await sweeper.sweep(created + 3_600_001);
+    const failed = (await store.get(job.json.id))!;
+    assert.equal(failed.status, 'failed');
+    assert.equal(failed.error, 'no worker took the job within 60 min: is a worker running against this Redis?');
+  });
+});
