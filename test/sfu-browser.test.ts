@@ -55,7 +55,7 @@ describe('call page in Chromium', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('joins with camera and microphone; the headless participant receives Opus and VP8 with who sent them', async () => {
+  it('joins with camera and microphone; the headless participant receives Opus and VP8 with who sent them', async (t) => {
     const token = mintToken(secret, { call, user: 'alice', name: 'Alice Liddell', role: 'participant', ttlSec: 120 });
     await page.goto(`${url}/call/${call}?token=${encodeURIComponent(token)}`);
     await page.waitForFunction(() => (window as any).callState?.published?.length === 2, { timeout: 20_000 });
@@ -69,6 +69,11 @@ describe('call page in Chromium', () => {
     assert.ok(camera.keyframe, 'a keyframe arrived (asked for when the subscription started)');
     assert.equal(await page.$eval('#status', (el) => el.textContent), 'in call');
     assert.equal(await page.evaluate(() => (window as any).callState.connected), true, "calls-common's RTCPeer connected");
+    // Where a new speaker's first moments go (reported, not asserted: README, "A new speaker").
+    const times = await page.evaluate(() => (window as any).callState.times) as Record<string, number>;
+    const since = (k: string) => times[k]! - times.join!;
+    t.diagnostic(`publisher set-up from the join: offer ${since('offer')} ms, SFU answer ${since('signal')} ms, media connected ${since('connected')} ms`);
+    assert.ok(['joined', 'offer', 'signal', 'connected'].every((k) => since(k) >= 0), JSON.stringify(times));
   });
 
   it('a screen share from Chromium reaches the subscriber as its own track', async () => {

@@ -7,6 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { RtpHeader, RtpPacket } from 'werift';
 import { WebSocket } from 'ws';
 import { Sfu } from '../src/sfu/server/server.js';
+import { counters } from '../src/sfu/server/track.js';
+import { Listener } from '../workers/transcriber/listen.js';
+import { readPcm, readTracks } from '../workers/transcriber/transcribe.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
 import { joinTokenPolicy } from '../src/sfu/server/policy.js';
 import { HeadlessParticipant, type Publisher } from '../src/sfu/client/participant.js';
 import { mintToken, type Role } from '../src/sfu/token.js';
@@ -166,6 +172,34 @@ describe('sfu', () => {
     }
     assert.deepEqual(heard.map((h) => h.size), [5, 5, 5, 5, 5, 5], heard.map((h) => [...h].join(',')).join(' | '));
     for (const p of people) p.leave();
+  });
+
+  it('a new speaker who talks at once: all the SFU received is in the transcriber\'s audio, from its first packet', async () => {
+    const call = callId();
+    const dir = mkdtempSync(joinPath(tmpdir(), 'co-listen-'));
+    // the transcriber's own listener, as the job runs it
+    const listener = new Listener(dir, { siteUrl: url, callId: call, token: token(call, 'transcriber', 'bot') });
+    await listener.start();
+    const speaker = await join(call, 'speaker');
+    const receivedBefore = counters.received;
+    const joinedAt = Date.now();
+    const mic = (await speaker.publish('mic')).mic;
+    let firstAtSfu: number | undefined;
+    const source = await opusSource((rtp) => mic.writeRtp(rtp), 3, 'sine=frequency=500');
+    const watch = setInterval(() => (firstAtSfu ??= counters.received > receivedBefore ? Date.now() : undefined), 5);
+    await new Promise((r) => source.once('exit', r));
+    clearInterval(watch);
+    const atSfu = counters.received - receivedBefore;
+    await new Promise((r) => setTimeout(r, 300)); // the last packets' way to the listener
+    await listener.stop();
+    const [track] = readTracks(dir);
+    const samples = readPcm(joinPath(dir, track!.file)).length;
+    const lostMs = ((atSfu * 320 - samples) / 16_000) * 1000;
+    console.log(`# publisher: first packet at the SFU ${firstAtSfu! - joinedAt} ms after publishing; ${atSfu} packets reached the SFU, the listener lost ${Math.max(0, lostMs).toFixed(0)} ms`);
+    assert.ok(atSfu > 100, `the SFU received ${atSfu} packets`);
+    assert.ok(lostMs < 20, `the listener has ${samples} samples for ${atSfu} packets: ${lostMs.toFixed(0)} ms of what reached the SFU is missing`);
+    speaker.leave();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('100 join/leave cycles leave no participants, calls, sockets or subscriptions behind', async () => {

@@ -1,7 +1,8 @@
 // The call page: Mattermost's own browser peer (RTCPeer of @mattermost/calls-common, the code the
 // Calls webapp runs) over our shared websocket client, against the bundled SFU or the Mattermost
 // stand-in. A client nobody here wrote holds the server to the plugin's protocol. Bundled by
-// esbuild into dist/page/call.js. State for tests and scripts: window.callState.
+// esbuild into dist/page/call.js. State for tests and scripts: window.callState (with `times`: when
+// the join was sent and answered, the first offer sent, the first signal received, media connected).
 import { RTCPeer } from '@mattermost/calls-common';
 import { CallsSocket } from '../client/socket.ts';
 import { parseTrackId } from '../protocol/wire.ts';
@@ -9,7 +10,7 @@ import { parseTrackId } from '../protocol/wire.ts';
 const callId = location.pathname.split('/').pop();
 const token = new URLSearchParams(location.search).get('token') ?? '';
 const $ = (id) => document.getElementById(id);
-const state = (window.callState = { joined: false, connected: false, error: '', captions: [], received: {}, published: [], sessionId: '' });
+const state = (window.callState = { joined: false, connected: false, error: '', captions: [], received: {}, published: [], sessionId: '', times: {} });
 const logger = { logDebug: () => {}, logErr: (...a) => console.error(...a), logWarn: (...a) => console.warn(...a), logInfo: () => {} };
 
 const socket = new CallsSocket({
@@ -65,8 +66,12 @@ socket.on('caption', (c) => {
   clearTimeout(el.timer);
   el.timer = setTimeout(() => (el.textContent = ''), 5000);
 });
-socket.on('signal', (d) => peer?.signal(d.data).catch((err) => logger.logErr('signal failed', err)));
+socket.on('signal', (d) => {
+  state.times.signal ??= Date.now();
+  peer?.signal(d.data).catch((err) => logger.logErr('signal failed', err));
+});
 socket.on('join', (d) => {
+  state.times.joined = Date.now();
   state.joined = true;
   state.sessionId = d.connID;
   $('status').textContent = 'in call';
@@ -75,12 +80,16 @@ socket.on('join', (d) => {
 
 function startPeer() {
   peer = new RTCPeer({ iceServers: [], logger, simulcast: false, connTimeoutMs: 15_000 });
-  peer.on('offer', (description) => socket.sendSdp(description));
+  peer.on('offer', (description) => {
+    state.times.offer ??= Date.now();
+    socket.sendSdp(description);
+  });
   peer.on('answer', (description) => socket.sendSdp(description));
   peer.on('candidate', (candidate) => socket.action('ice', { data: JSON.stringify(candidate) }));
   peer.on('error', (err) => fail(`media: ${err}`));
   peer.on('close', () => fail('media connection closed'));
   peer.on('connect', () => {
+    state.times.connected = Date.now();
     state.connected = true;
   });
   peer.on('stream', (stream) => {
@@ -137,6 +146,7 @@ async function start() {
   } catch (err) {
     return fail(`could not connect: ${err.message}`);
   }
+  state.times.join = Date.now();
   socket.action('join', { channelID: callId });
 }
 
