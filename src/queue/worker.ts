@@ -5,6 +5,7 @@
 // a sweeper fails the job, and BullMQ (maxStalledCount 0) never hands it to another worker.
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -21,6 +22,7 @@ import { type MediaSource, formatMediaSources } from '../jobs/media-access.js';
 import type { Logger } from '../log.js';
 import { startTimeoutReason, waitLimitMs } from './sweeper.js';
 import { DELIVERING_FILE, OUTPUT_FILE } from '../jobs/contract.js';
+import { isRedisDown } from '../store/redis.js';
 
 export interface WorkerOptions {
   maxConcurrentJobs: number;
@@ -50,6 +52,8 @@ const botNames: Record<JobType, string> = {
 const SLOT_POLL_MS = 500;
 const FILE_JOB_WAIT_MS = 5000;
 const LOG_FLUSH_MS = 250;
+/** Attempts to record an outcome while Redis is unreachable: about ten minutes of them. */
+const FINISH_ATTEMPTS = 130;
 
 export class JobWorker {
   readonly id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
@@ -195,8 +199,21 @@ class ActiveJob {
       await this.finish('failed', { error: problem });
       return;
     }
-    await mkdir(this.dir, { recursive: true });
+    try {
+      await mkdir(this.dir, { recursive: true });
+    } catch (err) {
+      const error = `the job directory ${this.dir} could not be made: ${(err as Error).message}`;
+      await store.appendLog(rec.id, `[offloader] ${error}\n`, this.opts.maxLogBytes);
+      await this.finish('failed', { error });
+      return;
+    }
     this.logFile = createWriteStream(join(this.dir, 'job.log'), { flags: 'a' });
+    // A full disk must not take the worker down: the log goes on in Redis, and says so there.
+    this.logFile.on('error', (err) => {
+      this.logFile?.destroy();
+      this.logFile = undefined;
+      this.note(`job.log cannot be written (${err.message}); the log goes on here only`);
+    });
     this.note(`starting ${rec.runner} with the ${this.runner.kind} runner (worker ${this.workerId})`);
     const ignored = ignoredInputKeys(rec.type, rec.input);
     if (ignored.length) this.note(`input_data keys this service does not use, ignored: ${ignored.join(', ')}`);
@@ -223,19 +240,22 @@ class ActiveJob {
     for (const t of this.timers) clearInterval(t);
     this.note(describeExit(exit));
     if (exit.code !== 0 && !this.lostLease) await this.recover();
-    clearInterval(renewal);
     clearInterval(flushing);
     await this.flushLog();
-    await new Promise((r) => this.logFile!.end(r));
-    if (this.lostLease) return; // the job was already failed by a sweeper; nothing to add
+    await new Promise((r) => (this.logFile ? this.logFile.end(r) : r(undefined)));
+    if (this.lostLease) return clearInterval(renewal); // the job was already failed by a sweeper; nothing to add
 
     const output = await readOutput(this.dir);
     const fields: Record<string, string | number> = { exit_code: exit.code ?? 128 };
     if (output) fields.output = JSON.stringify(output);
-    if (exit.code === 0) {
-      await this.finish('succeeded', fields);
-    } else {
-      await this.finish('failed', { ...fields, error: this.failureReason(exit) });
+    try {
+      if (exit.code === 0) {
+        await this.finish('succeeded', fields);
+      } else {
+        await this.finish('failed', { ...fields, error: this.failureReason(exit) });
+      }
+    } finally {
+      clearInterval(renewal);
     }
   }
 
@@ -291,7 +311,8 @@ class ActiveJob {
   stop(reason: string): void {
     if (!this.stopReason) {
       this.stopReason = reason;
-      void this.store.transition(this.rec.id, ['starting', 'running'], 'stopping');
+      // best effort: the stop itself goes on (the outcome is recorded when the program ends)
+      this.store.transition(this.rec.id, ['starting', 'running'], 'stopping').catch((err) => this.log.warn({ err }, 'could not mark the job stopping'));
     }
     if (!this.handle || this.signaled) return;
     this.signaled = true;
@@ -351,8 +372,22 @@ class ActiveJob {
     return `the job program ${how}${detail}`;
   }
 
+  /**
+   * Records the outcome. While Redis cannot be reached it tries again (the lease is renewed
+   * meanwhile, so no sweeper takes the job for dead): a job that ended during an outage is
+   * reported when Redis is back, not lost.
+   */
   private async finish(status: 'succeeded' | 'failed', fields: Record<string, string | number>): Promise<void> {
-    await this.store.transition(this.rec.id, ['starting', 'running', 'stopping'], status, fields);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.store.transition(this.rec.id, ['starting', 'running', 'stopping'], status, fields);
+        break;
+      } catch (err) {
+        if (!isRedisDown(err) || attempt >= FINISH_ATTEMPTS) throw err;
+        if (attempt === 0) this.log.warn({ err: (err as Error).message }, 'could not record the outcome: Redis unreachable; retrying');
+        await sleep(Math.min(5000, 250 * 2 ** attempt));
+      }
+    }
     this.log.info({ status, ...fields }, 'job finished');
   }
 
