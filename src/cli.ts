@@ -33,7 +33,11 @@ Commands:
 
 Configuration comes from environment variables; the README lists them all. The main ones:
 ${Object.values(variables)
-  .filter((v) => ['API_HTTP_LISTENADDRESS', 'JOBS_APITYPE', 'JOBS_MAXCONCURRENTJOBS', 'REDIS_URL', 'SFU_LISTENADDRESS'].includes(v.name))
+  .filter((v) =>
+    ['API_HTTP_LISTENADDRESS', 'JOBS_APITYPE', 'JOBS_MAXCONCURRENTJOBS', 'REDIS_URL', 'SFU_LISTENADDRESS'].includes(
+      v.name,
+    ),
+  )
   .map((v) => `  ${v.name.padEnd(26)} default ${v.default}`)
   .join('\n')}
 `;
@@ -57,9 +61,8 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'token') return printToken(config, log, argv.slice(1));
   if (command === 'openapi') return printOpenApi(config, log);
   const redis = command === 'serve' ? await ensureRedis(config, log) : undefined;
-  const children = command === 'serve'
-    ? ['worker', 'sfu'].map((c) => supervise(c, redis?.url ?? config.redisUrl, log))
-    : [];
+  const children =
+    command === 'serve' ? ['worker', 'sfu'].map((c) => supervise(c, redis?.url ?? config.redisUrl, log)) : [];
   // The API answers (/version first, for the plugin) only once the calls it hands out can be joined.
   if (command === 'serve') await untilAnswers(`${sfuBaseUrl(config)}/healthz`, 30_000, log);
   const stopApi = await runApi(config, log);
@@ -73,7 +76,13 @@ async function main(argv: string[]): Promise<void> {
 async function untilAnswers(url: string, timeoutMs: number, log: Logger): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    if (await fetch(url, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false)) return;
+    if (
+      await fetch(url, { signal: AbortSignal.timeout(1000) }).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return;
     await new Promise((r) => setTimeout(r, 100));
   }
   log.warn({ url }, `the SFU did not answer within ${timeoutMs / 1000} s; starting the API anyway`);
@@ -114,7 +123,9 @@ async function runApi(config: Config, log: Logger): Promise<() => Promise<void>>
   const api = await startApiInstance(config, log);
   const loopback = /^(127\.|::1$|localhost$)/.test(config.listen.host);
   if (config.allowSelfRegistration && !loopback) {
-    log.warn('self-registration is on and the API is reachable from the network: any host that reaches it can register; consider API_SECURITY_ALLOWSELFREGISTRATION=false');
+    log.warn(
+      'self-registration is on and the API is reachable from the network: any host that reaches it can register; consider API_SECURITY_ALLOWSELFREGISTRATION=false',
+    );
   }
   return () => api.close();
 }
@@ -146,7 +157,10 @@ function supervise(command: string, redisUrl: string, log: Logger) {
   let child: ChildProcess | undefined;
   let stopping = false;
   const start = () => {
-    child = spawn(process.execPath, [cli, command], { stdio: 'inherit', env: { ...childEnv(process.env), REDIS_URL: redisUrl } });
+    child = spawn(process.execPath, [cli, command], {
+      stdio: 'inherit',
+      env: { ...childEnv(process.env), REDIS_URL: redisUrl },
+    });
     child.on('exit', (code, signal) => {
       if (stopping) return;
       log.error({ code, signal }, `${command} process ended; starting a new one in 1 s`);
@@ -174,17 +188,26 @@ async function ensureRedis(config: Config, log: Logger): Promise<{ url: string; 
   if (await answers(config.redisUrl)) return undefined;
   const binary = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find(existsSync);
   if (!binary) {
-    log.warn('no Redis answers on 127.0.0.1:6379 and redis-server is not installed (scripts/install-system-deps.sh installs it)');
+    log.warn(
+      'no Redis answers on 127.0.0.1:6379 and redis-server is not installed (scripts/install-system-deps.sh installs it)',
+    );
     return undefined;
   }
-  const child = spawn(binary, ['--bind', '127.0.0.1', '--port', '6379', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const child = spawn(binary, ['--bind', '127.0.0.1', '--port', '6379', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
   for (let i = 0; i < 50 && !(await answers(config.redisUrl)); i++) await new Promise((r) => setTimeout(r, 100));
   log.info({ pid: child.pid }, 'started a local redis-server on 127.0.0.1:6379');
   return { url: config.redisUrl, stop: () => void child.kill('SIGTERM') };
 }
 
 async function answers(url: string): Promise<boolean> {
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 500,
+  });
   probe.on('error', () => undefined);
   try {
     await probe.connect();

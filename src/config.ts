@@ -7,7 +7,11 @@ import { type MediaSource, parseMediaSources } from './jobs/media-access.js';
 
 export class ConfigError extends Error {
   /** `text` replaces the usual "VARIABLE: message" (several errors reported at once). */
-  constructor(readonly variable: string, message: string, text = `${variable}: ${message}`) {
+  constructor(
+    readonly variable: string,
+    message: string,
+    text = `${variable}: ${message}`,
+  ) {
     super(text);
     this.name = 'ConfigError';
   }
@@ -100,7 +104,10 @@ const keyPrefix: Parser<string> = (raw, name) => {
 /** `calls-recorder=/path/to/program.js,calls-transcriber=/path/...`: overrides the built-in map. */
 const programMap: Parser<Record<string, string>> = (raw, name) => {
   const map: Record<string, string> = {};
-  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const eq = entry.indexOf('=');
     if (eq <= 0 || eq === entry.length - 1) {
       throw new ConfigError(name, `expected name=path entries separated by commas, got ${JSON.stringify(entry)}`);
@@ -115,7 +122,10 @@ const portRange: Parser<[number, number]> = (raw, name) => {
   const m = /^(\d{1,5})-(\d{1,5})$/.exec(raw.trim());
   const [lo, hi] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
   if (!m || lo < 1024 || hi > 65535 || hi <= lo) {
-    throw new ConfigError(name, `expected a port range like 8443-8943 (above 1023, low < high), got ${JSON.stringify(raw)}`);
+    throw new ConfigError(
+      name,
+      `expected a port range like 8443-8943 (above 1023, low < high), got ${JSON.stringify(raw)}`,
+    );
   }
   return [lo, hi];
 };
@@ -129,102 +139,243 @@ const ipv4: Parser<string> = (raw, name) => {
 
 const httpUrl: Parser<string> = (raw, name) => {
   if (raw === '') return raw;
-  if (!/^https?:\/\/[^\s/]+\/?$/.test(raw)) throw new ConfigError(name, `expected http(s)://host:port, got ${JSON.stringify(raw)}`);
+  if (!/^https?:\/\/[^\s/]+\/?$/.test(raw))
+    throw new ConfigError(name, `expected http(s)://host:port, got ${JSON.stringify(raw)}`);
   return raw.replace(/\/$/, '');
 };
 
 /** `https://mm.internal,file:///srv/recordings/`: where media_url may read from (besides the job's site). */
 const mediaSources: Parser<MediaSource[]> = (raw, name) => {
   try {
-    return parseMediaSources(raw.split(',').map((e) => e.trim()).filter(Boolean));
+    return parseMediaSources(
+      raw
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean),
+    );
   } catch (err) {
     throw new ConfigError(name, (err as Error).message);
   }
 };
 
 /** `https://mm.example.com,https://mm.internal:8065`: the Mattermost sites jobs may be sent to. */
-const siteOrigins: Parser<string[]> = (raw, name) => raw.split(',').map((e) => e.trim()).filter(Boolean).map((entry) => {
-  let url: URL;
-  try {
-    url = new URL(entry);
-  } catch {
-    throw new ConfigError(name, `${JSON.stringify(entry)} is not a URL such as https://mm.example.com`);
-  }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.username) {
-    throw new ConfigError(name, `${JSON.stringify(entry)} must be a site: http(s)://host[:port]`);
-  }
-  return url.origin;
-});
+const siteOrigins: Parser<string[]> = (raw, name) =>
+  raw
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      let url: URL;
+      try {
+        url = new URL(entry);
+      } catch {
+        throw new ConfigError(name, `${JSON.stringify(entry)} is not a URL such as https://mm.example.com`);
+      }
+      if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.username) {
+        throw new ConfigError(name, `${JSON.stringify(entry)} must be a site: http(s)://host[:port]`);
+      }
+      return url.origin;
+    });
 
 export const variables = {
-  listen: variable('API_HTTP_LISTENADDRESS', '127.0.0.1:4545', listenAddress,
-    'Where the API listens. Upstream default is `:4545` (all interfaces); ours stays on loopback until you say otherwise.'),
+  listen: variable(
+    'API_HTTP_LISTENADDRESS',
+    '127.0.0.1:4545',
+    listenAddress,
+    'Where the API listens. Upstream default is `:4545` (all interfaces); ours stays on loopback until you say otherwise.',
+  ),
   tlsEnable: variable('API_HTTP_TLS_ENABLE', 'false', bool, 'Serve the API over HTTPS.'),
   tlsCertFile: variable('API_HTTP_TLS_CERTFILE', '', string, 'PEM certificate file, with TLS on.'),
   tlsCertKey: variable('API_HTTP_TLS_CERTKEY', '', string, 'PEM private key file, with TLS on.'),
-  allowSelfRegistration: variable('API_SECURITY_ALLOWSELFREGISTRATION', 'true', bool,
-    'Let an unknown client register itself (the Calls plugin relies on it). Turn off when the API is reachable from untrusted hosts and register clients with the admin secret.'),
-  enableAdmin: variable('API_SECURITY_ENABLEADMIN', 'false', bool,
-    'Accept the admin secret as Basic password: register/unregister any client, see every job, open the dashboard.'),
-  adminSecretKey: variable('API_SECURITY_ADMINSECRETKEY', '', string, 'The admin secret (at least 32 characters), with admin on.'),
-  maxClients: variable('API_SECURITY_MAXCLIENTS', '1000', int(1, 1_000_000),
-    'Registered clients at most: past it, registering (and self-registration) is answered 429.'),
-  clientRequestsPerSec: variable('API_LIMITS_CLIENTREQUESTSPERSEC', '50', int(1, 100_000),
-    'Requests a second one client may make to one API instance (bursts of five times as many); past it, 429 with Retry-After.'),
-  registrationsPerMinute: variable('API_LIMITS_REGISTRATIONSPERMINUTE', '20', int(1, 100_000),
-    'New clients one address may register a minute on one API instance (explicitly or by self-registration); past it, 429.'),
-  sessionExpirationMinutes: variable('API_SECURITY_SESSIONCACHE_EXPIRATIONMINUTES', '1440', int(1, 525_600),
-    'Lifetime of a bearer token from `/login`.'),
-  apiType: variable('JOBS_APITYPE', 'process', oneOf('process', 'docker', 'kubernetes'),
-    'Runner: `process` (child processes, the embedded default), `docker` or `kubernetes`.'),
-  maxConcurrentJobs: variable('JOBS_MAXCONCURRENTJOBS', '2', int(1, 1000),
-    'Jobs running at once across all workers sharing this Redis.'),
-  failedJobsRetention: variable('JOBS_FAILEDJOBSRETENTIONTIME', '30d', duration,
-    'How long failed and canceled jobs (record, log, files) are kept: `<n>m`, `<n>h` or `<n>d`.'),
-  succeededJobsRetention: variable('JOBS_SUCCEEDEDJOBSRETENTIONTIME', '1d', duration,
-    'How long succeeded jobs are kept (upstream deletes them at once).'),
-  imageRegistry: variable('JOBS_IMAGEREGISTRY', 'mattermost', string,
-    'Registry part of accepted runner images (`<registry>/calls-recorder:vX.Y.Z`).'),
-  maxJobsPerClient: variable('JOBS_MAXJOBSPERCLIENT', '100', int(1, 1_000_000),
-    'Unfinished jobs (queued or running) one client may have; past it, creating a job is answered 429.'),
-  queueTimeoutSec: variable('JOBS_QUEUETIMEOUTSEC', '86400', int(60, 30 * 86_400),
-    'A transcription of a finished recording (`media_url`) still queued after this long fails with the reason (live jobs use JOBS_STARTTIMEOUTSEC).'),
-  maxDurationSec: variable('JOBS_MAXDURATIONSEC', '86400', int(1, 7 * 86_400),
-    'Largest `max_duration_sec` a job may ask for.'),
-  startTimeoutSec: variable('JOBS_STARTTIMEOUTSEC', '60', int(1, 86_400),
-    'A live job (recording, captioning, transcribing a live call) that has not started by then fails; the plugin gives up after 60 s too.'),
-  stopGraceSec: variable('JOBS_STOPGRACESEC', '120', int(1, 3600),
-    'Time a job gets after SIGTERM (stop, max duration, shutdown) to finish its file before SIGKILL.'),
-  deliveryTimeoutSec: variable('JOBS_DELIVERYTIMEOUTSEC', '1200', int(1, 86_400),
-    'After the stop grace, a job whose file is finished and being delivered (uploads retried while Mattermost is down) gets this long more before SIGKILL; the file is then kept and the job says where.'),
-  leaseSec: variable('JOBS_WORKERLEASESEC', '15', int(2, 600),
-    'A running job whose worker has not renewed its lease for this long is marked failed.'),
-  maxLogBytes: variable('JOBS_MAXLOGBYTES', '1048576', int(1024, 64 * 1024 * 1024),
-    'Job log kept in Redis (the tail); the full log stays in the job directory.'),
+  allowSelfRegistration: variable(
+    'API_SECURITY_ALLOWSELFREGISTRATION',
+    'true',
+    bool,
+    'Let an unknown client register itself (the Calls plugin relies on it). Turn off when the API is reachable from untrusted hosts and register clients with the admin secret.',
+  ),
+  enableAdmin: variable(
+    'API_SECURITY_ENABLEADMIN',
+    'false',
+    bool,
+    'Accept the admin secret as Basic password: register/unregister any client, see every job, open the dashboard.',
+  ),
+  adminSecretKey: variable(
+    'API_SECURITY_ADMINSECRETKEY',
+    '',
+    string,
+    'The admin secret (at least 32 characters), with admin on.',
+  ),
+  maxClients: variable(
+    'API_SECURITY_MAXCLIENTS',
+    '1000',
+    int(1, 1_000_000),
+    'Registered clients at most: past it, registering (and self-registration) is answered 429.',
+  ),
+  clientRequestsPerSec: variable(
+    'API_LIMITS_CLIENTREQUESTSPERSEC',
+    '50',
+    int(1, 100_000),
+    'Requests a second one client may make to one API instance (bursts of five times as many); past it, 429 with Retry-After.',
+  ),
+  registrationsPerMinute: variable(
+    'API_LIMITS_REGISTRATIONSPERMINUTE',
+    '20',
+    int(1, 100_000),
+    'New clients one address may register a minute on one API instance (explicitly or by self-registration); past it, 429.',
+  ),
+  sessionExpirationMinutes: variable(
+    'API_SECURITY_SESSIONCACHE_EXPIRATIONMINUTES',
+    '1440',
+    int(1, 525_600),
+    'Lifetime of a bearer token from `/login`.',
+  ),
+  apiType: variable(
+    'JOBS_APITYPE',
+    'process',
+    oneOf('process', 'docker', 'kubernetes'),
+    'Runner: `process` (child processes, the embedded default), `docker` or `kubernetes`.',
+  ),
+  maxConcurrentJobs: variable(
+    'JOBS_MAXCONCURRENTJOBS',
+    '2',
+    int(1, 1000),
+    'Jobs running at once across all workers sharing this Redis.',
+  ),
+  failedJobsRetention: variable(
+    'JOBS_FAILEDJOBSRETENTIONTIME',
+    '30d',
+    duration,
+    'How long failed and canceled jobs (record, log, files) are kept: `<n>m`, `<n>h` or `<n>d`.',
+  ),
+  succeededJobsRetention: variable(
+    'JOBS_SUCCEEDEDJOBSRETENTIONTIME',
+    '1d',
+    duration,
+    'How long succeeded jobs are kept (upstream deletes them at once).',
+  ),
+  imageRegistry: variable(
+    'JOBS_IMAGEREGISTRY',
+    'mattermost',
+    string,
+    'Registry part of accepted runner images (`<registry>/calls-recorder:vX.Y.Z`).',
+  ),
+  maxJobsPerClient: variable(
+    'JOBS_MAXJOBSPERCLIENT',
+    '100',
+    int(1, 1_000_000),
+    'Unfinished jobs (queued or running) one client may have; past it, creating a job is answered 429.',
+  ),
+  queueTimeoutSec: variable(
+    'JOBS_QUEUETIMEOUTSEC',
+    '86400',
+    int(60, 30 * 86_400),
+    'A transcription of a finished recording (`media_url`) still queued after this long fails with the reason (live jobs use JOBS_STARTTIMEOUTSEC).',
+  ),
+  maxDurationSec: variable(
+    'JOBS_MAXDURATIONSEC',
+    '86400',
+    int(1, 7 * 86_400),
+    'Largest `max_duration_sec` a job may ask for.',
+  ),
+  startTimeoutSec: variable(
+    'JOBS_STARTTIMEOUTSEC',
+    '60',
+    int(1, 86_400),
+    'A live job (recording, captioning, transcribing a live call) that has not started by then fails; the plugin gives up after 60 s too.',
+  ),
+  stopGraceSec: variable(
+    'JOBS_STOPGRACESEC',
+    '120',
+    int(1, 3600),
+    'Time a job gets after SIGTERM (stop, max duration, shutdown) to finish its file before SIGKILL.',
+  ),
+  deliveryTimeoutSec: variable(
+    'JOBS_DELIVERYTIMEOUTSEC',
+    '1200',
+    int(1, 86_400),
+    'After the stop grace, a job whose file is finished and being delivered (uploads retried while Mattermost is down) gets this long more before SIGKILL; the file is then kept and the job says where.',
+  ),
+  leaseSec: variable(
+    'JOBS_WORKERLEASESEC',
+    '15',
+    int(2, 600),
+    'A running job whose worker has not renewed its lease for this long is marked failed.',
+  ),
+  maxLogBytes: variable(
+    'JOBS_MAXLOGBYTES',
+    '1048576',
+    int(1024, 64 * 1024 * 1024),
+    'Job log kept in Redis (the tail); the full log stays in the job directory.',
+  ),
   dataDir: variable('JOBS_DATADIR', './data', string, 'Job working directories and local artifacts.'),
-  siteUrls: variable('JOBS_SITEURLS', '', siteOrigins,
-    'The Mattermost sites (`http(s)://host[:port]`, comma-separated) jobs may be sent to: `site_url` receives the Calls bot\'s token and the recordings. Empty: each client\'s jobs of a type go to the site it first used (trust on first use).'),
-  mediaUrlAllow: variable('JOBS_MEDIAURLALLOW', '', mediaSources,
-    'Where a transcription of a finished recording (`media_url`) may read from, besides the job\'s own `site_url`: comma-separated `https://host[:port]` origins and `file:///directory/` prefixes. Empty: only the site.'),
-  processPrograms: variable('JOBS_PROCESSPROGRAMS', '', programMap,
-    'Process runner: `name=path` pairs overriding which program runs an image, e.g. `calls-recorder=/opt/rec.js`.'),
+  siteUrls: variable(
+    'JOBS_SITEURLS',
+    '',
+    siteOrigins,
+    "The Mattermost sites (`http(s)://host[:port]`, comma-separated) jobs may be sent to: `site_url` receives the Calls bot's token and the recordings. Empty: each client's jobs of a type go to the site it first used (trust on first use).",
+  ),
+  mediaUrlAllow: variable(
+    'JOBS_MEDIAURLALLOW',
+    '',
+    mediaSources,
+    "Where a transcription of a finished recording (`media_url`) may read from, besides the job's own `site_url`: comma-separated `https://host[:port]` origins and `file:///directory/` prefixes. Empty: only the site.",
+  ),
+  processPrograms: variable(
+    'JOBS_PROCESSPROGRAMS',
+    '',
+    programMap,
+    'Process runner: `name=path` pairs overriding which program runs an image, e.g. `calls-recorder=/opt/rec.js`.',
+  ),
   devMode: variable('DEV_MODE', 'false', bool, 'Accept any runner name (upstream `DEV_MODE`).'),
-  redisUrl: variable('REDIS_URL', 'redis://127.0.0.1:6379', redisUrl, 'Redis holding queues, jobs, clients and sessions.'),
+  redisUrl: variable(
+    'REDIS_URL',
+    'redis://127.0.0.1:6379',
+    redisUrl,
+    'Redis holding queues, jobs, clients and sessions.',
+  ),
   redisPrefix: variable('REDIS_PREFIX', 'calls-offloader', keyPrefix, 'Prefix of every Redis key.'),
-  sfuListen: variable('SFU_LISTENADDRESS', '127.0.0.1:4546', listenAddress,
-    'Where the bundled SFU serves the call page and its WebSocket signalling.'),
-  sfuUrl: variable('SFU_URL', '', httpUrl,
-    'Address browsers and jobs use to reach the SFU (default: http:// plus SFU_LISTENADDRESS).'),
-  sfuIceAddress: variable('SFU_ICEADDRESS', '127.0.0.1', ipv4,
-    'Address the SFU\'s media sockets bind to: 127.0.0.1 keeps media on this host; 0.0.0.0 for all interfaces.'),
-  sfuIceHostOverride: variable('SFU_ICEHOSTOVERRIDE', '', ipv4,
-    'Address announced in ICE candidates instead of the host\'s (the public address behind NAT, like rtcd\'s ICEHostOverride).'),
-  sfuIcePortRange: variable('SFU_ICEPORTRANGE', '8443-8943', portRange,
-    'UDP ports for media: up to two per participant (werift cannot share one port between peer connections); the range bounds the participants of all calls.'),
-  sfuMaxCallParticipants: variable('SFU_MAXCALLPARTICIPANTS', '100', int(1, 10_000),
-    'People and bots in one call of the bundled SFU; a joiner past it (or past what SFU_ICEPORTRANGE holds, two ports per participant) is refused with the plugin\'s "user cannot join because of limits".'),
-  sfuTokenSecret: variable('SFU_TOKENSECRET', '', string,
-    'Key that signs join tokens (32+ characters). Default: one generated and kept in Redis, shared by every instance.'),
+  sfuListen: variable(
+    'SFU_LISTENADDRESS',
+    '127.0.0.1:4546',
+    listenAddress,
+    'Where the bundled SFU serves the call page and its WebSocket signalling.',
+  ),
+  sfuUrl: variable(
+    'SFU_URL',
+    '',
+    httpUrl,
+    'Address browsers and jobs use to reach the SFU (default: http:// plus SFU_LISTENADDRESS).',
+  ),
+  sfuIceAddress: variable(
+    'SFU_ICEADDRESS',
+    '127.0.0.1',
+    ipv4,
+    "Address the SFU's media sockets bind to: 127.0.0.1 keeps media on this host; 0.0.0.0 for all interfaces.",
+  ),
+  sfuIceHostOverride: variable(
+    'SFU_ICEHOSTOVERRIDE',
+    '',
+    ipv4,
+    "Address announced in ICE candidates instead of the host's (the public address behind NAT, like rtcd's ICEHostOverride).",
+  ),
+  sfuIcePortRange: variable(
+    'SFU_ICEPORTRANGE',
+    '8443-8943',
+    portRange,
+    'UDP ports for media: up to two per participant (werift cannot share one port between peer connections); the range bounds the participants of all calls.',
+  ),
+  sfuMaxCallParticipants: variable(
+    'SFU_MAXCALLPARTICIPANTS',
+    '100',
+    int(1, 10_000),
+    'People and bots in one call of the bundled SFU; a joiner past it (or past what SFU_ICEPORTRANGE holds, two ports per participant) is refused with the plugin\'s "user cannot join because of limits".',
+  ),
+  sfuTokenSecret: variable(
+    'SFU_TOKENSECRET',
+    '',
+    string,
+    'Key that signs join tokens (32+ characters). Default: one generated and kept in Redis, shared by every instance.',
+  ),
   logConsole: variable('LOGGER_ENABLECONSOLE', 'true', bool, 'Log to standard output.'),
   logJson: variable('LOGGER_CONSOLEJSON', 'true', bool, 'Log as JSON lines (otherwise plain text).'),
   logLevel: variable('LOGGER_CONSOLELEVEL', 'info', oneOf('debug', 'info', 'warn', 'error'), 'Lowest level logged.'),
@@ -250,15 +401,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config = out as Config;
   if (errors.length === 0) {
     if (config.enableAdmin && config.adminSecretKey.length < 32) {
-      errors.push(new ConfigError(variables.adminSecretKey.name,
-        'must be at least 32 characters when API_SECURITY_ENABLEADMIN is true'));
+      errors.push(
+        new ConfigError(
+          variables.adminSecretKey.name,
+          'must be at least 32 characters when API_SECURITY_ENABLEADMIN is true',
+        ),
+      );
     }
     if (config.sfuTokenSecret !== '' && config.sfuTokenSecret.length < 32) {
       errors.push(new ConfigError(variables.sfuTokenSecret.name, 'must be at least 32 characters'));
     }
     if (config.tlsEnable && (!config.tlsCertFile || !config.tlsCertKey)) {
-      errors.push(new ConfigError(variables.tlsEnable.name,
-        'TLS needs API_HTTP_TLS_CERTFILE and API_HTTP_TLS_CERTKEY'));
+      errors.push(
+        new ConfigError(variables.tlsEnable.name, 'TLS needs API_HTTP_TLS_CERTFILE and API_HTTP_TLS_CERTKEY'),
+      );
     }
   }
   if (errors.length === 1) throw errors[0];

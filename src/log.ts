@@ -14,7 +14,7 @@ export function createLogger(config: Pick<Config, 'logConsole' | 'logJson' | 'lo
       const { level, time, msg, name: n, ...rest } = JSON.parse(line);
       const label = pino.levels.labels[level] ?? level;
       const extra = Object.keys(rest).filter((k) => k !== 'pid' && k !== 'hostname');
-      const tail = extra.length ? ' ' + JSON.stringify(Object.fromEntries(extra.map((k) => [k, rest[k]]))) : '';
+      const tail = extra.length ? ` ${JSON.stringify(Object.fromEntries(extra.map((k) => [k, rest[k]])))}` : '';
       process.stdout.write(`${new Date(time).toISOString()} ${label.toUpperCase()} [${n}] ${msg}${tail}\n`);
     },
   });

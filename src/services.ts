@@ -40,12 +40,13 @@ export function createServices(config: Config, log: Logger): Services {
   const queues = createQueues(bullConnection, config.redisPrefix, onError);
   let secret: Promise<string> | undefined;
   return {
-    tokenSecret: () => (secret ??= config.sfuTokenSecret
-      ? Promise.resolve(config.sfuTokenSecret)
-      : sharedSecret(redis, keys.sfuSecret).catch((err) => {
-        secret = undefined; // try Redis again next time
-        throw err;
-      })),
+    tokenSecret: () =>
+      (secret ??= config.sfuTokenSecret
+        ? Promise.resolve(config.sfuTokenSecret)
+        : sharedSecret(redis, keys.sfuSecret).catch((err) => {
+            secret = undefined; // try Redis again next time
+            throw err;
+          })),
     redis,
     bullConnection,
     store,
@@ -97,7 +98,13 @@ export async function startApiInstance(config: Config, log: Logger) {
 /** A worker with its sweeper: what `calls-offloader worker` runs. */
 export async function startWorkerInstance(config: Config, log: Logger) {
   const services = createServices(config, log);
-  const worker = new JobWorker(services.store, services.runner, services.bullConnection, { ...workerOptions(config), tokenSecret: services.tokenSecret }, log);
+  const worker = new JobWorker(
+    services.store,
+    services.runner,
+    services.bullConnection,
+    { ...workerOptions(config), tokenSecret: services.tokenSecret },
+    log,
+  );
   await worker.start();
   const sweeper = new Sweeper(services.store, { ...workerOptions(config), jobsDir: worker.jobsDir }, log);
   sweeper.start();
@@ -126,7 +133,11 @@ export async function startSfuInstance(config: Config, log: Logger) {
   const sfu = new Sfu({
     host: config.sfuListen.host,
     port: config.sfuListen.port,
-    ice: { bindAddress: config.sfuIceAddress, announce: config.sfuIceHostOverride || undefined, portRange: config.sfuIcePortRange },
+    ice: {
+      bindAddress: config.sfuIceAddress,
+      announce: config.sfuIceHostOverride || undefined,
+      portRange: config.sfuIcePortRange,
+    },
     policy: joinTokenPolicy(secret, jobRunning),
     maxCallParticipants: config.sfuMaxCallParticipants,
     log,

@@ -50,14 +50,21 @@ describe('auth with self-registration on', () => {
     const bob = basic(ids());
     const { json: job } = await call(api.url, 'POST', '/jobs', alice, recordingJob(ids()));
     assert.equal((await call(api.url, 'GET', `/jobs/${job.id}`, alice)).status, 200);
-    for (const [method, path] of [['GET', `/jobs/${job.id}`], ['GET', `/jobs/${job.id}/logs`], ['POST', `/jobs/${job.id}/stop`], ['DELETE', `/jobs/${job.id}`]]) {
+    for (const [method, path] of [
+      ['GET', `/jobs/${job.id}`],
+      ['GET', `/jobs/${job.id}/logs`],
+      ['POST', `/jobs/${job.id}/stop`],
+      ['DELETE', `/jobs/${job.id}`],
+    ]) {
       const r = await call(api.url, method!, path!, bob);
       assert.equal(r.status, 404, `${method} ${path}`);
     }
     const list = await call(api.url, 'GET', '/jobs', bob);
     assert.equal(list.json.total, 0);
     assert.equal((await call(api.url, 'GET', '/jobs', alice)).json.total, 1);
-    const other = await call(api.url, 'POST', '/unregister', bob, { clientID: (alice as { basic: string[] }).basic[0] });
+    const other = await call(api.url, 'POST', '/unregister', bob, {
+      clientID: (alice as { basic: string[] }).basic[0],
+    });
     assert.equal(other.status, 403);
   });
 
@@ -65,9 +72,9 @@ describe('auth with self-registration on', () => {
     const r = await call(api.url, 'GET', '/jobs?per_page=200', { basic: ['', ADMIN] });
     assert.equal(r.status, 200);
     assert.ok(r.json.total >= 2);
-    assert.equal((await call(api.url, 'GET', '/jobs', { basic: ['', ADMIN.slice(0, -1) + 'x'] })).status, 401);
+    assert.equal((await call(api.url, 'GET', '/jobs', { basic: ['', `${ADMIN.slice(0, -1)}x`] })).status, 401);
     // Under a client name, a near miss is just another client (self-registration is on): no admin view.
-    const near = await call(api.url, 'GET', '/jobs', { basic: [ids(), ADMIN.slice(0, -1) + 'x'] });
+    const near = await call(api.url, 'GET', '/jobs', { basic: [ids(), `${ADMIN.slice(0, -1)}x`] });
     assert.equal(near.json.total, 0);
   });
 
@@ -85,16 +92,37 @@ describe('auth with self-registration on', () => {
     assert.equal((await call(api.url, 'GET', `/jobs/${job.id}`, { basic: ['', ADMIN] })).status, 200);
   });
 
-  it('site_url: a client\'s jobs of a type go to the site it first used; another is refused before anything runs', async () => {
+  it("site_url: a client's jobs of a type go to the site it first used; another is refused before anything runs", async () => {
     const client = basic(ids());
-    const at = (site: string, type = 'recording') => call(api.url, 'POST', '/jobs', client, type === 'recording'
-      ? recordingJob(ids(), { site_url: site })
-      : { type, max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.2', input_data: { site_url: site, call_id: ids(), post_id: ids(), auth_token: ids(), transcription_id: ids() } });
+    const at = (site: string, type = 'recording') =>
+      call(
+        api.url,
+        'POST',
+        '/jobs',
+        client,
+        type === 'recording'
+          ? recordingJob(ids(), { site_url: site })
+          : {
+              type,
+              max_duration_sec: 60,
+              runner: 'mattermost/calls-transcriber:v0.7.2',
+              input_data: {
+                site_url: site,
+                call_id: ids(),
+                post_id: ids(),
+                auth_token: ids(),
+                transcription_id: ids(),
+              },
+            },
+      );
     assert.equal((await at('https://mm.example.com')).status, 200);
     assert.equal((await at('https://mm.example.com/')).status, 200, 'the same origin');
     const other = await at('http://10.0.0.5:8065');
     assert.equal(other.status, 400);
-    assert.equal(other.json.error, 'input_data.site_url http://10.0.0.5:8065 is not the site this client\'s recording jobs go to (https://mm.example.com, its first); an admin lists the sites with JOBS_SITEURLS');
+    assert.equal(
+      other.json.error,
+      "input_data.site_url http://10.0.0.5:8065 is not the site this client's recording jobs go to (https://mm.example.com, its first); an admin lists the sites with JOBS_SITEURLS",
+    );
     // the plugin's transcriber may have its own override (MM_CALLS_TRANSCRIBER_SITE_URL)
     assert.equal((await at('https://mm-internal.example.com', 'transcribing')).status, 200);
     assert.equal((await at('https://mm.example.com', 'transcribing')).status, 400);
@@ -106,7 +134,8 @@ describe('auth with self-registration on', () => {
     const id = ids();
     await call(api.url, 'GET', '/jobs', basic(id)); // registers
     const statuses: number[] = [];
-    for (let i = 0; i < 12; i++) statuses.push((await call(api.url, 'GET', '/jobs', basic(id, `wrong-${i}`.padEnd(40, 'x')))).status);
+    for (let i = 0; i < 12; i++)
+      statuses.push((await call(api.url, 'GET', '/jobs', basic(id, `wrong-${i}`.padEnd(40, 'x')))).status);
     assert.deepEqual(statuses, [...Array(10).fill(401), 429, 429]);
     const throttled = await call(api.url, 'POST', '/login', null, { clientID: id, authKey: 'y'.repeat(40) });
     assert.deepEqual([throttled.status, throttled.json.code], [429, '429']);
@@ -140,7 +169,7 @@ describe('auth with self-registration on', () => {
     assert.equal(bot.json.error, 'role is not a known field');
   });
 
-  it('a call is its first client\'s: no other client mints tokens for it or starts a job on it', async () => {
+  it("a call is its first client's: no other client mints tokens for it or starts a job on it", async () => {
     const callId = ids();
     const owner = basic(ids());
     const stranger = basic(ids());
@@ -160,7 +189,11 @@ describe('auth with self-registration on', () => {
   it('the dashboard needs the admin secret', async () => {
     assert.equal((await call(api.url, 'GET', '/admin/queues', null)).status, 401);
     const client = ids();
-    assert.equal((await call(api.url, 'GET', '/admin/queues', basic(client))).status, 401, 'a mistyped admin secret registers no client');
+    assert.equal(
+      (await call(api.url, 'GET', '/admin/queues', basic(client))).status,
+      401,
+      'a mistyped admin secret registers no client',
+    );
     assert.equal((await call(api.url, 'GET', '/jobs', basic(client))).status, 200);
     assert.equal((await call(api.url, 'GET', '/admin/queues', basic(client))).status, 403);
     const page = await call(api.url, 'GET', '/admin/queues', { basic: ['admin', ADMIN] });
@@ -169,7 +202,11 @@ describe('auth with self-registration on', () => {
     const apiRoute = await call(api.url, 'GET', '/admin/queues/api/queues', basic(client));
     assert.equal(apiRoute.status, 403, 'the dashboard API is behind the same check');
     const queues = await call(api.url, 'GET', '/admin/queues/api/queues', { basic: ['admin', ADMIN] });
-    assert.deepEqual(queues.json.queues.map((q: { name: string }) => q.name).sort(), ['captioning', 'recording', 'transcribing']);
+    assert.deepEqual(queues.json.queues.map((q: { name: string }) => q.name).sort(), [
+      'captioning',
+      'recording',
+      'transcribing',
+    ]);
   });
 });
 
@@ -184,10 +221,18 @@ describe('sites the admin lists', () => {
   });
 
   it('JOBS_SITEURLS: only the listed sites, for every client', async () => {
-    for (const [site, status] of [['https://mm.example.com', 200], ['http://mm.internal:8065/', 200], ['http://169.254.169.254', 400]] as const) {
+    for (const [site, status] of [
+      ['https://mm.example.com', 200],
+      ['http://mm.internal:8065/', 200],
+      ['http://169.254.169.254', 400],
+    ] as const) {
       const r = await call(api.url, 'POST', '/jobs', basic(ids()), recordingJob(ids(), { site_url: site }));
       assert.equal(r.status, status, `${site}: ${r.text}`);
-      if (status === 400) assert.equal(r.json.error, `input_data.site_url ${site} is not a Mattermost site this service serves (JOBS_SITEURLS)`);
+      if (status === 400)
+        assert.equal(
+          r.json.error,
+          `input_data.site_url ${site} is not a Mattermost site this service serves (JOBS_SITEURLS)`,
+        );
     }
   });
 });
@@ -195,11 +240,13 @@ describe('sites the admin lists', () => {
 describe('auth with self-registration off', () => {
   let api: Api;
   before(async () => {
-    api = await startApi(testConfig({
-      API_SECURITY_ALLOWSELFREGISTRATION: 'false',
-      API_SECURITY_ENABLEADMIN: 'true',
-      API_SECURITY_ADMINSECRETKEY: ADMIN,
-    }));
+    api = await startApi(
+      testConfig({
+        API_SECURITY_ALLOWSELFREGISTRATION: 'false',
+        API_SECURITY_ENABLEADMIN: 'true',
+        API_SECURITY_ADMINSECRETKEY: ADMIN,
+      }),
+    );
   });
   after(async () => {
     await api.close();
@@ -216,6 +263,10 @@ describe('auth with self-registration off', () => {
     assert.equal((await call(api.url, 'GET', '/jobs', basic(id))).status, 200);
     const unreg = await call(api.url, 'POST', '/unregister', { basic: ['', ADMIN] }, { clientID: id });
     assert.equal(unreg.status, 200);
-    assert.equal((await call(api.url, 'GET', '/jobs', basic(id))).status, 401, 'the cached verification is dropped too');
+    assert.equal(
+      (await call(api.url, 'GET', '/jobs', basic(id))).status,
+      401,
+      'the cached verification is dropped too',
+    );
   });
 });

@@ -6,12 +6,25 @@ import assert from 'node:assert/strict';
 import { deflateRawSync, deflateSync, inflateSync } from 'node:zlib';
 import { decode } from '@msgpack/msgpack';
 import {
-  DcType, MAX_SDP_BYTES, ProtocolError, decodeDc, decodeRequest, encodeDc, encodeRequest, formatTrackId, packSdp, parseTrackId, unpackSdp,
+  DcType,
+  MAX_SDP_BYTES,
+  ProtocolError,
+  decodeDc,
+  decodeRequest,
+  encodeDc,
+  encodeRequest,
+  formatTrackId,
+  packSdp,
+  parseTrackId,
+  unpackSdp,
 } from '../src/sfu/protocol/wire.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const bytes = (h: string) => new Uint8Array(Buffer.from(h.replace(/\s/g, ''), 'hex'));
-const offer = { type: 'offer' as const, sdp: 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n' };
+const offer = {
+  type: 'offer' as const,
+  sdp: 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n',
+};
 
 describe('calls-dc messages', () => {
   it('encodes the bodiless types as Go does: a uint8 type, nothing after', () => {
@@ -26,7 +39,7 @@ describe('calls-dc messages', () => {
     assert.equal(hex(encodeDc({ type: DcType.Lock, granted: false })), 'cc07c2');
   });
 
-  it('decodes Go\'s uint8 type and the JavaScript peer\'s positive fixint alike', () => {
+  it("decodes Go's uint8 type and the JavaScript peer's positive fixint alike", () => {
     assert.deepEqual(decodeDc(bytes('cc01')), { type: DcType.Ping });
     assert.deepEqual(decodeDc(bytes('01')), { type: DcType.Ping });
     assert.deepEqual(decodeDc(bytes('cc07')), { type: DcType.Lock });
@@ -37,7 +50,10 @@ describe('calls-dc messages', () => {
   it('a media map: mid → {type, sender_id}, byte for byte', () => {
     const vector = bytes('cc09 81 a130 82 a474797065 a5766f696365 a973656e6465725f6964 a3616263');
     assert.deepEqual(decodeDc(vector), { type: DcType.MediaMap, map: { 0: { type: 'voice', sender_id: 'abc' } } });
-    assert.equal(hex(encodeDc({ type: DcType.MediaMap, map: { 0: { type: 'voice', sender_id: 'abc' } } })), hex(vector));
+    assert.equal(
+      hex(encodeDc({ type: DcType.MediaMap, map: { 0: { type: 'voice', sender_id: 'abc' } } })),
+      hex(vector),
+    );
   });
 
   it('an SDP message: the type, then msgpack bin of zlib (RFC 1950) that Node inflates', () => {
@@ -47,7 +63,13 @@ describe('calls-dc messages', () => {
     assert.equal(bin[0], 0x78, 'a zlib header, not raw deflate');
     assert.deepEqual(JSON.parse(inflateSync(bin).toString()), offer);
     // and what Go's zlib writer makes (Node's deflate is the same format) decodes
-    const fromGo = new Uint8Array([0xcc, 0x03, 0xc5, ...u16(deflateSync(JSON.stringify(offer)).length), ...deflateSync(JSON.stringify(offer))]);
+    const fromGo = new Uint8Array([
+      0xcc,
+      0x03,
+      0xc5,
+      ...u16(deflateSync(JSON.stringify(offer)).length),
+      ...deflateSync(JSON.stringify(offer)),
+    ]);
     assert.deepEqual(decodeDc(fromGo), { type: DcType.SDP, description: offer });
   });
 
@@ -64,7 +86,10 @@ function u16(n: number): number[] {
 
 describe('websocket frames', () => {
   it('sdp goes as a binary msgpack request whose data.data is bin', () => {
-    const frame = encodeRequest({ action: 'custom_com.mattermost.calls_sdp', seq: 3, data: { data: packSdp(offer) } }, true) as Uint8Array;
+    const frame = encodeRequest(
+      { action: 'custom_com.mattermost.calls_sdp', seq: 3, data: { data: packSdp(offer) } },
+      true,
+    ) as Uint8Array;
     // fixmap of 3; "action" → a 31-character fixstr (0xbf)
     assert.equal(hex(frame.subarray(0, 9)), '83a6616374696f6ebf');
     const request = decodeRequest(frame);
@@ -74,14 +99,26 @@ describe('websocket frames', () => {
     assert.deepEqual(unpackSdp(request.data!.data), offer);
   });
 
-  it('reads the JSON text the webapp sends, and the Go client\'s msgpack, as one request', () => {
+  it("reads the JSON text the webapp sends, and the Go client's msgpack, as one request", () => {
     const text = '{"action":"custom_com.mattermost.calls_join","seq":1,"data":{"channelID":"abc","jobID":"def"}}';
-    assert.deepEqual(decodeRequest(text), { action: 'custom_com.mattermost.calls_join', seq: 1, data: { channelID: 'abc', jobID: 'def' } });
+    assert.deepEqual(decodeRequest(text), {
+      action: 'custom_com.mattermost.calls_join',
+      seq: 1,
+      data: { channelID: 'abc', jobID: 'def' },
+    });
     assert.deepEqual(decodeRequest(encodeRequest(decodeRequest(text), true) as Uint8Array), decodeRequest(text));
   });
 
   it('refuses what is not a request', () => {
-    for (const bad of ['null', '[]', '"x"', '{"seq":1}', '{"action":"a","seq":"1"}', '{"action":"a","data":[1]}', 'not json']) {
+    for (const bad of [
+      'null',
+      '[]',
+      '"x"',
+      '{"seq":1}',
+      '{"action":"a","seq":"1"}',
+      '{"action":"a","data":[1]}',
+      'not json',
+    ]) {
       assert.throws(() => decodeRequest(bad), ProtocolError, bad);
     }
     assert.throws(() => decodeRequest(bytes('c1')), ProtocolError);
@@ -94,14 +131,17 @@ describe('websocket frames', () => {
     // a zlib bomb: 1 MiB of spaces in a few hundred bytes
     const bomb = new Uint8Array(deflateSync(Buffer.alloc(1024 * 1024, ' ')));
     assert.ok(bomb.length < 2000);
-    assert.throws(() => unpackSdp(bomb), (err: Error) => err instanceof ProtocolError && /64 KiB|not zlib/.test(err.message));
+    assert.throws(
+      () => unpackSdp(bomb),
+      (err: Error) => err instanceof ProtocolError && /64 KiB|not zlib/.test(err.message),
+    );
     const big = { type: 'offer', sdp: 'a'.repeat(MAX_SDP_BYTES) };
     assert.throws(() => unpackSdp(new Uint8Array(deflateSync(JSON.stringify(big)))), ProtocolError);
   });
 });
 
 describe('track ids', () => {
-  it('reads the type and the sender as rtcd\'s ParseTrackID does', () => {
+  it("reads the type and the sender as rtcd's ParseTrackID does", () => {
     const id = formatTrackId('voice', 'kq8bwxh9xpgodm6jzrdb8uhgjw', 'a1b2c3d4');
     assert.equal(id, 'voice_kq8bwxh9xpgodm6jzrdb8uhgjw_a1b2c3d4');
     assert.deepEqual(parseTrackId(id), { type: 'voice', sessionId: 'kq8bwxh9xpgodm6jzrdb8uhgjw' });

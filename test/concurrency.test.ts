@@ -3,8 +3,19 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  type Api, type InProcessWorker, basic, behave, call, cleanup, ids, recordingJob, runs, startApi, startWorker,
-  testConfig, waitFor,
+  type Api,
+  type InProcessWorker,
+  basic,
+  behave,
+  call,
+  cleanup,
+  ids,
+  recordingJob,
+  runs,
+  startApi,
+  startWorker,
+  testConfig,
+  waitFor,
 } from './helpers.js';
 
 describe('concurrency limit', () => {
@@ -34,22 +45,35 @@ describe('concurrency limit', () => {
       }
     })();
 
-    const bodies = Array.from({ length: 50 }, (_, i) => i % 2 === 0
-      ? recordingJob(callId)
-      : { type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1', input_data: { call_id: callId } });
+    const bodies = Array.from({ length: 50 }, (_, i) =>
+      i % 2 === 0
+        ? recordingJob(callId)
+        : {
+            type: 'transcribing',
+            max_duration_sec: 60,
+            runner: 'mattermost/calls-transcriber:v0.7.1',
+            input_data: { call_id: callId },
+          },
+    );
     const created = await Promise.all(bodies.map((b) => call(api.url, 'POST', '/jobs', auth, b)));
     assert.ok(created.every((r) => r.status === 200));
     const jobIds = new Set(created.map((r) => r.json.id as string));
 
-    await waitFor('all 50 done', async () => {
-      const list = await call(api.url, 'GET', '/jobs?status=succeeded&per_page=200', auth);
-      return list.json.total === 50;
-    }, 60_000);
+    await waitFor(
+      'all 50 done',
+      async () => {
+        const list = await call(api.url, 'GET', '/jobs?status=succeeded&per_page=200', auth);
+        return list.json.total === 50;
+      },
+      60_000,
+    );
     sampling = false;
     await sampler;
 
     // Replay the programs' own start/end stamps: the number running never exceeded 2.
-    const events = runs().filter((r) => jobIds.has(r.job)).sort((a, b) => a.t - b.t || (a.event === 'end' ? -1 : 1));
+    const events = runs()
+      .filter((r) => jobIds.has(r.job))
+      .sort((a, b) => a.t - b.t || (a.event === 'end' ? -1 : 1));
     let now = 0;
     let peak = 0;
     for (const e of events) {

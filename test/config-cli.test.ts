@@ -11,7 +11,20 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig, variables } from '../src/config.js';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
-import { CLI, KEY, REDIS_URL, basic, call, cleanup, ids, recordingJob, startApi, testConfig, testEnv, waitFor } from './helpers.js';
+import {
+  CLI,
+  KEY,
+  REDIS_URL,
+  basic,
+  call,
+  cleanup,
+  ids,
+  recordingJob,
+  startApi,
+  testConfig,
+  testEnv,
+  waitFor,
+} from './helpers.js';
 
 const run = promisify(execFile);
 
@@ -30,7 +43,10 @@ describe('configuration', () => {
   const bad: [Record<string, string>, RegExp][] = [
     [{ JOBS_MAXCONCURRENTJOBS: 'two' }, /^JOBS_MAXCONCURRENTJOBS: expected a whole number, got "two"$/],
     [{ JOBS_MAXCONCURRENTJOBS: '0' }, /^JOBS_MAXCONCURRENTJOBS: must be between 1 and 1000, got 0$/],
-    [{ JOBS_FAILEDJOBSRETENTIONTIME: '7 days' }, /^JOBS_FAILEDJOBSRETENTIONTIME: expected a duration like 30m, 12h or 7d/],
+    [
+      { JOBS_FAILEDJOBSRETENTIONTIME: '7 days' },
+      /^JOBS_FAILEDJOBSRETENTIONTIME: expected a duration like 30m, 12h or 7d/,
+    ],
     [{ JOBS_APITYPE: 'podman' }, /^JOBS_APITYPE: must be one of process, docker, kubernetes, got "podman"$/],
     [{ API_HTTP_LISTENADDRESS: '4545' }, /^API_HTTP_LISTENADDRESS: expected host:port/],
     [{ API_SECURITY_ALLOWSELFREGISTRATION: 'maybe' }, /^API_SECURITY_ALLOWSELFREGISTRATION: expected true or false/],
@@ -41,24 +57,39 @@ describe('configuration', () => {
     [{ SFU_ICEHOSTOVERRIDE: 'example.com' }, /^SFU_ICEHOSTOVERRIDE: expected an IPv4 address/],
     [{ SFU_TOKENSECRET: 'short' }, /^SFU_TOKENSECRET: must be at least 32 characters/],
     [{ SFU_URL: 'ftp://x' }, /^SFU_URL: expected http\(s\):\/\/host:port/],
-    [{ API_SECURITY_ENABLEADMIN: 'true', API_SECURITY_ADMINSECRETKEY: 'short' }, /^API_SECURITY_ADMINSECRETKEY: must be at least 32 characters/],
-    [{ API_HTTP_TLS_ENABLE: 'true' }, /^API_HTTP_TLS_ENABLE: TLS needs API_HTTP_TLS_CERTFILE and API_HTTP_TLS_CERTKEY$/],
+    [
+      { API_SECURITY_ENABLEADMIN: 'true', API_SECURITY_ADMINSECRETKEY: 'short' },
+      /^API_SECURITY_ADMINSECRETKEY: must be at least 32 characters/,
+    ],
+    [
+      { API_HTTP_TLS_ENABLE: 'true' },
+      /^API_HTTP_TLS_ENABLE: TLS needs API_HTTP_TLS_CERTFILE and API_HTTP_TLS_CERTKEY$/,
+    ],
   ];
   for (const [env, message] of bad) {
     it(`refuses ${JSON.stringify(env)} naming the variable`, () => {
-      assert.throws(() => loadConfig(env), (err: unknown) => err instanceof ConfigError && message.test(err.message));
+      assert.throws(
+        () => loadConfig(env),
+        (err: unknown) => err instanceof ConfigError && message.test(err.message),
+      );
     });
   }
 
   it('reports every bad variable at once', () => {
-    assert.throws(() => loadConfig({ JOBS_MAXCONCURRENTJOBS: 'x', JOBS_STOPGRACESEC: '-1' }), (err: Error) =>
-      /JOBS_MAXCONCURRENTJOBS/.test(err.message) && /JOBS_STOPGRACESEC/.test(err.message));
+    assert.throws(
+      () => loadConfig({ JOBS_MAXCONCURRENTJOBS: 'x', JOBS_STOPGRACESEC: '-1' }),
+      (err: Error) => /JOBS_MAXCONCURRENTJOBS/.test(err.message) && /JOBS_STOPGRACESEC/.test(err.message),
+    );
   });
 
   it('the README lists every variable with its default', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     for (const v of Object.values(variables)) {
-      assert.match(readme, new RegExp(`\\| \`${v.name}\` \\| \`${v.default.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\` \\|`), v.name);
+      assert.match(
+        readme,
+        new RegExp(`\\| \`${v.name}\` \\| \`${v.default.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\` \\|`),
+        v.name,
+      );
     }
   });
 });
@@ -76,10 +107,14 @@ describe('calls-offloader CLI', () => {
   });
 
   it('invalid configuration stops start-up with the variable named (exit 78)', async () => {
-    const err = await run(process.execPath, [CLI, 'api'], { env: { ...process.env, JOBS_MAXCONCURRENTJOBS: 'lots' } }).catch((e) => e);
+    const err = await run(process.execPath, [CLI, 'api'], {
+      env: { ...process.env, JOBS_MAXCONCURRENTJOBS: 'lots' },
+    }).catch((e) => e);
     assert.equal(err.code, 78);
     assert.match(err.stderr, /JOBS_MAXCONCURRENTJOBS: expected a whole number, got "lots"/);
-    const docker = await run(process.execPath, [CLI, 'worker'], { env: { ...process.env, JOBS_APITYPE: 'docker' } }).catch((e) => e);
+    const docker = await run(process.execPath, [CLI, 'worker'], {
+      env: { ...process.env, JOBS_APITYPE: 'docker' },
+    }).catch((e) => e);
     assert.equal(docker.code, 78);
     assert.match(docker.stderr, /JOBS_APITYPE: the docker runner is not part of this build yet/);
   });
@@ -109,29 +144,53 @@ describe('calls-offloader CLI', () => {
       assert.equal(job.exit_code, 0);
       // No process gets a secret it does not use: the job neither, the worker and SFU not the admin's.
       const jobEnv = readFileSync(join(env.JOBS_DATADIR!, 'jobs', json.id, 'env.json'), 'utf8');
-      for (const secret of [env.API_SECURITY_ADMINSECRETKEY!, env.SFU_TOKENSECRET!]) assert.ok(!jobEnv.includes(secret), 'a secret reached the job');
-      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
+      for (const secret of [env.API_SECURITY_ADMINSECRETKEY!, env.SFU_TOKENSECRET!])
+        assert.ok(!jobEnv.includes(secret), 'a secret reached the job');
+      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8')
+        .trim()
+        .split(' ')
+        .filter(Boolean);
       assert.ok(children.length >= 2, 'serve runs a worker and an SFU process');
       for (const pid of children) {
         const environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
-        if (environ.includes('REDIS_URL=')) assert.ok(!environ.includes(env.API_SECURITY_ADMINSECRETKEY!), `process ${pid} got the admin secret`);
+        if (environ.includes('REDIS_URL='))
+          assert.ok(!environ.includes(env.API_SECURITY_ADMINSECRETKEY!), `process ${pid} got the admin secret`);
       }
       const metrics = await (await fetch(`${url}/metrics`)).text();
       assert.match(metrics, /^calls_offloader_jobs_total\{type="recording",outcome="succeeded"\} 1$/m);
       assert.match(metrics, /^calls_offloader_job_duration_seconds_count\{type="recording"\} 1$/m);
       assert.match(metrics, /^calls_offloader_queue_jobs\{type="recording",state="wait"\} 0$/m);
       assert.match(metrics, /^calls_offloader_jobs_running\{type="recording"\} 0$/m);
-      assert.match(metrics, /^calls_offloader_http_request_duration_seconds_count\{method="POST",route="\/jobs",status_code="200"\} 1$/m);
+      assert.match(
+        metrics,
+        /^calls_offloader_http_request_duration_seconds_count\{method="POST",route="\/jobs",status_code="200"\} 1$/m,
+      );
 
       // `calls-offloader token` prints a link that the SFU started by serve admits.
-      const { stdout } = await run(process.execPath, [CLI, 'token', '--call', 'c'.repeat(26), '--user', 'ann', '--name', 'Ann'], { env: { ...process.env, ...env } });
+      const { stdout } = await run(
+        process.execPath,
+        [CLI, 'token', '--call', 'c'.repeat(26), '--user', 'ann', '--name', 'Ann'],
+        { env: { ...process.env, ...env } },
+      );
       const link = new URL(stdout.trim());
       assert.equal(link.origin + link.pathname, `http://127.0.0.1:${port + 1}/call/${'c'.repeat(26)}`);
 
-      const ann = new HeadlessParticipant({ siteUrl: link.origin, callId: 'c'.repeat(26), token: link.searchParams.get('token')! });
+      const ann = new HeadlessParticipant({
+        siteUrl: link.origin,
+        callId: 'c'.repeat(26),
+        token: link.searchParams.get('token')!,
+      });
       const me = await ann.join();
-      const { stdout: second } = await run(process.execPath, [CLI, 'token', '--call', 'c'.repeat(26), '--user', 'bob', '--name', 'Bob'], { env: { ...process.env, ...env } });
-      const bob = new HeadlessParticipant({ siteUrl: link.origin, callId: 'c'.repeat(26), token: new URL(second.trim()).searchParams.get('token')! });
+      const { stdout: second } = await run(
+        process.execPath,
+        [CLI, 'token', '--call', 'c'.repeat(26), '--user', 'bob', '--name', 'Bob'],
+        { env: { ...process.env, ...env } },
+      );
+      const bob = new HeadlessParticipant({
+        siteUrl: link.origin,
+        callId: 'c'.repeat(26),
+        token: new URL(second.trim()).searchParams.get('token')!,
+      });
       await bob.join();
       assert.equal(bob.participants.get(me.sessionId)?.userId, 'ann', 'the call has ann in it, as her token says');
       ann.leave();
@@ -147,9 +206,32 @@ describe('calls-offloader CLI', () => {
 describe('TLS', () => {
   it('serves the API over HTTPS with API_HTTP_TLS_* set', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'co-tls-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
-    const config = testConfig({ API_HTTP_TLS_ENABLE: 'true', API_HTTP_TLS_CERTFILE: join(dir, 'cert.pem'), API_HTTP_TLS_CERTKEY: join(dir, 'key.pem') });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    const config = testConfig({
+      API_HTTP_TLS_ENABLE: 'true',
+      API_HTTP_TLS_CERTFILE: join(dir, 'cert.pem'),
+      API_HTTP_TLS_CERTKEY: join(dir, 'key.pem'),
+    });
     const api = await startApi(config);
     try {
       assert.match(api.url, /^https:\/\/127\.0\.0\.1:\d+$/);
@@ -158,7 +240,9 @@ describe('TLS', () => {
           let text = '';
           res.on('data', (c) => (text += c));
           res.on('end', () => resolve(text));
-        }).on('error', reject).end();
+        })
+          .on('error', reject)
+          .end();
       });
       assert.match(JSON.parse(body).buildVersion, /^v/);
     } finally {

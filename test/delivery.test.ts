@@ -16,19 +16,28 @@ describe('delivery to Mattermost (bot API)', () => {
   const token = id();
   const callId = id();
   const dir = mkdtempSync(join(tmpdir(), 'co-delivery-'));
-  const mm = new MattermostStandIn({ authToken: token, maxRequestBytes: 1024 * 1024, filename: 'Call town-square 2026-11-23 18:45' });
+  const mm = new MattermostStandIn({
+    authToken: token,
+    maxRequestBytes: 1024 * 1024,
+    filename: 'Call town-square 2026-11-23 18:45',
+  });
   let client: BotClient;
   const notes: string[] = [];
   before(async () => {
     await mm.start();
-    client = new BotClient({ siteUrl: mm.url, authToken: token, retry: { attempts: 5, stepMs: 50 }, log: (m) => notes.push(m) });
+    client = new BotClient({
+      siteUrl: mm.url,
+      authToken: token,
+      retry: { attempts: 5, stepMs: 50 },
+      log: (m) => notes.push(m),
+    });
   });
   after(async () => {
     await mm.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('uploads a file larger than Mattermost\'s request limit by resuming from file_offset after each 204', async () => {
+  it("uploads a file larger than Mattermost's request limit by resuming from file_offset after each 204", async () => {
     const data = randomBytes(3 * 1024 * 1024 + 12345);
     const path = join(dir, 'call.mp4');
     writeFileSync(path, data);
@@ -49,22 +58,31 @@ describe('delivery to Mattermost (bot API)', () => {
     mm.failNext = 3;
     const info = await client.upload(callId, path);
     assert.ok(mm.file(info.id)!.equals(data));
-    assert.ok(notes.some((n) => /failed \(attempt 1 of 5\): 500/.test(n)), notes.join('\n'));
+    assert.ok(
+      notes.some((n) => /failed \(attempt 1 of 5\): 500/.test(n)),
+      notes.join('\n'),
+    );
   });
 
   it('reports job status with the error under "omitempty", as the plugin reads it', async () => {
     const jobId = id();
     await client.reportStatus(callId, jobId, 'recording', 'started');
     await client.reportStatus(callId, jobId, 'recording', 'failed', 'could not join the call: token expired');
-    assert.deepEqual(mm.statuses.slice(-2).map((s) => s.body), [
-      { JobType: 'recording', Status: 'started' },
-      { JobType: 'recording', Status: 'failed', omitempty: 'could not join the call: token expired' },
-    ]);
+    assert.deepEqual(
+      mm.statuses.slice(-2).map((s) => s.body),
+      [
+        { JobType: 'recording', Status: 'started' },
+        { JobType: 'recording', Status: 'failed', omitempty: 'could not join the call: token expired' },
+      ],
+    );
   });
 
   it('gives up at once on a bad token, and after the last attempt on a server that stays down', async () => {
     const bad = new BotClient({ siteUrl: mm.url, authToken: id(), retry: { attempts: 5, stepMs: 50 } });
-    await assert.rejects(bad.filename(callId), /failed after 1 attempt\(s\): 401 Unauthorized: Invalid or expired session/);
+    await assert.rejects(
+      bad.filename(callId),
+      /failed after 1 attempt\(s\): 401 Unauthorized: Invalid or expired session/,
+    );
     mm.failNext = 10;
     await assert.rejects(client.filename(callId), /GET \/calls\/[a-z0-9]+\/filename failed after 5 attempt\(s\): 500/);
     mm.failNext = 0;

@@ -16,7 +16,11 @@ export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const TEST_JOB = fileURLToPath(new URL('./fixtures/test-job.js', import.meta.url));
 export const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 export const KEY = 'k'.repeat(8) + randomBytes(24).toString('hex'); // 56 characters
-export const ids = () => randomBytes(13).toString('hex').replace(/[^a-z0-9]/g, '0').slice(0, 26);
+export const ids = () =>
+  randomBytes(13)
+    .toString('hex')
+    .replace(/[^a-z0-9]/g, '0')
+    .slice(0, 26);
 
 /** The stand-in job program reads its behaviour from here; worker processes inherit it. */
 export const controlDir = mkdtempSync(join(tmpdir(), 'co-test-'));
@@ -55,11 +59,19 @@ export interface Run {
 export function runs(jobId?: string): Run[] {
   const file = join(controlDir, 'runs.jsonl');
   if (!existsSync(file)) return [];
-  const all = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Run);
+  const all = readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Run);
   return jobId ? all.filter((r) => r.job === jobId) : all;
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 15_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -94,11 +106,15 @@ export function suiteApi(overrides: Record<string, string> = {}): { readonly api
   return suite;
 }
 
-export const startWorker = (config: Config): Promise<InProcessWorker> => startWorkerInstance(config, createLogger(config, 'worker'));
+export const startWorker = (config: Config): Promise<InProcessWorker> =>
+  startWorkerInstance(config, createLogger(config, 'worker'));
 
 /** `calls-offloader worker` as a child process, for tests that kill it. */
 export function spawnWorker(env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(process.execPath, [CLI, 'worker'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 }
 
 /** Deletes every key under a test prefix and its data directory. */
@@ -125,12 +141,12 @@ export async function call(
   body?: unknown,
 ): Promise<{ status: number; text: string; json: any; headers: Headers }> {
   const headers: Record<string, string> = {};
-  if (auth && 'basic' in auth) headers.authorization = 'Basic ' + Buffer.from(auth.basic.join(':')).toString('base64');
+  if (auth && 'basic' in auth) headers.authorization = `Basic ${Buffer.from(auth.basic.join(':')).toString('base64')}`;
   if (auth && 'bearer' in auth) headers.authorization = `Bearer ${auth.bearer}`;
   const res = await fetch(url + path, {
     method,
     headers,
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) + '\n',
+    body: body === undefined ? undefined : typeof body === 'string' ? body : `${JSON.stringify(body)}\n`,
   });
   const text = await res.text();
   let json: any;

@@ -15,10 +15,19 @@ export class JobProgramHarness {
   readonly sources: ChildProcess[] = [];
   sfu!: Sfu;
 
-  constructor(private readonly program: string, private readonly portRange: [number, number]) {}
+  constructor(
+    private readonly program: string,
+    private readonly portRange: [number, number],
+  ) {}
 
   async start(): Promise<void> {
-    this.sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: this.portRange }, policy: joinTokenPolicy(this.secret), log: createLogger(testConfig(), 'sfu') });
+    this.sfu = new Sfu({
+      host: '127.0.0.1',
+      port: 0,
+      ice: { bindAddress: '127.0.0.1', portRange: this.portRange },
+      policy: joinTokenPolicy(this.secret),
+      log: createLogger(testConfig(), 'sfu'),
+    });
     this.sfuUrl = await this.sfu.listen();
   }
 
@@ -29,7 +38,10 @@ export class JobProgramHarness {
 
   /** Runs the program with `env` on top of this process's; its stdout and stderr are collected. */
   run(env: Record<string, string>, args: string[] = []) {
-    const child = spawn(process.execPath, [this.program, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [this.program, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (c) => (output += c));
     child.stderr.on('data', (c) => (output += c));

@@ -6,8 +6,19 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  type Api, type InProcessWorker, basic, behave, call, cleanup, ids, recordingJob, runs, startApi, startWorker,
-  testConfig, waitFor,
+  type Api,
+  type InProcessWorker,
+  basic,
+  behave,
+  call,
+  cleanup,
+  ids,
+  recordingJob,
+  runs,
+  startApi,
+  startWorker,
+  testConfig,
+  waitFor,
 } from './helpers.js';
 import { verifyToken } from '../src/sfu/token.js';
 
@@ -54,7 +65,11 @@ describe('job lifecycle', () => {
     assert.equal(job.error, undefined);
     const log = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
     assert.match(log, new RegExp(`test job ${id} \\(recording\\) starting`));
-    assert.match(log, new RegExp(`env CALL_ID=${callId} WIDTH=1280 REDIS_URL=\\n`), 'inputs arrive upper-cased; service settings do not');
+    assert.match(
+      log,
+      new RegExp(`env CALL_ID=${callId} WIDTH=1280 REDIS_URL=\\n`),
+      'inputs arrive upper-cased; service settings do not',
+    );
     assert.match(log, /a line on stderr/);
     assert.match(log, /\[offloader .*\] job program exited with code 0/);
     // A job on a call gets the SFU's address and a bot token for that call only.
@@ -73,24 +88,37 @@ describe('job lifecycle', () => {
     const id = await create(callId);
     const job = await until(id, 'failed');
     assert.equal(job.exit_code, 3);
-    assert.equal(job.error, 'the job program exited with code 3: could not reach https://mm.example: connection refused');
+    assert.equal(
+      job.error,
+      'the job program exited with code 3: could not reach https://mm.example: connection refused',
+    );
     const log = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
     assert.match(log, /connection refused/);
     // After a failed run the program gets one --recover run to salvage what it left.
     assert.match(log, /running the job program with --recover/);
-    assert.deepEqual(runs(id).map((r) => r.event), ['start', 'end', 'recover']);
+    assert.deepEqual(
+      runs(id).map((r) => r.event),
+      ['start', 'end', 'recover'],
+    );
   });
 
   it('the lease is held through a recovery run longer than the lease: the job fails with its own reason', async () => {
     const callId = ids();
     behave(callId, { exitCode: 1, stderr: 'crashed', recoverSleepMs: 2 * config.leaseSec * 1000 });
     const id = await create(callId);
-    const job = await waitFor('job failed', async () => {
-      const j = await get(id);
-      return j.status === 'failed' ? j : undefined;
-    }, 30_000);
+    const job = await waitFor(
+      'job failed',
+      async () => {
+        const j = await get(id);
+        return j.status === 'failed' ? j : undefined;
+      },
+      30_000,
+    );
     assert.equal(job.error, 'the job program exited with code 1: crashed');
-    assert.deepEqual(runs(id).map((r) => r.event), ['start', 'end', 'recover']);
+    assert.deepEqual(
+      runs(id).map((r) => r.event),
+      ['start', 'end', 'recover'],
+    );
   });
 
   it('a job on a Mattermost site gets no SFU address or token: it joins the site', async () => {
@@ -128,11 +156,18 @@ describe('job lifecycle', () => {
     await until(id, 'running');
     await waitFor('program started', () => runs(id).length > 0);
     await call(api.url, 'POST', `/jobs/${id}/stop`, auth);
-    const job = await waitFor('killed job', async () => {
-      const j = await get(id);
-      return j.status === 'failed' ? j : undefined;
-    }, 10_000);
-    assert.equal(job.error, 'the job program did not stop within 2 s of SIGTERM (stop requested through the API) and was killed');
+    const job = await waitFor(
+      'killed job',
+      async () => {
+        const j = await get(id);
+        return j.status === 'failed' ? j : undefined;
+      },
+      10_000,
+    );
+    assert.equal(
+      job.error,
+      'the job program did not stop within 2 s of SIGTERM (stop requested through the API) and was killed',
+    );
     assert.match((await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text, /sending SIGKILL/);
   });
 
@@ -157,7 +192,10 @@ describe('job lifecycle', () => {
     await waitFor('program started', () => runs(id).some((r) => r.event === 'start'));
     await call(api.url, 'POST', `/jobs/${id}/stop`, auth);
     const job = await until(id, 'failed');
-    assert.match(job.error, /^the delivery did not finish within 3 s after the file was finished \(stop requested through the API\); the file is kept at .*recording\.mp4$/);
+    assert.match(
+      job.error,
+      /^the delivery did not finish within 3 s after the file was finished \(stop requested through the API\); the file is kept at .*recording\.mp4$/,
+    );
   });
 
   it('enforces max_duration_sec with the same graceful stop', async () => {
@@ -166,7 +204,10 @@ describe('job lifecycle', () => {
     const id = await create(callId, { max_duration_sec: 2 });
     const job = await until(id, 'succeeded');
     assert.ok(job.stop_at - job.start_at < 10_000);
-    assert.match((await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text, /max_duration_sec \(2 s\) reached: sending SIGTERM/);
+    assert.match(
+      (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text,
+      /max_duration_sec \(2 s\) reached: sending SIGTERM/,
+    );
   });
 
   it('a job whose runner has no program fails with a reason naming it', async () => {
@@ -188,7 +229,10 @@ describe('job lifecycle', () => {
         const j = (await call(a.url, 'GET', `/jobs/${r.json.id}`, auth)).json;
         return j.status === 'failed' ? j : undefined;
       });
-      assert.equal(job.error, 'the process runner has no job program for calls-recorder yet (/nonexistent/recorder.js does not exist); set JOBS_PROCESSPROGRAMS to point calls-recorder at one');
+      assert.equal(
+        job.error,
+        'the process runner has no job program for calls-recorder yet (/nonexistent/recorder.js does not exist); set JOBS_PROCESSPROGRAMS to point calls-recorder at one',
+      );
     } finally {
       await w.close();
       await a.close();
@@ -196,18 +240,24 @@ describe('job lifecycle', () => {
     }
   });
 
-  it('lists the caller\'s jobs newest first, filtered and paginated', async () => {
+  it("lists the caller's jobs newest first, filtered and paginated", async () => {
     const all = await call(api.url, 'GET', '/jobs?per_page=200', auth);
     assert.ok(all.json.total >= 6);
     const created = all.json.jobs.map((j: { created_at: number }) => j.created_at);
-    assert.deepEqual(created, [...created].sort((a, b) => b - a));
+    assert.deepEqual(
+      created,
+      [...created].sort((a, b) => b - a),
+    );
     const failed = await call(api.url, 'GET', '/jobs?status=failed', auth);
     assert.ok(failed.json.jobs.length >= 2);
     assert.ok(failed.json.jobs.every((j: { status: string }) => j.status === 'failed'));
     const captions = await call(api.url, 'GET', '/jobs?type=captioning', auth);
     assert.equal(captions.json.total, 1);
     const page1 = await call(api.url, 'GET', '/jobs?per_page=2&page=1', auth);
-    assert.deepEqual(page1.json.jobs.map((j: { id: string }) => j.id), all.json.jobs.slice(2, 4).map((j: { id: string }) => j.id));
+    assert.deepEqual(
+      page1.json.jobs.map((j: { id: string }) => j.id),
+      all.json.jobs.slice(2, 4).map((j: { id: string }) => j.id),
+    );
   });
 
   it('deletes a finished job with its log', async () => {
@@ -223,7 +273,11 @@ describe('job lifecycle', () => {
 
 describe('queued jobs', () => {
   it('cancels a queued job; a live job that cannot start in time fails with the reason', async () => {
-    const config = testConfig({ JOBS_MAXCONCURRENTJOBS: '1', JOBS_STARTTIMEOUTSEC: '2', JOBS_MEDIAURLALLOW: 'file:///recordings/' });
+    const config = testConfig({
+      JOBS_MAXCONCURRENTJOBS: '1',
+      JOBS_STARTTIMEOUTSEC: '2',
+      JOBS_MEDIAURLALLOW: 'file:///recordings/',
+    });
     const api = await startApi(config);
     const worker = await startWorker(config);
     const auth = basic(ids());
@@ -231,29 +285,43 @@ describe('queued jobs', () => {
       const busy = ids();
       behave(busy, { sleepMs: 60_000 });
       const first = (await call(api.url, 'POST', '/jobs', auth, recordingJob(busy))).json.id;
-      await waitFor('first running', async () => (await call(api.url, 'GET', `/jobs/${first}`, auth)).json.status === 'running');
+      await waitFor(
+        'first running',
+        async () => (await call(api.url, 'GET', `/jobs/${first}`, auth)).json.status === 'running',
+      );
 
       const toCancel = (await call(api.url, 'POST', '/jobs', auth, recordingJob(ids()))).json.id;
       const late = (await call(api.url, 'POST', '/jobs', auth, recordingJob(ids()))).json.id;
-      const fileJob = (await call(api.url, 'POST', '/jobs', auth, {
-        type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
-        input_data: { media_url: 'file:///recordings/call.mp4' },
-      })).json.id;
+      const fileJob = (
+        await call(api.url, 'POST', '/jobs', auth, {
+          type: 'transcribing',
+          max_duration_sec: 60,
+          runner: 'mattermost/calls-transcriber:v0.7.1',
+          input_data: { media_url: 'file:///recordings/call.mp4' },
+        })
+      ).json.id;
 
       const canceled = await call(api.url, 'POST', `/jobs/${toCancel}/stop`, auth);
       assert.equal(canceled.json.status, 'canceled');
       assert.ok(canceled.json.stop_at);
 
-      const failed = await waitFor('start timeout', async () => {
-        const j = (await call(api.url, 'GET', `/jobs/${late}`, auth)).json;
-        return j.status === 'failed' ? j : undefined;
-      }, 10_000);
+      const failed = await waitFor(
+        'start timeout',
+        async () => {
+          const j = (await call(api.url, 'GET', `/jobs/${late}`, auth)).json;
+          return j.status === 'failed' ? j : undefined;
+        },
+        10_000,
+      );
       assert.equal(failed.error, 'could not start within 2 s: all 1 job slots (JOBS_MAXCONCURRENTJOBS) stayed busy');
 
       // A transcription of a finished file is not live: it waits for a slot instead.
       assert.equal((await call(api.url, 'GET', `/jobs/${fileJob}`, auth)).json.status, 'queued');
       await call(api.url, 'POST', `/jobs/${first}/stop`, auth);
-      await waitFor('file job ran', async () => (await call(api.url, 'GET', `/jobs/${fileJob}`, auth)).json.status === 'succeeded');
+      await waitFor(
+        'file job ran',
+        async () => (await call(api.url, 'GET', `/jobs/${fileJob}`, auth)).json.status === 'succeeded',
+      );
       assert.equal(runs(toCancel).length, 0, 'a canceled job never runs');
       assert.equal(runs(late).length, 0);
     } finally {

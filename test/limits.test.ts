@@ -7,7 +7,9 @@ import { Sweeper } from '../src/queue/sweeper.js';
 import { createLogger } from '../src/log.js';
 
 const fileJob = {
-  type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1',
+  type: 'transcribing',
+  max_duration_sec: 60,
+  runner: 'mattermost/calls-transcriber:v0.7.1',
   input_data: { media_url: 'file:///recordings/call.mp4' },
 };
 
@@ -78,9 +80,17 @@ describe('API limits', () => {
     const client = ids();
     await clients.register(client, 'k'.repeat(40), 10);
     const job = await call(suite.api.url, 'POST', '/jobs', basic(client, 'k'.repeat(40)), fileJob);
-    const sweeper = new Sweeper(store, {
-      maxConcurrentJobs: 2, startTimeoutMs: 60_000, queueTimeoutMs: 3_600_000, leaseMs: 15_000, maxLogBytes: 10_000,
-    }, createLogger(suite.api.config, 'test'));
+    const sweeper = new Sweeper(
+      store,
+      {
+        maxConcurrentJobs: 2,
+        startTimeoutMs: 60_000,
+        queueTimeoutMs: 3_600_000,
+        leaseMs: 15_000,
+        maxLogBytes: 10_000,
+      },
+      createLogger(suite.api.config, 'test'),
+    );
     const created = (await store.get(job.json.id))!.created_at;
     await sweeper.sweep(created + 120_000);
     assert.equal((await store.get(job.json.id))!.status, 'queued', 'a file job outlives the live start timeout');

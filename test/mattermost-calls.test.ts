@@ -17,7 +17,11 @@ import { librivox, speechTrack, writeWav } from './speech.js';
 
 /** The longest run of silence (s) in a file's audio, in 50 ms steps. */
 function longestSilence(file: string): { longest: number; seconds: number } {
-  const pcm = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-ac', '1', '-ar', '8000', '-f', 's16le', '-'], { maxBuffer: 64 * 1024 * 1024 });
+  const pcm = execFileSync(
+    'ffmpeg',
+    ['-loglevel', 'error', '-i', file, '-ac', '1', '-ar', '8000', '-f', 's16le', '-'],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
   const step = 800; // 50 ms of 16-bit samples at 8 kHz
   let run = 0;
   let longest = 0;
@@ -44,28 +48,61 @@ describe('jobs on a Mattermost call', () => {
   });
 
   const recording = (callId: string, recordingId = ids()) => ({
-    type: 'recording', max_duration_sec: 600, runner: 'mattermost/calls-recorder:v0.8.13',
+    type: 'recording',
+    max_duration_sec: 600,
+    runner: 'mattermost/calls-recorder:v0.8.13',
     input_data: {
-      site_url: mm.url, call_id: callId, post_id: ids(), recording_id: recordingId, auth_token: authToken,
-      width: 1280, height: 720, video_rate: 1000, audio_rate: 64, frame_rate: 15, video_preset: 'ultrafast', output_format: 'mp4',
+      site_url: mm.url,
+      call_id: callId,
+      post_id: ids(),
+      recording_id: recordingId,
+      auth_token: authToken,
+      width: 1280,
+      height: 720,
+      video_rate: 1000,
+      audio_rate: 64,
+      frame_rate: 15,
+      video_preset: 'ultrafast',
+      output_format: 'mp4',
     },
   });
   const transcription = (callId: string, transcriptionId = ids()) => ({
-    type: 'transcribing', max_duration_sec: 1200, runner: 'mattermost/calls-transcriber:v0.7.2',
+    type: 'transcribing',
+    max_duration_sec: 1200,
+    runner: 'mattermost/calls-transcriber:v0.7.2',
     input_data: {
-      site_url: mm.url, call_id: callId, post_id: ids(), transcription_id: transcriptionId, auth_token: authToken,
-      transcribe_api: 'pocketsphinx', transcribe_api_options: 'null', model_size: 'base', num_threads: 1, output_format: 'vtt', live_captions_on: false,
+      site_url: mm.url,
+      call_id: callId,
+      post_id: ids(),
+      transcription_id: transcriptionId,
+      auth_token: authToken,
+      transcribe_api: 'pocketsphinx',
+      transcribe_api_options: 'null',
+      model_size: 'base',
+      num_threads: 1,
+      output_format: 'vtt',
+      live_captions_on: false,
     },
   });
   /** A person on the call whose microphone plays `input` (a WAV, or a lavfi source) for `seconds`. */
   const speaker = async (callId: string, user: string, seconds: number, input: string) => {
-    const p = new HeadlessParticipant({ siteUrl: mm.url, callId, token: mm.userToken(callId, user, user), subscribe: 'none' });
+    const p = new HeadlessParticipant({
+      siteUrl: mm.url,
+      callId,
+      token: mm.userToken(callId, user, user),
+      subscribe: 'none',
+    });
     await p.join();
     const { mic } = await p.publish('mic');
     sources.push(await opusSource((rtp) => mic.writeRtp(rtp), seconds, input));
     return p;
   };
-  const started = (jobId: string) => waitFor(`${jobId} started`, () => mm.statuses.some((s) => s.jobId === jobId && s.body.Status === 'started'), 30_000);
+  const started = (jobId: string) =>
+    waitFor(
+      `${jobId} started`,
+      () => mm.statuses.some((s) => s.jobId === jobId && s.body.Status === 'started'),
+      30_000,
+    );
 
   it('call_end from the host ends the recording and the transcription, and both deliver', async () => {
     const callId = ids();
@@ -115,7 +152,9 @@ describe('jobs on a Mattermost call', () => {
     const { longest, seconds } = longestSilence(file);
     assert.ok(seconds > 9, `recorded ${seconds} s`);
     assert.ok(longest <= cut / 1000 + 2, `longest gap ${longest} s with a ${cut / 1000} s cut`);
-    process.stdout.write(`# websocket cut ${cut / 1000} s: longest silence in the recording ${longest.toFixed(2)} s of ${seconds.toFixed(1)} s\n`);
+    process.stdout.write(
+      `# websocket cut ${cut / 1000} s: longest silence in the recording ${longest.toFixed(2)} s of ${seconds.toFixed(1)} s\n`,
+    );
   });
 
   it('a join the plugin refuses fails the job within seconds, with the reason at the plugin', async () => {

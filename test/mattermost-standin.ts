@@ -82,7 +82,8 @@ export class MattermostStandIn {
       log: createLogger(testConfig(), 'mattermost-standin'),
       policy: {
         authenticate: (token) => {
-          if (token === this.opts.authToken) return { userId: 'calls-bot-user', displayName: 'Calls', role: 'bot' } satisfies Identity;
+          if (token === this.opts.authToken)
+            return { userId: 'calls-bot-user', displayName: 'Calls', role: 'bot' } satisfies Identity;
           try {
             const c = verifyToken(this.userSecret, token);
             return { userId: c.user, displayName: c.name, role: 'participant', callId: c.call };
@@ -148,7 +149,9 @@ export class MattermostStandIn {
 
   /** The bot sessions of a call. */
   botSessions(callId: string): string[] {
-    return [...(this.calls.calls.get(callId)?.sessions.values() ?? [])].filter((s) => s.role === 'bot').map((s) => s.id);
+    return [...(this.calls.calls.get(callId)?.sessions.values() ?? [])]
+      .filter((s) => s.role === 'bot')
+      .map((s) => s.id);
   }
 
   /** The bots' websockets drop and no new one gets through for `ms` (the media path stays up). */
@@ -196,14 +199,23 @@ export class MattermostStandIn {
     }
     if (req.method === 'GET' && (m = /^\/calls\/([a-z0-9]{26})\/sessions\/([a-z0-9]+)\/profile$/.exec(route))) {
       const identity = this.calls.sessionIdentity(m[1]!, m[2]!);
-      const profile = this.opts.profiles?.[m[2]!] ?? (identity && {
-        id: identity.userId, username: identity.userId, first_name: identity.displayName.split(' ')[0]!, last_name: identity.displayName.split(' ').slice(1).join(' '),
-      });
+      const profile =
+        this.opts.profiles?.[m[2]!] ??
+        (identity && {
+          id: identity.userId,
+          username: identity.userId,
+          first_name: identity.displayName.split(' ')[0]!,
+          last_name: identity.displayName.split(' ').slice(1).join(' '),
+        });
       return profile ? reply(200, profile) : error(404, 'not found');
     }
     if (req.method === 'POST' && (m = /^\/calls\/([a-z0-9]{26})\/jobs\/([a-z0-9]{26})\/status$/.exec(route))) {
       const body = await json(req);
-      if (!body || !['recording', 'transcribing'].includes(body.JobType as string) || !['started', 'failed'].includes(body.Status as string)) {
+      if (
+        !body ||
+        !['recording', 'transcribing'].includes(body.JobType as string) ||
+        !['started', 'failed'].includes(body.Status as string)
+      ) {
         return error(400, 'invalid job status');
       }
       const job = this.jobs.get(m[2]!);
@@ -216,12 +228,23 @@ export class MattermostStandIn {
     }
     if (req.method === 'POST' && route === '/uploads') {
       const body = await json(req);
-      if (!body || typeof body.channel_id !== 'string' || typeof body.filename !== 'string' || typeof body.file_size !== 'number') {
+      if (
+        !body ||
+        typeof body.channel_id !== 'string' ||
+        typeof body.filename !== 'string' ||
+        typeof body.file_size !== 'number'
+      ) {
         return error(400, 'invalid upload session');
       }
       const session: UploadSession = {
-        id: newId(), type: 'attachment', create_at: Date.now(), user_id: 'bot', channel_id: body.channel_id,
-        filename: body.filename, file_size: body.file_size, file_offset: 0,
+        id: newId(),
+        type: 'attachment',
+        create_at: Date.now(),
+        user_id: 'bot',
+        channel_id: body.channel_id,
+        filename: body.filename,
+        file_size: body.file_size,
+        file_offset: 0,
       };
       this.uploads.set(session.id, { session, data: [] });
       return reply(200, session);
@@ -240,16 +263,22 @@ export class MattermostStandIn {
       if (upload.session.file_offset < upload.session.file_size) return reply(204);
       const name = upload.session.filename;
       const info: FileInfo = {
-        id: newId(), user_id: 'bot', channel_id: upload.session.channel_id, create_at: Date.now(), name,
-        extension: name.includes('.') ? name.slice(name.lastIndexOf('.') + 1) : '', size: upload.session.file_size,
+        id: newId(),
+        user_id: 'bot',
+        channel_id: upload.session.channel_id,
+        create_at: Date.now(),
+        name,
+        extension: name.includes('.') ? name.slice(name.lastIndexOf('.') + 1) : '',
+        size: upload.session.file_size,
         mime_type: name.endsWith('.mp4') ? 'video/mp4' : name.endsWith('.vtt') ? 'text/vtt' : 'text/plain',
       };
       this.files.set(info.id, { info, data: Buffer.concat(upload.data) });
       return reply(200, info);
     }
     if (req.method === 'POST' && (m = /^\/calls\/([a-z0-9]{26})\/recordings$/.exec(route))) {
-      const body = await json(req) as { JobID: string; FileIDs: string[]; PostID: string } | undefined;
-      if (!body?.JobID || !Array.isArray(body.FileIDs) || body.FileIDs.length === 0 || !body.PostID) return error(400, 'invalid recording info');
+      const body = (await json(req)) as { JobID: string; FileIDs: string[]; PostID: string } | undefined;
+      if (!body?.JobID || !Array.isArray(body.FileIDs) || body.FileIDs.length === 0 || !body.PostID)
+        return error(400, 'invalid recording info');
       if (!body.FileIDs.every((id) => this.files.has(id))) return error(400, 'unknown file');
       this.recordings.push({ callId: m[1]!, body });
       return reply(200, { message: 'success' });
@@ -257,7 +286,8 @@ export class MattermostStandIn {
     if (req.method === 'POST' && (m = /^\/calls\/([a-z0-9]{26})\/transcriptions$/.exec(route))) {
       const body = await json(req);
       const tr = (body?.Transcriptions as { FileIDs?: string[] }[] | undefined)?.[0];
-      if (!body?.JobID || !body.PostID || !tr?.FileIDs || tr.FileIDs.length !== 2) return error(400, 'invalid transcription info');
+      if (!body?.JobID || !body.PostID || !tr?.FileIDs || tr.FileIDs.length !== 2)
+        return error(400, 'invalid transcription info');
       this.transcriptions.push({ callId: m[1]!, body });
       return reply(200, { message: 'success' });
     }

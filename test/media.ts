@@ -14,19 +14,33 @@ export function speechWav(dir: string, text: string, name = 'speech.wav'): strin
 }
 
 /** ffmpeg sending RTP to a loopback port; each packet goes to `onPacket`. */
-export async function rtpSource(onPacket: (rtp: RtpPacket) => void, input: string[], codec: string[]): Promise<ChildProcess> {
+export async function rtpSource(
+  onPacket: (rtp: RtpPacket) => void,
+  input: string[],
+  codec: string[],
+): Promise<ChildProcess> {
   const socket = createSocket('udp4');
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
   socket.on('message', (msg) => onPacket(RtpPacket.deSerialize(msg)));
   const { port } = socket.address();
-  const ffmpeg = spawn('ffmpeg', ['-loglevel', 'error', '-re', ...input, ...codec, '-f', 'rtp', `rtp://127.0.0.1:${port}`], { stdio: 'ignore' });
+  const ffmpeg = spawn(
+    'ffmpeg',
+    ['-loglevel', 'error', '-re', ...input, ...codec, '-f', 'rtp', `rtp://127.0.0.1:${port}`],
+    { stdio: 'ignore' },
+  );
   ffmpeg.on('exit', () => socket.close());
   return ffmpeg;
 }
 
 /** Opus RTP of a tone (lavfi source) or a file, for `seconds`. */
-export function opusSource(onPacket: (rtp: RtpPacket) => void, seconds: number, input = 'sine=frequency=440'): Promise<ChildProcess> {
-  const args = input.includes('=') ? ['-f', 'lavfi', '-i', `${input}:duration=${seconds}`] : ['-t', String(seconds), '-i', input];
+export function opusSource(
+  onPacket: (rtp: RtpPacket) => void,
+  seconds: number,
+  input = 'sine=frequency=440',
+): Promise<ChildProcess> {
+  const args = input.includes('=')
+    ? ['-f', 'lavfi', '-i', `${input}:duration=${seconds}`]
+    : ['-t', String(seconds), '-i', input];
   return rtpSource(onPacket, args, ['-c:a', 'libopus', '-b:a', '32k', '-payload_type', '111']);
 }
 
@@ -39,36 +53,129 @@ export const slides = (size: string, rate: number) =>
   `drawbox=x='mod(t*120\\,1100)':y=400:w=20:h=20:c=black:t=fill`;
 
 /** VP8 RTP of ffmpeg's moving test pattern, for `seconds`. */
-export function vp8Source(onPacket: (rtp: RtpPacket) => void, seconds: number, size = '640x360', rate = 15): Promise<ChildProcess> {
-  return rtpSource(onPacket, ['-f', 'lavfi', '-t', String(seconds), '-i', `testsrc2=size=${size}:rate=${rate}`],
-    ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '600k', '-g', String(rate * 2), '-payload_type', '96']);
+export function vp8Source(
+  onPacket: (rtp: RtpPacket) => void,
+  seconds: number,
+  size = '640x360',
+  rate = 15,
+): Promise<ChildProcess> {
+  return rtpSource(
+    onPacket,
+    ['-f', 'lavfi', '-t', String(seconds), '-i', `testsrc2=size=${size}:rate=${rate}`],
+    [
+      '-c:v',
+      'libvpx',
+      '-deadline',
+      'realtime',
+      '-cpu-used',
+      '8',
+      '-b:v',
+      '600k',
+      '-g',
+      String(rate * 2),
+      '-payload_type',
+      '96',
+    ],
+  );
 }
 
 /** H.264 RTP (baseline, parameter sets in-band as a browser sends them) of the moving test pattern. */
-export function h264Source(onPacket: (rtp: RtpPacket) => void, seconds: number, size = '640x360', rate = 15): Promise<ChildProcess> {
-  return rtpSource(onPacket, ['-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=${rate}:duration=${seconds}`],
-    ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', String(rate), '-bsf:v', 'dump_extra', '-payload_type', '102']);
+export function h264Source(
+  onPacket: (rtp: RtpPacket) => void,
+  seconds: number,
+  size = '640x360',
+  rate = 15,
+): Promise<ChildProcess> {
+  return rtpSource(
+    onPacket,
+    ['-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=${rate}:duration=${seconds}`],
+    [
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-tune',
+      'zerolatency',
+      '-profile:v',
+      'baseline',
+      '-pix_fmt',
+      'yuv420p',
+      '-g',
+      String(rate),
+      '-bsf:v',
+      'dump_extra',
+      '-payload_type',
+      '102',
+    ],
+  );
 }
 
 /**
  * One ffmpeg sending VP8 and Opus from one clock: every 2 s, the picture turns white for 200 ms
  * and a 1 kHz beep plays for the same 200 ms. For checking audio/video sync downstream.
  */
-export async function flashAndBeep(onVideo: (rtp: RtpPacket) => void, onAudio: (rtp: RtpPacket) => void, seconds: number): Promise<ChildProcess> {
-  const sockets = await Promise.all([onVideo, onAudio].map(async (handler) => {
-    const socket = createSocket('udp4');
-    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-    socket.on('message', (msg) => handler(RtpPacket.deSerialize(msg)));
-    return socket;
-  }));
+export async function flashAndBeep(
+  onVideo: (rtp: RtpPacket) => void,
+  onAudio: (rtp: RtpPacket) => void,
+  seconds: number,
+): Promise<ChildProcess> {
+  const sockets = await Promise.all(
+    [onVideo, onAudio].map(async (handler) => {
+      const socket = createSocket('udp4');
+      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+      socket.on('message', (msg) => handler(RtpPacket.deSerialize(msg)));
+      return socket;
+    }),
+  );
   const [v, a] = sockets.map((s) => s.address().port);
-  const ffmpeg = spawn('ffmpeg', [
-    '-loglevel', 'error', '-re',
-    '-f', 'lavfi', '-i', `color=c=black:s=640x360:r=15:d=${seconds},drawbox=c=white:t=fill:enable='lt(mod(t,2),0.2)'`,
-    '-re', '-f', 'lavfi', '-i', `sine=frequency=1000:duration=${seconds},volume='if(lt(mod(t,2),0.2),1,0)':eval=frame`,
-    '-map', '0:v', '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '400k', '-g', '15', '-payload_type', '96', '-f', 'rtp', `rtp://127.0.0.1:${v}`,
-    '-map', '1:a', '-c:a', 'libopus', '-b:a', '32k', '-payload_type', '111', '-f', 'rtp', `rtp://127.0.0.1:${a}`,
-  ], { stdio: 'ignore' });
-  ffmpeg.on('exit', () => sockets.forEach((s) => s.close()));
+  const ffmpeg = spawn(
+    'ffmpeg',
+    [
+      '-loglevel',
+      'error',
+      '-re',
+      '-f',
+      'lavfi',
+      '-i',
+      `color=c=black:s=640x360:r=15:d=${seconds},drawbox=c=white:t=fill:enable='lt(mod(t,2),0.2)'`,
+      '-re',
+      '-f',
+      'lavfi',
+      '-i',
+      `sine=frequency=1000:duration=${seconds},volume='if(lt(mod(t,2),0.2),1,0)':eval=frame`,
+      '-map',
+      '0:v',
+      '-c:v',
+      'libvpx',
+      '-deadline',
+      'realtime',
+      '-cpu-used',
+      '8',
+      '-b:v',
+      '400k',
+      '-g',
+      '15',
+      '-payload_type',
+      '96',
+      '-f',
+      'rtp',
+      `rtp://127.0.0.1:${v}`,
+      '-map',
+      '1:a',
+      '-c:a',
+      'libopus',
+      '-b:a',
+      '32k',
+      '-payload_type',
+      '111',
+      '-f',
+      'rtp',
+      `rtp://127.0.0.1:${a}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  ffmpeg.on('exit', () => {
+    for (const s of sockets) s.close();
+  });
   return ffmpeg;
 }

@@ -30,14 +30,18 @@ describe('openapi.yaml', () => {
   });
 
   const serverRoutes = () =>
-    new Set(routes.flatMap((r) => {
-      const path = r.url.startsWith(DASHBOARD_PATH) ? DASHBOARD_PATH : r.url.replace(/:([A-Za-z_]+)/g, '{$1}');
-      const methods = (Array.isArray(r.method) ? r.method : [r.method]).filter((m) => m !== 'HEAD');
-      return r.url.startsWith(DASHBOARD_PATH) ? [`GET ${path}`] : methods.map((m) => `${m} ${path}`);
-    }));
+    new Set(
+      routes.flatMap((r) => {
+        const path = r.url.startsWith(DASHBOARD_PATH) ? DASHBOARD_PATH : r.url.replace(/:([A-Za-z_]+)/g, '{$1}');
+        const methods = (Array.isArray(r.method) ? r.method : [r.method]).filter((m) => m !== 'HEAD');
+        return r.url.startsWith(DASHBOARD_PATH) ? [`GET ${path}`] : methods.map((m) => `${m} ${path}`);
+      }),
+    );
   const documented = () => {
     const doc = parse(committed) as { paths: Record<string, Record<string, unknown>> };
-    return new Set(Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)));
+    return new Set(
+      Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)),
+    );
   };
 
   it('documents every server route', () => {
@@ -59,7 +63,9 @@ describe('openapi.yaml', () => {
     const doc = parse(committed);
     const body = doc.paths['/jobs'].post.requestBody.content['application/json'].schema;
     assert.deepEqual(body.required, ['type', 'max_duration_sec', 'runner']);
-    const recording = body.allOf.find((c: { if: { properties: { type: { const: string } } } }) => c.if.properties.type.const === 'recording');
+    const recording = body.allOf.find(
+      (c: { if: { properties: { type: { const: string } } } }) => c.if.properties.type.const === 'recording',
+    );
     assert.equal(recording.then.properties.input_data.properties.width.maximum, 3840);
   });
 });

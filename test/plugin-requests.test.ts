@@ -11,7 +11,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import semver from 'semver';
-import { type Api, type InProcessWorker, basic, call, cleanup, ids, recordingJob, startApi, startWorker, suiteApi, testConfig, waitFor } from './helpers.js';
+import {
+  type Api,
+  type InProcessWorker,
+  basic,
+  call,
+  cleanup,
+  ids,
+  recordingJob,
+  startApi,
+  startWorker,
+  suiteApi,
+  testConfig,
+  waitFor,
+} from './helpers.js';
 import { MattermostStandIn } from './mattermost-standin.js';
 import { JobProgramHarness } from './job-program.js';
 import { ServiceStack } from './service-stack.js';
@@ -53,7 +66,9 @@ function pluginAccepts(buildVersion: string, minVersion = 'v0.9.0'): 'skipped' |
   // Masterminds/semver NewVersion takes an optional leading v, as semver.parse does.
   const current = semver.parse(buildVersion);
   if (!current) return `failed to parse currVersion ${buildVersion}`;
-  return semver.compare(current, semver.parse(minVersion)!) < 0 ? `${buildVersion} is lower than ${minVersion}` : 'accepted';
+  return semver.compare(current, semver.parse(minVersion)!) < 0
+    ? `${buildVersion} is lower than ${minVersion}`
+    : 'accepted';
 }
 
 describe('requests exactly as the Calls plugin sends them', () => {
@@ -89,15 +104,29 @@ describe('requests exactly as the Calls plugin sends them', () => {
     assert.equal(plain.json.input_data.transcribe_api_options, 'null');
 
     const key = `azure-key-${randomBytes(8).toString('hex')}`;
-    const azure = await call(suite.api.url, 'POST', '/jobs', auth, transcribingJob(
-      { AZURE_SPEECH_KEY: key, AZURE_SPEECH_REGION: 'westeurope' },
-      { num_threads: '4', live_captions_on: 'true', tls_ca_cert_file: '/etc/ssl/mm-ca.pem', some_future_setting: 'x' },
-    ));
+    const azure = await call(
+      suite.api.url,
+      'POST',
+      '/jobs',
+      auth,
+      transcribingJob(
+        { AZURE_SPEECH_KEY: key, AZURE_SPEECH_REGION: 'westeurope' },
+        {
+          num_threads: '4',
+          live_captions_on: 'true',
+          tls_ca_cert_file: '/etc/ssl/mm-ca.pem',
+          some_future_setting: 'x',
+        },
+      ),
+    );
     assert.equal(azure.status, 200, azure.text);
     assert.equal(azure.json.input_data.transcribe_api, 'azure');
     assert.equal(azure.json.input_data.num_threads, 4);
     assert.equal(azure.json.input_data.live_captions_on, true);
-    assert.deepEqual(JSON.parse(azure.json.input_data.transcribe_api_options), { AZURE_SPEECH_KEY: '********', AZURE_SPEECH_REGION: '********' });
+    assert.deepEqual(JSON.parse(azure.json.input_data.transcribe_api_options), {
+      AZURE_SPEECH_KEY: '********',
+      AZURE_SPEECH_REGION: '********',
+    });
     assert.ok(!azure.text.includes(key), 'the key is not in the answer');
     const stored = await suite.api.services.redis.hgetall(suite.api.services.store.keys.job(azure.json.id));
     assert.ok(!JSON.stringify(stored).includes(key), 'the key is not in the job record');
@@ -106,19 +135,49 @@ describe('requests exactly as the Calls plugin sends them', () => {
   });
 
   for (const [name, input, message] of [
-    ['options that are not JSON', { transcribe_api_options: '{AZURE_SPEECH_KEY: k' }, /^input_data\.transcribe_api_options must be a JSON string of an object or null$/],
-    ['options that are a JSON list', { transcribe_api_options: '[1]' }, /^input_data\.transcribe_api_options must be a JSON string of an object or null$/],
+    [
+      'options that are not JSON',
+      { transcribe_api_options: '{AZURE_SPEECH_KEY: k' },
+      /^input_data\.transcribe_api_options must be a JSON string of an object or null$/,
+    ],
+    [
+      'options that are a JSON list',
+      { transcribe_api_options: '[1]' },
+      /^input_data\.transcribe_api_options must be a JSON string of an object or null$/,
+    ],
     ['an override that is not a number', { num_threads: 'four' }, /^input_data\.num_threads must be an integer$/],
-    ['an override that is not a boolean', { live_captions_on: 'yes' }, /^input_data\.live_captions_on must be a boolean$/],
+    [
+      'an override that is not a boolean',
+      { live_captions_on: 'yes' },
+      /^input_data\.live_captions_on must be a boolean$/,
+    ],
     ['an extra key with an upper-case name', { LD_PRELOAD: '/x.so' }, /^input_data key "LD_PRELOAD" is not valid/],
     ['an extra key of 65 characters', { ['k'.repeat(65)]: 'x' }, /^input_data key "k{64}" is not valid/],
     ['an extra value that is an object', { extra: { a: 1 } }, /^input_data\.extra must be a string$/],
-    ['an extra value over 4096 characters', { extra: 'x'.repeat(4097) }, /^input_data\.extra must be at most 4096 characters$/],
-    ['more than 64 keys', Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`extra_${i}`, 'x'])), /^input_data must have at most 64 keys$/],
-    ['a CA file that is not an absolute path', { tls_ca_cert_file: 'ca.pem' }, /^input_data\.tls_ca_cert_file must match/],
+    [
+      'an extra value over 4096 characters',
+      { extra: 'x'.repeat(4097) },
+      /^input_data\.extra must be at most 4096 characters$/,
+    ],
+    [
+      'more than 64 keys',
+      Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`extra_${i}`, 'x'])),
+      /^input_data must have at most 64 keys$/,
+    ],
+    [
+      'a CA file that is not an absolute path',
+      { tls_ca_cert_file: 'ca.pem' },
+      /^input_data\.tls_ca_cert_file must match/,
+    ],
   ] as const) {
     it(`refuses ${name}, naming the field and not echoing a secret`, async () => {
-      const r = await call(suite.api.url, 'POST', '/jobs', auth, transcribingJob(null, input as Record<string, string>));
+      const r = await call(
+        suite.api.url,
+        'POST',
+        '/jobs',
+        auth,
+        transcribingJob(null, input as Record<string, string>),
+      );
       assert.equal(r.status, 400, r.text);
       assert.match(r.json.error, message);
       assert.ok(!r.text.includes('AZURE_SPEECH_KEY'));
@@ -153,10 +212,14 @@ describe('no input reaches a job program as a variable that changes how it runs'
     const r = await call(api.url, 'POST', '/jobs', auth, recordingJob(ids(), hostile));
     assert.equal(r.status, 200, r.text);
     const id = r.json.id;
-    const job = await waitFor('job finished', async () => {
-      const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
-      return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
-    }, 30_000);
+    const job = await waitFor(
+      'job finished',
+      async () => {
+        const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
+        return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
+      },
+      30_000,
+    );
     assert.equal(job.status, 'succeeded', job.error);
     const env = JSON.parse(readFileSync(join(worker.worker.jobsDir, id, 'env.json'), 'utf8')) as Record<string, string>;
     assert.equal(env.NODE_OPTIONS, process.env.NODE_OPTIONS);
@@ -169,7 +232,10 @@ describe('no input reaches a job program as a variable that changes how it runs'
     const log = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
     const notes = log.split('\n').filter((l) => l.includes('ignored'));
     assert.equal(notes.length, 1, log);
-    assert.match(notes[0]!, /input_data keys this service does not use, ignored: node_options, ld_preload, path, job_id, redis_url/);
+    assert.match(
+      notes[0]!,
+      /input_data keys this service does not use, ignored: node_options, ld_preload, path, job_id, redis_url/,
+    );
   });
 });
 
@@ -177,17 +243,67 @@ describe('HTTPS to a site whose certificate comes from a private CA', () => {
   const dir = mkdtempSync(join(tmpdir(), 'co-tls-'));
   const token = ids();
   let mm: MattermostStandIn;
-  const h = new JobProgramHarness(fileURLToPath(new URL('../workers/transcriber/main.js', import.meta.url)), [47600, 47620]);
+  const h = new JobProgramHarness(
+    fileURLToPath(new URL('../workers/transcriber/main.js', import.meta.url)),
+    [47600, 47620],
+  );
   let media = '';
 
   before(async () => {
     const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=Test Private CA',
-      '-keyout', 'ca.key', '-out', 'ca.pem');
-    ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=mattermost', '-keyout', 'site.key', '-out', 'site.csr');
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=Test Private CA',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+    );
+    ssl(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-subj',
+      '/CN=mattermost',
+      '-keyout',
+      'site.key',
+      '-out',
+      'site.csr',
+    );
     writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-    ssl('x509', '-req', '-in', 'site.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'san.ext', '-out', 'site.pem');
-    mm = new MattermostStandIn({ authToken: token, tls: { key: readFileSync(join(dir, 'site.key'), 'utf8'), cert: readFileSync(join(dir, 'site.pem'), 'utf8') } });
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      'site.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-extfile',
+      'san.ext',
+      '-out',
+      'site.pem',
+    );
+    mm = new MattermostStandIn({
+      authToken: token,
+      tls: { key: readFileSync(join(dir, 'site.key'), 'utf8'), cert: readFileSync(join(dir, 'site.pem'), 'utf8') },
+    });
     await mm.start();
     await h.start();
     media = join(dir, 'speech.wav');
@@ -199,18 +315,31 @@ describe('HTTPS to a site whose certificate comes from a private CA', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const transcribe = (name: string, extra: Record<string, string>) => h.run({
-    JOB_ID: ids(), JOB_DIR: join(dir, name), ARTIFACTS_DIR: join(dir, `${name}-artifacts`), TRANSCRIBE_API: 'pocketsphinx',
-    MEDIA_URL: pathToFileURL(media).href, MEDIA_URL_ALLOW: `${pathToFileURL(dir).href}/`, SITE_URL: mm.url, CALL_ID: ids(), POST_ID: ids(), TRANSCRIPTION_ID: ids(), AUTH_TOKEN: token,
-    ...extra,
-  });
+  const transcribe = (name: string, extra: Record<string, string>) =>
+    h.run({
+      JOB_ID: ids(),
+      JOB_DIR: join(dir, name),
+      ARTIFACTS_DIR: join(dir, `${name}-artifacts`),
+      TRANSCRIBE_API: 'pocketsphinx',
+      MEDIA_URL: pathToFileURL(media).href,
+      MEDIA_URL_ALLOW: `${pathToFileURL(dir).href}/`,
+      SITE_URL: mm.url,
+      CALL_ID: ids(),
+      POST_ID: ids(),
+      TRANSCRIPTION_ID: ids(),
+      AUTH_TOKEN: token,
+      ...extra,
+    });
 
   it('delivers with TLS_CA_CERT_FILE naming the CA', async () => {
     const job = transcribe('with-ca', { TLS_CA_CERT_FILE: join(dir, 'ca.pem') });
     const [code] = await job.exited;
     assert.equal(code, 0, job.output());
     assert.equal(mm.transcriptions.length, 1);
-    assert.ok(mm.log.some((l) => l.startsWith('POST /plugins/com.mattermost.calls/bot/uploads/')), mm.log.join('\n'));
+    assert.ok(
+      mm.log.some((l) => l.startsWith('POST /plugins/com.mattermost.calls/bot/uploads/')),
+      mm.log.join('\n'),
+    );
   });
 
   it('fails at once without it, saying the certificate is not trusted and how to fix it', async () => {
@@ -241,7 +370,10 @@ describe('an Azure transcription job', () => {
 
   it('fails at start saying which engines there are, tells the plugin, and its key goes nowhere', async () => {
     const key = `azure-key-${randomBytes(8).toString('hex')}`;
-    const body = transcribingJob({ AZURE_SPEECH_KEY: key, AZURE_SPEECH_REGION: 'westeurope' }, { site_url: stack.mm.url, auth_token: stack.authToken });
+    const body = transcribingJob(
+      { AZURE_SPEECH_KEY: key, AZURE_SPEECH_REGION: 'westeurope' },
+      { site_url: stack.mm.url, auth_token: stack.authToken },
+    );
     const created = await stack.request('POST', '/jobs', body);
     assert.equal(created.status, 200, created.text);
     const { job, log } = await stack.finished(created.json.id, 60_000);
@@ -251,8 +383,12 @@ describe('an Azure transcription job', () => {
     assert.equal(told?.body.Status, 'failed');
     assert.match(String(told?.body.omitempty), /no Azure speech engine/);
     const everything = [
-      JSON.stringify(job), log, JSON.stringify(await stack.api.services.redis.hgetall(stack.api.services.store.keys.job(job.id))),
-      ...readdirSync(join(stack.config.dataDir, 'jobs', job.id)).map((f) => readFileSync(join(stack.config.dataDir, 'jobs', job.id, f), 'utf8')),
+      JSON.stringify(job),
+      log,
+      JSON.stringify(await stack.api.services.redis.hgetall(stack.api.services.store.keys.job(job.id))),
+      ...readdirSync(join(stack.config.dataDir, 'jobs', job.id)).map((f) =>
+        readFileSync(join(stack.config.dataDir, 'jobs', job.id, f), 'utf8'),
+      ),
     ];
     for (const text of everything) assert.ok(!text.includes(key), text.slice(0, 200));
   });

@@ -24,37 +24,92 @@ function colourTrack(dir: string, name: string, colour: string, seconds: number,
   const file = join('tracks', `${name}.webm`);
   mkdirSync(join(dir, 'tracks'), { recursive: true });
   const second = then ? `,drawbox=c=${then}:t=fill:enable='gte(t,${seconds / 2})'` : '';
-  execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', `color=c=${colour}:s=640x360:r=15:d=${seconds}${second}`, '-c:v', 'libvpx', '-b:v', '200k', '-g', '15', join(dir, file)]);
+  execFileSync('ffmpeg', [
+    '-loglevel',
+    'error',
+    '-f',
+    'lavfi',
+    '-i',
+    `color=c=${colour}:s=640x360:r=15:d=${seconds}${second}`,
+    '-c:v',
+    'libvpx',
+    '-b:v',
+    '200k',
+    '-g',
+    '15',
+    join(dir, file),
+  ]);
   return file;
 }
 
 /** The mean colour (r, g, b) of a region in every frame of the composed file. */
 function regionColours(file: string, crop: string): [number, number, number][] {
-  const raw = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-vf', `crop=${crop},scale=1:1`, '-pix_fmt', 'rgb24', '-f', 'rawvideo', '-'], { maxBuffer: 64 * 1024 * 1024 });
+  const raw = execFileSync(
+    'ffmpeg',
+    ['-loglevel', 'error', '-i', file, '-vf', `crop=${crop},scale=1:1`, '-pix_fmt', 'rgb24', '-f', 'rawvideo', '-'],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
   return Array.from({ length: raw.length / 3 }, (_, i) => [raw[i * 3]!, raw[i * 3 + 1]!, raw[i * 3 + 2]!]);
 }
 
 /** Which named colour each frame shows: red, blue, green or the dark background. */
-const named = ([r, g, b]: [number, number, number]) => (r > 180 && g < 80 ? 'red' : b > 180 && r < 80 ? 'blue' : g > 100 && r < 80 && b < 80 ? 'green' : r < 50 && g < 50 && b < 50 ? 'bg' : `?${r},${g},${b}`);
+const named = ([r, g, b]: [number, number, number]) =>
+  r > 180 && g < 80
+    ? 'red'
+    : b > 180 && r < 80
+      ? 'blue'
+      : g > 100 && r < 80 && b < 80
+        ? 'green'
+        : r < 50 && g < 50 && b < 50
+          ? 'bg'
+          : `?${r},${g},${b}`;
 
 /** Runs of equal names as [name, frames]. */
 function runs(names: string[]): [string, number][] {
   const out: [string, number][] = [];
-  for (const n of names) (out.at(-1)?.[0] === n ? out.at(-1)![1]++ : out.push([n, 1]));
+  for (const n of names) out.at(-1)?.[0] === n ? out.at(-1)![1]++ : out.push([n, 1]);
   return out;
 }
 
-const track = (file: string, sessionId: string, source: 'camera' | 'screen', mediaMs: number, endMs: number): TrackEntry =>
-  ({ file, sessionId, userId: sessionId, displayName: sessionId, source, startMs: mediaMs, mediaMs, endMs });
+const track = (
+  file: string,
+  sessionId: string,
+  source: 'camera' | 'screen',
+  mediaMs: number,
+  endMs: number,
+): TrackEntry => ({
+  file,
+  sessionId,
+  userId: sessionId,
+  displayName: sessionId,
+  source,
+  startMs: mediaMs,
+  mediaMs,
+  endMs,
+});
 
 /**
  * Composes a recording directory as the recorder does: with `partMs`, the first part while the
  * "call" is still at `durationMs`, the rest at the end, then the join.
  */
-async function compose(dir: string, tracks: TrackEntry[], events: CallEvent[], durationMs: number, partMs: number): Promise<string> {
-  writeFileSync(join(dir, 'tracks.jsonl'), tracks.map((t) => JSON.stringify(t)).join('\n') + '\n');
-  writeFileSync(join(dir, 'events.jsonl'), events.map((e) => JSON.stringify(e)).join('\n') + (events.length ? '\n' : ''));
-  const parts = new Parts(dir, { ...recorderDefaults, call_id: 'c', width: 1280, height: 720, frame_rate: FPS, video_preset: 'ultrafast' }, partMs, () => undefined);
+async function compose(
+  dir: string,
+  tracks: TrackEntry[],
+  events: CallEvent[],
+  durationMs: number,
+  partMs: number,
+): Promise<string> {
+  writeFileSync(join(dir, 'tracks.jsonl'), `${tracks.map((t) => JSON.stringify(t)).join('\n')}\n`);
+  writeFileSync(
+    join(dir, 'events.jsonl'),
+    events.map((e) => JSON.stringify(e)).join('\n') + (events.length ? '\n' : ''),
+  );
+  const parts = new Parts(
+    dir,
+    { ...recorderDefaults, call_id: 'c', width: 1280, height: 720, frame_rate: FPS, video_preset: 'ultrafast' },
+    partMs,
+    () => undefined,
+  );
   parts.whileCapturing({ elapsedMs: durationMs, checkpoint: () => undefined, requestKeyframes: () => undefined });
   const output = join(dir, 'recording.mp4');
   await parts.finish(durationMs, output);
@@ -81,7 +136,14 @@ describe('recorder compose', () => {
       const ann = regionColours(file, '200:200:220:260').map(named);
       const bob = regionColours(file, '200:200:860:260').map(named);
       assert.equal(ann.length, 7 * FPS);
-      assert.deepEqual(runs(ann), [['bg', 10], ['red', 10], ['green', 10], ['bg', 10], ['blue', 20], ['bg', 10]]);
+      assert.deepEqual(runs(ann), [
+        ['bg', 10],
+        ['red', 10],
+        ['green', 10],
+        ['bg', 10],
+        ['blue', 20],
+        ['bg', 10],
+      ]);
       assert.deepEqual(runs(bob), [['bg', 70]]);
     });
   }
@@ -89,10 +151,49 @@ describe('recorder compose', () => {
   it('joins the voices of parts without a seam: a steady tone stays steady across part boundaries', async () => {
     const dir = join(root, 'voice');
     mkdirSync(join(dir, 'tracks'), { recursive: true });
-    execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:duration=7', '-c:a', 'libopus', '-b:a', '64k', join(dir, 'tracks', 'tone.webm')]);
-    const mic: TrackEntry = { file: join('tracks', 'tone.webm'), sessionId: 'ann', userId: 'ann', displayName: 'Ann', source: 'mic', startMs: 0, mediaMs: 0, endMs: 7000 };
-    const file = await compose(dir, [mic], [{ t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' }], 7000, 2000);
-    const pcm = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-ac', '1', '-ar', '8000', '-f', 's16le', '-']);
+    execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440:duration=7',
+      '-c:a',
+      'libopus',
+      '-b:a',
+      '64k',
+      join(dir, 'tracks', 'tone.webm'),
+    ]);
+    const mic: TrackEntry = {
+      file: join('tracks', 'tone.webm'),
+      sessionId: 'ann',
+      userId: 'ann',
+      displayName: 'Ann',
+      source: 'mic',
+      startMs: 0,
+      mediaMs: 0,
+      endMs: 7000,
+    };
+    const file = await compose(
+      dir,
+      [mic],
+      [{ t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' }],
+      7000,
+      2000,
+    );
+    const pcm = execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-i',
+      file,
+      '-ac',
+      '1',
+      '-ar',
+      '8000',
+      '-f',
+      's16le',
+      '-',
+    ]);
     const rms = Array.from({ length: Math.floor(pcm.length / 160) }, (_, w) => {
       let sum = 0;
       for (let i = w * 160; i < w * 160 + 160; i += 2) sum += pcm.readInt16LE(i) ** 2;
@@ -101,17 +202,33 @@ describe('recorder compose', () => {
     // 10 ms windows from 0.1 s to 6.9 s: the boundaries at 2, 4 and 6 s included.
     const steady = rms.slice(10, 690);
     const median = [...steady].sort((a, b) => a - b)[steady.length >> 1]!;
-    const off = steady.map((r, w) => [(w + 10) / 100, r] as const).filter(([, r]) => Math.abs(r - median) > 0.2 * median);
+    const off = steady
+      .map((r, w) => [(w + 10) / 100, r] as const)
+      .filter(([, r]) => Math.abs(r - median) > 0.2 * median);
     assert.ok(median > 1000, `tone level ${median}`);
-    assert.deepEqual(off, [], `windows off the steady level ${median.toFixed(0)}: ${off.map(([t, r]) => `${t}s:${r.toFixed(0)}`).join(' ')}`);
+    assert.deepEqual(
+      off,
+      [],
+      `windows off the steady level ${median.toFixed(0)}: ${off.map(([t, r]) => `${t}s:${r.toFixed(0)}`).join(' ')}`,
+    );
   });
 
   it('shows a screen share full frame from the moment it started, held on its last picture if it ran short of its slot', async () => {
     // The share was announced until 5 s, but its file holds only 2 s: the last picture stays.
     const dir = join(root, 'screen');
-    const file = await compose(dir, [track(colourTrack(dir, 'green', 'green', 2), 'ann', 'screen', 2000, 5000)], [], 6000, 60_000);
+    const file = await compose(
+      dir,
+      [track(colourTrack(dir, 'green', 'green', 2), 'ann', 'screen', 2000, 5000)],
+      [],
+      6000,
+      60_000,
+    );
     const corner = regionColours(file, '100:100:0:0').map(named);
     assert.equal(corner.length, 6 * FPS);
-    assert.deepEqual(runs(corner), [['bg', 20], ['green', 30], ['bg', 10]]);
+    assert.deepEqual(runs(corner), [
+      ['bg', 20],
+      ['green', 30],
+      ['bg', 10],
+    ]);
   });
 });

@@ -21,10 +21,20 @@ const RECORDER = fileURLToPath(new URL('../workers/recorder/main.js', import.met
 const id = () => randomBytes(13).toString('hex');
 
 function probe(file: string) {
-  const out = execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name,width,height,r_frame_rate:format=duration,format_name', '-of', 'json', file]);
-  return JSON.parse(out.toString()) as { streams: { codec_type: string; codec_name: string; width?: number; height?: number; r_frame_rate?: string }[]; format: { duration: string } };
+  const out = execFileSync('ffprobe', [
+    '-v',
+    'error',
+    '-show_entries',
+    'stream=codec_type,codec_name,width,height,r_frame_rate:format=duration,format_name',
+    '-of',
+    'json',
+    file,
+  ]);
+  return JSON.parse(out.toString()) as {
+    streams: { codec_type: string; codec_name: string; width?: number; height?: number; r_frame_rate?: string }[];
+    format: { duration: string };
+  };
 }
-
 
 describe('recorder job program', () => {
   const h = new JobProgramHarness(RECORDER, [47000, 47200]);
@@ -38,7 +48,11 @@ describe('recorder job program', () => {
 
   /** Someone in the call whose microphone plays a tone for `seconds`. */
   const speaker = async (call: string, user: string, seconds: number, frequency: number) => {
-    const p = new HeadlessParticipant({ siteUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user, name: user, role: 'participant', ttlSec: 60 }) });
+    const p = new HeadlessParticipant({
+      siteUrl: h.sfuUrl,
+      callId: call,
+      token: mintToken(h.secret, { call, user, name: user, role: 'participant', ttlSec: 60 }),
+    });
     await p.join();
     const mic = (await p.publish('mic')).mic;
     h.sources.push(await opusSource((rtp) => mic.writeRtp(rtp), seconds, `sine=frequency=${frequency}`));
@@ -50,8 +64,16 @@ describe('recorder job program', () => {
     const jobDir = join(dir, name);
     const artifacts = join(dir, `${name}-artifacts`);
     const env = {
-      CALL_ID: call, WIDTH: '1280', HEIGHT: '720', FRAME_RATE: '10', VIDEO_PRESET: 'ultrafast', JOB_ID: id(), JOB_DIR: jobDir, ARTIFACTS_DIR: artifacts,
-      SFU_URL: h.sfuUrl, SFU_TOKEN: mintToken(h.secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 60 }),
+      CALL_ID: call,
+      WIDTH: '1280',
+      HEIGHT: '720',
+      FRAME_RATE: '10',
+      VIDEO_PRESET: 'ultrafast',
+      JOB_ID: id(),
+      JOB_DIR: jobDir,
+      ARTIFACTS_DIR: artifacts,
+      SFU_URL: h.sfuUrl,
+      SFU_TOKEN: mintToken(h.secret, { call, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 60 }),
     };
     return { env, jobDir, artifacts };
   };
@@ -65,7 +87,8 @@ describe('recorder job program', () => {
     await mm.start();
     const jobDir = join(dir, 'job1');
     // with a site URL the call is on that Mattermost server: here the stand-in holds it
-    const participant = (user: string, name: string) => new HeadlessParticipant({ siteUrl: mm.url, callId: call, token: mm.userToken(call, user, name) });
+    const participant = (user: string, name: string) =>
+      new HeadlessParticipant({ siteUrl: mm.url, callId: call, token: mm.userToken(call, user, name) });
     const alice = participant('alice', 'Alice');
     await alice.join();
     const aliceTracks = await alice.publish('mic', 'camera');
@@ -77,9 +100,20 @@ describe('recorder job program', () => {
     mm.addJob(recordingId, call);
     const spawnedAt = Date.now();
     const rec = start({
-      SITE_URL: mm.url, CALL_ID: call, POST_ID: postId, RECORDING_ID: recordingId, AUTH_TOKEN: token,
-      WIDTH: '1280', HEIGHT: '720', VIDEO_RATE: '1000', AUDIO_RATE: '64', FRAME_RATE: '15', VIDEO_PRESET: 'ultrafast', OUTPUT_FORMAT: 'mp4',
-      JOB_ID: id(), JOB_DIR: jobDir,
+      SITE_URL: mm.url,
+      CALL_ID: call,
+      POST_ID: postId,
+      RECORDING_ID: recordingId,
+      AUTH_TOKEN: token,
+      WIDTH: '1280',
+      HEIGHT: '720',
+      VIDEO_RATE: '1000',
+      AUDIO_RATE: '64',
+      FRAME_RATE: '15',
+      VIDEO_PRESET: 'ultrafast',
+      OUTPUT_FORMAT: 'mp4',
+      JOB_ID: id(),
+      JOB_DIR: jobDir,
     });
     await waitFor('started reported', () => mm.statuses.some((s) => s.body.Status === 'started'), 15_000);
     const startedAt = Date.now();
@@ -114,16 +148,28 @@ describe('recorder job program', () => {
     const recorded = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8')).duration_ms / 1000;
     assert.ok(Math.abs(duration - recorded) < 1, `file ${duration} s, recorded ${recorded} s`);
     // The recording covers the time from joining (before 'started' was reported) to the stop.
-    assert.ok(recorded >= (stoppedAt - startedAt) / 1000 - 0.5 && recorded <= (stoppedAt - spawnedAt) / 1000 + 0.5, `recorded ${recorded} s`);
-    assert.ok(mm.log.some((l) => / 204$/.test(l)), 'the upload went through the 204 resume path');
-    for (const local of ['recording.mp4', 'tracks', 'parts']) assert.ok(!existsSync(join(jobDir, local)), `the local ${local} is removed once posted`);
+    assert.ok(
+      recorded >= (stoppedAt - startedAt) / 1000 - 0.5 && recorded <= (stoppedAt - spawnedAt) / 1000 + 0.5,
+      `recorded ${recorded} s`,
+    );
+    assert.ok(
+      mm.log.some((l) => / 204$/.test(l)),
+      'the upload went through the 204 resume path',
+    );
+    for (const local of ['recording.mp4', 'tracks', 'parts'])
+      assert.ok(!existsSync(join(jobDir, local)), `the local ${local} is removed once posted`);
     await mm.close();
   });
 
   it('records a camera that sends H.264 (a browser that prefers it)', async () => {
     const call = id();
     const { env, jobDir, artifacts } = localJob(call, 'h264');
-    const carol = new HeadlessParticipant({ siteUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user: 'carol', name: 'Carol', role: 'participant', ttlSec: 60 }), videoCodecs: ['h264'] });
+    const carol = new HeadlessParticipant({
+      siteUrl: h.sfuUrl,
+      callId: call,
+      token: mintToken(h.secret, { call, user: 'carol', name: 'Carol', role: 'participant', ttlSec: 60 }),
+      videoCodecs: ['h264'],
+    });
     await carol.join();
     const tracks = await carol.publish('mic', 'camera');
     const rec = start(env);
@@ -136,14 +182,36 @@ describe('recorder job program', () => {
     assert.equal(code, 0, rec.output());
     carol.leave();
 
-    const camera = readFileSync(join(jobDir, 'tracks.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((t) => t.source === 'camera').at(-1);
+    const camera = readFileSync(join(jobDir, 'tracks.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .filter((t) => t.source === 'camera')
+      .at(-1);
     assert.ok(camera?.mediaMs !== undefined, `the H.264 camera started at a keyframe: ${JSON.stringify(camera)}`);
     const { file } = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
     assert.ok(file.startsWith(artifacts));
     const info = probe(file);
     assert.equal(info.streams.find((s) => s.codec_type === 'video')!.codec_name, 'h264');
     // The moving test pattern is in the tile: the picture changes from second to second.
-    const frame = (at: number) => execFileSync('ffmpeg', ['-loglevel', 'error', '-ss', String(at), '-i', file, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', '160x90', '-']);
+    const frame = (at: number) =>
+      execFileSync('ffmpeg', [
+        '-loglevel',
+        'error',
+        '-ss',
+        String(at),
+        '-i',
+        file,
+        '-frames:v',
+        '1',
+        '-f',
+        'rawvideo',
+        '-pix_fmt',
+        'gray',
+        '-s',
+        '160x90',
+        '-',
+      ]);
     assert.ok(!frame(2).equals(frame(3.5)), 'the camera picture moves');
   });
 
@@ -188,13 +256,23 @@ describe('recorder job program', () => {
   it('keeps audio and video in sync: a flash and a beep made together stay within 100 ms', async (t) => {
     const call = id();
     const { env, jobDir } = localJob(call, 'sync');
-    const eve = new HeadlessParticipant({ siteUrl: h.sfuUrl, callId: call, token: mintToken(h.secret, { call, user: 'eve', name: 'Eve', role: 'participant', ttlSec: 60 }) });
+    const eve = new HeadlessParticipant({
+      siteUrl: h.sfuUrl,
+      callId: call,
+      token: mintToken(h.secret, { call, user: 'eve', name: 'Eve', role: 'participant', ttlSec: 60 }),
+    });
     await eve.join();
     const tracks = await eve.publish('mic', 'camera');
     // Parts of 3 s: most of it is composed while the call goes on, and flashes cross part boundaries.
     const rec = start({ ...env, FRAME_RATE: '30', PART_SEC: '3' });
     await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
-    h.sources.push(await flashAndBeep((rtp) => tracks.camera.writeRtp(rtp), (rtp) => tracks.mic.writeRtp(rtp), 9));
+    h.sources.push(
+      await flashAndBeep(
+        (rtp) => tracks.camera.writeRtp(rtp),
+        (rtp) => tracks.mic.writeRtp(rtp),
+        9,
+      ),
+    );
     await new Promise((r) => setTimeout(r, 9500));
     rec.child.kill('SIGTERM');
     assert.equal((await once(rec.child, 'exit'))[0], 0, rec.output());
@@ -203,10 +281,37 @@ describe('recorder job program', () => {
     const file = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8')).file as string;
 
     // Onsets of the flashes (mean luma of each frame) and of the beeps (RMS of 10 ms windows).
-    const luma = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-vf', 'scale=32:18', '-pix_fmt', 'gray', '-f', 'rawvideo', '-']);
-    const frames = Array.from({ length: luma.length / 576 }, (_, i) => luma.subarray(i * 576, (i + 1) * 576).reduce((a, b) => a + b, 0) / 576);
+    const luma = execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-i',
+      file,
+      '-vf',
+      'scale=32:18',
+      '-pix_fmt',
+      'gray',
+      '-f',
+      'rawvideo',
+      '-',
+    ]);
+    const frames = Array.from(
+      { length: luma.length / 576 },
+      (_, i) => luma.subarray(i * 576, (i + 1) * 576).reduce((a, b) => a + b, 0) / 576,
+    );
     const flashes = frames.flatMap((y, i) => (y > 128 && (i === 0 || frames[i - 1]! <= 128) ? [i / 30] : []));
-    const pcm = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-ac', '1', '-ar', '8000', '-f', 's16le', '-']);
+    const pcm = execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-i',
+      file,
+      '-ac',
+      '1',
+      '-ar',
+      '8000',
+      '-f',
+      's16le',
+      '-',
+    ]);
     const windows = Array.from({ length: Math.floor(pcm.length / 160) }, (_, w) => {
       let sum = 0;
       for (let i = w * 160; i < w * 160 + 160; i += 2) sum += pcm.readInt16LE(i) ** 2;
@@ -214,12 +319,20 @@ describe('recorder job program', () => {
     });
     const beeps = windows.flatMap((r, w) => (r > 1000 && (w === 0 || windows[w - 1]! <= 1000) ? [w / 100] : []));
     assert.ok(flashes.length >= 3 && beeps.length >= 3, `flashes ${flashes} beeps ${beeps}`);
-    const offsets = flashes.map((f) => beeps.reduce((best, b) => (Math.abs(b - f) < Math.abs(best) ? b - f : best), Infinity));
+    const offsets = flashes.map((f) =>
+      beeps.reduce((best, b) => (Math.abs(b - f) < Math.abs(best) ? b - f : best), Infinity),
+    );
     t.diagnostic(`beep minus flash (s): ${offsets.map((o) => o.toFixed(3)).join(' ')}`);
-    assert.ok(offsets.every((o) => Math.abs(o) <= 0.1), `audio/video offsets (s): ${offsets.map((o) => o.toFixed(3)).join(' ')}`);
+    assert.ok(
+      offsets.every((o) => Math.abs(o) <= 0.1),
+      `audio/video offsets (s): ${offsets.map((o) => o.toFixed(3)).join(' ')}`,
+    );
     // No drift: the offsets differ by the 33 ms frame step and the 10 ms window at most (a video
     // clock off by one frame in the file made them slide by 77 ms over these 9 s).
-    assert.ok(Math.max(...offsets) - Math.min(...offsets) <= 0.06, `audio/video offsets drift (s): ${offsets.map((o) => o.toFixed(3)).join(' ')}`);
+    assert.ok(
+      Math.max(...offsets) - Math.min(...offsets) <= 0.06,
+      `audio/video offsets drift (s): ${offsets.map((o) => o.toFixed(3)).join(' ')}`,
+    );
   });
 
   it('an invalid input fails at once, naming the variable, before joining anything', async () => {
@@ -228,7 +341,13 @@ describe('recorder job program', () => {
     assert.equal(code, 2);
     assert.match(rec.output(), /invalid input: WIDTH must be at least 1280/);
     assert.equal(h.sfu.participantCount, 0);
-    const parts = start({ CALL_ID: id(), PART_SEC: '1', JOB_DIR: join(dir, 'job3'), SFU_URL: h.sfuUrl, SFU_TOKEN: 'x' });
+    const parts = start({
+      CALL_ID: id(),
+      PART_SEC: '1',
+      JOB_DIR: join(dir, 'job3'),
+      SFU_URL: h.sfuUrl,
+      SFU_TOKEN: 'x',
+    });
     assert.equal((await once(parts.child, 'exit'))[0], 2);
     assert.match(parts.output(), /invalid input: PART_SEC must be a whole number of seconds from 2 to 3600/);
   });

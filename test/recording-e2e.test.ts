@@ -19,11 +19,35 @@ import { speechWav } from './media.js';
 import { ServiceStack } from './service-stack.js';
 
 const frameHash = (file: string, at: number) =>
-  createHash('md5').update(execFileSync('ffmpeg', ['-loglevel', 'error', '-ss', String(at), '-i', file, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', '160x90', '-'])).digest('hex');
+  createHash('md5')
+    .update(
+      execFileSync('ffmpeg', [
+        '-loglevel',
+        'error',
+        '-ss',
+        String(at),
+        '-i',
+        file,
+        '-frames:v',
+        '1',
+        '-f',
+        'rawvideo',
+        '-pix_fmt',
+        'gray',
+        '-s',
+        '160x90',
+        '-',
+      ]),
+    )
+    .digest('hex');
 
 /** RMS level (dB) of each second of audio. */
 function loudness(file: string): number[] {
-  const pcm = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-ac', '1', '-ar', '8000', '-f', 's16le', '-'], { maxBuffer: 64 * 1024 * 1024 });
+  const pcm = execFileSync(
+    'ffmpeg',
+    ['-loglevel', 'error', '-i', file, '-ac', '1', '-ar', '8000', '-f', 's16le', '-'],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
   const out: number[] = [];
   for (let s = 0; s + 16000 <= pcm.length; s += 16000) {
     let sum = 0;
@@ -34,14 +58,23 @@ function loudness(file: string): number[] {
 }
 
 describe('recording end to end', () => {
-  const stack = new ServiceStack({ icePorts: '48000-48200', stopGraceSec: 60, standIn: { maxRequestBytes: 512 * 1024, filename: 'Call_town-square_2026-11-23_18-45-00' } });
+  const stack = new ServiceStack({
+    icePorts: '48000-48200',
+    stopGraceSec: 60,
+    standIn: { maxRequestBytes: 512 * 1024, filename: 'Call_town-square_2026-11-23_18-45-00' },
+  });
   const { mm, authToken } = stack;
   const dir = mkdtempSync(join(tmpdir(), 'co-e2e-'));
   let browser: Awaited<ReturnType<typeof launchChromium>>;
 
   before(async () => {
     await stack.start();
-    browser = await launchChromium(speechWav(dir, 'Good morning everyone. This meeting is recorded. We will review the plan for the next release, then answer questions.'));
+    browser = await launchChromium(
+      speechWav(
+        dir,
+        'Good morning everyone. This meeting is recorded. We will review the plan for the next release, then answer questions.',
+      ),
+    );
   });
   after(async () => {
     await browser.cleanup();
@@ -63,8 +96,18 @@ describe('recording end to end', () => {
       max_duration_sec: 600,
       runner: 'mattermost/calls-recorder:v0.8.5',
       input_data: {
-        site_url: mm.url, call_id: callId, post_id: postId, recording_id: recordingId, auth_token: authToken,
-        width: 1280, height: 720, video_rate: 1000, audio_rate: 64, frame_rate: 15, video_preset: 'ultrafast', output_format: 'mp4',
+        site_url: mm.url,
+        call_id: callId,
+        post_id: postId,
+        recording_id: recordingId,
+        auth_token: authToken,
+        width: 1280,
+        height: 720,
+        video_rate: 1000,
+        audio_rate: 64,
+        frame_rate: 15,
+        video_preset: 'ultrafast',
+        output_format: 'mp4',
       },
     });
     assert.equal(created.status, 200, created.text);
@@ -91,21 +134,43 @@ describe('recording end to end', () => {
     const mp4 = join(dir, 'recording.mp4');
     writeFileSync(mp4, mm.file(post.body.FileIDs[0]!)!);
 
-    const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name,width,height,r_frame_rate:format=duration', '-of', 'json', mp4]).toString());
+    const probe = JSON.parse(
+      execFileSync('ffprobe', [
+        '-v',
+        'error',
+        '-show_entries',
+        'stream=codec_type,codec_name,width,height,r_frame_rate:format=duration',
+        '-of',
+        'json',
+        mp4,
+      ]).toString(),
+    );
     const v = probe.streams.find((s: { codec_type: string }) => s.codec_type === 'video');
     const a = probe.streams.find((s: { codec_type: string }) => s.codec_type === 'audio');
     assert.deepEqual([v.codec_name, v.width, v.height, v.r_frame_rate], ['h264', 1280, 720, '15/1']);
     assert.equal(a.codec_name, 'aac');
     const duration = Number(probe.format.duration);
-    assert.ok(Math.abs(duration - job.output_data.duration_ms / 1000) < 1, `file ${duration} s vs recorded ${job.output_data.duration_ms / 1000} s`);
+    assert.ok(
+      Math.abs(duration - job.output_data.duration_ms / 1000) < 1,
+      `file ${duration} s vs recorded ${job.output_data.duration_ms / 1000} s`,
+    );
     assert.ok(duration > 7, `duration ${duration}`);
     // `+faststart`: the index (moov) comes before the media (mdat).
     const head = mm.file(post.body.FileIDs[0]!)!.subarray(0, 4096).toString('latin1');
-    assert.ok(head.indexOf('moov') >= 0 && (head.indexOf('mdat') < 0 || head.indexOf('moov') < head.indexOf('mdat')), 'moov before mdat');
+    assert.ok(
+      head.indexOf('moov') >= 0 && (head.indexOf('mdat') < 0 || head.indexOf('moov') < head.indexOf('mdat')),
+      'moov before mdat',
+    );
 
     const levels = loudness(mp4);
-    assert.ok(levels.filter((db) => db > -45).length >= levels.length / 2, `speech heard in most seconds: ${levels.map((d) => d.toFixed(0)).join(' ')}`);
-    assert.ok(Math.max(...levels) - Math.min(...levels) > 3, 'the level changes over time (speech, not a constant tone)');
+    assert.ok(
+      levels.filter((db) => db > -45).length >= levels.length / 2,
+      `speech heard in most seconds: ${levels.map((d) => d.toFixed(0)).join(' ')}`,
+    );
+    assert.ok(
+      Math.max(...levels) - Math.min(...levels) > 3,
+      'the level changes over time (speech, not a constant tone)',
+    );
     assert.notEqual(frameHash(mp4, 1), frameHash(mp4, duration - 1), 'the picture changes over time');
   });
 
@@ -118,8 +183,15 @@ describe('recording end to end', () => {
       max_duration_sec: 600,
       runner: 'mattermost/calls-recorder:v0.8.5',
       input_data: {
-        site_url: mm.url, call_id: callId, post_id: ids(), recording_id: ids(), auth_token: authToken,
-        width: 1280, height: 720, frame_rate: 15, video_preset: 'ultrafast',
+        site_url: mm.url,
+        call_id: callId,
+        post_id: ids(),
+        recording_id: ids(),
+        auth_token: authToken,
+        width: 1280,
+        height: 720,
+        frame_rate: 15,
+        video_preset: 'ultrafast',
       },
     });
     assert.equal(created.status, 200, created.text);
@@ -128,13 +200,18 @@ describe('recording end to end', () => {
     await new Promise((r) => setTimeout(r, 6000));
 
     // The recorder is the process whose environment carries this job's id.
-    const pid = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
-      try {
-        return readFileSync(`/proc/${p}/environ`, 'latin1').split('\0').includes(`JOB_ID=${jobId}`) && readFileSync(`/proc/${p}/cmdline`, 'latin1').includes('recorder/main.js');
-      } catch {
-        return false;
-      }
-    });
+    const pid = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .find((p) => {
+        try {
+          return (
+            readFileSync(`/proc/${p}/environ`, 'latin1').split('\0').includes(`JOB_ID=${jobId}`) &&
+            readFileSync(`/proc/${p}/cmdline`, 'latin1').includes('recorder/main.js')
+          );
+        } catch {
+          return false;
+        }
+      });
     assert.ok(pid, 'the recorder process');
     process.kill(Number(pid), 'SIGKILL');
 
@@ -146,11 +223,24 @@ describe('recording end to end', () => {
     const file = job.output_data.file as string;
     assert.ok(existsSync(file) && statSync(file).size > 10_000, `${file} kept`);
     assert.match(file, /partial-recording-/);
-    const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name:format=duration', '-of', 'json', file]).toString());
+    const probe = JSON.parse(
+      execFileSync('ffprobe', [
+        '-v',
+        'error',
+        '-show_entries',
+        'stream=codec_name:format=duration',
+        '-of',
+        'json',
+        file,
+      ]).toString(),
+    );
     assert.deepEqual(probe.streams.map((s: { codec_name: string }) => s.codec_name).sort(), ['aac', 'h264']);
     assert.ok(Number(probe.format.duration) >= 3, `at most a few seconds lost: ${probe.format.duration} s of about 6`);
     const failed = mm.statuses.slice(seen).find((s) => s.body.Status === 'failed');
-    assert.match(String(failed?.body.omitempty), /stopped unexpectedly.*recovered and kept on the job service at .*partial-recording-/);
+    assert.match(
+      String(failed?.body.omitempty),
+      /stopped unexpectedly.*recovered and kept on the job service at .*partial-recording-/,
+    );
     rmSync(file, { force: true });
   });
 });

@@ -4,7 +4,18 @@ import type { Browser, Page } from 'puppeteer-core';
 import { createLogger } from '../src/log.js';
 import { startSfuInstance } from '../src/services.js';
 import { MattermostStandIn, type StandInOptions } from './mattermost-standin.js';
-import { type Api, type InProcessWorker, basic, call, cleanup, ids, startApi, startWorker, testConfig, waitFor } from './helpers.js';
+import {
+  type Api,
+  type InProcessWorker,
+  basic,
+  call,
+  cleanup,
+  ids,
+  startApi,
+  startWorker,
+  testConfig,
+  waitFor,
+} from './helpers.js';
 
 export class ServiceStack {
   readonly authToken = ids();
@@ -19,7 +30,11 @@ export class ServiceStack {
    * `icePorts`: a UDP range of its own per suite, shared by the bundled SFU (lower half) and the
    * calls the Mattermost stand-in holds (upper half); `standIn`: the stand-in's options but the token.
    */
-  constructor(opts: { icePorts: string; stopGraceSec: number; standIn: Omit<StandInOptions, 'authToken' | 'icePorts'> }) {
+  constructor(opts: {
+    icePorts: string;
+    stopGraceSec: number;
+    standIn: Omit<StandInOptions, 'authToken' | 'icePorts'>;
+  }) {
     const [lo, hi] = opts.icePorts.split('-').map(Number) as [number, number];
     const mid = Math.floor((lo + hi) / 2);
     this.config = testConfig({
@@ -55,7 +70,10 @@ export class ServiceStack {
   async joinPage(browser: Browser, callId: string, user: string, name: string): Promise<Page> {
     const page = await browser.newPage();
     await page.goto(this.mm.joinUrl(callId, user, name));
-    await page.waitForFunction(() => (window as any).callState?.published?.length === 2 && (window as any).callState.connected, { timeout: 20_000 });
+    await page.waitForFunction(
+      () => (window as any).callState?.published?.length === 2 && (window as any).callState.connected,
+      { timeout: 20_000 },
+    );
     return page;
   }
 
@@ -68,10 +86,14 @@ export class ServiceStack {
 
   /** Waits for the job to end; returns it with its log. */
   async finished(jobId: string, timeoutMs: number) {
-    const job = await waitFor('job finished', async () => {
-      const j = (await this.request('GET', `/jobs/${jobId}`)).json;
-      return ['succeeded', 'failed', 'canceled'].includes(j.status) ? j : undefined;
-    }, timeoutMs);
+    const job = await waitFor(
+      'job finished',
+      async () => {
+        const j = (await this.request('GET', `/jobs/${jobId}`)).json;
+        return ['succeeded', 'failed', 'canceled'].includes(j.status) ? j : undefined;
+      },
+      timeoutMs,
+    );
     return { job, log: (await this.request('GET', `/jobs/${jobId}/logs`)).text };
   }
 }

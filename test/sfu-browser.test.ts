@@ -31,10 +31,17 @@ describe('call page in Chromium', () => {
   const packets = new Map<string, { from: Publisher; count: number; keyframe: boolean }>();
 
   before(async () => {
-    sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [43000, 43100] }, policy: joinTokenPolicy(secret), log: createLogger(testConfig(), 'sfu') });
+    sfu = new Sfu({
+      host: '127.0.0.1',
+      port: 0,
+      ice: { bindAddress: '127.0.0.1', portRange: [43000, 43100] },
+      policy: joinTokenPolicy(secret),
+      log: createLogger(testConfig(), 'sfu'),
+    });
     url = await sfu.listen();
     bot = new HeadlessParticipant({
-      siteUrl: url, callId: call,
+      siteUrl: url,
+      callId: call,
       token: mintToken(secret, { call, user: 'recorder', name: 'Recording', role: 'bot', ttlSec: 120 }),
     });
     bot.onRtp((rtp, from) => {
@@ -45,7 +52,9 @@ describe('call page in Chromium', () => {
       packets.set(key, entry);
     });
     await bot.join();
-    browser = await launchChromium(speechWav(dir, 'This call is being recorded. Hello from the browser, one two three.'));
+    browser = await launchChromium(
+      speechWav(dir, 'This call is being recorded. Hello from the browser, one two three.'),
+    );
     page = await browser.newPage();
   });
   after(async () => {
@@ -59,8 +68,13 @@ describe('call page in Chromium', () => {
     const token = mintToken(secret, { call, user: 'alice', name: 'Alice Liddell', role: 'participant', ttlSec: 120 });
     await page.goto(`${url}/call/${call}?token=${encodeURIComponent(token)}`);
     await page.waitForFunction(() => (window as any).callState?.published?.length === 2, { timeout: 20_000 });
-    await waitFor('media from the browser', () =>
-      (packets.get('Alice Liddell/mic/audio/opus')?.count ?? 0) > 100 && (packets.get('Alice Liddell/camera/video/vp8')?.count ?? 0) > 50, 20_000);
+    await waitFor(
+      'media from the browser',
+      () =>
+        (packets.get('Alice Liddell/mic/audio/opus')?.count ?? 0) > 100 &&
+        (packets.get('Alice Liddell/camera/video/vp8')?.count ?? 0) > 50,
+      20_000,
+    );
     const mic = packets.get('Alice Liddell/mic/audio/opus')!;
     assert.equal(mic.from.userId, 'alice');
     assert.equal(mic.from.kind, 'audio');
@@ -68,12 +82,21 @@ describe('call page in Chromium', () => {
     assert.equal(camera.from.kind, 'video');
     assert.ok(camera.keyframe, 'a keyframe arrived (asked for when the subscription started)');
     assert.equal(await page.$eval('#status', (el) => el.textContent), 'in call');
-    assert.equal(await page.evaluate(() => (window as any).callState.connected), true, "calls-common's RTCPeer connected");
+    assert.equal(
+      await page.evaluate(() => (window as any).callState.connected),
+      true,
+      "calls-common's RTCPeer connected",
+    );
     // Where a new speaker's first moments go (reported, not asserted: README, "A new speaker").
-    const times = await page.evaluate(() => (window as any).callState.times) as Record<string, number>;
+    const times = (await page.evaluate(() => (window as any).callState.times)) as Record<string, number>;
     const since = (k: string) => times[k]! - times.join!;
-    t.diagnostic(`publisher set-up from the join: offer ${since('offer')} ms, SFU answer ${since('signal')} ms, media connected ${since('connected')} ms`);
-    assert.ok(['joined', 'offer', 'signal', 'connected'].every((k) => since(k) >= 0), JSON.stringify(times));
+    t.diagnostic(
+      `publisher set-up from the join: offer ${since('offer')} ms, SFU answer ${since('signal')} ms, media connected ${since('connected')} ms`,
+    );
+    assert.ok(
+      ['joined', 'offer', 'signal', 'connected'].every((k) => since(k) >= 0),
+      JSON.stringify(times),
+    );
   });
 
   it('a screen share from Chromium reaches the subscriber as its own track', async () => {
@@ -90,14 +113,22 @@ describe('call page in Chromium', () => {
     const alice = [...bot.participants.values()].find((p) => p.userId === 'alice')!;
     bot.sendCaption(alice.sessionId, 'hello from the browser', 1500);
     await page.waitForFunction(
-      (s: string) => document.querySelector(`.tile[data-session="${s}"] .caption`)?.textContent === 'hello from the browser',
-      { timeout: 5000 }, alice.sessionId,
+      (s: string) =>
+        document.querySelector(`.tile[data-session="${s}"] .caption`)?.textContent === 'hello from the browser',
+      { timeout: 5000 },
+      alice.sessionId,
     );
   });
 
   it('refuses a page opened with a token for another call, with the reason', async () => {
     const other = await browser.newPage();
-    const token = mintToken(secret, { call: randomBytes(13).toString('hex'), user: 'mallory', name: 'M', role: 'participant', ttlSec: 60 });
+    const token = mintToken(secret, {
+      call: randomBytes(13).toString('hex'),
+      user: 'mallory',
+      name: 'M',
+      role: 'participant',
+      ttlSec: 60,
+    });
     await other.goto(`${url}/call/${call}?token=${encodeURIComponent(token)}`);
     await other.waitForFunction(() => (window as any).callState?.error, { timeout: 10_000 });
     assert.equal(await other.$eval('#status', (el) => el.textContent), 'refused: forbidden');

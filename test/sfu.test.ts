@@ -66,8 +66,22 @@ describe('sfu', () => {
     const aliceMic = (await alice.publish('mic')).mic;
     const bobMic = (await bob.publish('mic')).mic;
     const sources = await Promise.all([
-      opusSource((rtp) => { sent.alice!.add(rtp.payload.toString('base64')); aliceMic.writeRtp(rtp); }, 3, 'sine=frequency=440'),
-      opusSource((rtp) => { sent.bob!.add(rtp.payload.toString('base64')); bobMic.writeRtp(rtp); }, 3, 'sine=frequency=660'),
+      opusSource(
+        (rtp) => {
+          sent.alice!.add(rtp.payload.toString('base64'));
+          aliceMic.writeRtp(rtp);
+        },
+        3,
+        'sine=frequency=440',
+      ),
+      opusSource(
+        (rtp) => {
+          sent.bob!.add(rtp.payload.toString('base64'));
+          bobMic.writeRtp(rtp);
+        },
+        3,
+        'sine=frequency=660',
+      ),
     ]);
     await Promise.all(sources.map((s) => new Promise((r) => s.once('exit', r))));
     await new Promise((r) => setTimeout(r, 300));
@@ -77,10 +91,16 @@ describe('sfu', () => {
     assert.equal(heard.bob!.from.codec, 'audio/opus');
     assert.equal(heard.alice!.from.userId, 'bob');
     // 3 s of 20 ms frames is 150 packets; the first few may go before the subscription is up.
-    for (const [listener, speaker] of [['bob', 'alice'], ['alice', 'bob']] as const) {
+    for (const [listener, speaker] of [
+      ['bob', 'alice'],
+      ['alice', 'bob'],
+    ] as const) {
       const got = [...heard[listener]!.payloads].filter((p) => sent[speaker]!.has(p)).length;
       assert.ok(got >= 120, `${listener} received ${got} of ${sent[speaker]!.size} of ${speaker}'s packets unchanged`);
-      assert.ok([...heard[listener]!.payloads].every((p) => sent[speaker]!.has(p)), 'nothing but what was sent');
+      assert.ok(
+        [...heard[listener]!.payloads].every((p) => sent[speaker]!.has(p)),
+        'nothing but what was sent',
+      );
     }
     alice.leave();
     bob.leave();
@@ -104,7 +124,10 @@ describe('sfu', () => {
     await waitFor('voice off', () => events.includes('voice dave false'));
     dave.leave();
     await waitFor('left', () => events.includes('left dave'));
-    assert.deepEqual(events.filter((e) => !e.startsWith('voice') && !e.startsWith('update')), ['joined dave', 'left dave']);
+    assert.deepEqual(
+      events.filter((e) => !e.startsWith('voice') && !e.startsWith('update')),
+      ['joined dave', 'left dave'],
+    );
     assert.ok(events.includes('update dave {"mic":{"muted":false}}'), 'publishing the mic is signalled');
     carol.leave();
   });
@@ -112,11 +135,17 @@ describe('sfu', () => {
   it('refuses bad tokens at the upgrade (401) and a token for another call at the join, with the reason', async () => {
     const call = callId();
     const attempt = (tok: string) => new HeadlessParticipant({ siteUrl: url, callId: call, token: tok }).join();
-    for (const bad of [token(call, 'eve', 'participant', -5), token(call, 'eve', 'participant', 60, 'not-the-secret'), 'garbage']) {
+    for (const bad of [
+      token(call, 'eve', 'participant', -5),
+      token(call, 'eve', 'participant', 60, 'not-the-secret'),
+      'garbage',
+    ]) {
       await assert.rejects(attempt(bad), /401/);
     }
     const [body, mac] = token(call, 'eve').split('.');
-    const tampered = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(body!, 'base64url').toString()), role: 'bot' })).toString('base64url');
+    const tampered = Buffer.from(
+      JSON.stringify({ ...JSON.parse(Buffer.from(body!, 'base64url').toString()), role: 'bot' }),
+    ).toString('base64url');
     await assert.rejects(attempt(`${tampered}.${mac}`), /401/);
     await assert.rejects(attempt(token(callId(), 'eve')), /^Error: forbidden$/);
     assert.equal(sfu.participantCount, 0);
@@ -126,7 +155,9 @@ describe('sfu', () => {
     const call = callId();
     const alice = await join(call, 'alice');
     for (const frame of ['null', '[]', '"x"', '{"seq":1}', 'not json']) {
-      const ws = new WebSocket(url.replace('http', 'ws') + '/api/v4/websocket', { headers: { authorization: `Bearer ${token(call, 'mallory')}` } });
+      const ws = new WebSocket(`${url.replace('http', 'ws')}/api/v4/websocket`, {
+        headers: { authorization: `Bearer ${token(call, 'mallory')}` },
+      });
       await new Promise((r) => ws.once('message', r)); // hello
       const closed = new Promise<number>((r) => ws.once('close', r));
       ws.send(frame);
@@ -166,15 +197,26 @@ describe('sfu', () => {
     });
     const mics = await Promise.all(people.map(async (p) => (await p.publish('mic')).mic));
     for (let k = 0; k < 150; k++) {
-      mics.forEach((mic, i) => mic.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: k, timestamp: k * 960, ssrc: 2000 + i }), Buffer.alloc(80, 1))));
+      mics.forEach((mic, i) => {
+        mic.writeRtp(
+          new RtpPacket(
+            new RtpHeader({ payloadType: 111, sequenceNumber: k, timestamp: k * 960, ssrc: 2000 + i }),
+            Buffer.alloc(80, 1),
+          ),
+        );
+      });
       await new Promise((r) => setTimeout(r, 20));
       if (heard.every((h) => h.size === 5)) break;
     }
-    assert.deepEqual(heard.map((h) => h.size), [5, 5, 5, 5, 5, 5], heard.map((h) => [...h].join(',')).join(' | '));
+    assert.deepEqual(
+      heard.map((h) => h.size),
+      [5, 5, 5, 5, 5, 5],
+      heard.map((h) => [...h].join(',')).join(' | '),
+    );
     for (const p of people) p.leave();
   });
 
-  it('a new speaker who talks at once: all the SFU received is in the transcriber\'s audio, from its first packet', async () => {
+  it("a new speaker who talks at once: all the SFU received is in the transcriber's audio, from its first packet", async () => {
     const call = callId();
     const dir = mkdtempSync(joinPath(tmpdir(), 'co-listen-'));
     // the transcriber's own listener, as the job runs it
@@ -195,9 +237,14 @@ describe('sfu', () => {
     const [track] = readTracks(dir);
     const samples = readPcm(joinPath(dir, track!.file)).length;
     const lostMs = ((atSfu * 320 - samples) / 16_000) * 1000;
-    console.log(`# publisher: first packet at the SFU ${firstAtSfu! - joinedAt} ms after publishing; ${atSfu} packets reached the SFU, the listener lost ${Math.max(0, lostMs).toFixed(0)} ms`);
+    console.log(
+      `# publisher: first packet at the SFU ${firstAtSfu! - joinedAt} ms after publishing; ${atSfu} packets reached the SFU, the listener lost ${Math.max(0, lostMs).toFixed(0)} ms`,
+    );
     assert.ok(atSfu > 100, `the SFU received ${atSfu} packets`);
-    assert.ok(lostMs < 20, `the listener has ${samples} samples for ${atSfu} packets: ${lostMs.toFixed(0)} ms of what reached the SFU is missing`);
+    assert.ok(
+      lostMs < 20,
+      `the listener has ${samples} samples for ${atSfu} packets: ${lostMs.toFixed(0)} ms of what reached the SFU is missing`,
+    );
     speaker.leave();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -206,8 +253,10 @@ describe('sfu', () => {
     const call = callId();
     const listener = await join(call, 'listener');
     await new Promise((r) => setTimeout(r, 200));
-    const handles = () => (process as unknown as { _getActiveHandles(): object[] })._getActiveHandles()
-      .filter((h) => h.constructor.name === 'Socket' || h.constructor.name === 'UDP').length;
+    const handles = () =>
+      (process as unknown as { _getActiveHandles(): object[] })
+        ._getActiveHandles()
+        .filter((h) => h.constructor.name === 'Socket' || h.constructor.name === 'UDP').length;
     const before = handles();
     for (let i = 0; i < 100; i++) {
       const p = await join(call, `guest${i}`);
@@ -246,15 +295,28 @@ describe('sfu codecs', () => {
     const codecs: string[] = [];
     viewer.onRtp((_rtp, from) => codecs.push(from.codec));
     await viewer.join();
-    const publisher = new HeadlessParticipant({ siteUrl: url, callId: call, token: token(call, 'h264only'), videoCodecs: ['h264'] });
+    const publisher = new HeadlessParticipant({
+      siteUrl: url,
+      callId: call,
+      token: token(call, 'h264only'),
+      videoCodecs: ['h264'],
+    });
     await publisher.join();
     const { camera } = await publisher.publish('camera');
     for (let i = 0; i < 100 && codecs.length < 10; i++) {
-      camera.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 102, sequenceNumber: i, timestamp: i * 3000, ssrc: 7, marker: true }), Buffer.from([0x65, 1, 2, 3])));
+      camera.writeRtp(
+        new RtpPacket(
+          new RtpHeader({ payloadType: 102, sequenceNumber: i, timestamp: i * 3000, ssrc: 7, marker: true }),
+          Buffer.from([0x65, 1, 2, 3]),
+        ),
+      );
       await new Promise((r) => setTimeout(r, 30));
     }
     assert.ok(codecs.length >= 10, `received ${codecs.length} packets`);
-    assert.ok(codecs.every((c) => c === 'video/h264'), codecs.join(','));
+    assert.ok(
+      codecs.every((c) => c === 'video/h264'),
+      codecs.join(','),
+    );
     publisher.leave();
     viewer.leave();
   });
@@ -262,16 +324,30 @@ describe('sfu codecs', () => {
 
 describe('bot tokens of the bundled SFU', () => {
   it('admit a bot only while its job runs', async () => {
-    const config = testConfig({ SFU_LISTENADDRESS: '127.0.0.1:0', SFU_ICEPORTRANGE: '42500-42600', SFU_TOKENSECRET: SECRET });
+    const config = testConfig({
+      SFU_LISTENADDRESS: '127.0.0.1:0',
+      SFU_ICEPORTRANGE: '42500-42600',
+      SFU_TOKENSECRET: SECRET,
+    });
     const sfu = await startSfuInstance(config, createLogger(config, 'sfu'));
     const redis = new Redis(config.redisUrl);
     try {
       const call = callId();
       const job = ids();
-      const bot = () => new HeadlessParticipant({
-        siteUrl: sfu.url, callId: call, subscribe: 'audio',
-        token: mintToken(SECRET, { call, session: job, user: 'calls-recording-bot', name: 'Recording', role: 'bot', ttlSec: 600 }),
-      });
+      const bot = () =>
+        new HeadlessParticipant({
+          siteUrl: sfu.url,
+          callId: call,
+          subscribe: 'audio',
+          token: mintToken(SECRET, {
+            call,
+            session: job,
+            user: 'calls-recording-bot',
+            name: 'Recording',
+            role: 'bot',
+            ttlSec: 600,
+          }),
+        });
       await assert.rejects(bot().join(), /401/, 'no such job');
       await redis.hset(`${config.redisPrefix}:job:${job}`, 'status', 'running');
       const joined = bot();
@@ -288,9 +364,16 @@ describe('bot tokens of the bundled SFU', () => {
 });
 
 describe('limits of the bundled SFU', () => {
-  it('a joiner past the call\'s cap, or past the UDP ports, is refused with the plugin\'s reason, not left without media', async () => {
+  it("a joiner past the call's cap, or past the UDP ports, is refused with the plugin's reason, not left without media", async () => {
     const { sfu, url } = await startSfu([42700, 42705]); // six ports: three participants in all
-    const small = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [42710, 42750] }, policy: joinTokenPolicy(SECRET), maxCallParticipants: 2, log: createLogger(testConfig(), 'sfu') });
+    const small = new Sfu({
+      host: '127.0.0.1',
+      port: 0,
+      ice: { bindAddress: '127.0.0.1', portRange: [42710, 42750] },
+      policy: joinTokenPolicy(SECRET),
+      maxCallParticipants: 2,
+      log: createLogger(testConfig(), 'sfu'),
+    });
     const smallUrl = await small.listen();
     const people: HeadlessParticipant[] = [];
     try {

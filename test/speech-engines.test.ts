@@ -15,7 +15,13 @@ import { join } from 'node:path';
 import type { RtpPacket } from 'werift';
 import { SpeakerAudio } from '../workers/transcriber/audio.js';
 import { LiveCaptions } from '../workers/transcriber/captions.js';
-import { createEngine, EngineError, enginePool, SAMPLE_RATE, type SpeechEngine } from '../workers/transcriber/speech/engine.js';
+import {
+  createEngine,
+  EngineError,
+  enginePool,
+  SAMPLE_RATE,
+  type SpeechEngine,
+} from '../workers/transcriber/speech/engine.js';
 import { Silero } from '../workers/transcriber/speech/silero.js';
 import { Vad } from '../workers/transcriber/speech/vad.js';
 import { loadBinding } from '../workers/transcriber/speech/whisper.js';
@@ -45,7 +51,10 @@ describe('pocketsphinx engine', () => {
       total += n;
       assert.ok(r.words.length > 0, `words for ${u.wav}`);
       for (const w of r.words) {
-        assert.ok(w.start >= 0 && w.end > w.start && w.end <= pcm.length / SAMPLE_RATE + 0.05, `word times in range: ${JSON.stringify(w)}`);
+        assert.ok(
+          w.start >= 0 && w.end > w.start && w.end <= pcm.length / SAMPLE_RATE + 0.05,
+          `word times in range: ${JSON.stringify(w)}`,
+        );
         assert.doesNotMatch(w.word, /[()<>[\]]/, 'no alternate-pronunciation marks or fillers');
       }
       assert.deepEqual(r.words.map((w) => w.word).join(' '), r.text.trim().split(/\s+/).join(' '));
@@ -54,7 +63,7 @@ describe('pocketsphinx engine', () => {
     assert.ok(errors / total < 0.4, `WER ${(errors / total).toFixed(2)}`);
   });
 
-  it('places a speaker\'s utterances on the call clock through VAD', async () => {
+  it("places a speaker's utterances on the call clock through VAD", async () => {
     const [a, b] = librivox();
     const stream = concat([silence(1), wavSamples(a!.wav), silence(2), wavSamples(b!.wav), silence(1)]);
     const segments = await transcribeStream([engine], stream, 'Alice', 5000);
@@ -62,13 +71,19 @@ describe('pocketsphinx engine', () => {
     const bStart = 5000 + (1 + wavSamples(a!.wav).length / SAMPLE_RATE + 2) * 1000;
     assert.ok(Math.abs(segments[0]!.startMs - 6000) < 600, `first starts near 6.0 s: ${segments[0]!.startMs}`);
     const second = segments.find((s) => s.startMs > bStart - 600)!;
-    assert.ok(second && second.startMs - bStart < 600, `second starts near ${bStart}: ${JSON.stringify(segments.map((s) => s.startMs))}`);
+    assert.ok(
+      second && second.startMs - bStart < 600,
+      `second starts near ${bStart}: ${JSON.stringify(segments.map((s) => s.startMs))}`,
+    );
     assert.ok(segments.every((s) => s.speaker === 'Alice' && s.endMs > s.startMs));
     assert.ok(wordErrorRate(b!.text, second.text) < 0.5, second.text);
   });
 
   it('refuses a language its model does not have', async () => {
-    await assert.rejects(createEngine({ api: 'pocketsphinx', modelSize: 'base', modelsDir: '', threads: 1, language: 'de' }), /English model only/);
+    await assert.rejects(
+      createEngine({ api: 'pocketsphinx', modelSize: 'base', modelsDir: '', threads: 1, language: 'de' }),
+      /English model only/,
+    );
   });
 });
 
@@ -94,17 +109,31 @@ describe('VAD', () => {
       // The reader pauses inside sentences, so an utterance may split; none starts in the long silences.
       assert.ok(out.length >= 2, `utterances at ${starts}`);
       assert.ok(Math.abs(starts[0]! - 1) < 0.4, `first at ${starts[0]}`);
-      assert.ok(out.some((u) => Math.abs(u.start - bAt) < 0.4 * SAMPLE_RATE), `one starts near ${bAt / SAMPLE_RATE}: ${starts}`);
-      assert.ok(out.every((u) => u.start + u.pcm.length <= stream.length && !(u.start > (1 + a!.length / SAMPLE_RATE + 0.5) * SAMPLE_RATE && u.start < bAt - 0.4 * SAMPLE_RATE)), `nothing in the pause: ${starts}`);
+      assert.ok(
+        out.some((u) => Math.abs(u.start - bAt) < 0.4 * SAMPLE_RATE),
+        `one starts near ${bAt / SAMPLE_RATE}: ${starts}`,
+      );
+      assert.ok(
+        out.every(
+          (u) =>
+            u.start + u.pcm.length <= stream.length &&
+            !(u.start > (1 + a!.length / SAMPLE_RATE + 0.5) * SAMPLE_RATE && u.start < bAt - 0.4 * SAMPLE_RATE),
+        ),
+        `nothing in the pause: ${starts}`,
+      );
       const speech = out.reduce((n, u) => n + u.pcm.length, 0) / SAMPLE_RATE;
-      assert.ok(speech < stream.length / SAMPLE_RATE - 3, `silence skipped: ${speech.toFixed(1)} s of ${(stream.length / SAMPLE_RATE).toFixed(1)}`);
+      assert.ok(
+        speech < stream.length / SAMPLE_RATE - 3,
+        `silence skipped: ${speech.toFixed(1)} s of ${(stream.length / SAMPLE_RATE).toFixed(1)}`,
+      );
     });
   }
 
   it('silero: tells speech from a loud steady tone (a hum, an alarm) that energy takes for speech', async () => {
     // A tone rather than random noise: deterministic, and Silero sometimes scores bursts of white noise as speech.
     const noise = new Int16Array(SAMPLE_RATE * 3);
-    for (let i = 0; i < noise.length; i++) noise[i] = Math.round(Math.sin((2 * Math.PI * 440 * i) / SAMPLE_RATE) * 8000);
+    for (let i = 0; i < noise.length; i++)
+      noise[i] = Math.round(Math.sin((2 * Math.PI * 440 * i) / SAMPLE_RATE) * 8000);
     const stream = concat([silence(1), noise, silence(1)]);
     const cutBy = async (d: Awaited<ReturnType<(typeof detectors)['silero']>> | undefined) => {
       const vad = new Vad({}, undefined, d);
@@ -146,7 +175,10 @@ describe('Opus RTP to 16 kHz PCM', () => {
     }
     const gapChunk = chunks[50]![1];
     assert.ok(gapChunk.length >= 0.5 * SAMPLE_RATE, 'the lost half second is filled');
-    assert.ok(gapChunk.subarray(0, 0.5 * SAMPLE_RATE).every((v) => v === 0), 'with silence');
+    assert.ok(
+      gapChunk.subarray(0, 0.5 * SAMPLE_RATE).every((v) => v === 0),
+      'with silence',
+    );
     const rms = Math.sqrt(chunks[10]![1].reduce((n, v) => n + v * v, 0) / chunks[10]![1].length);
     assert.ok(rms > 1000, `the tone is decoded (rms ${rms.toFixed(0)})`);
     audio.free();
@@ -162,21 +194,31 @@ describe('whisper.cpp engine', () => {
   });
 
   it('fails with the model file named when it is missing', async () => {
-    await assert.rejects(createEngine({ api: 'whisper.cpp', modelSize: 'tiny', modelsDir: dir, threads: 1, language: 'en' }),
-      (err: Error) => err instanceof EngineError && err.message.includes(join(dir, 'ggml-tiny.bin')) && /models:fetch/.test(err.message));
+    await assert.rejects(
+      createEngine({ api: 'whisper.cpp', modelSize: 'tiny', modelsDir: dir, threads: 1, language: 'en' }),
+      (err: Error) =>
+        err instanceof EngineError &&
+        err.message.includes(join(dir, 'ggml-tiny.bin')) &&
+        /models:fetch/.test(err.message),
+    );
   });
 
   it('fails clearly when the model file is not a model', async () => {
     writeFileSync(join(dir, 'ggml-base.bin'), 'not a model');
-    await assert.rejects(createEngine({ api: 'whisper.cpp', modelSize: 'base', modelsDir: dir, threads: 1, language: 'en' }),
-      (err: Error) => err instanceof EngineError && /could not load .*ggml-base\.bin/.test(err.message));
+    await assert.rejects(
+      createEngine({ api: 'whisper.cpp', modelSize: 'base', modelsDir: dir, threads: 1, language: 'en' }),
+      (err: Error) => err instanceof EngineError && /could not load .*ggml-base\.bin/.test(err.message),
+    );
   });
 });
 
 describe('live captions', () => {
   const engines: SpeechEngine[] = [];
   const start = async (n: number) => {
-    const list = await enginePool({ api: 'pocketsphinx', modelSize: 'tiny', modelsDir: '', threads: 1, language: 'en' }, n);
+    const list = await enginePool(
+      { api: 'pocketsphinx', modelSize: 'tiny', modelsDir: '', threads: 1, language: 'en' },
+      n,
+    );
     engines.push(...list);
     return list;
   };
@@ -186,7 +228,8 @@ describe('live captions', () => {
   async function play(captions: LiveCaptions, streams: Record<string, Int16Array>, speed: number): Promise<void> {
     const length = Math.max(...Object.values(streams).map((s) => s.length));
     for (let at = 0; at < length; at += 320) {
-      for (const [session, pcm] of Object.entries(streams)) if (at < pcm.length) captions.feed(session, pcm.subarray(at, at + 320));
+      for (const [session, pcm] of Object.entries(streams))
+        if (at < pcm.length) captions.feed(session, pcm.subarray(at, at + 320));
       if (at % 3200 === 0) await new Promise((r) => setTimeout(r, 200 / speed));
     }
   }
@@ -198,14 +241,28 @@ describe('live captions', () => {
     // Count the streams begun: the same captions could come from whole windows queued after speech.
     let begun = 0;
     const begin = engine!.begin!.bind(engine);
-    const counted = Object.assign(Object.create(engine!), { begin: () => (begun++, begin()) });
-    const captions = new LiveCaptions([counted], (sessionId, text, ms) => sent.push({ sessionId, text, ms }), { windowMs: 8000 });
-    await play(captions, { s1: concat([silence(0.5), wavSamples(a!.wav), silence(1), wavSamples(b!.wav), silence(1)]) }, 1);
+    const counted = Object.assign(Object.create(engine!), {
+      begin: () => {
+        begun++;
+        return begin();
+      },
+    });
+    const captions = new LiveCaptions([counted], (sessionId, text, ms) => sent.push({ sessionId, text, ms }), {
+      windowMs: 8000,
+    });
+    await play(
+      captions,
+      { s1: concat([silence(0.5), wavSamples(a!.wav), silence(1), wavSamples(b!.wav), silence(1)]) },
+      1,
+    );
     const stats = await captions.close();
     assert.equal(stats.dropped, 0);
     assert.ok(begun >= 2, `${begun} streams begun`);
     assert.equal(stats.windows, stats.sent + stats.dropped + stats.empty, JSON.stringify(stats));
-    assert.ok(stats.sent >= 2 && sent.every((c) => c.sessionId === 's1' && c.ms > 0 && c.ms <= 8000), JSON.stringify(sent));
+    assert.ok(
+      stats.sent >= 2 && sent.every((c) => c.sessionId === 's1' && c.ms > 0 && c.ms <= 8000),
+      JSON.stringify(sent),
+    );
     const wer = wordErrorRate(`${a!.text} ${b!.text}`, sent.map((c) => c.text).join(' '));
     assert.ok(wer < 0.5, `caption WER ${wer.toFixed(2)}: ${JSON.stringify(sent)}`);
   });
@@ -213,7 +270,9 @@ describe('live captions', () => {
   it('drops windows that waited too long instead of falling ever further behind', async () => {
     const sent: string[] = [];
     const speech = librivox().map((u) => wavSamples(u.wav));
-    const streams = Object.fromEntries([0, 1, 2, 3].map((i) => [`s${i}`, concat(speech.flatMap((s) => [s, silence(0.6)]))]));
+    const streams = Object.fromEntries(
+      [0, 1, 2, 3].map((i) => [`s${i}`, concat(speech.flatMap((s) => [s, silence(0.6)]))]),
+    );
     // Four speakers at ten times real time into one recogniser: it cannot keep up.
     const captions = new LiveCaptions(await start(1), (_, text) => sent.push(text), { windowMs: 3000, staleMs: 300 });
     await play(captions, streams, 10);
@@ -246,9 +305,15 @@ describe('models:fetch', () => {
     rmSync(dir, { recursive: true, force: true });
   });
   // Asynchronous: the server answering it runs in this process.
-  const fetchCli = (size: string, url: string) => new Promise<{ status: number; stderr: string }>((resolve) => {
-    const child = execFile(process.execPath, [FETCH, size], { env: { ...process.env, MODELS_DIR: dir, WHISPER_MODELS_URL: url } }, (_err, _stdout, stderr) => resolve({ status: child.exitCode ?? -1, stderr }));
-  });
+  const fetchCli = (size: string, url: string) =>
+    new Promise<{ status: number; stderr: string }>((resolve) => {
+      const child = execFile(
+        process.execPath,
+        [FETCH, size],
+        { env: { ...process.env, MODELS_DIR: dir, WHISPER_MODELS_URL: url } },
+        (_err, _stdout, stderr) => resolve({ status: child.exitCode ?? -1, stderr }),
+      );
+    });
 
   it('downloads a model into MODELS_DIR', async () => {
     const r = await fetchCli('tiny', source);
@@ -268,7 +333,13 @@ describe('models:fetch', () => {
   it('names the way out when the internet cannot be reached, and refuses unknown sizes', async () => {
     const r = await fetchCli('tiny', 'http://127.0.0.1:9/models');
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /could not be reached .*fetch the model where the internet is reachable and copy it to .*ggml-tiny\.bin/);
-    assert.match((await fetchCli('huge', source)).stderr, /unknown model size "huge": one of tiny, base, small, medium, large/);
+    assert.match(
+      r.stderr,
+      /could not be reached .*fetch the model where the internet is reachable and copy it to .*ggml-tiny\.bin/,
+    );
+    assert.match(
+      (await fetchCli('huge', source)).stderr,
+      /unknown model size "huge": one of tiny, base, small, medium, large/,
+    );
   });
 });

@@ -12,11 +12,14 @@ export interface Utterance {
 
 /** The five utterances (25 s in all, one reader, 16 kHz mono WAV) and what is said in each. */
 export function librivox(): Utterance[] {
-  return readFileSync(join(LIBRIVOX, 'transcription'), 'utf8').trim().split('\n').map((line) => {
-    const m = /^<s> (.*) <\/s> \((.*)\)$/.exec(line.trim());
-    if (!m) throw new Error(`unexpected transcription line: ${line}`);
-    return { wav: join(LIBRIVOX, `${m[2]}.wav`), text: m[1]! };
-  });
+  return readFileSync(join(LIBRIVOX, 'transcription'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const m = /^<s> (.*) <\/s> \((.*)\)$/.exec(line.trim());
+      if (!m) throw new Error(`unexpected transcription line: ${line}`);
+      return { wav: join(LIBRIVOX, `${m[2]}.wav`), text: m[1]! };
+    });
 }
 
 /** The samples of a 16-bit mono WAV (the data chunk, wherever it is). */
@@ -32,7 +35,12 @@ export function wavSamples(path: string): Int16Array {
   throw new Error(`${path}: no data chunk`);
 }
 
-export const words = (s: string) => s.toLowerCase().replace(/[^a-z' ]+/g, ' ').split(/\s+/).filter(Boolean);
+export const words = (s: string) =>
+  s
+    .toLowerCase()
+    .replace(/[^a-z' ]+/g, ' ')
+    .split(/\s+/)
+    .filter(Boolean);
 
 /** (substitutions + deletions + insertions) / reference words, by word-level edit distance. */
 export function wordErrorRate(reference: string, hypothesis: string): number {
@@ -81,5 +89,10 @@ export function concat(parts: Int16Array[]): Int16Array {
 
 /** Utterances one after another with `gapSeconds` of silence between them and `tailSeconds` after. */
 export function speechTrack(utterances: Utterance[], gapSeconds: number, tailSeconds: number): Int16Array {
-  return concat(utterances.flatMap((u, i) => [wavSamples(u.wav), new Int16Array(16_000 * (i === utterances.length - 1 ? tailSeconds : gapSeconds))]));
+  return concat(
+    utterances.flatMap((u, i) => [
+      wavSamples(u.wav),
+      new Int16Array(16_000 * (i === utterances.length - 1 ? tailSeconds : gapSeconds)),
+    ]),
+  );
 }

@@ -41,8 +41,11 @@ describe('transcriber job program', () => {
   /** Joins the bundled SFU, or the Mattermost stand-in `mm` where the call is held there. */
   const join_ = async (call: string, user: string, name: string, mm?: MattermostStandIn) => {
     const p = new HeadlessParticipant({
-      siteUrl: mm?.url ?? h.sfuUrl, callId: call, subscribe: 'none',
-      token: mm?.userToken(call, user, name) ?? mintToken(h.secret, { call, user, name, role: 'participant', ttlSec: 60 }),
+      siteUrl: mm?.url ?? h.sfuUrl,
+      callId: call,
+      subscribe: 'none',
+      token:
+        mm?.userToken(call, user, name) ?? mintToken(h.secret, { call, user, name, role: 'participant', ttlSec: 60 }),
     });
     const me = await p.join();
     return { p, me };
@@ -58,8 +61,19 @@ describe('transcriber job program', () => {
 
   const start = (env: Record<string, string>, args: string[] = []) => h.run(env, args);
   const jobEnv = (call: string, name: string, extra: Record<string, string>) => ({
-    CALL_ID: call, JOB_ID: id(), JOB_DIR: join(dir, name), ARTIFACTS_DIR: join(dir, `${name}-artifacts`), TRANSCRIBE_API: 'pocketsphinx',
-    SFU_URL: h.sfuUrl, SFU_TOKEN: mintToken(h.secret, { call, user: 'calls-transcriber-bot', name: 'Transcriber', role: 'bot', ttlSec: 60 }),
+    CALL_ID: call,
+    JOB_ID: id(),
+    JOB_DIR: join(dir, name),
+    ARTIFACTS_DIR: join(dir, `${name}-artifacts`),
+    TRANSCRIBE_API: 'pocketsphinx',
+    SFU_URL: h.sfuUrl,
+    SFU_TOKEN: mintToken(h.secret, {
+      call,
+      user: 'calls-transcriber-bot',
+      name: 'Transcriber',
+      role: 'bot',
+      ttlSec: 60,
+    }),
     ...extra,
   });
 
@@ -79,7 +93,10 @@ describe('transcriber job program', () => {
     const [code] = await job.exited;
     assert.equal(code, 0, job.output());
     assert.match(job.output(), /everyone left the call/);
-    assert.ok(captions.every((c) => c.sessionId === alice.me.sessionId && c.userId === 'alice'), JSON.stringify(captions));
+    assert.ok(
+      captions.every((c) => c.sessionId === alice.me.sessionId && c.userId === 'alice'),
+      JSON.stringify(captions),
+    );
     const wer = wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, captions.map((c) => c.text).join(' '));
     assert.ok(wer < 0.6, `caption WER ${wer.toFixed(2)}: ${JSON.stringify(captions)}`);
     const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
@@ -95,7 +112,12 @@ describe('transcriber job program', () => {
     await mm.start();
     const transcriptionId = id();
     mm.addJob(transcriptionId, call);
-    const env = jobEnv(call, 'killed', { SITE_URL: mm.url, POST_ID: id(), TRANSCRIPTION_ID: transcriptionId, AUTH_TOKEN: token });
+    const env = jobEnv(call, 'killed', {
+      SITE_URL: mm.url,
+      POST_ID: id(),
+      TRANSCRIPTION_ID: transcriptionId,
+      AUTH_TOKEN: token,
+    });
     const job = start(env);
     await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
     const alice = await speaker(call, 'alice', 'Alice', mm);
@@ -108,25 +130,56 @@ describe('transcriber job program', () => {
     const [code] = await recovery.exited;
     assert.equal(code, 0, recovery.output());
     const kept = readdirSync(env.ARTIFACTS_DIR).sort();
-    assert.deepEqual(kept.map((f) => f.replace(/-[a-z0-9]+-[a-z0-9]+\./, '.')), ['partial-transcript.txt', 'partial-transcript.vtt']);
+    assert.deepEqual(
+      kept.map((f) => f.replace(/-[a-z0-9]+-[a-z0-9]+\./, '.')),
+      ['partial-transcript.txt', 'partial-transcript.vtt'],
+    );
     const vtt = readFileSync(join(env.ARTIFACTS_DIR, kept[1]!), 'utf8');
     assert.match(vtt, /<v Alice>/);
-    const heard = vtt.split('\n').filter((l) => l.startsWith('<v Alice>')).map((l) => l.slice(9)).join(' ');
+    const heard = vtt
+      .split('\n')
+      .filter((l) => l.startsWith('<v Alice>'))
+      .map((l) => l.slice(9))
+      .join(' ');
     assert.ok(wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, heard) < 0.5, heard);
     const failed = mm.statuses.find((s) => s.body.Status === 'failed');
-    assert.match(String(failed?.body.omitempty), /stopped unexpectedly.*kept on the job service at .*partial-transcript/);
+    assert.match(
+      String(failed?.body.omitempty),
+      /stopped unexpectedly.*kept on the job service at .*partial-transcript/,
+    );
     assert.equal(mm.transcriptions.length, 0, 'a partial transcript is not posted as if complete');
     await mm.close();
   });
 
   it('transcribes a finished recording given as MEDIA_URL, from a file or over HTTP, where the admin allows it', async () => {
     const media = join(dir, 'recording.mp4');
-    execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'color=c=black:s=320x240:r=5', '-i', wav, '-shortest', '-c:v', 'libx264', '-c:a', 'aac', media]);
-    const server = createServer((req, res) => (req.url === '/recording.mp4' ? res.end(readFileSync(media)) : res.writeHead(404).end()));
+    execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'color=c=black:s=320x240:r=5',
+      '-i',
+      wav,
+      '-shortest',
+      '-c:v',
+      'libx264',
+      '-c:a',
+      'aac',
+      media,
+    ]);
+    const server = createServer((req, res) =>
+      req.url === '/recording.mp4' ? res.end(readFileSync(media)) : res.writeHead(404).end(),
+    );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const allow = `${origin},${pathToFileURL(dir).href}/`;
-    for (const [name, url] of [['media-file', pathToFileURL(media).href], ['media-http', `${origin}/recording.mp4`]] as const) {
+    for (const [name, url] of [
+      ['media-file', pathToFileURL(media).href],
+      ['media-http', `${origin}/recording.mp4`],
+    ] as const) {
       const env = jobEnv('', name, { MEDIA_URL: url, NUM_THREADS: '2', MEDIA_URL_ALLOW: allow });
       delete (env as Record<string, string>).CALL_ID;
       const job = start(env);
@@ -134,7 +187,10 @@ describe('transcriber job program', () => {
       assert.equal(code, 0, job.output());
       const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
       assert.equal(output.files.length, 2);
-      const vtt = readFileSync(output.files.find((f: string) => f.endsWith('.vtt')), 'utf8');
+      const vtt = readFileSync(
+        output.files.find((f: string) => f.endsWith('.vtt')),
+        'utf8',
+      );
       const cues = vtt.split('\n').filter((l) => l.startsWith('<v Speaker>'));
       assert.ok(cues.length >= 2, vtt);
       const wer = wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, cues.map((l) => l.slice(11)).join(' '));
@@ -151,7 +207,8 @@ describe('transcriber job program', () => {
     const elsewhere = createServer((_req, res) => res.end('secret'));
     await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.1', r));
     const server = createServer((req, res) => {
-      if (req.url === '/redirect') res.writeHead(302, { location: `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}/x` }).end();
+      if (req.url === '/redirect')
+        res.writeHead(302, { location: `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}/x` }).end();
       else res.end(Buffer.alloc(4096));
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -160,7 +217,11 @@ describe('transcriber job program', () => {
     const cases = [
       [`${origin}/redirect`, {}, /media_url is not allowed: http:\/\/127\.0\.0\.1:\d+ is not an allowed source/],
       [pathToFileURL(join(inside, 'escape.mp4')).href, {}, /media_url is not allowed: it links out of its directory/],
-      [`${origin}/big`, { MEDIA_MAX_BYTES: '1000' }, /media_url could not be fetched: the file is larger than 1000 bytes/],
+      [
+        `${origin}/big`,
+        { MEDIA_MAX_BYTES: '1000' },
+        /media_url could not be fetched: the file is larger than 1000 bytes/,
+      ],
     ] as const;
     for (const [i, [url, extra, message]] of cases.entries()) {
       const env = jobEnv('', `refused-${i}`, { MEDIA_URL: url, MEDIA_URL_ALLOW: allow, ...extra });
@@ -190,9 +251,17 @@ describe('transcriber job program', () => {
     await mm.start();
     const call = id();
     const models = join(dir, 'no-models');
-    const whisper = start(jobEnv(call, 'whisper', {
-      TRANSCRIBE_API: 'whisper.cpp', MODEL_SIZE: 'small', MODELS_DIR: models, SITE_URL: mm.url, POST_ID: id(), TRANSCRIPTION_ID: id(), AUTH_TOKEN: token,
-    }));
+    const whisper = start(
+      jobEnv(call, 'whisper', {
+        TRANSCRIBE_API: 'whisper.cpp',
+        MODEL_SIZE: 'small',
+        MODELS_DIR: models,
+        SITE_URL: mm.url,
+        POST_ID: id(),
+        TRANSCRIPTION_ID: id(),
+        AUTH_TOKEN: token,
+      }),
+    );
     assert.equal((await whisper.exited)[0], 1, whisper.output());
     const failed = mm.statuses.find((s) => s.body.Status === 'failed');
     assert.ok(String(failed?.body.omitempty).includes(join(models, 'ggml-small.bin')), JSON.stringify(mm.statuses));

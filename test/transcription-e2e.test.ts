@@ -19,16 +19,24 @@ import { librivox, speechTrack, wordErrorRate, writeWav } from './speech.js';
 /** Cues of a WebVTT file: start/end seconds, speaker, text. */
 function cues(vtt: string): { start: number; end: number; speaker: string; text: string }[] {
   const secs = (t: string) => t.split(':').reduce((n, p) => n * 60 + Number(p), 0);
-  return vtt.split('\n\n').slice(1).filter(Boolean).map((block) => {
-    const [times, body] = block.split('\n') as [string, string];
-    const [start, end] = times.split(' --> ').map(secs) as [number, number];
-    const m = /^<v ([^>]*)>(.*)$/.exec(body)!;
-    return { start, end, speaker: m[1]!, text: m[2]! };
-  });
+  return vtt
+    .split('\n\n')
+    .slice(1)
+    .filter(Boolean)
+    .map((block) => {
+      const [times, body] = block.split('\n') as [string, string];
+      const [start, end] = times.split(' --> ').map(secs) as [number, number];
+      const m = /^<v ([^>]*)>(.*)$/.exec(body)!;
+      return { start, end, speaker: m[1]!, text: m[2]! };
+    });
 }
 
 describe('transcription end to end', () => {
-  const stack = new ServiceStack({ icePorts: '48300-48500', stopGraceSec: 120, standIn: { maxRequestBytes: 1024, filename: 'Call_town-square_2026-11-23_18-45-00' } });
+  const stack = new ServiceStack({
+    icePorts: '48300-48500',
+    stopGraceSec: 120,
+    standIn: { maxRequestBytes: 1024, filename: 'Call_town-square_2026-11-23_18-45-00' },
+  });
   const { mm, authToken } = stack;
   const dir = mkdtempSync(join(tmpdir(), 'co-e2e-'));
   const corpus = librivox();
@@ -40,7 +48,10 @@ describe('transcription end to end', () => {
   before(async () => {
     await stack.start();
     // A long silent tail: the fake microphone loops its file, and nobody should repeat themselves.
-    for (const [name, says] of [['alice', aliceSays], ['bob', bobSays]] as const) {
+    for (const [name, says] of [
+      ['alice', aliceSays],
+      ['bob', bobSays],
+    ] as const) {
       browsers.push(await launchChromium(writeWav(join(dir, `${name}.wav`), speechTrack(says, 1, 120))));
     }
   });
@@ -50,7 +61,8 @@ describe('transcription end to end', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const captionsAt = (page: Page) => page.evaluate(() => (window as any).callState.captions as { session_id: string; user_id: string; text: string }[]);
+  const captionsAt = (page: Page) =>
+    page.evaluate(() => (window as any).callState.captions as { session_id: string; user_id: string; text: string }[]);
 
   it('transcribes two speakers into WebVTT and text with their names, and captions them live', async () => {
     const callId = ids();
@@ -62,8 +74,15 @@ describe('transcription end to end', () => {
       max_duration_sec: 600,
       runner: 'mattermost/calls-transcriber:v0.6.0',
       input_data: {
-        site_url: mm.url, call_id: callId, post_id: postId, transcription_id: transcriptionId, auth_token: authToken,
-        transcribe_api: 'pocketsphinx', num_threads: 1, output_format: 'vtt', live_captions_on: true,
+        site_url: mm.url,
+        call_id: callId,
+        post_id: postId,
+        transcription_id: transcriptionId,
+        auth_token: authToken,
+        transcribe_api: 'pocketsphinx',
+        num_threads: 1,
+        output_format: 'vtt',
+        live_captions_on: true,
       },
     });
     assert.equal(created.status, 200, created.text);
@@ -86,8 +105,15 @@ describe('transcription end to end', () => {
     // The plugin's contract: two files uploaded (through 204s: 1 KiB requests), one post.
     assert.equal(mm.transcriptions.length, 1);
     const post = mm.transcriptions[0]!;
-    const body = post.body as { JobID: string; PostID: string; Transcriptions: { Language: string; FileIDs: string[] }[] };
-    assert.deepEqual([post.callId, body.JobID, body.PostID, body.Transcriptions[0]!.Language], [callId, transcriptionId, postId, 'en']);
+    const body = post.body as {
+      JobID: string;
+      PostID: string;
+      Transcriptions: { Language: string; FileIDs: string[] }[];
+    };
+    assert.deepEqual(
+      [post.callId, body.JobID, body.PostID, body.Transcriptions[0]!.Language],
+      [callId, transcriptionId, postId, 'en'],
+    );
     const [vttId, txtId] = body.Transcriptions[0]!.FileIDs as [string, string];
     assert.deepEqual(job.output_data.file_ids, [vttId, txtId]);
     const vtt = mm.file(vttId)!.toString();
@@ -95,31 +121,58 @@ describe('transcription end to end', () => {
     assert.match(vtt, /^WEBVTT\n\n/);
     const all = cues(vtt);
     assert.deepEqual([...new Set(all.map((c) => c.speaker))].sort(), ['Alice Liddell', 'Bob Cratchit'], log);
-    assert.deepEqual(all.map((c) => c.start), [...all.map((c) => c.start)].sort((a, b) => a - b), 'cues in time order');
+    assert.deepEqual(
+      all.map((c) => c.start),
+      [...all.map((c) => c.start)].sort((a, b) => a - b),
+      'cues in time order',
+    );
     assert.ok(all.every((c) => c.end > c.start));
     const firstBob = all.find((c) => c.speaker === 'Bob Cratchit')!.start;
-    assert.ok(all.filter((c) => c.speaker === 'Alice Liddell').every((c) => c.start < firstBob), 'Alice spoke before Bob joined');
+    assert.ok(
+      all.filter((c) => c.speaker === 'Alice Liddell').every((c) => c.start < firstBob),
+      'Alice spoke before Bob joined',
+    );
     assert.ok(firstBob > 12, `Bob's first words are placed after he joined: ${firstBob} s`);
     assert.match(txt, /^\d\d:\d\d:\d\d -> \d\d:\d\d:\d\d\nAlice Liddell\n/);
     assert.match(txt, /\nBob Cratchit\n/);
 
     // What was said, through Chromium's audio processing, Opus and the SFU, then pocketsphinx.
-    const heard = (speaker: string) => all.filter((c) => c.speaker === speaker).map((c) => c.text).join(' ');
+    const heard = (speaker: string) =>
+      all
+        .filter((c) => c.speaker === speaker)
+        .map((c) => c.text)
+        .join(' ');
     const aliceWer = wordErrorRate(aliceSays.map((u) => u.text).join(' '), heard('Alice Liddell'));
     const bobWer = wordErrorRate(bobSays.map((u) => u.text).join(' '), heard('Bob Cratchit'));
     assert.ok(aliceWer < 0.5 && bobWer < 0.5, `WER Alice ${aliceWer.toFixed(2)} Bob ${bobWer.toFixed(2)}\n${vtt}`);
 
     // Live captions of both speakers reached Alice's page while the call went on.
-    assert.ok(captions.some((c) => c.user_id === 'alice' && c.session_id), `captions of Alice: ${JSON.stringify(captions)}`);
-    assert.ok(captions.some((c) => c.user_id === 'bob'), `captions of Bob: ${JSON.stringify(captions)}`);
-    const captionWer = wordErrorRate(aliceSays.map((u) => u.text).join(' '), captions.filter((c) => c.user_id === 'alice').map((c) => c.text).join(' '));
+    assert.ok(
+      captions.some((c) => c.user_id === 'alice' && c.session_id),
+      `captions of Alice: ${JSON.stringify(captions)}`,
+    );
+    assert.ok(
+      captions.some((c) => c.user_id === 'bob'),
+      `captions of Bob: ${JSON.stringify(captions)}`,
+    );
+    const captionWer = wordErrorRate(
+      aliceSays.map((u) => u.text).join(' '),
+      captions
+        .filter((c) => c.user_id === 'alice')
+        .map((c) => c.text)
+        .join(' '),
+    );
     assert.ok(captionWer < 0.7, `caption WER ${captionWer.toFixed(2)}: ${JSON.stringify(captions)}`);
     assert.ok(job.output_data.captions.sent >= 3, JSON.stringify(job.output_data.captions));
     // The service counts caption windows of finished jobs for Prometheus.
     const metrics = await (await fetch(`${stack.api.url}/metrics`)).text();
-    const captioned = Number(/^calls_offloader_caption_windows_total\{outcome="captioned"\} (\d+)$/m.exec(metrics)?.[1]);
+    const captioned = Number(
+      /^calls_offloader_caption_windows_total\{outcome="captioned"\} (\d+)$/m.exec(metrics)?.[1],
+    );
     assert.equal(captioned, job.output_data.captions.sent, metrics);
     assert.match(metrics, /^calls_offloader_caption_windows_total\{outcome="dropped"\} 0$/m);
-    process.stdout.write(`# WER transcript Alice ${aliceWer.toFixed(2)} Bob ${bobWer.toFixed(2)}, captions Alice ${captionWer.toFixed(2)}; captions ${JSON.stringify(job.output_data.captions)}\n`);
+    process.stdout.write(
+      `# WER transcript Alice ${aliceWer.toFixed(2)} Bob ${bobWer.toFixed(2)}, captions Alice ${captionWer.toFixed(2)}; captions ${JSON.stringify(job.output_data.captions)}\n`,
+    );
   });
 });

@@ -5,8 +5,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const TOOL = process.env.WHISPER_MODEL_TOOL
-  ?? fileURLToPath(new URL('../../../shared/tools/make-test-whisper-model.mjs', import.meta.url));
+const TOOL =
+  process.env.WHISPER_MODEL_TOOL ??
+  fileURLToPath(new URL('../../../shared/tools/make-test-whisper-model.mjs', import.meta.url));
 
 export interface ModelOptions {
   size?: 'micro' | 'mini' | 'tiny' | 'base' | 'small';

@@ -9,7 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LiveCaptions } from '../workers/transcriber/captions.js';
 import { toText, toWebVtt } from '../workers/transcriber/formats.js';
-import { createEngine, EngineError, SAMPLE_RATE, type EngineOptions, type SpeechEngine } from '../workers/transcriber/speech/engine.js';
+import {
+  createEngine,
+  EngineError,
+  SAMPLE_RATE,
+  type EngineOptions,
+  type SpeechEngine,
+} from '../workers/transcriber/speech/engine.js';
 import { WhisperEngine } from '../workers/transcriber/speech/whisper.js';
 import { transcribeCall } from '../workers/transcriber/transcribe.js';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
@@ -22,7 +28,13 @@ import { damagedModel, makeWhisperModel } from './whisper-models.js';
 const dir = mkdtempSync(join(tmpdir(), 'co-whisper-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const silence = (seconds: number) => new Int16Array(Math.round(seconds * SAMPLE_RATE));
-const options = (modelSize: string, modelsDir = dir): EngineOptions => ({ api: 'whisper.cpp', modelSize, modelsDir, threads: 2, language: 'en' });
+const options = (modelSize: string, modelsDir = dir): EngineOptions => ({
+  api: 'whisper.cpp',
+  modelSize,
+  modelsDir,
+  threads: 2,
+  language: 'en',
+});
 /** Real speech, repeated to the length asked. */
 const speech = (seconds: number) => {
   const one = wavSamples(librivox()[0]!.wav);
@@ -42,7 +54,10 @@ describe('whisper.cpp engine with a generated model', () => {
   it('a 20 s clip is one window: exactly one segment, 0 to 4.8 s, its words inside the clip', async () => {
     const r = await engine.recognize(speech(20));
     assert.equal(r.text, 'hello world');
-    assert.deepEqual(r.words.map((w) => w.word), ['hello', 'world']);
+    assert.deepEqual(
+      r.words.map((w) => w.word),
+      ['hello', 'world'],
+    );
     assert.equal(r.words[0]!.start, 0);
     assert.ok(Math.abs(r.words[1]!.end - 4.8) < 0.011, JSON.stringify(r.words));
   });
@@ -51,7 +66,10 @@ describe('whisper.cpp engine with a generated model', () => {
     const r = await engine.recognize(speech(40));
     assert.equal(r.text, 'hello world hello world');
     const starts = r.words.filter((w) => w.word === 'hello').map((w) => w.start);
-    assert.deepEqual(starts.map((s) => Math.round(s * 100) / 100), [0, 30]);
+    assert.deepEqual(
+      starts.map((s) => Math.round(s * 100) / 100),
+      [0, 30],
+    );
     assert.ok(Math.abs(r.words[3]!.end - 34.8) < 0.011, JSON.stringify(r.words));
   });
 
@@ -71,32 +89,57 @@ describe('whisper.cpp engine with a generated model', () => {
     tracks.forEach((t, i) => {
       const file = `tracks/00${i}.pcm`;
       writeFileSync(join(call, file), Buffer.from(t.pcm.buffer));
-      appendFileSync(join(call, 'tracks.jsonl'), JSON.stringify({ file, sessionId: `s${i}`, displayName: t.name, startMs: t.startMs, endMs: t.startMs + 10_000 }) + '\n');
+      appendFileSync(
+        join(call, 'tracks.jsonl'),
+        `${JSON.stringify({ file, sessionId: `s${i}`, displayName: t.name, startMs: t.startMs, endMs: t.startMs + 10_000 })}\n`,
+      );
     });
     const segments = await transcribeCall([engine], call);
-    assert.deepEqual(segments.map((s) => [s.speaker, s.text]), [['Alice Liddell', 'hello world'], ['Bob Cratchit', 'hello world']]);
+    assert.deepEqual(
+      segments.map((s) => [s.speaker, s.text]),
+      [
+        ['Alice Liddell', 'hello world'],
+        ['Bob Cratchit', 'hello world'],
+      ],
+    );
     const [alice, bob] = segments;
     // Each utterance starts where the VAD found speech (200 ms of pre-roll kept) and ends inside it.
     assert.ok(alice!.startMs >= 700 && alice!.startMs <= 1000 && alice!.endMs <= 4200, JSON.stringify(alice));
-    assert.ok(bob!.startMs >= 13_700 && bob!.startMs <= 14_000 && bob!.endMs <= 18_800 && bob!.endMs > 18_000, JSON.stringify(bob));
+    assert.ok(
+      bob!.startMs >= 13_700 && bob!.startMs <= 14_000 && bob!.endMs <= 18_800 && bob!.endMs > 18_000,
+      JSON.stringify(bob),
+    );
     const vtt = toWebVtt(segments, false);
     assert.match(vtt, /00:00:00\.[789]\d\d --> 00:00:0[34]\.\d{3}\n<v Alice Liddell>hello world/);
     assert.match(vtt, /00:00:13\.[789]\d\d --> 00:00:18\.\d{3}\n<v Bob Cratchit>hello world/);
-    assert.match(toText(segments, { silenceThresholdMs: 2000, maxSegmentDurationMs: 10_000 }), /Bob Cratchit\nhello world/);
+    assert.match(
+      toText(segments, { silenceThresholdMs: 2000, maxSegmentDurationMs: 10_000 }),
+      /Bob Cratchit\nhello world/,
+    );
   });
 
   it('live captions: each window of each speaker is captioned with its session', async () => {
     const sent: { sessionId: string; text: string; ms: number }[] = [];
     const captions = new LiveCaptions([engine], (sessionId, text, ms) => sent.push({ sessionId, text, ms }));
-    const streams = { alice: concat([silence(0.5), speech(2.5), silence(1)]), bob: concat([silence(1.5), speech(2), silence(1)]) };
+    const streams = {
+      alice: concat([silence(0.5), speech(2.5), silence(1)]),
+      bob: concat([silence(1.5), speech(2), silence(1)]),
+    };
     for (let at = 0; at < 4.5 * SAMPLE_RATE; at += 320) {
-      for (const [session, pcm] of Object.entries(streams)) if (at < pcm.length) captions.feed(session, pcm.subarray(at, at + 320));
+      for (const [session, pcm] of Object.entries(streams))
+        if (at < pcm.length) captions.feed(session, pcm.subarray(at, at + 320));
       if (at % 3200 === 0) await new Promise((r) => setTimeout(r, 20));
     }
     await waitFor('both captions', () => sent.length === 2, 20_000);
     const stats = await captions.close();
-    assert.deepEqual(sent.map((c) => [c.sessionId, c.text]).sort(), [['alice', 'hello world'], ['bob', 'hello world']]);
-    assert.ok(sent.every((c) => c.ms > 1500 && c.ms < 3500), JSON.stringify(sent));
+    assert.deepEqual(sent.map((c) => [c.sessionId, c.text]).sort(), [
+      ['alice', 'hello world'],
+      ['bob', 'hello world'],
+    ]);
+    assert.ok(
+      sent.every((c) => c.ms > 1500 && c.ms < 3500),
+      JSON.stringify(sent),
+    );
     assert.equal(stats.sent, 2);
   });
 });
@@ -108,8 +151,13 @@ describe('whisper.cpp with broken models', () => {
   for (const how of ['truncated', 'wrong-shape'] as const) {
     it(`a ${how} model fails at load with the file named`, async () => {
       damagedModel(good, join(dir, `ggml-${how}.bin`), how);
-      await assert.rejects(createEngine(options(how)), (err: Error) =>
-        err instanceof EngineError && err.message.includes(join(dir, `ggml-${how}.bin`)) && /cut short, damaged or of a shape/.test(err.message));
+      await assert.rejects(
+        createEngine(options(how)),
+        (err: Error) =>
+          err instanceof EngineError &&
+          err.message.includes(join(dir, `ggml-${how}.bin`)) &&
+          /cut short, damaged or of a shape/.test(err.message),
+      );
     });
   }
 
@@ -122,7 +170,10 @@ describe('whisper.cpp with broken models', () => {
     // (binding 1.1.3 of @fugood never settled on this one)
     damagedModel(good, join(dir, 'ggml-nospace.bin'), 'no-space-token');
     const engine = await createEngine(options('nospace'));
-    await assert.rejects(engine.recognize(speech(2)), (err: Error) => err instanceof EngineError && /^whisper\.cpp failed on 2\.0 s of audio: /.test(err.message));
+    await assert.rejects(
+      engine.recognize(speech(2)),
+      (err: Error) => err instanceof EngineError && /^whisper\.cpp failed on 2\.0 s of audio: /.test(err.message),
+    );
     await engine.close();
   });
 
@@ -130,8 +181,11 @@ describe('whisper.cpp with broken models', () => {
     // random weights: whisper.cpp goes through its temperature fallback, slowly
     makeWhisperModel(join(dir, 'ggml-slow.bin'), { mode: 'random' });
     const engine = await WhisperEngine.load(options('slow'), () => 500);
-    await assert.rejects(engine.recognize(speech(60)), (err: Error) =>
-      err instanceof EngineError && /did not finish 60\.0 s of audio within 1 s .*ggml-slow\.bin/.test(err.message));
+    await assert.rejects(
+      engine.recognize(speech(60)),
+      (err: Error) =>
+        err instanceof EngineError && /did not finish 60\.0 s of audio within 1 s .*ggml-slow\.bin/.test(err.message),
+    );
     await assert.rejects(engine.recognize(speech(1)), /did not finish/);
   });
 });
@@ -161,19 +215,41 @@ describe('a transcription job with whisper.cpp, as the plugin sends it by defaul
       max_duration_sec: 600,
       runner: 'mattermost/calls-transcriber:v0.7.2',
       input_data: {
-        site_url: stack.mm.url, call_id: callId, post_id: ids(), auth_token: stack.authToken, transcription_id: transcriptionId,
-        transcribe_api: 'whisper.cpp', transcribe_api_options: 'null', model_size: 'base', output_format: 'vtt', num_threads: 2,
-        live_captions_on: true, live_captions_model_size: 'tiny', live_captions_num_transcribers: 1, live_captions_language: 'en',
-        live_captions_num_threads_per_transcriber: 2, webvtt_omit_speaker: false,
-        text_compact_silence_threshold_ms: 2000, text_compact_max_segment_duration_ms: 10000,
+        site_url: stack.mm.url,
+        call_id: callId,
+        post_id: ids(),
+        auth_token: stack.authToken,
+        transcription_id: transcriptionId,
+        transcribe_api: 'whisper.cpp',
+        transcribe_api_options: 'null',
+        model_size: 'base',
+        output_format: 'vtt',
+        num_threads: 2,
+        live_captions_on: true,
+        live_captions_model_size: 'tiny',
+        live_captions_num_transcribers: 1,
+        live_captions_language: 'en',
+        live_captions_num_threads_per_transcriber: 2,
+        webvtt_omit_speaker: false,
+        text_compact_silence_threshold_ms: 2000,
+        text_compact_max_segment_duration_ms: 10000,
       },
     });
     assert.equal(created.status, 200, created.text);
-    await waitFor('started reported', () => stack.mm.statuses.some((s) => s.jobId === transcriptionId && s.body.Status === 'started'), 30_000);
+    await waitFor(
+      'started reported',
+      () => stack.mm.statuses.some((s) => s.jobId === transcriptionId && s.body.Status === 'started'),
+      30_000,
+    );
 
     // the call is on the Mattermost server the job was sent to: the stand-in
     const join_ = async (user: string, name: string) => {
-      const p = new HeadlessParticipant({ siteUrl: stack.mm.url, callId, token: stack.mm.userToken(callId, user, name), subscribe: 'none' });
+      const p = new HeadlessParticipant({
+        siteUrl: stack.mm.url,
+        callId,
+        token: stack.mm.userToken(callId, user, name),
+        subscribe: 'none',
+      });
       return { p, me: await p.join() };
     };
     const listener = await join_('listener', 'Listener');
@@ -190,7 +266,10 @@ describe('a transcription job with whisper.cpp, as the plugin sends it by defaul
 
     const { job, log } = await stack.finished(created.json.id, 120_000);
     assert.equal(job.status, 'succeeded', `${job.error}\n${log}`);
-    assert.ok(captions.every((c) => c.sessionId === alice.me.sessionId && c.text === 'hello world'), JSON.stringify(captions));
+    assert.ok(
+      captions.every((c) => c.sessionId === alice.me.sessionId && c.text === 'hello world'),
+      JSON.stringify(captions),
+    );
     assert.equal(stack.mm.transcriptions.length, 1);
     const [vttId] = stack.mm.transcriptions[0]!.body.Transcriptions as unknown as [{ FileIDs: string[] }];
     const vtt = stack.mm.file(vttId!.FileIDs[0]!)!.toString();

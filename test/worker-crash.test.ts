@@ -5,7 +5,19 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import {
-  type Api, basic, behave, call, cleanup, ids, recordingJob, runs, spawnWorker, startApi, testConfig, testEnv, waitFor,
+  type Api,
+  basic,
+  behave,
+  call,
+  cleanup,
+  ids,
+  recordingJob,
+  runs,
+  spawnWorker,
+  startApi,
+  testConfig,
+  testEnv,
+  waitFor,
 } from './helpers.js';
 import { fileURLToPath } from 'node:url';
 import { enqueue } from '../src/queue/queues.js';
@@ -30,16 +42,25 @@ describe('worker crash', () => {
     const id = (await call(api.url, 'POST', '/jobs', auth, recordingJob(callId))).json.id;
     await waitFor('program started', () => runs(id).some((r) => r.event === 'start'));
     const programPid = runs(id)[0]!.pid;
-    await waitFor('log flushed to Redis', async () => /starting/.test((await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text));
+    await waitFor('log flushed to Redis', async () =>
+      /starting/.test((await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text),
+    );
 
     first.kill('SIGKILL');
     await once(first, 'exit');
     const killedAt = Date.now();
-    const job = await waitFor('job failed', async () => {
-      const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
-      return j.status === 'failed' ? j : undefined;
-    }, 20_000);
-    assert.equal(job.error, 'the worker running this job stopped responding (no lease renewal for 3 s); the job was abandoned, its log kept');
+    const job = await waitFor(
+      'job failed',
+      async () => {
+        const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
+        return j.status === 'failed' ? j : undefined;
+      },
+      20_000,
+    );
+    assert.equal(
+      job.error,
+      'the worker running this job stopped responding (no lease renewal for 3 s); the job was abandoned, its log kept',
+    );
     assert.ok(Date.now() - killedAt < 10_000, 'failed within the lease time and a sweep');
     const log = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
     assert.match(log, /test job .* starting/, 'the log is kept');
@@ -54,8 +75,11 @@ describe('worker crash', () => {
     try {
       await enqueue(api.services.queues, 'recording', id).catch(() => undefined);
       await api.services.queues.recording.add('recording', { id }, { jobId: `${id}-redelivered` });
-      await waitFor('redelivery consumed', async () =>
-        (await api.services.queues.recording.getJobCounts('wait', 'active', 'delayed')).wait === 0, 10_000);
+      await waitFor(
+        'redelivery consumed',
+        async () => (await api.services.queues.recording.getJobCounts('wait', 'active', 'delayed')).wait === 0,
+        10_000,
+      );
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(runs(id).filter((r) => r.event === 'start').length, 1, 'ran exactly once');
       assert.equal((await call(api.url, 'GET', `/jobs/${id}`, auth)).json.status, 'failed');
@@ -65,17 +89,24 @@ describe('worker crash', () => {
     }
   });
 
-  it('a worker whose clock is a minute behind runs a job to the end: leases are on Redis\' clock', async () => {
+  it("a worker whose clock is a minute behind runs a job to the end: leases are on Redis' clock", async () => {
     const auth = basic(ids());
     const callId = ids();
     behave(callId, { sleepMs: 4 * 3000 }); // longer than the lease
-    const skewed = spawnWorker({ ...env, NODE_OPTIONS: `--import=${fileURLToPath(new URL('./fixtures/clock-behind.js', import.meta.url))}` });
+    const skewed = spawnWorker({
+      ...env,
+      NODE_OPTIONS: `--import=${fileURLToPath(new URL('./fixtures/clock-behind.js', import.meta.url))}`,
+    });
     try {
       const id = (await call(api.url, 'POST', '/jobs', auth, recordingJob(callId))).json.id;
-      const job = await waitFor('job finished', async () => {
-        const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
-        return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
-      }, 40_000);
+      const job = await waitFor(
+        'job finished',
+        async () => {
+          const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
+          return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
+        },
+        40_000,
+      );
       assert.equal(job.status, 'succeeded', job.error);
     } finally {
       skewed.kill('SIGTERM');
@@ -87,11 +118,19 @@ describe('worker crash', () => {
 describe('readiness', () => {
   it('/readyz fails while Redis is unreachable; /healthz still answers', async () => {
     const port = 6391;
-    const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const redis = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: 'ignore' },
+    );
     const config = testConfig({ REDIS_URL: `redis://127.0.0.1:${port}` });
     await waitFor('private redis', async () => {
       const { Redis } = await import('ioredis');
-      const probe = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const probe = new Redis(config.redisUrl, {
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
       probe.on('error', () => undefined);
       try {
         await probe.connect();

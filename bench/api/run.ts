@@ -24,18 +24,29 @@ const START_SAMPLES = Number(process.env.BENCH_START_SAMPLES ?? 50);
 const id26 = () => randomBytes(13).toString('hex');
 const KEY = randomBytes(24).toString('hex');
 const CLIENT = id26();
-const auth = 'Basic ' + Buffer.from(`${CLIENT}:${KEY}`).toString('base64');
+const auth = `Basic ${Buffer.from(`${CLIENT}:${KEY}`).toString('base64')}`;
 const controlDir = mkdtempSync(join(tmpdir(), 'bench-api-'));
 
-const recording = () => JSON.stringify({
-  type: 'recording',
-  max_duration_sec: 3600,
-  runner: 'mattermost/calls-recorder:v0.8.5',
-  input_data: {
-    site_url: 'http://127.0.0.1:8065', call_id: id26(), post_id: id26(), recording_id: id26(), auth_token: id26(),
-    width: 1280, height: 720, video_rate: 1500, audio_rate: 64, frame_rate: 20, video_preset: 'veryfast', output_format: 'mp4',
-  },
-}) + '\n';
+const recording = () =>
+  `${JSON.stringify({
+    type: 'recording',
+    max_duration_sec: 3600,
+    runner: 'mattermost/calls-recorder:v0.8.5',
+    input_data: {
+      site_url: 'http://127.0.0.1:8065',
+      call_id: id26(),
+      post_id: id26(),
+      recording_id: id26(),
+      auth_token: id26(),
+      width: 1280,
+      height: 720,
+      video_rate: 1500,
+      audio_rate: 64,
+      frame_rate: 20,
+      video_preset: 'veryfast',
+      output_format: 'mp4',
+    },
+  })}\n`;
 
 function start(command: string, port: number, prefix: string): ChildProcess {
   return spawn(process.execPath, [CLI, command], {
@@ -59,7 +70,13 @@ function start(command: string, port: number, prefix: string): ChildProcess {
 
 async function ready(url: string): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) return;
+    if (
+      await fetch(`${url}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${url} did not start`);
@@ -82,7 +99,8 @@ async function dropPrefix(prefix: string): Promise<void> {
   await redis.quit();
 }
 
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 async function load(url: string, method: 'POST' | 'GET', path: string, body?: () => string) {
   const result = await autocannon({
@@ -91,7 +109,9 @@ async function load(url: string, method: 'POST' | 'GET', path: string, body?: ()
     connections: CONNECTIONS,
     duration: DURATION_S,
     headers: { authorization: auth },
-    ...(body ? { requests: [{ method, path, setupRequest: (req: autocannon.Request) => ({ ...req, body: body() }) }] } : {}),
+    ...(body
+      ? { requests: [{ method, path, setupRequest: (req: autocannon.Request) => ({ ...req, body: body() }) }] }
+      : {}),
   });
   return {
     rps: result.requests.average,
@@ -136,7 +156,9 @@ async function timeToRunning() {
       const res = await fetch(`${url}/jobs`, { method: 'POST', headers: { authorization: auth }, body });
       const { id } = (await res.json()) as { id: string };
       for (let tries = 0; ; tries++) {
-        const line = (existsSync(runsFile) ? readFileSync(runsFile, 'utf8') : '').split('\n').find((l) => l.includes(`"start","job":"${id}"`));
+        const line = (existsSync(runsFile) ? readFileSync(runsFile, 'utf8') : '')
+          .split('\n')
+          .find((l) => l.includes(`"start","job":"${id}"`));
         if (line) {
           samples.push(JSON.parse(line).t - sent);
           break;
@@ -158,10 +180,20 @@ const started = await timeToRunning();
 rmSync(controlDir, { recursive: true, force: true });
 
 const f = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 1 });
-console.log(`\nbench/api (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${CONNECTIONS} connections for ${DURATION_S} s, server in its own process)\n`);
+console.log(
+  `\nbench/api (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${CONNECTIONS} connections for ${DURATION_S} s, server in its own process)\n`,
+);
 console.log('| measure | result |');
 console.log('|---|---|');
-console.log(`| POST /jobs (recording, Basic auth) | ${f(create.rps)} req/s, p50 ${create.p50} ms, p99 ${create.p99} ms, ${create.ok} created, ${create.errors} errors |`);
-console.log(`| GET /jobs/{id} (Basic auth) | ${f(read.rps)} req/s, p50 ${read.p50} ms, p99 ${read.p99} ms, ${read.errors} errors |`);
-console.log(`| POST /jobs → job program running (process runner, n=${started.n}) | p50 ${started.p50} ms, p95 ${started.p95} ms |`);
-console.log('\nNo peer runs here: upstream calls-offloader (Go) publishes no API figures and no Go toolchain is available to build it; its docker runner also needs an image pull.');
+console.log(
+  `| POST /jobs (recording, Basic auth) | ${f(create.rps)} req/s, p50 ${create.p50} ms, p99 ${create.p99} ms, ${create.ok} created, ${create.errors} errors |`,
+);
+console.log(
+  `| GET /jobs/{id} (Basic auth) | ${f(read.rps)} req/s, p50 ${read.p50} ms, p99 ${read.p99} ms, ${read.errors} errors |`,
+);
+console.log(
+  `| POST /jobs → job program running (process runner, n=${started.n}) | p50 ${started.p50} ms, p95 ${started.p95} ms |`,
+);
+console.log(
+  '\nNo peer runs here: upstream calls-offloader (Go) publishes no API figures and no Go toolchain is available to build it; its docker runner also needs an image pull.',
+);

@@ -25,9 +25,30 @@ const PART_SEC = String(Math.max(2, Math.round(SECONDS / 3)));
 const id = () => randomBytes(13).toString('hex');
 
 const profiles = {
-  low: { WIDTH: '1280', HEIGHT: '720', VIDEO_RATE: '1000', FRAME_RATE: '15', VIDEO_PRESET: 'ultrafast', upstreamVcpu: 0.66 },
-  medium: { WIDTH: '1280', HEIGHT: '720', VIDEO_RATE: '1500', FRAME_RATE: '20', VIDEO_PRESET: 'veryfast', upstreamVcpu: 0.88 },
-  high: { WIDTH: '1920', HEIGHT: '1080', VIDEO_RATE: '2500', FRAME_RATE: '20', VIDEO_PRESET: 'veryfast', upstreamVcpu: 1.44 },
+  low: {
+    WIDTH: '1280',
+    HEIGHT: '720',
+    VIDEO_RATE: '1000',
+    FRAME_RATE: '15',
+    VIDEO_PRESET: 'ultrafast',
+    upstreamVcpu: 0.66,
+  },
+  medium: {
+    WIDTH: '1280',
+    HEIGHT: '720',
+    VIDEO_RATE: '1500',
+    FRAME_RATE: '20',
+    VIDEO_PRESET: 'veryfast',
+    upstreamVcpu: 0.88,
+  },
+  high: {
+    WIDTH: '1920',
+    HEIGHT: '1080',
+    VIDEO_RATE: '2500',
+    FRAME_RATE: '20',
+    VIDEO_PRESET: 'veryfast',
+    upstreamVcpu: 1.44,
+  },
 } as const;
 type Profile = keyof typeof profiles;
 
@@ -38,12 +59,22 @@ function encoded(source: string, codec: string[]): string {
   const key = JSON.stringify([source, codec]);
   if (!made.has(key)) {
     const file = join(media, `${made.size}.webm`);
-    execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', source, '-t', String(SECONDS + 20), ...codec, file]);
+    execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      source,
+      '-t',
+      String(SECONDS + 20),
+      ...codec,
+      file,
+    ]);
     made.set(key, file);
   }
   return made.get(key)!;
 }
-
 
 interface Row {
   content: string;
@@ -58,7 +89,8 @@ interface Row {
 }
 
 type Content = 'screen share' | 'slides' | 'camera tiles';
-const screenSource = (content: Content) => (content === 'slides' ? slides('1280x720', 15) : 'testsrc2=size=1280x720:rate=15');
+const screenSource = (content: Content) =>
+  content === 'slides' ? slides('1280x720', 15) : 'testsrc2=size=1280x720:rate=15';
 
 /**
  * CPU (core-seconds per second) of the x264 encode alone of the recording's picture at the
@@ -69,18 +101,39 @@ const screenSource = (content: Content) => (content === 'slides' ? slides('1280x
 function encodeFloor(content: Content, profile: Profile): number {
   const p = profiles[profile];
   const seconds = 20;
-  const picture = content === 'camera tiles'
-    ? 'testsrc2=size=640x360:rate=15,split=4[a][b][c][d];[a][b][c][d]xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0'
-    : screenSource(content);
+  const picture =
+    content === 'camera tiles'
+      ? 'testsrc2=size=640x360:rate=15,split=4[a][b][c][d];[a][b][c][d]xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0'
+      : screenSource(content);
   const cpu = (encode: string[]) => {
     const out = join(tmpdir(), `bench-floor-${process.pid}.txt`);
-    execFileSync('/usr/bin/time', ['-f', '%U %S', '-o', out, 'ffmpeg', '-loglevel', 'error', '-f', 'lavfi', '-t', String(seconds), '-i',
-      `${picture},scale=${p.WIDTH}:${p.HEIGHT},fps=${p.FRAME_RATE}`, ...encode, '-f', 'null', '-']);
+    execFileSync('/usr/bin/time', [
+      '-f',
+      '%U %S',
+      '-o',
+      out,
+      'ffmpeg',
+      '-loglevel',
+      'error',
+      '-f',
+      'lavfi',
+      '-t',
+      String(seconds),
+      '-i',
+      `${picture},scale=${p.WIDTH}:${p.HEIGHT},fps=${p.FRAME_RATE}`,
+      ...encode,
+      '-f',
+      'null',
+      '-',
+    ]);
     const [user, sys] = readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
     rmSync(out);
     return user! + sys!;
   };
-  return (cpu(['-c:v', 'libx264', '-preset', p.VIDEO_PRESET, '-b:v', `${p.VIDEO_RATE}k`, '-pix_fmt', 'yuv420p']) - cpu([])) / seconds;
+  return (
+    (cpu(['-c:v', 'libx264', '-preset', p.VIDEO_PRESET, '-b:v', `${p.VIDEO_RATE}k`, '-pix_fmt', 'yuv420p']) - cpu([])) /
+    seconds
+  );
 }
 
 async function run(content: Content, profile: Profile): Promise<Row> {
@@ -94,15 +147,40 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const sources: ChildProcess[] = [];
   const people: HeadlessParticipant[] = [];
   const join_ = async (i: number, tracks: ('mic' | 'camera' | 'screen')[]) => {
-    const p = new HeadlessParticipant({ siteUrl: mm.url, callId: call, token: mm.userToken(call, `u${i}`, `Person ${i}`), subscribe: 'none' });
+    const p = new HeadlessParticipant({
+      siteUrl: mm.url,
+      callId: call,
+      token: mm.userToken(call, `u${i}`, `Person ${i}`),
+      subscribe: 'none',
+    });
     await p.join();
     const published = await p.publish(...tracks);
     for (const [source, track] of Object.entries(published)) {
-      const [file, payloadType] = source === 'mic'
-        ? [encoded(`sine=frequency=${200 + i * 110}`, ['-c:a', 'libopus', '-b:a', '32k']), 111]
-        : [encoded(source === 'screen' ? screenSource(content) : `testsrc2=size=640x360:rate=15,hue=h=${i * 60}`,
-          ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', source === 'screen' ? '1500k' : '600k', '-g', '30']), 96];
-      sources.push(await rtpSource((rtp) => track.writeRtp(rtp), ['-i', file], ['-c', 'copy', '-payload_type', String(payloadType)]));
+      const [file, payloadType] =
+        source === 'mic'
+          ? [encoded(`sine=frequency=${200 + i * 110}`, ['-c:a', 'libopus', '-b:a', '32k']), 111]
+          : [
+              encoded(source === 'screen' ? screenSource(content) : `testsrc2=size=640x360:rate=15,hue=h=${i * 60}`, [
+                '-c:v',
+                'libvpx',
+                '-deadline',
+                'realtime',
+                '-cpu-used',
+                '8',
+                '-b:v',
+                source === 'screen' ? '1500k' : '600k',
+                '-g',
+                '30',
+              ]),
+              96,
+            ];
+      sources.push(
+        await rtpSource(
+          (rtp) => track.writeRtp(rtp),
+          ['-i', file],
+          ['-c', 'copy', '-payload_type', String(payloadType)],
+        ),
+      );
     }
     people.push(p);
   };
@@ -120,9 +198,18 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const profile_ = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
   const child = spawn('/usr/bin/time', ['-f', '%U %S %M', '-o', timeFile, process.execPath, ...profile_, RECORDER], {
     env: {
-      ...process.env, ...quality, AUDIO_RATE: '64', OUTPUT_FORMAT: 'mp4', PART_SEC,
-      SITE_URL: mm.url, CALL_ID: call, POST_ID: id(), RECORDING_ID: recordingId, AUTH_TOKEN: token,
-      JOB_ID: id(), JOB_DIR: join(dir, 'job'),
+      ...process.env,
+      ...quality,
+      AUDIO_RATE: '64',
+      OUTPUT_FORMAT: 'mp4',
+      PART_SEC,
+      SITE_URL: mm.url,
+      CALL_ID: call,
+      POST_ID: id(),
+      RECORDING_ID: recordingId,
+      AUTH_TOKEN: token,
+      JOB_ID: id(),
+      JOB_DIR: join(dir, 'job'),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -140,7 +227,9 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     }, 20);
   });
   // Stop the recorder (GNU time's child) as the worker does: SIGTERM.
-  const recorderPid = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]);
+  const recorderPid = Number(
+    readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0],
+  );
   process.kill(recorderPid, 'SIGTERM');
   const [code] = await once(child, 'exit');
   if (code !== 0) throw new Error(`recorder exited with ${code}:\n${log}`);
@@ -151,7 +240,8 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const m = /stopping after ([\d.]+) s \(capture used ([\d.]+) s of CPU\)/.exec(log)!;
   const fileId = mm.recordings[0]!.body.FileIDs[0]!;
   const row: Row = {
-    content, profile,
+    content,
+    profile,
     recordedS: Number(m[1]),
     captureCpuS: Number(m[2]),
     totalCpuS: user! + sys!,
@@ -166,23 +256,36 @@ async function run(content: Content, profile: Profile): Promise<Row> {
 }
 
 const rows: Row[] = [];
-for (const content of (process.env.BENCH_CONTENT?.split(',') ?? ['screen share', 'slides', 'camera tiles']) as Content[]) {
-  for (const profile of (process.env.BENCH_PROFILES ?? 'low,medium,high').split(',') as Profile[]) rows.push(await run(content, profile));
+for (const content of (process.env.BENCH_CONTENT?.split(',') ?? [
+  'screen share',
+  'slides',
+  'camera tiles',
+]) as Content[]) {
+  for (const profile of (process.env.BENCH_PROFILES ?? 'low,medium,high').split(',') as Profile[])
+    rows.push(await run(content, profile));
 }
 rmSync(media, { recursive: true, force: true });
 
 const f = (n: number, d = 2) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-console.log(`\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in parts of ${PART_SEC} s; publishers send pre-encoded media)\n`);
-console.log('| content | profile | CPU s per recorded min: live capture | compose (parts, join) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | peak RSS | stop → posted | file size per hour |');
+console.log(
+  `\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in parts of ${PART_SEC} s; publishers send pre-encoded media)\n`,
+);
+console.log(
+  '| content | profile | CPU s per recorded min: live capture | compose (parts, join) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | peak RSS | stop → posted | file size per hour |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const perMin = (s: number) => (s / r.recordedS) * 60;
   const vcpu = r.totalCpuS / r.recordedS;
   const upstream = profiles[r.profile].upstreamVcpu;
-  console.log(`| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.floor, 3)} | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f((r.fileMb / r.recordedS) * 3600 / 1000, 2)} GB |`);
+  console.log(
+    `| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.floor, 3)} | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f(((r.fileMb / r.recordedS) * 3600) / 1000, 2)} GB |`,
+  );
 }
 const live = Math.max(...rows.map((r) => r.captureCpuS / r.recordedS));
 const costliest = Math.max(...rows.map((r) => r.totalCpuS / r.recordedS));
-console.log(`\nLive capture costs at most ${f(live, 3)} core per recording: 2 cores hold about ${Math.floor(2 / live)} recordings in real time (compose runs at low priority beside it, during and after each call, and takes the "compose" CPU once). ` +
-  `Recording around the clock (each call's compose done before the next ends), 2 cores keep up with ${Math.floor(2 / costliest)} at the costliest row and ${Math.floor(2 / Math.min(...rows.map((r) => r.totalCpuS / r.recordedS)))} at the cheapest.`);
+console.log(
+  `\nLive capture costs at most ${f(live, 3)} core per recording: 2 cores hold about ${Math.floor(2 / live)} recordings in real time (compose runs at low priority beside it, during and after each call, and takes the "compose" CPU once). ` +
+    `Recording around the clock (each call's compose done before the next ends), 2 cores keep up with ${Math.floor(2 / costliest)} at the costliest row and ${Math.floor(2 / Math.min(...rows.map((r) => r.totalCpuS / r.recordedS)))} at the cheapest.`,
+);
 process.exit(0);

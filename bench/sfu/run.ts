@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { MediaStreamTrack, RtpHeader, RtpPacket } from 'werift';
+import { type MediaStreamTrack, RtpHeader, RtpPacket } from 'werift';
 import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { mintToken } from '../../src/sfu/token.js';
 
@@ -73,22 +73,43 @@ async function startSfu(): Promise<ChildProcess> {
     },
   });
   for (let i = 0; i < 100; i++) {
-    if (await fetch(`http://127.0.0.1:${PORT}/healthz`).then((r) => r.ok, () => false)) return child;
+    if (
+      await fetch(`http://127.0.0.1:${PORT}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return child;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('sfu did not start');
 }
 
-async function joinAll(call: string, n: number, subscribe: 'all' | 'none', prefix: string): Promise<HeadlessParticipant[]> {
+async function joinAll(
+  call: string,
+  n: number,
+  subscribe: 'all' | 'none',
+  prefix: string,
+): Promise<HeadlessParticipant[]> {
   const out: HeadlessParticipant[] = [];
   const BATCH = Number(process.env.BENCH_BATCH ?? 10);
   for (let i = 0; i < n; i += BATCH) {
-    const batch = Array.from({ length: Math.min(BATCH, n - i) }, (_, j) => new HeadlessParticipant({
-      siteUrl: `http://127.0.0.1:${PORT}`,
-      callId: call,
-      subscribe,
-      token: mintToken(SECRET, { call, user: `${prefix}${i + j}`, name: `${prefix} ${i + j}`, role: 'participant', ttlSec: 600 }),
-    }));
+    const batch = Array.from(
+      { length: Math.min(BATCH, n - i) },
+      (_, j) =>
+        new HeadlessParticipant({
+          siteUrl: `http://127.0.0.1:${PORT}`,
+          callId: call,
+          subscribe,
+          token: mintToken(SECRET, {
+            call,
+            user: `${prefix}${i + j}`,
+            name: `${prefix} ${i + j}`,
+            role: 'participant',
+            ttlSec: 600,
+          }),
+        }),
+    );
     await Promise.all(batch.map((p) => p.join()));
     out.push(...batch);
   }
@@ -109,13 +130,19 @@ async function measure(
 ) {
   let received = 0;
   const perReceiver = receivers.map(() => 0);
-  receivers.forEach((r, i) => r.onRtp(() => {
-    received++;
-    perReceiver[i]!++;
-  }));
+  receivers.forEach((r, i) => {
+    r.onRtp(() => {
+      received++;
+      perReceiver[i]!++;
+    });
+  });
   let sent = 0;
   const payload = randomBytes(bytes);
-  const state = publishers.map(() => ({ seq: Math.floor(Math.random() * 60000), ts: 0, ssrc: randomBytes(4).readUInt32BE() }));
+  const state = publishers.map(() => ({
+    seq: Math.floor(Math.random() * 60000),
+    ts: 0,
+    ssrc: randomBytes(4).readUInt32BE(),
+  }));
   const interval = 1000 / pps;
   let next = performance.now();
   let running = true;
@@ -126,7 +153,18 @@ async function measure(
         const s = state[i]!;
         s.seq = (s.seq + 1) & 0xffff;
         s.ts = (s.ts + (p.kind === 'audio' ? 960 : 6000)) >>> 0;
-        p.track.writeRtp(new RtpPacket(new RtpHeader({ payloadType: p.kind === 'audio' ? 111 : 96, sequenceNumber: s.seq, timestamp: s.ts, ssrc: s.ssrc, marker: true }), payload));
+        p.track.writeRtp(
+          new RtpPacket(
+            new RtpHeader({
+              payloadType: p.kind === 'audio' ? 111 : 96,
+              sequenceNumber: s.seq,
+              timestamp: s.ts,
+              ssrc: s.ssrc,
+              marker: true,
+            }),
+            payload,
+          ),
+        );
       });
       sent += publishers.length;
       await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
@@ -136,12 +174,27 @@ async function measure(
   // Warm-up: until every receiver gets media (connections of late joiners can take seconds to
   // come up), then measure steady forwarding.
   const started = performance.now();
-  while (perReceiver.some((c) => c === 0) && performance.now() - started < 20_000) await new Promise((r) => setTimeout(r, 50));
+  while (perReceiver.some((c) => c === 0) && performance.now() - started < 20_000)
+    await new Promise((r) => setTimeout(r, 50));
   const allFlowingMs = performance.now() - started;
   await new Promise((r) => setTimeout(r, 1000));
-  const [sent0, recv0, cpu0, fwd0, own0, t0] = [sent, received, cpuSeconds(sfuPid), await sfuForwarded(), ownCpuSeconds(), performance.now()];
+  const [sent0, recv0, cpu0, fwd0, own0, t0] = [
+    sent,
+    received,
+    cpuSeconds(sfuPid),
+    await sfuForwarded(),
+    ownCpuSeconds(),
+    performance.now(),
+  ];
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
-  const [sent1, recv1, cpu1, fwd1, own1, t1] = [sent, received, cpuSeconds(sfuPid), await sfuForwarded(), ownCpuSeconds(), performance.now()];
+  const [sent1, recv1, cpu1, fwd1, own1, t1] = [
+    sent,
+    received,
+    cpuSeconds(sfuPid),
+    await sfuForwarded(),
+    ownCpuSeconds(),
+    performance.now(),
+  ];
   running = false;
   await pumping;
   const seconds = (t1 - t0) / 1000;
@@ -157,14 +210,18 @@ async function measure(
   };
 }
 
-async function scenario(name: string, n: number, setup: (call: string) => Promise<{
-  publishers: { track: MediaStreamTrack; kind: 'audio' | 'video' }[];
-  receivers: HeadlessParticipant[];
-  all: HeadlessParticipant[];
-  pps: number;
-  bytes: number;
-  fanout: number;
-}>): Promise<Result> {
+async function scenario(
+  name: string,
+  n: number,
+  setup: (call: string) => Promise<{
+    publishers: { track: MediaStreamTrack; kind: 'audio' | 'video' }[];
+    receivers: HeadlessParticipant[];
+    all: HeadlessParticipant[];
+    pps: number;
+    bytes: number;
+    fanout: number;
+  }>,
+): Promise<Result> {
   const sfu = await startSfu();
   try {
     const baseRss = rssMb(sfu.pid!);
@@ -196,30 +253,49 @@ async function scenario(name: string, n: number, setup: (call: string) => Promis
   }
 }
 
-const audioCall = (n: number) => scenario(`audio call, all ${n} unmuted`, n, async (call) => {
-  const all = await joinAll(call, n, 'all', 'speaker');
-  const publishers = await Promise.all(all.map(async (p) => ({ track: (await p.publish('mic')).mic, kind: 'audio' as const })));
-  return { publishers, receivers: all, all, pps: 50, bytes: 80, fanout: n - 1 };
-});
+const audioCall = (n: number) =>
+  scenario(`audio call, all ${n} unmuted`, n, async (call) => {
+    const all = await joinAll(call, n, 'all', 'speaker');
+    const publishers = await Promise.all(
+      all.map(async (p) => ({ track: (await p.publish('mic')).mic, kind: 'audio' as const })),
+    );
+    return { publishers, receivers: all, all, pps: 50, bytes: 80, fanout: n - 1 };
+  });
 
-const screenShare = (subscribers: number) => scenario(`screen share 1.6 Mbit/s to ${subscribers}`, subscribers + 1, async (call) => {
-  const [presenter] = await joinAll(call, 1, 'none', 'presenter');
-  const track = (await presenter!.publish('screen')).screen;
-  const receivers = await joinAll(call, subscribers, 'all', 'viewer');
-  // 1.6 Mbit/s in 1150-byte payloads is about 174 packets a second.
-  return { publishers: [{ track, kind: 'video' as const }], receivers, all: [presenter!, ...receivers], pps: 174, bytes: 1150, fanout: subscribers };
-});
+const screenShare = (subscribers: number) =>
+  scenario(`screen share 1.6 Mbit/s to ${subscribers}`, subscribers + 1, async (call) => {
+    const [presenter] = await joinAll(call, 1, 'none', 'presenter');
+    const track = (await presenter!.publish('screen')).screen;
+    const receivers = await joinAll(call, subscribers, 'all', 'viewer');
+    // 1.6 Mbit/s in 1150-byte payloads is about 174 packets a second.
+    return {
+      publishers: [{ track, kind: 'video' as const }],
+      receivers,
+      all: [presenter!, ...receivers],
+      pps: 174,
+      bytes: 1150,
+      fanout: subscribers,
+    };
+  });
 
 const results: Result[] = [];
-for (const n of (process.env.BENCH_AUDIO ?? '2,10,50').split(',').filter(Boolean).map(Number)) results.push(await audioCall(n));
-for (const n of (process.env.BENCH_SCREEN ?? '5,20,50').split(',').filter(Boolean).map(Number)) results.push(await screenShare(n));
+for (const n of (process.env.BENCH_AUDIO ?? '2,10,50').split(',').filter(Boolean).map(Number))
+  results.push(await audioCall(n));
+for (const n of (process.env.BENCH_SCREEN ?? '5,20,50').split(',').filter(Boolean).map(Number))
+  results.push(await screenShare(n));
 
 const f = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-console.log(`\nbench/sfu (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores; SFU in its own process, participants in the bench process, ${SECONDS} s per row)\n`);
-console.log('| scenario | expected pkt/s | forwarded by SFU | received | loss (SFU / end to end) | SFU CPU (cores) | fwd pkt/s per core | Mbit/s per core | CPU per participant | RSS per participant | participants\' process CPU | until all receive |');
+console.log(
+  `\nbench/sfu (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores; SFU in its own process, participants in the bench process, ${SECONDS} s per row)\n`,
+);
+console.log(
+  "| scenario | expected pkt/s | forwarded by SFU | received | loss (SFU / end to end) | SFU CPU (cores) | fwd pkt/s per core | Mbit/s per core | CPU per participant | RSS per participant | participants' process CPU | until all receive |",
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
-  console.log(`| ${r.scenario} | ${f(r.expectedPps)} | ${f(r.forwardedPps)} | ${f(r.receivedPps)} | ${f(r.sfuLoss * 100, 1)} % / ${f(r.loss * 100, 1)} % | ${f(r.sfuCores, 2)} | ${f(r.ppsPerCore)} | ${f(r.mbitPerCore, 1)} | ${f(r.cpuPerParticipant * 100, 1)} % | ${f(r.rssPerParticipantMb, 1)} MB | ${f(r.participantsCores, 2)} | ${f(r.allFlowingMs / 1000, 1)} s |`);
+  console.log(
+    `| ${r.scenario} | ${f(r.expectedPps)} | ${f(r.forwardedPps)} | ${f(r.receivedPps)} | ${f(r.sfuLoss * 100, 1)} % / ${f(r.loss * 100, 1)} % | ${f(r.sfuCores, 2)} | ${f(r.ppsPerCore)} | ${f(r.mbitPerCore, 1)} | ${f(r.cpuPerParticipant * 100, 1)} % | ${f(r.rssPerParticipantMb, 1)} MB | ${f(r.participantsCores, 2)} | ${f(r.allFlowingMs / 1000, 1)} s |`,
+  );
 }
 // rtcd (Pion): about 1000 audio flows (50 pkt/s each) or 330 screen-share flows at 1.6 Mbit/s per vCPU.
 const audio = results.filter((r) => r.scenario.startsWith('audio'));
@@ -227,6 +303,10 @@ const screen = results.filter((r) => r.scenario.startsWith('screen'));
 const best = (rs: Result[]) => Math.max(...rs.map((r) => r.ppsPerCore));
 console.log('\n| compared with rtcd (Pion), per core | ours | rtcd | ratio |');
 console.log('|---|---|---|---|');
-if (audio.length) console.log(`| audio flows (50 pkt/s) | ${f(best(audio) / 50)} | 1,000 | ${f(best(audio) / 50 / 1000, 2)} |`);
-if (screen.length) console.log(`| screen-share flows (1.6 Mbit/s, ~174 pkt/s) | ${f(best(screen) / 174)} | 330 | ${f(best(screen) / 174 / 330, 2)} |`);
+if (audio.length)
+  console.log(`| audio flows (50 pkt/s) | ${f(best(audio) / 50)} | 1,000 | ${f(best(audio) / 50 / 1000, 2)} |`);
+if (screen.length)
+  console.log(
+    `| screen-share flows (1.6 Mbit/s, ~174 pkt/s) | ${f(best(screen) / 174)} | 330 | ${f(best(screen) / 174 / 330, 2)} |`,
+  );
 process.exit(0);

@@ -36,13 +36,26 @@ export interface Authenticator {
   register(request: FastifyRequest, clientId: string, authKey: string): Promise<boolean>;
 }
 
-type AuthConfig = Pick<Config, 'enableAdmin' | 'adminSecretKey' | 'allowSelfRegistration' | 'maxClients'
-  | 'clientRequestsPerSec' | 'registrationsPerMinute'>;
+type AuthConfig = Pick<
+  Config,
+  | 'enableAdmin'
+  | 'adminSecretKey'
+  | 'allowSelfRegistration'
+  | 'maxClients'
+  | 'clientRequestsPerSec'
+  | 'registrationsPerMinute'
+>;
 
-export const wrongKeysThrottled = (clientId: string) => new ApiError(429, `too many wrong keys for client ${clientId} in the last minute; try again later`);
+export const wrongKeysThrottled = (clientId: string) =>
+  new ApiError(429, `too many wrong keys for client ${clientId} in the last minute; try again later`);
 const busy = () => new ApiError(503, 'too many authentications at once; try again in a moment');
 
-export function installAuth(app: FastifyInstance, config: AuthConfig, clients: ClientStore, sessions: SessionStore): Authenticator {
+export function installAuth(
+  app: FastifyInstance,
+  config: AuthConfig,
+  clients: ClientStore,
+  sessions: SessionStore,
+): Authenticator {
   const unauthorized = () => new ApiError(401, 'authentication failed');
   const registrations = new RateLimiter(config.registrationsPerMinute / 60, config.registrationsPerMinute);
   const requests = new RateLimiter(config.clientRequestsPerSec, config.clientRequestsPerSec * 5);
@@ -52,7 +65,7 @@ export function installAuth(app: FastifyInstance, config: AuthConfig, clients: C
 
   function register(request: FastifyRequest, clientId: string, authKey: string): Promise<boolean> {
     const pending = registering.get(clientId);
-    if (pending) return pending.then(() => false, () => false);
+    if (pending) return pending.then(() => false); // its refusal (429, 503) is theirs too
     const done = registerOnce(request, clientId, authKey).finally(() => registering.delete(clientId));
     registering.set(clientId, done);
     return done;
@@ -60,9 +73,17 @@ export function installAuth(app: FastifyInstance, config: AuthConfig, clients: C
 
   async function registerOnce(request: FastifyRequest, clientId: string, authKey: string): Promise<boolean> {
     const wait = registrations.take(request.ip);
-    if (wait > 0) throw new ApiError(429, `too many new clients from ${request.ip}: at most ${config.registrationsPerMinute} a minute (API_LIMITS_REGISTRATIONSPERMINUTE); try again in ${wait} s`);
+    if (wait > 0)
+      throw new ApiError(
+        429,
+        `too many new clients from ${request.ip}: at most ${config.registrationsPerMinute} a minute (API_LIMITS_REGISTRATIONSPERMINUTE); try again in ${wait} s`,
+      );
     const result = await clients.register(clientId, authKey, config.maxClients);
-    if (result === 'full') throw new ApiError(429, `this service has its ${config.maxClients} clients (API_SECURITY_MAXCLIENTS); an admin unregisters one or raises the limit`);
+    if (result === 'full')
+      throw new ApiError(
+        429,
+        `this service has its ${config.maxClients} clients (API_SECURITY_MAXCLIENTS); an admin unregisters one or raises the limit`,
+      );
     if (result === 'busy') throw busy();
     if (result === 'added') request.log.info({ clientId }, 'client registered');
     return result === 'added';
@@ -122,15 +143,19 @@ export function installAuth(app: FastifyInstance, config: AuthConfig, clients: C
     const wait = request.principal.admin ? 0 : requests.take(request.principal.clientId);
     if (wait > 0) {
       reply.header('retry-after', String(wait));
-      return sendError(reply, 429, `client ${request.principal.clientId} makes more than ${config.clientRequestsPerSec} requests a second (API_LIMITS_CLIENTREQUESTSPERSEC); try again in ${wait} s`);
+      return sendError(
+        reply,
+        429,
+        `client ${request.principal.clientId} makes more than ${config.clientRequestsPerSec} requests a second (API_LIMITS_CLIENTREQUESTSPERSEC); try again in ${wait} s`,
+      );
     }
   });
   return { identify, register };
 }
 
-
 /** A call is its first client's: another client gets 403 (the admin may act on any). */
 export async function claimCall(clients: ClientStore, who: Principal, callId: string): Promise<void> {
   if (who.admin) return;
-  if ((await clients.claimCall(who.clientId, callId)) !== who.clientId) throw new ApiError(403, `call ${callId} belongs to another client`);
+  if ((await clients.claimCall(who.clientId, callId)) !== who.clientId)
+    throw new ApiError(403, `call ${callId} belongs to another client`);
 }

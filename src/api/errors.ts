@@ -9,7 +9,10 @@ import { describeValidation } from '../jobs/validation.js';
 import { isRedisDown } from '../store/redis.js';
 
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -35,7 +38,11 @@ export function installErrorHandlers(app: FastifyInstance, bodyLimit: number): v
       // Upstream answers 400 (its MaxBytesReader makes the JSON decode fail); so do we.
       status = 400;
       message = `request body is larger than ${bodyLimit} bytes`;
-    } else if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+    } else if (
+      err instanceof SyntaxError ||
+      err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ||
+      err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY'
+    ) {
       status = 400;
       message = `request body is not valid JSON: ${err.message}`;
     } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
@@ -67,10 +74,15 @@ export const envelopeOptions: Pick<FastifyServerOptions, 'frameworkErrors' | 'cl
   },
   clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
-    const [status, message] = err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'the request line or headers are larger than the server accepts']
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'the request took too long'] : [400, 'the request is not valid HTTP'];
+    const [status, message] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'the request line or headers are larger than the server accepts']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'the request took too long']
+          : [400, 'the request is not valid HTTP'];
     const body = JSON.stringify(envelope(status, message));
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   },
 };

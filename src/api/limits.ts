@@ -9,7 +9,10 @@ export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   /** `perSec` tokens a second, up to `burst` saved. */
-  constructor(private readonly perSec: number, private readonly burst: number) {}
+  constructor(
+    private readonly perSec: number,
+    private readonly burst: number,
+  ) {}
 
   /** Takes a token: 0 when there was one, otherwise the seconds until there is. */
   take(key: string, now = Date.now()): number {

@@ -19,7 +19,10 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(private readonly store: JobStore, private readonly queues: Queues) {
+  constructor(
+    private readonly store: JobStore,
+    private readonly queues: Queues,
+  ) {
     collectDefaultMetrics({ register: this.registry, prefix: `${NS}_` });
   }
 
@@ -41,7 +44,8 @@ export class Metrics {
   private async jobMetrics(): Promise<string> {
     const { redis, keys } = this.store;
     const lines: string[] = [];
-    const family = (name: string, type: string, help: string) => lines.push(`# HELP ${NS}_${name} ${help}`, `# TYPE ${NS}_${name} ${type}`);
+    const family = (name: string, type: string, help: string) =>
+      lines.push(`# HELP ${NS}_${name} ${help}`, `# TYPE ${NS}_${name} ${type}`);
 
     family('jobs_total', 'counter', 'Finished jobs by type and outcome');
     const outcomes = await redis.hgetall(keys.outcomes);
@@ -50,9 +54,14 @@ export class Metrics {
       lines.push(`${NS}_jobs_total{type="${type}",outcome="${outcome}"} ${v}`);
     }
 
-    family('caption_windows_total', 'counter', 'Live caption windows of finished jobs: captioned, dropped because recognition fell behind, or empty (no words)');
+    family(
+      'caption_windows_total',
+      'counter',
+      'Live caption windows of finished jobs: captioned, dropped because recognition fell behind, or empty (no words)',
+    );
     const captions = await redis.hgetall(keys.captions);
-    for (const outcome of ['captioned', 'dropped', 'empty']) lines.push(`${NS}_caption_windows_total{outcome="${outcome}"} ${captions[outcome] ?? 0}`);
+    for (const outcome of ['captioned', 'dropped', 'empty'])
+      lines.push(`${NS}_caption_windows_total{outcome="${outcome}"} ${captions[outcome] ?? 0}`);
 
     family('jobs_running', 'gauge', 'Jobs holding a job slot (starting, running or stopping)');
     const running = await redis.zrange(keys.slots, '0', '-1');
@@ -64,7 +73,8 @@ export class Metrics {
     family('queue_jobs', 'gauge', 'BullMQ queue depth by state');
     for (const t of jobTypes) {
       const counts = await this.queues[t].getJobCounts('wait', 'delayed', 'active');
-      for (const [state, n] of Object.entries(counts)) lines.push(`${NS}_queue_jobs{type="${t}",state="${state}"} ${n}`);
+      for (const [state, n] of Object.entries(counts))
+        lines.push(`${NS}_queue_jobs{type="${t}",state="${state}"} ${n}`);
     }
 
     family('job_duration_seconds', 'histogram', 'Time from start to end of finished jobs');
@@ -73,8 +83,11 @@ export class Metrics {
       for (const le of [...durationBuckets.map(String), '+Inf']) {
         lines.push(`${NS}_job_duration_seconds_bucket{type="${t}",le="${le}"} ${h[le] ?? 0}`);
       }
-      lines.push(`${NS}_job_duration_seconds_sum{type="${t}"} ${h.sum ?? 0}`, `${NS}_job_duration_seconds_count{type="${t}"} ${h['+Inf'] ?? 0}`);
+      lines.push(
+        `${NS}_job_duration_seconds_sum{type="${t}"} ${h.sum ?? 0}`,
+        `${NS}_job_duration_seconds_count{type="${t}"} ${h['+Inf'] ?? 0}`,
+      );
     }
-    return lines.join('\n') + '\n';
+    return `${lines.join('\n')}\n`;
   }
 }

@@ -31,13 +31,13 @@ export function buildOpenApi(routes: RouteOptions[], version: string): Record<st
       const op: Record<string, unknown> = { summary: schema.summary, tags: schema.tags };
       if (schema.description) op.description = schema.description;
       const auth = (route.config as { auth?: string } | undefined)?.auth ?? 'client';
-      op.security = schema.security ?? (auth === 'none' ? [{}] : auth === 'admin' ? [{ basic: [] }] : [{ basic: [] }, { bearer: [] }]);
-      const parameters = [
-        ...paramsOf(schema.params, 'path'),
-        ...paramsOf(schema.querystring, 'query'),
-      ];
+      op.security =
+        schema.security ??
+        (auth === 'none' ? [{}] : auth === 'admin' ? [{ basic: [] }] : [{ basic: [] }, { bearer: [] }]);
+      const parameters = [...paramsOf(schema.params, 'path'), ...paramsOf(schema.querystring, 'query')];
       if (parameters.length) op.parameters = parameters;
-      if (schema.body) op.requestBody = { required: true, content: { 'application/json': { schema: plain(schema.body) } } };
+      if (schema.body)
+        op.requestBody = { required: true, content: { 'application/json': { schema: plain(schema.body) } } };
       op.responses = responsesOf(schema);
       (paths[path] ??= {})[method.toLowerCase()] = op;
     }
@@ -47,11 +47,16 @@ export function buildOpenApi(routes: RouteOptions[], version: string): Record<st
     info: {
       title: 'calls-offloader',
       version,
-      description: 'Job service for Mattermost Calls: the routes the Calls plugin uses, with the same shapes and status codes, plus stop, listing, health and metrics. Every error is `{"error": "<message>", "code": "<status>"}`.',
+      description:
+        'Job service for Mattermost Calls: the routes the Calls plugin uses, with the same shapes and status codes, plus stop, listing, health and metrics. Every error is `{"error": "<message>", "code": "<status>"}`.',
     },
     components: {
       securitySchemes: {
-        basic: { type: 'http', scheme: 'basic', description: 'clientID:authKey, or any user with the admin secret as password.' },
+        basic: {
+          type: 'http',
+          scheme: 'basic',
+          description: 'clientID:authKey, or any user with the admin secret as password.',
+        },
         bearer: { type: 'http', scheme: 'bearer', description: 'Token from POST /login.' },
       },
     },
@@ -75,16 +80,31 @@ function responsesOf(schema: Record<string, unknown>) {
   const produces = (schema.produces as string[] | undefined)?.[0] ?? 'application/json';
   for (const [code, s] of Object.entries(declared)) {
     const body = plain(s) as { type?: string; description?: string };
-    out[code] = body?.type === 'null'
-      ? { description: body.description ?? 'Empty body.' }
-      : { description: body?.description ?? (code.startsWith('2') ? 'Success.' : 'Error.'), content: { 'application/json': { schema: body } } };
+    out[code] =
+      body?.type === 'null'
+        ? { description: body.description ?? 'Empty body.' }
+        : {
+            description: body?.description ?? (code.startsWith('2') ? 'Success.' : 'Error.'),
+            content: { 'application/json': { schema: body } },
+          };
   }
   if (!Object.keys(out).some((c) => c.startsWith('2'))) {
-    out['200'] = produces === 'application/json' ? { description: 'Success; empty body.' } : { description: 'Success.', content: { [produces]: { schema: { type: 'string' } } } };
+    out['200'] =
+      produces === 'application/json'
+        ? { description: 'Success; empty body.' }
+        : { description: 'Success.', content: { [produces]: { schema: { type: 'string' } } } };
   }
   out.default = {
     description: 'Error envelope.',
-    content: { 'application/json': { schema: { type: 'object', properties: { error: { type: 'string' }, code: { type: 'string' } }, required: ['error', 'code'] } } },
+    content: {
+      'application/json': {
+        schema: {
+          type: 'object',
+          properties: { error: { type: 'string' }, code: { type: 'string' } },
+          required: ['error', 'code'],
+        },
+      },
+    },
   };
   return out;
 }

@@ -55,8 +55,20 @@ export async function buildServer(deps: ApiDeps): Promise<{ app: FastifyInstance
 
   // Bodies are checked strictly (no type coercion, nothing removed or defaulted): a wrong type
   // is an error the caller should see. Query strings are text, so they are coerced.
-  const strict = new Ajv({ coerceTypes: false, useDefaults: false, removeAdditional: false, allErrors: false, strict: false });
-  const lenient = new Ajv({ coerceTypes: true, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+  const strict = new Ajv({
+    coerceTypes: false,
+    useDefaults: false,
+    removeAdditional: false,
+    allErrors: false,
+    strict: false,
+  });
+  const lenient = new Ajv({
+    coerceTypes: true,
+    useDefaults: true,
+    removeAdditional: false,
+    allErrors: false,
+    strict: false,
+  });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : lenient).compile(schema));
 
   // The plugin's Go client sends JSON without a Content-Type header: parse any body as JSON.
@@ -83,7 +95,11 @@ export async function buildServer(deps: ApiDeps): Promise<{ app: FastifyInstance
   systemRoutes(app, deps.redis, metrics, () => (openapiYaml ??= toYaml(buildOpenApi(routes, version.buildVersion))));
   clientRoutes(app, config, deps.clients, deps.sessions, auth);
   jobRoutes(app, {
-    config, store: deps.store, clients: deps.clients, queues: deps.queues, runner: deps.runner,
+    config,
+    store: deps.store,
+    clients: deps.clients,
+    queues: deps.queues,
+    runner: deps.runner,
     publishStop: async (id) => void (await deps.redis.publish(deps.store.keys.stopChannel, id)),
   });
   callRoutes(app, { sfuUrl: sfuBaseUrl(config), clients: deps.clients, tokenSecret: deps.tokenSecret });

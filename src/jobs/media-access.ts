@@ -17,7 +17,13 @@ export function parseMediaSources(entries: string[]): MediaSource[] {
       throw new Error(`${JSON.stringify(entry)} is not a URL: give https://host[:port] or file:///directory/`);
     }
     if (url.protocol === 'file:') return { dir: url.pathname.endsWith('/') ? url.pathname : `${url.pathname}/` };
-    if ((url.protocol === 'http:' || url.protocol === 'https:') && url.pathname === '/' && !url.search && !url.username && !url.password) {
+    if (
+      (url.protocol === 'http:' || url.protocol === 'https:') &&
+      url.pathname === '/' &&
+      !url.search &&
+      !url.username &&
+      !url.password
+    ) {
       return { origin: url.origin };
     }
     throw new Error(`${JSON.stringify(entry)} is not an http(s) origin (scheme, host, port) nor a file:/// directory`);
@@ -25,7 +31,8 @@ export function parseMediaSources(entries: string[]): MediaSource[] {
 }
 
 /** The sources as JOBS_MEDIAURLALLOW writes them: what the worker hands a job (MEDIA_URL_ALLOW). */
-export const formatMediaSources = (sources: MediaSource[]) => sources.map((s) => ('origin' in s ? s.origin : `file://${s.dir}`)).join(',');
+export const formatMediaSources = (sources: MediaSource[]) =>
+  sources.map((s) => ('origin' in s ? s.origin : `file://${s.dir}`)).join(',');
 
 /**
  * Why `url` may not be read, or null when it may. `siteUrl` (the job's Mattermost site) is always

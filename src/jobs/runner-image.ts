@@ -19,7 +19,7 @@ export interface RunnerImage {
   reference: string;
 }
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 /**
  * Parses a runner reference for a job type. Returns the image, or a sentence saying what is
@@ -33,8 +33,8 @@ export function parseRunner(runner: string, type: JobType, registry: string, dev
     return `runner ${JSON.stringify(runner)} is not a ${name} image`;
   }
   const semver = '(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)';
-  const tag = new RegExp(`^${escape(registry)}/${name}(?:-daily)?:v${semver}(?:-dev\\d*)?$`).exec(runner);
-  const digest = new RegExp(`^${escape(registry)}/${name}@sha256:[0-9a-f]{64}$`).test(runner);
+  const tag = new RegExp(`^${escapeRegExp(registry)}/${name}(?:-daily)?:v${semver}(?:-dev\\d*)?$`).exec(runner);
+  const digest = new RegExp(`^${escapeRegExp(registry)}/${name}@sha256:[0-9a-f]{64}$`).test(runner);
   if (digest) return { name, reference: runner };
   if (!tag) {
     return `runner must be ${registry}/${name}:vX.Y.Z (or @sha256:<digest>) for ${type} jobs, got ${JSON.stringify(runner)}`;

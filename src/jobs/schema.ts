@@ -21,7 +21,8 @@ export const Id = (description: string) => Type.String({ pattern: idPattern, des
 const SiteUrl = Type.String({
   pattern: '^https?://[^/?#\\s\\u0000-\\u001f\\u007f]+/?$',
   maxLength: 2048,
-  description: 'Mattermost site URL (scheme and host, no path). Without it the artifact goes to the local artifacts directory.',
+  description:
+    'Mattermost site URL (scheme and host, no path). Without it the artifact goes to the local artifacts directory.',
 });
 const Bool = (description: string) => Type.Boolean({ description });
 const Int = (minimum: number, maximum: number, description: string) => Type.Integer({ minimum, maximum, description });
@@ -35,11 +36,14 @@ const callInputs = {
   call_id: Id('The call (channel) to join.'),
   post_id: Type.Optional(Id('The call post whose thread receives the artifact.')),
   auth_token: Type.Optional(Id('Bot token of the Calls plugin, sent as `Authorization: Bearer`.')),
-  tls_ca_cert_file: Type.Optional(Type.String({
-    pattern: '^/[^\\u0000-\\u001f]*$',
-    maxLength: 4096,
-    description: 'PEM file of a CA the job trusts for HTTPS to site_url (an admin override, `MM_CALLS_*_TLS_CA_CERT_FILE`), on the host or image that runs the job.',
-  })),
+  tls_ca_cert_file: Type.Optional(
+    Type.String({
+      pattern: '^/[^\\u0000-\\u001f]*$',
+      maxLength: 4096,
+      description:
+        'PEM file of a CA the job trusts for HTTPS to site_url (an admin override, `MM_CALLS_*_TLS_CA_CERT_FILE`), on the host or image that runs the job.',
+    }),
+  ),
 };
 
 /**
@@ -57,11 +61,16 @@ const liveCaptionInputs = {
   live_captions_model_size: Type.Optional(StringEnum(modelSizes, 'Whisper model for live captions (default tiny).')),
   live_captions_num_transcribers: Type.Optional(Int(1, 64, 'Parallel caption recognisers (default 1).')),
   live_captions_num_threads_per_transcriber: Type.Optional(Int(1, 64, 'Threads per caption recogniser (default 2).')),
-  live_captions_language: Type.Optional(Type.String({ pattern: '^[a-z]{2}$', description: 'Two-letter language code (default en).' })),
+  live_captions_language: Type.Optional(
+    Type.String({ pattern: '^[a-z]{2}$', description: 'Two-letter language code (default en).' }),
+  ),
 };
 
 /** With a site URL the artifact is posted to Mattermost, which needs these too. */
-const deliveryNeeds = (...keys: string[]) => ({ if: { required: ['site_url'] }, then: { required: ['post_id', 'auth_token', ...keys] } });
+const deliveryNeeds = (...keys: string[]) => ({
+  if: { required: ['site_url'] },
+  then: { required: ['post_id', 'auth_token', ...keys] },
+});
 
 export const RecordingInput = Type.Object(
   {
@@ -93,16 +102,23 @@ export const TranscribingInput = Type.Object(
       }),
     ),
     transcribe_api: Type.Optional(StringEnum(transcribeApis, 'Speech engine (default whisper.cpp).')),
-    transcribe_api_options: Type.Optional(Type.String({
-      maxLength: 4096,
-      description: 'Options of the speech engine as a JSON string (`"null"` when unused; Azure\'s key and region). A secret: masked in answers, never stored, logged or passed to the job.',
-    })),
+    transcribe_api_options: Type.Optional(
+      Type.String({
+        maxLength: 4096,
+        description:
+          'Options of the speech engine as a JSON string (`"null"` when unused; Azure\'s key and region). A secret: masked in answers, never stored, logged or passed to the job.',
+      }),
+    ),
     model_size: Type.Optional(StringEnum(modelSizes, 'Whisper model (default base).')),
     num_threads: Type.Optional(Int(1, 64, 'Recognition threads.')),
     output_format: Type.Optional(StringEnum(['vtt'], 'Transcript format (vtt, plus a text file).')),
     webvtt_omit_speaker: Type.Optional(Bool('Leave speaker names out of the WebVTT cues.')),
-    text_compact_silence_threshold_ms: Type.Optional(Int(1, 3_600_000, 'Merge a speaker\'s segments across pauses shorter than this (default 2000).')),
-    text_compact_max_segment_duration_ms: Type.Optional(Int(1, 3_600_000, 'Longest merged text block (default 10000).')),
+    text_compact_silence_threshold_ms: Type.Optional(
+      Int(1, 3_600_000, "Merge a speaker's segments across pauses shorter than this (default 2000)."),
+    ),
+    text_compact_max_segment_duration_ms: Type.Optional(
+      Int(1, 3_600_000, 'Longest merged text block (default 10000).'),
+    ),
     live_captions_on: Type.Optional(Bool('Also send live captions into the call.')),
     ...liveCaptionInputs,
   },
@@ -113,7 +129,10 @@ export const TranscribingInput = Type.Object(
       deliveryNeeds('transcription_id', 'call_id'),
       { anyOf: [{ required: ['call_id'] }, { required: ['media_url'] }] },
       // captions go into a live call
-      { if: { properties: { live_captions_on: { const: true } }, required: ['live_captions_on'] }, then: { required: ['call_id'] } },
+      {
+        if: { properties: { live_captions_on: { const: true } }, required: ['live_captions_on'] },
+        then: { required: ['call_id'] },
+      },
     ],
   },
 );
@@ -138,7 +157,6 @@ export type TranscribingInput = Static<typeof TranscribingInput>;
 export type CaptioningInput = Static<typeof CaptioningInput>;
 export type InputData = Record<string, string | number | boolean>;
 
-
 /** A live job must start while the call is on; a job on a finished file may wait its turn. */
 export function isLive(type: JobType, input: InputData): boolean {
   return !(type === 'transcribing' && typeof input.media_url === 'string');
@@ -148,9 +166,25 @@ export const JobConfig = (maxDurationSec: number) =>
   Type.Object(
     {
       type: StringEnum(jobTypes, 'Job type.'),
-      max_duration_sec: Type.Integer({ minimum: 1, maximum: maxDurationSec, description: 'The job is stopped gracefully after this long.' }),
-      runner: Type.String({ minLength: 1, maxLength: 512, description: 'Job image, e.g. mattermost/calls-recorder:v0.8.5.' }),
-      input_data: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'Inputs of the job type; they reach the job as upper-cased environment variables.' })),
+      max_duration_sec: Type.Integer({
+        minimum: 1,
+        maximum: maxDurationSec,
+        description: 'The job is stopped gracefully after this long.',
+      }),
+      runner: Type.String({
+        minLength: 1,
+        maxLength: 512,
+        description: 'Job image, e.g. mattermost/calls-recorder:v0.8.5.',
+      }),
+      input_data: Type.Optional(
+        Type.Object(
+          {},
+          {
+            additionalProperties: true,
+            description: 'Inputs of the job type; they reach the job as upper-cased environment variables.',
+          },
+        ),
+      ),
     },
     {
       additionalProperties: false,
@@ -167,15 +201,21 @@ export const Job = Type.Object({
   type: StringEnum(jobTypes),
   max_duration_sec: Type.Integer(),
   runner: Type.String(),
-  input_data: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]), {
-    description: 'As sent, with auth_token masked.',
-  })),
+  input_data: Type.Optional(
+    Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]), {
+      description: 'As sent, with auth_token masked.',
+    }),
+  ),
   status: StringEnum(jobStatuses),
   created_at: Type.Integer({ description: 'When the job was accepted (ms since epoch).' }),
-  start_at: Type.Integer({ description: 'When the job program started; until then, when the job was accepted (upstream sets it at creation).' }),
+  start_at: Type.Integer({
+    description: 'When the job program started; until then, when the job was accepted (upstream sets it at creation).',
+  }),
   stop_at: Type.Optional(Type.Integer({ description: 'When the job ended; absent while it runs.' })),
   exit_code: Type.Optional(Type.Integer({ description: 'Exit code of the job program.' })),
   error: Type.Optional(Type.String({ description: 'Why the job failed, in words an admin can act on.' })),
-  output_data: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Artifacts the job produced.' })),
+  output_data: Type.Optional(
+    Type.Record(Type.String(), Type.Unknown(), { description: 'Artifacts the job produced.' }),
+  ),
 });
 export type Job = Static<typeof Job>;

@@ -3,14 +3,17 @@
 import type { ErrorObject } from 'ajv';
 import { idPattern } from './schema.js';
 
-const article = (type: string) => (type === 'integer' || type === 'object' || type === 'array' ? `an ${type}` : `a ${type}`);
+const article = (type: string) =>
+  type === 'integer' || type === 'object' || type === 'array' ? `an ${type}` : `a ${type}`;
 
 /** One sentence for the first validation error. `part` is body, querystring or params. */
 export function describeValidation(errors: ErrorObject[], part: string, body: unknown): string {
   // if/then and anyOf wrap the error that says what is wrong; report that one. A bad key name
   // comes as a pattern error on its object followed by the propertyNames error that names it.
-  const e = errors.find((x) => x.keyword === 'propertyNames')
-    ?? errors.find((x) => x.keyword !== 'if' && x.keyword !== 'anyOf' && x.keyword !== 'allOf') ?? errors[0]!;
+  const e =
+    errors.find((x) => x.keyword === 'propertyNames') ??
+    errors.find((x) => x.keyword !== 'if' && x.keyword !== 'anyOf' && x.keyword !== 'allOf') ??
+    errors[0]!;
   const base = e.instancePath.slice(1).split('/').filter(Boolean).join('.');
   const where = part === 'body' ? base : [part === 'querystring' ? 'query' : part, base].filter(Boolean).join('.');
   const at = (child: string) => (where ? `${where}.${child}` : child);

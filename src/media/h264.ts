@@ -13,9 +13,10 @@ export function isH264Keyframe(payload: Uint8Array): boolean {
   if (payload.length < 2) return false;
   const type = payload[0]! & 0x1f;
   if (type === IDR || type === SPS) return true;
-  if (type === FU_A) return (payload[1]! & 0x80) !== 0 && ((payload[1]! & 0x1f) === IDR || (payload[1]! & 0x1f) === SPS);
+  if (type === FU_A)
+    return (payload[1]! & 0x80) !== 0 && ((payload[1]! & 0x1f) === IDR || (payload[1]! & 0x1f) === SPS);
   if (type === STAP_A) {
-    for (let at = 1; at + 2 < payload.length;) {
+    for (let at = 1; at + 2 < payload.length; ) {
       const size = (payload[at]! << 8) | payload[at + 1]!;
       const nal = payload[at + 2]! & 0x1f;
       if (nal === IDR || nal === SPS) return true;

@@ -2,9 +2,38 @@
 
 /** Duration in ms of one frame for each TOC configuration (0-31). */
 const FRAME_MS = [
-  10, 20, 40, 60, 10, 20, 40, 60, 10, 20, 40, 60, // SILK NB, MB, WB
-  10, 20, 10, 20, // hybrid SWB, FB
-  2.5, 5, 10, 20, 2.5, 5, 10, 20, 2.5, 5, 10, 20, 2.5, 5, 10, 20, // CELT NB, WB, SWB, FB
+  10,
+  20,
+  40,
+  60,
+  10,
+  20,
+  40,
+  60,
+  10,
+  20,
+  40,
+  60, // SILK NB, MB, WB
+  10,
+  20,
+  10,
+  20, // hybrid SWB, FB
+  2.5,
+  5,
+  10,
+  20,
+  2.5,
+  5,
+  10,
+  20,
+  2.5,
+  5,
+  10,
+  20,
+  2.5,
+  5,
+  10,
+  20, // CELT NB, WB, SWB, FB
 ];
 
 /** How much audio an Opus packet holds, in ms (0 for an empty or malformed payload). */

@@ -42,7 +42,11 @@ export class Sweeper {
   private running?: Promise<void>;
   private lastDirSweep = 0;
 
-  constructor(private readonly store: JobStore, private readonly opts: SweeperOptions, private readonly log: Logger) {}
+  constructor(
+    private readonly store: JobStore,
+    private readonly opts: SweeperOptions,
+    private readonly log: Logger,
+  ) {}
 
   start(): void {
     const interval = this.opts.intervalMs ?? Math.min(1000, this.opts.leaseMs / 3);

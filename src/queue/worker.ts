@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DelayedError, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { jobTypes, type JobType } from '../jobs/schema.js';
+import { type JobStatus, jobTypes, type JobType } from '../jobs/schema.js';
 import { mintToken } from '../sfu/token.js';
 import type { JobRecord, JobStore } from '../store/jobs.js';
 import { jobEnv, type JobExit, type Runner, type RunningJob } from '../runners/runner.js';
@@ -154,7 +154,15 @@ export class JobWorker {
       }
       await this.slotFreed(SLOT_POLL_MS);
     }
-    const job = new ActiveJob(rec, this.store, this.runner, this.opts, this.id, this.jobsDir, this.log.child({ job: id }));
+    const job = new ActiveJob(
+      rec,
+      this.store,
+      this.runner,
+      this.opts,
+      this.id,
+      this.jobsDir,
+      this.log.child({ job: id }),
+    );
     this.active.set(id, job);
     try {
       await job.run();
@@ -229,12 +237,15 @@ class ActiveJob {
     }
 
     const { previous } = await store.transition(rec.id, ['starting'], 'running');
-    if (this.stopReason || previous === 'stopping') this.stop(this.stopReason ?? 'stop requested before the job started');
+    if (this.stopReason || previous === 'stopping')
+      this.stop(this.stopReason ?? 'stop requested before the job started');
     // The lease is renewed until the job is final, through a recovery run too: a lease that ran
     // out meanwhile would have the job failed as "the worker stopped responding".
     const renewal = setInterval(() => void this.renew(), Math.max(500, this.opts.leaseMs / 3));
     const flushing = setInterval(() => void this.flushLog(), LOG_FLUSH_MS);
-    this.timers.push(setTimeout(() => this.stop(`max_duration_sec (${rec.max_duration_sec} s) reached`), rec.max_duration_sec * 1000));
+    this.timers.push(
+      setTimeout(() => this.stop(`max_duration_sec (${rec.max_duration_sec} s) reached`), rec.max_duration_sec * 1000),
+    );
 
     const exit = await this.handle.exited;
     for (const t of this.timers) clearInterval(t);
@@ -263,8 +274,12 @@ class ActiveJob {
     return {
       job: this.rec,
       env: {
-        ...jobEnv(this.rec, this.dir), ARTIFACTS_DIR: resolve(this.opts.dataDir, 'artifacts'), ...(await this.sfuEnv()),
-        ...(typeof this.rec.input.media_url === 'string' ? { MEDIA_URL_ALLOW: formatMediaSources(this.opts.mediaUrlAllow) } : {}),
+        ...jobEnv(this.rec, this.dir),
+        ARTIFACTS_DIR: resolve(this.opts.dataDir, 'artifacts'),
+        ...(await this.sfuEnv()),
+        ...(typeof this.rec.input.media_url === 'string'
+          ? { MEDIA_URL_ALLOW: formatMediaSources(this.opts.mediaUrlAllow) }
+          : {}),
       },
       dir: this.dir,
       args,
@@ -312,7 +327,9 @@ class ActiveJob {
     if (!this.stopReason) {
       this.stopReason = reason;
       // best effort: the stop itself goes on (the outcome is recorded when the program ends)
-      this.store.transition(this.rec.id, ['starting', 'running'], 'stopping').catch((err) => this.log.warn({ err }, 'could not mark the job stopping'));
+      this.store
+        .transition(this.rec.id, ['starting', 'running'], 'stopping')
+        .catch((err) => this.log.warn({ err }, 'could not mark the job stopping'));
     }
     if (!this.handle || this.signaled) return;
     this.signaled = true;
@@ -326,11 +343,15 @@ class ActiveJob {
         this.kill(`still running ${this.opts.stopGraceMs / 1000} s after SIGTERM`);
         return;
       }
-      this.note(`the file is finished and being delivered (${delivering}): waiting up to ${this.opts.deliveryTimeoutMs / 1000} s more`);
-      this.timers.push(setTimeout(() => {
-        this.killedDelivering = delivering;
-        this.kill(`the delivery did not finish within ${this.opts.deliveryTimeoutMs / 1000} s`);
-      }, this.opts.deliveryTimeoutMs));
+      this.note(
+        `the file is finished and being delivered (${delivering}): waiting up to ${this.opts.deliveryTimeoutMs / 1000} s more`,
+      );
+      this.timers.push(
+        setTimeout(() => {
+          this.killedDelivering = delivering;
+          this.kill(`the delivery did not finish within ${this.opts.deliveryTimeoutMs / 1000} s`);
+        }, this.opts.deliveryTimeoutMs),
+      );
     }, this.opts.stopGraceMs);
     this.timers.push(grace);
   }
@@ -342,7 +363,7 @@ class ActiveJob {
   }
 
   private async renew(): Promise<void> {
-    let status;
+    let status: JobStatus | null;
     try {
       status = await this.store.renew(this.rec.id, this.workerId, this.opts.leaseMs);
     } catch (err) {
@@ -384,7 +405,8 @@ class ActiveJob {
         break;
       } catch (err) {
         if (!isRedisDown(err) || attempt >= FINISH_ATTEMPTS) throw err;
-        if (attempt === 0) this.log.warn({ err: (err as Error).message }, 'could not record the outcome: Redis unreachable; retrying');
+        if (attempt === 0)
+          this.log.warn({ err: (err as Error).message }, 'could not record the outcome: Redis unreachable; retrying');
         await sleep(Math.min(5000, 250 * 2 ** attempt));
       }
     }
@@ -393,7 +415,11 @@ class ActiveJob {
 
   private output(chunk: Buffer, stream: 'stdout' | 'stderr'): void {
     if (stream === 'stderr') {
-      const lines = chunk.toString().split('\n').map((l) => l.trim()).filter(Boolean);
+      const lines = chunk
+        .toString()
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
       if (lines.length) this.lastStderrLine = lines[lines.length - 1]!.slice(0, 500);
     }
     this.append(chunk.toString());

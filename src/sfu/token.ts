@@ -20,7 +20,10 @@ export interface JoinClaims {
 
 export class TokenError extends Error {}
 
-export function mintToken(secret: string, claims: Omit<JoinClaims, 'session' | 'exp'> & { session?: string; ttlSec: number }): string {
+export function mintToken(
+  secret: string,
+  claims: Omit<JoinClaims, 'session' | 'exp'> & { session?: string; ttlSec: number },
+): string {
   const { ttlSec, ...rest } = claims;
   const payload: JoinClaims = {
     ...rest,
@@ -37,7 +40,8 @@ export function verifyToken(secret: string, token: string, callId?: string): Joi
   if (!body || !mac) throw new TokenError('malformed token');
   const expected = Buffer.from(sign(secret, body));
   const given = Buffer.from(mac);
-  if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw new TokenError('bad token signature');
+  if (expected.length !== given.length || !timingSafeEqual(expected, given))
+    throw new TokenError('bad token signature');
   let claims: JoinClaims;
   try {
     claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));

@@ -28,7 +28,10 @@ async function verifyKey(authKey: string, stored: string): Promise<boolean> {
   if (alg !== 'scrypt' || !salt || !hash) return false;
   const expected = Buffer.from(hash, 'base64');
   const actual = await scrypt(authKey, Buffer.from(salt, 'base64'), expected.length, {
-    N: Number(N), r: Number(r), p: Number(p), maxmem: COST.maxmem,
+    N: Number(N),
+    r: Number(r),
+    p: Number(p),
+    maxmem: COST.maxmem,
   });
   return timingSafeEqual(actual, expected);
 }
@@ -93,7 +96,10 @@ export class ClientStore {
   private readonly registerScript;
   private readonly claimScript;
 
-  constructor(private readonly redis: Redis, private readonly keys: Keys) {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {
     this.unregisterScript = script<number>(redis, 'coUnregister', 5, UNREGISTER);
     this.registerScript = script<number>(redis, 'coRegister', 1, REGISTER);
     this.claimScript = script<string>(redis, 'coClaimCall', 2, CLAIM_CALL);
@@ -119,8 +125,17 @@ export class ClientStore {
   async unregister(clientId: string): Promise<boolean> {
     this.verified.delete(clientId);
     const jobKeyPrefix = this.keys.job('');
-    const keys = [this.keys.clients, this.keys.clientJobs(clientId), this.keys.clientSites(clientId), this.keys.clientCalls(clientId), this.keys.openJobs];
-    return (await this.unregisterScript(keys, [clientId, jobKeyPrefix, this.keys.callOwner('').replace(/:owner$/, '')])) === 1;
+    const keys = [
+      this.keys.clients,
+      this.keys.clientJobs(clientId),
+      this.keys.clientSites(clientId),
+      this.keys.clientCalls(clientId),
+      this.keys.openJobs,
+    ];
+    return (
+      (await this.unregisterScript(keys, [clientId, jobKeyPrefix, this.keys.callOwner('').replace(/:owner$/, '')])) ===
+      1
+    );
   }
 
   /**
@@ -130,7 +145,10 @@ export class ClientStore {
    */
   async pinSite(clientId: string, jobType: string, origin: string): Promise<string> {
     const key = this.keys.clientSites(clientId);
-    const [, [, pinned]] = (await this.redis.multi().hsetnx(key, jobType, origin).hget(key, jobType).exec())! as [unknown, [unknown, string]];
+    const [, [, pinned]] = (await this.redis.multi().hsetnx(key, jobType, origin).hget(key, jobType).exec())! as [
+      unknown,
+      [unknown, string],
+    ];
     return pinned;
   }
 
@@ -182,7 +200,11 @@ export class ClientStore {
 }
 
 export class SessionStore {
-  constructor(private readonly redis: Redis, private readonly keys: Keys, private readonly ttlMs: number) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly ttlMs: number,
+  ) {}
 
   private key(token: string) {
     return this.keys.session(createHash('sha256').update(token).digest('hex'));

@@ -4,7 +4,14 @@
 // in the same step.
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { type InputData, type Job, type JobStatus, type JobType, activeStatuses, finalStatuses } from '../jobs/schema.js';
+import {
+  type InputData,
+  type Job,
+  type JobStatus,
+  type JobType,
+  activeStatuses,
+  finalStatuses,
+} from '../jobs/schema.js';
 import { type Keys, script } from './redis.js';
 import { MASK } from '../jobs/input-data.js';
 
@@ -49,7 +56,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 // Creates a job unless its client has too many unfinished. KEYS: job, jobs, client's jobs, queued,
 // open jobs. ARGV: id, client, quota, then the record's field/value pairs. Returns created_at, or
 // -1 past the quota.
-const CREATE = NOW + `
+const CREATE = `${NOW}
 local id, client = ARGV[1], ARGV[2]
 if tonumber(redis.call('HGET', KEYS[5], client) or '0') >= tonumber(ARGV[3]) then return -1 end
 redis.call('HINCRBY', KEYS[5], client, 1)
@@ -63,7 +70,7 @@ return now
 // KEYS: job, queued, slots, finished, open jobs. ARGV: id, from (comma-separated), to, retention
 // ms ('' when not final), lease guard ('' or a time the lease must have run out by), slot
 // channel, then field/value pairs. Returns {applied 0|1, previous status, now}.
-const TRANSITION = NOW + `
+const TRANSITION = `${NOW}
 local id, from, to, retention, leaseGuard = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {0, '', now} end
@@ -88,7 +95,7 @@ return {1, status, now}
 `;
 
 // KEYS: job, queued, slots. ARGV: id, max slots, lease ms, worker. Returns {1 admitted | 0 full | -1 gone, status}.
-const ACQUIRE = NOW + `
+const ACQUIRE = `${NOW}
 local id, max, leaseMs, worker = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' then return {-1, status or ''} end
@@ -102,7 +109,7 @@ return {1, 'starting'}
 // Renews a lease only while this worker still holds it; answers the job's status so that the
 // worker also learns of a stop asked through another API instance. KEYS: job, slots; ARGV: id,
 // worker, lease ms.
-const RENEW = NOW + `
+const RENEW = `${NOW}
 if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return false end
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return false end
 redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[3]), ARGV[1])
@@ -178,7 +185,9 @@ export class JobStore {
     const pipe = this.redis.pipeline();
     for (const id of ids) pipe.hgetall(this.keys.job(id));
     const rows = (await pipe.exec()) ?? [];
-    return rows.map(([, h], i) => parseRecord(ids[i]!, h as Record<string, string>)).filter((j): j is JobRecord => j !== null);
+    return rows
+      .map(([, h], i) => parseRecord(ids[i]!, h as Record<string, string>))
+      .filter((j): j is JobRecord => j !== null);
   }
 
   /** Newest first; clientId null lists every client's jobs (admin). */
@@ -276,7 +285,13 @@ export class JobStore {
   async purge(id: string): Promise<void> {
     const k = this.keys;
     const client = await this.redis.hget(k.job(id), 'client');
-    const tx = this.redis.multi().del(k.job(id), k.log(id)).zrem(k.jobs, id).zrem(k.queued, id).zrem(k.slots, id).zrem(k.finished, id);
+    const tx = this.redis
+      .multi()
+      .del(k.job(id), k.log(id))
+      .zrem(k.jobs, id)
+      .zrem(k.queued, id)
+      .zrem(k.slots, id)
+      .zrem(k.finished, id);
     if (client) tx.zrem(k.clientJobs(client), id);
     await tx.exec();
   }
@@ -314,7 +329,7 @@ export const isActive = (s: JobStatus) => activeStatuses.includes(s);
 export const isFinal = (s: JobStatus) => finalStatuses.includes(s);
 
 function parseRecord(id: string, h: Record<string, string> | null | undefined): JobRecord | null {
-  if (!h || !h.status) return null;
+  if (!h?.status) return null;
   const num = (v: string | undefined) => (v === undefined || v === '' ? undefined : Number(v));
   return {
     id,
@@ -359,7 +374,8 @@ export function toApiJob(rec: JobRecord): Job {
 /** A job's live-caption counts from its output (the transcriber counts each window once: sent, dropped or empty). */
 function captionCounts(output: string | null): Record<'captioned' | 'dropped' | 'empty', number> | undefined {
   try {
-    const c = (JSON.parse(output ?? 'null') as { captions?: { sent: number; dropped: number; empty: number } } | null)?.captions;
+    const c = (JSON.parse(output ?? 'null') as { captions?: { sent: number; dropped: number; empty: number } } | null)
+      ?.captions;
     if (!c || ![c.sent, c.dropped, c.empty].every(Number.isInteger)) return undefined;
     return { captioned: c.sent, dropped: c.dropped, empty: c.empty };
   } catch {

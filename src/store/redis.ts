@@ -21,8 +21,13 @@ export function connect(url: string, onError: (err: Error) => void, options: Red
 export function isRedisDown(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: string }).code;
-  return err.name === 'MaxRetriesPerRequestError' || /^Connection is closed|Stream isn't writeable/.test(err.message)
-    || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT';
+  return (
+    err.name === 'MaxRetriesPerRequestError' ||
+    /^Connection is closed|Stream isn't writeable/.test(err.message) ||
+    code === 'ECONNREFUSED' ||
+    code === 'ECONNRESET' ||
+    code === 'ETIMEDOUT'
+  );
 }
 
 export type Keys = ReturnType<typeof keysFor>;

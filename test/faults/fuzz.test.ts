@@ -34,13 +34,33 @@ const random = rng(SEED);
 const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
 
 /** Values a mutation puts somewhere: wrong types, edges, things that have broken parsers. */
-const odd = (): unknown => pick<() => unknown>([
-  () => null, () => true, () => 0, () => -1, () => 1e308, () => 2 ** 53 + 1, () => NaN, () => '', () => ' ',
-  () => 'x'.repeat(Math.floor(random() * 10_000)), () => '\u0000\u001f\u007f', () => '../../etc/passwd',
-  () => 'file:///etc/passwd', () => 'http://169.254.169.254/', () => '__proto__', () => [], () => [1, 'a', null],
-  () => ({}), () => ({ __proto__: { admin: true } }), () => JSON.parse('{"__proto__":{"polluted":1}}'),
-  () => ({ a: { b: { c: { d: {} } } } }), () => '😀'.repeat(50), () => ids(), () => 'A'.repeat(26),
-])();
+const odd = (): unknown =>
+  pick<() => unknown>([
+    () => null,
+    () => true,
+    () => 0,
+    () => -1,
+    () => 1e308,
+    () => 2 ** 53 + 1,
+    () => NaN,
+    () => '',
+    () => ' ',
+    () => 'x'.repeat(Math.floor(random() * 10_000)),
+    () => '\u0000\u001f\u007f',
+    () => '../../etc/passwd',
+    () => 'file:///etc/passwd',
+    () => 'http://169.254.169.254/',
+    () => '__proto__',
+    () => [],
+    () => [1, 'a', null],
+    () => ({}),
+    () => ({ __proto__: { admin: true } }),
+    () => JSON.parse('{"__proto__":{"polluted":1}}'),
+    () => ({ a: { b: { c: { d: {} } } } }),
+    () => '😀'.repeat(50),
+    () => ids(),
+    () => 'A'.repeat(26),
+  ])();
 
 function mutate(value: unknown, depth = 0): unknown {
   if (depth > 3 || random() < 0.15) return odd();
@@ -50,7 +70,8 @@ function mutate(value: unknown, depth = 0): unknown {
     for (const [k, v] of Object.entries(value)) {
       const r = random();
       if (r < 0.1) continue; // dropped
-      out[r < 0.15 ? pick(['__proto__', 'constructor', k.toUpperCase(), `${k}\u0000`, 'x'.repeat(70)]) : k] = random() < 0.3 ? mutate(v, depth + 1) : v;
+      out[r < 0.15 ? pick(['__proto__', 'constructor', k.toUpperCase(), `${k}\u0000`, 'x'.repeat(70)]) : k] =
+        random() < 0.3 ? mutate(v, depth + 1) : v;
     }
     if (random() < 0.2) out[pick(['extra', 'Runners', 'Runner', 'input_data', 'type'])] = odd();
     return out;
@@ -60,8 +81,18 @@ function mutate(value: unknown, depth = 0): unknown {
 
 const bodies = () => [
   recordingJob(ids()),
-  { type: 'transcribing', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1', input_data: { call_id: ids(), transcribe_api: 'whisper.cpp', model_size: 'tiny' } },
-  { type: 'captioning', max_duration_sec: 60, runner: 'mattermost/calls-transcriber:v0.7.1', input_data: { call_id: ids() } },
+  {
+    type: 'transcribing',
+    max_duration_sec: 60,
+    runner: 'mattermost/calls-transcriber:v0.7.1',
+    input_data: { call_id: ids(), transcribe_api: 'whisper.cpp', model_size: 'tiny' },
+  },
+  {
+    type: 'captioning',
+    max_duration_sec: 60,
+    runner: 'mattermost/calls-transcriber:v0.7.1',
+    input_data: { call_id: ids() },
+  },
   { clientID: ids(), authKey: 'k'.repeat(40) },
   { Runners: ['mattermost/calls-recorder:v0.8.5'] },
   { clientID: ids() },
@@ -70,10 +101,14 @@ const bodies = () => [
 describe('fuzz: the API', () => {
   let api: Api;
   before(async () => {
-    api = await startApi(testConfig({
-      API_SECURITY_ENABLEADMIN: 'true', API_SECURITY_ADMINSECRETKEY: 'a'.repeat(40),
-      API_LIMITS_CLIENTREQUESTSPERSEC: '100000', API_LIMITS_REGISTRATIONSPERMINUTE: '100000',
-    }));
+    api = await startApi(
+      testConfig({
+        API_SECURITY_ENABLEADMIN: 'true',
+        API_SECURITY_ADMINSECRETKEY: 'a'.repeat(40),
+        API_LIMITS_CLIENTREQUESTSPERSEC: '100000',
+        API_LIMITS_REGISTRATIONSPERMINUTE: '100000',
+      }),
+    );
   });
   after(async () => {
     await api.close();
@@ -84,14 +119,34 @@ describe('fuzz: the API', () => {
     const client = ids();
     const known: string[] = [];
     const paths = () => [
-      '/jobs', `/jobs/${pick(known.length ? known : [ids()])}`, `/jobs/${ids()}/logs`, `/jobs/${pick(known.length ? known : [ids()])}/stop`,
-      '/jobs/init', '/register', '/unregister', '/login', `/calls/${ids()}/tokens`, '/version', '/healthz', '/readyz',
-      '/metrics', '/admin/queues', '/openapi.yaml', `/jobs/${'%'.repeat(3)}`, `/jobs/${'a'.repeat(5000)}`, '/jobs?page=-1&per_page=1e9',
-      `/jobs?type=${encodeURIComponent(String(odd()))}`, '/../../etc/passwd', `/jobs/${encodeURIComponent('\u0000')}`,
+      '/jobs',
+      `/jobs/${pick(known.length ? known : [ids()])}`,
+      `/jobs/${ids()}/logs`,
+      `/jobs/${pick(known.length ? known : [ids()])}/stop`,
+      '/jobs/init',
+      '/register',
+      '/unregister',
+      '/login',
+      `/calls/${ids()}/tokens`,
+      '/version',
+      '/healthz',
+      '/readyz',
+      '/metrics',
+      '/admin/queues',
+      '/openapi.yaml',
+      `/jobs/${'%'.repeat(3)}`,
+      `/jobs/${'a'.repeat(5000)}`,
+      '/jobs?page=-1&per_page=1e9',
+      `/jobs?type=${encodeURIComponent(String(odd()))}`,
+      '/../../etc/passwd',
+      `/jobs/${encodeURIComponent('\u0000')}`,
     ];
     const auths = () => [
-      null, { basic: [client, KEY] as [string, string] }, { basic: [client, 'wrong'.repeat(8)] as [string, string] },
-      { basic: ['admin', 'a'.repeat(40)] as [string, string] }, { bearer: randomBytes(32).toString('base64url') },
+      null,
+      { basic: [client, KEY] as [string, string] },
+      { basic: [client, 'wrong'.repeat(8)] as [string, string] },
+      { basic: ['admin', 'a'.repeat(40)] as [string, string] },
+      { bearer: randomBytes(32).toString('base64url') },
       { basic: [String(odd()).slice(0, 200), String(odd()).slice(0, 200)] as [string, string] },
     ];
     const statuses: Record<number, number> = {};
@@ -100,13 +155,26 @@ describe('fuzz: the API', () => {
       const method = pick(['GET', 'POST', 'POST', 'POST', 'DELETE', 'PUT', 'PATCH']);
       const path = pick(paths());
       const raw = random() < 0.1;
-      const body = method === 'GET' || method === 'DELETE' ? undefined
-        : raw ? pick(['{', 'null', '[]', '"x"', '\u0000', '{"a":'.repeat(500), randomBytes(64).toString('latin1')]) : mutate(pick(bodies()));
-      const r = await call(api.url, method, path, pick(auths()), body).catch((err: Error) => ({ status: 0, text: err.message, json: undefined }));
+      const body =
+        method === 'GET' || method === 'DELETE'
+          ? undefined
+          : raw
+            ? pick(['{', 'null', '[]', '"x"', '\u0000', '{"a":'.repeat(500), randomBytes(64).toString('latin1')])
+            : mutate(pick(bodies()));
+      const r = await call(api.url, method, path, pick(auths()), body).catch((err: Error) => ({
+        status: 0,
+        text: err.message,
+        json: undefined,
+      }));
       statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-      if (r.status === 0 || r.status >= 500) failures.push(`${method} ${path.slice(0, 80)} → ${r.status} ${r.text.slice(0, 200)}`);
+      if (r.status === 0 || r.status >= 500)
+        failures.push(`${method} ${path.slice(0, 80)} → ${r.status} ${r.text.slice(0, 200)}`);
       if (r.status === 200 && method === 'POST' && path === '/jobs' && r.json?.id) known.push(r.json.id);
-      if (r.status >= 400 && r.status !== 0) assert.ok(r.json && typeof r.json.error === 'string', `${method} ${path.slice(0, 80)}: ${r.status} outside the envelope: ${r.text.slice(0, 200)}`);
+      if (r.status >= 400 && r.status !== 0)
+        assert.ok(
+          r.json && typeof r.json.error === 'string',
+          `${method} ${path.slice(0, 80)}: ${r.status} outside the envelope: ${r.text.slice(0, 200)}`,
+        );
     }
     // What was stored is what the API would accept: a known type and status, an input object of bounded keys.
     const redis = api.services.redis;
@@ -114,7 +182,10 @@ describe('fuzz: the API', () => {
     const jobIds = await redis.zrange(`${prefix}:jobs`, '0', '-1');
     for (const id of jobIds) {
       const h = await redis.hgetall(`${prefix}:job:${id}`);
-      assert.ok((jobTypes as readonly string[]).includes(h.type!) && (jobStatuses as readonly string[]).includes(h.status!), JSON.stringify(h));
+      assert.ok(
+        (jobTypes as readonly string[]).includes(h.type!) && (jobStatuses as readonly string[]).includes(h.status!),
+        JSON.stringify(h),
+      );
       const input = JSON.parse(h.input!) as Record<string, unknown>;
       assert.ok(input && typeof input === 'object' && !Array.isArray(input));
       for (const [k, v] of Object.entries(input)) {
@@ -123,7 +194,15 @@ describe('fuzz: the API', () => {
       }
     }
     assert.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype was polluted');
-    report({ fault: 'API fuzz', injected: FUZZ_COUNT, jobs: jobIds.length, lost: 0, twice: 0, recoverMs: null, note: `seed ${SEED}; answers ${JSON.stringify(statuses)}` });
+    report({
+      fault: 'API fuzz',
+      injected: FUZZ_COUNT,
+      jobs: jobIds.length,
+      lost: 0,
+      twice: 0,
+      recoverMs: null,
+      note: `seed ${SEED}; answers ${JSON.stringify(statuses)}`,
+    });
     assert.deepEqual(failures, [], `seed ${SEED}`);
   });
 });
@@ -133,7 +212,13 @@ describe('fuzz: the signalling WebSocket', () => {
   let sfu: Sfu;
   let url: string;
   before(async () => {
-    sfu = new Sfu({ host: '127.0.0.1', port: 0, ice: { bindAddress: '127.0.0.1', portRange: [44000, 44200] }, policy: joinTokenPolicy(secret), log: createLogger(testConfig(), 'sfu') });
+    sfu = new Sfu({
+      host: '127.0.0.1',
+      port: 0,
+      ice: { bindAddress: '127.0.0.1', portRange: [44000, 44200] },
+      policy: joinTokenPolicy(secret),
+      log: createLogger(testConfig(), 'sfu'),
+    });
     url = await sfu.listen();
   });
   after(() => sfu.close());
@@ -141,13 +226,32 @@ describe('fuzz: the signalling WebSocket', () => {
   it(`${Math.ceil(FUZZ_COUNT / 3)} mutated frames: clean closes or answers, the SFU lives, and a participant still joins`, async () => {
     const call = ids();
     const token = (user: string) => mintToken(secret, { call, user, name: user, role: 'participant', ttlSec: 300 });
-    const actions = ['join', 'leave', 'reconnect', 'sdp', 'ice', 'mute', 'unmute', 'raise_hand', 'lower_hand', 'screen_on',
-      'screen_off', 'video_on', 'video_off', 'react', 'caption', 'metric', 'nope'].map((a) => `custom_com.mattermost.calls_${a}`);
+    const actions = [
+      'join',
+      'leave',
+      'reconnect',
+      'sdp',
+      'ice',
+      'mute',
+      'unmute',
+      'raise_hand',
+      'lower_hand',
+      'screen_on',
+      'screen_off',
+      'video_on',
+      'video_off',
+      'react',
+      'caption',
+      'metric',
+      'nope',
+    ].map((a) => `custom_com.mattermost.calls_${a}`);
     let seq = 1;
     /** `wellFormed`: a request the server reads, with mutated data, so that it reaches the handlers. */
     const frame = (wellFormed: boolean): string | Buffer => {
       const data = { channelID: call, data: '{}', source: 'mic', sessionID: ids(), text: 'hi', new_audio_len_ms: 100 };
-      const request = wellFormed ? { action: pick(actions), seq: seq++, data: mutate(data) } : mutate({ action: pick(actions), seq: seq++, data });
+      const request = wellFormed
+        ? { action: pick(actions), seq: seq++, data: mutate(data) }
+        : mutate({ action: pick(actions), seq: seq++, data });
       const r = random();
       if (!wellFormed && r < 0.1) return randomBytes(Math.floor(random() * 300));
       if (r < 0.4) return Buffer.from(encode(request));
@@ -157,7 +261,9 @@ describe('fuzz: the signalling WebSocket', () => {
     const closes: Record<string, number> = {};
     let sent = 0;
     for (let conn = 0; sent < total; conn++) {
-      const ws = new WebSocket(url.replace('http', 'ws') + '/api/v4/websocket', { headers: { authorization: `Bearer ${token(`fuzz${conn}`)}` } });
+      const ws = new WebSocket(`${url.replace('http', 'ws')}/api/v4/websocket`, {
+        headers: { authorization: `Bearer ${token(`fuzz${conn}`)}` },
+      });
       const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
       ws.on('error', () => undefined);
       await new Promise((r) => ws.once('message', r)); // hello
@@ -168,12 +274,25 @@ describe('fuzz: the signalling WebSocket', () => {
         await closed;
       }
       closes[code === -1 ? 'open' : String(code)] = (closes[code === -1 ? 'open' : String(code)] ?? 0) + 1;
-      assert.ok(code === -1 || [1000, 1003, 1008, 1009, 1013, 4000, 4001, 4003, 4008, 4029].includes(code) || (code >= 4000 && code < 5000), `close code ${code}`);
+      assert.ok(
+        code === -1 ||
+          [1000, 1003, 1008, 1009, 1013, 4000, 4001, 4003, 4008, 4029].includes(code) ||
+          (code >= 4000 && code < 5000),
+        `close code ${code}`,
+      );
     }
     const alice = new HeadlessParticipant({ siteUrl: url, callId: call, token: token('alice') });
     await alice.join();
     assert.ok(alice.me?.sessionId, 'a participant joins after the fuzz');
     alice.leave();
-    report({ fault: 'signalling fuzz', injected: sent, jobs: 0, lost: 0, twice: 0, recoverMs: null, note: `seed ${SEED}; connections ended ${JSON.stringify(closes)}; a participant joined after` });
+    report({
+      fault: 'signalling fuzz',
+      injected: sent,
+      jobs: 0,
+      lost: 0,
+      twice: 0,
+      recoverMs: null,
+      note: `seed ${SEED}; connections ended ${JSON.stringify(closes)}; a participant joined after`,
+    });
   });
 });

@@ -36,7 +36,10 @@ process.on('exit', () => {
   const lines = [
     '| fault | injected | jobs | lost | run twice | recovered within | what was checked |',
     '|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.fault} | ${r.injected} | ${r.jobs} | ${r.lost} | ${r.twice} | ${r.recoverMs === null ? '–' : `${(r.recoverMs / 1000).toFixed(1)} s`} | ${r.note} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.fault} | ${r.injected} | ${r.jobs} | ${r.lost} | ${r.twice} | ${r.recoverMs === null ? '–' : `${(r.recoverMs / 1000).toFixed(1)} s`} | ${r.note} |`,
+    ),
   ];
   console.log(lines.map((l) => `# ${l}`).join('\n'));
 });
@@ -51,7 +54,10 @@ export async function freePort(): Promise<number> {
 
 /** `calls-offloader <command>` as a child process; its output is kept for a failing test. */
 export function spawnCli(command: string, env: Record<string, string>): ChildProcess & { output: string[] } {
-  const child = spawn(process.execPath, [CLI, command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, command], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const output: string[] = [];
   const keep = (b: Buffer) => {
     output.push(b.toString());
@@ -83,10 +89,24 @@ export class PrivateRedis {
   }
 
   async start(): Promise<void> {
-    this.child = spawn('redis-server', [
-      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes',
-      '--appendfsync', 'always', '--dir', this.dir,
-    ], { stdio: 'ignore' });
+    this.child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--dir',
+        this.dir,
+      ],
+      { stdio: 'ignore' },
+    );
     await waitFor('private redis', async () => {
       const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       probe.on('error', () => undefined);
@@ -114,14 +134,20 @@ export class PrivateRedis {
  * connection refused while the API restarts. Returns the job id and how many answers were
  * retried, or throws on an answer that is not retryable.
  */
-export async function createJob(url: string, auth: { basic: [string, string] }, body: unknown, untilMs = 120_000): Promise<{ id: string; retried: number }> {
+export async function createJob(
+  url: string,
+  auth: { basic: [string, string] },
+  body: unknown,
+  untilMs = 120_000,
+): Promise<{ id: string; retried: number }> {
   const deadline = Date.now() + untilMs;
   let retried = 0;
   for (;;) {
     const r = await call(url, 'POST', '/jobs', auth, body).catch(() => null);
     if (r?.status === 200) return { id: r.json.id, retried };
     if (r && r.status !== 429 && r.status !== 503) throw new Error(`POST /jobs answered ${r.status}: ${r.text}`);
-    if (Date.now() > deadline) throw new Error(`POST /jobs kept failing: ${r ? `${r.status} ${r.text}` : 'no connection'}`);
+    if (Date.now() > deadline)
+      throw new Error(`POST /jobs kept failing: ${r ? `${r.status} ${r.text}` : 'no connection'}`);
     retried++;
     await new Promise((res) => setTimeout(res, Math.min(2000, Number(r?.headers.get('retry-after') ?? 0.2) * 1000)));
   }

@@ -30,8 +30,12 @@ class Service {
     await this.redis.start();
     const port = await freePort();
     this.env = testEnv({
-      REDIS_URL: this.redis.url, API_HTTP_LISTENADDRESS: `127.0.0.1:${port}`, JOBS_MAXCONCURRENTJOBS: '4',
-      JOBS_WORKERLEASESEC: '30', JOBS_STOPGRACESEC: '5', ...overrides,
+      REDIS_URL: this.redis.url,
+      API_HTTP_LISTENADDRESS: `127.0.0.1:${port}`,
+      JOBS_MAXCONCURRENTJOBS: '4',
+      JOBS_WORKERLEASESEC: '30',
+      JOBS_STOPGRACESEC: '5',
+      ...overrides,
     });
     this.url = `http://127.0.0.1:${port}`;
     await this.startApi();
@@ -52,7 +56,10 @@ class Service {
   }
 
   /** Waits for every job to end; returns those that did not (lost) and those that ran twice. */
-  async account(jobIds: string[], timeoutMs = 120_000): Promise<{ lost: string[]; twice: string[]; outcomes: Record<string, number> }> {
+  async account(
+    jobIds: string[],
+    timeoutMs = 120_000,
+  ): Promise<{ lost: string[]; twice: string[]; outcomes: Record<string, number> }> {
     const until = Date.now() + timeoutMs;
     let open = [...jobIds];
     const outcomes: Record<string, number> = {};
@@ -81,7 +88,8 @@ const auth = { basic: ['faults', KEY] as [string, string] };
 
 describe('faults: processes and Redis', () => {
   const service = new Service();
-  before(() => service.start());
+  // 200 clients from one address (as many plugins behind one NAT) register within seconds
+  before(() => service.start({ API_LIMITS_REGISTRATIONSPERMINUTE: '1000' }));
   after(() => service.close());
 
   it('a worker SIGKILLed mid-job: the job fails with the reason, nothing runs twice, a new worker takes new jobs', async () => {
@@ -96,10 +104,14 @@ describe('faults: processes and Redis', () => {
       await stop(service.worker!, 'SIGKILL');
       const killedAt = Date.now();
       service.startWorker();
-      const failed = await waitFor('the killed job failed', async () => {
-        const j = await service.job(id);
-        return j.status === 'failed' ? j : undefined;
-      }, 90_000);
+      const failed = await waitFor(
+        'the killed job failed',
+        async () => {
+          const j = await service.job(id);
+          return j.status === 'failed' ? j : undefined;
+        },
+        90_000,
+      );
       assert.match(failed.error, /stopped responding/);
       const quick = ids();
       behave(quick, { sleepMs: 10 });
@@ -109,7 +121,15 @@ describe('faults: processes and Redis', () => {
       worst = Math.max(worst, Date.now() - killedAt);
     }
     const { lost, twice } = await service.account(jobs);
-    report({ fault: 'worker SIGKILL mid-job', injected: ROUNDS, jobs: jobs.length, lost: lost.length, twice: twice.length, recoverMs: worst, note: 'killed job failed with the reason after the lease (30 s), the next job ran on a new worker' });
+    report({
+      fault: 'worker SIGKILL mid-job',
+      injected: ROUNDS,
+      jobs: jobs.length,
+      lost: lost.length,
+      twice: twice.length,
+      recoverMs: worst,
+      note: 'killed job failed with the reason after the lease (30 s), the next job ran on a new worker',
+    });
     assert.deepEqual([lost, twice], [[], []]);
   });
 
@@ -133,7 +153,15 @@ describe('faults: processes and Redis', () => {
       worst = Math.max(worst, Date.now() - killedAt);
     }
     const { lost, twice, outcomes } = await service.account(jobs);
-    report({ fault: 'API SIGKILL and restart', injected: ROUNDS, jobs: jobs.length, lost: lost.length, twice: twice.length, recoverMs: worst, note: `outcomes ${JSON.stringify(outcomes)}; a create sent while it was down went through after` });
+    report({
+      fault: 'API SIGKILL and restart',
+      injected: ROUNDS,
+      jobs: jobs.length,
+      lost: lost.length,
+      twice: twice.length,
+      recoverMs: worst,
+      note: `outcomes ${JSON.stringify(outcomes)}; a create sent while it was down went through after`,
+    });
     assert.deepEqual([lost, twice], [[], []]);
     assert.equal(outcomes.succeeded, jobs.length);
   });
@@ -167,8 +195,19 @@ describe('faults: processes and Redis', () => {
       worst = Math.max(worst, Date.now() - upAt);
     }
     const { lost, twice, outcomes } = await service.account(jobs);
-    report({ fault: 'Redis down 10 s', injected: ROUNDS, jobs: jobs.length, lost: lost.length, twice: twice.length, recoverMs: worst, note: `answers meanwhile ${JSON.stringify(Object.fromEntries(statuses))}; outcomes ${JSON.stringify(outcomes)}` });
-    assert.ok(![...statuses.keys()].some((s) => s >= 500 && s !== 503), `only 503 while Redis is down: ${JSON.stringify([...statuses])}`);
+    report({
+      fault: 'Redis down 10 s',
+      injected: ROUNDS,
+      jobs: jobs.length,
+      lost: lost.length,
+      twice: twice.length,
+      recoverMs: worst,
+      note: `answers meanwhile ${JSON.stringify(Object.fromEntries(statuses))}; outcomes ${JSON.stringify(outcomes)}`,
+    });
+    assert.ok(
+      ![...statuses.keys()].some((s) => s >= 500 && s !== 503),
+      `only 503 while Redis is down: ${JSON.stringify([...statuses])}`,
+    );
     assert.deepEqual([lost, twice], [[], []]);
     assert.equal(outcomes.succeeded, jobs.length, 'every job ended as it would have without the outage');
   });
@@ -179,12 +218,14 @@ describe('faults: processes and Redis', () => {
     for (const c of clients) behave(c.call, { sleepMs: 0 });
     const started = Date.now();
     let retried = 0;
-    const jobs = await Promise.all(Array.from({ length: 500 }, async (_, i) => {
-      const c = clients[i % 200]!;
-      const r = await createJob(service.url, { basic: [c.id, KEY] }, recordingJob(c.call), 300_000);
-      retried += r.retried;
-      return { id: r.id, client: c.id };
-    }));
+    const jobs = await Promise.all(
+      Array.from({ length: 500 }, async (_, i) => {
+        const c = clients[i % 200]!;
+        const r = await createJob(service.url, { basic: [c.id, KEY] }, recordingJob(c.call), 300_000);
+        retried += r.retried;
+        return { id: r.id, client: c.id };
+      }),
+    );
     const accepted = Date.now() - started;
     // Each client sees its own jobs: account through the admin-free path, one client at a time.
     const until = Date.now() + 600_000;
@@ -198,7 +239,15 @@ describe('faults: processes and Redis', () => {
       if (open.size) await sleep(1000);
     }
     const twice = jobs.filter((j) => starts(j.id) > 1).length;
-    report({ fault: '500 jobs from 200 clients at once', injected: 1, jobs: 500, lost: open.size, twice, recoverMs: null, note: `all accepted within ${(accepted / 1000).toFixed(1)} s, ${retried} answers 429/503 retried (registration hashing bounded)` });
+    report({
+      fault: '500 jobs from 200 clients at once',
+      injected: 1,
+      jobs: 500,
+      lost: open.size,
+      twice,
+      recoverMs: null,
+      note: `all accepted within ${(accepted / 1000).toFixed(1)} s, ${retried} answers 429/503 retried (registration hashing bounded)`,
+    });
     assert.equal(open.size, 0);
     assert.equal(twice, 0);
   });
@@ -225,7 +274,7 @@ describe('faults: the disk', () => {
     rmSync(mount, { recursive: true, force: true });
   });
 
-  it('the job directory\'s disk full: the job fails with the reason, the worker lives on, and runs the next job once there is room', async (t) => {
+  it("the job directory's disk full: the job fails with the reason, the worker lives on, and runs the next job once there is room", async (t) => {
     if (!mounted) return t.skip('mounting a small tmpfs needs root');
     const filler = join(mount, 'filler');
     let size = 0;
@@ -240,19 +289,39 @@ describe('faults: the disk', () => {
     const c = ids();
     behave(c, { sleepMs: 10, stderr: 'x'.repeat(100_000) });
     const { id } = await createJob(service.url, auth, recordingJob(c));
-    const job = await waitFor('job ended', async () => {
-      const j = await service.job(id);
-      return final.includes(j.status) ? j : undefined;
-    }, 60_000);
-    assert.equal(service.worker!.exitCode, null, `the worker is alive: ${service.worker!.output.join('').slice(-2000)}`);
+    const job = await waitFor(
+      'job ended',
+      async () => {
+        const j = await service.job(id);
+        return final.includes(j.status) ? j : undefined;
+      },
+      60_000,
+    );
+    assert.equal(
+      service.worker!.exitCode,
+      null,
+      `the worker is alive: ${service.worker!.output.join('').slice(-2000)}`,
+    );
     assert.equal(job.status, 'failed');
-    assert.match((await call(service.url, 'GET', `/jobs/${id}/logs`, auth)).text, /job\.log cannot be written \(ENOSPC/, 'the log says why, in Redis');
+    assert.match(
+      (await call(service.url, 'GET', `/jobs/${id}/logs`, auth)).text,
+      /job\.log cannot be written \(ENOSPC/,
+      'the log says why, in Redis',
+    );
     rmSync(filler);
     const freedAt = Date.now();
     const next = ids();
     behave(next, { sleepMs: 10 });
     const second = (await createJob(service.url, auth, recordingJob(next))).id;
     await waitFor('next job succeeds', async () => (await service.job(second)).status === 'succeeded', 60_000);
-    report({ fault: 'job disk full', injected: 1, jobs: 2, lost: 0, twice: [id, second].filter((j) => starts(j) > 1).length, recoverMs: Date.now() - freedAt, note: `the job on a full disk: ${job.status}${job.error ? ` (${job.error.slice(0, 80)})` : ''}` });
+    report({
+      fault: 'job disk full',
+      injected: 1,
+      jobs: 2,
+      lost: 0,
+      twice: [id, second].filter((j) => starts(j) > 1).length,
+      recoverMs: Date.now() - freedAt,
+      note: `the job on a full disk: ${job.status}${job.error ? ` (${job.error.slice(0, 80)})` : ''}`,
+    });
   });
 });

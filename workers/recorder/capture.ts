@@ -6,7 +6,13 @@ import { appendFileSync, closeSync, mkdirSync, openSync, writeSync } from 'node:
 import { join } from 'node:path';
 import { DurationPosition, Event, MediaRecorder, type WebmOutput } from 'werift/nonstandard';
 import type { MediaStreamTrack } from 'werift';
-import { HeadlessParticipant, type HeadlessOptions, type ParticipantInfo, type Source, sources } from '../../src/sfu/client/participant.js';
+import {
+  HeadlessParticipant,
+  type HeadlessOptions,
+  type ParticipantInfo,
+  type Source,
+  sources,
+} from '../../src/sfu/client/participant.js';
 import { isH264Keyframe } from '../../src/media/h264.js';
 import { isVp8Keyframe } from '../../src/media/vp8.js';
 import { opusPacketMs } from '../../src/media/opus.js';
@@ -62,15 +68,29 @@ function webmFile(path: string): Event<[WebmOutput]> {
 export class Capture {
   readonly startedAt = Date.now();
   private readonly participant: HeadlessParticipant;
-  private readonly recorders = new Map<string, { recorder: MediaRecorder; entry: TrackEntry; mid: string; stopWatching: () => void; frameMs: () => number | undefined }>();
+  private readonly recorders = new Map<
+    string,
+    {
+      recorder: MediaRecorder;
+      entry: TrackEntry;
+      mid: string;
+      stopWatching: () => void;
+      frameMs: () => number | undefined;
+    }
+  >();
   private trackCount = 0;
 
   /** `call`: where and as whom to join (the job's site, token and job id). */
-  constructor(private readonly dir: string, call: Omit<HeadlessOptions, 'subscribe'>) {
+  constructor(
+    private readonly dir: string,
+    call: Omit<HeadlessOptions, 'subscribe'>,
+  ) {
     mkdirSync(join(dir, 'tracks'), { recursive: true });
     this.participant = new HeadlessParticipant({ ...call, subscribe: 'all' });
     const p = this.participant;
-    p.on('track', ({ track, participant, source, mid }) => this.record(track as MediaStreamTrack, participant, source, mid));
+    p.on('track', ({ track, participant, source, mid }) =>
+      this.record(track as MediaStreamTrack, participant, source, mid),
+    );
     p.on('joined', (who) => this.event(who, 'joined'));
     p.on('left', (who) => {
       this.event(who, 'left');
@@ -108,9 +128,21 @@ export class Capture {
   private record(track: MediaStreamTrack, p: ParticipantInfo, source: Source, mid: string): void {
     this.finishTrack(p.sessionId, source);
     const file = join('tracks', `${String(++this.trackCount).padStart(3, '0')}-${source}-${p.sessionId}.webm`);
-    const entry: TrackEntry = { file, sessionId: p.sessionId, userId: p.userId, displayName: p.displayName, source, startMs: this.elapsedMs };
+    const entry: TrackEntry = {
+      file,
+      sessionId: p.sessionId,
+      userId: p.userId,
+      displayName: p.displayName,
+      source,
+      startMs: this.elapsedMs,
+    };
     // One track per file: nothing to lip-sync within it (compose aligns the files).
-    const recorder = new MediaRecorder({ stream: webmFile(join(this.dir, file)), tracks: [track], disableNtp: true, disableLipSync: true });
+    const recorder = new MediaRecorder({
+      stream: webmFile(join(this.dir, file)),
+      tracks: [track],
+      disableNtp: true,
+      disableLipSync: true,
+    });
     this.append('tracks.jsonl', entry);
     // The writer starts at the first packet (audio) or the first keyframe (video); note when, so
     // the compose step puts the file at the right moment. For video, also follow the RTP clock:
@@ -125,7 +157,8 @@ export class Capture {
         if (source !== 'mic' && !isKeyframe(rtp.payload)) return;
         // An audio packet leaves the sender once its frame is full: its first sample was heard
         // that long before (20 ms from a browser). A video frame leaves as soon as it is encoded.
-        entry.mediaMs = source === 'mic' ? Math.max(0, this.elapsedMs - Math.round(opusPacketMs(rtp.payload))) : this.elapsedMs;
+        entry.mediaMs =
+          source === 'mic' ? Math.max(0, this.elapsedMs - Math.round(opusPacketMs(rtp.payload))) : this.elapsedMs;
         this.append('tracks.jsonl', entry);
         if (source === 'mic') return unSubscribe();
       }
@@ -137,10 +170,13 @@ export class Capture {
           frames++;
         }
       }
-      if (last === undefined || ((ts - last) >>> 0) < 0x80000000) last = ts;
+      if (last === undefined || (ts - last) >>> 0 < 0x80000000) last = ts;
     });
     this.recorders.set(`${p.sessionId}/${source}`, {
-      recorder, entry, mid, stopWatching: unSubscribe,
+      recorder,
+      entry,
+      mid,
+      stopWatching: unSubscribe,
       frameMs: () => (frames === 0 ? undefined : ticks / 90 / frames),
     });
   }
@@ -148,13 +184,15 @@ export class Capture {
   /** Notes each video track's frame interval by the RTP clock so far: a part composed during the call needs it. */
   checkpoint(): void {
     for (const { entry, frameMs } of this.recorders.values()) {
-      if (entry.source !== 'mic' && frameMs() !== undefined) this.append('tracks.jsonl', { ...entry, rtpFrameMs: frameMs() });
+      if (entry.source !== 'mic' && frameMs() !== undefined)
+        this.append('tracks.jsonl', { ...entry, rtpFrameMs: frameMs() });
     }
   }
 
   /** Asks every video publisher for a keyframe: a part begins soon, and its compose seeks to one. */
   requestKeyframes(): void {
-    for (const { entry, mid } of this.recorders.values()) if (entry.source !== 'mic') this.participant.requestKeyframe(mid);
+    for (const { entry, mid } of this.recorders.values())
+      if (entry.source !== 'mic') this.participant.requestKeyframe(mid);
   }
 
   private finishTrack(sessionId: string, source: Source): void {
@@ -168,11 +206,16 @@ export class Capture {
   }
 
   private event(p: ParticipantInfo, event: CallEvent['event']): void {
-    this.append('events.jsonl', { t: this.elapsedMs, sessionId: p.sessionId, displayName: p.displayName, event } satisfies CallEvent);
+    this.append('events.jsonl', {
+      t: this.elapsedMs,
+      sessionId: p.sessionId,
+      displayName: p.displayName,
+      event,
+    } satisfies CallEvent);
   }
 
   private append(name: string, line: object): void {
-    appendFileSync(join(this.dir, name), JSON.stringify(line) + '\n');
+    appendFileSync(join(this.dir, name), `${JSON.stringify(line)}\n`);
   }
 
   /** Finishes every file and leaves the call. Returns the recorded duration in ms. */

@@ -28,22 +28,35 @@ export async function readRecording(dir: string, durationMs?: number): Promise<R
   const byFile = new Map<string, TrackEntry>();
   for (const t of readLines<TrackEntry>(join(dir, 'tracks.jsonl'))) byFile.set(t.file, { ...byFile.get(t.file), ...t });
   // A track whose first frame never came (no keyframe, no packet) wrote nothing worth reading.
-  const found = [...byFile.values()].filter((t) => t.mediaMs !== undefined && existsSync(join(dir, t.file)) && statSync(join(dir, t.file)).size > 0);
-  const tracks = await Promise.all(found.map(async (t) => ({ ...t, stretch: t.rtpFrameMs ? await stretchFor(join(dir, t.file), t.rtpFrameMs) : 1 })));
+  const found = [...byFile.values()].filter(
+    (t) => t.mediaMs !== undefined && existsSync(join(dir, t.file)) && statSync(join(dir, t.file)).size > 0,
+  );
+  const tracks = await Promise.all(
+    found.map(async (t) => ({ ...t, stretch: t.rtpFrameMs ? await stretchFor(join(dir, t.file), t.rtpFrameMs) : 1 })),
+  );
   const events = readLines<CallEvent>(join(dir, 'events.jsonl'));
   if (durationMs !== undefined) return { tracks, events, durationMs };
   // Without the recorded duration (the recorder died), the media itself says how far it got.
-  const ends = await Promise.all(tracks.map(async (t) => t.endMs ?? t.mediaMs! + await mediaDurationMs(join(dir, t.file))));
+  const ends = await Promise.all(
+    tracks.map(async (t) => t.endMs ?? t.mediaMs! + (await mediaDurationMs(join(dir, t.file)))),
+  );
   return { tracks, events, durationMs: Math.max(0, ...events.map((e) => e.t), ...ends) };
 }
 
 /** Packet times (s) and durations of a file's first stream, as written. */
 async function packets(file: string): Promise<{ pts: number; duration: number }[]> {
   try {
-    const { stdout } = await execFileAsync('ffprobe', ['-v', 'error', '-select_streams', '0', '-show_entries', 'packet=pts_time,duration_time', '-of', 'csv=p=0', file], { maxBuffer: 256 * 1024 * 1024 });
+    const { stdout } = await execFileAsync(
+      'ffprobe',
+      ['-v', 'error', '-select_streams', '0', '-show_entries', 'packet=pts_time,duration_time', '-of', 'csv=p=0', file],
+      { maxBuffer: 256 * 1024 * 1024 },
+    );
     // Blank lines are skipped before parsing: Number('') is 0, and a phantom packet at 0 s shrinks
     // the mean frame interval by one frame (1.7 ms/s of A/V drift in a 40 s recording).
-    return stdout.split('\n').filter((l) => l.trim() !== '').map((l) => l.split(',').map(Number))
+    return stdout
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => l.split(',').map(Number))
       .filter(([pts]) => Number.isFinite(pts))
       .map(([pts, duration]) => ({ pts: pts!, duration: Number.isFinite(duration) ? duration! : 0 }));
   } catch {
@@ -64,13 +77,20 @@ async function stretchFor(file: string, rtpFrameMs: number): Promise<number> {
   return factor > 0.9 && factor < 1.1 ? factor : 1; // anything further off is not rounding
 }
 
-const escapeText = (s: string) => s.replace(/\\/g, '\\\\').replace(/'/g, "\u2019").replace(/:/g, '\\:').replace(/%/g, '\\%');
+const escapeText = (s: string) =>
+  s.replace(/\\/g, '\\\\').replace(/'/g, '\u2019').replace(/:/g, '\\:').replace(/%/g, '\\%');
 
 /** Per session, the intervals (ms) between an event of `open` and the next of `close`, the last open one ending at `endMs`. */
-function intervals(events: CallEvent[], open: CallEvent['event'], close: CallEvent['event'][], endMs: number): Map<string, [number, number][]> {
+function intervals(
+  events: CallEvent[],
+  open: CallEvent['event'],
+  close: CallEvent['event'][],
+  endMs: number,
+): Map<string, [number, number][]> {
   const out = new Map<string, [number, number][]>();
   const since = new Map<string, number>();
-  const add = (session: string, a: number, b: number) => (out.get(session) ?? out.set(session, []).get(session)!).push([a, b]);
+  const add = (session: string, a: number, b: number) =>
+    (out.get(session) ?? out.set(session, []).get(session)!).push([a, b]);
   for (const e of events) {
     if (e.event === open && !since.has(e.sessionId)) since.set(e.sessionId, e.t);
     if (close.includes(e.event) && since.has(e.sessionId)) {
@@ -100,7 +120,17 @@ export interface Window {
  * Lanes are only ever stacked side by side, never overlaid: ffmpeg's overlay converts every frame
  * to YUVA and blends it pixel by pixel, which cost more than decoding the cameras.
  */
-function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, [f0, f1]: [number, number], fps: number, input: (file: string, seekS: number) => number, filters: string[], label: string): void {
+function lane(
+  tracks: Recording['tracks'],
+  w: number,
+  h: number,
+  inset: number,
+  [f0, f1]: [number, number],
+  fps: number,
+  input: (file: string, seekS: number) => number,
+  filters: string[],
+  label: string,
+): void {
   const segments: string[] = [];
   const gap = (n: number) => {
     if (n <= 0) return;
@@ -130,7 +160,7 @@ function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, 
     const repeats = t.rtpFrameMs !== undefined && 1000 / t.rtpFrameMs < fps;
     filters.push(
       `[${i}:v]setpts=(PTS${seekS > 0 ? '' : '-STARTPTS'})*${t.stretch.toFixed(6)},${repeats ? `${fit},${resample}` : `${resample},${fit}`},` +
-      `tpad=stop_mode=clone:stop=${to - from},trim=end_frame=${to - from},setpts=PTS-STARTPTS${segments.at(-1)}`,
+        `tpad=stop_mode=clone:stop=${to - from},trim=end_frame=${to - from},setpts=PTS-STARTPTS${segments.at(-1)}`,
     );
     at = to;
   });
@@ -144,7 +174,13 @@ function lane(tracks: Recording['tracks'], w: number, h: number, inset: number, 
  * join without seams). The screen share when there is one in this part, otherwise a grid of the
  * people present in it (their camera or the background, the name, the speaker outlined).
  */
-export function partArgs(dir: string, rec: Recording, q: RecorderInputs, { fromMs, toMs }: Window, output: string): string[] {
+export function partArgs(
+  dir: string,
+  rec: Recording,
+  q: RecorderInputs,
+  { fromMs, toMs }: Window,
+  output: string,
+): string[] {
   const { width: W, height: H, frame_rate: fps } = q;
   const span: [number, number] = [frameAt(fromMs, fps), frameAt(toMs, fps)];
   const seconds = ((span[1] - span[0]) / fps).toFixed(6);
@@ -159,7 +195,8 @@ export function partArgs(dir: string, rec: Recording, q: RecorderInputs, { fromM
 
   const screens = rec.tracks.filter((t) => t.source === 'screen' && overlaps(t.mediaMs!, t.endMs ?? Infinity));
   const present = intervals(rec.events, 'joined', ['left'], rec.durationMs);
-  const people = [...present.entries()].filter(([, spans]) => spans.some(([a, b]) => overlaps(a, b)))
+  const people = [...present.entries()]
+    .filter(([, spans]) => spans.some(([a, b]) => overlaps(a, b)))
     .sort(([, a], [, b]) => a[0]![0] - b[0]![0])
     .map(([sessionId]) => [sessionId, rec.events.find((e) => e.sessionId === sessionId)!.displayName] as const);
   const video = 'video';
@@ -173,12 +210,15 @@ export function partArgs(dir: string, rec: Recording, q: RecorderInputs, { fromM
     const th = Math.floor(H / rows / 2) * 2;
     const cells = Array.from({ length: cols * rows }, (_, k) => {
       const sessionId = people[k]?.[0];
-      const cameras = sessionId === undefined ? [] : rec.tracks.filter((t) => t.source === 'camera' && t.sessionId === sessionId);
+      const cameras =
+        sessionId === undefined ? [] : rec.tracks.filter((t) => t.source === 'camera' && t.sessionId === sessionId);
       lane(cameras, tw, th, 4, span, fps, input, filters, `c${k}`);
       return `[c${k}]`;
     });
     const layout = cells.map((_, k) => `${(k % cols) * tw}_${Math.floor(k / cols) * th}`).join('|');
-    filters.push(cells.length === 1 ? `[c0]null[grid]` : `${cells.join('')}xstack=inputs=${cells.length}:layout=${layout}[grid]`);
+    filters.push(
+      cells.length === 1 ? `[c0]null[grid]` : `${cells.join('')}xstack=inputs=${cells.length}:layout=${layout}[grid]`,
+    );
     // Names, and the speaker's outline as four thin filled boxes: drawbox visits every pixel inside
     // its rectangle, so one hollow box around a whole tile costs as much as the grid's decoding.
     const speaking = intervals(rec.events, 'speaking', ['silent', 'left'], rec.durationMs);
@@ -186,12 +226,22 @@ export function partArgs(dir: string, rec: Recording, q: RecorderInputs, { fromM
       const x = (k % cols) * tw;
       const y = Math.floor(k / cols) * th;
       const fontsize = Math.max(16, Math.round(th / 12));
-      const enable = (speaking.get(sessionId) ?? []).filter(([a, b]) => overlaps(a, b))
-        .map(([a, b]) => `between(t,${((a - fromMs) / 1000).toFixed(2)},${((b - fromMs) / 1000).toFixed(2)})`).join('+') || '0';
-      const edges = [[x, y, tw, 6], [x, y + th - 6, tw, 6], [x, y + 6, 6, th - 12], [x + tw - 6, y + 6, 6, th - 12]];
+      const enable =
+        (speaking.get(sessionId) ?? [])
+          .filter(([a, b]) => overlaps(a, b))
+          .map(([a, b]) => `between(t,${((a - fromMs) / 1000).toFixed(2)},${((b - fromMs) / 1000).toFixed(2)})`)
+          .join('+') || '0';
+      const edges = [
+        [x, y, tw, 6],
+        [x, y + th - 6, tw, 6],
+        [x, y + 6, 6, th - 12],
+        [x + tw - 6, y + 6, 6, th - 12],
+      ];
       return [
         `drawtext=fontfile=${FONT}:text='${escapeText(name)}':fontcolor=white:fontsize=${fontsize}:x=${x + 16}:y=${y + th - fontsize - 16}:box=1:boxcolor=black@0.5:boxborderw=6`,
-        ...edges.map(([ex, ey, ew, eh]) => `drawbox=x=${ex}:y=${ey}:w=${ew}:h=${eh}:color=0x3ba55d:t=fill:enable='${enable}'`),
+        ...edges.map(
+          ([ex, ey, ew, eh]) => `drawbox=x=${ex}:y=${ey}:w=${ew}:h=${eh}:color=0x3ba55d:t=fill:enable='${enable}'`,
+        ),
       ];
     });
     // The grid may be a few pixels short of the frame when the size does not divide evenly.
@@ -203,23 +253,50 @@ export function partArgs(dir: string, rec: Recording, q: RecorderInputs, { fromM
   const mics = rec.tracks.filter((t) => t.source === 'mic' && overlaps(t.mediaMs!, t.endMs ?? Infinity));
   const voices = mics.map((m) => {
     const i = input(m.file, Math.max(0, fromMs - m.mediaMs!) / 1000);
-    filters.push(`[${i}:a]aresample=48000,asetpts=PTS-STARTPTS,adelay=${Math.max(0, m.mediaMs! - fromMs)}:all=1[a${i}]`);
+    filters.push(
+      `[${i}:a]aresample=48000,asetpts=PTS-STARTPTS,adelay=${Math.max(0, m.mediaMs! - fromMs)}:all=1[a${i}]`,
+    );
     return `[a${i}]`;
   });
-  filters.push(voices.length > 0
-    ? `${voices.join('')}amix=inputs=${voices.length}:normalize=0:duration=longest,apad,atrim=0:${seconds}[mix]`
-    : `anullsrc=r=48000:cl=stereo,atrim=0:${seconds}[mix]`);
+  filters.push(
+    voices.length > 0
+      ? `${voices.join('')}amix=inputs=${voices.length}:normalize=0:duration=longest,apad,atrim=0:${seconds}[mix]`
+      : `anullsrc=r=48000:cl=stereo,atrim=0:${seconds}[mix]`,
+  );
 
   return [
-    '-hide_banner', '-loglevel', 'error', '-y',
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-y',
     ...inputs,
-    '-filter_complex', filters.join(';'),
-    '-map', `[${video}]`, '-map', '[mix]',
-    '-c:v', 'libx264', '-preset', q.video_preset, '-pix_fmt', 'yuv420p', '-r', String(fps),
+    '-filter_complex',
+    filters.join(';'),
+    '-map',
+    `[${video}]`,
+    '-map',
+    '[mix]',
+    '-c:v',
+    'libx264',
+    '-preset',
+    q.video_preset,
+    '-pix_fmt',
+    'yuv420p',
+    '-r',
+    String(fps),
     // Average bitrate as upstream's recorder asks for it (no VBV cap, which costs x264 ~6 % more).
-    '-b:v', `${q.video_rate}k`,
-    '-c:a', 'flac', '-ar', '48000', '-ac', '2',
-    '-t', seconds, '-f', 'matroska',
+    '-b:v',
+    `${q.video_rate}k`,
+    '-c:a',
+    'flac',
+    '-ar',
+    '48000',
+    '-ac',
+    '2',
+    '-t',
+    seconds,
+    '-f',
+    'matroska',
     output,
   ];
 }
@@ -230,11 +307,32 @@ export function partArgs(dir: string, rec: Recording, q: RecorderInputs, { fromM
  */
 export function joinArgs(list: string, q: RecorderInputs, output: string): string[] {
   return [
-    '-hide_banner', '-loglevel', 'error', '-y',
-    '-f', 'concat', '-safe', '0', '-i', list,
-    '-map', '0:v', '-map', '0:a', '-c:v', 'copy',
-    '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000',
-    '-movflags', '+faststart', '-f', 'mp4',
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-y',
+    '-f',
+    'concat',
+    '-safe',
+    '0',
+    '-i',
+    list,
+    '-map',
+    '0:v',
+    '-map',
+    '0:a',
+    '-c:v',
+    'copy',
+    '-c:a',
+    'aac',
+    '-b:a',
+    `${q.audio_rate}k`,
+    '-ar',
+    '48000',
+    '-movflags',
+    '+faststart',
+    '-f',
+    'mp4',
     output,
   ];
 }

@@ -2,9 +2,13 @@
 import { RecordingInput } from '../../src/jobs/schema.js';
 import { readInputs } from '../shared/inputs.js';
 
-export type RecorderInputs = Required<Pick<RecordingInput,
-  'call_id' | 'width' | 'height' | 'video_rate' | 'audio_rate' | 'frame_rate' | 'video_preset' | 'output_format'>>
-  & Pick<RecordingInput, 'site_url' | 'post_id' | 'recording_id' | 'auth_token' | 'tls_ca_cert_file'>;
+export type RecorderInputs = Required<
+  Pick<
+    RecordingInput,
+    'call_id' | 'width' | 'height' | 'video_rate' | 'audio_rate' | 'frame_rate' | 'video_preset' | 'output_format'
+  >
+> &
+  Pick<RecordingInput, 'site_url' | 'post_id' | 'recording_id' | 'auth_token' | 'tls_ca_cert_file'>;
 
 export const recorderDefaults = {
   width: 1920,

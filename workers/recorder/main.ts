@@ -31,13 +31,23 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
   writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: rec.durationMs, partial: true }));
   log(`recovered ${(rec.durationMs / 1000).toFixed(1)} s of the call into ${path}`);
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
-  await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', `the recorder stopped unexpectedly; ${(rec.durationMs / 1000).toFixed(0)} s were recovered and kept on the job service at ${path}`)
+  await bot
+    ?.reportStatus(
+      inputs.call_id,
+      jobId,
+      'recording',
+      'failed',
+      `the recorder stopped unexpectedly; ${(rec.durationMs / 1000).toFixed(0)} s were recovered and kept on the job service at ${path}`,
+    )
     .catch((e) => log(`could not report: ${e.message}`));
 }
 
 /** Copies the MP4 into the artifacts directory; returns its path there. */
 const keep = (output: string, inputs: RecorderInputs, prefix = '') =>
-  keepArtifact(output, `${prefix}recording-${inputs.call_id}-${process.env.JOB_ID ?? inputs.recording_id ?? 'job'}.mp4`);
+  keepArtifact(
+    output,
+    `${prefix}recording-${inputs.call_id}-${process.env.JOB_ID ?? inputs.recording_id ?? 'job'}.mp4`,
+  );
 
 async function main(): Promise<void> {
   let inputs: RecorderInputs;
@@ -48,7 +58,8 @@ async function main(): Promise<void> {
   try {
     inputs = recorderInputs(process.env);
     partSec = Number(process.env.PART_SEC ?? 120);
-    if (!Number.isInteger(partSec) || partSec < 2 || partSec > 3600) throw new Error('PART_SEC must be a whole number of seconds from 2 to 3600');
+    if (!Number.isInteger(partSec) || partSec < 2 || partSec > 3600)
+      throw new Error('PART_SEC must be a whole number of seconds from 2 to 3600');
     dir = workerSetting('JOB_DIR');
     site = process.argv.includes('--recover') ? undefined : callSite(inputs, inputs.recording_id);
     bot = botClientFor(inputs, log);
@@ -61,7 +72,9 @@ async function main(): Promise<void> {
   if (process.argv.includes('--recover')) return recover(inputs, dir, partSec, bot);
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);
-    await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason).catch((e) => log(`could not report the failure: ${e.message}`));
+    await bot
+      ?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason)
+      .catch((e) => log(`could not report the failure: ${e.message}`));
     process.exit(1);
   };
 
@@ -73,7 +86,9 @@ async function main(): Promise<void> {
     return fail(`could not join the call: ${(err as Error).message}`);
   }
   log(`recording call ${inputs.call_id}`);
-  await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'started').catch((e) => log(`could not report the start: ${e.message}`));
+  await bot
+    ?.reportStatus(inputs.call_id, jobId, 'recording', 'started')
+    .catch((e) => log(`could not report the start: ${e.message}`));
 
   // While capturing, finished parts are composed; SIGTERM means "finish the file"; the worker
   // escalates to SIGKILL after its grace.
@@ -83,7 +98,9 @@ async function main(): Promise<void> {
   clearInterval(composing);
   const durationMs = await capture.stop();
   const { user, system } = process.cpuUsage();
-  log(`${why}: stopping after ${(durationMs / 1000).toFixed(1)} s (capture used ${((user + system) / 1e6).toFixed(2)} s of CPU); composing`);
+  log(
+    `${why}: stopping after ${(durationMs / 1000).toFixed(1)} s (capture used ${((user + system) / 1e6).toFixed(2)} s of CPU); composing`,
+  );
 
   const output = join(dir, 'recording.mp4');
   try {

@@ -20,7 +20,12 @@ export class Parts {
   private running?: Promise<void>;
   private failed = false;
 
-  constructor(private readonly dir: string, private readonly inputs: RecorderInputs, private readonly partMs: number, private readonly log: (m: string) => void) {
+  constructor(
+    private readonly dir: string,
+    private readonly inputs: RecorderInputs,
+    private readonly partMs: number,
+    private readonly log: (m: string) => void,
+  ) {
     this.partsDir = join(dir, 'parts');
     mkdirSync(this.partsDir, { recursive: true });
     this.doneMs = this.chain().at(-1)?.toMs ?? 0; // parts an earlier run left
@@ -28,10 +33,13 @@ export class Parts {
 
   /** The parts on disk that follow on from the start, in order. */
   private chain(): Window[] {
-    const found = readdirSync(this.partsDir).map((f) => /^part-(\d+)-(\d+)\.mkv$/.exec(f)).filter((m) => m !== null)
+    const found = readdirSync(this.partsDir)
+      .map((f) => /^part-(\d+)-(\d+)\.mkv$/.exec(f))
+      .filter((m) => m !== null)
       .map((m) => ({ fromMs: Number(m[1]), toMs: Number(m[2]) }));
     const chain: Window[] = [];
-    for (let next = found.find((w) => w.fromMs === 0); next; next = found.find((w) => w.fromMs === chain.at(-1)!.toMs)) chain.push(next);
+    for (let next = found.find((w) => w.fromMs === 0); next; next = found.find((w) => w.fromMs === chain.at(-1)!.toMs))
+      chain.push(next);
     return chain;
   }
 
@@ -43,7 +51,9 @@ export class Parts {
     await ffmpeg(partArgs(this.dir, await readRecording(this.dir, durationMs), this.inputs, w, temp), { nice });
     renameSync(temp, this.file(w));
     this.doneMs = w.toMs;
-    this.log(`composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    this.log(
+      `composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
   }
 
   /** Called every second while capturing: keyframes ahead of the next part, and the compose of a finished one. */
@@ -69,14 +79,21 @@ export class Parts {
   async finish(durationMs: number, output: string): Promise<void> {
     await this.running;
     const fps = this.inputs.frame_rate;
-    if (frameAt(durationMs, fps) > frameAt(this.doneMs, fps)) await this.compose({ fromMs: this.doneMs, toMs: durationMs }, durationMs);
+    if (frameAt(durationMs, fps) > frameAt(this.doneMs, fps))
+      await this.compose({ fromMs: this.doneMs, toMs: durationMs }, durationMs);
     const parts = this.chain();
     // Each part's exact length, so the join places the next one frame-exactly.
     const list = join(this.partsDir, 'parts.txt');
-    writeFileSync(list, ['ffconcat version 1.0', ...parts.flatMap((w) => [
-      `file '${this.file(w)}'`,
-      `duration ${((frameAt(w.toMs, fps) - frameAt(w.fromMs, fps)) / fps).toFixed(6)}`,
-    ])].join('\n') + '\n');
+    writeFileSync(
+      list,
+      `${[
+        'ffconcat version 1.0',
+        ...parts.flatMap((w) => [
+          `file '${this.file(w)}'`,
+          `duration ${((frameAt(w.toMs, fps) - frameAt(w.fromMs, fps)) / fps).toFixed(6)}`,
+        ]),
+      ].join('\n')}\n`,
+    );
     await ffmpeg(joinArgs(list, this.inputs, output));
   }
 }

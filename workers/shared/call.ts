@@ -14,8 +14,12 @@ export interface CallSite {
   jobId?: string;
 }
 
-export function callSite(inputs: { site_url?: string; auth_token?: string }, pluginJobId: string | undefined): CallSite {
-  if (inputs.site_url) return { where: 'mattermost', url: inputs.site_url, token: inputs.auth_token!, jobId: pluginJobId };
+export function callSite(
+  inputs: { site_url?: string; auth_token?: string },
+  pluginJobId: string | undefined,
+): CallSite {
+  if (inputs.site_url)
+    return { where: 'mattermost', url: inputs.site_url, token: inputs.auth_token!, jobId: pluginJobId };
   return { where: 'sfu', url: workerSetting('SFU_URL'), token: workerSetting('SFU_TOKEN') };
 }
 
@@ -23,7 +27,12 @@ export const describeSite = (site: CallSite) =>
   site.where === 'mattermost' ? `the Mattermost server at ${site.url}` : `the bundled SFU at ${site.url}`;
 
 /** The calls client's options for this job: names from the bot API, the site's private CA trusted. */
-export function callOptions(site: CallSite, callId: string, bot: BotClient | undefined, log: (m: string) => void): Omit<HeadlessOptions, 'subscribe'> {
+export function callOptions(
+  site: CallSite,
+  callId: string,
+  bot: BotClient | undefined,
+  log: (m: string) => void,
+): Omit<HeadlessOptions, 'subscribe'> {
   return {
     siteUrl: site.url,
     token: site.token,

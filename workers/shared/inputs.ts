@@ -14,10 +14,12 @@ export function readInputs<T>(schema: TObject, env: NodeJS.ProcessEnv, defaults:
     if (raw === undefined || raw === '') continue;
     const type = (prop as { type?: string }).type;
     if (type === 'integer') {
-      if (!/^-?\d+$/.test(raw.trim())) throw new InputError(`${key.toUpperCase()} must be a whole number, got ${JSON.stringify(raw)}`);
+      if (!/^-?\d+$/.test(raw.trim()))
+        throw new InputError(`${key.toUpperCase()} must be a whole number, got ${JSON.stringify(raw)}`);
       input[key] = Number(raw);
     } else if (type === 'boolean') {
-      if (!/^(true|false)$/i.test(raw.trim())) throw new InputError(`${key.toUpperCase()} must be true or false, got ${JSON.stringify(raw)}`);
+      if (!/^(true|false)$/i.test(raw.trim()))
+        throw new InputError(`${key.toUpperCase()} must be true or false, got ${JSON.stringify(raw)}`);
       input[key] = raw.trim().toLowerCase() === 'true';
     } else {
       input[key] = key === 'site_url' ? raw.replace(/\/$/, '') : raw;

@@ -35,21 +35,25 @@ export function delivering(file: string): void {
 }
 
 /** Resolves with why the job should stop: SIGTERM (stop, max duration, shutdown) or SIGINT. */
-export const stopSignal = () => new Promise<string>((resolve) => {
-  process.once('SIGTERM', () => resolve('stop requested'));
-  process.once('SIGINT', () => resolve('interrupted'));
-});
+export const stopSignal = () =>
+  new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('stop requested'));
+    process.once('SIGINT', () => resolve('interrupted'));
+  });
 
 /** The records of a JSON-lines file the job appended to; a line cut short by a crash is skipped. */
 export function readLines<T>(path: string): T[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).flatMap((l) => {
-    try {
-      return [JSON.parse(l) as T];
-    } catch {
-      return [];
-    }
-  });
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as T];
+      } catch {
+        return [];
+      }
+    });
 }
 
 export interface DownloadLimits {

@@ -45,7 +45,12 @@ const quickRetry: RetryPolicy = { attempts: 3, stepMs: 500 };
 
 /** The file name rules of the upstream runners: the plugin's base name, made safe, plus an extension. */
 export function sanitizeFilename(name: string): string {
-  return name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(0, 200) || 'call';
+  return (
+    name
+      .replace(/[^A-Za-z0-9._-]+/g, '_')
+      .replace(/^[._]+/, '')
+      .slice(0, 200) || 'call'
+  );
 }
 
 /**
@@ -62,9 +67,12 @@ export function botClientFor(
     try {
       ca = readFileSync(inputs.tls_ca_cert_file, 'utf8');
     } catch (err) {
-      throw new Error(`TLS_CA_CERT_FILE ${inputs.tls_ca_cert_file} could not be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      throw new Error(
+        `TLS_CA_CERT_FILE ${inputs.tls_ca_cert_file} could not be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
     }
-    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`TLS_CA_CERT_FILE ${inputs.tls_ca_cert_file} holds no PEM certificate`);
+    if (!ca.includes('-----BEGIN CERTIFICATE-----'))
+      throw new Error(`TLS_CA_CERT_FILE ${inputs.tls_ca_cert_file} holds no PEM certificate`);
   }
   return new BotClient({ siteUrl: inputs.site_url, authToken: inputs.auth_token!, ca, log });
 }
@@ -82,7 +90,13 @@ export class BotClient {
   }
 
   /** `started` once media is being captured; `failed` with the reason a person can act on. */
-  reportStatus(callId: string, jobId: string, jobType: JobType, status: 'started' | 'failed', error?: string): Promise<unknown> {
+  reportStatus(
+    callId: string,
+    jobId: string,
+    jobType: JobType,
+    status: 'started' | 'failed',
+    error?: string,
+  ): Promise<unknown> {
     // The plugin reads the error under the key "omitempty" (an upstream JSON tag mistake that is
     // now the wire format).
     const body = { JobType: jobType, Status: status, ...(error ? { omitempty: error } : {}) };
@@ -96,7 +110,11 @@ export class BotClient {
 
   /** A call session's user (display names in transcripts and captions): a few quick tries, not the upload's twenty. */
   profile(callId: string, sessionId: string): Promise<Profile> {
-    return this.withRetry(`profile of ${sessionId}`, () => this.request('GET', `/calls/${callId}/sessions/${sessionId}/profile`), quickRetry) as Promise<Profile>;
+    return this.withRetry(
+      `profile of ${sessionId}`,
+      () => this.request('GET', `/calls/${callId}/sessions/${sessionId}/profile`),
+      quickRetry,
+    ) as Promise<Profile>;
   }
 
   /** The CA trusted besides the system's, for the call's websocket too. */
@@ -108,7 +126,10 @@ export class BotClient {
     return this.call('POST', `/calls/${callId}/recordings`, info);
   }
 
-  postTranscription(callId: string, info: { JobID: string; PostID: string; Transcriptions: { Language: string; FileIDs: string[] }[] }): Promise<unknown> {
+  postTranscription(
+    callId: string,
+    info: { JobID: string; PostID: string; Transcriptions: { Language: string; FileIDs: string[] }[] },
+  ): Promise<unknown> {
     return this.call('POST', `/calls/${callId}/transcriptions`, info);
   }
 
@@ -119,7 +140,9 @@ export class BotClient {
    */
   async upload(callId: string, path: string, filename = basename(path)): Promise<FileInfo> {
     const { size } = await stat(path);
-    const session = (await this.call('POST', '/uploads', { channel_id: callId, filename, file_size: size })) as { id: string };
+    const session = (await this.call('POST', '/uploads', { channel_id: callId, filename, file_size: size })) as {
+      id: string;
+    };
     let offset = 0;
     return this.withRetry(`upload of ${filename}`, async () => {
       for (;;) {
@@ -167,7 +190,10 @@ export class BotClient {
   private async request(method: string, path: string, body?: unknown): Promise<unknown> {
     const res = await this.fetch(this.base + path, {
       method,
-      headers: { authorization: `Bearer ${this.opts.authToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      headers: {
+        authorization: `Bearer ${this.opts.authToken}`,
+        ...(body ? { 'content-type': 'application/json' } : {}),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
     });
@@ -184,7 +210,9 @@ export class BotClient {
         if (err instanceof PermanentError || n >= retry.attempts) {
           throw new Error(`${what} failed after ${n} attempt(s): ${(err as Error).message}`);
         }
-        this.opts.log?.(`${what} failed (attempt ${n} of ${retry.attempts}): ${(err as Error).message}; retrying in ${(n * retry.stepMs) / 1000} s`);
+        this.opts.log?.(
+          `${what} failed (attempt ${n} of ${retry.attempts}): ${(err as Error).message}; retrying in ${(n * retry.stepMs) / 1000} s`,
+        );
         await new Promise((r) => setTimeout(r, n * retry.stepMs));
       }
     }
@@ -199,7 +227,9 @@ function connectionError(err: Error): Error {
   if (err.name === 'TimeoutError' || err.name === 'AbortError' || !cause) return err;
   const reason = `${cause.message}${cause.code && !cause.message.includes(cause.code) ? ` (${cause.code})` : ''}`;
   if (cause.code && untrusted.test(cause.code)) {
-    return new PermanentError(`the site's TLS certificate is not trusted: ${reason}; give the job its CA with tls_ca_cert_file (MM_CALLS_RECORDER_TLS_CA_CERT_FILE / MM_CALLS_TRANSCRIBER_TLS_CA_CERT_FILE on the Mattermost server)`);
+    return new PermanentError(
+      `the site's TLS certificate is not trusted: ${reason}; give the job its CA with tls_ca_cert_file (MM_CALLS_RECORDER_TLS_CA_CERT_FILE / MM_CALLS_TRANSCRIBER_TLS_CA_CERT_FILE on the Mattermost server)`,
+    );
   }
   return new Error(`${err.message}: ${reason}`);
 }

@@ -44,7 +44,7 @@ export class SpeakerAudio {
     const ch = channelData[0]!;
     for (let i = 0; i < samplesDecoded; i++) {
       const s = ch[i]! * 32768;
-      out[gap + i] = s > 32767 ? 32767 : s < -32768 ? -32768 : s;
+      out[gap + i] = s > 32767 ? 32767 : Math.max(s, -32768);
     }
     const position = this.position;
     this.position += out.length;

@@ -58,7 +58,12 @@ export class LiveCaptions {
   private closed = false;
   private readonly busy = new Set<Promise<void>>();
 
-  constructor(engines: SpeechEngine[], private readonly send: SendCaption, opts: Partial<CaptionOptions> = {}, private readonly log = (_: string) => {}) {
+  constructor(
+    engines: SpeechEngine[],
+    private readonly send: SendCaption,
+    opts: Partial<CaptionOptions> = {},
+    private readonly log = (_: string) => {},
+  ) {
     this.opts = { ...captionDefaults, windowMs: defaultWindowMs(engines), ...opts };
     this.idle = [...engines];
   }
@@ -68,11 +73,14 @@ export class LiveCaptions {
     if (this.closed) return;
     let vad = this.vads.get(sessionId);
     if (!vad) {
-      vad = new Vad({ hangoverMs: this.opts.hangoverMs, maxUtteranceMs: this.opts.windowMs, minSpeechMs: 200 }, {
-        start: (pcm) => this.startStream(sessionId, pcm),
-        audio: (pcm) => this.streamAudio(sessionId, pcm),
-        end: (u) => this.endWindow(sessionId, u),
-      });
+      vad = new Vad(
+        { hangoverMs: this.opts.hangoverMs, maxUtteranceMs: this.opts.windowMs, minSpeechMs: 200 },
+        {
+          start: (pcm) => this.startStream(sessionId, pcm),
+          audio: (pcm) => this.streamAudio(sessionId, pcm),
+          end: (u) => this.endWindow(sessionId, u),
+        },
+      );
       this.vads.set(sessionId, vad);
     }
     vad.push(samples);
@@ -136,33 +144,36 @@ export class LiveCaptions {
 
   /** Sends the caption of window `w` (none for a burst too short to keep) and frees the engine. */
   private run(engine: SpeechEngine, recognition: Promise<Recognition>, w: Window | undefined): void {
-    const job = recognition.then(
-      ({ text }) => {
-        if (!w) return;
-        // Every window ends in exactly one count.
-        if (this.closed) this.counts.dropped++;
-        else if (!text.trim()) this.counts.empty++;
-        else {
-          this.send(w.sessionId, text.trim(), Math.round(w.pcm.length / 16));
-          this.counts.sent++;
-          this.delays.push(Date.now() - w.readyAt);
-        }
-      },
-      (err: Error) => {
-        if (w) this.counts.dropped++;
-        this.log(`caption recognition failed: ${err.message}`);
-      },
-    ).finally(() => {
-      this.busy.delete(job);
-      this.idle.push(engine);
-      this.next();
-    });
+    const job = recognition
+      .then(
+        ({ text }) => {
+          if (!w) return;
+          // Every window ends in exactly one count.
+          if (this.closed) this.counts.dropped++;
+          else if (!text.trim()) this.counts.empty++;
+          else {
+            this.send(w.sessionId, text.trim(), Math.round(w.pcm.length / 16));
+            this.counts.sent++;
+            this.delays.push(Date.now() - w.readyAt);
+          }
+        },
+        (err: Error) => {
+          if (w) this.counts.dropped++;
+          this.log(`caption recognition failed: ${err.message}`);
+        },
+      )
+      .finally(() => {
+        this.busy.delete(job);
+        this.idle.push(engine);
+        this.next();
+      });
     this.busy.add(job);
   }
 
   stats(): CaptionStats {
     const sorted = [...this.delays].sort((a, b) => a - b);
-    const q = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : undefined);
+    const q = (p: number) =>
+      sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : undefined;
     return { ...this.counts, p50DelayMs: q(0.5), p95DelayMs: q(0.95) };
   }
 

@@ -22,7 +22,8 @@ function isGgml(path: string): boolean {
 }
 
 async function fetchModel(size: string, dir: string, source = defaultSource): Promise<string> {
-  if (!(modelSizes as readonly string[]).includes(size)) throw new Error(`unknown model size ${JSON.stringify(size)}: one of ${modelSizes.join(', ')}`);
+  if (!(modelSizes as readonly string[]).includes(size))
+    throw new Error(`unknown model size ${JSON.stringify(size)}: one of ${modelSizes.join(', ')}`);
   mkdirSync(dir, { recursive: true });
   const url = `${source.replace(/\/$/, '')}/${remoteName(size)}`;
   const path = join(dir, `ggml-${size}.bin`);
@@ -30,7 +31,9 @@ async function fetchModel(size: string, dir: string, source = defaultSource): Pr
   try {
     await download(url, part).catch((err: Error) => {
       if (err.message.startsWith('GET ')) throw err; // the server answered, with an error status
-      throw new Error(`${url} could not be reached (${(err.cause as Error | undefined)?.message ?? err.message}); fetch the model where the internet is reachable and copy it to ${path}`);
+      throw new Error(
+        `${url} could not be reached (${(err.cause as Error | undefined)?.message ?? err.message}); fetch the model where the internet is reachable and copy it to ${path}`,
+      );
     });
     if (!isGgml(part)) throw new Error(`${url} is not a ggml model file`);
     renameSync(part, path);
@@ -44,7 +47,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const sizes = process.argv.slice(2);
   const dir = modelsDir();
   if (sizes.length === 0) {
-    process.stderr.write(`usage: npm run models:fetch -- <${modelSizes.join('|')}>... (into MODELS_DIR, now ${dir}; source WHISPER_MODELS_URL)\n`);
+    process.stderr.write(
+      `usage: npm run models:fetch -- <${modelSizes.join('|')}>... (into MODELS_DIR, now ${dir}; source WHISPER_MODELS_URL)\n`,
+    );
     process.exit(2);
   }
   for (const size of sizes) {

@@ -31,14 +31,23 @@ function clock(ms: number, withMs: boolean): string {
 }
 
 /** WebVTT cue text may not contain "-->" or a blank line; `<` and `&` are escaped. */
-const cueText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/-->/g, '->').replace(/\n\s*\n/g, '\n').trim();
+const cueText = (s: string) =>
+  s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/-->/g, '->')
+    .replace(/\n\s*\n/g, '\n')
+    .trim();
 
 export function toWebVtt(segments: Segment[], omitSpeaker = false): string {
   const cues = segments
     .filter((s) => s.text.trim())
     .sort(byStart)
-    .map((s) => `${clock(s.startMs, true)} --> ${clock(s.endMs, true)}\n${omitSpeaker ? '' : `<v ${s.speaker.replace(/[<>]/g, '')}>`}${cueText(s.text)}`);
-  return ['WEBVTT', ...cues].join('\n\n') + '\n';
+    .map(
+      (s) =>
+        `${clock(s.startMs, true)} --> ${clock(s.endMs, true)}\n${omitSpeaker ? '' : `<v ${s.speaker.replace(/[<>]/g, '')}>`}${cueText(s.text)}`,
+    );
+  return `${['WEBVTT', ...cues].join('\n\n')}\n`;
 }
 
 /** Merges a speaker's consecutive segments within the thresholds, in start order. */
@@ -46,7 +55,12 @@ export function compact(segments: Segment[], opts: TextOptions = textDefaults): 
   const out: Segment[] = [];
   for (const s of segments.filter((x) => x.text.trim()).sort(byStart)) {
     const last = out[out.length - 1];
-    if (last && last.speaker === s.speaker && s.startMs - last.endMs < opts.silenceThresholdMs && s.endMs - last.startMs < opts.maxSegmentDurationMs) {
+    if (
+      last &&
+      last.speaker === s.speaker &&
+      s.startMs - last.endMs < opts.silenceThresholdMs &&
+      s.endMs - last.startMs < opts.maxSegmentDurationMs
+    ) {
       last.endMs = Math.max(last.endMs, s.endMs);
       last.text = `${last.text} ${s.text.trim()}`;
     } else {

@@ -11,9 +11,20 @@ export interface CaptionSettings {
   live_captions_language: string;
 }
 
-export type TranscriberInputs = TranscribingInput & CaptionSettings & Required<Pick<TranscribingInput,
-  'model_size' | 'num_threads' | 'output_format' | 'webvtt_omit_speaker' | 'live_captions_on'
-  | 'text_compact_silence_threshold_ms' | 'text_compact_max_segment_duration_ms'>>;
+export type TranscriberInputs = TranscribingInput &
+  CaptionSettings &
+  Required<
+    Pick<
+      TranscribingInput,
+      | 'model_size'
+      | 'num_threads'
+      | 'output_format'
+      | 'webvtt_omit_speaker'
+      | 'live_captions_on'
+      | 'text_compact_silence_threshold_ms'
+      | 'text_compact_max_segment_duration_ms'
+    >
+  >;
 
 const captionDefaults = {
   transcribe_api: 'whisper.cpp',

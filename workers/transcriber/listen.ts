@@ -34,7 +34,10 @@ export class Listener {
   private readonly endHandlers: ((sessionId: string) => void)[] = [];
 
   /** `call`: where and as whom to join (the job's site, token and job id). */
-  constructor(private readonly dir: string, call: Omit<HeadlessOptions, 'subscribe'>) {
+  constructor(
+    private readonly dir: string,
+    call: Omit<HeadlessOptions, 'subscribe'>,
+  ) {
     mkdirSync(join(dir, 'tracks'), { recursive: true });
     this.participant = new HeadlessParticipant({ ...call, subscribe: 'audio' });
     this.participant.onRtp((rtp, from) => {
@@ -86,7 +89,12 @@ export class Listener {
     }
     if (!t) {
       const file = join('tracks', `${String(++this.count).padStart(3, '0')}-${from.sessionId}.pcm`);
-      const entry: VoiceTrack = { file, sessionId: from.sessionId, displayName: from.displayName, startMs: this.elapsedMs };
+      const entry: VoiceTrack = {
+        file,
+        sessionId: from.sessionId,
+        displayName: from.displayName,
+        startMs: this.elapsedMs,
+      };
       const out = createWriteStream(join(this.dir, file));
       const audio = new SpeakerAudio((samples) => {
         out.write(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength));
@@ -110,7 +118,7 @@ export class Listener {
   }
 
   private append(entry: VoiceTrack): void {
-    appendFileSync(join(this.dir, 'tracks.jsonl'), JSON.stringify(entry) + '\n');
+    appendFileSync(join(this.dir, 'tracks.jsonl'), `${JSON.stringify(entry)}\n`);
   }
 
   /** Closes every file and leaves. Returns how long the job listened, in ms. */

@@ -31,7 +31,10 @@ type Inputs = TranscriberInputs & { captionsOnly: boolean };
 
 /** The job's engines: `instances` of `threads` threads each, the model of `modelSize`. */
 const jobEngines = (inputs: Inputs, modelSize: string, instances: number, threads: number) =>
-  enginePool({ api: inputs.transcribe_api, modelSize, modelsDir: modelsDir(), threads, language: inputs.live_captions_language }, instances);
+  enginePool(
+    { api: inputs.transcribe_api, modelSize, modelsDir: modelsDir(), threads, language: inputs.live_captions_language },
+    instances,
+  );
 
 /** A recording is read from at most this many bytes (MEDIA_MAX_BYTES in the job's settings). */
 const mediaMaxBytes = () => Number(process.env.MEDIA_MAX_BYTES ?? 8 * 1024 ** 3);
@@ -58,7 +61,9 @@ async function fetchMedia(url: string, dir: string, siteUrl: string | undefined)
   } else {
     input = join(dir, 'media');
     await download(url, input, { refuse, maxBytes: mediaMaxBytes() }).catch((err: Error) => {
-      throw new Error(err.message.startsWith('media_url') ? err.message : `media_url could not be fetched: ${err.message}`);
+      throw new Error(
+        err.message.startsWith('media_url') ? err.message : `media_url could not be fetched: ${err.message}`,
+      );
     });
   }
   const pcm = join(dir, 'media.pcm');
@@ -67,7 +72,11 @@ async function fetchMedia(url: string, dir: string, siteUrl: string | undefined)
 }
 
 class Delivery {
-  constructor(private readonly inputs: Inputs, private readonly dir: string, private readonly bot?: BotClient) {}
+  constructor(
+    private readonly inputs: Inputs,
+    private readonly dir: string,
+    private readonly bot?: BotClient,
+  ) {}
 
   private get jobId(): string {
     return this.inputs.transcription_id ?? process.env.JOB_ID ?? '';
@@ -75,7 +84,8 @@ class Delivery {
 
   report(status: 'started' | 'failed', error?: string): Promise<unknown> {
     if (!this.bot || this.inputs.captionsOnly || !this.inputs.call_id) return Promise.resolve();
-    return this.bot.reportStatus(this.inputs.call_id, this.jobId, 'transcribing', status, error)
+    return this.bot
+      .reportStatus(this.inputs.call_id, this.jobId, 'transcribing', status, error)
       .catch((e: Error) => log(`could not report ${status}: ${e.message}`));
   }
 
@@ -87,9 +97,13 @@ class Delivery {
       txt: join(dir, 'transcript.txt'),
     };
     writeFileSync(files.vtt, toWebVtt(segments, inputs.webvtt_omit_speaker));
-    writeFileSync(files.txt, toText(segments, {
-      silenceThresholdMs: inputs.text_compact_silence_threshold_ms, maxSegmentDurationMs: inputs.text_compact_max_segment_duration_ms,
-    }));
+    writeFileSync(
+      files.txt,
+      toText(segments, {
+        silenceThresholdMs: inputs.text_compact_silence_threshold_ms,
+        maxSegmentDurationMs: inputs.text_compact_max_segment_duration_ms,
+      }),
+    );
     const summary = { segments: segments.length, speakers: [...new Set(segments.map((s) => s.speaker))], ...extra };
     if (!this.bot || keepOnly) {
       const name = `${keepOnly ? 'partial-' : ''}transcript-${inputs.call_id ?? 'media'}-${process.env.JOB_ID ?? this.jobId}`;
@@ -101,22 +115,38 @@ class Delivery {
     const vtt = await this.bot.upload(callId, files.vtt, `${base}.vtt`);
     const txt = await this.bot.upload(callId, files.txt, `${base}.txt`);
     await this.bot.postTranscription(callId, {
-      JobID: this.jobId, PostID: inputs.post_id!, Transcriptions: [{ Language: inputs.live_captions_language, FileIDs: [vtt.id, txt.id] }],
+      JobID: this.jobId,
+      PostID: inputs.post_id!,
+      Transcriptions: [{ Language: inputs.live_captions_language, FileIDs: [vtt.id, txt.id] }],
     });
     log(`posted ${base}.vtt and ${base}.txt (${segments.length} segments) to the call thread`);
     return { file_ids: [vtt.id, txt.id], filename: base, ...summary };
   }
 }
 
-async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: SpeechEngine[], bot?: BotClient, silero?: Silero): Promise<object> {
+async function live(
+  inputs: Inputs,
+  dir: string,
+  delivery: Delivery,
+  engines: SpeechEngine[],
+  bot?: BotClient,
+  silero?: Silero,
+): Promise<object> {
   const site = callSite(inputs, inputs.transcription_id);
   log(`joining call ${inputs.call_id} on ${describeSite(site)}`);
   const listener = new Listener(dir, callOptions(site, inputs.call_id!, bot, log));
   let captions: LiveCaptions | undefined;
   if (inputs.live_captions_on) {
     captions = new LiveCaptions(
-      await jobEngines(inputs, inputs.live_captions_model_size, inputs.live_captions_num_transcribers, inputs.live_captions_num_threads_per_transcriber),
-      listener.caption, {}, log,
+      await jobEngines(
+        inputs,
+        inputs.live_captions_model_size,
+        inputs.live_captions_num_transcribers,
+        inputs.live_captions_num_threads_per_transcriber,
+      ),
+      listener.caption,
+      {},
+      log,
     );
     listener.onSamples((sessionId, samples) => captions!.feed(sessionId, samples));
     listener.onTrackEnd((sessionId) => captions!.flush(sessionId));
@@ -128,7 +158,9 @@ async function live(inputs: Inputs, dir: string, delivery: Delivery, engines: Sp
   const why = await Promise.race([stopSignal(), listener.stopped, listener.ended.then(() => 'everyone left the call')]);
   const durationMs = await listener.stop();
   const captionStats: CaptionStats | undefined = await captions?.close();
-  log(`${why}: stopped after ${(durationMs / 1000).toFixed(1)} s${captionStats ? `; captions ${JSON.stringify(captionStats)}` : ''}`);
+  log(
+    `${why}: stopped after ${(durationMs / 1000).toFixed(1)} s${captionStats ? `; captions ${JSON.stringify(captionStats)}` : ''}`,
+  );
   if (inputs.captionsOnly) return { duration_ms: durationMs, captions: captionStats };
 
   const started = Date.now();
@@ -162,7 +194,9 @@ async function main(): Promise<void> {
   try {
     if (!inputs.captionsOnly) engines = await jobEngines(inputs, inputs.model_size, 1, inputs.num_threads);
   } catch (err) {
-    return fail(err instanceof EngineError ? err.message : `the speech engine did not start: ${(err as Error).message}`);
+    return fail(
+      err instanceof EngineError ? err.message : `the speech engine did not start: ${(err as Error).message}`,
+    );
   }
 
   // Silero cuts the transcript's utterances unless VAD=energy; without onnxruntime, energy does.
@@ -179,11 +213,16 @@ async function main(): Promise<void> {
     if (process.argv.includes('--recover')) {
       const segments = await transcribeCall(engines, dir, silero);
       output = await delivery.deliver(segments, { partial: true }, true);
-      await delivery.report('failed', `the transcriber stopped unexpectedly; what it heard was transcribed and kept on the job service at ${(output as { files: string[] }).files[0]}`);
+      await delivery.report(
+        'failed',
+        `the transcriber stopped unexpectedly; what it heard was transcribed and kept on the job service at ${(output as { files: string[] }).files[0]}`,
+      );
     } else if (inputs.media_url) {
       log(`transcribing ${inputs.media_url}`);
       const segments = await Promise.race([
-        fetchMedia(inputs.media_url, dir, inputs.site_url).then((pcm) => transcribeStream(engines, pcm, 'Speaker', 0, silero)),
+        fetchMedia(inputs.media_url, dir, inputs.site_url).then((pcm) =>
+          transcribeStream(engines, pcm, 'Speaker', 0, silero),
+        ),
         stopSignal().then((why) => Promise.reject(new Error(why))),
       ]);
       output = await delivery.deliver(segments, {});
@@ -191,7 +230,11 @@ async function main(): Promise<void> {
       output = await live(inputs, dir, delivery, engines, bot, silero);
     }
   } catch (err) {
-    return fail(err instanceof EngineError ? err.message : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`);
+    return fail(
+      err instanceof EngineError
+        ? err.message
+        : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`,
+    );
   }
   writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(output));
   await Promise.all([...engines.map((e) => e.close()), silero?.close()]);

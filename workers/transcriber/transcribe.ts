@@ -33,7 +33,11 @@ interface Piece {
  */
 async function cut(pcm: Int16Array, speaker: string, offsetMs: number, silero?: Silero): Promise<Piece[]> {
   const vad = new Vad({}, undefined, silero ? await silero.detector(pcm) : undefined);
-  return [...vad.push(pcm), ...vad.flush()].map((u) => ({ speaker, atMs: offsetMs + (u.start / SAMPLE_RATE) * 1000, pcm: u.pcm }));
+  return [...vad.push(pcm), ...vad.flush()].map((u) => ({
+    speaker,
+    atMs: offsetMs + (u.start / SAMPLE_RATE) * 1000,
+    pcm: u.pcm,
+  }));
 }
 
 /**
@@ -43,30 +47,39 @@ async function cut(pcm: Int16Array, speaker: string, offsetMs: number, silero?: 
 async function recognise(engines: SpeechEngine[], pieces: Piece[]): Promise<Segment[]> {
   const segments: Segment[] = [];
   let next = 0;
-  await Promise.all(engines.map(async (engine) => {
-    while (next < pieces.length) {
-      const p = pieces[next++]!;
-      const { text, words } = await engine.recognize(p.pcm);
-      if (!text.trim() || words.length === 0) continue;
-      segments.push({
-        speaker: p.speaker,
-        startMs: Math.round(p.atMs + words[0]!.start * 1000),
-        endMs: Math.round(p.atMs + words[words.length - 1]!.end * 1000),
-        text: words.map((w) => w.word).join(' '),
-      });
-    }
-  }));
+  await Promise.all(
+    engines.map(async (engine) => {
+      while (next < pieces.length) {
+        const p = pieces[next++]!;
+        const { text, words } = await engine.recognize(p.pcm);
+        if (!text.trim() || words.length === 0) continue;
+        segments.push({
+          speaker: p.speaker,
+          startMs: Math.round(p.atMs + words[0]!.start * 1000),
+          endMs: Math.round(p.atMs + words[words.length - 1]!.end * 1000),
+          text: words.map((w) => w.word).join(' '),
+        });
+      }
+    }),
+  );
   return segments.sort((a, b) => a.startMs - b.startMs);
 }
 
 /** One stream (a recording's mixed audio, or a test's speaker). */
-export async function transcribeStream(engines: SpeechEngine[], pcm: Int16Array, speaker: string, offsetMs: number, silero?: Silero): Promise<Segment[]> {
+export async function transcribeStream(
+  engines: SpeechEngine[],
+  pcm: Int16Array,
+  speaker: string,
+  offsetMs: number,
+  silero?: Silero,
+): Promise<Segment[]> {
   return recognise(engines, await cut(pcm, speaker, offsetMs, silero));
 }
 
 /** Every captured speaker of a job directory, in time order. */
 export async function transcribeCall(engines: SpeechEngine[], dir: string, silero?: Silero): Promise<Segment[]> {
   const pieces: Piece[] = [];
-  for (const t of readTracks(dir)) pieces.push(...(await cut(readPcm(join(dir, t.file)), t.displayName, t.startMs, silero)));
+  for (const t of readTracks(dir))
+    pieces.push(...(await cut(readPcm(join(dir, t.file)), t.displayName, t.startMs, silero)));
   return recognise(engines, pieces);
 }

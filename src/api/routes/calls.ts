@@ -11,7 +11,11 @@ const Params = Type.Object({ call_id: Id('The call to join.') });
 const Body = Type.Object(
   {
     user_id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.@-]+$', description: 'Who joins.' }),
-    display_name: Type.String({ minLength: 1, maxLength: 128, description: 'Name shown to the others and in transcripts.' }),
+    display_name: Type.String({
+      minLength: 1,
+      maxLength: 128,
+      description: 'Name shown to the others and in transcripts.',
+    }),
     ttl_sec: Type.Optional(Type.Integer({ minimum: 10, maximum: 86_400, description: 'Validity (default 3600).' })),
   },
   { additionalProperties: false },
@@ -24,20 +28,38 @@ export interface CallRoutesDeps {
 }
 
 export function callRoutes(app: FastifyInstance, { sfuUrl, clients, tokenSecret }: CallRoutesDeps): void {
-  app.post<{ Params: Static<typeof Params>; Body: Static<typeof Body> }>('/calls/:call_id/tokens', {
-    schema: {
-      summary: 'Mint a join token for the bundled SFU',
-      description: 'The token admits one person to this call only, until it expires. `url` opens the call page. A call belongs to the first client that mints a token or creates a job for it; others get 403.',
-      tags: ['calls'],
-      params: Params,
-      body: Body,
-      response: { 200: Type.Object({ token: Type.String(), url: Type.String(), expires_at: Type.Integer() }), 403: Type.Object({ error: Type.String(), code: Type.String() }) },
+  app.post<{ Params: Static<typeof Params>; Body: Static<typeof Body> }>(
+    '/calls/:call_id/tokens',
+    {
+      schema: {
+        summary: 'Mint a join token for the bundled SFU',
+        description:
+          'The token admits one person to this call only, until it expires. `url` opens the call page. A call belongs to the first client that mints a token or creates a job for it; others get 403.',
+        tags: ['calls'],
+        params: Params,
+        body: Body,
+        response: {
+          200: Type.Object({ token: Type.String(), url: Type.String(), expires_at: Type.Integer() }),
+          403: Type.Object({ error: Type.String(), code: Type.String() }),
+        },
+      },
     },
-  }, async (request) => {
-    const { call_id } = request.params;
-    await claimCall(clients, request.principal!, call_id);
-    const { user_id, display_name, ttl_sec = 3600 } = request.body;
-    const token = mintToken(await tokenSecret(), { call: call_id, user: user_id, name: display_name, role: 'participant', ttlSec: ttl_sec });
-    return { token, url: `${sfuUrl}/call/${call_id}?token=${encodeURIComponent(token)}`, expires_at: Date.now() + ttl_sec * 1000 };
-  });
+    async (request) => {
+      const { call_id } = request.params;
+      await claimCall(clients, request.principal!, call_id);
+      const { user_id, display_name, ttl_sec = 3600 } = request.body;
+      const token = mintToken(await tokenSecret(), {
+        call: call_id,
+        user: user_id,
+        name: display_name,
+        role: 'participant',
+        ttlSec: ttl_sec,
+      });
+      return {
+        token,
+        url: `${sfuUrl}/call/${call_id}?token=${encodeURIComponent(token)}`,
+        expires_at: Date.now() + ttl_sec * 1000,
+      };
+    },
+  );
 }

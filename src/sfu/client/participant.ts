@@ -102,7 +102,11 @@ export class HeadlessParticipant {
       url: ws.toString(),
       token: opts.token,
       channelId: opts.callId,
-      createSocket: (url, token) => new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, ...(opts.ca ? { ca: opts.ca } : {}) }) as unknown as SocketLike,
+      createSocket: (url, token) =>
+        new WebSocket(url, {
+          headers: { authorization: `Bearer ${token}` },
+          ...(opts.ca ? { ca: opts.ca } : {}),
+        }) as unknown as SocketLike,
       reconnect: true,
       log: opts.log,
     });
@@ -121,7 +125,10 @@ export class HeadlessParticipant {
   private listen(): void {
     const s = this.socket;
     const on = (event: Parameters<CallsSocket['on']>[0], handler: CallsEventHandler) => s.on(event, handler);
-    on('user_joined', (d) => void this.person(String(d.session_id), String(d.user_id)).then((p) => this.emit('joined', p)));
+    on(
+      'user_joined',
+      (d) => void this.person(String(d.session_id), String(d.user_id)).then((p) => this.emit('joined', p)),
+    );
     on('user_left', (d) => {
       const p = this.participants.get(String(d.session_id));
       if (!p) return;
@@ -150,7 +157,9 @@ export class HeadlessParticipant {
     };
     on('user_voice_on', voice(true));
     on('user_voice_off', voice(false));
-    on('caption', (d) => this.emit('caption', { sessionId: String(d.session_id), userId: String(d.user_id), text: String(d.text) }));
+    on('caption', (d) =>
+      this.emit('caption', { sessionId: String(d.session_id), userId: String(d.user_id), text: String(d.text) }),
+    );
     on('job_stop', (d) => {
       if (this.opts.jobId && d.job_id === this.opts.jobId) this.emit('stop', 'the plugin stopped the job (job_stop)');
     });
@@ -175,8 +184,14 @@ export class HeadlessParticipant {
 
   private async profile(sessionId: string): Promise<Profile> {
     if (this.opts.profile) return this.opts.profile(sessionId);
-    const url = new URL(`/plugins/com.mattermost.calls/bot/calls/${this.opts.callId}/sessions/${sessionId}/profile`, this.opts.siteUrl);
-    const res = await fetch(url, { headers: { authorization: `Bearer ${this.opts.token}` }, signal: AbortSignal.timeout(5000) });
+    const url = new URL(
+      `/plugins/com.mattermost.calls/bot/calls/${this.opts.callId}/sessions/${sessionId}/profile`,
+      this.opts.siteUrl,
+    );
+    const res = await fetch(url, {
+      headers: { authorization: `Bearer ${this.opts.token}` },
+      signal: AbortSignal.timeout(5000),
+    });
     if (!res.ok) throw new Error(`profile of ${sessionId}: ${res.status}`);
     return (await res.json()) as Profile;
   }
@@ -212,16 +227,29 @@ export class HeadlessParticipant {
       this.socket.on('error', (d) => reject(new Error(String(d.data ?? 'the join was refused'))));
       this.socket.on('closed', (d) => reject(new Error(String(d.reason || 'the websocket closed before the join'))));
     });
-    this.socket.action('join', { channelID: this.opts.callId, jobID: this.opts.jobId ?? '', av1Support: false, dcSignaling: false });
+    this.socket.action('join', {
+      channelID: this.opts.callId,
+      jobID: this.opts.jobId ?? '',
+      av1Support: false,
+      dcSignaling: false,
+    });
     const joinedAs = await withTimeout(accepted, 15_000, 'no answer to join within 15 s');
     for (let i = 0; i < 40 && !state; i++) await new Promise((r) => setTimeout(r, 50));
-    this.me = { sessionId: joinedAs || this.socket.originalConnId, userId: '', displayName: '', tracks: {}, speaking: false };
-    await Promise.all((state?.sessions ?? []).map(async (s) => {
-      const p = await this.person(s.session_id, s.user_id);
-      p.tracks.mic = { muted: !s.unmuted };
-      if (s.video) p.tracks.camera = { muted: false };
-      if (state?.screen_sharing_session_id === s.session_id) p.tracks.screen = { muted: false };
-    }));
+    this.me = {
+      sessionId: joinedAs || this.socket.originalConnId,
+      userId: '',
+      displayName: '',
+      tracks: {},
+      speaking: false,
+    };
+    await Promise.all(
+      (state?.sessions ?? []).map(async (s) => {
+        const p = await this.person(s.session_id, s.user_id);
+        p.tracks.mic = { muted: !s.unmuted };
+        if (s.video) p.tracks.camera = { muted: false };
+        if (state?.screen_sharing_session_id === s.session_id) p.tracks.screen = { muted: false };
+      }),
+    );
     const peer = new BotPeer(this.socket, this.opts.ice ?? iceFor(this.opts.siteUrl), this.opts.videoCodecs);
     this.peer = peer;
     peer.onTrack((t) => void this.incoming(t));
@@ -244,8 +272,12 @@ export class HeadlessParticipant {
     this.remote.set(t.mid, remote);
     // Who sent a packet is built once per track, not per packet.
     const from: Publisher = {
-      sessionId: participant.sessionId, userId: participant.userId, displayName: participant.displayName, source,
-      kind: source === 'mic' ? 'audio' : 'video', codec: (t.track.codec?.mimeType ?? '').toLowerCase(),
+      sessionId: participant.sessionId,
+      userId: participant.userId,
+      displayName: participant.displayName,
+      source,
+      kind: source === 'mic' ? 'audio' : 'video',
+      codec: (t.track.codec?.mimeType ?? '').toLowerCase(),
     };
     t.track.onReceiveRtp.subscribe((rtp) => {
       for (const h of this.rtpHandlers) h(rtp, from);
@@ -269,7 +301,9 @@ export class HeadlessParticipant {
    * id the server classifies it by, announced with `screen_on` / `video_on` first.
    */
   async publish<S extends Source>(...list: S[]): Promise<Record<S, MediaStreamTrack>> {
-    const tracks = Object.fromEntries(list.map((s) => [s, new MediaStreamTrack({ kind: s === 'mic' ? 'audio' : 'video' })])) as Record<S, MediaStreamTrack>;
+    const tracks = Object.fromEntries(
+      list.map((s) => [s, new MediaStreamTrack({ kind: s === 'mic' ? 'audio' : 'video' })]),
+    ) as Record<S, MediaStreamTrack>;
     const streams = list.map((source) => ({ source, streamId: `${source}-${this.me?.sessionId}` }));
     for (const { source, streamId } of streams) {
       if (source === 'screen') this.socket.action('screen_on', { data: JSON.stringify({ screenStreamID: streamId }) });

@@ -2,9 +2,24 @@
 // connection; the data channel `calls-dc` and the first offer come from us; trickle ICE both ways,
 // remote candidates queued until a remote description is set; every server offer answered at
 // once; later offers of ours (publishing) only under the data channel's lock. (reference §4–§5, §8)
-import { MediaStreamTrack, RTCPeerConnection, type RTCDataChannel, type RTCRtpReceiver, type RTCRtpTransceiver } from 'werift';
+import {
+  type MediaStreamTrack,
+  RTCPeerConnection,
+  type RTCDataChannel,
+  type RTCRtpReceiver,
+  type RTCRtpTransceiver,
+} from 'werift';
 import { type IceOptions, outgoingCandidate, peerConfig } from '../ice.js';
-import { DcType, type DcMessage, type SessionDescription, type TrackType, decodeDc, encodeDc, isObject, parseTrackId } from '../protocol/wire.js';
+import {
+  DcType,
+  type DcMessage,
+  type SessionDescription,
+  type TrackType,
+  decodeDc,
+  encodeDc,
+  isObject,
+  parseTrackId,
+} from '../protocol/wire.js';
 import type { CallsSocket } from './socket.js';
 
 export interface IncomingTrack {
@@ -39,7 +54,11 @@ export class BotPeer {
   private signals: Promise<unknown> = Promise.resolve();
   private publishing: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly socket: CallsSocket, private readonly ice: IceOptions, videoCodecs?: ('vp8' | 'h264')[]) {
+  constructor(
+    private readonly socket: CallsSocket,
+    private readonly ice: IceOptions,
+    videoCodecs?: ('vp8' | 'h264')[],
+  ) {
     this.pc = new RTCPeerConnection(peerConfig(ice, videoCodecs));
     this.dc = this.pc.createDataChannel('calls-dc');
     this.dc.onMessage.subscribe((data) => this.onDcMessage(data));
@@ -55,7 +74,8 @@ export class BotPeer {
       const key = `${mid}/${receiver.remoteTrackId}`;
       if (!parsed || this.seen.has(key)) return;
       this.seen.add(key);
-      for (const h of this.trackHandlers) h({ track, transceiver, receiver, mid, type: parsed.type, sessionId: parsed.sessionId });
+      for (const h of this.trackHandlers)
+        h({ track, transceiver, receiver, mid, type: parsed.type, sessionId: parsed.sessionId });
     };
     socket.on('signal', (data) => {
       this.signals = this.signals.then(() => this.onSignal(String(data.data ?? ''))).catch(() => undefined);
@@ -76,9 +96,15 @@ export class BotPeer {
   connected(timeoutMs: number): Promise<void> {
     if (this.pc.connectionState === 'connected') return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(
-        `no media connection within ${timeoutMs / 1000} s (ICE ${this.pc.iceConnectionState}, signalling ${this.pc.signalingState}): UDP to the call's media server is blocked, or it offered no candidate we can reach`,
-      )), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no media connection within ${timeoutMs / 1000} s (ICE ${this.pc.iceConnectionState}, signalling ${this.pc.signalingState}): UDP to the call's media server is blocked, or it offered no candidate we can reach`,
+            ),
+          ),
+        timeoutMs,
+      );
       const { unSubscribe } = this.pc.connectionStateChange.subscribe((state) => {
         if (state === 'connected') {
           clearTimeout(timer);
@@ -99,7 +125,11 @@ export class BotPeer {
     if (msg.type === 'candidate' && isObject(msg.candidate)) {
       const c = msg.candidate as { candidate?: unknown; sdpMid?: unknown; sdpMLineIndex?: unknown };
       if (typeof c.candidate !== 'string' || !c.candidate) return;
-      const candidate = { candidate: c.candidate, sdpMid: typeof c.sdpMid === 'string' ? c.sdpMid : undefined, sdpMLineIndex: typeof c.sdpMLineIndex === 'number' ? c.sdpMLineIndex : undefined };
+      const candidate = {
+        candidate: c.candidate,
+        sdpMid: typeof c.sdpMid === 'string' ? c.sdpMid : undefined,
+        sdpMLineIndex: typeof c.sdpMLineIndex === 'number' ? c.sdpMLineIndex : undefined,
+      };
       if (this.pc.remoteDescription) await this.pc.addIceCandidate(candidate).catch(() => undefined);
       else this.remoteCandidates.push(candidate);
     } else if (msg.type === 'offer' && typeof msg.sdp === 'string') {

@@ -3,7 +3,15 @@
 // plugin actions out, the events of our call in, and the Go client's reconnect. It imports nothing
 // platform-specific: the caller hands it a socket factory. (reference §1, §4)
 import type { Action, EventName } from '../protocol/calls.js';
-import { PREFIX, type SessionDescription, type WsEvent, decodeServerFrame, encodeRequest, isObject, packSdp } from '../protocol/wire.js';
+import {
+  PREFIX,
+  type SessionDescription,
+  type WsEvent,
+  decodeServerFrame,
+  encodeRequest,
+  isObject,
+  packSdp,
+} from '../protocol/wire.js';
 
 /** What a browser WebSocket and `ws` have in common. */
 export interface SocketLike {
@@ -74,11 +82,16 @@ export class CallsSocket {
       socket.onopen = () => {
         if (this.opts.challenge) this.request('authentication_challenge', { token: this.opts.token });
         // The Go client sends reconnect at once, before hello: the upgrade already authenticated it.
-        if (reconnecting) this.action('reconnect', { channelID: this.opts.channelId, originalConnID: this.originalConnId, prevConnID: this.connId });
+        if (reconnecting)
+          this.action('reconnect', {
+            channelID: this.opts.channelId,
+            originalConnID: this.originalConnId,
+            prevConnID: this.connId,
+          });
       };
       socket.onmessage = ({ data }) => {
         if (typeof data !== 'string') return; // the server sends JSON text only
-        let frame;
+        let frame: ReturnType<typeof decodeServerFrame>;
         try {
           frame = decodeServerFrame(data);
         } catch {
@@ -137,7 +150,8 @@ export class CallsSocket {
       }
     }
     this.reconnecting = false;
-    if (!this.closing) this.emit('closed', { code: 1006, reason: 'the websocket dropped and could not be reconnected within 30 s' });
+    if (!this.closing)
+      this.emit('closed', { code: 1006, reason: 'the websocket dropped and could not be reconnected within 30 s' });
   }
 
   /** A plugin action as JSON text (captions too: the plugin needs new_audio_len_ms as a float). */
@@ -148,7 +162,7 @@ export class CallsSocket {
 
   /** `sdp` must be a binary msgpack frame: the plugin takes its data as bytes. */
   sendSdp(description: SessionDescription): void {
-    this.request(PREFIX + 'sdp', { data: packSdp(description) }, true);
+    this.request(`${PREFIX}sdp`, { data: packSdp(description) }, true);
   }
 
   private request(action: string, data: Record<string, unknown> | null, binary = false): void {

@@ -10,8 +10,22 @@ import { parseTrackId } from '../protocol/wire.ts';
 const callId = location.pathname.split('/').pop();
 const token = new URLSearchParams(location.search).get('token') ?? '';
 const $ = (id) => document.getElementById(id);
-const state = (window.callState = { joined: false, connected: false, error: '', captions: [], received: {}, published: [], sessionId: '', times: {} });
-const logger = { logDebug: () => {}, logErr: (...a) => console.error(...a), logWarn: (...a) => console.warn(...a), logInfo: () => {} };
+const state = (window.callState = {
+  joined: false,
+  connected: false,
+  error: '',
+  captions: [],
+  received: {},
+  published: [],
+  sessionId: '',
+  times: {},
+});
+const logger = {
+  logDebug: () => {},
+  logErr: (...a) => console.error(...a),
+  logWarn: (...a) => console.warn(...a),
+  logInfo: () => {},
+};
 
 const socket = new CallsSocket({
   url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v4/websocket`,
@@ -164,7 +178,9 @@ $('camera').onclick = async () => {
     socket.action('video_off');
     state.published = state.published.filter((s) => s !== 'camera');
   } else {
-    local.camera = (await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 } })).getVideoTracks()[0];
+    local.camera = (
+      await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 } })
+    ).getVideoTracks()[0];
     addCamera(local.camera);
   }
   $('camera').textContent = local.camera ? 'Camera off' : 'Camera on';

@@ -4,17 +4,51 @@
 
 /** Client → server plugin actions (sent as `custom_com.mattermost.calls_<action>`). */
 export const actions = [
-  'join', 'leave', 'reconnect', 'sdp', 'ice', 'mute', 'unmute', 'screen_on', 'screen_off', 'video_on', 'video_off',
-  'raise_hand', 'unraise_hand', 'react', 'call_state', 'caption', 'metric', 'ping',
+  'join',
+  'leave',
+  'reconnect',
+  'sdp',
+  'ice',
+  'mute',
+  'unmute',
+  'screen_on',
+  'screen_off',
+  'video_on',
+  'video_off',
+  'raise_hand',
+  'unraise_hand',
+  'react',
+  'call_state',
+  'caption',
+  'metric',
+  'ping',
 ] as const;
 export type Action = (typeof actions)[number];
 
 /** Server → client plugin events (`custom_com.mattermost.calls_<event>`). */
 export type EventName =
-  | 'join' | 'error' | 'signal' | 'call_state' | 'call_start' | 'call_end' | 'call_ended'
-  | 'user_joined' | 'user_left' | 'user_muted' | 'user_unmuted' | 'user_voice_on' | 'user_voice_off'
-  | 'user_screen_on' | 'user_screen_off' | 'user_video_on' | 'user_video_off' | 'user_raise_hand' | 'user_unraise_hand'
-  | 'caption' | 'job_stop' | 'call_job_state';
+  | 'join'
+  | 'error'
+  | 'signal'
+  | 'call_state'
+  | 'call_start'
+  | 'call_end'
+  | 'call_ended'
+  | 'user_joined'
+  | 'user_left'
+  | 'user_muted'
+  | 'user_unmuted'
+  | 'user_voice_on'
+  | 'user_voice_off'
+  | 'user_screen_on'
+  | 'user_screen_off'
+  | 'user_video_on'
+  | 'user_video_off'
+  | 'user_raise_hand'
+  | 'user_unraise_hand'
+  | 'caption'
+  | 'job_stop'
+  | 'call_job_state';
 
 /** One session of `call_state.call.sessions` (the bot is left out). */
 export interface SessionState {
@@ -46,7 +80,8 @@ export interface Profile {
   nickname?: string;
 }
 
-export const displayName = (p: Profile) => [p.first_name, p.last_name].filter(Boolean).join(' ') || p.nickname || p.username;
+export const displayName = (p: Profile) =>
+  [p.first_name, p.last_name].filter(Boolean).join(' ') || p.nickname || p.username;
 
 /** Seconds the plugin keeps an RTC session after its websocket drops, waiting for `reconnect`. */
 export const RECONNECT_WINDOW_MS = 10_000;

@@ -40,7 +40,8 @@ export interface WsReply {
   error?: { id: string; message: string };
 }
 
-export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A request as text (JSON) or, for `sdp`, a binary msgpack frame: the bytes must stay bytes. */
 export function encodeRequest(request: WsRequest, binary = false): string | Uint8Array {
@@ -55,10 +56,12 @@ export function decodeRequest(frame: string | Uint8Array): WsRequest {
   } catch {
     throw new ProtocolError('undecodable frame');
   }
-  if (!isObject(value) || typeof value.action !== 'string' || value.action.length > 128) throw new ProtocolError('a request needs an action');
+  if (!isObject(value) || typeof value.action !== 'string' || value.action.length > 128)
+    throw new ProtocolError('a request needs an action');
   const seq = value.seq ?? 0;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq)) throw new ProtocolError('seq must be an integer');
-  if (value.data !== undefined && value.data !== null && !isObject(value.data)) throw new ProtocolError('data must be an object');
+  if (value.data !== undefined && value.data !== null && !isObject(value.data))
+    throw new ProtocolError('data must be an object');
   return { action: value.action, seq, data: (value.data as Record<string, unknown> | undefined) ?? null };
 }
 

@@ -41,7 +41,11 @@ export class Call implements SessionHost {
       id: this.id,
       start_at: this.startAt,
       sessions: people.map((s) => ({
-        session_id: s.id, user_id: s.identity.userId, unmuted: s.unmuted, raised_hand: s.raisedHand, video: s.tracks.has('video'),
+        session_id: s.id,
+        user_id: s.identity.userId,
+        unmuted: s.unmuted,
+        raised_hand: s.raisedHand,
+        video: s.tracks.has('video'),
       })),
       thread_id: '',
       post_id: '',
@@ -66,7 +70,8 @@ export class Call implements SessionHost {
     if (this.sessions.get(session.id) !== session) return;
     this.sessions.delete(session.id);
     session.close();
-    if (session.role !== 'bot') this.broadcast('user_left', { user_id: session.identity.userId, session_id: session.id });
+    if (session.role !== 'bot')
+      this.broadcast('user_left', { user_id: session.identity.userId, session_id: session.id });
     if (this.sessions.size === 0) this.close();
   }
 
@@ -85,7 +90,10 @@ export class Call implements SessionHost {
   published(track: Track): void {
     const owner = this.sessions.get(track.ownerId);
     if (owner && (track.type === 'screen' || track.type === 'video')) {
-      this.broadcast(track.type === 'screen' ? 'user_screen_on' : 'user_video_on', { userID: owner.identity.userId, session_id: owner.id });
+      this.broadcast(track.type === 'screen' ? 'user_screen_on' : 'user_video_on', {
+        userID: owner.identity.userId,
+        session_id: owner.id,
+      });
     }
     for (const s of this.sessions.values()) if (s.id !== track.ownerId) s.subscribe(track);
   }
@@ -94,12 +102,18 @@ export class Call implements SessionHost {
     for (const s of this.sessions.values()) s.unsubscribe(track);
     const owner = this.sessions.get(track.ownerId);
     if (owner && (track.type === 'screen' || track.type === 'video')) {
-      this.broadcast(track.type === 'screen' ? 'user_screen_off' : 'user_video_off', { userID: owner.identity.userId, session_id: owner.id });
+      this.broadcast(track.type === 'screen' ? 'user_screen_off' : 'user_video_off', {
+        userID: owner.identity.userId,
+        session_id: owner.id,
+      });
     }
   }
 
   speaking(session: RtcSession, on: boolean): void {
-    this.broadcast(on ? 'user_voice_on' : 'user_voice_off', { userID: session.identity.userId, session_id: session.id });
+    this.broadcast(on ? 'user_voice_on' : 'user_voice_off', {
+      userID: session.identity.userId,
+      session_id: session.id,
+    });
   }
 
   failed(session: RtcSession, reason: string): void {

@@ -41,7 +41,12 @@ export class WsConnection {
     const event: WsEvent = {
       event: name === 'hello' ? 'hello' : PREFIX + name,
       data,
-      broadcast: { user_id: '', channel_id: channelId, connection_id: name === 'hello' ? '' : this.id, omit_users: null },
+      broadcast: {
+        user_id: '',
+        channel_id: channelId,
+        connection_id: name === 'hello' ? '' : this.id,
+        omit_users: null,
+      },
       seq: this.seq++,
     };
     this.socket.send(JSON.stringify(event));
@@ -49,11 +54,17 @@ export class WsConnection {
 
   reply(seq: number, status: WsReply['status'], data?: Record<string, unknown>, error?: string): void {
     if (!this.open) return;
-    const reply: WsReply = { status, seq_reply: seq, ...(data ? { data } : {}), ...(error ? { error: { id: 'api.web_socket_router.bad_request', message: error } } : {}) };
+    const reply: WsReply = {
+      status,
+      seq_reply: seq,
+      ...(data ? { data } : {}),
+      ...(error ? { error: { id: 'api.web_socket_router.bad_request', message: error } } : {}),
+    };
     this.socket.send(JSON.stringify(reply));
   }
 
   close(code: number, reason: string): void {
-    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) this.socket.close(code, reason);
+    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING)
+      this.socket.close(code, reason);
   }
 }

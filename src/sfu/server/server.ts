@@ -87,11 +87,16 @@ export class Sfu {
   metrics(): string {
     const ns = 'calls_offloader_sfu';
     return [
-      `# TYPE ${ns}_calls gauge`, `${ns}_calls ${this.calls.size}`,
-      `# TYPE ${ns}_participants gauge`, `${ns}_participants ${this.participantCount}`,
-      `# TYPE ${ns}_rtp_packets_received_total counter`, `${ns}_rtp_packets_received_total ${counters.received}`,
-      `# TYPE ${ns}_rtp_packets_forwarded_total counter`, `${ns}_rtp_packets_forwarded_total ${counters.forwarded}`,
-      `# TYPE ${ns}_keyframe_requests_total counter`, `${ns}_keyframe_requests_total ${counters.keyframeRequests}`,
+      `# TYPE ${ns}_calls gauge`,
+      `${ns}_calls ${this.calls.size}`,
+      `# TYPE ${ns}_participants gauge`,
+      `${ns}_participants ${this.participantCount}`,
+      `# TYPE ${ns}_rtp_packets_received_total counter`,
+      `${ns}_rtp_packets_received_total ${counters.received}`,
+      `# TYPE ${ns}_rtp_packets_forwarded_total counter`,
+      `${ns}_rtp_packets_forwarded_total ${counters.forwarded}`,
+      `# TYPE ${ns}_keyframe_requests_total counter`,
+      `${ns}_keyframe_requests_total ${counters.keyframeRequests}`,
       '',
     ].join('\n');
   }
@@ -133,8 +138,13 @@ export class Sfu {
   /** Serves what is ours; false when the path is not (a host server may answer it). */
   handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    const known = path === '/healthz' || path === '/metrics' || path === '/plugins/com.mattermost.calls/version'
-      || /^\/call\/[a-z0-9]{26}$/.test(path) || path in files || PROFILE.test(path);
+    const known =
+      path === '/healthz' ||
+      path === '/metrics' ||
+      path === '/plugins/com.mattermost.calls/version' ||
+      /^\/call\/[a-z0-9]{26}$/.test(path) ||
+      path in files ||
+      PROFILE.test(path);
     if (!known) return false;
     if (req.method !== 'GET') {
       send(res, 405, 'text/plain', 'method not allowed');
@@ -148,20 +158,41 @@ export class Sfu {
   }
 
   private async serveHttp(path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (path === '/healthz') return send(res, 200, 'application/json', JSON.stringify({ status: 'ok', calls: this.calls.size }));
+    if (path === '/healthz')
+      return send(res, 200, 'application/json', JSON.stringify({ status: 'ok', calls: this.calls.size }));
     if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4', this.metrics());
     // Browsers ask this before deciding on data-channel locking; rtcd_version ≥ 1.1.0 has it.
-    if (path === '/plugins/com.mattermost.calls/version') return send(res, 200, 'application/json', JSON.stringify({ version: '1.12.0', rtcd_version: '1.2.6' }));
-    if (path.startsWith('/call/')) return send(res, 200, 'text/html; charset=utf-8', await readFile(new URL('call.html', pageDir)));
+    if (path === '/plugins/com.mattermost.calls/version')
+      return send(res, 200, 'application/json', JSON.stringify({ version: '1.12.0', rtcd_version: '1.2.6' }));
+    if (path.startsWith('/call/'))
+      return send(res, 200, 'text/html; charset=utf-8', await readFile(new URL('call.html', pageDir)));
     const file = files[path];
     if (file) return send(res, 200, `${file.type}; charset=utf-8`, await readFile(fileURLToPath(file.path)));
     const m = PROFILE.exec(path);
     const who = await this.opts.policy.authenticate(bearer(req) ?? '');
-    if (!m || who?.role !== 'bot') return send(res, who ? 403 : 401, 'application/json', JSON.stringify({ message: who ? 'Forbidden' : 'Unauthorized', status_code: who ? 403 : 401 }));
+    if (!m || who?.role !== 'bot')
+      return send(
+        res,
+        who ? 403 : 401,
+        'application/json',
+        JSON.stringify({ message: who ? 'Forbidden' : 'Unauthorized', status_code: who ? 403 : 401 }),
+      );
     const identity = this.sessionIdentity(m[1]!, m[2]!);
-    if (!identity) return send(res, 404, 'application/json', JSON.stringify({ message: 'not found', status_code: 404 }));
+    if (!identity)
+      return send(res, 404, 'application/json', JSON.stringify({ message: 'not found', status_code: 404 }));
     const [first, ...rest] = identity.displayName.split(' ');
-    send(res, 200, 'application/json', JSON.stringify({ id: identity.userId, username: identity.userId, first_name: first ?? '', last_name: rest.join(' '), nickname: '' }));
+    send(
+      res,
+      200,
+      'application/json',
+      JSON.stringify({
+        id: identity.userId,
+        username: identity.userId,
+        first_name: first ?? '',
+        last_name: rest.join(' '),
+        nickname: '',
+      }),
+    );
   }
 
   // --- the websocket ---
@@ -177,14 +208,17 @@ export class Sfu {
       return;
     }
     const token = bearer(req);
-    void Promise.resolve(token === undefined ? undefined : this.opts.policy.authenticate(token)).then((identity) => {
-      if (identity === null) {
-        // Mattermost refuses the upgrade of a bad token with 401
-        socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
-        return;
-      }
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
-    }, () => socket.destroy());
+    void Promise.resolve(token === undefined ? undefined : this.opts.policy.authenticate(token)).then(
+      (identity) => {
+        if (identity === null) {
+          // Mattermost refuses the upgrade of a bad token with 401
+          socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
+          return;
+        }
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+      },
+      () => socket.destroy(),
+    );
   }
 
   private accept(ws: WebSocket, identity: Identity | undefined): void {
@@ -210,19 +244,27 @@ export class Sfu {
       if (!conn.identity) {
         const token = request.data?.token;
         if (request.action !== 'authentication_challenge' || typeof token !== 'string') return;
-        void Promise.resolve(this.opts.policy.authenticate(token)).then((who) => {
-          if (!who) return conn.close(1008, 'authentication failed');
-          clearTimeout(authTimer);
-          conn.reply(request.seq, 'OK');
-          hello(who);
-        }, () => conn.close(1011, 'authentication failed'));
+        void Promise.resolve(this.opts.policy.authenticate(token)).then(
+          (who) => {
+            if (!who) return conn.close(1008, 'authentication failed');
+            clearTimeout(authTimer);
+            conn.reply(request.seq, 'OK');
+            hello(who);
+          },
+          () => conn.close(1011, 'authentication failed'),
+        );
         return;
       }
       this.onRequest(conn, request).catch((err) => {
         const protocol = err instanceof ProtocolError;
-        if (!protocol) this.opts.log.warn({ err: (err as Error).message, action: request.action }, 'calls action failed');
+        if (!protocol)
+          this.opts.log.warn({ err: (err as Error).message, action: request.action }, 'calls action failed');
         const session = conn.sessionId ? this.entries.get(conn.sessionId) : undefined;
-        conn.event('error', { data: protocol ? (err as Error).message : 'the action failed', connID: conn.sessionId ?? conn.id }, session?.call.id);
+        conn.event(
+          'error',
+          { data: protocol ? (err as Error).message : 'the action failed', connID: conn.sessionId ?? conn.id },
+          session?.call.id,
+        );
       });
     });
     ws.on('close', () => this.disconnected(conn));
@@ -233,7 +275,12 @@ export class Sfu {
     const identity = conn.identity!;
     const data = request.data ?? {};
     if (request.action === 'ping') {
-      return conn.reply(request.seq, 'OK', { text: 'pong', version: 'calls-offloader-sfu', server_time: Date.now(), node_id: '' });
+      return conn.reply(request.seq, 'OK', {
+        text: 'pong',
+        version: 'calls-offloader-sfu',
+        server_time: Date.now(),
+        node_id: '',
+      });
     }
     if (!request.action.startsWith(PREFIX)) return; // other core actions: nothing of ours
     const action = request.action.slice(PREFIX.length) as Action;
@@ -262,9 +309,13 @@ export class Sfu {
       case 'mute':
       case 'unmute':
         session.unmuted = action === 'unmute';
-        return call.broadcast(action === 'mute' ? 'user_muted' : 'user_unmuted', { userID: identity.userId, session_id: session.id });
+        return call.broadcast(action === 'mute' ? 'user_muted' : 'user_unmuted', {
+          userID: identity.userId,
+          session_id: session.id,
+        });
       case 'screen_on':
-        if ([...call.sessions.values()].some((s) => s !== session && s.tracks.has('screen'))) throw new ProtocolError('someone else is sharing their screen');
+        if ([...call.sessions.values()].some((s) => s !== session && s.tracks.has('screen')))
+          throw new ProtocolError('someone else is sharing their screen');
         session.screenStreamId = str(jsonField(data.data, 'screenStreamID'));
         return;
       case 'screen_off':
@@ -280,17 +331,30 @@ export class Sfu {
       case 'unraise_hand':
         session.raisedHand = action === 'raise_hand' ? Date.now() : 0;
         return call.broadcast(action === 'raise_hand' ? 'user_raise_hand' : 'user_unraise_hand', {
-          userID: identity.userId, session_id: session.id, raised_hand: session.raisedHand,
+          userID: identity.userId,
+          session_id: session.id,
+          raised_hand: session.raisedHand,
         });
       case 'caption': {
         if (identity.role !== 'bot') throw new ProtocolError('only the Calls bot sends captions');
         // a caption is of someone in this call, never attributed to anyone else
         const speaker = call.sessions.get(str(data.session_id));
         const text = str(data.text);
-        if (!speaker || speaker.role === 'bot' || !text || text.length > 4096 || typeof data.new_audio_len_ms !== 'number') {
+        if (
+          !speaker ||
+          speaker.role === 'bot' ||
+          !text ||
+          text.length > 4096 ||
+          typeof data.new_audio_len_ms !== 'number'
+        ) {
           throw new ProtocolError('caption needs the session_id of someone in the call, text and new_audio_len_ms');
         }
-        return call.broadcast('caption', { channel_id: call.id, user_id: speaker.identity.userId, session_id: speaker.id, text });
+        return call.broadcast('caption', {
+          channel_id: call.id,
+          user_id: speaker.identity.userId,
+          session_id: speaker.id,
+          text,
+        });
       }
       default:
         return; // react, metric: nothing to do here
@@ -315,9 +379,15 @@ export class Sfu {
     if (refused) return refuse(refused);
     let call = this.calls.get(callId);
     if (!call) {
-      call = new Call(callId, this.opts.ice, (s, event, data) => this.entries.get(s.id)?.conn?.event(event, data, s.callId), (c) => {
-        if (this.calls.get(c.id) === c) this.calls.delete(c.id);
-      }, this.opts.log);
+      call = new Call(
+        callId,
+        this.opts.ice,
+        (s, event, data) => this.entries.get(s.id)?.conn?.event(event, data, s.callId),
+        (c) => {
+          if (this.calls.get(c.id) === c) this.calls.delete(c.id);
+        },
+        this.opts.log,
+      );
       this.calls.set(callId, call);
     }
     const session = call.join(conn.id, identity);
@@ -331,7 +401,13 @@ export class Sfu {
   /** A new socket takes over a session whose socket dropped, within the plugin's 10 s; else nothing happens. */
   private reconnect(conn: WsConnection, identity: Identity, data: Record<string, unknown>): void {
     const entry = this.entries.get(str(data.originalConnID));
-    if (!entry || entry.session.identity.userId !== identity.userId || entry.call.id !== str(data.channelID) || entry.conn) return;
+    if (
+      !entry ||
+      entry.session.identity.userId !== identity.userId ||
+      entry.call.id !== str(data.channelID) ||
+      entry.conn
+    )
+      return;
     clearTimeout(entry.dropTimer);
     entry.conn = conn;
     conn.sessionId = entry.session.id;

@@ -7,8 +7,16 @@ import { RTCPeerConnection, type RTCDataChannel, type RTCRtpTransceiver, type Rt
 import type { Logger } from '../../log.js';
 import { type IceOptions, outgoingCandidate, outgoingSdp, peerConfig } from '../ice.js';
 import {
-  DcType, type DcMessage, type MediaMap, ProtocolError, type SessionDescription, type TrackType,
-  decodeDc, encodeDc, formatTrackId, isObject,
+  DcType,
+  type DcMessage,
+  type MediaMap,
+  ProtocolError,
+  type SessionDescription,
+  type TrackType,
+  decodeDc,
+  encodeDc,
+  formatTrackId,
+  isObject,
 } from '../protocol/wire.js';
 import type { Identity } from './connection.js';
 import { Track } from './track.js';
@@ -77,7 +85,8 @@ export class RtcSession {
     this.pc = new RTCPeerConnection(peerConfig(ice));
     this.pc.onIceCandidate.subscribe((c) => {
       const line = c?.candidate && outgoingCandidate(c.candidate, this.ice);
-      if (line) this.host.signal(this, JSON.stringify({ type: 'candidate', candidate: { ...c!.toJSON(), candidate: line } }));
+      if (line)
+        this.host.signal(this, JSON.stringify({ type: 'candidate', candidate: { ...c!.toJSON(), candidate: line } }));
     });
     this.pc.onDataChannel.subscribe((dc) => {
       if (dc.label !== 'calls-dc') return;
@@ -131,7 +140,10 @@ export class RtcSession {
       for (const [type, track] of this.tracks) if (inactive.has(track.mid)) this.unpublish(type);
       await this.addQueuedCandidates();
       await this.pc.setLocalDescription(await this.pc.createAnswer());
-      this.host.signal(this, JSON.stringify({ type: 'answer', sdp: outgoingSdp(this.pc.localDescription!.sdp, this.ice) }));
+      this.host.signal(
+        this,
+        JSON.stringify({ type: 'answer', sdp: outgoingSdp(this.pc.localDescription!.sdp, this.ice) }),
+      );
     });
   }
 
@@ -191,7 +203,9 @@ export class RtcSession {
         if (this.lock === 'client') this.releaseLock();
         return;
       case DcType.SDP:
-        void this.onSdp(message.description).catch((err) => this.log.warn({ session: this.id, err: (err as Error).message }, 'sdp over the data channel failed'));
+        void this.onSdp(message.description).catch((err) =>
+          this.log.warn({ session: this.id, err: (err as Error).message }, 'sdp over the data channel failed'),
+        );
         return;
       default:
         return; // metrics and pongs
@@ -277,7 +291,8 @@ export class RtcSession {
 
   private async negotiationRound(): Promise<void> {
     // The client's first offer opens the connection; then wait for its lock to be released.
-    while (!this.closed && (!this.pc.remoteDescription || this.lock === 'client')) await new Promise((r) => setTimeout(r, 25));
+    while (!this.closed && (!this.pc.remoteDescription || this.lock === 'client'))
+      await new Promise((r) => setTimeout(r, 25));
     await this.exclusive(() => this.offer());
   }
 
@@ -301,9 +316,15 @@ export class RtcSession {
     this.sendDc({ type: DcType.MediaMap, map });
     const answer = new Promise<SessionDescription>((resolve, reject) => {
       this.answerWaiter = resolve;
-      setTimeout(() => reject(new Error(`no answer to the SFU's offer within ${ANSWER_TIMEOUT_MS / 1000} s`)), ANSWER_TIMEOUT_MS).unref();
+      setTimeout(
+        () => reject(new Error(`no answer to the SFU's offer within ${ANSWER_TIMEOUT_MS / 1000} s`)),
+        ANSWER_TIMEOUT_MS,
+      ).unref();
     });
-    this.host.signal(this, JSON.stringify({ type: 'offer', sdp: outgoingSdp(this.pc.localDescription!.sdp, this.ice) }));
+    this.host.signal(
+      this,
+      JSON.stringify({ type: 'offer', sdp: outgoingSdp(this.pc.localDescription!.sdp, this.ice) }),
+    );
     await this.pc.setRemoteDescription(await answer);
     this.answerWaiter = undefined;
     // a new subscriber needs a picture now, not at the publisher's next keyframe

@@ -58,7 +58,9 @@ export async function createEngine(opts: EngineOptions): Promise<SpeechEngine> {
       return WhisperEngine.load(opts);
     case 'azure':
       // The plugin offers Azure; its key never leaves the API (masked, not passed to the job).
-      throw new EngineError('this job service has no Azure speech engine: it transcribes with whisper.cpp (the plugin\'s default) or pocketsphinx; set the Calls plugin\'s transcriber API to whisper.cpp');
+      throw new EngineError(
+        "this job service has no Azure speech engine: it transcribes with whisper.cpp (the plugin's default) or pocketsphinx; set the Calls plugin's transcriber API to whisper.cpp",
+      );
   }
 }
 

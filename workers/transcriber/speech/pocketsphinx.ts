@@ -5,7 +5,14 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { EngineError, SAMPLE_RATE, type EngineOptions, type Recognition, type RecognitionStream, type SpeechEngine } from './engine.js';
+import {
+  EngineError,
+  SAMPLE_RATE,
+  type EngineOptions,
+  type Recognition,
+  type RecognitionStream,
+  type SpeechEngine,
+} from './engine.js';
 
 export const serverPath = fileURLToPath(new URL('../../../bin/pocketsphinx-server', import.meta.url));
 const defaultModelDir = '/usr/share/pocketsphinx/model/en-us';
@@ -27,7 +34,12 @@ export class PocketsphinxEngine implements SpeechEngine {
   private constructor(private readonly child: ChildProcessWithoutNullStreams) {
     child.stderr.on('data', (c: Buffer) => (this.stderr = (this.stderr + c.toString()).slice(-2000)));
     createInterface({ input: child.stdout }).on('line', (line) => {
-      const reply = JSON.parse(line) as { ready?: true; at?: number; text: string; words: [string, number, number, number][] };
+      const reply = JSON.parse(line) as {
+        ready?: true;
+        at?: number;
+        text: string;
+        words: [string, number, number, number][];
+      };
       if (reply.at !== undefined) return void (this.decoded = reply.at);
       const waiter = this.waiting.shift();
       if (reply.ready) return waiter?.resolve({ text: '', words: [] });
@@ -38,25 +50,44 @@ export class PocketsphinxEngine implements SpeechEngine {
       });
     });
     child.on('exit', (code, signal) => {
-      this.exited = new Error(`pocketsphinx-server exited (${signal ?? code}): ${this.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+      this.exited = new Error(
+        `pocketsphinx-server exited (${signal ?? code}): ${this.stderr.trim().split('\n').slice(-2).join(' | ')}`,
+      );
       for (const w of this.waiting.splice(0)) w.reject(this.exited);
     });
     child.stdin.on('error', () => undefined); // reported by 'exit'
   }
 
   static async start(opts: EngineOptions): Promise<PocketsphinxEngine> {
-    if (opts.language !== 'en') throw new EngineError(`pocketsphinx has an English model only; language ${opts.language} needs whisper.cpp`);
+    if (opts.language !== 'en')
+      throw new EngineError(`pocketsphinx has an English model only; language ${opts.language} needs whisper.cpp`);
     if (!existsSync(serverPath)) {
-      throw new EngineError(`${serverPath} is missing: install libpocketsphinx-dev (scripts/install-system-deps.sh) and run npm run build`);
+      throw new EngineError(
+        `${serverPath} is missing: install libpocketsphinx-dev (scripts/install-system-deps.sh) and run npm run build`,
+      );
     }
     const modelDir = process.env.POCKETSPHINX_MODEL_DIR || defaultModelDir;
     for (const f of ['en-us', 'en-us.lm.bin', 'cmudict-en-us.dict']) {
-      if (!existsSync(`${modelDir}/${f}`)) throw new EngineError(`pocketsphinx model file ${modelDir}/${f} is missing (Debian package pocketsphinx-en-us)`);
+      if (!existsSync(`${modelDir}/${f}`))
+        throw new EngineError(
+          `pocketsphinx model file ${modelDir}/${f} is missing (Debian package pocketsphinx-en-us)`,
+        );
     }
-    const child = spawn(serverPath, [
-      '-hmm', `${modelDir}/en-us`, '-lm', `${modelDir}/en-us.lm.bin`, '-dict', `${modelDir}/cmudict-en-us.dict`,
-      '-logfn', '/dev/null', ...searchArgs,
-    ], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(
+      serverPath,
+      [
+        '-hmm',
+        `${modelDir}/en-us`,
+        '-lm',
+        `${modelDir}/en-us.lm.bin`,
+        '-dict',
+        `${modelDir}/cmudict-en-us.dict`,
+        '-logfn',
+        '/dev/null',
+        ...searchArgs,
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     const engine = new PocketsphinxEngine(child);
     // The first line is {"ready":true} once the model is loaded.
     await new Promise<void>((resolve, reject) => engine.waiting.push({ resolve: () => resolve(), reject }));

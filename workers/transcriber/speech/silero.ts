@@ -25,7 +25,10 @@ const START = 0.5;
 const CONTINUE = 0.35;
 
 export class Silero {
-  private constructor(private readonly ort: Ort, private readonly session: Session) {}
+  private constructor(
+    private readonly ort: Ort,
+    private readonly session: Session,
+  ) {}
 
   /** Loads the model; throws with the reason when onnxruntime or the model cannot be loaded. */
   static async load(): Promise<Silero> {

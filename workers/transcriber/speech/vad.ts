@@ -79,7 +79,11 @@ export class Vad {
   private current: Int16Array[] | undefined;
   private currentStart = 0;
 
-  constructor(opts: Partial<VadOptions> = {}, private readonly events?: VadEvents, private readonly detector: Detector = energyDetector()) {
+  constructor(
+    opts: Partial<VadOptions> = {},
+    private readonly events?: VadEvents,
+    private readonly detector: Detector = energyDetector(),
+  ) {
     this.opts = { ...vadDefaults, ...opts };
     this.frame = detector.frameSamples;
     this.frameMs = (this.frame / SAMPLE_RATE) * 1000;
@@ -159,7 +163,9 @@ export class Vad {
 
   private join(frames: Int16Array[]): Int16Array {
     const pcm = new Int16Array(frames.length * this.frame);
-    frames.forEach((f, k) => pcm.set(f, k * this.frame));
+    frames.forEach((f, k) => {
+      pcm.set(f, k * this.frame);
+    });
     return pcm;
   }
 }

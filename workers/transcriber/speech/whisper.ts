@@ -7,14 +7,25 @@ import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EngineError, SAMPLE_RATE, type EngineOptions, type Recognition, type SpeechEngine, type Word } from './engine.js';
+import {
+  EngineError,
+  SAMPLE_RATE,
+  type EngineOptions,
+  type Recognition,
+  type SpeechEngine,
+  type Word,
+} from './engine.js';
 
 interface NativeWhisper {
   WhisperContext: new (opts: { model: string; use_gpu?: boolean }) => NativeContext;
 }
 interface NativeContext {
   /** `pcm`: Float32 mono at 16 kHz in [-1, 1]. Segment times t0/t1 come back in 10 ms units. */
-  transcribe(opts: { pcm: Float32Array; language?: string; threads?: number }): Promise<{ text: string; t0: number; t1: number }[]>;
+  transcribe(opts: {
+    pcm: Float32Array;
+    language?: string;
+    threads?: number;
+  }): Promise<{ text: string; t0: number; t1: number }[]>;
   free(): void;
 }
 
@@ -26,14 +37,17 @@ export async function loadBinding(): Promise<NativeWhisper> {
     const { getBinsDir } = (await import(bindingPackage)) as { getBinsDir(): { binsDir: string } };
     return createRequire(import.meta.url)(join(getBinsDir().binsDir, 'whisper-addon.node')) as NativeWhisper;
   } catch (err) {
-    throw new EngineError(`the whisper.cpp binding ${bindingPackage} could not be loaded (${(err as Error).message.split('\n')[0]})`);
+    throw new EngineError(
+      `the whisper.cpp binding ${bindingPackage} could not be loaded (${(err as Error).message.split('\n')[0]})`,
+    );
   }
 }
 
 /** MODELS_DIR, or models/ at the top of the installation. */
 export const modelsDir = () => process.env.MODELS_DIR || fileURLToPath(new URL('../../../../models', import.meta.url));
 
-export const modelPath = (opts: Pick<EngineOptions, 'modelsDir' | 'modelSize'>) => join(opts.modelsDir, `ggml-${opts.modelSize}.bin`);
+export const modelPath = (opts: Pick<EngineOptions, 'modelsDir' | 'modelSize'>) =>
+  join(opts.modelsDir, `ggml-${opts.modelSize}.bin`);
 
 /** 'ggml' as the little-endian uint32 that starts every whisper.cpp model file. */
 const GGML_MAGIC = 0x67676d6c;
@@ -75,7 +89,9 @@ export class WhisperEngine implements SpeechEngine {
   static async load(opts: EngineOptions, budgetMs = defaultBudgetMs): Promise<WhisperEngine> {
     const file = modelPath(opts);
     if (!existsSync(file)) {
-      throw new EngineError(`whisper.cpp model ${file} not found: put ggml-${opts.modelSize}.bin in MODELS_DIR (npm run models:fetch -- ${opts.modelSize} where the internet is reachable)`);
+      throw new EngineError(
+        `whisper.cpp model ${file} not found: put ggml-${opts.modelSize}.bin in MODELS_DIR (npm run models:fetch -- ${opts.modelSize} where the internet is reachable)`,
+      );
     }
     if (!hasGgmlMagic(file)) throw new EngineError(`whisper.cpp could not load ${file}: it is not a ggml model file`);
     const { WhisperContext } = await loadBinding();
@@ -83,7 +99,9 @@ export class WhisperEngine implements SpeechEngine {
       return new WhisperEngine(new WhisperContext({ model: file, use_gpu: false }), opts, file, budgetMs);
     } catch (err) {
       // whisper.cpp prints its own reason (wrong tensor shape, file cut short) just before, on stderr
-      throw new EngineError(`whisper.cpp could not load ${file} (${(err as Error).message}): the file is cut short, damaged or of a shape whisper.cpp does not expect; whisper.cpp's reason is in the log above`);
+      throw new EngineError(
+        `whisper.cpp could not load ${file} (${(err as Error).message}): the file is cut short, damaged or of a shape whisper.cpp does not expect; whisper.cpp's reason is in the log above`,
+      );
     }
   }
 
@@ -106,12 +124,17 @@ export class WhisperEngine implements SpeechEngine {
         reject(new EngineError(this.broken));
       }, budget);
     });
-    let segments;
+    let segments: { text: string; t0: number; t1: number }[];
     try {
-      segments = await Promise.race([this.ctx.transcribe({ pcm: audio, language: this.opts.language, threads: this.opts.threads }), timeout]);
+      segments = await Promise.race([
+        this.ctx.transcribe({ pcm: audio, language: this.opts.language, threads: this.opts.threads }),
+        timeout,
+      ]);
     } catch (err) {
       if (err instanceof EngineError) throw err;
-      throw new EngineError(`whisper.cpp failed on ${(audioMs / 1000).toFixed(1)} s of audio: ${(err as Error).message}`);
+      throw new EngineError(
+        `whisper.cpp failed on ${(audioMs / 1000).toFixed(1)} s of audio: ${(err as Error).message}`,
+      );
     } finally {
       clearTimeout(timer);
     }
