@@ -10,9 +10,12 @@
 #                 pocketsphinx-testdata holds real recorded utterances the tests and bench speak;
 #                 libpocketsphinx-dev, gcc, pkg-config build the resident recogniser (npm run build)
 #   time          GNU time: CPU and memory of a job and its children in bench/recorder
+#   docker.io     the Docker runner's engine (scripts/ensure-docker.sh starts it for the tests);
+#   busybox-static  the image the Docker runner's tests build from local files
 set -euo pipefail
 packages=(redis-server util-linux ffmpeg chromium espeak-ng fonts-dejavu-core openssl time
-  pocketsphinx pocketsphinx-en-us pocketsphinx-testdata libpocketsphinx-dev gcc libc6-dev pkg-config)
+  pocketsphinx pocketsphinx-en-us pocketsphinx-testdata libpocketsphinx-dev gcc libc6-dev pkg-config
+  docker.io busybox-static)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

@@ -3,7 +3,10 @@
 // deployment's environment keeps working. Every variable is declared once below: its default, its
 // parser and the sentence the README table shows; the Config type is derived from that table.
 
+import { readFileSync } from 'node:fs';
 import { type MediaSource, parseMediaSources } from './jobs/media-access.js';
+import { type JobType, jobTypes } from './jobs/schema.js';
+import type { DockerLimits } from './runners/docker.js';
 
 export class ConfigError extends Error {
   /** `text` replaces the usual "VARIABLE: message" (several errors reported at once). */
@@ -177,6 +180,33 @@ const siteOrigins: Parser<string[]> = (raw, name) =>
       return url.origin;
     });
 
+/** `recording=2/2048,transcribing=2/4096,captioning=1/2048`: CPUs / MiB of memory per job type. */
+const dockerLimits: Parser<Record<JobType, DockerLimits>> = (raw, name) => {
+  const limits: Partial<Record<JobType, DockerLimits>> = {};
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const m = /^([a-z]+)=(\d+(?:\.\d+)?)\/(\d+)$/.exec(entry);
+    if (!m || !(jobTypes as readonly string[]).includes(m[1]!) || Number(m[2]) <= 0 || Number(m[3]) < 64) {
+      throw new ConfigError(
+        name,
+        `expected type=cpus/MiB entries (e.g. recording=2/2048, at least 64 MiB) for ${jobTypes.join(', ')}, got ${JSON.stringify(entry)}`,
+      );
+    }
+    limits[m[1] as JobType] = { cpus: Number(m[2]), memoryMb: Number(m[3]) };
+  }
+  const missing = jobTypes.filter((t) => !limits[t]);
+  if (missing.length) throw new ConfigError(name, `needs an entry for ${missing.join(', ')}`);
+  return limits as Record<JobType, DockerLimits>;
+};
+
+const userSpec: Parser<string> = (raw, name) => {
+  if (!/^\d{1,10}(:\d{1,10})?$/.test(raw.trim()))
+    throw new ConfigError(name, `expected uid or uid:gid in numbers, got ${JSON.stringify(raw)}`);
+  return raw.trim();
+};
+
 export const variables = {
   listen: variable(
     'API_HTTP_LISTENADDRESS',
@@ -326,6 +356,37 @@ export const variables = {
     programMap,
     'Process runner: `name=path` pairs overriding which program runs an image, e.g. `calls-recorder=/opt/rec.js`.',
   ),
+  dockerImages: variable(
+    'JOBS_DOCKERIMAGES',
+    'calls-recorder=calls-offloader-job:latest,calls-transcriber=calls-offloader-job:latest',
+    programMap,
+    'Docker runner: the local image each runner name maps to (`name=image` pairs); `docker/build-job-image.sh` builds `calls-offloader-job`.',
+  ),
+  dockerNetwork: variable(
+    'DOCKER_NETWORK',
+    'host',
+    string,
+    "Docker runner: the network job containers join (`host`, `none` or a network's name); they must reach Mattermost or the SFU.",
+  ),
+  dockerLimits: variable(
+    'JOBS_DOCKERLIMITS',
+    'recording=2/2048,transcribing=2/4096,captioning=1/2048',
+    dockerLimits,
+    'Docker runner: CPUs and MiB of memory per job type (`type=cpus/MiB`).',
+  ),
+  dockerUser: variable(
+    'JOBS_DOCKERUSER',
+    '10001:10001',
+    userSpec,
+    "Docker runner: the uid:gid job programs run as (the job image's own user); their directories are given to it.",
+  ),
+  dockerSeccompProfile: variable(
+    'JOBS_DOCKERSECCOMPPROFILE',
+    '',
+    string,
+    "Docker runner: a seccomp profile (JSON file) for job containers; empty: Docker's default profile.",
+  ),
+  dockerSocket: variable('JOBS_DOCKERSOCKET', '/var/run/docker.sock', string, "Docker runner: the engine's socket."),
   devMode: variable('DEV_MODE', 'false', bool, 'Accept any runner name (upstream `DEV_MODE`).'),
   redisUrl: variable(
     'REDIS_URL',
@@ -410,6 +471,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
     if (config.sfuTokenSecret !== '' && config.sfuTokenSecret.length < 32) {
       errors.push(new ConfigError(variables.sfuTokenSecret.name, 'must be at least 32 characters'));
+    }
+    if (config.dockerSeccompProfile !== '') {
+      try {
+        JSON.parse(readFileSync(config.dockerSeccompProfile, 'utf8'));
+      } catch (err) {
+        errors.push(
+          new ConfigError(
+            variables.dockerSeccompProfile.name,
+            `cannot be read as a JSON seccomp profile: ${(err as Error).message}`,
+          ),
+        );
+      }
     }
     if (config.tlsEnable && (!config.tlsCertFile || !config.tlsCertKey)) {
       errors.push(

@@ -5,7 +5,10 @@ import { connect, keysFor, sharedSecret } from './store/redis.js';
 import { JobStore } from './store/jobs.js';
 import { ClientStore, SessionStore } from './store/clients.js';
 import { closeQueues, createQueues } from './queue/queues.js';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { ProcessRunner } from './runners/process.js';
+import { DockerRunner } from './runners/docker.js';
 import type { Runner } from './runners/runner.js';
 import { activeStatuses } from './jobs/schema.js';
 import type { Logger } from './log.js';
@@ -24,7 +27,22 @@ export interface Services extends Omit<ApiDeps, 'config' | 'log'> {
 
 export function createRunner(config: Config): Runner {
   if (config.apiType === 'process') return new ProcessRunner(config.processPrograms);
-  throw new ConfigError('JOBS_APITYPE', `the ${config.apiType} runner is not part of this build yet; use process`);
+  if (config.apiType === 'docker') {
+    return new DockerRunner({
+      images: config.dockerImages,
+      network: config.dockerNetwork,
+      limits: config.dockerLimits,
+      user: config.dockerUser,
+      seccompProfile: config.dockerSeccompProfile ? readFileSync(config.dockerSeccompProfile, 'utf8') : undefined,
+      service: config.redisPrefix,
+      artifactsDir: resolve(config.dataDir, 'artifacts'),
+      socketPath: config.dockerSocket,
+    });
+  }
+  throw new ConfigError(
+    'JOBS_APITYPE',
+    `the ${config.apiType} runner is not part of this build yet; use process or docker`,
+  );
 }
 
 export function createServices(config: Config, log: Logger): Services {

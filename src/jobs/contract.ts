@@ -1,5 +1,43 @@
-// What passes between the worker and a job program besides its inputs: files in the job's
-// directory that each side reads.
+// The contract between the service and a job program, whichever runner starts it (a child
+// process, a Docker container, a Kubernetes Job): what the program finds in its environment, the
+// files it and the worker exchange in its directory, its arguments, its exit codes, and the
+// output_data each job type writes. Both job programs and every runner use this one module.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { inputEnv } from './input-data.js';
+import type { InputData, JobType } from './schema.js';
+
+/**
+ * Variables the worker sets beside the job type's inputs (upper-cased: `site_url` → `SITE_URL`).
+ * An input can never take one of these names: the worker's value wins.
+ */
+export const JOB_ENV = {
+  id: 'JOB_ID',
+  type: 'JOB_TYPE',
+  /** the job's working directory: partial media, job.log, output.json, the delivering marker */
+  dir: 'JOB_DIR',
+  /** where artifacts are kept without Mattermost, or when delivery failed */
+  artifacts: 'ARTIFACTS_DIR',
+  /** a job on the bundled SFU: its address and a bot token for this call only */
+  sfuUrl: 'SFU_URL',
+  sfuToken: 'SFU_TOKEN',
+  /** a job on a finished file: where media_url may read from (JOBS_MEDIAURLALLOW) */
+  mediaUrlAllow: 'MEDIA_URL_ALLOW',
+} as const;
+
+export const reservedEnv: ReadonlySet<string> = new Set(Object.values(JOB_ENV));
+
+/** The argument that asks a program to salvage what a crashed run left in its directory. */
+export const RECOVER_ARG = '--recover';
+
+/** Exit codes: anything else (or a signal) is a crash, followed by one `--recover` run. */
+export const EXIT = {
+  ok: 0,
+  /** the job failed and said why on its last line of standard error */
+  failed: 1,
+  /** an input was wrong; nothing started */
+  invalidInput: 2,
+} as const;
 
 /** `output.json`: the job's output_data. */
 export const OUTPUT_FILE = 'output.json';
@@ -9,3 +47,72 @@ export const OUTPUT_FILE = 'output.json';
  * (`{"file": path}`): the stop grace bounded finishing the file; the delivery gets its own time.
  */
 export const DELIVERING_FILE = 'delivering';
+
+/** Live captions of a job: each window counted once, as sent, dropped or empty. */
+export interface CaptionStats {
+  windows: number;
+  sent: number;
+  /** not captioned: waited or fell behind too long, still being recognised at the close, or failed */
+  dropped: number;
+  /** recognised as no words */
+  empty: number;
+  /** ms from a window's end to its caption being sent */
+  p50DelayMs?: number;
+  p95DelayMs?: number;
+}
+
+/** A recording posted to Mattermost, or kept in the artifacts directory (`file`). */
+export type RecordingOutput =
+  | { file_id: string; filename: string; duration_ms: number }
+  | { file: string; duration_ms: number; partial?: boolean };
+
+interface TranscriptSummary {
+  segments: number;
+  speakers: string[];
+  duration_ms?: number;
+  captions?: CaptionStats;
+}
+
+/** A transcript posted (`file_ids`: WebVTT and text) or kept (`files`). */
+export type TranscribingOutput = TranscriptSummary & ({ file_ids: string[]; filename: string } | { files: string[] });
+
+export interface CaptioningOutput {
+  duration_ms: number;
+  captions?: CaptionStats;
+}
+
+export interface JobOutput {
+  recording: RecordingOutput;
+  transcribing: TranscribingOutput;
+  captioning: CaptioningOutput;
+}
+
+/** The environment of a job program: its type's inputs and its identity (runners add the rest). */
+export function jobEnv(job: { id: string; type: JobType; input: InputData }, dir: string): Record<string, string> {
+  return { ...inputEnv(job.type, job.input), [JOB_ENV.id]: job.id, [JOB_ENV.type]: job.type, [JOB_ENV.dir]: dir };
+}
+
+/** output.json of a job directory, when it holds a JSON object. */
+export function readOutput(dir: string): Record<string, unknown> | undefined {
+  try {
+    const data = JSON.parse(readFileSync(join(dir, OUTPUT_FILE), 'utf8'));
+    return data && typeof data === 'object' && !Array.isArray(data) ? data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The file a job program says it is delivering, or undefined. */
+export function readDelivering(dir: string): string | undefined {
+  try {
+    return String((JSON.parse(readFileSync(join(dir, DELIVERING_FILE), 'utf8')) as { file?: unknown }).file ?? '');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live-caption counts of a job's output, when it has them (for the service's metrics). */
+export function captionCounts(output: Record<string, unknown> | undefined): CaptionStats | undefined {
+  const c = output?.captions as Partial<CaptionStats> | undefined;
+  return c && [c.sent, c.dropped, c.empty].every(Number.isInteger) ? (c as CaptionStats) : undefined;
+}

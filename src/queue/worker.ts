@@ -3,61 +3,34 @@
 //   queued --acquire--> starting --spawned--> running --stop/max duration--> stopping --exit--> final
 // The slot is a lease in Redis that this worker renews; if the worker dies, the lease runs out,
 // a sweeper fails the job, and BullMQ (maxStalledCount 0) never hands it to another worker.
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { readFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DelayedError, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { type JobStatus, jobTypes, type JobType } from '../jobs/schema.js';
-import { mintToken } from '../sfu/token.js';
-import type { JobRecord, JobStore } from '../store/jobs.js';
-import { jobEnv, type JobExit, type Runner, type RunningJob } from '../runners/runner.js';
-import { imageNameOf } from '../jobs/runner-image.js';
-import { ignoredInputKeys } from '../jobs/input-data.js';
-import { type MediaSource, formatMediaSources } from '../jobs/media-access.js';
+import { jobTypes } from '../jobs/schema.js';
+import type { JobStore } from '../store/jobs.js';
+import type { Runner } from '../runners/runner.js';
+import { ActiveJob, type SupervisionOptions } from '../runners/active-job.js';
 import type { Logger } from '../log.js';
 import { startTimeoutReason, waitLimitMs } from './sweeper.js';
-import { DELIVERING_FILE, OUTPUT_FILE } from '../jobs/contract.js';
-import { isRedisDown } from '../store/redis.js';
 
-export interface WorkerOptions {
+export interface WorkerOptions extends SupervisionOptions {
   maxConcurrentJobs: number;
   startTimeoutMs: number;
   queueTimeoutMs: number;
-  stopGraceMs: number;
-  /** after the grace, a program that is delivering its finished file gets this long more */
-  deliveryTimeoutMs: number;
-  leaseMs: number;
-  maxLogBytes: number;
-  dataDir: string;
   prefix: string;
-  /** jobs on a call get the SFU's address and a bot token for it */
-  sfuUrl: string;
-  /** where a media_url job may read from, besides its site (JOBS_MEDIAURLALLOW) */
-  mediaUrlAllow: MediaSource[];
-  tokenSecret(): Promise<string>;
 }
-
-const botNames: Record<JobType, string> = {
-  recording: 'Recording',
-  transcribing: 'Transcription',
-  captioning: 'Live captions',
-};
 
 /** A job waiting for a slot asks again at least this often, besides when one is released. */
 const SLOT_POLL_MS = 500;
 const FILE_JOB_WAIT_MS = 5000;
-const LOG_FLUSH_MS = 250;
-/** Attempts to record an outcome while Redis is unreachable: about ten minutes of them. */
-const FINISH_ATTEMPTS = 130;
 
 export class JobWorker {
   readonly id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   private readonly workers: Worker[] = [];
+  private reconciling?: NodeJS.Timeout;
   private readonly active = new Map<string, ActiveJob>();
   private subscriber?: Redis;
   private waiters: (() => void)[] = [];
@@ -98,11 +71,42 @@ export class JobWorker {
       this.workers.push(worker);
     }
     this.log.info({ worker: this.id, runner: this.runner.kind }, 'worker started');
+    if (this.runner.reconcile) {
+      await this.reconcile();
+      this.reconciling = setInterval(() => void this.reconcile(), this.opts.leaseMs);
+      this.reconciling.unref();
+    }
+  }
+
+  /**
+   * Programs that outlive their worker (containers) and that no live worker supervises are
+   * ended: a job whose worker died is failed by a sweeper and must not go on unseen. A job is
+   * supervised when this worker runs it, or when its lease is still renewed by another.
+   */
+  private async reconcile(): Promise<void> {
+    try {
+      const ended = await this.runner.reconcile!(async (jobId) => {
+        if (this.active.has(jobId)) return 'keep';
+        const lease = await this.store.leaseOf(jobId);
+        return lease !== null && lease > (await this.store.clock()) ? 'keep' : 'end';
+      });
+      for (const id of ended) {
+        this.log.warn({ job: id }, 'ended a job program no live worker supervises');
+        await this.store.appendLog(
+          id,
+          `[offloader ${new Date().toISOString()}] worker ${this.id} ended this job's ${this.runner.kind} program: no live worker supervised it\n`,
+          this.opts.maxLogBytes,
+        );
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'reconciling job programs failed; trying again');
+    }
   }
 
   /** Stops taking jobs, stops the running ones gracefully and waits for them to finish. */
   async close(): Promise<void> {
     this.closing = true;
+    clearInterval(this.reconciling);
     this.wakeWaiters();
     const closing = this.workers.map((w) => w.close());
     for (const job of this.active.values()) job.stop('the worker is shutting down');
@@ -169,305 +173,5 @@ export class JobWorker {
     } finally {
       this.active.delete(id);
     }
-  }
-}
-
-/** One admitted job, from spawn to final status. */
-class ActiveJob {
-  private handle?: RunningJob;
-  private stopReason?: string;
-  private signaled = false;
-  private killed = false;
-  /** the file a program was delivering when it was killed */
-  private killedDelivering?: string;
-  private lostLease = false;
-  private timers: NodeJS.Timeout[] = [];
-  private logFile?: WriteStream;
-  private pendingLog: string[] = [];
-  private pendingBytes = 0;
-  private flushing: Promise<void> = Promise.resolve();
-  private lastStderrLine = '';
-
-  constructor(
-    private readonly rec: JobRecord,
-    private readonly store: JobStore,
-    private readonly runner: Runner,
-    private readonly opts: WorkerOptions,
-    private readonly workerId: string,
-    jobsDir: string,
-    private readonly log: Logger,
-    readonly dir = join(jobsDir, rec.id),
-  ) {}
-
-  async run(): Promise<void> {
-    const { rec, store } = this;
-    const problem = this.runner.check(imageNameOf(rec.runner));
-    if (problem) {
-      await store.appendLog(rec.id, `[offloader] ${problem}\n`, this.opts.maxLogBytes);
-      await this.finish('failed', { error: problem });
-      return;
-    }
-    try {
-      await mkdir(this.dir, { recursive: true });
-    } catch (err) {
-      const error = `the job directory ${this.dir} could not be made: ${(err as Error).message}`;
-      await store.appendLog(rec.id, `[offloader] ${error}\n`, this.opts.maxLogBytes);
-      await this.finish('failed', { error });
-      return;
-    }
-    this.logFile = createWriteStream(join(this.dir, 'job.log'), { flags: 'a' });
-    // A full disk must not take the worker down: the log goes on in Redis, and says so there.
-    this.logFile.on('error', (err) => {
-      this.logFile?.destroy();
-      this.logFile = undefined;
-      this.note(`job.log cannot be written (${err.message}); the log goes on here only`);
-    });
-    this.note(`starting ${rec.runner} with the ${this.runner.kind} runner (worker ${this.workerId})`);
-    const ignored = ignoredInputKeys(rec.type, rec.input);
-    if (ignored.length) this.note(`input_data keys this service does not use, ignored: ${ignored.join(', ')}`);
-
-    try {
-      this.handle = await this.runner.start(await this.spec());
-    } catch (err) {
-      const error = `the job program could not be started: ${(err as Error).message}`;
-      this.note(error);
-      await this.flushLog();
-      await this.finish('failed', { error });
-      return;
-    }
-
-    const { previous } = await store.transition(rec.id, ['starting'], 'running');
-    if (this.stopReason || previous === 'stopping')
-      this.stop(this.stopReason ?? 'stop requested before the job started');
-    // The lease is renewed until the job is final, through a recovery run too: a lease that ran
-    // out meanwhile would have the job failed as "the worker stopped responding".
-    const renewal = setInterval(() => void this.renew(), Math.max(500, this.opts.leaseMs / 3));
-    const flushing = setInterval(() => void this.flushLog(), LOG_FLUSH_MS);
-    this.timers.push(
-      setTimeout(() => this.stop(`max_duration_sec (${rec.max_duration_sec} s) reached`), rec.max_duration_sec * 1000),
-    );
-
-    const exit = await this.handle.exited;
-    for (const t of this.timers) clearInterval(t);
-    this.note(describeExit(exit));
-    if (exit.code !== 0 && !this.lostLease) await this.recover();
-    clearInterval(flushing);
-    await this.flushLog();
-    await new Promise((r) => (this.logFile ? this.logFile.end(r) : r(undefined)));
-    if (this.lostLease) return clearInterval(renewal); // the job was already failed by a sweeper; nothing to add
-
-    const output = await readOutput(this.dir);
-    const fields: Record<string, string | number> = { exit_code: exit.code ?? 128 };
-    if (output) fields.output = JSON.stringify(output);
-    try {
-      if (exit.code === 0) {
-        await this.finish('succeeded', fields);
-      } else {
-        await this.finish('failed', { ...fields, error: this.failureReason(exit) });
-      }
-    } finally {
-      clearInterval(renewal);
-    }
-  }
-
-  private async spec(args?: string[]) {
-    return {
-      job: this.rec,
-      env: {
-        ...jobEnv(this.rec, this.dir),
-        ARTIFACTS_DIR: resolve(this.opts.dataDir, 'artifacts'),
-        ...(await this.sfuEnv()),
-        ...(typeof this.rec.input.media_url === 'string'
-          ? { MEDIA_URL_ALLOW: formatMediaSources(this.opts.mediaUrlAllow) }
-          : {}),
-      },
-      dir: this.dir,
-      args,
-      onOutput: (chunk: Buffer, stream: 'stdout' | 'stderr') => this.output(chunk, stream),
-    };
-  }
-
-  /**
-   * After a crash (or a kill), the program gets one bounded run with `--recover` to salvage what
-   * the failed run left on disk (a recorder assembles its captured tracks). The job still fails.
-   */
-  private async recover(): Promise<void> {
-    this.note('running the job program with --recover to salvage what it left');
-    try {
-      const run = await this.runner.start(await this.spec(['--recover']));
-      const timer = setTimeout(() => run.signal('SIGKILL'), this.opts.stopGraceMs);
-      const exit = await run.exited;
-      clearTimeout(timer);
-      this.note(`recovery: ${describeExit(exit)}`);
-    } catch (err) {
-      this.note(`recovery could not run: ${(err as Error).message}`);
-    }
-  }
-
-  /**
-   * Where a job joins its call: with site_url, the Mattermost server there (the job has the bot's
-   * auth_token); without, the bundled SFU, as a bot with a token for this call only.
-   */
-  private async sfuEnv(): Promise<Record<string, string>> {
-    const callId = this.rec.input.call_id;
-    if (typeof callId !== 'string' || typeof this.rec.input.site_url === 'string') return {};
-    const token = mintToken(await this.opts.tokenSecret(), {
-      call: callId,
-      session: this.rec.id,
-      user: `calls-${this.rec.type}-bot`,
-      name: botNames[this.rec.type],
-      role: 'bot',
-      ttlSec: this.rec.max_duration_sec + 600,
-    });
-    return { SFU_URL: this.opts.sfuUrl, SFU_TOKEN: token };
-  }
-
-  /** Graceful stop: SIGTERM now, SIGKILL if the program is still there after the grace period. */
-  stop(reason: string): void {
-    if (!this.stopReason) {
-      this.stopReason = reason;
-      // best effort: the stop itself goes on (the outcome is recorded when the program ends)
-      this.store
-        .transition(this.rec.id, ['starting', 'running'], 'stopping')
-        .catch((err) => this.log.warn({ err }, 'could not mark the job stopping'));
-    }
-    if (!this.handle || this.signaled) return;
-    this.signaled = true;
-    this.note(`${this.stopReason}: sending SIGTERM`);
-    this.handle.signal('SIGTERM');
-    // The grace bounds finishing the file; a program that has finished it and is delivering it
-    // (its Mattermost may be down for a while) is given the delivery's own time.
-    const grace = setTimeout(() => {
-      const delivering = deliveringFile(this.dir);
-      if (delivering === undefined) {
-        this.kill(`still running ${this.opts.stopGraceMs / 1000} s after SIGTERM`);
-        return;
-      }
-      this.note(
-        `the file is finished and being delivered (${delivering}): waiting up to ${this.opts.deliveryTimeoutMs / 1000} s more`,
-      );
-      this.timers.push(
-        setTimeout(() => {
-          this.killedDelivering = delivering;
-          this.kill(`the delivery did not finish within ${this.opts.deliveryTimeoutMs / 1000} s`);
-        }, this.opts.deliveryTimeoutMs),
-      );
-    }, this.opts.stopGraceMs);
-    this.timers.push(grace);
-  }
-
-  private kill(why: string): void {
-    this.killed = true;
-    this.note(`${why}: sending SIGKILL`);
-    this.handle!.signal('SIGKILL');
-  }
-
-  private async renew(): Promise<void> {
-    let status: JobStatus | null;
-    try {
-      status = await this.store.renew(this.rec.id, this.workerId, this.opts.leaseMs);
-    } catch (err) {
-      this.log.warn({ err }, 'lease renewal failed; retrying');
-      return;
-    }
-    if (status === null) {
-      // Our lease ran out (this process was frozen or cut off from Redis) and the job was failed.
-      // It must not go on beside whatever happens next.
-      this.lostLease = true;
-      this.note('lost the job slot lease: killing the job program');
-      this.handle?.signal('SIGKILL');
-    } else if (status === 'stopping') {
-      this.stop('stop requested through the API');
-    }
-  }
-
-  private failureReason(exit: JobExit): string {
-    if (this.killedDelivering !== undefined) {
-      return `the delivery did not finish within ${this.opts.deliveryTimeoutMs / 1000} s after the file was finished (${this.stopReason}); the file is kept at ${this.killedDelivering}`;
-    }
-    if (this.killed) {
-      return `the job program did not stop within ${this.opts.stopGraceMs / 1000} s of SIGTERM (${this.stopReason}) and was killed`;
-    }
-    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    const detail = this.lastStderrLine ? `: ${this.lastStderrLine}` : '';
-    return `the job program ${how}${detail}`;
-  }
-
-  /**
-   * Records the outcome. While Redis cannot be reached it tries again (the lease is renewed
-   * meanwhile, so no sweeper takes the job for dead): a job that ended during an outage is
-   * reported when Redis is back, not lost.
-   */
-  private async finish(status: 'succeeded' | 'failed', fields: Record<string, string | number>): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.store.transition(this.rec.id, ['starting', 'running', 'stopping'], status, fields);
-        break;
-      } catch (err) {
-        if (!isRedisDown(err) || attempt >= FINISH_ATTEMPTS) throw err;
-        if (attempt === 0)
-          this.log.warn({ err: (err as Error).message }, 'could not record the outcome: Redis unreachable; retrying');
-        await sleep(Math.min(5000, 250 * 2 ** attempt));
-      }
-    }
-    this.log.info({ status, ...fields }, 'job finished');
-  }
-
-  private output(chunk: Buffer, stream: 'stdout' | 'stderr'): void {
-    if (stream === 'stderr') {
-      const lines = chunk
-        .toString()
-        .split('\n')
-        .map((l) => l.trim())
-        .filter(Boolean);
-      if (lines.length) this.lastStderrLine = lines[lines.length - 1]!.slice(0, 500);
-    }
-    this.append(chunk.toString());
-  }
-
-  /** A line of our own in the job log, so the log tells the whole story. */
-  private note(text: string): void {
-    this.append(`[offloader ${new Date().toISOString()}] ${text}\n`);
-  }
-
-  private append(text: string): void {
-    this.logFile?.write(text);
-    this.pendingLog.push(text);
-    this.pendingBytes += text.length;
-    if (this.pendingBytes > 64 * 1024) void this.flushLog();
-  }
-
-  private flushLog(): Promise<void> {
-    if (this.pendingLog.length === 0) return this.flushing;
-    const text = this.pendingLog.join('');
-    this.pendingLog = [];
-    this.pendingBytes = 0;
-    this.flushing = this.flushing
-      .then(() => this.store.appendLog(this.rec.id, text, this.opts.maxLogBytes))
-      .catch((err) => this.log.warn({ err }, 'could not store job log in Redis (job.log keeps it)'));
-    return this.flushing;
-  }
-}
-
-function describeExit(exit: JobExit): string {
-  return exit.signal ? `job program ended by ${exit.signal}` : `job program exited with code ${exit.code}`;
-}
-
-/** The file a job program says it is delivering (JOB_DIR/delivering), or undefined. */
-function deliveringFile(dir: string): string | undefined {
-  try {
-    return String((JSON.parse(readFileSync(join(dir, DELIVERING_FILE), 'utf8')) as { file?: unknown }).file ?? '');
-  } catch {
-    return undefined;
-  }
-}
-
-/** A job program names its artifacts in output.json in its directory. */
-async function readOutput(dir: string): Promise<Record<string, unknown> | undefined> {
-  try {
-    const data = JSON.parse(await readFile(join(dir, OUTPUT_FILE), 'utf8'));
-    return data && typeof data === 'object' && !Array.isArray(data) ? data : undefined;
-  } catch {
-    return undefined;
   }
 }

@@ -2,7 +2,6 @@
 // and await its end. The worker owns everything around it (slots, leases, stop and kill timing,
 // logs), so each runner (process, docker, kubernetes) stays small and they all behave alike.
 import type { JobRecord } from '../store/jobs.js';
-import { inputEnv } from '../jobs/input-data.js';
 
 export interface JobExit {
   /** exit code, or null when ended by a signal */
@@ -18,7 +17,7 @@ export interface RunningJob {
 
 export interface StartSpec {
   job: JobRecord;
-  /** the job type's inputs as upper-cased variables, plus JOB_ID, JOB_TYPE and JOB_DIR */
+  /** the job's environment, as the contract (src/jobs/contract.ts) names it */
   env: Record<string, string>;
   /** the job's working directory: partial media, log, output.json */
   dir: string;
@@ -27,18 +26,19 @@ export interface StartSpec {
   onOutput(chunk: Buffer, stream: 'stdout' | 'stderr'): void;
 }
 
+/** What to do with a job's program found running: a live worker supervises it, or none does. */
+export type Reconcile = (jobId: string) => Promise<'keep' | 'end'>;
+
 export interface Runner {
   readonly kind: string;
   /** Why this runner cannot run the image, or null when it can. */
   check(imageName: string): string | null;
   start(spec: StartSpec): Promise<RunningJob>;
-}
-
-/** The job type's inputs as upper-cased environment variables (`site_url` → `SITE_URL`), and the job's identity. */
-export function jobEnv(job: JobRecord, dir: string): Record<string, string> {
-  const env = inputEnv(job.type, job.input);
-  env.JOB_ID = job.id;
-  env.JOB_TYPE = job.type;
-  env.JOB_DIR = dir;
-  return env;
+  /**
+   * Runners whose programs outlive a worker (containers, Kubernetes Jobs) end those no live
+   * worker supervises; returns their job ids. A child process dies with its worker instead.
+   */
+  reconcile?(decide: Reconcile): Promise<string[]>;
+  /** Makes sure what these runner names need is there (images); says what is missing, or null. */
+  prepare?(imageNames: string[]): Promise<string | null>;
 }

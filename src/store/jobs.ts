@@ -14,6 +14,7 @@ import {
 } from '../jobs/schema.js';
 import { type Keys, script } from './redis.js';
 import { MASK } from '../jobs/input-data.js';
+import { captionCounts } from '../jobs/contract.js';
 
 export interface JobRecord {
   id: string;
@@ -245,9 +246,12 @@ export class JobStore {
     const [type, startAt, output] = await this.redis.hmget(this.keys.job(id), 'type', 'start_at', 'output');
     if (!type) return;
     const pipe = this.redis.pipeline().hincrby(this.keys.outcomes, `${type}|${outcome}`, 1);
-    const captions = captionCounts(output);
+    const captions = captionCounts(parseOutput(output));
     if (captions) {
-      for (const [k, v] of Object.entries(captions)) pipe.hincrby(this.keys.captions, k, v);
+      pipe
+        .hincrby(this.keys.captions, 'captioned', captions.sent)
+        .hincrby(this.keys.captions, 'dropped', captions.dropped);
+      pipe.hincrby(this.keys.captions, 'empty', captions.empty);
     }
     if (startAt) {
       const seconds = Math.max(0, (now - Number(startAt)) / 1000);
@@ -294,6 +298,12 @@ export class JobStore {
       .zrem(k.finished, id);
     if (client) tx.zrem(k.clientJobs(client), id);
     await tx.exec();
+  }
+
+  /** When a running job's lease runs out (Redis' clock), or null when it holds none. */
+  async leaseOf(id: string): Promise<number | null> {
+    const score = await this.redis.zscore(this.keys.slots, id);
+    return score === null ? null : Number(score);
   }
 
   runningCount(): Promise<number> {
@@ -371,13 +381,9 @@ export function toApiJob(rec: JobRecord): Job {
   return job;
 }
 
-/** A job's live-caption counts from its output (the transcriber counts each window once: sent, dropped or empty). */
-function captionCounts(output: string | null): Record<'captioned' | 'dropped' | 'empty', number> | undefined {
+function parseOutput(output: string | null): Record<string, unknown> | undefined {
   try {
-    const c = (JSON.parse(output ?? 'null') as { captions?: { sent: number; dropped: number; empty: number } } | null)
-      ?.captions;
-    if (!c || ![c.sent, c.dropped, c.empty].every(Number.isInteger)) return undefined;
-    return { captioned: c.sent, dropped: c.dropped, empty: c.empty };
+    return JSON.parse(output ?? 'null') ?? undefined;
   } catch {
     return undefined;
   }

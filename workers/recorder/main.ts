@@ -6,7 +6,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
 import { delivering, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
-import { OUTPUT_FILE } from '../../src/jobs/contract.js';
+import { EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { type CallSite, callOptions, callSite, describeSite } from '../shared/call.js';
 import { Capture } from './capture.js';
 import { readRecording } from './compose.js';
@@ -61,21 +61,21 @@ async function main(): Promise<void> {
     if (!Number.isInteger(partSec) || partSec < 2 || partSec > 3600)
       throw new Error('PART_SEC must be a whole number of seconds from 2 to 3600');
     dir = workerSetting('JOB_DIR');
-    site = process.argv.includes('--recover') ? undefined : callSite(inputs, inputs.recording_id);
+    site = process.argv.includes(RECOVER_ARG) ? undefined : callSite(inputs, inputs.recording_id);
     bot = botClientFor(inputs, log);
   } catch (err) {
     // Nothing has started: say which input is wrong and stop.
     process.stderr.write(`invalid input: ${(err as Error).message}\n`);
-    process.exit(2);
+    process.exit(EXIT.invalidInput);
   }
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
-  if (process.argv.includes('--recover')) return recover(inputs, dir, partSec, bot);
+  if (process.argv.includes(RECOVER_ARG)) return recover(inputs, dir, partSec, bot);
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);
     await bot
       ?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason)
       .catch((e) => log(`could not report the failure: ${e.message}`));
-    process.exit(1);
+    process.exit(EXIT.failed);
   };
 
   log(`joining call ${inputs.call_id} on ${describeSite(site!)}`);
@@ -131,9 +131,9 @@ async function main(): Promise<void> {
 }
 
 main().then(
-  () => process.exit(0),
+  () => process.exit(EXIT.ok),
   (err) => {
     process.stderr.write(`recorder failed: ${(err as Error).stack}\n`);
-    process.exit(1);
+    process.exit(EXIT.failed);
   },
 );

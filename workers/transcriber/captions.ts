@@ -5,6 +5,7 @@
 // otherwise the finished window waits in a queue, oldest first. A window that waited longer than
 // `staleMs`, or a stream whose decoding fell more than `staleMs` behind the speaker, is dropped
 // and counted: when recognition falls behind, captions skip ahead instead of running ever later.
+import type { CaptionStats } from '../../src/jobs/contract.js';
 import type { Recognition, RecognitionStream, SpeechEngine } from './speech/engine.js';
 import { Vad, type Utterance } from './speech/vad.js';
 
@@ -30,18 +31,6 @@ interface Window {
   pcm: Int16Array;
   /** when the VAD closed it (Date.now()) */
   readyAt: number;
-}
-
-export interface CaptionStats {
-  windows: number;
-  sent: number;
-  /** not captioned: waited or fell behind too long, still being recognised at the close, or failed */
-  dropped: number;
-  /** recognised as no words */
-  empty: number;
-  /** ms from a window's end to its caption being sent */
-  p50DelayMs?: number;
-  p95DelayMs?: number;
 }
 
 export type SendCaption = (sessionId: string, text: string, newAudioLenMs: number) => void;

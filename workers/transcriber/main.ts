@@ -12,11 +12,11 @@ import { realpath } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { mediaRefusal, mediaRefused, parseMediaSources } from '../../src/jobs/media-access.js';
 import { delivering, download, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
-import { OUTPUT_FILE } from '../../src/jobs/contract.js';
+import { type CaptionStats, EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { callOptions, callSite, describeSite } from '../shared/call.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
-import { LiveCaptions, type CaptionStats } from './captions.js';
+import { LiveCaptions } from './captions.js';
 import { toText, toWebVtt, type Segment } from './formats.js';
 import { transcriberInputs, type TranscriberInputs } from './inputs.js';
 import { Listener } from './listen.js';
@@ -179,14 +179,14 @@ async function main(): Promise<void> {
     bot = botClientFor(inputs, log);
   } catch (err) {
     process.stderr.write(`invalid input: ${(err as Error).message}\n`);
-    process.exit(2);
+    process.exit(EXIT.invalidInput);
   }
   mkdirSync(dir, { recursive: true });
   const delivery = new Delivery(inputs, dir, bot);
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);
     await delivery.report('failed', reason);
-    process.exit(1);
+    process.exit(EXIT.failed);
   };
 
   // Engines load before anything starts, so a missing model or binary fails the job at once.
@@ -210,7 +210,7 @@ async function main(): Promise<void> {
 
   let output: object;
   try {
-    if (process.argv.includes('--recover')) {
+    if (process.argv.includes(RECOVER_ARG)) {
       const segments = await transcribeCall(engines, dir, silero);
       output = await delivery.deliver(segments, { partial: true }, true);
       await delivery.report(
@@ -241,9 +241,9 @@ async function main(): Promise<void> {
 }
 
 main().then(
-  () => process.exit(0),
+  () => process.exit(EXIT.ok),
   (err) => {
     process.stderr.write(`transcriber failed: ${(err as Error).stack}\n`);
-    process.exit(1);
+    process.exit(EXIT.failed);
   },
 );

@@ -289,13 +289,17 @@ export function jobRoutes(
     },
     async (request, reply) => {
       const runners = request.body.Runners ?? [request.body.Runner!];
+      const names: string[] = [];
       for (const reference of runners) {
         const type = reference.includes(imageForType.recording) ? 'recording' : 'transcribing';
         const image = parseRunner(reference, type, config.imageRegistry, config.devMode);
         if (typeof image === 'string') throw new ApiError(400, `invalid job service config: ${image}`);
         const problem = runner.check(image.name);
         if (problem) request.log.warn({ runner: reference }, problem);
+        names.push(image.name);
       }
+      const unprepared = await runner.prepare?.(names);
+      if (unprepared) throw new ApiError(503, unprepared);
       return reply.code(200).send();
     },
   );

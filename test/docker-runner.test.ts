@@ -1,0 +1,289 @@
+// The Docker runner against the real engine (scripts/ensure-docker.sh starts one), with a busybox
+// image built here from local files: create, logs, exit codes, graceful stop, SIGKILL, limits and
+// isolation applied (inspected), removal after success and retention after failure, reconcile of
+// containers no live worker supervises; then through the service: a job run in a container, its
+// max_duration_sec, and a worker SIGKILLed mid-job whose container is ended by the next worker.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+import { DockerRunner, LABELS } from '../src/runners/docker.js';
+import type { JobExit, RunningJob, StartSpec } from '../src/runners/runner.js';
+import type { JobRecord } from '../src/store/jobs.js';
+import {
+  type Api,
+  basic,
+  call,
+  cleanup,
+  ids,
+  recordingJob,
+  spawnWorker,
+  startApi,
+  startWorker,
+  testConfig,
+  testEnv,
+  waitFor,
+} from './helpers.js';
+
+const IMAGE = 'calls-offloader-test-job:busybox';
+const FIXTURE = fileURLToPath(new URL('../../test/fixtures/docker/', import.meta.url));
+const docker = new Docker({ socketPath: '/var/run/docker.sock' });
+const service = `test-${ids().slice(0, 8)}`;
+
+function buildImage(): void {
+  const ctx = mkdtempSync(join(tmpdir(), 'co-image-'));
+  for (const f of ['Dockerfile', 'job.sh']) copyFileSync(join(FIXTURE, f), join(ctx, f));
+  copyFileSync('/bin/busybox', join(ctx, 'busybox'));
+  execFileSync('docker', ['build', '-q', '-t', IMAGE, ctx], {
+    stdio: 'ignore',
+    env: { ...process.env, DOCKER_BUILDKIT: '0' },
+  });
+  rmSync(ctx, { recursive: true, force: true });
+}
+
+const limits = {
+  recording: { cpus: 0.5, memoryMb: 128 },
+  transcribing: { cpus: 1, memoryMb: 256 },
+  captioning: { cpus: 1, memoryMb: 256 },
+};
+
+function runnerFor(dataDir: string): DockerRunner {
+  return new DockerRunner({
+    images: { 'calls-recorder': IMAGE },
+    network: 'none',
+    limits,
+    user: '10001:10001',
+    service,
+    artifactsDir: join(dataDir, 'artifacts'),
+  });
+}
+
+async function serviceContainers(): Promise<Docker.ContainerInfo[]> {
+  return docker.listContainers({ all: true, filters: { label: [`${LABELS.service}=${service}`] } });
+}
+
+describe('docker runner', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'co-docker-'));
+  let runner: DockerRunner;
+  before(() => {
+    buildImage();
+    runner = runnerFor(dataDir);
+  });
+  after(async () => {
+    for (const c of await serviceContainers()) await docker.getContainer(c.Id).remove({ force: true });
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const start = async (width: number, args?: string[]) => {
+    const job = { id: ids(), type: 'recording', runner: 'mattermost/calls-recorder:v0.8.5' } as JobRecord;
+    const dir = join(dataDir, 'jobs', job.id);
+    const output: string[] = [];
+    const spec: StartSpec = {
+      job,
+      env: { JOB_ID: job.id, JOB_TYPE: 'recording', JOB_DIR: dir, WIDTH: String(width) },
+      dir,
+      args,
+      onOutput: (chunk, stream) => output.push(`${stream}: ${chunk}`),
+    };
+    const run: RunningJob = await runner.start(spec);
+    return { job, dir, run, output };
+  };
+  const container = (id: string, recover = false) =>
+    docker.getContainer(`calls-offloader-${id}${recover ? '-recover' : ''}`);
+
+  it('runs a job in a container: both log streams, its environment only, output.json in its directory, removed after success', async () => {
+    const { job, dir, run, output } = await start(1280, ['--recover']);
+    const exit: JobExit = await run.exited;
+    assert.deepEqual(exit, { code: 0, signal: null });
+    const log = output.join('');
+    assert.match(log, new RegExp(`stdout: test job ${job.id} \\(recording\\) in /job as 10001:10001, args: --recover`));
+    assert.match(log, /stderr: to standard error/);
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'output.json'), 'utf8')), {
+      file: '/artifacts/out.txt',
+      width: 1280,
+    });
+    const env = readFileSync(join(dir, 'env.txt'), 'utf8');
+    assert.match(env, /^JOB_DIR=\/job$/m);
+    assert.match(env, /^ARTIFACTS_DIR=\/artifacts$/m);
+    assert.doesNotMatch(env, /REDIS|API_|SFU_TOKENSECRET|TEST_JOB_CONTROL_DIR/, "nothing of the worker's environment");
+    await assert.rejects(container(job.id, true).inspect(), /no such container/i, 'removed after success');
+  });
+
+  it('applies the limits and the isolation; SIGTERM stops it gracefully', async () => {
+    const { job, dir, run, output } = await start(1920);
+    await waitFor('started', () => output.join('').includes('test job'));
+    const info = await container(job.id).inspect();
+    assert.equal(info.HostConfig.NanoCpus, 0.5e9);
+    assert.equal(info.HostConfig.Memory, 128 * 1024 * 1024);
+    assert.equal(info.HostConfig.PidsLimit, 512);
+    assert.deepEqual(info.HostConfig.CapDrop, ['ALL']);
+    assert.ok(info.HostConfig.SecurityOpt?.includes('no-new-privileges'));
+    assert.equal(info.HostConfig.ReadonlyRootfs, true);
+    assert.equal(info.HostConfig.NetworkMode, 'none');
+    assert.equal(info.Config.User, '10001:10001');
+    assert.equal(info.Config.Labels[LABELS.job], job.id);
+    run.signal('SIGTERM');
+    assert.deepEqual(await run.exited, { code: 0, signal: null });
+    assert.match(output.join(''), /got SIGTERM/);
+    assert.ok(existsSync(join(dir, 'output.json')), 'finished its file on the way out');
+  });
+
+  it('a failure keeps the container and reports the exit code; SIGKILL ends what ignores SIGTERM', async () => {
+    const failing = await start(2560);
+    assert.deepEqual(await failing.run.exited, { code: 3, signal: null });
+    assert.equal((await container(failing.job.id).inspect()).State.ExitCode, 3, 'kept for the admin to look at');
+    assert.match(failing.output.join(''), /stderr: failing on purpose/);
+
+    const stubborn = await start(3840);
+    await waitFor('started', () => stubborn.output.join('').includes('test job'));
+    stubborn.run.signal('SIGTERM');
+    await waitFor('ignored', () => stubborn.output.join('').includes('SIGTERM ignored'));
+    stubborn.run.signal('SIGKILL');
+    assert.deepEqual(await stubborn.run.exited, { code: null, signal: 'SIGKILL' });
+  });
+
+  it('reconcile ends the containers no live worker supervises and keeps the others', async () => {
+    const kept = await start(1920);
+    const orphan = await start(1920);
+    await waitFor('both started', () => [kept, orphan].every((r) => r.output.join('').includes('test job')));
+    const ended = await runnerFor(dataDir).reconcile(async (jobId) => (jobId === kept.job.id ? 'keep' : 'end'));
+    assert.deepEqual(ended, [orphan.job.id]);
+    assert.deepEqual(await orphan.run.exited, { code: 0, signal: null }, 'stopped gracefully (SIGTERM first)');
+    assert.equal((await container(kept.job.id).inspect()).State.Running, true);
+    kept.run.signal('SIGKILL');
+    await kept.run.exited;
+  });
+
+  it('refuses an image it has no mapping for, and says which image is missing at init', async () => {
+    assert.match(runner.check('calls-transcriber')!, /no image for calls-transcriber \(JOBS_DOCKERIMAGES\)/);
+    const missing = new DockerRunner({
+      images: { 'calls-recorder': 'calls-offloader-absent:1' },
+      network: 'none',
+      limits,
+      user: '0',
+      service,
+      artifactsDir: dataDir,
+    });
+    assert.match(
+      (await missing.prepare(['calls-recorder']))!,
+      /^image calls-offloader-absent:1 is not on the Docker engine and could not be pulled \(.+\); build it with docker\/build-job-image\.sh or load it$/,
+    );
+    assert.equal(await runner.prepare(['calls-recorder']), null);
+  });
+});
+
+describe('docker runner through the service', () => {
+  const env = testEnv({
+    JOBS_APITYPE: 'docker',
+    JOBS_DOCKERIMAGES: `calls-recorder=${IMAGE}`,
+    DOCKER_NETWORK: 'none',
+    JOBS_DOCKERLIMITS: 'recording=0.5/128,transcribing=1/256,captioning=1/256',
+    JOBS_WORKERLEASESEC: '3',
+  });
+  const config = testConfig(env);
+  let api: Api;
+  before(async () => {
+    buildImage();
+    api = await startApi(config);
+  });
+  after(async () => {
+    await api.close();
+    for (const c of await docker.listContainers({
+      all: true,
+      filters: { label: [`${LABELS.service}=${config.redisPrefix}`] },
+    })) {
+      await docker.getContainer(c.Id).remove({ force: true });
+    }
+    await cleanup(config);
+  });
+
+  it("POST /jobs/init checks the image; a job runs in its container and its output is the job's; max_duration_sec stops it", async () => {
+    const auth = basic(ids());
+    assert.equal(
+      (await call(api.url, 'POST', '/jobs/init', auth, { Runners: ['mattermost/calls-recorder:v0.8.5'] })).status,
+      200,
+    );
+    const worker = await startWorker(config);
+    try {
+      const done = (await call(api.url, 'POST', '/jobs', auth, recordingJob(ids(), { width: 1280 }))).json.id;
+      const job = await waitFor(
+        'succeeded',
+        async () => {
+          const j = (await call(api.url, 'GET', `/jobs/${done}`, auth)).json;
+          return j.status === 'succeeded' ? j : undefined;
+        },
+        60_000,
+      );
+      assert.deepEqual(job.output_data, { file: '/artifacts/out.txt', width: 1280 });
+      assert.match(
+        (await call(api.url, 'GET', `/jobs/${done}/logs`, auth)).text,
+        /with the docker runner[\s\S]*test job/,
+      );
+
+      const long = (
+        await call(api.url, 'POST', '/jobs', auth, { ...recordingJob(ids(), { width: 1920 }), max_duration_sec: 2 })
+      ).json.id;
+      await waitFor(
+        'stopped at max duration',
+        async () => (await call(api.url, 'GET', `/jobs/${long}`, auth)).json.status === 'succeeded',
+        60_000,
+      );
+      assert.match(
+        (await call(api.url, 'GET', `/jobs/${long}/logs`, auth)).text,
+        /max_duration_sec \(2 s\) reached: sending SIGTERM[\s\S]*got SIGTERM/,
+      );
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it('a worker SIGKILLed mid-job: its container is ended by the next worker, the job fails with the reason, nothing runs twice', async () => {
+    const auth = basic(ids());
+    const first = spawnWorker(env);
+    const id = (await call(api.url, 'POST', '/jobs', auth, recordingJob(ids(), { width: 1920 }))).json.id;
+    await waitFor(
+      'running',
+      async () => (await call(api.url, 'GET', `/jobs/${id}`, auth)).json.status === 'running',
+      60_000,
+    );
+    const containerName = `calls-offloader-${id}`;
+    await waitFor(
+      'container up',
+      async () => (await docker.getContainer(containerName).inspect()).State.Running,
+      30_000,
+    );
+    first.kill('SIGKILL');
+    await once(first, 'exit');
+    const second = spawnWorker(env);
+    try {
+      await waitFor(
+        'container ended',
+        async () => !(await docker.getContainer(containerName).inspect()).State.Running,
+        60_000,
+      );
+      const job = await waitFor(
+        'failed',
+        async () => {
+          const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
+          return j.status === 'failed' ? j : undefined;
+        },
+        30_000,
+      );
+      assert.match(job.error, /stopped responding/);
+      assert.match(
+        (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text,
+        /ended this job's docker program: no live worker supervised it/,
+      );
+      const runs = (await docker.listContainers({ all: true, filters: { label: [`${LABELS.job}=${id}`] } })).length;
+      assert.equal(runs, 1, 'one container ever: never run twice');
+    } finally {
+      second.kill('SIGTERM');
+      await once(second, 'exit');
+    }
+  });
+});
