@@ -207,6 +207,45 @@ const userSpec: Parser<string> = (raw, name) => {
   return raw.trim();
 };
 
+const k8sName: Parser<string> = (raw, name) => {
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(raw))
+    throw new ConfigError(name, `expected a Kubernetes name, got ${JSON.stringify(raw)}`);
+  return raw;
+};
+
+const json =
+  <T>(kind: 'array' | 'object'): Parser<T | undefined> =>
+  (raw, name) => {
+    if (raw.trim() === '') return undefined;
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch (err) {
+      throw new ConfigError(name, `is not JSON: ${(err as Error).message}`);
+    }
+    if (kind === 'array' ? !Array.isArray(value) : !value || typeof value !== 'object' || Array.isArray(value)) {
+      throw new ConfigError(name, `expected a JSON ${kind}`);
+    }
+    return value as T;
+  };
+const jsonArray = json<Record<string, unknown>[]>('array');
+const jsonObject = json<Record<string, Record<string, unknown>>>('object');
+
+/** `a=b,c=d` pairs. */
+const keyValues: Parser<Record<string, string>> = (raw, name) => {
+  const map: Record<string, string> = {};
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const eq = entry.indexOf('=');
+    if (eq <= 0)
+      throw new ConfigError(name, `expected key=value entries separated by commas, got ${JSON.stringify(entry)}`);
+    map[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return map;
+};
+
 export const variables = {
   listen: variable(
     'API_HTTP_LISTENADDRESS',
@@ -356,11 +395,11 @@ export const variables = {
     programMap,
     'Process runner: `name=path` pairs overriding which program runs an image, e.g. `calls-recorder=/opt/rec.js`.',
   ),
-  dockerImages: variable(
-    'JOBS_DOCKERIMAGES',
+  jobImages: variable(
+    'JOBS_JOBIMAGES',
     'calls-recorder=calls-offloader-job:latest,calls-transcriber=calls-offloader-job:latest',
     programMap,
-    'Docker runner: the local image each runner name maps to (`name=image` pairs); `docker/build-job-image.sh` builds `calls-offloader-job`.',
+    'Docker and Kubernetes runners: the image each runner name maps to (`name=image` pairs); `docker/build-job-image.sh` builds `calls-offloader-job`.',
   ),
   dockerNetwork: variable(
     'DOCKER_NETWORK',
@@ -387,6 +426,48 @@ export const variables = {
     "Docker runner: a seccomp profile (JSON file) for job containers; empty: Docker's default profile.",
   ),
   dockerSocket: variable('JOBS_DOCKERSOCKET', '/var/run/docker.sock', string, "Docker runner: the engine's socket."),
+  k8sNamespace: variable(
+    'K8S_NAMESPACE',
+    'default',
+    k8sName,
+    'Kubernetes runner: the namespace of job Jobs (upstream name).',
+  ),
+  k8sTolerations: variable(
+    'K8S_JOB_POD_TOLERATIONS',
+    '',
+    jsonArray,
+    'Kubernetes runner: tolerations of job pods, a JSON array of Kubernetes tolerations (upstream name).',
+  ),
+  k8sNodeSelector: variable(
+    'JOBS_KUBERNETES_NODESELECTOR',
+    '',
+    keyValues,
+    'Kubernetes runner: node labels job pods must have (`key=value` pairs).',
+  ),
+  k8sResources: variable(
+    'JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS',
+    '',
+    jsonObject,
+    'Kubernetes runner: requests and limits per job type, as upstream: `{"recording":{"limits":{"cpu":"4","memory":"4Gi"},"requests":{"cpu":"2"}}}`.',
+  ),
+  k8sClaim: variable(
+    'JOBS_KUBERNETES_PERSISTENTVOLUMECLAIMNAME',
+    '',
+    string,
+    'Kubernetes runner: a ReadWriteMany claim mounted by the workers at JOBS_DATADIR and by each job at its directory (the worker then sees the delivering marker); empty: an emptyDir, output_data through the termination message.',
+  ),
+  k8sSysctls: variable(
+    'JOBS_KUBERNETES_NODESYSCTLS',
+    '',
+    keyValues,
+    'Kubernetes runner: sysctls of job pods (`name=value` pairs, upstream name).',
+  ),
+  k8sTtlSec: variable(
+    'JOBS_KUBERNETES_TTLSECONDSAFTERFINISHED',
+    '86400',
+    int(0, 30 * 86_400),
+    "Kubernetes runner: how long a finished Job (and a failed one's pod, for its logs) stays before Kubernetes removes it; succeeded ones are deleted at once.",
+  ),
   devMode: variable('DEV_MODE', 'false', bool, 'Accept any runner name (upstream `DEV_MODE`).'),
   redisUrl: variable(
     'REDIS_URL',

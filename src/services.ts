@@ -1,6 +1,6 @@
 // Wiring shared by every subcommand: Redis connections, stores, queues and the runner.
 import type { Redis } from 'ioredis';
-import { type Config, ConfigError, sfuBaseUrl } from './config.js';
+import { type Config, sfuBaseUrl } from './config.js';
 import { connect, keysFor, sharedSecret } from './store/redis.js';
 import { JobStore } from './store/jobs.js';
 import { ClientStore, SessionStore } from './store/clients.js';
@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ProcessRunner } from './runners/process.js';
 import { DockerRunner } from './runners/docker.js';
+import { KubernetesRunner } from './runners/kubernetes.js';
 import type { Runner } from './runners/runner.js';
 import { activeStatuses } from './jobs/schema.js';
 import type { Logger } from './log.js';
@@ -29,7 +30,7 @@ export function createRunner(config: Config): Runner {
   if (config.apiType === 'process') return new ProcessRunner(config.processPrograms);
   if (config.apiType === 'docker') {
     return new DockerRunner({
-      images: config.dockerImages,
+      images: config.jobImages,
       network: config.dockerNetwork,
       limits: config.dockerLimits,
       user: config.dockerUser,
@@ -39,10 +40,19 @@ export function createRunner(config: Config): Runner {
       socketPath: config.dockerSocket,
     });
   }
-  throw new ConfigError(
-    'JOBS_APITYPE',
-    `the ${config.apiType} runner is not part of this build yet; use process or docker`,
-  );
+  return new KubernetesRunner({
+    namespace: config.k8sNamespace,
+    images: config.jobImages,
+    resources: config.k8sResources,
+    tolerations: config.k8sTolerations,
+    nodeSelector: config.k8sNodeSelector,
+    sysctls: config.k8sSysctls,
+    claimName: config.k8sClaim || undefined,
+    dataDir: resolve(config.dataDir),
+    deadlineMarginSec: config.stopGraceSec + config.deliveryTimeoutSec + 300,
+    ttlSecondsAfterFinished: config.k8sTtlSec,
+    service: config.redisPrefix,
+  });
 }
 
 export function createServices(config: Config, log: Logger): Services {

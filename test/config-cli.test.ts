@@ -112,11 +112,17 @@ describe('calls-offloader CLI', () => {
     }).catch((e) => e);
     assert.equal(err.code, 78);
     assert.match(err.stderr, /JOBS_MAXCONCURRENTJOBS: expected a whole number, got "lots"/);
-    const docker = await run(process.execPath, [CLI, 'worker'], {
-      env: { ...process.env, JOBS_APITYPE: 'docker' },
+    const k8s = await run(process.execPath, [CLI, 'worker'], {
+      env: {
+        ...process.env,
+        JOBS_APITYPE: 'kubernetes',
+        K8S_JOB_POD_TOLERATIONS: '{"key":',
+        JOBS_DOCKERLIMITS: 'recording=2/2048',
+      },
     }).catch((e) => e);
-    assert.equal(docker.code, 78);
-    assert.match(docker.stderr, /JOBS_APITYPE: the docker runner is not part of this build yet/);
+    assert.equal(k8s.code, 78);
+    assert.match(k8s.stderr, /K8S_JOB_POD_TOLERATIONS: is not JSON/);
+    assert.match(k8s.stderr, /JOBS_DOCKERLIMITS: needs an entry for transcribing, captioning/);
   });
 
   it('serve runs API, worker and SFU from one command: a job goes from POST /jobs to succeeded', async () => {

@@ -160,7 +160,7 @@ describe('docker runner', () => {
   });
 
   it('refuses an image it has no mapping for, and says which image is missing at init', async () => {
-    assert.match(runner.check('calls-transcriber')!, /no image for calls-transcriber \(JOBS_DOCKERIMAGES\)/);
+    assert.match(runner.check('calls-transcriber')!, /no image for calls-transcriber \(JOBS_JOBIMAGES\)/);
     const missing = new DockerRunner({
       images: { 'calls-recorder': 'calls-offloader-absent:1' },
       network: 'none',
@@ -180,7 +180,7 @@ describe('docker runner', () => {
 describe('docker runner through the service', () => {
   const env = testEnv({
     JOBS_APITYPE: 'docker',
-    JOBS_DOCKERIMAGES: `calls-recorder=${IMAGE}`,
+    JOBS_JOBIMAGES: `calls-recorder=${IMAGE}`,
     DOCKER_NETWORK: 'none',
     JOBS_DOCKERLIMITS: 'recording=0.5/128,transcribing=1/256,captioning=1/256',
     JOBS_WORKERLEASESEC: '3',

@@ -52,7 +52,7 @@ export class DockerRunner implements Runner {
   }
 
   check(imageName: string): string | null {
-    return this.opts.images[imageName] ? null : `the docker runner has no image for ${imageName} (JOBS_DOCKERIMAGES)`;
+    return this.opts.images[imageName] ? null : `the docker runner has no image for ${imageName} (JOBS_JOBIMAGES)`;
   }
 
   /** Each image on the engine, pulled when missing (where a registry is reachable). */
@@ -61,7 +61,7 @@ export class DockerRunner implements Runner {
     for (const name of new Set(names)) {
       const image = this.opts.images[name];
       if (!image) {
-        problems.push(`no image for ${name} (JOBS_DOCKERIMAGES)`);
+        problems.push(`no image for ${name} (JOBS_JOBIMAGES)`);
         continue;
       }
       if (

@@ -1,0 +1,298 @@
+// The Kubernetes runner: a batch/v1 Job per job run (backoffLimit 0: never run twice), its pod
+// watched until the program ends, its log followed through the pod log API. Signals map to pod
+// deletion: SIGTERM deletes the pod with a grace period (the kubelet sends SIGTERM, then SIGKILL),
+// SIGKILL deletes it at once. The watch resumes from the last resourceVersion it saw, and after a
+// 410 Gone from a fresh list. The job's directory is a subPath of a ReadWriteMany claim the workers
+// mount too (JOBS_KUBERNETES_PERSISTENTVOLUMECLAIMNAME), or an emptyDir whose output.json comes
+// back as the container's termination message.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { BatchV1Api, CoreV1Api, KubeConfig, Log, type V1Job, type V1Pod, Watch } from '@kubernetes/client-node';
+import { JOB_ENV, OUTPUT_FILE, RECOVER_ARG } from '../jobs/contract.js';
+import { imageNameOf } from '../jobs/runner-image.js';
+import type { JobType } from '../jobs/schema.js';
+import type { JobExit, Reconcile, Runner, RunningJob, StartSpec } from './runner.js';
+
+export interface KubernetesRunnerOptions {
+  namespace: string;
+  /** runner name → image */
+  images: Record<string, string>;
+  /** per job type, as upstream's JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS */
+  resources?: Partial<Record<JobType, Record<string, unknown>>>;
+  tolerations?: Record<string, unknown>[];
+  nodeSelector?: Record<string, string>;
+  sysctls?: Record<string, string>;
+  /** a ReadWriteMany claim holding JOBS_DATADIR; emptyDir without */
+  claimName?: string;
+  /** the workers' JOBS_DATADIR: a job directory's path below it is its subPath in the claim */
+  dataDir: string;
+  /** the Job's backstop deadline beyond max_duration_sec (the worker stops the job itself first) */
+  deadlineMarginSec: number;
+  ttlSecondsAfterFinished: number;
+  /** labels every Job with it: several services may share a namespace */
+  service: string;
+  /** tests: a kubeconfig's API server; in a cluster the service account's */
+  kubeConfig?: KubeConfig;
+}
+
+export const K8S_LABELS = {
+  service: 'calls-offloader.mattermost.com/service',
+  job: 'calls-offloader.mattermost.com/job',
+  type: 'calls-offloader.mattermost.com/type',
+} as const;
+
+const JOB_UID = 10001;
+const IN_POD = { dir: '/job', artifacts: '/artifacts', tmp: '/tmp' };
+/** How long to wait for a deleted leftover Job of the same name to be gone. */
+const LEFTOVER_WAIT_MS = 30_000;
+
+type Watched = { type: string; object: V1Pod & { code?: number } };
+
+export class KubernetesRunner implements Runner {
+  readonly kind = 'kubernetes';
+  private readonly kc: KubeConfig;
+  private readonly batch: BatchV1Api;
+  private readonly core: CoreV1Api;
+
+  constructor(private readonly opts: KubernetesRunnerOptions) {
+    this.kc = opts.kubeConfig ?? inCluster();
+    this.batch = this.kc.makeApiClient(BatchV1Api);
+    this.core = this.kc.makeApiClient(CoreV1Api);
+  }
+
+  check(imageName: string): string | null {
+    return this.opts.images[imageName] ? null : `the kubernetes runner has no image for ${imageName} (JOBS_JOBIMAGES)`;
+  }
+
+  /** The Job this runner makes for a run: exported for the tests that validate it against the schemas. */
+  jobObject(spec: StartSpec, name: string): V1Job {
+    const { job } = spec;
+    const image = this.opts.images[imageNameOf(job.runner)]!;
+    const labels = { [K8S_LABELS.service]: this.opts.service, [K8S_LABELS.job]: job.id, [K8S_LABELS.type]: job.type };
+    const subPath = this.opts.claimName ? relativeTo(this.opts.dataDir, spec.dir) : undefined;
+    const env = { ...spec.env, [JOB_ENV.dir]: IN_POD.dir, [JOB_ENV.artifacts]: IN_POD.artifacts };
+    return {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name, namespace: this.opts.namespace, labels },
+      spec: {
+        backoffLimit: 0,
+        activeDeadlineSeconds: job.max_duration_sec + this.opts.deadlineMarginSec,
+        ttlSecondsAfterFinished: this.opts.ttlSecondsAfterFinished,
+        template: {
+          metadata: { labels },
+          spec: {
+            restartPolicy: 'Never',
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            terminationGracePeriodSeconds: 3600,
+            ...(this.opts.tolerations ? { tolerations: this.opts.tolerations as never } : {}),
+            ...(this.opts.nodeSelector && Object.keys(this.opts.nodeSelector).length
+              ? { nodeSelector: this.opts.nodeSelector }
+              : {}),
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: JOB_UID,
+              runAsGroup: JOB_UID,
+              fsGroup: JOB_UID,
+              seccompProfile: { type: 'RuntimeDefault' },
+              ...(this.opts.sysctls && Object.keys(this.opts.sysctls).length
+                ? { sysctls: Object.entries(this.opts.sysctls).map(([n, value]) => ({ name: n, value })) }
+                : {}),
+            },
+            containers: [
+              {
+                name: 'job',
+                image,
+                ...(spec.args?.length ? { args: spec.args } : {}),
+                env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
+                ...(this.opts.resources?.[job.type] ? { resources: this.opts.resources[job.type] as never } : {}),
+                workingDir: IN_POD.dir,
+                terminationMessagePath: `${IN_POD.dir}/${OUTPUT_FILE}`,
+                terminationMessagePolicy: 'File',
+                securityContext: {
+                  allowPrivilegeEscalation: false,
+                  readOnlyRootFilesystem: true,
+                  capabilities: { drop: ['ALL'] },
+                },
+                volumeMounts: [
+                  { name: 'job', mountPath: IN_POD.dir, ...(subPath ? { subPath } : {}) },
+                  { name: 'job', mountPath: IN_POD.artifacts, ...(subPath ? { subPath: 'artifacts' } : {}) },
+                  { name: 'tmp', mountPath: IN_POD.tmp },
+                ],
+              },
+            ],
+            volumes: [
+              this.opts.claimName
+                ? { name: 'job', persistentVolumeClaim: { claimName: this.opts.claimName } }
+                : { name: 'job', emptyDir: {} },
+              { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } },
+            ],
+          },
+        },
+      },
+    };
+  }
+
+  async start(spec: StartSpec): Promise<RunningJob> {
+    const imageName = imageNameOf(spec.job.runner);
+    if (!this.opts.images[imageName]) throw new Error(this.check(imageName)!);
+    const name = `calls-offloader-${spec.job.id}${spec.args?.includes(RECOVER_ARG) ? '-recover' : ''}`;
+    const namespace = this.opts.namespace;
+    await this.clearLeftover(name);
+    await this.batch.createNamespacedJob({ namespace, body: this.jobObject(spec, name) });
+
+    let pod: string | undefined;
+    let following = false;
+    let settle!: (exit: JobExit) => void;
+    const exited = new Promise<JobExit>((resolve) => (settle = resolve));
+    let done = false;
+    let watch: AbortController | undefined;
+    const onPod = (p: V1Pod): void => {
+      if (done) return;
+      pod = p.metadata?.name ?? pod;
+      const status = p.status?.containerStatuses?.find((c) => c.name === 'job');
+      if (!following && pod && (status?.state?.running || status?.state?.terminated)) {
+        following = true;
+        void this.follow(pod, spec);
+      }
+      const terminated = status?.state?.terminated;
+      if (terminated) return finish(terminated.exitCode, terminated.message);
+      if (p.status?.phase === 'Failed') return finish(1, undefined, p.status.reason ?? p.status.message);
+    };
+    const finish = (code: number, message?: string, why?: string): void => {
+      done = true;
+      watch?.abort();
+      if (message && !this.opts.claimName) {
+        mkdirSync(spec.dir, { recursive: true });
+        writeFileSync(join(spec.dir, OUTPUT_FILE), message);
+      }
+      if (why) spec.onOutput(Buffer.from(`the pod failed: ${why}\n`), 'stderr');
+      // Kubernetes reports a kill as 128 + the signal's number, as Docker does.
+      const signal = code === 137 ? 'SIGKILL' : code === 143 ? 'SIGTERM' : null;
+      if (code === 0) void this.remove(name);
+      settle({ code: signal ? null : code, signal });
+    };
+
+    // List, then watch from the list's resourceVersion; again from the last one seen when the
+    // watch ends, and from a fresh list after 410 Gone.
+    const selector = `job-name=${name}`;
+    const relist = async (): Promise<string> => {
+      const list = await this.core.listNamespacedPod({ namespace, labelSelector: selector });
+      for (const p of list.items) onPod(p);
+      return list.metadata?.resourceVersion ?? '';
+    };
+    const follow = async (from: string): Promise<void> => {
+      let version = from;
+      while (!done) {
+        const ended = new Promise<unknown>((resolve) => {
+          void new Watch(this.kc)
+            .watch(
+              `/api/v1/namespaces/${namespace}/pods`,
+              { labelSelector: selector, resourceVersion: version, allowWatchBookmarks: true },
+              (type, object: Watched['object']) => {
+                if (type === 'ERROR') {
+                  if (object.code === 410) version = '';
+                  return;
+                }
+                version = object.metadata?.resourceVersion ?? version;
+                if (type !== 'BOOKMARK') onPod(object);
+              },
+              resolve,
+            )
+            .then((controller) => (watch = controller), resolve);
+        });
+        await ended;
+        if (done) return;
+        if (version === '') version = await relist().catch(() => '');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    void relist().then(follow, (err) => finish(1, undefined, `could not list its pod: ${(err as Error).message}`));
+
+    return {
+      signal: (sig) => {
+        if (!pod || done) return;
+        const gracePeriodSeconds = sig === 'SIGKILL' ? 0 : 3600; // the worker escalates to SIGKILL itself
+        void this.core.deleteNamespacedPod({ name: pod, namespace, gracePeriodSeconds }).catch(() => undefined);
+      },
+      exited,
+    };
+  }
+
+  /**
+   * Ends the Jobs of this service whose job no live worker supervises: their pods get SIGTERM.
+   * Returns their job ids.
+   */
+  async reconcile(decide: Reconcile): Promise<string[]> {
+    const list = await this.batch.listNamespacedJob({
+      namespace: this.opts.namespace,
+      labelSelector: `${K8S_LABELS.service}=${this.opts.service}`,
+    });
+    const ended: string[] = [];
+    for (const job of list.items) {
+      const jobId = job.metadata?.labels?.[K8S_LABELS.job] ?? '';
+      const finished = (job.status?.conditions ?? []).some(
+        (c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True',
+      );
+      if (finished || job.metadata?.deletionTimestamp || (await decide(jobId)) === 'keep') continue;
+      await this.batch
+        .deleteNamespacedJob({
+          name: job.metadata!.name!,
+          namespace: this.opts.namespace,
+          propagationPolicy: 'Background',
+          gracePeriodSeconds: 30,
+        })
+        .catch(() => undefined);
+      ended.push(jobId);
+    }
+    return ended;
+  }
+
+  /** The pod's log, followed until it ends, into the job log (Kubernetes merges the two streams). */
+  private async follow(pod: string, spec: StartSpec): Promise<void> {
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        spec.onOutput(chunk, 'stdout');
+        callback();
+      },
+    });
+    await new Log(this.kc).log(this.opts.namespace, pod, 'job', sink, { follow: true }).catch((err: Error) => {
+      spec.onOutput(Buffer.from(`the pod's log could not be read: ${err.message}\n`), 'stderr');
+    });
+  }
+
+  /** A Job of the same name from an attempt the worker ended: removed before this one starts. */
+  private async clearLeftover(name: string): Promise<void> {
+    const namespace = this.opts.namespace;
+    const exists = () =>
+      this.batch.readNamespacedJob({ name, namespace }).then(
+        () => true,
+        () => false,
+      );
+    if (!(await exists())) return;
+    await this.remove(name);
+    const until = Date.now() + LEFTOVER_WAIT_MS;
+    while ((await exists()) && Date.now() < until) await new Promise((r) => setTimeout(r, 250));
+  }
+
+  private async remove(name: string): Promise<void> {
+    await this.batch
+      .deleteNamespacedJob({ name, namespace: this.opts.namespace, propagationPolicy: 'Background' })
+      .catch(() => undefined);
+  }
+}
+
+function inCluster(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  return kc;
+}
+
+/** A job directory's path inside the claim that holds JOBS_DATADIR. */
+function relativeTo(dataDir: string, dir: string): string {
+  const base = dataDir.replace(/\/+$/, '');
+  if (!dir.startsWith(`${base}/`)) throw new Error(`the job directory ${dir} is not inside JOBS_DATADIR ${dataDir}`);
+  return dir.slice(base.length + 1);
+}

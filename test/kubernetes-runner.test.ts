@@ -1,0 +1,232 @@
+// The Kubernetes runner against the stand-in API server (test/kubernetes-standin.ts; no cluster
+// runs here): every Job it makes passes the Kubernetes schemas; a run to its end with its log and
+// output (termination message with an emptyDir, the claim's directory with a PVC); signals as pod
+// deletion; a failure kept; the watch resumed after the history is compacted (410 Gone); reconcile;
+// and a job through the service with JOBS_APITYPE=kubernetes.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { K8S_LABELS, KubernetesRunner, type KubernetesRunnerOptions } from '../src/runners/kubernetes.js';
+import type { StartSpec } from '../src/runners/runner.js';
+import type { JobRecord } from '../src/store/jobs.js';
+import { KubernetesStandin } from './kubernetes-standin.js';
+import {
+  type Api,
+  TEST_JOB,
+  basic,
+  behave,
+  call,
+  cleanup,
+  ids,
+  recordingJob,
+  startApi,
+  startWorker,
+  testConfig,
+  waitFor,
+} from './helpers.js';
+
+const IMAGE = 'calls-offloader-job:0.9.5';
+
+describe('kubernetes runner', () => {
+  const standin = new KubernetesStandin({ 'calls-offloader-job': TEST_JOB });
+  const kc = new KubeConfig();
+  const service = `test-${ids().slice(0, 6)}`;
+  const base = (over: Partial<KubernetesRunnerOptions> = {}): KubernetesRunner =>
+    new KubernetesRunner({
+      namespace: 'jobs',
+      images: { 'calls-recorder': IMAGE },
+      resources: { recording: { limits: { cpu: '2', memory: '2Gi' }, requests: { cpu: '1', memory: '1Gi' } } },
+      tolerations: [{ key: 'calls', operator: 'Equal', value: 'jobs', effect: 'NoSchedule' }],
+      nodeSelector: { 'node-role/calls': 'true' },
+      sysctls: { 'net.ipv4.ip_local_port_range': '30000 60000' },
+      dataDir: standin.claimDir,
+      deadlineMarginSec: 1500,
+      ttlSecondsAfterFinished: 3600,
+      service,
+      kubeConfig: kc,
+      ...over,
+    });
+  before(async () => {
+    await standin.listen();
+    kc.loadFromString(standin.kubeconfig());
+  });
+  after(async () => {
+    await standin.close();
+    rmSync(standin.claimDir, { recursive: true, force: true });
+  });
+
+  const start = async (runner: KubernetesRunner, behaviour: Record<string, unknown>, dir?: string) => {
+    const callId = ids();
+    behave(callId, behaviour);
+    const job = {
+      id: ids(),
+      type: 'recording',
+      runner: 'mattermost/calls-recorder:v0.8.5',
+      max_duration_sec: 600,
+      input: { call_id: callId },
+    } as unknown as JobRecord;
+    const jobDir = dir ?? mkdtempSync(join(tmpdir(), 'k8s-job-'));
+    const output: string[] = [];
+    const spec: StartSpec = {
+      job,
+      env: { JOB_ID: job.id, JOB_TYPE: 'recording', JOB_DIR: jobDir, CALL_ID: callId },
+      dir: jobDir,
+      onOutput: (c) => output.push(c.toString()),
+    };
+    return { job, dir: jobDir, run: await runner.start(spec), output, name: `calls-offloader-${job.id}` };
+  };
+
+  it('makes a Job the Kubernetes schemas accept, with the limits, isolation and labels', async () => {
+    const { run, name, job } = await start(base(), {});
+    await run.exited;
+    const made = standin.created.find((j) => j.metadata.name === name)!;
+    assert.deepEqual(standin.rejected, []);
+    assert.equal(made.spec.backoffLimit, 0, 'never run twice');
+    assert.equal(made.spec.activeDeadlineSeconds, 600 + 1500);
+    assert.equal(made.spec.ttlSecondsAfterFinished, 3600);
+    const pod = made.spec.template.spec;
+    assert.equal(pod.restartPolicy, 'Never');
+    assert.equal(pod.automountServiceAccountToken, false);
+    assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
+    assert.deepEqual(pod.securityContext.sysctls, [{ name: 'net.ipv4.ip_local_port_range', value: '30000 60000' }]);
+    assert.deepEqual(pod.tolerations, [{ key: 'calls', operator: 'Equal', value: 'jobs', effect: 'NoSchedule' }]);
+    assert.deepEqual(pod.nodeSelector, { 'node-role/calls': 'true' });
+    const c = pod.containers[0];
+    assert.equal(c.image, IMAGE);
+    assert.deepEqual(c.resources.limits, { cpu: '2', memory: '2Gi' });
+    assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'] });
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    assert.ok(c.env.some((e: { name: string; value: string }) => e.name === 'JOB_DIR' && e.value === '/job'));
+    assert.equal(made.metadata.labels[K8S_LABELS.job], job.id);
+  });
+
+  it('runs a job to its end: its log followed, output_data from the termination message (emptyDir), the Job removed after success', async () => {
+    const { run, dir, output, name } = await start(base(), {
+      output: { file_id: 'abc', duration_ms: 5 },
+      stderr: 'a line on stderr',
+    });
+    assert.deepEqual(await run.exited, { code: 0, signal: null });
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'output.json'), 'utf8')), { file_id: 'abc', duration_ms: 5 });
+    await waitFor('log complete', () => output.join('').includes('test job exiting with 0'));
+    assert.match(output.join(''), /a line on stderr/);
+    await waitFor(
+      'Job removed',
+      async () => (await standin.get(`/apis/batch/v1/namespaces/jobs/jobs/${name}`)) === 404,
+    );
+  });
+
+  it('with a claim: the job writes its directory inside the claim, which the worker reads', async () => {
+    const dir = join(standin.claimDir, 'jobs', ids());
+    const { run } = await start(
+      base({ claimName: 'calls-offloader-data' }),
+      { output: { file: '/artifacts/x.mp4', duration_ms: 7 } },
+      dir,
+    );
+    assert.deepEqual(await run.exited, { code: 0, signal: null });
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'output.json'), 'utf8')), {
+      file: '/artifacts/x.mp4',
+      duration_ms: 7,
+    });
+    const made = standin.created.at(-1)!;
+    assert.equal(made.spec.template.spec.containers[0].volumeMounts[0].subPath, dir.slice(standin.claimDir.length + 1));
+    assert.deepEqual(made.spec.template.spec.volumes[0], {
+      name: 'job',
+      persistentVolumeClaim: { claimName: 'calls-offloader-data' },
+    });
+  });
+
+  it('SIGTERM deletes the pod gracefully (the program finishes); SIGKILL at once; a failure keeps its Job', async () => {
+    const runner = base();
+    const graceful = await start(runner, { sleepMs: 60_000 });
+    await waitFor('running', () => graceful.output.join('').includes('starting'), 20_000);
+    graceful.run.signal('SIGTERM');
+    assert.deepEqual(await graceful.run.exited, { code: 0, signal: null });
+    assert.match(graceful.output.join(''), /got SIGTERM/);
+
+    const stubborn = await start(runner, { sleepMs: 60_000, ignoreTerm: true });
+    await waitFor('running', () => stubborn.output.join('').includes('starting'), 20_000);
+    stubborn.run.signal('SIGKILL');
+    assert.deepEqual(await stubborn.run.exited, { code: null, signal: 'SIGKILL' });
+
+    const failing = await start(runner, { exitCode: 3 });
+    assert.deepEqual(await failing.run.exited, { code: 3, signal: null });
+    assert.equal(
+      await standin.get(`/apis/batch/v1/namespaces/jobs/jobs/${failing.name}`),
+      200,
+      'a failed Job stays (ttlSecondsAfterFinished removes it)',
+    );
+  });
+
+  it('the watch resumes after the API server ends it and compacts its history (410 Gone): the end is still seen', async () => {
+    const { run, output } = await start(base(), { sleepMs: 1500 });
+    await waitFor('running', () => output.join('').includes('starting'), 20_000);
+    standin.compact();
+    assert.deepEqual(await run.exited, { code: 0, signal: null });
+  });
+
+  it('reconcile ends the Jobs no live worker supervises and keeps the others', async () => {
+    const runner = base();
+    const kept = await start(runner, { sleepMs: 60_000 });
+    const orphan = await start(runner, { sleepMs: 60_000 });
+    await waitFor('both running', () => [kept, orphan].every((r) => r.output.join('').includes('starting')), 20_000);
+    const ended = await base().reconcile(async (jobId) => (jobId === kept.job.id ? 'keep' : 'end'));
+    assert.deepEqual(ended, [orphan.job.id]);
+    assert.deepEqual(await orphan.run.exited, { code: 0, signal: null }, 'its pod got SIGTERM and finished');
+    kept.run.signal('SIGKILL');
+    await kept.run.exited;
+  });
+});
+
+describe('kubernetes runner through the service', () => {
+  const standin = new KubernetesStandin({ 'calls-offloader-job': TEST_JOB });
+  const kubeconfig = join(mkdtempSync(join(tmpdir(), 'kubeconfig-')), 'config');
+  let api: Api;
+  let config: ReturnType<typeof testConfig>;
+  before(async () => {
+    await standin.listen();
+    writeFileSync(kubeconfig, standin.kubeconfig());
+    process.env.KUBECONFIG = kubeconfig;
+    config = testConfig({
+      JOBS_APITYPE: 'kubernetes',
+      K8S_NAMESPACE: 'jobs',
+      JOBS_JOBIMAGES: `calls-recorder=${IMAGE}`,
+    });
+    api = await startApi(config);
+  });
+  after(async () => {
+    delete process.env.KUBECONFIG;
+    await api.close();
+    await cleanup(config);
+    await standin.close();
+    rmSync(standin.claimDir, { recursive: true, force: true });
+  });
+
+  it('a job runs as a Kubernetes Job and ends with its output', async () => {
+    const worker = await startWorker(config);
+    try {
+      const auth = basic(ids());
+      const callId = ids();
+      behave(callId, { output: { file_id: 'f1', duration_ms: 3 } });
+      const id = (await call(api.url, 'POST', '/jobs', auth, recordingJob(callId))).json.id;
+      const job = await waitFor(
+        'succeeded',
+        async () => {
+          const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
+          return j.status === 'succeeded' ? j : undefined;
+        },
+        60_000,
+      );
+      assert.deepEqual(job.output_data, { file_id: 'f1', duration_ms: 3 });
+      assert.match(
+        (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text,
+        /with the kubernetes runner[\s\S]*test job/,
+      );
+      assert.deepEqual(standin.rejected, []);
+    } finally {
+      await worker.close();
+    }
+  });
+});
