@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { DockerRunner, LABELS } from '../src/runners/docker.js';
@@ -104,7 +104,7 @@ describe('docker runner', () => {
     assert.match(log, new RegExp(`stdout: test job ${job.id} \\(recording\\) in /job as 10001:10001, args: --recover`));
     assert.match(log, /stderr: to standard error/);
     assert.deepEqual(JSON.parse(readFileSync(join(dir, 'output.json'), 'utf8')), {
-      file: '/artifacts/out.txt',
+      file: join(dataDir, 'artifacts', 'out.txt'), // the program's /artifacts/out.txt, where it is on this host
       width: 1280,
     });
     const env = readFileSync(join(dir, 'env.txt'), 'utf8');
@@ -219,7 +219,7 @@ describe('docker runner through the service', () => {
         },
         60_000,
       );
-      assert.deepEqual(job.output_data, { file: '/artifacts/out.txt', width: 1280 });
+      assert.deepEqual(job.output_data, { file: join(resolve(config.dataDir), 'artifacts', 'out.txt'), width: 1280 });
       assert.match(
         (await call(api.url, 'GET', `/jobs/${done}/logs`, auth)).text,
         /with the docker runner[\s\S]*test job/,

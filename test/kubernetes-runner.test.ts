@@ -127,7 +127,7 @@ describe('kubernetes runner', () => {
     );
     assert.deepEqual(await run.exited, { code: 0, signal: null });
     assert.deepEqual(JSON.parse(readFileSync(join(dir, 'output.json'), 'utf8')), {
-      file: '/artifacts/x.mp4',
+      file: join(standin.claimDir, 'artifacts', 'x.mp4'), // where the worker sees it
       duration_ms: 7,
     });
     const made = standin.created.at(-1)!;

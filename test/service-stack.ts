@@ -42,6 +42,15 @@ export class ServiceStack {
       SFU_LISTENADDRESS: `127.0.0.1:${21000 + Math.floor(Math.random() * 9000)}`,
       SFU_ICEPORTRANGE: `${lo}-${mid}`,
       JOBS_STOPGRACESEC: String(opts.stopGraceSec),
+      // `npm run test:job-image`: the same suites with the jobs in the real job image (Docker runner)
+      ...(process.env.TEST_JOB_IMAGE
+        ? {
+            JOBS_APITYPE: 'docker',
+            JOBS_JOBIMAGES: `calls-recorder=${process.env.TEST_JOB_IMAGE},calls-transcriber=${process.env.TEST_JOB_IMAGE}`,
+            DOCKER_NETWORK: 'host',
+            JOBS_DOCKERLIMITS: 'recording=2/2048,transcribing=2/4096,captioning=2/4096',
+          }
+        : {}),
     });
     this.mm = new MattermostStandIn({ ...opts.standIn, authToken: this.authToken, icePorts: [mid + 1, hi] });
   }

@@ -12,7 +12,7 @@ import Docker from 'dockerode';
 import { JOB_ENV } from '../jobs/contract.js';
 import { imageNameOf } from '../jobs/runner-image.js';
 import type { JobType } from '../jobs/schema.js';
-import type { JobExit, Reconcile, Runner, RunningJob, StartSpec } from './runner.js';
+import { type JobExit, type Reconcile, type Runner, type RunningJob, type StartSpec, hostPaths } from './runner.js';
 
 export interface DockerLimits {
   cpus: number;
@@ -154,6 +154,10 @@ export class DockerRunner implements Runner {
       await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]); // the log is complete
       // Docker reports a kill as 128 + the signal's number.
       const signal = StatusCode === 137 ? 'SIGKILL' : StatusCode === 143 ? 'SIGTERM' : null;
+      hostPaths(spec.dir, [
+        [IN_CONTAINER.dir, resolve(spec.dir)],
+        [IN_CONTAINER.artifacts, resolve(this.opts.artifactsDir)],
+      ]);
       if (StatusCode === 0) await container.remove({ v: true }).catch(() => undefined);
       return { code: signal ? null : StatusCode, signal };
     })();

@@ -12,7 +12,7 @@ import { BatchV1Api, CoreV1Api, KubeConfig, Log, type V1Job, type V1Pod, Watch }
 import { JOB_ENV, OUTPUT_FILE, RECOVER_ARG } from '../jobs/contract.js';
 import { imageNameOf } from '../jobs/runner-image.js';
 import type { JobType } from '../jobs/schema.js';
-import type { JobExit, Reconcile, Runner, RunningJob, StartSpec } from './runner.js';
+import { type JobExit, type Reconcile, type Runner, type RunningJob, type StartSpec, hostPaths } from './runner.js';
 
 export interface KubernetesRunnerOptions {
   namespace: string;
@@ -167,6 +167,12 @@ export class KubernetesRunner implements Runner {
       if (message && !this.opts.claimName) {
         mkdirSync(spec.dir, { recursive: true });
         writeFileSync(join(spec.dir, OUTPUT_FILE), message);
+      }
+      if (this.opts.claimName) {
+        hostPaths(spec.dir, [
+          [IN_POD.dir, spec.dir],
+          [IN_POD.artifacts, join(this.opts.dataDir, 'artifacts')],
+        ]);
       }
       if (why) spec.onOutput(Buffer.from(`the pod failed: ${why}\n`), 'stderr');
       // Kubernetes reports a kill as 128 + the signal's number, as Docker does.

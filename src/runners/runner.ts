@@ -1,6 +1,9 @@
 // What a runner does for the worker: start one job's program and hand back a handle to signal it
 // and await its end. The worker owns everything around it (slots, leases, stop and kill timing,
 // logs), so each runner (process, docker, kubernetes) stays small and they all behave alike.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { OUTPUT_FILE, readOutput } from '../jobs/contract.js';
 import type { JobRecord } from '../store/jobs.js';
 
 export interface JobExit {
@@ -41,4 +44,23 @@ export interface Runner {
   reconcile?(decide: Reconcile): Promise<string[]>;
   /** Makes sure what these runner names need is there (images); says what is missing, or null. */
   prepare?(imageNames: string[]): Promise<string | null>;
+}
+
+/**
+ * A program in a container names its files by the container's paths (`/artifacts/x.mp4`): its
+ * output.json is rewritten with the paths they have where the worker runs, so that a job's record
+ * says where its files are. `mounts`: [path in the container, path on the worker's host].
+ */
+export function hostPaths(dir: string, mounts: [string, string][]): void {
+  const output = readOutput(dir);
+  if (!output) return;
+  const host = (v: unknown): unknown => {
+    if (typeof v === 'string') {
+      const hit = mounts.find(([inside]) => v === inside || v.startsWith(`${inside}/`));
+      return hit ? hit[1] + v.slice(hit[0].length) : v;
+    }
+    if (Array.isArray(v)) return v.map(host);
+    return v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, host(x)])) : v;
+  };
+  writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(host(output)));
 }
