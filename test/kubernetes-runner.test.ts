@@ -160,6 +160,12 @@ describe('kubernetes runner', () => {
     );
   });
 
+  it('a pod whose image cannot be pulled fails the run at once with the reason', async () => {
+    const { run, output } = await start(base({ images: { 'calls-recorder': 'registry.example.com/absent:1' } }), {});
+    assert.deepEqual(await run.exited, { code: 1, signal: null });
+    assert.match(output.join(''), /the pod failed: ErrImagePull: no program for registry\.example\.com\/absent:1/);
+  });
+
   it('the watch resumes after the API server ends it and compacts its history (410 Gone): the end is still seen', async () => {
     const { run, output } = await start(base(), { sleepMs: 1500 });
     await waitFor('running', () => output.join('').includes('starting'), 20_000);
@@ -172,7 +178,7 @@ describe('kubernetes runner', () => {
     const kept = await start(runner, { sleepMs: 60_000 });
     const orphan = await start(runner, { sleepMs: 60_000 });
     await waitFor('both running', () => [kept, orphan].every((r) => r.output.join('').includes('starting')), 20_000);
-    const ended = await base().reconcile(async (jobId) => (jobId === kept.job.id ? 'keep' : 'end'));
+    const ended = await base().reconcile(async (jobId) => (jobId === orphan.job.id ? 'end' : 'keep'));
     assert.deepEqual(ended, [orphan.job.id]);
     assert.deepEqual(await orphan.run.exited, { code: 0, signal: null }, 'its pod got SIGTERM and finished');
     kept.run.signal('SIGKILL');

@@ -8,7 +8,7 @@
 //     nothing for the process runner (its program is the worker's child).
 // Needs Redis on 127.0.0.1:6379 and a Docker engine (scripts/ensure-docker.sh). Prints a table.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -163,8 +163,7 @@ async function measure(kind: 'process' | 'docker'): Promise<Row> {
     const shims = /^(containerd-shim|containerd-shim-runc-v2|docker-init)$/;
     const before = rssOf(shims);
     const sleeper = id26();
-    if (kind === 'process')
-      execFileSync('sh', ['-c', `echo '{"sleepMs":60000}' > ${join(control, `${sleeper}.json`)}`]);
+    if (kind === 'process') writeFileSync(join(control, `${sleeper}.json`), JSON.stringify({ sleepMs: 60_000 }));
     const running = await Promise.all(
       Array.from({ length: CONCURRENT }, () => post(1920, kind === 'process' ? sleeper : undefined)),
     );

@@ -150,7 +150,11 @@ export class DockerRunner implements Runner {
     await container.start();
 
     const exited = (async (): Promise<JobExit> => {
-      const { StatusCode } = (await container.wait()) as { StatusCode: number };
+      // The supervision awaits this: it must settle even if the engine loses the container.
+      const { StatusCode } = (await container.wait().catch((err: Error) => {
+        spec.onOutput(Buffer.from(`the container could not be waited for: ${err.message}\n`), 'stderr');
+        return { StatusCode: 1 };
+      })) as { StatusCode: number };
       await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]); // the log is complete
       // Docker reports a kill as 128 + the signal's number.
       const signal = StatusCode === 137 ? 'SIGKILL' : StatusCode === 143 ? 'SIGTERM' : null;

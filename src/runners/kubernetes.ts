@@ -44,6 +44,14 @@ export const K8S_LABELS = {
 
 const JOB_UID = 10001;
 const IN_POD = { dir: '/job', artifacts: '/artifacts', tmp: '/tmp' };
+/** Waiting reasons of a container that will not start without someone's help. */
+const UNSTARTABLE = new Set([
+  'ErrImagePull',
+  'ImagePullBackOff',
+  'InvalidImageName',
+  'CreateContainerConfigError',
+  'CreateContainerError',
+]);
 /** How long to wait for a deleted leftover Job of the same name to be gone. */
 const LEFTOVER_WAIT_MS = 30_000;
 
@@ -149,7 +157,7 @@ export class KubernetesRunner implements Runner {
     const exited = new Promise<JobExit>((resolve) => (settle = resolve));
     let done = false;
     let watch: AbortController | undefined;
-    const onPod = (p: V1Pod): void => {
+    const onPod = (p: V1Pod, deleted = false): void => {
       if (done) return;
       pod = p.metadata?.name ?? pod;
       const status = p.status?.containerStatuses?.find((c) => c.name === 'job');
@@ -160,6 +168,11 @@ export class KubernetesRunner implements Runner {
       const terminated = status?.state?.terminated;
       if (terminated) return finish(terminated.exitCode, terminated.message);
       if (p.status?.phase === 'Failed') return finish(1, undefined, p.status.reason ?? p.status.message);
+      // A program that can never start (its image, its configuration) fails now, not at the deadline.
+      const waiting = status?.state?.waiting;
+      if (waiting?.reason && UNSTARTABLE.has(waiting.reason))
+        return finish(1, undefined, `${waiting.reason}: ${waiting.message ?? ''}`);
+      if (deleted) finish(1, undefined, 'the pod was deleted before its program ended');
     };
     const finish = (code: number, message?: string, why?: string): void => {
       done = true;
@@ -203,7 +216,7 @@ export class KubernetesRunner implements Runner {
                   return;
                 }
                 version = object.metadata?.resourceVersion ?? version;
-                if (type !== 'BOOKMARK') onPod(object);
+                if (type !== 'BOOKMARK') onPod(object, type === 'DELETED');
               },
               resolve,
             )
