@@ -2,7 +2,7 @@
 // the README documents every variable; `serve` runs the whole service from one command.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
@@ -19,6 +19,7 @@ import {
   call,
   cleanup,
   ids,
+  loopbackCertificate,
   recordingJob,
   startApi,
   testConfig,
@@ -212,31 +213,11 @@ describe('calls-offloader CLI', () => {
 describe('TLS', () => {
   it('serves the API over HTTPS with API_HTTP_TLS_* set', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'co-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
+    const { certFile, keyFile } = loopbackCertificate(dir);
     const config = testConfig({
       API_HTTP_TLS_ENABLE: 'true',
-      API_HTTP_TLS_CERTFILE: join(dir, 'cert.pem'),
-      API_HTTP_TLS_CERTKEY: join(dir, 'key.pem'),
+      API_HTTP_TLS_CERTFILE: certFile,
+      API_HTTP_TLS_CERTKEY: keyFile,
     });
     const api = await startApi(config);
     try {

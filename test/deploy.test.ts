@@ -9,10 +9,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, parse } from 'yaml';
 import { loadConfig, variables } from '../src/config.js';
-import { call, suiteApi } from './helpers.js';
+import { call, suiteApi, testConfig } from './helpers.js';
 import { Sfu } from '../src/sfu/server/server.js';
 import { createLogger } from '../src/log.js';
-import { testConfig } from './helpers.js';
 
 const DOCKER = fileURLToPath(new URL('../../docker/', import.meta.url));
 const known = new Set(Object.values(variables).map((v) => v.name));

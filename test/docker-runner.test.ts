@@ -3,14 +3,13 @@
 // isolation applied (inspected), removal after success and retention after failure, reconcile of
 // containers no live worker supervises; then through the service: a job run in a container, its
 // max_duration_sec, and a worker SIGKILLed mid-job whose container is ended by the next worker.
+import { TEST_IMAGE, buildTestImage } from './docker-image.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { DockerRunner, LABELS } from '../src/runners/docker.js';
 import type { JobExit, RunningJob, StartSpec } from '../src/runners/runner.js';
@@ -30,21 +29,8 @@ import {
   waitFor,
 } from './helpers.js';
 
-const IMAGE = 'calls-offloader-test-job:busybox';
-const FIXTURE = fileURLToPath(new URL('../../test/fixtures/docker/', import.meta.url));
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
 const service = `test-${ids().slice(0, 8)}`;
-
-function buildImage(): void {
-  const ctx = mkdtempSync(join(tmpdir(), 'co-image-'));
-  for (const f of ['Dockerfile', 'job.sh']) copyFileSync(join(FIXTURE, f), join(ctx, f));
-  copyFileSync('/bin/busybox', join(ctx, 'busybox'));
-  execFileSync('docker', ['build', '-q', '-t', IMAGE, ctx], {
-    stdio: 'ignore',
-    env: { ...process.env, DOCKER_BUILDKIT: '0' },
-  });
-  rmSync(ctx, { recursive: true, force: true });
-}
 
 const limits = {
   recording: { cpus: 0.5, memoryMb: 128 },
@@ -54,7 +40,7 @@ const limits = {
 
 function runnerFor(dataDir: string): DockerRunner {
   return new DockerRunner({
-    images: { 'calls-recorder': IMAGE },
+    images: { 'calls-recorder': TEST_IMAGE },
     network: 'none',
     limits,
     user: '10001:10001',
@@ -71,7 +57,7 @@ describe('docker runner', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'co-docker-'));
   let runner: DockerRunner;
   before(() => {
-    buildImage();
+    buildTestImage();
     runner = runnerFor(dataDir);
   });
   after(async () => {
@@ -180,7 +166,7 @@ describe('docker runner', () => {
 describe('docker runner through the service', () => {
   const env = testEnv({
     JOBS_APITYPE: 'docker',
-    JOBS_JOBIMAGES: `calls-recorder=${IMAGE}`,
+    JOBS_JOBIMAGES: `calls-recorder=${TEST_IMAGE}`,
     DOCKER_NETWORK: 'none',
     JOBS_DOCKERLIMITS: 'recording=0.5/128,transcribing=1/256,captioning=1/256',
     JOBS_WORKERLEASESEC: '3',
@@ -188,7 +174,7 @@ describe('docker runner through the service', () => {
   const config = testConfig(env);
   let api: Api;
   before(async () => {
-    buildImage();
+    buildTestImage();
     api = await startApi(config);
   });
   after(async () => {

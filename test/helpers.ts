@@ -1,6 +1,6 @@
 // Shared test set-up: a private key prefix per test on the real Redis, real API instances on
 // loopback, real workers (in-process or as child processes), and the stand-in job program.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -180,3 +180,13 @@ export const recordingJob = (callId: string, extra: Record<string, unknown> = {}
     ...extra,
   },
 });
+
+/** A self-signed certificate for 127.0.0.1 (one day, P-256), written as cert.pem and key.pem in `dir`. */
+export function loopbackCertificate(dir: string): { certFile: string; keyFile: string } {
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1'];
+  args.push('-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', certFile);
+  execFileSync('openssl', args, { stdio: 'ignore' });
+  return { certFile, keyFile };
+}

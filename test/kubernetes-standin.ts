@@ -8,7 +8,7 @@
 // directory; the env's mount paths are rewritten to them: a process cannot see /job), and the
 // termination message is read from terminationMessagePath. Signals follow pod deletion: SIGTERM,
 // then SIGKILL after the grace period.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Job as JobModel } from 'kubernetes-models/batch/v1/Job';
+import { loopbackCertificate } from './helpers.js';
 
 type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; spec?: any; status?: any };
 interface Event {
@@ -48,31 +49,9 @@ export class KubernetesStandin {
   /** Serves HTTPS with a certificate of its own for 127.0.0.1, as an API server does (the client refuses plain HTTP). */
   async listen(): Promise<string> {
     const dir = mkdtempSync(join(tmpdir(), 'k8s-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=standin-apiserver',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        'key.pem',
-        '-out',
-        'cert.pem',
-      ],
-      { cwd: dir, stdio: 'ignore' },
-    );
-    this.cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-    const key = readFileSync(join(dir, 'key.pem'));
+    const { certFile, keyFile } = loopbackCertificate(dir);
+    this.cert = readFileSync(certFile, 'utf8');
+    const key = readFileSync(keyFile);
     rmSync(dir, { recursive: true, force: true });
     this.server = createServer(
       { cert: this.cert, key },

@@ -7,8 +7,9 @@
 //  3. memory per running job outside the program: the shim and init of each container (Docker);
 //     nothing for the process runner (its program is the worker's child).
 // Needs Redis on 127.0.0.1:6379 and a Docker engine (scripts/ensure-docker.sh). Prints a table.
+import { TEST_IMAGE, buildTestImage } from '../../test/docker-image.js';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,25 +20,12 @@ import { startApiInstance, startWorkerInstance } from '../../src/services.js';
 
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 20);
 const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 5);
-const IMAGE = 'calls-offloader-test-job:busybox';
 const TEST_JOB = fileURLToPath(new URL('../../test/fixtures/test-job.js', import.meta.url));
-const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/docker/', import.meta.url));
 const TICKS = 100;
 const KEY = randomBytes(24).toString('hex');
 const id26 = () => randomBytes(13).toString('hex');
 const control = mkdtempSync(join(tmpdir(), 'bench-runners-'));
 process.env.TEST_JOB_CONTROL_DIR = control;
-
-function buildImage(): void {
-  const ctx = mkdtempSync(join(tmpdir(), 'bench-image-'));
-  for (const f of ['Dockerfile', 'job.sh']) copyFileSync(join(FIXTURE, f), join(ctx, f));
-  copyFileSync('/bin/busybox', join(ctx, 'busybox'));
-  execFileSync('docker', ['build', '-q', '-t', IMAGE, ctx], {
-    stdio: 'ignore',
-    env: { ...process.env, DOCKER_BUILDKIT: '0' },
-  });
-  rmSync(ctx, { recursive: true, force: true });
-}
 
 /** CPU seconds (user + system) of the processes whose command name matches. */
 function cpuOf(names: RegExp): number {
@@ -113,7 +101,7 @@ async function measure(kind: 'process' | 'docker'): Promise<Row> {
     JOBS_APITYPE: kind,
     JOBS_MAXCONCURRENTJOBS: String(CONCURRENT + 1),
     JOBS_PROCESSPROGRAMS: `calls-recorder=${TEST_JOB}`,
-    JOBS_JOBIMAGES: `calls-recorder=${IMAGE}`,
+    JOBS_JOBIMAGES: `calls-recorder=${TEST_IMAGE}`,
     DOCKER_NETWORK: 'none',
     API_LIMITS_CLIENTREQUESTSPERSEC: '100000',
     LOGGER_CONSOLELEVEL: 'warn',
@@ -191,7 +179,7 @@ const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 const p = (xs: number[], q: number) => sorted(xs)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
 const ms = (x: number) => `${Math.round(x)} ms`;
 
-buildImage();
+buildTestImage();
 const rows = [await measure('process'), await measure('docker')];
 console.log(
   [

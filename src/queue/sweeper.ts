@@ -34,9 +34,6 @@ export function startTimeoutReason(limitMs: number, running: number, max: number
     : `no worker took the job within ${setting}: is a worker running against this Redis?`;
 }
 
-/** Queued jobs looked at per sweep: bounded, oldest first. */
-const QUEUED_PER_SWEEP = 2000;
-
 export class Sweeper {
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
@@ -77,14 +74,13 @@ export class Sweeper {
       }
     }
 
-    const late = await store.queuedBefore(now - Math.min(opts.startTimeoutMs, opts.queueTimeoutMs), QUEUED_PER_SWEEP);
+    const late = await store.queuedPastDeadline(now);
     if (late.length > 0) {
       const running = await store.runningCount();
-      for (const { id, live, created_at } of await store.queuedSummaries(late)) {
-        const limit = waitLimitMs(live, opts);
-        if (now - created_at <= limit) continue;
-        const error = startTimeoutReason(limit, running, opts.maxConcurrentJobs);
-        if ((await store.transition(id, ['queued'], 'failed', { error })).applied) this.log.warn({ job: id }, error);
+      for (const job of await store.getMany(late)) {
+        const error = startTimeoutReason(waitLimitMs(job.live, opts), running, opts.maxConcurrentJobs);
+        if ((await store.transition(job.id, ['queued'], 'failed', { error })).applied)
+          this.log.warn({ job: job.id }, error);
       }
     }
 

@@ -55,16 +55,16 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
 // Creates a job unless its client has too many unfinished. KEYS: job, jobs, client's jobs, queued,
-// open jobs. ARGV: id, client, quota, then the record's field/value pairs. Returns created_at, or
-// -1 past the quota.
+// open jobs. ARGV: id, client, quota, how long it may wait queued (ms), then the record's
+// field/value pairs. Returns created_at, or -1 past the quota.
 const CREATE = `${NOW}
 local id, client = ARGV[1], ARGV[2]
 if tonumber(redis.call('HGET', KEYS[5], client) or '0') >= tonumber(ARGV[3]) then return -1 end
 redis.call('HINCRBY', KEYS[5], client, 1)
-redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], now, id)
 redis.call('ZADD', KEYS[3], now, id)
-redis.call('ZADD', KEYS[4], now, id)
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), id)
 return now
 `;
 
@@ -157,8 +157,16 @@ export class JobStore {
     this.appendLogScript = script<number>(redis, 'coAppendLog', 1, APPEND_LOG);
   }
 
-  /** A new queued job; null when its client already has `quota` unfinished jobs. */
-  async create(rec: Omit<JobRecord, 'id' | 'status' | 'created_at'>, quota: number): Promise<JobRecord | null> {
+  /**
+   * A new queued job that may wait `waitMs` for a slot (the queued index is ordered by that
+   * deadline, so sweeping reads only the jobs past it); null when its client already has `quota`
+   * unfinished jobs.
+   */
+  async create(
+    rec: Omit<JobRecord, 'id' | 'status' | 'created_at'>,
+    quota: number,
+    waitMs: number,
+  ): Promise<JobRecord | null> {
     const id = newId();
     const k = this.keys;
     const fields = {
@@ -172,7 +180,7 @@ export class JobStore {
     };
     const createdAt = await this.createScript(
       [k.job(id), k.jobs, k.clientJobs(rec.client), k.queued, k.openJobs],
-      [id, rec.client, quota, ...Object.entries(fields).flatMap(([f, v]) => [f, String(v)])],
+      [id, rec.client, quota, waitMs, ...Object.entries(fields).flatMap(([f, v]) => [f, String(v)])],
     );
     return createdAt < 0 ? null : { ...rec, id, status: 'queued', created_at: createdAt };
   }
@@ -315,19 +323,9 @@ export class JobStore {
     return this.redis.zrangebyscore(this.keys.slots, '-inf', now, 'LIMIT', 0, 100);
   }
 
-  queuedBefore(createdBefore: number, limit: number): Promise<string[]> {
-    return this.redis.zrangebyscore(this.keys.queued, '-inf', createdBefore, 'LIMIT', 0, limit);
-  }
-
-  /** What the sweeper needs of queued jobs: one pipelined HMGET each. */
-  async queuedSummaries(ids: string[]): Promise<{ id: string; live: boolean; created_at: number }[]> {
-    const pipe = this.redis.pipeline();
-    for (const id of ids) pipe.hmget(this.keys.job(id), 'live', 'created_at');
-    const rows = (await pipe.exec()) ?? [];
-    return ids.flatMap((id, i) => {
-      const [live, created] = rows[i]![1] as [string | null, string | null];
-      return created === null ? [] : [{ id, live: live === '1', created_at: Number(created) }];
-    });
+  /** Queued jobs whose wait ran out before `now`. */
+  queuedPastDeadline(now: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.queued, '-inf', now, 'LIMIT', 0, 100);
   }
 
   retentionEnded(now: number): Promise<string[]> {

@@ -25,6 +25,7 @@ import type { Runner } from '../../runners/runner.js';
 import type { ClientStore } from '../../store/clients.js';
 import { type Principal, claimCall } from '../auth.js';
 import { ApiError } from '../errors.js';
+import { waitLimitMs } from '../../queue/sweeper.js';
 
 const IdParams = Type.Object({ id: Id('Job id.') });
 type IdParams = Static<typeof IdParams>;
@@ -55,7 +56,14 @@ const ErrorBody = Type.Object({ error: Type.String(), code: Type.String() });
 export interface JobRoutesDeps {
   config: Pick<
     Config,
-    'imageRegistry' | 'devMode' | 'maxDurationSec' | 'mediaUrlAllow' | 'siteUrls' | 'maxJobsPerClient'
+    | 'imageRegistry'
+    | 'devMode'
+    | 'maxDurationSec'
+    | 'mediaUrlAllow'
+    | 'siteUrls'
+    | 'maxJobsPerClient'
+    | 'startTimeoutSec'
+    | 'queueTimeoutSec'
   >;
   store: JobStore;
   clients: ClientStore;
@@ -143,6 +151,11 @@ export function jobRoutes(
         const refusal = mediaRefusal(input.media_url, config.mediaUrlAllow, input.site_url as string | undefined);
         if (refusal) throw new ApiError(400, `input_data.${mediaRefused(refusal)}`);
       }
+      const live = isLive(type, input);
+      const waitMs = waitLimitMs(live, {
+        startTimeoutMs: config.startTimeoutSec * 1000,
+        queueTimeoutMs: config.queueTimeoutSec * 1000,
+      });
       const job = await store.create(
         {
           type,
@@ -150,9 +163,10 @@ export function jobRoutes(
           max_duration_sec,
           input: withoutSecrets(input),
           client: request.principal!.clientId,
-          live: isLive(type, input),
+          live,
         },
         config.maxJobsPerClient,
+        waitMs,
       );
       if (!job) {
         throw new ApiError(
