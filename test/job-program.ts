@@ -21,9 +21,14 @@ export class JobProgramHarness {
   ) {}
 
   async start(): Promise<void> {
+    await this.startSfu(0);
+  }
+
+  /** The SFU, on `port` (again, after a close: a restart that lost every call). */
+  async startSfu(port: number): Promise<void> {
     this.sfu = new Sfu({
       host: '127.0.0.1',
-      port: 0,
+      port,
       ice: { bindAddress: '127.0.0.1', portRange: this.portRange },
       policy: joinTokenPolicy(this.secret),
       log: createLogger(testConfig(), 'sfu'),

@@ -5,7 +5,7 @@
 import { appendFileSync, closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DurationPosition, Event, MediaRecorder, type WebmOutput } from 'werift/nonstandard';
-import type { MediaStreamTrack } from 'werift';
+import type { MediaStreamTrack, RtpPacket } from 'werift';
 import {
   HeadlessParticipant,
   type HeadlessOptions,
@@ -16,6 +16,7 @@ import {
 import { isH264Keyframe } from '../../src/media/h264.js';
 import { isVp8Keyframe } from '../../src/media/vp8.js';
 import { opusPacketMs } from '../../src/media/opus.js';
+import { AUDIO_HOLD_TICKS, Reorder } from '../../src/media/reorder.js';
 
 /** One line of tracks.jsonl: a recorded track, or the end of one. */
 export interface TrackEntry {
@@ -136,10 +137,20 @@ export class Capture {
       source,
       startMs: this.elapsedMs,
     };
+    // werift's writer reorders video itself, audio not: it gets the packets in sequence order.
+    let reorder: Reorder | undefined;
+    let input = track;
+    if (source === 'mic') {
+      const ordered = new Event<[RtpPacket]>();
+      reorder = new Reorder(AUDIO_HOLD_TICKS, (rtp) => ordered.execute(rtp));
+      // the writer reads no more of a track than these
+      const { kind, codec, onReceiveRtcp } = track;
+      input = { kind, codec, onReceiveRtp: ordered, onReceiveRtcp } as unknown as MediaStreamTrack;
+    }
     // One track per file: nothing to lip-sync within it (compose aligns the files).
     const recorder = new MediaRecorder({
       stream: webmFile(join(this.dir, file)),
-      tracks: [track],
+      tracks: [input],
       disableNtp: true,
       disableLipSync: true,
     });
@@ -153,6 +164,7 @@ export class Capture {
     let frames = 0;
     let last: number | undefined;
     const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {
+      reorder?.push(rtp);
       if (entry.mediaMs === undefined) {
         if (source !== 'mic' && !isKeyframe(rtp.payload)) return;
         // An audio packet leaves the sender once its frame is full: its first sample was heard
@@ -160,8 +172,8 @@ export class Capture {
         entry.mediaMs =
           source === 'mic' ? Math.max(0, this.elapsedMs - Math.round(opusPacketMs(rtp.payload))) : this.elapsedMs;
         this.append('tracks.jsonl', entry);
-        if (source === 'mic') return unSubscribe();
       }
+      if (source === 'mic') return;
       const ts = rtp.header.timestamp;
       if (last !== undefined) {
         const step = (ts - last) >>> 0; // wraps at 2^32
@@ -176,7 +188,10 @@ export class Capture {
       recorder,
       entry,
       mid,
-      stopWatching: unSubscribe,
+      stopWatching: () => {
+        unSubscribe();
+        reorder?.flush();
+      },
       frameMs: () => (frames === 0 ? undefined : ticks / 90 / frames),
     });
   }

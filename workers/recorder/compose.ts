@@ -249,12 +249,15 @@ export function partArgs(
     filters.push(`[grid]${marks.join(',')}${fill}[${video}]`);
   }
 
-  // Each voice from where it overlaps this part, delayed to where it starts in it.
+  // Each voice from where it overlaps this part, delayed to where it starts in it. Where packets
+  // never came (loss, a network gone for seconds, a muted sender's DTX) the file's timestamps jump:
+  // aresample fills every gap of a packet or more with silence, or the voice would slide earlier
+  // than the picture by all the gaps before it (5 s after a 5 s outage; seconds an hour at 5 % loss).
   const mics = rec.tracks.filter((t) => t.source === 'mic' && overlaps(t.mediaMs!, t.endMs ?? Infinity));
   const voices = mics.map((m) => {
     const i = input(m.file, Math.max(0, fromMs - m.mediaMs!) / 1000);
     filters.push(
-      `[${i}:a]aresample=48000,asetpts=PTS-STARTPTS,adelay=${Math.max(0, m.mediaMs! - fromMs)}:all=1[a${i}]`,
+      `[${i}:a]asetpts=PTS-STARTPTS,aresample=48000:async=1:min_hard_comp=0.02:first_pts=0,adelay=${Math.max(0, m.mediaMs! - fromMs)}:all=1[a${i}]`,
     );
     return `[a${i}]`;
   });

@@ -4,6 +4,8 @@
 import { appendFileSync, createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { HeadlessParticipant, type HeadlessOptions, type Publisher } from '../../src/sfu/client/participant.js';
+import type { RtpPacket } from 'werift';
+import { AUDIO_HOLD_TICKS, Reorder } from '../../src/media/reorder.js';
 import { SpeakerAudio } from './audio.js';
 
 /** One line of tracks.jsonl; a later line for the same file supersedes an earlier one. */
@@ -18,6 +20,8 @@ export interface VoiceTrack {
 
 interface Live {
   audio: SpeakerAudio;
+  /** packets in sequence order for the decoder (a jittery path reorders them) */
+  reorder: Reorder;
   out: WriteStream;
   entry: VoiceTrack;
   ssrc: number;
@@ -41,7 +45,7 @@ export class Listener {
     mkdirSync(join(dir, 'tracks'), { recursive: true });
     this.participant = new HeadlessParticipant({ ...call, subscribe: 'audio' });
     this.participant.onRtp((rtp, from) => {
-      if (from.kind === 'audio') this.receive(rtp.payload, rtp.header.timestamp, rtp.header.ssrc, from);
+      if (from.kind === 'audio') this.receive(rtp, from);
     });
     const p = this.participant;
     p.on('left', (who) => this.finish(who.sessionId));
@@ -81,7 +85,8 @@ export class Listener {
     return Date.now() - this.startedAt;
   }
 
-  private receive(payload: Buffer, timestamp: number, ssrc: number, from: Publisher): void {
+  private receive(rtp: RtpPacket, from: Publisher): void {
+    const { ssrc } = rtp.header;
     let t = this.live.get(from.sessionId);
     if (t && t.ssrc !== ssrc) {
       this.finish(from.sessionId); // the sender restarted its track: a new clock
@@ -100,17 +105,19 @@ export class Listener {
         out.write(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength));
         for (const h of this.handlers) h(from.sessionId, samples);
       });
-      t = { audio, out, entry, ssrc };
+      const reorder = new Reorder(AUDIO_HOLD_TICKS, (p) => audio.push(p.payload, p.header.timestamp));
+      t = { audio, reorder, out, entry, ssrc };
       this.live.set(from.sessionId, t);
       this.append(entry);
     }
-    t.audio.push(payload, timestamp);
+    t.reorder.push(rtp);
   }
 
   private finish(sessionId: string): void {
     const t = this.live.get(sessionId);
     if (!t) return;
     this.live.delete(sessionId);
+    t.reorder.flush();
     t.out.end();
     t.audio.free();
     this.append({ ...t.entry, endMs: this.elapsedMs });
