@@ -42,11 +42,29 @@ export interface MediaResult {
   log: string;
 }
 
-const SFU_PORTS: [number, number] = [47700, 47800];
-const ALICE_PORTS: [number, number] = [47900, 47910];
+// Ports no other test uses: a rule left behind by a killed run must not touch another test's call.
+const SFU_PORTS: [number, number] = [48100, 48200];
+const ALICE_PORTS: [number, number] = [48300, 48310];
+const RULE_COMMENT = 'calls-offloader-faults-';
 const RECORDER = fileURLToPath(new URL('../../workers/recorder/main.js', import.meta.url));
 
 const iptables = (...args: string[]) => execFileSync('iptables', args, { stdio: 'pipe' });
+
+/** Deletes the rules of runs that were killed before their `finally` (their PID is gone). */
+function purgeStaleRules(): void {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (const line of iptables('-S', 'OUTPUT').toString().split('\n')) {
+    const pid = line.match(new RegExp(`${RULE_COMMENT}(\\d+)`))?.[1];
+    if (pid && !alive(Number(pid))) iptables('-D', ...line.split(' ').slice(1));
+  }
+}
 
 /** Which 10 ms windows of the file carry the tone (RMS), and the longest run of frozen video. */
 function analyse(file: string, fromSec: number): Omit<MediaResult, 'exitCode' | 'recordedSec' | 'log' | 'netem'> {
@@ -79,6 +97,7 @@ function analyse(file: string, fromSec: number): Omit<MediaResult, 'exitCode' | 
 }
 
 export async function recordWithFault(fault: MediaFault, callSec: number, atSec: number): Promise<MediaResult> {
+  purgeStaleRules();
   const dir = mkdtempSync(join(tmpdir(), 'co-media-fault-'));
   const h = new JobProgramHarness(RECORDER, SFU_PORTS);
   await h.start();
@@ -110,7 +129,7 @@ export async function recordWithFault(fault: MediaFault, callSec: number, atSec:
   let netemOut = '';
   const rules: string[][] = [];
   const rule = (...spec: string[]) => {
-    spec.push('-m', 'comment', '--comment', `calls-offloader-faults-${process.pid}`);
+    spec.push('-m', 'comment', '--comment', `${RULE_COMMENT}${process.pid}`);
     iptables('-A', ...spec);
     rules.push(spec);
   };
@@ -135,7 +154,20 @@ export async function recordWithFault(fault: MediaFault, callSec: number, atSec:
       netem.stdout!.on('data', (c) => (netemOut += c));
       await waitFor('netem ready', () => netemOut.includes('ready'), 10_000);
       const ports = `${SFU_PORTS[0]}:${SFU_PORTS[1]}`;
-      rule('OUTPUT', '-p', 'udp', '-m', 'multiport', '--ports', ports, '-j', 'NFQUEUE', '--queue-num', '7');
+      rule(
+        'OUTPUT',
+        '-p',
+        'udp',
+        '-m',
+        'multiport',
+        '--ports',
+        ports,
+        '-j',
+        'NFQUEUE',
+        '--queue-num',
+        '7',
+        '--queue-bypass',
+      );
     }
     if (fault.dropSec) {
       const ports = `${ALICE_PORTS[0]}:${ALICE_PORTS[1]}`;
