@@ -15,6 +15,7 @@ cp -r dist package.json package-lock.json "$stage/app/"
 rm -rf "$stage/app/dist/test" "$stage/app/dist/bench"
 cp docker/job-entrypoint.sh "$stage/app/"
 (cd "$stage/app" && ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev --no-audit --no-fund --ignore-scripts >/dev/null)
+node docker/prune-job-modules.mjs "$stage/app"
 mkdir -p "$stage/app/models"
 for size in ${WHISPER_MODELS:-}; do
   if [ -f "models/ggml-$size.bin" ]; then cp "models/ggml-$size.bin" "$stage/app/models/";

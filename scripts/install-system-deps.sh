@@ -12,12 +12,14 @@
 #   time          GNU time: CPU and memory of a job and its children in bench/recorder
 #   docker.io     the Docker runner's engine (scripts/ensure-docker.sh starts it for the tests);
 #   busybox-static  the image the Docker runner's tests build from local files
+#   debootstrap   the Debian base of the job image where no registry is reachable
+#                 (docker/build-job-image.sh --local-base, npm run test:job-image)
 #   iptables, libnetfilter-queue-dev  the media-path fault tests: packets of a test call dropped,
 #                 delayed and reordered by test/fixtures/netem/netem.c (the kernel has no netem qdisc)
 set -euo pipefail
 packages=(redis-server util-linux ffmpeg chromium espeak-ng fonts-dejavu-core openssl time
   pocketsphinx pocketsphinx-en-us pocketsphinx-testdata libpocketsphinx-dev gcc libc6-dev pkg-config
-  docker.io busybox-static iptables libnetfilter-queue-dev)
+  docker.io busybox-static debootstrap iptables libnetfilter-queue-dev)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

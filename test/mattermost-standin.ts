@@ -65,12 +65,15 @@ export class MattermostStandIn {
   readonly log: string[] = [];
   /** answer 500 to the next n requests (a Mattermost that is down for a while) */
   failNext = 0;
+  /** answer each bot API request this many ms late (a Mattermost under load) */
+  delayMs = 0;
   /** the plugin's call jobs (recording or transcription ids), as recording/start creates them */
   readonly jobs = new Map<string, { callId: string; started: boolean }>();
   /** the calls held here */
   readonly calls: Sfu;
   private readonly userSecret = randomBytes(32).toString('hex');
   private unreachableUntil = 0;
+  private httpDownUntil = 0;
   private server?: Server;
   url = '';
 
@@ -160,6 +163,11 @@ export class MattermostStandIn {
     for (const id of this.botSessions(callId)) this.calls.dropSocket(id);
   }
 
+  /** Mattermost unreachable for `ms`: every bot API connection is cut before an answer. */
+  goDown(ms: number): void {
+    this.httpDownUntil = Date.now() + ms;
+  }
+
   /** The bytes of a file uploaded in full. */
   file(id: string): Buffer | undefined {
     return this.files.get(id)?.data;
@@ -169,6 +177,11 @@ export class MattermostStandIn {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     // the call page and its scripts, as the plugin serves its webapp
     if (!path.startsWith(BASE) && this.calls.handleHttp(req, res)) return;
+    if (Date.now() < this.httpDownUntil) {
+      this.log.push(`${req.method} ${path} cut`);
+      return void req.socket.destroy();
+    }
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     const reply = (status: number, body?: unknown) => {
       this.log.push(`${req.method} ${path} ${status}`);
       if (body === undefined) {

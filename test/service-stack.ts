@@ -87,6 +87,29 @@ export class ServiceStack {
   }
 
   /** POST /jobs as the plugin does, after recording/start made the plugin's job (the bot may join for it). */
+  /** A recording job's request as the plugin sends it for a call held by the stand-in. */
+  recordingJob(callId: string, recordingId = ids()) {
+    return {
+      type: 'recording',
+      max_duration_sec: 600,
+      runner: 'mattermost/calls-recorder:v0.8.13',
+      input_data: {
+        site_url: this.mm.url,
+        call_id: callId,
+        post_id: ids(),
+        recording_id: recordingId,
+        auth_token: this.authToken,
+        width: 1280,
+        height: 720,
+        video_rate: 1000,
+        audio_rate: 64,
+        frame_rate: 15,
+        video_preset: 'ultrafast',
+        output_format: 'mp4',
+      },
+    };
+  }
+
   createJob(body: { type: string; input_data: Record<string, unknown> } & Record<string, unknown>) {
     const pluginJob = body.input_data.recording_id ?? body.input_data.transcription_id;
     if (typeof pluginJob === 'string') this.mm.addJob(pluginJob, String(body.input_data.call_id));
@@ -94,7 +117,9 @@ export class ServiceStack {
   }
 
   /** Waits for the job to end; returns it with its log. */
+  /** The job once it has ended, and its log; a job that does not end fails the test with its log. */
   async finished(jobId: string, timeoutMs: number) {
+    const log = async () => (await this.request('GET', `/jobs/${jobId}/logs`)).text;
     const job = await waitFor(
       'job finished',
       async () => {
@@ -102,7 +127,9 @@ export class ServiceStack {
         return ['succeeded', 'failed', 'canceled'].includes(j.status) ? j : undefined;
       },
       timeoutMs,
-    );
-    return { job, log: (await this.request('GET', `/jobs/${jobId}/logs`)).text };
+    ).catch(async (err) => {
+      throw new Error(`${err.message}; its log:\n${await log()}`);
+    });
+    return { job, log: await log() };
   }
 }

@@ -43,8 +43,8 @@ export interface MediaResult {
 }
 
 // Ports no other test uses: a rule left behind by a killed run must not touch another test's call.
-const SFU_PORTS: [number, number] = [48100, 48200];
-const ALICE_PORTS: [number, number] = [48300, 48310];
+const SFU_PORTS: [number, number] = [46100, 46200];
+const ALICE_PORTS: [number, number] = [46300, 46310];
 const RULE_COMMENT = 'calls-offloader-faults-';
 const RECORDER = fileURLToPath(new URL('../../workers/recorder/main.js', import.meta.url));
 

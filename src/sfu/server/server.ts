@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from '../../log.js';
 import type { IceOptions } from '../ice.js';
-import { type Action, RECONNECT_WINDOW_MS, actions } from '../protocol/calls.js';
+import { type Action, type EventName, RECONNECT_WINDOW_MS, actions } from '../protocol/calls.js';
 import { PREFIX, ProtocolError, type WsRequest, decodeRequest, isObject, unpackSdp } from '../protocol/wire.js';
 import { Call } from './call.js';
 import { type Identity, WsConnection } from './connection.js';
@@ -46,6 +46,8 @@ const PORTS_PER_SESSION = 2;
 const AUTH_TIMEOUT_MS = 5_000;
 /** The plugin's per-session rate limit: 10 messages a second, bursts of 100; the excess is dropped. */
 const RATE = { perSecond: 10, burst: 100 };
+/** Events kept for a session whose socket dropped, as Mattermost's websocket dead queue (128). */
+const MISSED_EVENTS = 128;
 /** The bot API's profile route: a session's user, for the job's display names. */
 const PROFILE = /^\/plugins\/com\.mattermost\.calls\/bot\/calls\/([a-z0-9]{26})\/sessions\/([a-z0-9]{26})\/profile$/;
 
@@ -54,6 +56,8 @@ interface Entry {
   session: RtcSession;
   conn?: WsConnection;
   dropTimer?: NodeJS.Timeout;
+  /** events that came while the socket was gone, sent on reconnect (Mattermost's dead queue) */
+  missed: { event: EventName; data: Record<string, unknown> }[];
   tokens: number;
   refilledAt: number;
 }
@@ -112,7 +116,16 @@ export class Sfu {
 
   /** `job_stop` to every bot connection, as the plugin tells the Calls bot to stop a job. */
   stopJob(jobId: string): void {
-    for (const conn of this.connections) if (conn.identity?.role === 'bot') conn.event('job_stop', { job_id: jobId });
+    for (const conn of this.connections)
+      if (conn.identity?.role === 'bot' && !conn.sessionId) conn.event('job_stop', { job_id: jobId });
+    for (const entry of this.entries.values())
+      if (entry.session.identity.role === 'bot') this.toSession(entry, 'job_stop', { job_id: jobId });
+  }
+
+  /** An event to a session's socket; while it is gone, kept for its reconnection (as Mattermost does). */
+  private toSession(entry: Entry, event: EventName, data: Record<string, unknown>): void {
+    if (entry.conn) entry.conn.event(event, data, entry.call.id);
+    else if (entry.missed.length < MISSED_EVENTS) entry.missed.push({ event, data });
   }
 
   /** A host ended the call: `call_end` to everyone in it, and the sessions closed 5 s later. */
@@ -382,7 +395,10 @@ export class Sfu {
       call = new Call(
         callId,
         this.opts.ice,
-        (s, event, data) => this.entries.get(s.id)?.conn?.event(event, data, s.callId),
+        (s, event, data) => {
+          const entry = this.entries.get(s.id);
+          if (entry) this.toSession(entry, event, data);
+        },
         (c) => {
           if (this.calls.get(c.id) === c) this.calls.delete(c.id);
         },
@@ -391,7 +407,7 @@ export class Sfu {
       this.calls.set(callId, call);
     }
     const session = call.join(conn.id, identity);
-    this.entries.set(session.id, { call, session, conn, tokens: RATE.burst, refilledAt: Date.now() });
+    this.entries.set(session.id, { call, session, conn, missed: [], tokens: RATE.burst, refilledAt: Date.now() });
     conn.sessionId = session.id;
     conn.event('join', { connID: conn.id }, callId);
     conn.event('call_state', { channel_id: callId, call: JSON.stringify(call.state()) }, callId);
@@ -411,6 +427,7 @@ export class Sfu {
     clearTimeout(entry.dropTimer);
     entry.conn = conn;
     conn.sessionId = entry.session.id;
+    for (const { event, data } of entry.missed.splice(0)) conn.event(event, data, entry.call.id);
   }
 
   private disconnected(conn: WsConnection): void {
