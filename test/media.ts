@@ -179,3 +179,43 @@ export async function flashAndBeep(
   });
   return ffmpeg;
 }
+
+/**
+ * Where the flashes and beeps of `flashAndBeep` media are in a recording (s), and each flash's
+ * offset to its nearest beep (beep minus flash). Flashes are frames whose mean luma crosses 128
+ * (within `crop`, ffmpeg's w:h:x:y, when the flashing picture is a tile); beeps are 10 ms windows
+ * whose RMS crosses 1000 above 800 Hz (other voices in the mix are lower tones). From `fromSec`.
+ */
+export function avOffsets(
+  file: string,
+  fps: number,
+  opts: { crop?: string; fromSec?: number } = {},
+): { flashes: number[]; beeps: number[]; offsets: number[] } {
+  const seek = opts.fromSec ? ['-ss', String(opts.fromSec)] : [];
+  const read = (args: string[]) =>
+    execFileSync('ffmpeg', ['-loglevel', 'error', ...seek, '-i', file, ...args, '-'], { maxBuffer: 1 << 30 });
+  const luma = read([
+    '-vf',
+    `${opts.crop ? `crop=${opts.crop},` : ''}scale=32:18`,
+    '-pix_fmt',
+    'gray',
+    '-f',
+    'rawvideo',
+  ]);
+  const frames = Array.from(
+    { length: luma.length / 576 },
+    (_, i) => luma.subarray(i * 576, (i + 1) * 576).reduce((a, b) => a + b, 0) / 576,
+  );
+  const flashes = frames.flatMap((y, i) => (y > 128 && (i === 0 || frames[i - 1]! <= 128) ? [i / fps] : []));
+  const pcm = read(['-af', 'highpass=f=800', '-ac', '1', '-ar', '8000', '-f', 's16le']);
+  const windows = Array.from({ length: Math.floor(pcm.length / 160) }, (_, w) => {
+    let sum = 0;
+    for (let i = w * 160; i < w * 160 + 160; i += 2) sum += pcm.readInt16LE(i) ** 2;
+    return Math.sqrt(sum / 80);
+  });
+  const beeps = windows.flatMap((r, w) => (r > 1000 && (w === 0 || windows[w - 1]! <= 1000) ? [w / 100] : []));
+  const offsets = flashes.map((f) =>
+    beeps.reduce((best, b) => (Math.abs(b - f) < Math.abs(best) ? b - f : best), Infinity),
+  );
+  return { flashes, beeps, offsets };
+}

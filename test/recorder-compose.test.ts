@@ -213,6 +213,43 @@ describe('recorder compose', () => {
     );
   });
 
+  it('a voice that stops without its track ending (a muted or frozen sender) is left out of the parts after it, which finish', {
+    timeout: 120_000,
+  }, async () => {
+    const dir = join(root, 'stopped-voice');
+    mkdirSync(join(dir, 'tracks'), { recursive: true });
+    const tone = (name: string, frequency: number, seconds: number) => {
+      execFileSync('ffmpeg', [
+        ...['-loglevel', 'error', '-f', 'lavfi', '-i', `sine=frequency=${frequency}:duration=${seconds}`],
+        ...['-c:a', 'libopus', '-b:a', '64k', join(dir, 'tracks', `${name}.webm`)],
+      ]);
+      const mic: TrackEntry = {
+        file: join('tracks', `${name}.webm`),
+        sessionId: name,
+        userId: name,
+        displayName: name,
+        source: 'mic',
+        startMs: 0,
+        mediaMs: 0,
+      };
+      return mic;
+    };
+    // Ann's packets stop at 2 s and Bob's at 6 s, their tracks still open; the second part (4-8 s)
+    // starts past Ann's file's end: ffmpeg's amix with an input that has nothing in the part, and
+    // another that ends within it, never finished (100 % CPU, deaf to SIGTERM).
+    const file = await compose(
+      dir,
+      [tone('ann', 440, 2), tone('bob', 880, 6)],
+      ['ann', 'bob'].map((who) => ({ t: 0, sessionId: who, displayName: who, event: 'joined' as const })),
+      8000,
+      4000,
+    );
+    const seconds = Number(
+      execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', file]).toString(),
+    );
+    assert.ok(Math.abs(seconds - 8) < 0.2, `the recording lasts 8 s: ${seconds}`);
+  });
+
   it('shows a screen share full frame from the moment it started, held on its last picture if it ran short of its slot', async () => {
     // The share was announced until 5 s, but its file holds only 2 s: the last picture stays.
     const dir = join(root, 'screen');

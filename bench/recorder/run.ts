@@ -8,20 +8,23 @@
 // call, next to upstream's published vCPU per recording.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { MattermostStandIn } from '../../test/mattermost-standin.js';
-import { rtpSource, slides } from '../../test/media.js';
+import { avOffsets, flashAndBeep, rtpSource, slides } from '../../test/media.js';
 
 const RECORDER = fileURLToPath(new URL('../../workers/recorder/main.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
-// Parts of a third of the recording: most of it is composed during the call, as with the default
-// 120 s parts in a long call, and "stop → posted" is the last part and the join.
-const PART_SEC = String(Math.max(2, Math.round(SECONDS / 3)));
+// The recorder's own part length unless BENCH_PART_SEC says otherwise: "stop → posted" is the last
+// part and the join.
+const PART_SEC = process.env.BENCH_PART_SEC;
+// BENCH_SYNC=1: the first camera tile flashes and beeps together every 2 s (sent live), and the
+// row reports the A/V offset over the last minute of the file.
+const SYNC = process.env.BENCH_SYNC === '1';
 const id = () => randomBytes(13).toString('hex');
 
 const profiles = {
@@ -86,6 +89,8 @@ interface Row {
   stopToPostedS: number;
   fileMb: number;
   floor: number;
+  /** beep minus flash over the last minute (s): min, mean, max */
+  sync?: [number, number, number];
 }
 
 type Content = 'screen share' | 'slides' | 'camera tiles';
@@ -155,6 +160,18 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     });
     await p.join();
     const published = await p.publish(...tracks);
+    if (SYNC && i === 0 && published.camera && published.mic) {
+      const { camera, mic } = published;
+      sources.push(
+        await flashAndBeep(
+          (rtp) => camera.writeRtp(rtp),
+          (rtp) => mic.writeRtp(rtp),
+          SECONDS + 20,
+        ),
+      );
+      people.push(p);
+      return;
+    }
     for (const [source, track] of Object.entries(published)) {
       const [file, payloadType] =
         source === 'mic'
@@ -202,7 +219,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
       ...quality,
       AUDIO_RATE: '64',
       OUTPUT_FORMAT: 'mp4',
-      PART_SEC,
+      ...(PART_SEC ? { PART_SEC } : {}),
       SITE_URL: mm.url,
       CALL_ID: call,
       POST_ID: id(),
@@ -239,6 +256,17 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const [user, sys, maxKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
   const m = /stopping after ([\d.]+) s \(capture used ([\d.]+) s of CPU\)/.exec(log)!;
   const fileId = mm.recordings[0]!.body.FileIDs[0]!;
+  let sync: Row['sync'];
+  if (SYNC) {
+    const mp4 = join(dir, 'recording.mp4');
+    writeFileSync(mp4, mm.file(fileId)!);
+    const w = Number(quality.WIDTH) / 2;
+    const h = Number(quality.HEIGHT) / 2;
+    const fromSec = Math.max(0, Number(m[1]) - 60);
+    const { offsets } = avOffsets(mp4, Number(quality.FRAME_RATE), { crop: `${w}:${h}:0:0`, fromSec });
+    const near = offsets.filter((o) => Math.abs(o) < 1); // a flash with its own beep
+    sync = [Math.min(...near), near.reduce((a, b) => a + b, 0) / near.length, Math.max(...near)];
+  }
   const row: Row = {
     content,
     profile,
@@ -249,6 +277,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     stopToPostedS: (postedAt - stoppedAt) / 1000,
     fileMb: mm.file(fileId)!.length / 1e6,
     floor: encodeFloor(content, profile),
+    sync,
   };
   await mm.close();
   rmSync(dir, { recursive: true, force: true });
@@ -268,18 +297,24 @@ rmSync(media, { recursive: true, force: true });
 
 const f = (n: number, d = 2) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 console.log(
-  `\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in parts of ${PART_SEC} s; publishers send pre-encoded media)\n`,
+  `\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in parts of ${PART_SEC ?? "the recorder's default"} s; publishers send pre-encoded media)\n`,
 );
 console.log(
-  '| content | profile | CPU s per recorded min: live capture | compose (parts, join) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | peak RSS | stop → posted | file size per hour |',
+  '| content | profile | CPU s per recorded min: live capture | compose (parts, join) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | ours ÷ x264 alone | peak RSS | stop → posted | file size per hour |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const perMin = (s: number) => (s / r.recordedS) * 60;
   const vcpu = r.totalCpuS / r.recordedS;
   const upstream = profiles[r.profile].upstreamVcpu;
   console.log(
-    `| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.floor, 3)} | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f(((r.fileMb / r.recordedS) * 3600) / 1000, 2)} GB |`,
+    `| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.floor, 3)} | ${f(vcpu / r.floor, 2)}× | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f(((r.fileMb / r.recordedS) * 3600) / 1000, 2)} GB |`,
+  );
+}
+for (const r of rows.filter((r) => r.sync)) {
+  const [lo, mean, hi] = r.sync!.map((o) => f(o, 3));
+  console.log(
+    `\n${r.content}, ${r.profile}: beep minus flash over the last minute of ${f(r.recordedS, 0)} s: mean ${mean} s (${lo} to ${hi})`,
   );
 }
 const live = Math.max(...rows.map((r) => r.captureCpuS / r.recordedS));

@@ -10,19 +10,28 @@ import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from './capture.js';
 import type { RecorderInputs } from './inputs.js';
 import { readLines } from '../shared/job.js';
+import { WebmIndex } from './webm-index.js';
 
 const FONT = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
 const execFileAsync = promisify(execFile);
 
 export interface Recording {
-  tracks: (TrackEntry & { stretch: number })[];
+  /**
+   * `lastFrameMs`: where the file's last frame is on the recording's clock; `untilMs`: where the
+   * track's media ends, its end when it ended, else its last frame (a picture held 2 s past it).
+   * A sender that stopped sending without ending its track (muted, frozen, gone) is not read in
+   * the parts past its file's end: ffmpeg's amix with an input that has nothing in the part never
+   * finishes, and ignores SIGTERM while it spins.
+   */
+  tracks: (TrackEntry & { stretch: number; lastFrameMs: number; untilMs: number })[];
   events: CallEvent[];
   durationMs: number;
 }
 
 /**
- * The captured tracks (with their end when known) and events of a recording directory. It reads
- * the files with ffprobe, asynchronously: it also runs during the call, beside the capture.
+ * The captured tracks (with their end when known) and events of a recording directory. During the
+ * call it reads only what capture appended since the last part; without `durationMs` (a recorder
+ * that died) ffprobe reads each file's end, asynchronously.
  */
 export async function readRecording(dir: string, durationMs?: number): Promise<Recording> {
   const byFile = new Map<string, TrackEntry>();
@@ -31,9 +40,13 @@ export async function readRecording(dir: string, durationMs?: number): Promise<R
   const found = [...byFile.values()].filter(
     (t) => t.mediaMs !== undefined && existsSync(join(dir, t.file)) && statSync(join(dir, t.file)).size > 0,
   );
-  const tracks = await Promise.all(
-    found.map(async (t) => ({ ...t, stretch: t.rtpFrameMs ? await stretchFor(join(dir, t.file), t.rtpFrameMs) : 1 })),
-  );
+  const tracks = found.map((t) => {
+    const index = indexFor(join(dir, t.file));
+    const stretch = t.rtpFrameMs ? stretchFor(index, t.rtpFrameMs) : 1;
+    const lastFrameMs = index.frames === 0 ? -Infinity : t.mediaMs! + index.lastMs * stretch;
+    const held = lastFrameMs + (t.source === 'mic' ? OPUS_FRAME_MS : PICTURE_HOLD_MS);
+    return { ...t, stretch, lastFrameMs, untilMs: Math.min(t.endMs ?? Infinity, held) };
+  });
   const events = readLines<CallEvent>(join(dir, 'events.jsonl'));
   if (durationMs !== undefined) return { tracks, events, durationMs };
   // Without the recorded duration (the recorder died), the media itself says how far it got.
@@ -43,7 +56,7 @@ export async function readRecording(dir: string, durationMs?: number): Promise<R
   return { tracks, events, durationMs: Math.max(0, ...events.map((e) => e.t), ...ends) };
 }
 
-/** Packet times (s) and durations of a file's first stream, as written. */
+/** Packet times (s) and durations of a file's first stream, as written (ffprobe reads it all). */
 async function packets(file: string): Promise<{ pts: number; duration: number }[]> {
   try {
     const { stdout } = await execFileAsync(
@@ -69,11 +82,17 @@ async function mediaDurationMs(file: string): Promise<number> {
   return Math.round((await packets(file)).reduce((end, p) => Math.max(end, p.pts + p.duration), 0) * 1000);
 }
 
+const OPUS_FRAME_MS = 20;
+const PICTURE_HOLD_MS = 2000;
+const SEEK_MARGIN_MS = 100;
+
+/** Each file's frames counted so far: a part reads only what capture appended since the last. */
+const indexes = new Map<string, WebmIndex>();
+const indexFor = (file: string) => (indexes.get(file) ?? indexes.set(file, new WebmIndex(file)).get(file)!).update();
+
 /** How much to stretch a video file's times so its mean frame interval matches the sender's clock. */
-async function stretchFor(file: string, rtpFrameMs: number): Promise<number> {
-  const all = await packets(file);
-  const lastPts = all.reduce((last, p) => Math.max(last, p.pts), 0);
-  const factor = all.length > 1 && lastPts > 0 ? rtpFrameMs / 1000 / (lastPts / (all.length - 1)) : 1;
+function stretchFor(index: WebmIndex, rtpFrameMs: number): number {
+  const factor = index.frames > 1 && index.lastMs > 0 ? rtpFrameMs / (index.lastMs / (index.frames - 1)) : 1;
   return factor > 0.9 && factor < 1.1 ? factor : 1; // anything further off is not rounding
 }
 
@@ -142,7 +161,7 @@ function lane(
   sorted.forEach((t, k) => {
     const start = frameAt(t.mediaMs!, fps);
     const from = Math.max(at, start);
-    const endMs = Math.min(t.endMs ?? Infinity, sorted[k + 1]?.mediaMs ?? Infinity);
+    const endMs = Math.min(t.untilMs, sorted[k + 1]?.mediaMs ?? Infinity);
     const to = Math.min(f1, Number.isFinite(endMs) ? frameAt(endMs, fps) : f1);
     if (to <= from) return;
     gap(from - at);
@@ -185,6 +204,8 @@ export function partArgs(
   const span: [number, number] = [frameAt(fromMs, fps), frameAt(toMs, fps)];
   const seconds = ((span[1] - span[0]) / fps).toFixed(6);
   const overlaps = (a: number, b: number) => a < toMs && b > fromMs;
+  // Only files with media in this part are read: one with nothing after the seek stalls ffmpeg.
+  const inPart = rec.tracks.filter((t) => overlaps(t.mediaMs!, t.untilMs) && t.lastFrameMs > fromMs + SEEK_MARGIN_MS);
   const inputs: string[] = [];
   const filters: string[] = [];
   let count = 0;
@@ -193,7 +214,7 @@ export function partArgs(
     return count++;
   };
 
-  const screens = rec.tracks.filter((t) => t.source === 'screen' && overlaps(t.mediaMs!, t.endMs ?? Infinity));
+  const screens = inPart.filter((t) => t.source === 'screen');
   const present = intervals(rec.events, 'joined', ['left'], rec.durationMs);
   const people = [...present.entries()]
     .filter(([, spans]) => spans.some(([a, b]) => overlaps(a, b)))
@@ -211,7 +232,7 @@ export function partArgs(
     const cells = Array.from({ length: cols * rows }, (_, k) => {
       const sessionId = people[k]?.[0];
       const cameras =
-        sessionId === undefined ? [] : rec.tracks.filter((t) => t.source === 'camera' && t.sessionId === sessionId);
+        sessionId === undefined ? [] : inPart.filter((t) => t.source === 'camera' && t.sessionId === sessionId);
       lane(cameras, tw, th, 4, span, fps, input, filters, `c${k}`);
       return `[c${k}]`;
     });
@@ -253,7 +274,7 @@ export function partArgs(
   // never came (loss, a network gone for seconds, a muted sender's DTX) the file's timestamps jump:
   // aresample fills every gap of a packet or more with silence, or the voice would slide earlier
   // than the picture by all the gaps before it (5 s after a 5 s outage; seconds an hour at 5 % loss).
-  const mics = rec.tracks.filter((t) => t.source === 'mic' && overlaps(t.mediaMs!, t.endMs ?? Infinity));
+  const mics = inPart.filter((t) => t.source === 'mic');
   const voices = mics.map((m) => {
     const i = input(m.file, Math.max(0, fromMs - m.mediaMs!) / 1000);
     filters.push(
@@ -305,37 +326,17 @@ export function partArgs(
 }
 
 /**
- * ffmpeg arguments that join the parts (a concat list) into the MP4: the video copied, the voices
- * encoded to AAC in one pass (no seams between parts), `+faststart`.
+ * ffmpeg arguments that join the parts (a concat list) into the MP4 with `+faststart`: the video
+ * copied; the voices copied from `audio` (AudioEncoder: encoded during the call), or else encoded
+ * to AAC here in one pass (no seams between parts).
  */
-export function joinArgs(list: string, q: RecorderInputs, output: string): string[] {
+export function joinArgs(list: string, q: RecorderInputs, output: string, audio?: string): string[] {
   return [
-    '-hide_banner',
-    '-loglevel',
-    'error',
-    '-y',
-    '-f',
-    'concat',
-    '-safe',
-    '0',
-    '-i',
-    list,
-    '-map',
-    '0:v',
-    '-map',
-    '0:a',
-    '-c:v',
-    'copy',
-    '-c:a',
-    'aac',
-    '-b:a',
-    `${q.audio_rate}k`,
-    '-ar',
-    '48000',
-    '-movflags',
-    '+faststart',
-    '-f',
-    'mp4',
-    output,
+    ...['-hide_banner', '-loglevel', 'error', '-y'],
+    ...['-f', 'concat', '-safe', '0', '-i', list],
+    ...(audio
+      ? ['-i', audio, '-map', '0:v', '-map', '1:a', '-c', 'copy']
+      : ['-map', '0:v', '-map', '0:a', '-c:v', 'copy', '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000']),
+    ...['-movflags', '+faststart', '-f', 'mp4', output],
   ];
 }

@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   let bot: BotClient | undefined;
   try {
     inputs = recorderInputs(process.env);
-    partSec = Number(process.env.PART_SEC ?? 120);
+    partSec = Number(process.env.PART_SEC ?? 10);
     if (!Number.isInteger(partSec) || partSec < 2 || partSec > 3600)
       throw new Error('PART_SEC must be a whole number of seconds from 2 to 3600');
     dir = workerSetting('JOB_DIR');

@@ -1,17 +1,21 @@
-// The recording composed in parts: while the call goes on, each finished part (PART_SEC, default
-// 120 s) is composed at low priority, so on stop only the last part and the join remain, and a
-// long call is posted soon after it ends instead of after a compose of the whole call. Parts are
-// files in `parts/` named by their window, written under a temporary name and renamed when
-// complete: the recovery run after a crash reuses them.
+// The recording composed continuously, in parts: while the call goes on, each finished part
+// (PART_SEC, default 10 s) is composed at low priority and its sound added to the call's AAC
+// encode, so on stop only the last seconds and a join that copies remain, whatever the call's
+// length (parts of 120 s left up to two minutes to compose after the stop; 20 s parts cost 7 %
+// less CPU than 10 s ones but left 17 s from stop to post with four cameras). Parts are files in
+// `parts/` named by their window, written under a temporary name and renamed when complete: the
+// recovery run after a crash reuses them.
 import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ffmpeg } from '../shared/ffmpeg.js';
+import { AudioEncoder, samplesAt } from './audio-encoder.js';
 import type { Capture } from './capture.js';
 import { frameAt, joinArgs, partArgs, readRecording, type Window } from './compose.js';
 import type { RecorderInputs } from './inputs.js';
 
 const KEYFRAME_LEAD_MS = 1500; // ask this long before a part begins, so a keyframe sits just before it
 const SETTLE_MS = 3000; // compose a part this long after it ends: late packets are written by then
+const NICE = 10; // the compose during the call must not slow the capture
 
 export class Parts {
   private readonly partsDir: string;
@@ -19,6 +23,8 @@ export class Parts {
   private askedFor = -1;
   private running?: Promise<void>;
   private failed = false;
+  /** the sound encoded part by part; none in a recovery run that found parts (the join encodes it all) */
+  private audio?: AudioEncoder;
 
   constructor(
     private readonly dir: string,
@@ -29,6 +35,7 @@ export class Parts {
     this.partsDir = join(dir, 'parts');
     mkdirSync(this.partsDir, { recursive: true });
     this.doneMs = this.chain().at(-1)?.toMs ?? 0; // parts an earlier run left
+    if (this.doneMs === 0) this.audio = new AudioEncoder(join(this.partsDir, 'audio.m4a'), inputs.audio_rate, NICE);
   }
 
   /** The parts on disk that follow on from the start, in order. */
@@ -51,6 +58,12 @@ export class Parts {
     await ffmpeg(partArgs(this.dir, await readRecording(this.dir, durationMs), this.inputs, w, temp), { nice });
     renameSync(temp, this.file(w));
     this.doneMs = w.toMs;
+    const fps = this.inputs.frame_rate;
+    await this.audio?.append(this.file(w), samplesAt(frameAt(w.toMs, fps), fps), nice).catch((err) => {
+      this.log(`the sound is left for the join: ${(err as Error).message}`);
+      this.audio?.abandon();
+      this.audio = undefined;
+    });
     this.log(
       `composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
@@ -66,7 +79,7 @@ export class Parts {
     }
     if (this.running || this.failed || elapsed < next + SETTLE_MS) return;
     capture.checkpoint();
-    this.running = this.compose({ fromMs: this.doneMs, toMs: next }, elapsed, 10)
+    this.running = this.compose({ fromMs: this.doneMs, toMs: next }, elapsed, NICE)
       .catch((err) => {
         // Not retried during the call: the end composes everything from here in one go.
         this.failed = true;
@@ -94,6 +107,10 @@ export class Parts {
         ]),
       ].join('\n')}\n`,
     );
-    await ffmpeg(joinArgs(list, this.inputs, output));
+    const audio = await this.audio
+      ?.close()
+      .then(() => this.audio!.file)
+      .catch((err) => void this.log(`the sound is encoded in the join: ${(err as Error).message}`));
+    await ffmpeg(joinArgs(list, this.inputs, output, audio ?? undefined));
   }
 }

@@ -1,5 +1,5 @@
 // ffmpeg as a child process: resolves when it succeeds, else an error with the last lines it printed.
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { setPriority } from 'node:os';
 
@@ -8,14 +8,36 @@ import { setPriority } from 'node:os';
 const SETPRIV = '/usr/bin/setpriv';
 const withPdeathsig = existsSync(SETPRIV);
 
-/** `nice`: a lower priority (1-19) for work that must not slow down what runs live. */
-export async function ffmpeg(args: string[], opts: { nice?: number } = {}): Promise<void> {
+export interface FfmpegOptions {
+  /** a lower priority (1-19) for work that must not slow down what runs live */
+  nice?: number;
+  /** a pipe for the media in (stdin) or out (stdout), instead of files */
+  pipe?: 'stdin' | 'stdout';
+}
+
+/** ffmpeg running: `done` settles when it exits, with its last lines if it failed. */
+export function startFfmpeg(args: string[], opts: FfmpegOptions = {}): { child: ChildProcess; done: Promise<void> } {
+  const stdio: ['pipe' | 'ignore', 'pipe' | 'inherit', 'pipe'] = [
+    opts.pipe === 'stdin' ? 'pipe' : 'ignore',
+    opts.pipe === 'stdout' ? 'pipe' : 'inherit',
+    'pipe',
+  ];
   const child = withPdeathsig
-    ? spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', 'ffmpeg', ...args], { stdio: ['ignore', 'inherit', 'pipe'] })
-    : spawn('ffmpeg', args, { stdio: ['ignore', 'inherit', 'pipe'] });
+    ? spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', 'ffmpeg', ...args], { stdio })
+    : spawn('ffmpeg', args, { stdio });
   if (opts.nice && child.pid) setPriority(child.pid, opts.nice);
   let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  if (code !== 0) throw new Error(`ffmpeg exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
+  const done = new Promise<void>((resolve, reject) =>
+    child.on('close', (code) =>
+      code === 0
+        ? resolve()
+        : reject(new Error(`ffmpeg exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`)),
+    ),
+  );
+  return { child, done };
+}
+
+export function ffmpeg(args: string[], opts: { nice?: number } = {}): Promise<void> {
+  return startFfmpeg(args, opts).done;
 }

@@ -1,0 +1,72 @@
+// WebmIndex against ffprobe on the same files: a WebM as ffmpeg writes it (sizes known, cues), one
+// written live (segment of unknown size, as capture's writer leaves it), and a file read while it
+// grows (the index updated after each append, as compose does).
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WebmIndex } from '../workers/recorder/webm-index.js';
+
+function probe(file: string): { frames: number; lastMs: number } {
+  const pts = execFileSync('ffprobe', [
+    '-v',
+    'error',
+    '-select_streams',
+    '0',
+    '-show_entries',
+    'packet=pts_time',
+    '-of',
+    'csv=p=0',
+    file,
+  ])
+    .toString()
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map(Number);
+  return { frames: pts.length, lastMs: Math.round(Math.max(...pts) * 1000) };
+}
+
+describe('WebM index', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'co-webm-'));
+  const file = join(dir, 'camera.webm');
+  execFileSync('ffmpeg', [
+    ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=15:duration=40'],
+    ...['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '300k', file],
+  ]);
+  const live = join(dir, 'live.webm');
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-c', 'copy', '-f', 'webm', '-live', '1', live]);
+  const whole = readFileSync(file);
+
+  for (const [name, path] of [
+    ['as ffmpeg writes a file', file],
+    ['written live', live],
+  ] as const) {
+    it(`counts the frames and finds the last time as ffprobe does: ${name}`, () => {
+      const index = new WebmIndex(path).update();
+      const expected = probe(path);
+      assert.equal(index.frames, expected.frames);
+      assert.equal(Math.round(index.lastMs), expected.lastMs);
+      assert.ok(index.frames >= 590, `frames ${index.frames}`);
+    });
+  }
+
+  it('reads a growing file in pieces cut anywhere, reaching the same counts', () => {
+    const growing = join(dir, 'growing.webm');
+    writeFileSync(growing, '');
+    const index = new WebmIndex(growing);
+    let seen = 0;
+    for (let at = 0; at < whole.length; ) {
+      const next = Math.min(whole.length, at + 1 + Math.floor(Math.random() * 50_000));
+      appendFileSync(growing, whole.subarray(at, next));
+      at = next;
+      index.update();
+      assert.ok(index.frames >= seen, 'never counts back');
+      seen = index.frames;
+    }
+    const full = new WebmIndex(file).update();
+    assert.deepEqual([index.frames, index.lastMs], [full.frames, full.lastMs]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
