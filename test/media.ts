@@ -184,7 +184,7 @@ export async function flashAndBeep(
  * Where the flashes and beeps of `flashAndBeep` media are in a recording (s), and each flash's
  * offset to its nearest beep (beep minus flash). Flashes are frames whose mean luma crosses 128
  * (within `crop`, ffmpeg's w:h:x:y, when the flashing picture is a tile); beeps are 10 ms windows
- * whose RMS crosses 1000 above 800 Hz (other voices in the mix are lower tones). From `fromSec`.
+ * whose RMS around 1 kHz crosses 1000 (other voices in the mix are lower tones). From `fromSec`.
  */
 export function avOffsets(
   file: string,
@@ -207,7 +207,8 @@ export function avOffsets(
     (_, i) => luma.subarray(i * 576, (i + 1) * 576).reduce((a, b) => a + b, 0) / 576,
   );
   const flashes = frames.flatMap((y, i) => (y > 128 && (i === 0 || frames[i - 1]! <= 128) ? [i / fps] : []));
-  const pcm = read(['-af', 'highpass=f=800', '-ac', '1', '-ar', '8000', '-f', 's16le']);
+  const band = 'bandpass=f=1000:width_type=q:width=5';
+  const pcm = read(['-af', `${band},${band}`, '-ac', '1', '-ar', '8000', '-f', 's16le']);
   const windows = Array.from({ length: Math.floor(pcm.length / 160) }, (_, w) => {
     let sum = 0;
     for (let i = w * 160; i < w * 160 + 160; i += 2) sum += pcm.readInt16LE(i) ** 2;

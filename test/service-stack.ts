@@ -81,12 +81,12 @@ export class ServiceStack {
     await page.goto(this.mm.joinUrl(callId, user, name));
     await page.waitForFunction(
       () => (window as any).callState?.published?.length === 2 && (window as any).callState.connected,
-      { timeout: 20_000 },
+      // Chromium's encoders, the recorder and its compose share 2 cores here
+      { timeout: 45_000 },
     );
     return page;
   }
 
-  /** POST /jobs as the plugin does, after recording/start made the plugin's job (the bot may join for it). */
   /** A recording job's request as the plugin sends it for a call held by the stand-in. */
   recordingJob(callId: string, recordingId = ids()) {
     return {
@@ -110,6 +110,7 @@ export class ServiceStack {
     };
   }
 
+  /** POST /jobs as the plugin does, after recording/start made the plugin's job (the bot may join for it). */
   createJob(body: { type: string; input_data: Record<string, unknown> } & Record<string, unknown>) {
     const pluginJob = body.input_data.recording_id ?? body.input_data.transcription_id;
     if (typeof pluginJob === 'string') this.mm.addJob(pluginJob, String(body.input_data.call_id));

@@ -91,6 +91,8 @@ interface Row {
   floor: number;
   /** beep minus flash over the last minute (s): min, mean, max */
   sync?: [number, number, number];
+  /** the recorder's own memory (MB) every 10 s of the call */
+  rssMb: number[];
 }
 
 type Content = 'screen share' | 'slides' | 'camera tiles';
@@ -233,7 +235,18 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   let log = '';
   child.stdout!.on('data', (c) => (log += c));
   while (!mm.statuses.some((s) => s.body.Status === 'started')) await new Promise((r) => setTimeout(r, 100));
+  // The recorder (GNU time's child), stopped as the worker does: SIGTERM. Its memory (the Node
+  // process alone, ffmpeg apart) is read every 10 s: it must stay flat however long the call.
+  const recorderPid = Number(
+    readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0],
+  );
+  const rssMb: number[] = [];
+  const sampling = setInterval(() => {
+    const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${recorderPid}/status`, 'utf8'))?.[1];
+    if (kb) rssMb.push(Number(kb) / 1024);
+  }, 10_000);
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  clearInterval(sampling);
   const stoppedAt = performance.now();
   const posted = new Promise<number>((resolve) => {
     const timer = setInterval(() => {
@@ -243,10 +256,6 @@ async function run(content: Content, profile: Profile): Promise<Row> {
       }
     }, 20);
   });
-  // Stop the recorder (GNU time's child) as the worker does: SIGTERM.
-  const recorderPid = Number(
-    readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0],
-  );
   process.kill(recorderPid, 'SIGTERM');
   const [code] = await once(child, 'exit');
   if (code !== 0) throw new Error(`recorder exited with ${code}:\n${log}`);
@@ -278,6 +287,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     fileMb: mm.file(fileId)!.length / 1e6,
     floor: encodeFloor(content, profile),
     sync,
+    rssMb,
   };
   await mm.close();
   rmSync(dir, { recursive: true, force: true });
@@ -309,6 +319,12 @@ for (const r of rows) {
   const upstream = profiles[r.profile].upstreamVcpu;
   console.log(
     `| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.floor, 3)} | ${f(vcpu / r.floor, 2)}× | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f(((r.fileMb / r.recordedS) * 3600) / 1000, 2)} GB |`,
+  );
+}
+for (const r of rows.filter((r) => r.rssMb.length >= 6)) {
+  const at = (i: number) => f(r.rssMb[i]!, 0);
+  console.log(
+    `\n${r.content}, ${r.profile}: the recorder's memory (Node alone) at 1 min ${at(5)} MB, halfway ${at(r.rssMb.length >> 1)} MB, at the end ${at(r.rssMb.length - 1)} MB, at most ${f(Math.max(...r.rssMb), 0)} MB`,
   );
 }
 for (const r of rows.filter((r) => r.sync)) {
