@@ -22,6 +22,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
 // The recorder's own part length unless BENCH_PART_SEC says otherwise: "stop → posted" is the last
 // part and the join.
 const PART_SEC = process.env.BENCH_PART_SEC;
+// Media is encoded once, at most this long, and looped: an hour of VP8 took 6 min per camera to make.
+const LOOP_SEC = 120;
 // BENCH_SYNC=1: the first camera tile flashes and beeps together every 2 s (sent live), and the
 // row reports the A/V offset over the last minute of the file.
 const SYNC = process.env.BENCH_SYNC === '1';
@@ -70,7 +72,7 @@ function encoded(source: string, codec: string[]): string {
       '-i',
       source,
       '-t',
-      String(SECONDS + 20),
+      String(Math.min(SECONDS + 20, LOOP_SEC)),
       ...codec,
       file,
     ]);
@@ -196,7 +198,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
       sources.push(
         await rtpSource(
           (rtp) => track.writeRtp(rtp),
-          ['-i', file],
+          ['-stream_loop', '-1', '-i', file, '-t', String(SECONDS + 20)],
           ['-c', 'copy', '-payload_type', String(payloadType)],
         ),
       );
