@@ -164,13 +164,17 @@ describe('transcription end to end', () => {
     );
     assert.ok(captionWer < 0.7, `caption WER ${captionWer.toFixed(2)}: ${JSON.stringify(captions)}`);
     assert.ok(job.output_data.captions.sent >= 3, JSON.stringify(job.output_data.captions));
-    // The service counts caption windows of finished jobs for Prometheus.
+    // The service counts caption windows of finished jobs for Prometheus, each as the job did
+    // (how many recognition dropped for falling behind depends on how loaded the machine is).
     const metrics = await (await fetch(`${stack.api.url}/metrics`)).text();
-    const captioned = Number(
-      /^calls_offloader_caption_windows_total\{outcome="captioned"\} (\d+)$/m.exec(metrics)?.[1],
-    );
-    assert.equal(captioned, job.output_data.captions.sent, metrics);
-    assert.match(metrics, /^calls_offloader_caption_windows_total\{outcome="dropped"\} 0$/m);
+    const windows = (outcome: string) =>
+      Number(
+        new RegExp(`^calls_offloader_caption_windows_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(
+          metrics,
+        )?.[1] ?? 0,
+      );
+    assert.equal(windows('captioned'), job.output_data.captions.sent, metrics);
+    assert.equal(windows('dropped'), job.output_data.captions.dropped, metrics);
     process.stdout.write(
       `# WER transcript Alice ${aliceWer.toFixed(2)} Bob ${bobWer.toFixed(2)}, captions Alice ${captionWer.toFixed(2)}; captions ${JSON.stringify(job.output_data.captions)}\n`,
     );
