@@ -11,6 +11,7 @@ import {
   call,
   cleanup,
   ids,
+  recordingJob,
   startApi,
   startWorker,
   testConfig,
@@ -89,25 +90,7 @@ export class ServiceStack {
 
   /** A recording job's request as the plugin sends it for a call held by the stand-in. */
   recordingJob(callId: string, recordingId = ids()) {
-    return {
-      type: 'recording',
-      max_duration_sec: 600,
-      runner: 'mattermost/calls-recorder:v0.8.13',
-      input_data: {
-        site_url: this.mm.url,
-        call_id: callId,
-        post_id: ids(),
-        recording_id: recordingId,
-        auth_token: this.authToken,
-        width: 1280,
-        height: 720,
-        video_rate: 1000,
-        audio_rate: 64,
-        frame_rate: 15,
-        video_preset: 'ultrafast',
-        output_format: 'mp4',
-      },
-    };
+    return recordingJob(callId, { site_url: this.mm.url, recording_id: recordingId, auth_token: this.authToken });
   }
 
   /** POST /jobs as the plugin does, after recording/start made the plugin's job (the bot may join for it). */
