@@ -184,14 +184,18 @@ export async function flashAndBeep(
  * Where the flashes and beeps of `flashAndBeep` media are in a recording (s), and each flash's
  * offset to its nearest beep (beep minus flash). Flashes are frames whose mean luma crosses 128
  * (within `crop`, ffmpeg's w:h:x:y, when the flashing picture is a tile); beeps are 10 ms windows
- * whose RMS around 1 kHz crosses 1000 (other voices in the mix are lower tones). From `fromSec`.
+ * whose RMS around 1 kHz crosses 1000 (other voices in the mix are lower tones). From `fromSec`,
+ * for `forSec`.
  */
 export function avOffsets(
   file: string,
   fps: number,
-  opts: { crop?: string; fromSec?: number } = {},
+  opts: { crop?: string; fromSec?: number; forSec?: number } = {},
 ): { flashes: number[]; beeps: number[]; offsets: number[] } {
-  const seek = opts.fromSec ? ['-ss', String(opts.fromSec)] : [];
+  const seek = [
+    ...(opts.fromSec ? ['-ss', String(opts.fromSec)] : []),
+    ...(opts.forSec ? ['-t', String(opts.forSec)] : []),
+  ];
   const read = (args: string[]) =>
     execFileSync('ffmpeg', ['-loglevel', 'error', ...seek, '-i', file, ...args, '-'], { maxBuffer: 1 << 30 });
   const luma = read([

@@ -110,7 +110,7 @@ async function compose(
     partMs,
     () => undefined,
   );
-  parts.whileCapturing({ elapsedMs: durationMs, checkpoint: () => undefined, requestKeyframes: () => undefined });
+  parts.whileCapturing({ elapsedMs: durationMs, requestKeyframes: () => undefined });
   const output = join(dir, 'recording.mp4');
   await parts.finish(durationMs, output);
   return output;

@@ -8,7 +8,7 @@
 // call, next to upstream's published vCPU per recording.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,10 +91,36 @@ interface Row {
   stopToPostedS: number;
   fileMb: number;
   floor: number;
-  /** beep minus flash over the last minute (s): min, mean, max */
-  sync?: [number, number, number];
+  /** beep minus flash over the first and the last minute (s): min, mean, max */
+  sync?: { first: [number, number, number]; last: [number, number, number] };
   /** the recorder's own memory (MB) every 10 s of the call */
   rssMb: number[];
+  /** the most memory (MB) seen of each kind of ffmpeg the recorder ran */
+  ffmpegMb: Map<string, number>;
+}
+
+/** What an ffmpeg the recorder runs is for, from its arguments. */
+function ffmpegRole(args: string[]): string {
+  if (args.includes('concat')) return 'join';
+  if (args.includes('pipe:0')) return 'sound encode (whole call)';
+  if (args.includes('-filter_complex')) return 'part compose';
+  return 'part sound decode';
+}
+
+/** The processes below `pid`, with their arguments and memory (MB). */
+function descendants(pid: number): { args: string[]; rssMb: number }[] {
+  try {
+    const children = readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+      readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number),
+    );
+    return children.flatMap((child) => {
+      const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child}/status`, 'utf8'))?.[1];
+      const args = readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0');
+      return [{ args, rssMb: Number(kb ?? 0) / 1024 }, ...descendants(child)];
+    });
+  } catch {
+    return []; // it ended while being read
+  }
 }
 
 type Content = 'screen share' | 'slides' | 'camera tiles';
@@ -243,12 +269,20 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0],
   );
   const rssMb: number[] = [];
+  const ffmpegMb = new Map<string, number>();
+  let samples = 0;
+  // Every 2 s the ffmpegs (a part's compose lasts seconds), every 10 s the recorder itself; the
+  // ffmpegs still after the stop too (the last part, the join).
   const sampling = setInterval(() => {
+    for (const { args, rssMb: mb } of descendants(recorderPid).filter((p) => p.args[0] === 'ffmpeg')) {
+      const role = ffmpegRole(args);
+      ffmpegMb.set(role, Math.max(mb, ffmpegMb.get(role) ?? 0));
+    }
+    if (samples++ % 5 !== 0) return;
     const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${recorderPid}/status`, 'utf8'))?.[1];
     if (kb) rssMb.push(Number(kb) / 1024);
-  }, 10_000);
+  }, 2_000);
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
-  clearInterval(sampling);
   const stoppedAt = performance.now();
   const posted = new Promise<number>((resolve) => {
     const timer = setInterval(() => {
@@ -262,6 +296,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const [code] = await once(child, 'exit');
   if (code !== 0) throw new Error(`recorder exited with ${code}:\n${log}`);
   const postedAt = await posted;
+  clearInterval(sampling);
   for (const s of sources) s.kill('SIGKILL');
   for (const p of people) p.leave();
   const [user, sys, maxKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
@@ -273,10 +308,12 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     writeFileSync(mp4, mm.file(fileId)!);
     const w = Number(quality.WIDTH) / 2;
     const h = Number(quality.HEIGHT) / 2;
-    const fromSec = Math.max(0, Number(m[1]) - 60);
-    const { offsets } = avOffsets(mp4, Number(quality.FRAME_RATE), { crop: `${w}:${h}:0:0`, fromSec });
-    const near = offsets.filter((o) => Math.abs(o) < 1); // a flash with its own beep
-    sync = [Math.min(...near), near.reduce((a, b) => a + b, 0) / near.length, Math.max(...near)];
+    const minute = (fromSec: number): [number, number, number] => {
+      const { offsets } = avOffsets(mp4, Number(quality.FRAME_RATE), { crop: `${w}:${h}:0:0`, fromSec, forSec: 60 });
+      const near = offsets.filter((o) => Math.abs(o) < 1); // a flash with its own beep
+      return [Math.min(...near), near.reduce((a, b) => a + b, 0) / near.length, Math.max(...near)];
+    };
+    sync = { first: minute(0), last: minute(Math.max(0, Number(m[1]) - 60)) };
   }
   const row: Row = {
     content,
@@ -290,6 +327,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     floor: encodeFloor(content, profile),
     sync,
     rssMb,
+    ffmpegMb,
   };
   await mm.close();
   rmSync(dir, { recursive: true, force: true });
@@ -326,13 +364,14 @@ for (const r of rows) {
 for (const r of rows.filter((r) => r.rssMb.length >= 6)) {
   const at = (i: number) => f(r.rssMb[i]!, 0);
   console.log(
-    `\n${r.content}, ${r.profile}: the recorder's memory (Node alone) at 1 min ${at(5)} MB, halfway ${at(r.rssMb.length >> 1)} MB, at the end ${at(r.rssMb.length - 1)} MB, at most ${f(Math.max(...r.rssMb), 0)} MB`,
+    `\n${r.content}, ${r.profile}: the recorder's memory (Node alone) at 1 min ${at(5)} MB, halfway ${at(r.rssMb.length >> 1)} MB, at the end ${at(r.rssMb.length - 1)} MB, at most ${f(Math.max(...r.rssMb), 0)} MB; ` +
+      `its ffmpegs at most: ${[...r.ffmpegMb].map(([role, mb]) => `${role} ${f(mb, 0)} MB`).join(', ')}`,
   );
 }
 for (const r of rows.filter((r) => r.sync)) {
-  const [lo, mean, hi] = r.sync!.map((o) => f(o, 3));
+  const show = ([lo, mean, hi]: [number, number, number]) => `${f(mean, 3)} s (${f(lo, 3)} to ${f(hi, 3)})`;
   console.log(
-    `\n${r.content}, ${r.profile}: beep minus flash over the last minute of ${f(r.recordedS, 0)} s: mean ${mean} s (${lo} to ${hi})`,
+    `\n${r.content}, ${r.profile}: beep minus flash over the first minute ${show(r.sync!.first)}, over the last minute of ${f(r.recordedS, 0)} s ${show(r.sync!.last)}`,
   );
 }
 const live = Math.max(...rows.map((r) => r.captureCpuS / r.recordedS));

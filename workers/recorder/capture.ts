@@ -30,8 +30,6 @@ export interface TrackEntry {
   /** when the file's first frame arrived (video waits for a keyframe): where the file starts on the clock */
   mediaMs?: number;
   endMs?: number;
-  /** video: mean frame interval by the sender's RTP clock, to undo the writer's rounding of frame times */
-  rtpFrameMs?: number;
 }
 
 /** One line of events.jsonl: voice activity and presence, for the layout. */
@@ -66,6 +64,13 @@ function webmFile(path: string): Event<[WebmOutput]> {
   return sink;
 }
 
+/**
+ * werift's WebM writer for one track: frames at their times by the sender's RTP clock from the
+ * first one. One track per file: nothing to lip-sync within it (compose aligns the files).
+ */
+export const trackWriter = (path: string, track: MediaStreamTrack) =>
+  new MediaRecorder({ stream: webmFile(path), tracks: [track], disableNtp: true, disableLipSync: true });
+
 export class Capture {
   readonly startedAt = Date.now();
   private readonly participant: HeadlessParticipant;
@@ -76,7 +81,6 @@ export class Capture {
       entry: TrackEntry;
       mid: string;
       stopWatching: () => void;
-      frameMs: () => number | undefined;
     }
   >();
   private trackCount = 0;
@@ -147,42 +151,20 @@ export class Capture {
       const { kind, codec, onReceiveRtcp } = track;
       input = { kind, codec, onReceiveRtp: ordered, onReceiveRtcp } as unknown as MediaStreamTrack;
     }
-    // One track per file: nothing to lip-sync within it (compose aligns the files).
-    const recorder = new MediaRecorder({
-      stream: webmFile(join(this.dir, file)),
-      tracks: [input],
-      disableNtp: true,
-      disableLipSync: true,
-    });
+    const recorder = trackWriter(join(this.dir, file), input);
     this.append('tracks.jsonl', entry);
     // The writer starts at the first packet (audio) or the first keyframe (video); note when, so
-    // the compose step puts the file at the right moment. For video, also follow the RTP clock:
-    // the WebM writer rounds each frame's time to whole milliseconds (66 ms for 66.7), and the
-    // compose step stretches the file back by the true span.
+    // the compose step puts the file at the right moment. From there the file's times are the
+    // sender's RTP clock (werift is patched to keep it exact: see patches/).
     const isKeyframe = track.codec?.mimeType.toLowerCase() === 'video/h264' ? isH264Keyframe : isVp8Keyframe;
-    let ticks = 0;
-    let frames = 0;
-    let last: number | undefined;
     const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {
       reorder?.push(rtp);
-      if (entry.mediaMs === undefined) {
-        if (source !== 'mic' && !isKeyframe(rtp.payload)) return;
-        // An audio packet leaves the sender once its frame is full: its first sample was heard
-        // that long before (20 ms from a browser). A video frame leaves as soon as it is encoded.
-        entry.mediaMs =
-          source === 'mic' ? Math.max(0, this.elapsedMs - Math.round(opusPacketMs(rtp.payload))) : this.elapsedMs;
-        this.append('tracks.jsonl', entry);
-      }
-      if (source === 'mic') return;
-      const ts = rtp.header.timestamp;
-      if (last !== undefined) {
-        const step = (ts - last) >>> 0; // wraps at 2^32
-        if (step > 0 && step < 0x80000000) {
-          ticks += step; // reordered (older) packets are ignored
-          frames++;
-        }
-      }
-      if (last === undefined || (ts - last) >>> 0 < 0x80000000) last = ts;
+      if (entry.mediaMs !== undefined || (source !== 'mic' && !isKeyframe(rtp.payload))) return;
+      // An audio packet leaves the sender once its frame is full: its first sample was heard
+      // that long before (20 ms from a browser). A video frame leaves as soon as it is encoded.
+      entry.mediaMs =
+        source === 'mic' ? Math.max(0, this.elapsedMs - Math.round(opusPacketMs(rtp.payload))) : this.elapsedMs;
+      this.append('tracks.jsonl', entry);
     });
     this.recorders.set(`${p.sessionId}/${source}`, {
       recorder,
@@ -192,16 +174,7 @@ export class Capture {
         unSubscribe();
         reorder?.flush();
       },
-      frameMs: () => (frames === 0 ? undefined : ticks / 90 / frames),
     });
-  }
-
-  /** Notes each video track's frame interval by the RTP clock so far: a part composed during the call needs it. */
-  checkpoint(): void {
-    for (const { entry, frameMs } of this.recorders.values()) {
-      if (entry.source !== 'mic' && frameMs() !== undefined)
-        this.append('tracks.jsonl', { ...entry, rtpFrameMs: frameMs() });
-    }
   }
 
   /** Asks every video publisher for a keyframe: a part begins soon, and its compose seeks to one. */
@@ -217,7 +190,7 @@ export class Capture {
     this.recorders.delete(key);
     rec.stopWatching();
     void rec.recorder.stop().catch(() => undefined);
-    this.append('tracks.jsonl', { ...rec.entry, endMs: this.elapsedMs, rtpFrameMs: rec.frameMs() });
+    this.append('tracks.jsonl', { ...rec.entry, endMs: this.elapsedMs });
   }
 
   private event(p: ParticipantInfo, event: CallEvent['event']): void {

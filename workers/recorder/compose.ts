@@ -17,13 +17,14 @@ const execFileAsync = promisify(execFile);
 
 export interface Recording {
   /**
-   * `lastFrameMs`: where the file's last frame is on the recording's clock; `untilMs`: where the
-   * track's media ends, its end when it ended, else its last frame (a picture held 2 s past it).
+   * `frameMs`: the file's mean frame interval so far; `lastFrameMs`: where the file's last frame
+   * is on the recording's clock; `untilMs`: where the track's media ends, its end when it ended,
+   * else its last frame (a picture held 2 s past it).
    * A sender that stopped sending without ending its track (muted, frozen, gone) is not read in
    * the parts past its file's end: ffmpeg's amix with an input that has nothing in the part never
    * finishes, and ignores SIGTERM while it spins.
    */
-  tracks: (TrackEntry & { stretch: number; lastFrameMs: number; untilMs: number })[];
+  tracks: (TrackEntry & { frameMs?: number; lastFrameMs: number; untilMs: number })[];
   events: CallEvent[];
   durationMs: number;
 }
@@ -42,10 +43,10 @@ export async function readRecording(dir: string, durationMs?: number): Promise<R
   );
   const tracks = found.map((t) => {
     const index = indexFor(join(dir, t.file));
-    const stretch = t.rtpFrameMs ? stretchFor(index, t.rtpFrameMs) : 1;
-    const lastFrameMs = index.frames === 0 ? -Infinity : t.mediaMs! + index.lastMs * stretch;
+    const frameMs = index.frames > 1 && index.lastMs > 0 ? index.lastMs / (index.frames - 1) : undefined;
+    const lastFrameMs = index.frames === 0 ? -Infinity : t.mediaMs! + index.lastMs;
     const held = lastFrameMs + (t.source === 'mic' ? OPUS_FRAME_MS : PICTURE_HOLD_MS);
-    return { ...t, stretch, lastFrameMs, untilMs: Math.min(t.endMs ?? Infinity, held) };
+    return { ...t, frameMs, lastFrameMs, untilMs: Math.min(t.endMs ?? Infinity, held) };
   });
   const events = readLines<CallEvent>(join(dir, 'events.jsonl'));
   if (durationMs !== undefined) return { tracks, events, durationMs };
@@ -89,12 +90,6 @@ const SEEK_MARGIN_MS = 100;
 /** Each file's frames counted so far: a part reads only what capture appended since the last. */
 const indexes = new Map<string, WebmIndex>();
 const indexFor = (file: string) => (indexes.get(file) ?? indexes.set(file, new WebmIndex(file)).get(file)!).update();
-
-/** How much to stretch a video file's times so its mean frame interval matches the sender's clock. */
-function stretchFor(index: WebmIndex, rtpFrameMs: number): number {
-  const factor = index.frames > 1 && index.lastMs > 0 ? rtpFrameMs / (index.lastMs / (index.frames - 1)) : 1;
-  return factor > 0.9 && factor < 1.1 ? factor : 1; // anything further off is not rounding
-}
 
 const escapeText = (s: string) =>
   s.replace(/\\/g, '\\\\').replace(/'/g, '\u2019').replace(/:/g, '\\:').replace(/%/g, '\\%');
@@ -168,17 +163,17 @@ function lane(
     // A track that began before this part is read from there (ffmpeg seeks to the keyframe before
     // and decodes from it; capture asks for keyframes ahead of each part). Its times then count
     // from that point, and fps starts at 0 so each frame lands where it belongs.
-    const seekS = (from - start) / fps / t.stretch;
+    const seekS = (from - start) / fps;
     const i = input(t.file, seekS);
     segments.push(`[${label}s${segments.length}]`);
-    // The file's frame times undone to the sender's clock, resampled to the output rate (before
-    // scaling when that drops frames, after when it repeats them: fewer frames to scale), held on
-    // its last frame if it ran short, cut to its slot.
+    // The file's frames (on the sender's clock) resampled to the output rate (before scaling when
+    // that drops frames, after when it repeats them: fewer frames to scale), held on its last
+    // frame if it ran short, cut to its slot.
     const fit = `scale=${w - 2 * inset}:${h - 2 * inset}:force_original_aspect_ratio=decrease:flags=bilinear,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=${BACKGROUND},setsar=1`;
     const resample = `fps=${fps}:start_time=0`;
-    const repeats = t.rtpFrameMs !== undefined && 1000 / t.rtpFrameMs < fps;
+    const repeats = t.frameMs !== undefined && 1000 / t.frameMs < fps;
     filters.push(
-      `[${i}:v]setpts=(PTS${seekS > 0 ? '' : '-STARTPTS'})*${t.stretch.toFixed(6)},${repeats ? `${fit},${resample}` : `${resample},${fit}`},` +
+      `[${i}:v]${seekS > 0 ? '' : 'setpts=PTS-STARTPTS,'}${repeats ? `${fit},${resample}` : `${resample},${fit}`},` +
         `tpad=stop_mode=clone:stop=${to - from},trim=end_frame=${to - from},setpts=PTS-STARTPTS${segments.at(-1)}`,
     );
     at = to;

@@ -73,7 +73,7 @@ export class Parts {
   }
 
   /** Called every second while capturing: keyframes ahead of the next part, and the compose of a finished one. */
-  whileCapturing(capture: Pick<Capture, 'elapsedMs' | 'checkpoint' | 'requestKeyframes'>): void {
+  whileCapturing(capture: Pick<Capture, 'elapsedMs' | 'requestKeyframes'>): void {
     const elapsed = capture.elapsedMs;
     const next = this.doneMs + this.partMs;
     if (elapsed >= next - KEYFRAME_LEAD_MS && this.askedFor !== next) {
@@ -81,7 +81,6 @@ export class Parts {
       capture.requestKeyframes();
     }
     if (this.running || this.failed || elapsed < next + SETTLE_MS) return;
-    capture.checkpoint();
     this.running = this.compose({ fromMs: this.doneMs, toMs: next }, elapsed, NICE)
       .catch((err) => {
         // Not retried during the call: the end composes everything from here in one go.

@@ -1,6 +1,6 @@
 // How many frames a growing WebM file holds and the time of its last one, read incrementally: each
 // call reads only what was appended since the last. Compose needs both for every video file before
-// every part (stretchFor); ffprobe read each file from its start every time, so in a long call with
+// every part (where each file ends, and its frame rate); ffprobe read each file from its start every time, so in a long call with
 // short parts the reading grew with the square of the call's length (an hour of four cameras in
 // parts of 10 s: about 1 GB read and 200 000 lines parsed per part by the end).
 // Matroska/EBML: elements are an ID and a size (both variable-length integers); the Segment and
