@@ -6,12 +6,13 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from '../workers/recorder/capture.js';
 import { recorderDefaults } from '../workers/recorder/inputs.js';
 import { Parts } from '../workers/recorder/parts.js';
+import { waitFor } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'co-compose-'));
 const FPS = 10;
@@ -90,7 +91,8 @@ const track = (
 
 /**
  * Composes a recording directory as the recorder does: with `partMs`, the first part while the
- * "call" is still at `durationMs`, the rest at the end, then the join.
+ * "call" is still at `durationMs`, the rest at the end, then the join. `stopWhileComposing`: the
+ * stop comes while the first part's ffmpeg runs (at nice 19), which is dropped and redone.
  */
 async function compose(
   dir: string,
@@ -98,6 +100,7 @@ async function compose(
   events: CallEvent[],
   durationMs: number,
   partMs: number,
+  stopWhileComposing = false,
 ): Promise<string> {
   writeFileSync(join(dir, 'tracks.jsonl'), `${tracks.map((t) => JSON.stringify(t)).join('\n')}\n`);
   writeFileSync(
@@ -111,17 +114,27 @@ async function compose(
     () => undefined,
   );
   parts.whileCapturing({ elapsedMs: durationMs, requestKeyframes: () => undefined });
+  const first = join(dir, 'parts', `part-0-${partMs}.mkv`);
+  if (durationMs >= partMs + 3000) {
+    const [what, done] = stopWhileComposing ? ['its ffmpeg', `${first}.tmp`] : ['its end', first];
+    await waitFor(`the first part during the call: ${what}`, () => existsSync(done), 60_000);
+  }
   const output = join(dir, 'recording.mp4');
   await parts.finish(durationMs, output);
+  if (stopWhileComposing) assert.ok(!existsSync(first), 'the part composed at the stop was finished at nice 19');
   return output;
 }
 
 describe('recorder compose', () => {
   after(() => rmSync(root, { recursive: true, force: true }));
 
-  for (const partMs of [60_000, 2000]) {
-    it(`lays a camera turned off and on again in its tile, background in the gaps; a person without camera gets a background tile (parts of ${partMs / 1000} s)`, async () => {
-      const dir = join(root, `tiles-${partMs}`);
+  for (const [partMs, stopWhileComposing] of [
+    [60_000, false],
+    [2000, false],
+    [2000, true],
+  ] as const) {
+    it(`lays a camera turned off and on again in its tile, background in the gaps; a person without camera gets a background tile (parts of ${partMs / 1000} s${stopWhileComposing ? ', stopped while one is composed' : ''})`, async () => {
+      const dir = join(root, `tiles-${partMs}-${stopWhileComposing}`);
       const tracks = [
         // Red, then green from halfway: a part boundary at 2 s cuts it there.
         track(colourTrack(dir, 'red', 'red', 2, 'green'), 'ann', 'camera', 1000, 3000),
@@ -131,7 +144,7 @@ describe('recorder compose', () => {
         { t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' },
         { t: 500, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
       ];
-      const file = await compose(dir, tracks, events, 7000, partMs);
+      const file = await compose(dir, tracks, events, 7000, partMs, stopWhileComposing);
       // Two tiles side by side, 640x720 each: sample the middle of each.
       const ann = regionColours(file, '200:200:220:260').map(named);
       const bob = regionColours(file, '200:200:860:260').map(named);

@@ -18,7 +18,7 @@ export class AudioEncoder {
   constructor(
     readonly file: string,
     bitrateK: number,
-    nice: number,
+    nice?: number,
   ) {
     this.encoder = startFfmpeg(
       [

@@ -7,7 +7,8 @@
 // recovery run after a crash reuses them.
 import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ffmpeg } from '../shared/ffmpeg.js';
+import type { ChildProcess } from 'node:child_process';
+import { ffmpeg, startFfmpeg } from '../shared/ffmpeg.js';
 import { AudioEncoder, samplesAt } from './audio-encoder.js';
 import type { Capture } from './capture.js';
 import { frameAt, joinArgs, partArgs, readRecording, type Window } from './compose.js';
@@ -17,7 +18,7 @@ const KEYFRAME_LEAD_MS = 1500; // ask this long before a part begins, so a keyfr
 const SETTLE_MS = 3000; // compose a part this long after it ends: late packets are written by then
 // The compose during the call yields to everything live: the capture, and on a shared host the
 // calls' other work (at 10, a late joiner's browser beside a compose of 10 s parts, on 2 cores,
-// once took over 20 s to connect).
+// once took over 20 s to connect). After the stop someone waits for the file: full priority.
 const NICE = 19;
 
 export class Parts {
@@ -25,6 +26,9 @@ export class Parts {
   private doneMs = 0;
   private askedFor = -1;
   private running?: Promise<void>;
+  /** the ffmpeg of the part being composed during the call */
+  private composing?: ChildProcess;
+  private stopping = false;
   private failed = false;
   /** the sound encoded part by part; none in a recovery run that found parts (the join encodes it all) */
   private audio?: AudioEncoder;
@@ -38,7 +42,9 @@ export class Parts {
     this.partsDir = join(dir, 'parts');
     mkdirSync(this.partsDir, { recursive: true });
     this.doneMs = this.chain().at(-1)?.toMs ?? 0; // parts an earlier run left
-    if (this.doneMs === 0) this.audio = new AudioEncoder(join(this.partsDir, 'audio.m4a'), inputs.audio_rate, NICE);
+    // The sound's encoder runs at full priority: it costs about 1 % of a core, and at nice 19 on a
+    // busy host the backlog of sound it holds at the stop would wait behind everything else.
+    if (this.doneMs === 0) this.audio = new AudioEncoder(join(this.partsDir, 'audio.m4a'), inputs.audio_rate);
   }
 
   /** The parts on disk that follow on from the start, in order. */
@@ -58,7 +64,11 @@ export class Parts {
   private async compose(w: Window, durationMs: number, nice?: number): Promise<void> {
     const started = performance.now();
     const temp = `${this.file(w)}.tmp`;
-    await ffmpeg(partArgs(this.dir, await readRecording(this.dir, durationMs), this.inputs, w, temp), { nice });
+    const rec = await readRecording(this.dir, durationMs);
+    if (nice && this.stopping) throw new Error('stopped'); // finish() composes it at full priority
+    const run = startFfmpeg(partArgs(this.dir, rec, this.inputs, w, temp), { nice });
+    if (nice) this.composing = run.child;
+    await run.done.finally(() => (this.composing = undefined));
     renameSync(temp, this.file(w));
     this.doneMs = w.toMs;
     const fps = this.inputs.frame_rate;
@@ -85,13 +95,21 @@ export class Parts {
       .catch((err) => {
         // Not retried during the call: the end composes everything from here in one go.
         this.failed = true;
-        this.log(`parts from ${this.doneMs / 1000} s are left for the end: ${(err as Error).message}`);
+        if (!this.stopping)
+          this.log(`parts from ${this.doneMs / 1000} s are left for the end: ${(err as Error).message}`);
       })
       .finally(() => (this.running = undefined));
   }
 
-  /** Composes what is left up to `durationMs` and joins every part into `output`. */
+  /**
+   * Composes what is left up to `durationMs` and joins every part into `output`. A part still
+   * being composed at nice 19 is dropped and composed again with the rest at full priority: on a
+   * busy host it could wait behind everything else for minutes (on an idle one, redoing it costs
+   * a few seconds at most).
+   */
   async finish(durationMs: number, output: string): Promise<void> {
+    this.stopping = true;
+    this.composing?.kill('SIGKILL');
     await this.running;
     const fps = this.inputs.frame_rate;
     if (frameAt(durationMs, fps) > frameAt(this.doneMs, fps))
