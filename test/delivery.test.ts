@@ -3,7 +3,9 @@
 // plugin reads, the recording post, and no retrying of a bad token.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -62,6 +64,36 @@ describe('delivery to Mattermost (bot API)', () => {
       notes.some((n) => /failed \(attempt 1 of 5\): 500/.test(n)),
       notes.join('\n'),
     );
+  });
+
+  it('uploads a recording of hundreds of MB reading it as it is sent, not into memory', async () => {
+    // The uploader is its own process, so its memory is its own (the stand-in keeps what it gets).
+    const big = new MattermostStandIn({ authToken: token });
+    await big.start();
+    const path = join(dir, 'hour.mp4');
+    const size = 192 * 1024 * 1024;
+    truncateSync((writeFileSync(path, ''), path), size); // sparse: zeros, no disk
+    const module = new URL('../workers/shared/mattermost.js', import.meta.url).href;
+    const script = `const { BotClient } = await import(${JSON.stringify(module)});
+      const bot = new BotClient({ siteUrl: ${JSON.stringify(big.url)}, authToken: ${JSON.stringify(token)} });
+      const info = await bot.upload(${JSON.stringify(callId)}, ${JSON.stringify(path)});
+      const hwm = /VmHWM:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1];
+      console.log(JSON.stringify({ size: info.size, peakMb: Number(hwm) / 1024 }));`;
+    const child = spawn(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `import { readFileSync } from 'node:fs';\n${script}`,
+    ]);
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (out += c));
+    const [code] = await once(child, 'exit');
+    await big.close();
+    assert.equal(code, 0, out);
+    const { size: sent, peakMb } = JSON.parse(out) as { size: number; peakMb: number };
+    assert.equal(sent, size);
+    // Node and undici alone take about 60 MB; fetch read the whole file ahead of the socket.
+    assert.ok(peakMb < 150, `the uploader's peak RSS was ${peakMb.toFixed(0)} MB for a ${size >> 20} MB file`);
   });
 
   it('reports job status with the error under "omitempty", as the plugin reads it', async () => {

@@ -6,9 +6,9 @@
 import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { Agent, fetch, type RequestInit, type Response } from 'undici';
+import { STATUS_CODES } from 'node:http';
+import { Agent, fetch, request, type RequestInit, type Response } from 'undici';
 import type { Profile } from '../../src/sfu/protocol/calls.js';
 
 export type JobType = 'recording' | 'transcribing';
@@ -146,23 +146,30 @@ export class BotClient {
     let offset = 0;
     return this.withRetry(`upload of ${filename}`, async () => {
       for (;;) {
-        const res = await this.fetch(`${this.base}/uploads/${session.id}`, {
+        // undici's request, not fetch: fetch read the whole file ahead of the socket into memory
+        // (663 MB of RSS to upload a recording of 570 MB); request reads it as it is sent.
+        const res = await request(`${this.base}/uploads/${session.id}`, {
           method: 'POST',
           headers: { authorization: `Bearer ${this.opts.authToken}`, 'content-type': 'application/octet-stream' },
-          body: Readable.toWeb(createReadStream(path, { start: offset })) as RequestInit['body'],
-          duplex: 'half',
+          body: createReadStream(path, { start: offset }),
+          dispatcher: this.dispatcher,
           signal: AbortSignal.timeout(this.opts.uploadTimeoutMs ?? 10 * 60_000),
         }).catch(async (err) => {
           offset = await this.uploadOffset(session.id).catch(() => offset);
-          throw err;
+          throw connectionError(err);
         });
-        if (res.status === 204) {
+        if (res.statusCode === 204) {
+          await res.body.dump();
           offset = await this.uploadOffset(session.id);
           this.opts.log?.(`upload of ${filename}: ${offset} of ${size} bytes, resuming`);
           continue;
         }
-        if (res.ok) return (await res.json()) as FileInfo;
-        const failure = await responseError(res);
+        if (res.statusCode >= 200 && res.statusCode < 300) return (await res.body.json()) as FileInfo;
+        const failure = await responseError({
+          status: res.statusCode,
+          statusText: STATUS_CODES[res.statusCode] ?? '',
+          json: () => res.body.json(),
+        });
         offset = await this.uploadOffset(session.id).catch(() => offset);
         throw failure;
       }
@@ -222,10 +229,12 @@ export class BotClient {
 /** TLS verification failures: asking again cannot help, the job needs the site's CA. */
 const untrusted = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS_CERT_ALTNAME/;
 
-function connectionError(err: Error): Error {
-  const cause = err.cause as (Error & { code?: string }) | undefined;
+function connectionError(err: Error & { code?: string }): Error {
+  // fetch says "fetch failed" and gives the reason as its cause; undici's request throws the reason
+  const cause = (err.cause ?? (err.code ? err : undefined)) as (Error & { code?: string }) | undefined;
   if (err.name === 'TimeoutError' || err.name === 'AbortError' || !cause) return err;
   const reason = `${cause.message}${cause.code && !cause.message.includes(cause.code) ? ` (${cause.code})` : ''}`;
+  if (cause === err && !untrusted.test(cause.code ?? '')) return err;
   if (cause.code && untrusted.test(cause.code)) {
     return new PermanentError(
       `the site's TLS certificate is not trusted: ${reason}; give the job its CA with tls_ca_cert_file (MM_CALLS_RECORDER_TLS_CA_CERT_FILE / MM_CALLS_TRANSCRIBER_TLS_CA_CERT_FILE on the Mattermost server)`,
@@ -234,7 +243,7 @@ function connectionError(err: Error): Error {
   return new Error(`${err.message}: ${reason}`);
 }
 
-async function responseError(res: Response): Promise<Error> {
+async function responseError(res: { status: number; statusText: string; json(): Promise<unknown> }): Promise<Error> {
   let message = `${res.status} ${res.statusText}`;
   try {
     const body = (await res.json()) as { message?: string; error?: string };
