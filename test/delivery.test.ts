@@ -72,7 +72,8 @@ describe('delivery to Mattermost (bot API)', () => {
     await big.start();
     const path = join(dir, 'hour.mp4');
     const size = 192 * 1024 * 1024;
-    truncateSync((writeFileSync(path, ''), path), size); // sparse: zeros, no disk
+    writeFileSync(path, '');
+    truncateSync(path, size); // sparse: zeros, no disk
     const module = new URL('../workers/shared/mattermost.js', import.meta.url).href;
     const script = `const { BotClient } = await import(${JSON.stringify(module)});
       const bot = new BotClient({ siteUrl: ${JSON.stringify(big.url)}, authToken: ${JSON.stringify(token)} });
