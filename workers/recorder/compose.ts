@@ -130,7 +130,8 @@ export interface Window {
 /**
  * One picture lane: the video tracks of one place (the screen, or one person's camera) laid end to
  * end on the recording's clock, each cut where the next begins, the gaps filled with the
- * background: frames f0 (inclusive) to f1 of w x h, the picture fitted to it and kept `inset` from its edges.
+ * background: frames f0 (inclusive) to f1 of w x h, the picture fitted to it and kept `inset` from
+ * its edges.
  * Lanes are only ever stacked side by side, never overlaid: ffmpeg's overlay converts every frame
  * to YUVA and blends it pixel by pixel, which cost more than decoding the cameras.
  */
@@ -166,12 +167,11 @@ function lane(
     const seekS = (from - start) / fps;
     const i = input(t.file, seekS);
     segments.push(`[${label}s${segments.length}]`);
-    // The file's frames (on the sender's clock) resampled to the output rate (before scaling when
-    // that drops frames, after when it repeats them: fewer frames to scale), held on its last
-    // frame if it ran short, cut to its slot.
-    // Fitted to the cell, then its edges cropped to the margin: a camera sending the cell's size
-    // (or its height or width) is not scaled at all, which a fit inside the margin would do to every
-    // frame (7 % of a part's compose with four cameras).
+    // The file's frames (on the sender's clock) fitted to the cell, resampled to the output rate
+    // (before fitting when that drops frames, after when it repeats them: fewer frames to scale),
+    // held on its last frame if it ran short, cut to its slot. The fit crops the picture's edges
+    // to the margin: a camera sending the cell's size (or its height or width) is not scaled at
+    // all, which a fit inside the margin did to every frame (7 % of a part's compose, 4 cameras).
     const margin = inset > 0 ? `crop=min(iw\\,${w - 2 * inset}):min(ih\\,${h - 2 * inset}),` : '';
     const fit = `scale=${w}:${h}:force_original_aspect_ratio=decrease:flags=bilinear,${margin}pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=${BACKGROUND},setsar=1`;
     const resample = `fps=${fps}:start_time=0`;
