@@ -69,26 +69,30 @@ describe('docker runner', () => {
     const job = { id: ids(), type: 'recording', runner: 'mattermost/calls-recorder:v0.8.5' } as JobRecord;
     const dir = join(dataDir, 'jobs', job.id);
     const output: string[] = [];
+    // Each stream's text: a chunk can hold several lines (on a loaded host, more often than not).
+    const said = { stdout: '', stderr: '' };
     const spec: StartSpec = {
       job,
       env: { JOB_ID: job.id, JOB_TYPE: 'recording', JOB_DIR: dir, WIDTH: String(width) },
       dir,
       args,
-      onOutput: (chunk, stream) => output.push(`${stream}: ${chunk}`),
+      onOutput: (chunk, stream) => {
+        output.push(chunk.toString());
+        said[stream] += chunk;
+      },
     };
     const run: RunningJob = await runner.start(spec);
-    return { job, dir, run, output };
+    return { job, dir, run, output, said };
   };
   const container = (id: string, recover = false) =>
     docker.getContainer(`calls-offloader-${id}${recover ? '-recover' : ''}`);
 
   it('runs a job in a container: both log streams, its environment only, output.json in its directory, removed after success', async () => {
-    const { job, dir, run, output } = await start(1280, ['--recover']);
+    const { job, dir, run, said } = await start(1280, ['--recover']);
     const exit: JobExit = await run.exited;
     assert.deepEqual(exit, { code: 0, signal: null });
-    const log = output.join('');
-    assert.match(log, new RegExp(`stdout: test job ${job.id} \\(recording\\) in /job as 10001:10001, args: --recover`));
-    assert.match(log, /stderr: to standard error/);
+    assert.match(said.stdout, new RegExp(`^test job ${job.id} \\(recording\\) in /job as 10001:10001, args: --recover$`, 'm'));
+    assert.match(said.stderr, /^to standard error$/m);
     assert.deepEqual(JSON.parse(readFileSync(join(dir, 'output.json'), 'utf8')), {
       file: join(dataDir, 'artifacts', 'out.txt'), // the program's /artifacts/out.txt, where it is on this host
       width: 1280,
@@ -123,7 +127,7 @@ describe('docker runner', () => {
     const failing = await start(2560);
     assert.deepEqual(await failing.run.exited, { code: 3, signal: null });
     assert.equal((await container(failing.job.id).inspect()).State.ExitCode, 3, 'kept for the admin to look at');
-    assert.match(failing.output.join(''), /stderr: failing on purpose/);
+    assert.match(failing.said.stderr, /^failing on purpose$/m);
 
     const stubborn = await start(3840);
     await waitFor('started', () => stubborn.output.join('').includes('test job'));
