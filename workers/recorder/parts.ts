@@ -7,8 +7,7 @@
 // recovery run after a crash reuses them.
 import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { ffmpeg, startFfmpeg } from '../shared/ffmpeg.js';
+import { ffmpeg } from '../shared/ffmpeg.js';
 import { AudioEncoder, samplesAt } from './audio-encoder.js';
 import type { Capture } from './capture.js';
 import { frameAt, joinArgs, partArgs, readRecording, type Window } from './compose.js';
@@ -26,9 +25,8 @@ export class Parts {
   private doneMs = 0;
   private askedFor = -1;
   private running?: Promise<void>;
-  /** the ffmpeg of the part being composed during the call */
-  private composing?: ChildProcess;
-  private stopping = false;
+  /** aborted at the stop: a part composing at nice 19 is dropped, finish() composes it at full priority */
+  private readonly stopping = new AbortController();
   private failed = false;
   /** the sound encoded part by part; none in a recovery run that found parts (the join encodes it all) */
   private audio?: AudioEncoder;
@@ -61,14 +59,13 @@ export class Parts {
 
   private file = (w: Window) => join(this.partsDir, `part-${w.fromMs}-${w.toMs}.mkv`);
 
-  private async compose(w: Window, durationMs: number, nice?: number): Promise<void> {
+  private async compose(w: Window, durationMs: number, duringCall = false): Promise<void> {
     const started = performance.now();
     const temp = `${this.file(w)}.tmp`;
     const rec = await readRecording(this.dir, durationMs);
-    if (nice && this.stopping) throw new Error('stopped'); // finish() composes it at full priority
-    const run = startFfmpeg(partArgs(this.dir, rec, this.inputs, w, temp), { nice });
-    if (nice) this.composing = run.child;
-    await run.done.finally(() => (this.composing = undefined));
+    const [nice, signal] = duringCall ? [NICE, this.stopping.signal] : [];
+    signal?.throwIfAborted();
+    await ffmpeg(partArgs(this.dir, rec, this.inputs, w, temp), { nice, signal });
     renameSync(temp, this.file(w));
     this.doneMs = w.toMs;
     const fps = this.inputs.frame_rate;
@@ -91,11 +88,11 @@ export class Parts {
       capture.requestKeyframes();
     }
     if (this.running || this.failed || elapsed < next + SETTLE_MS) return;
-    this.running = this.compose({ fromMs: this.doneMs, toMs: next }, elapsed, NICE)
+    this.running = this.compose({ fromMs: this.doneMs, toMs: next }, elapsed, true)
       .catch((err) => {
         // Not retried during the call: the end composes everything from here in one go.
         this.failed = true;
-        if (!this.stopping)
+        if (!this.stopping.signal.aborted)
           this.log(`parts from ${this.doneMs / 1000} s are left for the end: ${(err as Error).message}`);
       })
       .finally(() => (this.running = undefined));
@@ -108,8 +105,7 @@ export class Parts {
    * a few seconds at most).
    */
   async finish(durationMs: number, output: string): Promise<void> {
-    this.stopping = true;
-    this.composing?.kill('SIGKILL');
+    this.stopping.abort();
     await this.running;
     const fps = this.inputs.frame_rate;
     if (frameAt(durationMs, fps) > frameAt(this.doneMs, fps))

@@ -13,6 +13,8 @@ export interface FfmpegOptions {
   nice?: number;
   /** a pipe for the media in (stdin) or out (stdout), instead of files */
   pipe?: 'stdin' | 'stdout';
+  /** kills it (SIGKILL) when aborted: its work is no longer wanted */
+  signal?: AbortSignal;
 }
 
 /** ffmpeg running: `done` settles when it exits, with its last lines if it failed. */
@@ -22,22 +24,24 @@ export function startFfmpeg(args: string[], opts: FfmpegOptions = {}): { child: 
     opts.pipe === 'stdout' ? 'pipe' : 'inherit',
     'pipe',
   ];
+  const options = { stdio, signal: opts.signal, killSignal: 'SIGKILL' as const };
   const child = withPdeathsig
-    ? spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', 'ffmpeg', ...args], { stdio })
-    : spawn('ffmpeg', args, { stdio });
+    ? spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', 'ffmpeg', ...args], options)
+    : spawn('ffmpeg', args, options);
   if (opts.nice && child.pid) setPriority(child.pid, opts.nice);
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
-  const done = new Promise<void>((resolve, reject) =>
+  const done = new Promise<void>((resolve, reject) => {
+    child.on('error', reject); // not started, or aborted
     child.on('close', (code) =>
       code === 0
         ? resolve()
         : reject(new Error(`ffmpeg exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`)),
-    ),
-  );
+    );
+  });
   return { child, done };
 }
 
-export function ffmpeg(args: string[], opts: { nice?: number } = {}): Promise<void> {
+export function ffmpeg(args: string[], opts: Omit<FfmpegOptions, 'pipe'> = {}): Promise<void> {
   return startFfmpeg(args, opts).done;
 }
