@@ -229,18 +229,17 @@ export class BotClient {
 /** TLS verification failures: asking again cannot help, the job needs the site's CA. */
 const untrusted = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS_CERT_ALTNAME/;
 
-function connectionError(err: Error & { code?: string }): Error {
+function connectionError(err: Error): Error {
+  if (err.name === 'TimeoutError' || err.name === 'AbortError') return err;
   // fetch says "fetch failed" and gives the reason as its cause; undici's request throws the reason
-  const cause = (err.cause ?? (err.code ? err : undefined)) as (Error & { code?: string }) | undefined;
-  if (err.name === 'TimeoutError' || err.name === 'AbortError' || !cause) return err;
+  const cause = (err.cause ?? err) as Error & { code?: string };
   const reason = `${cause.message}${cause.code && !cause.message.includes(cause.code) ? ` (${cause.code})` : ''}`;
-  if (cause === err && !untrusted.test(cause.code ?? '')) return err;
   if (cause.code && untrusted.test(cause.code)) {
     return new PermanentError(
       `the site's TLS certificate is not trusted: ${reason}; give the job its CA with tls_ca_cert_file (MM_CALLS_RECORDER_TLS_CA_CERT_FILE / MM_CALLS_TRANSCRIBER_TLS_CA_CERT_FILE on the Mattermost server)`,
     );
   }
-  return new Error(`${err.message}: ${reason}`);
+  return cause === err ? err : new Error(`${err.message}: ${reason}`);
 }
 
 async function responseError(res: { status: number; statusText: string; json(): Promise<unknown> }): Promise<Error> {
