@@ -3,12 +3,14 @@
 // plugin reads, the recording post, and no retrying of a bad token.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { fastStart } from '../workers/shared/fast-start.js';
+import { type FileSource, fileSource } from '../workers/shared/file-source.js';
 import { BotClient, sanitizeFilename } from '../workers/shared/mattermost.js';
 import { MattermostStandIn } from './mattermost-standin.js';
 
@@ -43,7 +45,7 @@ describe('delivery to Mattermost (bot API)', () => {
     const data = randomBytes(3 * 1024 * 1024 + 12345);
     const path = join(dir, 'call.mp4');
     writeFileSync(path, data);
-    const info = await client.upload(callId, path, `${await client.filename(callId)}.mp4`);
+    const info = await client.upload(callId, fileSource(path), `${await client.filename(callId)}.mp4`);
     assert.equal(info.name, 'Call_town-square_2026-11-23_18_45.mp4');
     assert.equal(info.size, data.length);
     assert.ok(mm.file(info.id)!.equals(data), 'the bytes arrived whole and in order');
@@ -53,12 +55,39 @@ describe('delivery to Mattermost (bot API)', () => {
     assert.deepEqual(mm.recordings[0]!.body.FileIDs, [info.id]);
   });
 
+  it("delivers a recording index first, byte for byte as ffmpeg's +faststart writes it, resuming across the index", async () => {
+    // The same media muxed twice by ffmpeg: its index last (as the recorder writes it), and first.
+    const media = join(dir, 'media.mp4');
+    execFileSync('ffmpeg', [
+      ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=s=640x480:r=15', '-f', 'lavfi', '-i', 'sine=r=48000'],
+      ...['-t', '10', '-c:v', 'libx264', '-preset', 'ultrafast', '-qp', '0', '-c:a', 'aac', media], // 4 MB: cut in four
+    ]);
+    const [last, first] = [join(dir, 'index-last.mp4'), join(dir, 'index-first.mp4')];
+    execFileSync('ffmpeg', ['-loglevel', 'error', '-i', media, '-c', 'copy', last]);
+    execFileSync('ffmpeg', ['-loglevel', 'error', '-i', media, '-c', 'copy', '-movflags', '+faststart', first]);
+    const want = readFileSync(first);
+    assert.ok(!readFileSync(last).equals(want), 'ffmpeg wrote the index last');
+    const read = async (source: FileSource, from: number) => Buffer.concat(await source.read(from).toArray());
+    const reordered = fastStart(last);
+    assert.equal(reordered.size, want.length);
+    // From the start, from inside ftyp, inside the index, at its end, inside the media.
+    const moovEnd = want.indexOf('free', 0, 'latin1') - 4;
+    for (const from of [0, 20, 100, moovEnd, moovEnd + 1, want.length - 1])
+      assert.ok((await read(reordered, from)).equals(want.subarray(from)), `read from ${from}`);
+    assert.ok((await read(fastStart(first), 0)).equals(want), 'a file already index first is read as it is');
+
+    const cuts = mm.log.filter((l) => / 204$/.test(l)).length;
+    const info = await client.upload(callId, reordered, 'call.mp4');
+    assert.ok(mm.file(info.id)!.equals(want), 'Mattermost got the file index first, whole');
+    assert.ok(mm.log.filter((l) => / 204$/.test(l)).length - cuts >= 2, 'it was cut and resumed');
+  });
+
   it('keeps trying while Mattermost answers 500, and resumes the upload where it stood', async () => {
     const data = randomBytes(1500 * 1024);
     const path = join(dir, 'retry.mp4');
     writeFileSync(path, data);
     mm.failNext = 3;
-    const info = await client.upload(callId, path);
+    const info = await client.upload(callId, fileSource(path));
     assert.ok(mm.file(info.id)!.equals(data));
     assert.ok(
       notes.some((n) => /failed \(attempt 1 of 5\): 500/.test(n)),
@@ -74,10 +103,11 @@ describe('delivery to Mattermost (bot API)', () => {
     const size = 192 * 1024 * 1024;
     writeFileSync(path, '');
     truncateSync(path, size); // sparse: zeros, no disk
-    const module = new URL('../workers/shared/mattermost.js', import.meta.url).href;
-    const script = `const { BotClient } = await import(${JSON.stringify(module)});
+    const module = (name: string) => JSON.stringify(new URL(`../workers/shared/${name}.js`, import.meta.url).href);
+    const script = `const { BotClient } = await import(${module('mattermost')});
+      const { fileSource } = await import(${module('file-source')});
       const bot = new BotClient({ siteUrl: ${JSON.stringify(big.url)}, authToken: ${JSON.stringify(token)} });
-      const info = await bot.upload(${JSON.stringify(callId)}, ${JSON.stringify(path)});
+      const info = await bot.upload(${JSON.stringify(callId)}, fileSource(${JSON.stringify(path)}));
       const hwm = /VmHWM:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1];
       console.log(JSON.stringify({ size: info.size, peakMb: Number(hwm) / 1024 }));`;
     const child = spawn(process.execPath, [

@@ -325,9 +325,9 @@ export function partArgs(
 }
 
 /**
- * ffmpeg arguments that join the parts (a concat list) into the MP4 with `+faststart`: the video
- * copied; the voices copied from `audio` (AudioEncoder: encoded during the call), or else encoded
- * to AAC here in one pass (no seams between parts).
+ * ffmpeg arguments that join the parts (a concat list) into the MP4, its index last (it is read
+ * index first: fast-start.ts): the video copied; the voices copied from `audio` (AudioEncoder:
+ * encoded during the call), or else encoded to AAC here in one pass (no seams between parts).
  */
 export function joinArgs(list: string, q: RecorderInputs, output: string, audio?: string): string[] {
   return [
@@ -336,6 +336,6 @@ export function joinArgs(list: string, q: RecorderInputs, output: string, audio?
     ...(audio
       ? ['-i', audio, '-map', '0:v', '-map', '1:a', '-c', 'copy']
       : ['-map', '0:v', '-map', '0:a', '-c:v', 'copy', '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000']),
-    ...['-movflags', '+faststart', '-f', 'mp4', output],
+    ...['-f', 'mp4', output],
   ];
 }

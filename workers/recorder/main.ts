@@ -4,6 +4,7 @@
 // it to Mattermost through the Calls plugin's bot API, or to the artifacts directory.
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fastStart } from '../shared/fast-start.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
 import { delivering, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
 import { EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
@@ -27,7 +28,7 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
   }
   const output = join(dir, 'recording.mp4');
   await new Parts(dir, inputs, partSec * 1000, log).finish(rec.durationMs, output);
-  const path = keep(output, inputs, 'partial-');
+  const path = await keep(output, inputs, 'partial-');
   writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: rec.durationMs, partial: true }));
   log(`recovered ${(rec.durationMs / 1000).toFixed(1)} s of the call into ${path}`);
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
@@ -42,10 +43,10 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
     .catch((e) => log(`could not report: ${e.message}`));
 }
 
-/** Copies the MP4 into the artifacts directory; returns its path there. */
+/** Copies the MP4 into the artifacts directory, its index first; returns its path there. */
 const keep = (output: string, inputs: RecorderInputs, prefix = '') =>
   keepArtifact(
-    output,
+    fastStart(output),
     `${prefix}recording-${inputs.call_id}-${process.env.JOB_ID ?? inputs.recording_id ?? 'job'}.mp4`,
   );
 
@@ -110,7 +111,7 @@ async function main(): Promise<void> {
   }
 
   if (!bot) {
-    const path = keep(output, inputs);
+    const path = await keep(output, inputs);
     writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: durationMs }));
     log(`saved ${path}`);
     return;
@@ -118,7 +119,7 @@ async function main(): Promise<void> {
   try {
     delivering(output);
     const filename = `${await bot.filename(inputs.call_id)}.mp4`;
-    const file = await bot.upload(inputs.call_id, output, filename);
+    const file = await bot.upload(inputs.call_id, fastStart(output), filename);
     await bot.postRecording(inputs.call_id, { JobID: jobId, FileIDs: [file.id], PostID: inputs.post_id! });
     writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file_id: file.id, filename, duration_ms: durationMs }));
     log(`posted ${filename} (${file.size} bytes) to the call thread`);

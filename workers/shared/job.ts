@@ -1,21 +1,22 @@
 // What a job program gets from its worker: settings in its environment, the artifacts directory,
 // SIGTERM to stop, JSON-lines files it appends as it goes, and media or models it downloads.
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DELIVERING_FILE } from '../../src/jobs/contract.js';
+import type { FileSource } from './file-source.js';
 
 /**
  * Where a job's artifacts go without Mattermost (or when delivery failed): ARTIFACTS_DIR, set by
- * the worker, or the job directory's artifacts/ when the program is run by hand. Copies `file`
+ * the worker, or the job directory's artifacts/ when the program is run by hand. Writes `file`
  * there as `name` and returns its path there.
  */
-export function keepArtifact(file: string, name: string): string {
+export async function keepArtifact(file: FileSource, name: string): Promise<string> {
   const dir = process.env.ARTIFACTS_DIR ?? join(process.env.JOB_DIR ?? '.', 'artifacts');
   mkdirSync(dir, { recursive: true });
   const path = join(dir, name);
-  copyFileSync(file, path);
+  await pipeline(file.read(0), createWriteStream(path));
   return path;
 }
 

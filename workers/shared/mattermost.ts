@@ -3,13 +3,13 @@
 // recording or transcription to the call thread. Written once for the recorder and the
 // transcriber. Requests are retried with growing back-off (upstream: up to 20 attempts, 5 s ×
 // attempt); an upload resumes from the offset Mattermost reports after a 204 or a failure.
-import { createReadStream, readFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { STATUS_CODES } from 'node:http';
 import { Agent, fetch, request, type RequestInit, type Response } from 'undici';
 import type { Profile } from '../../src/sfu/protocol/calls.js';
+import type { FileSource } from './file-source.js';
 
 export type JobType = 'recording' | 'transcribing';
 
@@ -138,8 +138,8 @@ export class BotClient {
    * request size and answers 204; we then ask the session for `file_offset` and send the rest.
    * A failed request is retried the same way, so an upload never starts over.
    */
-  async upload(callId: string, path: string, filename = basename(path)): Promise<FileInfo> {
-    const { size } = await stat(path);
+  async upload(callId: string, file: FileSource, filename = basename(file.path)): Promise<FileInfo> {
+    const { size } = file;
     const session = (await this.call('POST', '/uploads', { channel_id: callId, filename, file_size: size })) as {
       id: string;
     };
@@ -151,7 +151,7 @@ export class BotClient {
         const res = await request(`${this.base}/uploads/${session.id}`, {
           method: 'POST',
           headers: { authorization: `Bearer ${this.opts.authToken}`, 'content-type': 'application/octet-stream' },
-          body: createReadStream(path, { start: offset }),
+          body: file.read(offset),
           dispatcher: this.dispatcher,
           signal: AbortSignal.timeout(this.opts.uploadTimeoutMs ?? 10 * 60_000),
         }).catch(async (err) => {

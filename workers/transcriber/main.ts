@@ -15,6 +15,7 @@ import { delivering, download, keepArtifact, stopSignal, workerSetting } from '.
 import { type CaptionStats, EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { callOptions, callSite, describeSite } from '../shared/call.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
+import { fileSource } from '../shared/file-source.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
 import { LiveCaptions } from './captions.js';
 import { toText, toWebVtt, type Segment } from './formats.js';
@@ -107,13 +108,17 @@ class Delivery {
     const summary = { segments: segments.length, speakers: [...new Set(segments.map((s) => s.speaker))], ...extra };
     if (!this.bot || keepOnly) {
       const name = `${keepOnly ? 'partial-' : ''}transcript-${inputs.call_id ?? 'media'}-${process.env.JOB_ID ?? this.jobId}`;
-      return { files: [keepArtifact(files.vtt, `${name}.vtt`), keepArtifact(files.txt, `${name}.txt`)], ...summary };
+      const kept = [
+        await keepArtifact(fileSource(files.vtt), `${name}.vtt`),
+        await keepArtifact(fileSource(files.txt), `${name}.txt`),
+      ];
+      return { files: kept, ...summary };
     }
     const callId = inputs.call_id!;
     delivering(files.vtt);
     const base = await this.bot.filename(callId);
-    const vtt = await this.bot.upload(callId, files.vtt, `${base}.vtt`);
-    const txt = await this.bot.upload(callId, files.txt, `${base}.txt`);
+    const vtt = await this.bot.upload(callId, fileSource(files.vtt), `${base}.vtt`);
+    const txt = await this.bot.upload(callId, fileSource(files.txt), `${base}.txt`);
     await this.bot.postTranscription(callId, {
       JobID: this.jobId,
       PostID: inputs.post_id!,
