@@ -91,7 +91,10 @@ describe('docker runner', () => {
     const { job, dir, run, said } = await start(1280, ['--recover']);
     const exit: JobExit = await run.exited;
     assert.deepEqual(exit, { code: 0, signal: null });
-    assert.match(said.stdout, new RegExp(`^test job ${job.id} \\(recording\\) in /job as 10001:10001, args: --recover$`, 'm'));
+    assert.match(
+      said.stdout,
+      new RegExp(`^test job ${job.id} \\(recording\\) in /job as 10001:10001, args: --recover$`, 'm'),
+    );
     assert.match(said.stderr, /^to standard error$/m);
     assert.deepEqual(JSON.parse(readFileSync(join(dir, 'output.json'), 'utf8')), {
       file: join(dataDir, 'artifacts', 'out.txt'), // the program's /artifacts/out.txt, where it is on this host
