@@ -6,7 +6,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from '../workers/recorder/capture.js';
@@ -91,8 +91,9 @@ const track = (
 
 /**
  * Composes a recording directory as the recorder does: with `partMs`, the first part while the
- * "call" is still at `durationMs`, the rest at the end, then the join. `stopWhileComposing`: the
- * stop comes while the first part's ffmpeg runs (at nice 19), which is dropped and redone.
+ * "call" is still at `durationMs`, the rest at the end. `fault`: the stop comes while the first
+ * part's ffmpeg runs (at nice 19), which is dropped and redone; or the MP4's muxer is killed after
+ * the first part, and the parts are joined instead.
  */
 async function compose(
   dir: string,
@@ -100,41 +101,59 @@ async function compose(
   events: CallEvent[],
   durationMs: number,
   partMs: number,
-  stopWhileComposing = false,
+  fault?: Fault,
 ): Promise<string> {
   writeFileSync(join(dir, 'tracks.jsonl'), `${tracks.map((t) => JSON.stringify(t)).join('\n')}\n`);
   writeFileSync(
     join(dir, 'events.jsonl'),
     events.map((e) => JSON.stringify(e)).join('\n') + (events.length ? '\n' : ''),
   );
+  const log: string[] = [];
   const parts = new Parts(
     dir,
     { ...recorderDefaults, call_id: 'c', width: 1280, height: 720, frame_rate: FPS, video_preset: 'ultrafast' },
     partMs,
-    () => undefined,
+    (m) => log.push(m),
   );
   parts.whileCapturing({ elapsedMs: durationMs, requestKeyframes: () => undefined });
   const first = join(dir, 'parts', `part-0-${partMs}.mkv`);
   if (durationMs >= partMs + 3000) {
-    const [what, done] = stopWhileComposing ? ['its ffmpeg', `${first}.tmp`] : ['its end', first];
+    const [what, done] = fault === 'stop while composing' ? ['its ffmpeg', `${first}.tmp`] : ['its end', first];
     await waitFor(`the first part during the call: ${what}`, () => existsSync(done), 60_000);
+  }
+  if (fault === 'muxer killed') {
+    const muxer = children(process.pid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('pipe:3'));
+    assert.ok(muxer, 'the MP4 is being written during the call');
+    process.kill(muxer, 'SIGKILL');
   }
   const output = join(dir, 'recording.mp4');
   await parts.finish(durationMs, output);
-  if (stopWhileComposing) assert.ok(!existsSync(first), 'the part composed at the stop was finished at nice 19');
+  if (fault === 'stop while composing')
+    assert.ok(!existsSync(first), 'the part composed at the stop was finished at nice 19');
+  // Without a fault, no join: the MP4 was written as the parts were composed.
+  assert.equal(/joined instead|left for a join/.test(log.join('\n')), fault === 'muxer killed', log.join('\n'));
   return output;
 }
+
+type Fault = 'stop while composing' | 'muxer killed';
+
+/** The processes `pid` started. */
+const children = (pid: number) =>
+  readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number),
+  );
 
 describe('recorder compose', () => {
   after(() => rmSync(root, { recursive: true, force: true }));
 
-  for (const [partMs, stopWhileComposing] of [
-    [60_000, false],
-    [2000, false],
-    [2000, true],
+  for (const [partMs, fault] of [
+    [60_000, undefined],
+    [2000, undefined],
+    [2000, 'stop while composing'],
+    [2000, 'muxer killed'],
   ] as const) {
-    it(`lays a camera turned off and on again in its tile, background in the gaps; a person without camera gets a background tile (parts of ${partMs / 1000} s${stopWhileComposing ? ', stopped while one is composed' : ''})`, async () => {
-      const dir = join(root, `tiles-${partMs}-${stopWhileComposing}`);
+    it(`lays a camera turned off and on again in its tile, background in the gaps; a person without camera gets a background tile (parts of ${partMs / 1000} s${fault ? `, ${fault}` : ''})`, async () => {
+      const dir = join(root, `tiles-${partMs}-${fault}`);
       const tracks = [
         // Red, then green from halfway: a part boundary at 2 s cuts it there.
         track(colourTrack(dir, 'red', 'red', 2, 'green'), 'ann', 'camera', 1000, 3000),
@@ -144,7 +163,7 @@ describe('recorder compose', () => {
         { t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' },
         { t: 500, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
       ];
-      const file = await compose(dir, tracks, events, 7000, partMs, stopWhileComposing);
+      const file = await compose(dir, tracks, events, 7000, partMs, fault);
       // Two tiles side by side, 640x720 each: sample the middle of each.
       const ann = regionColours(file, '200:200:220:260').map(named);
       const bob = regionColours(file, '200:200:860:260').map(named);

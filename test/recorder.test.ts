@@ -137,7 +137,10 @@ describe('recorder job program', () => {
     assert.equal(post.body.JobID, recordingId);
     assert.equal(post.body.PostID, postId);
     const mp4 = join(dir, 'received.mp4');
-    writeFileSync(mp4, mm.file(post.body.FileIDs[0]!)!);
+    const received = mm.file(post.body.FileIDs[0]!)!;
+    writeFileSync(mp4, received);
+    // Index first, so a browser plays it while it downloads (the recorder writes it last).
+    assert.ok(received.indexOf('moov') < received.indexOf('mdat'), 'the moov box comes before the media');
     const info = probe(mp4);
     const v = info.streams.find((s) => s.codec_type === 'video')!;
     const a = info.streams.find((s) => s.codec_type === 'audio')!;

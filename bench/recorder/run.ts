@@ -97,13 +97,26 @@ interface Row {
   rssMb: number[];
   /** the most memory (MB) seen of each kind of ffmpeg the recorder ran */
   ffmpegMb: Map<string, number>;
+  /** the recorder's lines from the stop on */
+  afterStop: string[];
+}
+
+/** The recorder's lines from the stop on, each with the seconds since the stop: where stop → posted goes. */
+function afterStop(log: string): string[] {
+  const lines = log.split('\n').filter((l) => l.startsWith('[recorder '));
+  const at = (line: string) => Date.parse(line.slice('[recorder '.length, line.indexOf(']')));
+  const stop = lines.findIndex((l) => l.includes('stopping after'));
+  return lines
+    .slice(stop)
+    .map((l) => `+${((at(l) - at(lines[stop]!)) / 1000).toFixed(1)} s ${l.slice(l.indexOf(']') + 2)}`);
 }
 
 /** What an ffmpeg the recorder runs is for, from its arguments. */
 function ffmpegRole(args: string[]): string {
   if (args.includes('concat')) return 'join';
-  if (args.includes('pipe:0')) return 'sound encode (whole call)';
+  if (args.includes('pipe:3')) return 'MP4 muxer (whole call)';
   if (args.includes('-filter_complex')) return 'part compose';
+  if (args.includes('mpegts')) return 'part picture copy';
   return 'part sound decode';
 }
 
@@ -272,7 +285,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const ffmpegMb = new Map<string, number>();
   let samples = 0;
   // Every 2 s the ffmpegs (a part's compose lasts seconds), every 10 s the recorder itself; the
-  // ffmpegs still after the stop too (the last part, the join).
+  // ffmpegs still after the stop too (the last part).
   const sampling = setInterval(() => {
     for (const { args, rssMb: mb } of descendants(recorderPid).filter((p) => p.args[0] === 'ffmpeg')) {
       const role = ffmpegRole(args);
@@ -328,6 +341,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     sync,
     rssMb,
     ffmpegMb,
+    afterStop: afterStop(log),
   };
   await mm.close();
   rmSync(dir, { recursive: true, force: true });
@@ -374,6 +388,10 @@ for (const r of rows.filter((r) => r.sync)) {
     `\n${r.content}, ${r.profile}: beep minus flash over the first minute ${show(r.sync!.first)}, over the last minute of ${f(r.recordedS, 0)} s ${show(r.sync!.last)}`,
   );
 }
+for (const r of rows)
+  console.log(
+    `\n${r.content}, ${r.profile}: the recorder after the stop\n${r.afterStop.map((l) => `    ${l}`).join('\n')}`,
+  );
 const live = Math.max(...rows.map((r) => r.captureCpuS / r.recordedS));
 const costliest = Math.max(...rows.map((r) => r.totalCpuS / r.recordedS));
 console.log(

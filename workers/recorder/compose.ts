@@ -325,17 +325,15 @@ export function partArgs(
 }
 
 /**
- * ffmpeg arguments that join the parts (a concat list) into the MP4, its index last (it is read
- * index first: fast-start.ts): the video copied; the voices copied from `audio` (AudioEncoder:
- * encoded during the call), or else encoded to AAC here in one pass (no seams between parts).
+ * ffmpeg arguments that join the parts (a concat list) into the MP4, after a crash or when the MP4
+ * written during the call failed: the video copied, the voices encoded to AAC in one pass (no
+ * seams between parts). Its index last: it is read index first (fast-start.ts).
  */
-export function joinArgs(list: string, q: RecorderInputs, output: string, audio?: string): string[] {
+export function joinArgs(list: string, q: RecorderInputs, output: string): string[] {
   return [
     ...['-hide_banner', '-loglevel', 'error', '-y'],
     ...['-f', 'concat', '-safe', '0', '-i', list],
-    ...(audio
-      ? ['-i', audio, '-map', '0:v', '-map', '1:a', '-c', 'copy']
-      : ['-map', '0:v', '-map', '0:a', '-c:v', 'copy', '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000']),
+    ...['-map', '0:v', '-map', '0:a', '-c:v', 'copy', '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000'],
     ...['-f', 'mp4', output],
   ];
 }

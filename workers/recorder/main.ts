@@ -2,7 +2,7 @@
 // worker's JOB_ID, JOB_DIR, SFU_URL, SFU_TOKEN, ARTIFACTS_DIR). It joins the call, captures
 // until SIGTERM (stop, max duration) or until everyone has left, composes the MP4 and delivers
 // it to Mattermost through the Calls plugin's bot API, or to the artifacts directory.
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fastStart } from '../shared/fast-start.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
@@ -109,6 +109,7 @@ async function main(): Promise<void> {
   } catch (err) {
     return fail(`could not compose the recording (the captured tracks are kept in ${dir}): ${(err as Error).message}`);
   }
+  log(`the MP4 is complete: ${(statSync(output).size / 1e6).toFixed(1)} MB`);
 
   if (!bot) {
     const path = await keep(output, inputs);

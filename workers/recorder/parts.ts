@@ -1,17 +1,17 @@
 // The recording composed continuously, in parts: while the call goes on, each finished part
-// (PART_SEC, default 10 s) is composed at low priority and its sound added to the call's AAC
-// encode, so on stop only the last seconds and a join that copies remain, whatever the call's
-// length (parts of 120 s left up to two minutes to compose after the stop; 20 s parts cost 7 %
-// less CPU than 10 s ones but left 17 s from stop to post with four cameras). Parts are files in
-// `parts/` named by their window, written under a temporary name and renamed when complete: the
-// recovery run after a crash reuses them.
+// (PART_SEC, default 10 s) is composed at low priority and added to the MP4 (live-mp4.ts), so on
+// stop only the last seconds remain, whatever the call's length (parts of 120 s left up to two
+// minutes to compose after the stop; 20 s parts cost 7 % less CPU than 10 s ones but left 17 s
+// from stop to post with four cameras). Parts are files in `parts/` named by their window,
+// written under a temporary name and renamed when complete: the recovery run after a crash joins
+// them.
 import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ffmpeg } from '../shared/ffmpeg.js';
-import { AudioEncoder, samplesAt } from './audio-encoder.js';
 import type { Capture } from './capture.js';
 import { frameAt, joinArgs, partArgs, readRecording, type Window } from './compose.js';
 import type { RecorderInputs } from './inputs.js';
+import { LiveMp4 } from './live-mp4.js';
 
 const KEYFRAME_LEAD_MS = 1500; // ask this long before a part begins, so a keyframe sits just before it
 const SETTLE_MS = 3000; // compose a part this long after it ends: late packets are written by then
@@ -28,8 +28,8 @@ export class Parts {
   /** aborted at the stop: a part composing at nice 19 is dropped, finish() composes it at full priority */
   private readonly stopping = new AbortController();
   private failed = false;
-  /** the sound encoded part by part; none in a recovery run that found parts (the join encodes it all) */
-  private audio?: AudioEncoder;
+  /** the MP4 written part by part; none in a recovery run that found parts (they are joined) */
+  private mp4?: LiveMp4;
 
   constructor(
     private readonly dir: string,
@@ -40,9 +40,9 @@ export class Parts {
     this.partsDir = join(dir, 'parts');
     mkdirSync(this.partsDir, { recursive: true });
     this.doneMs = this.chain().at(-1)?.toMs ?? 0; // parts an earlier run left
-    // The sound's encoder runs at full priority: it costs about 1 % of a core, and at nice 19 on a
-    // busy host the backlog of sound it holds at the stop would wait behind everything else.
-    if (this.doneMs === 0) this.audio = new AudioEncoder(join(this.partsDir, 'audio.m4a'), inputs.audio_rate);
+    // Its muxer runs at full priority: it costs about 1 % of a core (the sound's encode), and at
+    // nice 19 on a busy host the backlog it holds at the stop would wait behind everything else.
+    if (this.doneMs === 0) this.mp4 = new LiveMp4(join(this.partsDir, 'recording.mp4'), inputs);
   }
 
   /** The parts on disk that follow on from the start, in order. */
@@ -68,11 +68,10 @@ export class Parts {
     await ffmpeg(partArgs(this.dir, rec, this.inputs, w, temp), { nice, signal });
     renameSync(temp, this.file(w));
     this.doneMs = w.toMs;
-    const fps = this.inputs.frame_rate;
-    await this.audio?.append(this.file(w), samplesAt(frameAt(w.toMs, fps), fps), nice).catch((err) => {
-      this.log(`the sound is left for the join: ${(err as Error).message}`);
-      this.audio?.abandon();
-      this.audio = undefined;
+    await this.mp4?.append(this.file(w), w, nice).catch((err) => {
+      this.log(`the parts are left for a join at the end: ${(err as Error).message}`);
+      this.mp4?.abandon();
+      this.mp4 = undefined;
     });
     this.log(
       `composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${((performance.now() - started) / 1000).toFixed(1)} s`,
@@ -99,10 +98,10 @@ export class Parts {
   }
 
   /**
-   * Composes what is left up to `durationMs` and joins every part into `output`. A part still
-   * being composed at nice 19 is dropped and composed again with the rest at full priority: on a
-   * busy host it could wait behind everything else for minutes (on an idle one, redoing it costs
-   * a few seconds at most).
+   * Composes what is left up to `durationMs` and ends the MP4 as `output` (or joins the parts into
+   * it, when there is no MP4 written during the call). A part still being composed at nice 19 is
+   * dropped and composed again with the rest at full priority: on a busy host it could wait
+   * behind everything else for minutes (on an idle one, redoing it costs a few seconds at most).
    */
   async finish(durationMs: number, output: string): Promise<void> {
     this.stopping.abort();
@@ -110,23 +109,28 @@ export class Parts {
     const fps = this.inputs.frame_rate;
     if (frameAt(durationMs, fps) > frameAt(this.doneMs, fps))
       await this.compose({ fromMs: this.doneMs, toMs: durationMs }, durationMs);
-    const parts = this.chain();
+    if (this.mp4) {
+      const ended = await this.mp4.close().then(
+        () => true,
+        (err) => {
+          this.log(`the parts are joined instead: ${(err as Error).message}`);
+          return false;
+        },
+      );
+      if (ended) return renameSync(this.mp4.file, output);
+    }
     // Each part's exact length, so the join places the next one frame-exactly.
     const list = join(this.partsDir, 'parts.txt');
     writeFileSync(
       list,
       `${[
         'ffconcat version 1.0',
-        ...parts.flatMap((w) => [
+        ...this.chain().flatMap((w) => [
           `file '${this.file(w)}'`,
           `duration ${((frameAt(w.toMs, fps) - frameAt(w.fromMs, fps)) / fps).toFixed(6)}`,
         ]),
       ].join('\n')}\n`,
     );
-    const audio = await this.audio
-      ?.close()
-      .then(() => this.audio!.file)
-      .catch((err) => void this.log(`the sound is encoded in the join: ${(err as Error).message}`));
-    await ffmpeg(joinArgs(list, this.inputs, output, audio ?? undefined));
+    await ffmpeg(joinArgs(list, this.inputs, output));
   }
 }

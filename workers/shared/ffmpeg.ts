@@ -13,16 +13,19 @@ export interface FfmpegOptions {
   nice?: number;
   /** a pipe for the media in (stdin) or out (stdout), instead of files */
   pipe?: 'stdin' | 'stdout';
+  /** a second pipe for media in: ffmpeg's pipe:3 */
+  pipe3?: boolean;
   /** kills it (SIGKILL) when aborted: its work is no longer wanted */
   signal?: AbortSignal;
 }
 
 /** ffmpeg running: `done` settles when it exits, with its last lines if it failed. */
 export function startFfmpeg(args: string[], opts: FfmpegOptions = {}): { child: ChildProcess; done: Promise<void> } {
-  const stdio: ['pipe' | 'ignore', 'pipe' | 'inherit', 'pipe'] = [
+  const stdio: ('pipe' | 'ignore' | 'inherit')[] = [
     opts.pipe === 'stdin' ? 'pipe' : 'ignore',
     opts.pipe === 'stdout' ? 'pipe' : 'inherit',
     'pipe',
+    ...(opts.pipe3 ? (['pipe'] as const) : []),
   ];
   const options = { stdio, signal: opts.signal, killSignal: 'SIGKILL' as const };
   const child = withPdeathsig
@@ -42,6 +45,6 @@ export function startFfmpeg(args: string[], opts: FfmpegOptions = {}): { child: 
   return { child, done };
 }
 
-export function ffmpeg(args: string[], opts: Omit<FfmpegOptions, 'pipe'> = {}): Promise<void> {
+export function ffmpeg(args: string[], opts: Omit<FfmpegOptions, 'pipe' | 'pipe3'> = {}): Promise<void> {
   return startFfmpeg(args, opts).done;
 }
