@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WebmIndex } from '../workers/recorder/webm-index.js';
+import { inputFrom, WebmIndex } from '../workers/recorder/webm-index.js';
 
 function probe(file: string): { frames: number; lastMs: number } {
   const pts = execFileSync('ffprobe', [
@@ -33,7 +33,7 @@ describe('WebM index', () => {
   const file = join(dir, 'camera.webm');
   execFileSync('ffmpeg', [
     ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=15:duration=40'],
-    ...['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '300k', file],
+    ...['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '300k', '-g', '30', file],
   ]);
   const live = join(dir, 'live.webm');
   execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-c', 'copy', '-f', 'webm', '-live', '1', live]);
@@ -52,6 +52,43 @@ describe('WebM index', () => {
     });
   }
 
+  // What compose decodes from a point of a file being written: the header and the file from a
+  // keyframe cluster before the point must give what a seek in the whole file gives, frame for frame.
+  const decoded = (args: string[], stream: string) =>
+    execFileSync('ffmpeg', [
+      '-v',
+      'error',
+      ...args,
+      '-map',
+      `0:${stream}`,
+      '-t',
+      '3',
+      '-f',
+      'framemd5',
+      '-',
+    ]).toString();
+  it('reads a file from a point through its header and the cluster before it, as a seek in the whole file', () => {
+    const index = new WebmIndex(live).update();
+    assert.ok(index.starts.length >= 6, `${index.starts.length} cluster starts`);
+    for (const seekMs of [0, 6200, 21_000, 33_333]) {
+      const args = inputFrom(index, seekMs);
+      assert.equal(
+        args.some((a) => a.startsWith('concat:')),
+        seekMs > 6000,
+        args.join(' '),
+      );
+      const whole = seekMs > 0 ? ['-ss', (seekMs / 1000).toFixed(3), '-i', live] : ['-i', live];
+      assert.equal(decoded(args, 'v'), decoded(whole, 'v'), `from ${seekMs} ms`);
+    }
+    // a voice is read from its start: Opus decoded from mid-file is not what a seek gives
+    const voice = join(dir, 'voice.webm');
+    execFileSync('ffmpeg', [
+      ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=frequency=300:beep_factor=4:duration=40'],
+      ...['-c:a', 'libopus', '-b:a', '32k', '-f', 'webm', '-live', '1', '-cluster_time_limit', '5000', voice],
+    ]);
+    assert.deepEqual(inputFrom(new WebmIndex(voice).update(), 21_000), ['-ss', '21.000', '-i', voice]);
+  });
+
   it('reads a growing file in pieces cut anywhere, reaching the same counts', () => {
     const growing = join(dir, 'growing.webm');
     writeFileSync(growing, '');
@@ -66,7 +103,7 @@ describe('WebM index', () => {
       seen = index.frames;
     }
     const full = new WebmIndex(file).update();
-    assert.deepEqual([index.frames, index.lastMs], [full.frames, full.lastMs]);
+    assert.deepEqual([index.frames, index.lastMs, index.starts], [full.frames, full.lastMs, full.starts]);
     rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -10,10 +10,13 @@ import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from './capture.js';
 import type { RecorderInputs } from './inputs.js';
 import { readLines } from '../shared/job.js';
-import { WebmIndex } from './webm-index.js';
+import { inputFrom, WebmIndex } from './webm-index.js';
 
 const FONT = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
 const execFileAsync = promisify(execFile);
+
+/** `index`: what compose has read of the file (its frames, where a reader may start). */
+type Track = TrackEntry & { frameMs?: number; lastFrameMs: number; untilMs: number; index: WebmIndex };
 
 export interface Recording {
   /**
@@ -24,7 +27,7 @@ export interface Recording {
    * the parts past its file's end: ffmpeg's amix with an input that has nothing in the part never
    * finishes, and ignores SIGTERM while it spins.
    */
-  tracks: (TrackEntry & { frameMs?: number; lastFrameMs: number; untilMs: number })[];
+  tracks: Track[];
   events: CallEvent[];
   durationMs: number;
 }
@@ -46,7 +49,7 @@ export async function readRecording(dir: string, durationMs?: number): Promise<R
     const frameMs = index.frames > 1 && index.lastMs > 0 ? index.lastMs / (index.frames - 1) : undefined;
     const lastFrameMs = index.frames === 0 ? -Infinity : t.mediaMs! + index.lastMs;
     const held = lastFrameMs + (t.source === 'mic' ? OPUS_FRAME_MS : PICTURE_HOLD_MS);
-    return { ...t, frameMs, lastFrameMs, untilMs: Math.min(t.endMs ?? Infinity, held) };
+    return { ...t, frameMs, lastFrameMs, untilMs: Math.min(t.endMs ?? Infinity, held), index };
   });
   const events = readLines<CallEvent>(join(dir, 'events.jsonl'));
   if (durationMs !== undefined) return { tracks, events, durationMs };
@@ -142,7 +145,7 @@ function lane(
   inset: number,
   [f0, f1]: [number, number],
   fps: number,
-  input: (file: string, seekS: number) => number,
+  input: (track: Track, seekS: number) => number,
   filters: string[],
   label: string,
 ): void {
@@ -165,7 +168,7 @@ function lane(
     // and decodes from it; capture asks for keyframes ahead of each part). Its times then count
     // from that point, and fps starts at 0 so each frame lands where it belongs.
     const seekS = (from - start) / fps;
-    const i = input(t.file, seekS);
+    const i = input(t, seekS);
     segments.push(`[${label}s${segments.length}]`);
     // The file's frames (on the sender's clock) fitted to the cell, resampled to the output rate
     // (before fitting when that drops frames, after when it repeats them: fewer frames to scale),
@@ -187,18 +190,12 @@ function lane(
 }
 
 /**
- * ffmpeg arguments that write one part of the recording in `dir` to `output` (Matroska: H.264 at
+ * ffmpeg arguments that write one part of the recording (as read by readRecording) to `output` (Matroska: H.264 at
  * the profile's size, rate, bitrate and preset; the voices mixed, losslessly as FLAC so that parts
  * join without seams). The screen share when there is one in this part, otherwise a grid of the
  * people present in it (their camera or the background, the name, the speaker outlined).
  */
-export function partArgs(
-  dir: string,
-  rec: Recording,
-  q: RecorderInputs,
-  { fromMs, toMs }: Window,
-  output: string,
-): string[] {
+export function partArgs(rec: Recording, q: RecorderInputs, { fromMs, toMs }: Window, output: string): string[] {
   const { width: W, height: H, frame_rate: fps } = q;
   const span: [number, number] = [frameAt(fromMs, fps), frameAt(toMs, fps)];
   const seconds = ((span[1] - span[0]) / fps).toFixed(6);
@@ -208,8 +205,8 @@ export function partArgs(
   const inputs: string[] = [];
   const filters: string[] = [];
   let count = 0;
-  const input = (file: string, seekS: number) => {
-    inputs.push(...(seekS > 0.0005 ? ['-ss', seekS.toFixed(3)] : []), '-i', join(dir, file));
+  const input = (track: Track, seekS: number) => {
+    inputs.push(...inputFrom(track.index, seekS * 1000));
     return count++;
   };
 
@@ -275,7 +272,7 @@ export function partArgs(
   // than the picture by all the gaps before it (5 s after a 5 s outage; seconds an hour at 5 % loss).
   const mics = inPart.filter((t) => t.source === 'mic');
   const voices = mics.map((m) => {
-    const i = input(m.file, Math.max(0, fromMs - m.mediaMs!) / 1000);
+    const i = input(m, Math.max(0, fromMs - m.mediaMs!) / 1000);
     filters.push(
       `[${i}:a]asetpts=PTS-STARTPTS,aresample=48000:async=1:min_hard_comp=0.02:first_pts=0,adelay=${Math.max(0, m.mediaMs! - fromMs)}:all=1[a${i}]`,
     );

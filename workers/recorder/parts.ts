@@ -65,7 +65,7 @@ export class Parts {
     const rec = await readRecording(this.dir, durationMs);
     const [nice, signal] = duringCall ? [NICE, this.stopping.signal] : [];
     signal?.throwIfAborted();
-    await ffmpeg(partArgs(this.dir, rec, this.inputs, w, temp), { nice, signal });
+    await ffmpeg(partArgs(rec, this.inputs, w, temp), { nice, signal });
     renameSync(temp, this.file(w));
     this.doneMs = w.toMs;
     await this.mp4?.append(this.file(w), w, nice).catch((err) => {

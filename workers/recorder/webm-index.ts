@@ -3,40 +3,20 @@
 // every part (where each file ends, and its frame rate); ffprobe read each file from its start every time, so in a long call with
 // short parts the reading grew with the square of the call's length (an hour of four cameras in
 // parts of 10 s: about 1 GB read and 200 000 lines parsed per part by the end).
-// Matroska/EBML: elements are an ID and a size (both variable-length integers); the Segment and
-// Clusters of a file being written have an unknown size (all ones) and are descended into; a
-// Cluster's Timestamp is followed by SimpleBlocks whose 16-bit time is relative to it.
+// A Cluster's Timestamp is followed by SimpleBlocks whose 16-bit time is relative to it.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { ID, readVint as vint } from './webm.js';
 
-const SEGMENT = 0x18538067;
-const CLUSTER = 0x1f43b675;
-const INFO = 0x1549a966;
-const TIMESTAMP_SCALE = 0x2ad7b1;
-const CLUSTER_TIMESTAMP = 0xe7;
-const SIMPLE_BLOCK = 0xa3;
-const BLOCK_GROUP = 0xa0;
-const BLOCK = 0xa1;
-const DESCEND = new Set([SEGMENT, CLUSTER, INFO, BLOCK_GROUP]);
+const { SEGMENT, CLUSTER, INFO, TIMESTAMP_SCALE, CLUSTER_TIMESTAMP, SIMPLE_BLOCK, BLOCK_GROUP, BLOCK } = ID;
+const { TRACKS, TRACK_ENTRY, TRACK_TYPE } = ID;
+const DESCEND = new Set<number>([SEGMENT, CLUSTER, INFO, BLOCK_GROUP, TRACKS, TRACK_ENTRY]);
+const VIDEO_TRACK = 1;
 const CHUNK = 1 << 20;
 
-/** A variable-length integer at `at`: its value (marker bit kept for IDs), length, and whether all value bits are ones. */
-function vint(
-  buf: Buffer,
-  at: number,
-  keepMarker: boolean,
-): { value: number; length: number; unknown: boolean } | null {
-  if (at >= buf.length) return null;
-  const first = buf[at]!;
-  let length = 1;
-  while (length <= 8 && !(first & (0x80 >> (length - 1)))) length++;
-  if (length > 8 || at + length > buf.length) return null;
-  let value = keepMarker ? first : first & (0xff >> length);
-  let ones = value === 0xff >> length;
-  for (let i = 1; i < length; i++) {
-    value = value * 256 + buf[at + i]!;
-    ones &&= buf[at + i] === 0xff;
-  }
-  return { value, length, unknown: !keepMarker && ones };
+/** A cluster a reader can start at: its first frame's time (ms) and where it begins. */
+export interface ClusterStart {
+  ms: number;
+  offset: number;
 }
 
 export class WebmIndex {
@@ -47,6 +27,17 @@ export class WebmIndex {
   frames = 0;
   /** the latest frame's time (ms) */
   lastMs = 0;
+  /** bytes before the first cluster: the header any reader needs */
+  headerBytes = 0;
+  /**
+   * The clusters that begin with a video keyframe, in file order. Not audio: Opus decoded from
+   * mid-file gets its pre-skip again (6.5 ms off) and a fresh decoder state; a voice's file is
+   * small, and read from its start.
+   */
+  readonly starts: ClusterStart[] = [];
+  private video = false;
+  /** where the cluster whose first block is awaited begins */
+  private clusterAt: number | undefined;
 
   constructor(readonly file: string) {}
 
@@ -79,26 +70,60 @@ export class WebmIndex {
       const size = id && vint(buf, at + id.length, false);
       if (!id || !size) return at;
       const body = at + id.length + size.length;
+      if (id.value === CLUSTER) {
+        this.clusterAt = this.offset + at;
+        this.headerBytes ||= this.clusterAt;
+      }
       if (DESCEND.has(id.value)) {
         at = body; // a master element: its children follow
         continue;
       }
       if (size.unknown || body + size.value > buf.length) return at;
       const data = buf.subarray(body, body + size.value);
-      if (id.value === CLUSTER_TIMESTAMP || id.value === TIMESTAMP_SCALE) {
+      if (id.value === CLUSTER_TIMESTAMP || id.value === TIMESTAMP_SCALE || id.value === TRACK_TYPE) {
         let v = 0;
         for (const b of data) v = v * 256 + b;
         if (id.value === CLUSTER_TIMESTAMP) this.clusterMs = (v * this.scaleNs) / 1e6;
-        else this.scaleNs = v;
+        else if (id.value === TIMESTAMP_SCALE) this.scaleNs = v;
+        else this.video ||= v === VIDEO_TRACK;
       } else if (id.value === SIMPLE_BLOCK || id.value === BLOCK) {
         const track = vint(data, 0, false);
         if (track && data.length >= track.length + 2) {
           const ms = this.clusterMs + (data.readInt16BE(track.length) * this.scaleNs) / 1e6;
           this.frames++;
           this.lastMs = Math.max(this.lastMs, ms);
+          const keyframe = id.value === SIMPLE_BLOCK && (data[track.length + 2]! & 0x80) !== 0;
+          if (this.clusterAt !== undefined && keyframe && this.video) this.starts.push({ ms, offset: this.clusterAt });
+          this.clusterAt = undefined;
         }
       }
       at = body + size.value;
     }
   }
+}
+
+/**
+ * ffmpeg's input arguments for `index.file` read from `seekMs` of the file's time. A WebM being
+ * written has no cues, so ffmpeg's seek scans it from its start: in an hour-long call each part
+ * read every camera's file from the beginning (0.5 CPU s a file by the end, the compose's cost
+ * growing with the call). Instead ffmpeg gets the header and then the file from the last keyframe
+ * cluster at or before the point (two byte ranges of the file, through its concat and subfile
+ * protocols) and seeks within that; -seek_timestamp keeps -ss on the file's own clock.
+ */
+export function inputFrom(index: WebmIndex, seekMs: number): string[] {
+  const { file, starts, headerBytes } = index;
+  if (seekMs < 0.5) return ['-i', file];
+  const ss = ['-ss', (seekMs / 1000).toFixed(3)];
+  let lo = 0;
+  let hi = starts.length; // the last start at or before seekMs: binary search
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (starts[mid]!.ms <= seekMs) lo = mid + 1;
+    else hi = mid;
+  }
+  const start = starts[lo - 1];
+  // '|' separates concat's parts
+  if (!start || start.offset === headerBytes || file.includes('|')) return [...ss, '-i', file];
+  const range = (from: number, to: number) => `subfile,,start,${from},end,${to},,:${file}`;
+  return ['-seek_timestamp', '1', ...ss, '-i', `concat:${range(0, headerBytes)}|${range(start.offset, 0)}`];
 }
