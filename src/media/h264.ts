@@ -25,3 +25,30 @@ export function isH264Keyframe(payload: Uint8Array): boolean {
   }
   return false;
 }
+
+const START_CODE = Buffer.from([0, 0, 0, 1]);
+
+/**
+ * A packet's NAL units in Annex B (a start code before each), as pieces written one after
+ * another: a single unit, every unit of a STAP-A, or a FU-A's bytes (its first fragment restoring
+ * the unit's header). Other packet types carry nothing a browser sends; a malformed one yields
+ * what it held intact.
+ */
+export function h264AnnexB(payload: Buffer): Buffer[] {
+  if (payload.length < 1) return [];
+  const type = payload[0]! & 0x1f;
+  if (type >= 1 && type < STAP_A) return [START_CODE, payload];
+  const pieces: Buffer[] = [];
+  if (type === STAP_A) {
+    for (let at = 1; at + 2 <= payload.length; ) {
+      const size = payload.readUInt16BE(at);
+      if (size === 0 || at + 2 + size > payload.length) break;
+      pieces.push(START_CODE, payload.subarray(at + 2, at + 2 + size));
+      at += 2 + size;
+    }
+  } else if (type === FU_A && payload.length > 2) {
+    if (payload[1]! & 0x80) pieces.push(START_CODE, Buffer.of((payload[0]! & 0xe0) | (payload[1]! & 0x1f)));
+    pieces.push(payload.subarray(2));
+  }
+  return pieces;
+}

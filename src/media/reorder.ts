@@ -1,7 +1,6 @@
-// RTP back in sequence order. A jittery path delivers packets out of order; audio is written and
-// decoded as it arrives (werift's WebM writer puts a jitter buffer on video only), and a packet
-// older than the last one written is lost to the file or the decoder: 5% loss with 40 ± 30 ms of
-// jitter cost a quarter of a recording's audio. A gap is waited for until a packet `holdTicks`
+// RTP back in sequence order. A jittery path delivers packets out of order; media is written and
+// decoded as it arrives, and a packet older than the last one written is lost to the file or the
+// decoder: 5% loss with 40 ± 30 ms of jitter cost a quarter of a recording's audio. A gap is waited for until a packet `holdTicks`
 // newer by the RTP clock has come (never by a timer: an idle sender holds nothing back).
 import type { RtpPacket } from 'werift';
 
@@ -12,6 +11,8 @@ const tsDiff = (a: number, b: number) => (a - b) | 0;
 
 /** How long a missing Opus packet is waited for: until 100 ms of later audio (48 kHz RTP clock) has come. */
 export const AUDIO_HOLD_TICKS = 4800;
+/** How long a missing video packet is waited for: until 200 ms of later frames (90 kHz RTP clock) have come. */
+export const VIDEO_HOLD_TICKS = 18_000;
 
 /** More held than this is a sender restart or a flood, not reordering: let everything through. */
 const MAX_HELD = 256;

@@ -21,3 +21,13 @@ export function isVp8Keyframe(payload: Uint8Array): boolean {
   const header = payload[vp8DescriptorLength(payload)];
   return header !== undefined && (header & 0x01) === 0;
 }
+
+/** The frame's bytes a packet carries: its payload after the descriptor. */
+export const vp8FrameData = (payload: Buffer): Buffer => payload.subarray(vp8DescriptorLength(payload));
+
+/** The picture size a keyframe's first packet declares (RFC 6386 9.1), or undefined when too short. */
+export function vp8KeyframeSize(payload: Buffer): { width: number; height: number } | undefined {
+  const at = vp8DescriptorLength(payload);
+  if (payload.length < at + 10) return undefined;
+  return { width: payload.readUInt16LE(at + 6) & 0x3fff, height: payload.readUInt16LE(at + 8) & 0x3fff };
+}

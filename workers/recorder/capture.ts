@@ -2,10 +2,9 @@
 // decoding, no encoding: the cheap part runs live) and log who was there, when, and who spoke.
 // Everything is appended as it happens, so if the recorder dies the files are still there for
 // the compose step to assemble.
-import { appendFileSync, closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DurationPosition, Event, MediaRecorder, type WebmOutput } from 'werift/nonstandard';
-import type { MediaStreamTrack, RtpPacket } from 'werift';
+import type { MediaStreamTrack } from 'werift';
 import {
   HeadlessParticipant,
   type HeadlessOptions,
@@ -13,10 +12,9 @@ import {
   type Source,
   sources,
 } from '../../src/sfu/client/participant.js';
-import { isH264Keyframe } from '../../src/media/h264.js';
-import { isVp8Keyframe } from '../../src/media/vp8.js';
 import { opusPacketMs } from '../../src/media/opus.js';
-import { AUDIO_HOLD_TICKS, Reorder } from '../../src/media/reorder.js';
+import { AUDIO_HOLD_TICKS, Reorder, VIDEO_HOLD_TICKS } from '../../src/media/reorder.js';
+import { TrackFile, trackCodec } from './track-file.js';
 
 /** One line of tracks.jsonl: a recorded track, or the end of one. */
 export interface TrackEntry {
@@ -40,47 +38,16 @@ export interface CallEvent {
   event: 'joined' | 'left' | 'speaking' | 'silent';
 }
 
-/**
- * A sink for werift's WebM output that keeps the file open and writes synchronously: werift's own
- * file writer opens, appends to and closes the file for every frame, which cost about as much CPU
- * as receiving the media. Written bytes are the kernel's at once, so a killed recorder keeps them.
- */
-function webmFile(path: string): Event<[WebmOutput]> {
-  const fd = openSync(path, 'w');
-  const sink = new Event<[WebmOutput]>();
-  let open = true;
-  sink.subscribe((out) => {
-    if (!open) return;
-    if (out.saveToFile) writeSync(fd, out.saveToFile);
-    if (out.eol) {
-      // The end: the header gets the duration. The segment keeps its unknown size, as its
-      // clusters have: werift's writer sets a size, and then every reader of the file warns of
-      // unknown-sized clusters inside a sized segment (in every job log).
-      writeSync(fd, out.eol.durationElement, 0, out.eol.durationElement.length, DurationPosition);
-      closeSync(fd);
-      open = false;
-    }
-  });
-  return sink;
-}
-
-/**
- * werift's WebM writer for one track: frames at their times by the sender's RTP clock from the
- * first one. One track per file: nothing to lip-sync within it (compose aligns the files).
- */
-export const trackWriter = (path: string, track: MediaStreamTrack) =>
-  new MediaRecorder({ stream: webmFile(path), tracks: [track], disableNtp: true, disableLipSync: true });
-
 export class Capture {
   readonly startedAt = Date.now();
   private readonly participant: HeadlessParticipant;
   private readonly recorders = new Map<
     string,
     {
-      recorder: MediaRecorder;
       entry: TrackEntry;
       mid: string;
-      stopWatching: () => void;
+      /** stops listening, writes what the reorder holds and closes the file */
+      finish: () => void;
     }
   >();
   private trackCount = 0;
@@ -132,6 +99,8 @@ export class Capture {
 
   private record(track: MediaStreamTrack, p: ParticipantInfo, source: Source, mid: string): void {
     this.finishTrack(p.sessionId, source);
+    const codec = trackCodec(track.codec?.mimeType);
+    if (!codec) return; // the bot's answer offers only what a track file holds
     const file = join('tracks', `${String(++this.trackCount).padStart(3, '0')}-${source}-${p.sessionId}.webm`);
     const entry: TrackEntry = {
       file,
@@ -141,38 +110,28 @@ export class Capture {
       source,
       startMs: this.elapsedMs,
     };
-    // werift's writer reorders video itself, audio not: it gets the packets in sequence order.
-    let reorder: Reorder | undefined;
-    let input = track;
-    if (source === 'mic') {
-      const ordered = new Event<[RtpPacket]>();
-      reorder = new Reorder(AUDIO_HOLD_TICKS, (rtp) => ordered.execute(rtp));
-      // the writer reads no more of a track than these
-      const { kind, codec, onReceiveRtcp } = track;
-      input = { kind, codec, onReceiveRtp: ordered, onReceiveRtcp } as unknown as MediaStreamTrack;
-    }
-    const recorder = trackWriter(join(this.dir, file), input);
     this.append('tracks.jsonl', entry);
-    // The writer starts at the first packet (audio) or the first keyframe (video); note when, so
-    // the compose step puts the file at the right moment. From there the file's times are the
-    // sender's RTP clock (werift is patched to keep it exact: see patches/).
-    const isKeyframe = track.codec?.mimeType.toLowerCase() === 'video/h264' ? isH264Keyframe : isVp8Keyframe;
-    const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {
-      reorder?.push(rtp);
-      if (entry.mediaMs !== undefined || (source !== 'mic' && !isKeyframe(rtp.payload))) return;
+    const writer = new TrackFile(join(this.dir, file), codec);
+    // Packets in sequence order; the file starts at the first packet (audio) or the first whole
+    // keyframe (video): note when, so compose puts the file at the right moment. From there the
+    // file's times are the sender's RTP clock.
+    const reorder = new Reorder(source === 'mic' ? AUDIO_HOLD_TICKS : VIDEO_HOLD_TICKS, (rtp) => {
+      writer.push(rtp);
+      if (entry.mediaMs !== undefined || !writer.started) return;
       // An audio packet leaves the sender once its frame is full: its first sample was heard
       // that long before (20 ms from a browser). A video frame leaves as soon as it is encoded.
-      entry.mediaMs =
-        source === 'mic' ? Math.max(0, this.elapsedMs - Math.round(opusPacketMs(rtp.payload))) : this.elapsedMs;
+      const sent = source === 'mic' ? Math.round(opusPacketMs(rtp.payload)) : 0;
+      entry.mediaMs = Math.max(0, this.elapsedMs - sent);
       this.append('tracks.jsonl', entry);
     });
+    const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => reorder.push(rtp));
     this.recorders.set(`${p.sessionId}/${source}`, {
-      recorder,
       entry,
       mid,
-      stopWatching: () => {
+      finish: () => {
         unSubscribe();
-        reorder?.flush();
+        reorder.flush();
+        writer.close();
       },
     });
   }
@@ -188,8 +147,7 @@ export class Capture {
     const rec = this.recorders.get(key);
     if (!rec) return;
     this.recorders.delete(key);
-    rec.stopWatching();
-    void rec.recorder.stop().catch(() => undefined);
+    rec.finish();
     this.append('tracks.jsonl', { ...rec.entry, endMs: this.elapsedMs });
   }
 
@@ -214,7 +172,6 @@ export class Capture {
       this.finishTrack(sessionId, source);
     }
     this.participant.leave();
-    await new Promise((r) => setTimeout(r, 200)); // the writers flush their last clusters
     return duration;
   }
 }

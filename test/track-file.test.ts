@@ -1,0 +1,182 @@
+// Capture's track file against ffmpeg: VP8 and H.264 encoded by ffmpeg, cut into RTP packets as a
+// browser sends them (VP8 descriptors; H.264 parameter sets in a STAP-A, large slices in FU-As),
+// written by TrackFile and decoded again must give every picture ffmpeg's own file gives, frame for
+// frame; each frame at its time by the RTP clock (through the 32-bit wrap); a frame missing a
+// packet dropped whole.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RtpHeader, RtpPacket } from 'werift';
+import { isVp8Keyframe } from '../src/media/vp8.js';
+import { TrackFile } from '../workers/recorder/track-file.js';
+import { WebmIndex } from '../workers/recorder/webm-index.js';
+
+const MTU = 1000;
+const TICKS = 6000; // 15 fps on the 90 kHz clock
+
+const dir = mkdtempSync(join(tmpdir(), 'co-track-file-'));
+const encode = (file: string, codec: string[]) =>
+  execFileSync('ffmpeg', [
+    ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=15:duration=6'],
+    ...[...codec, '-g', '30', join(dir, file)],
+  ]);
+/** The decoded pictures' checksums, in order. */
+const pictures = (file: string) =>
+  execFileSync('ffmpeg', ['-v', 'error', '-i', file, '-map', '0:v', '-f', 'framemd5', '-'])
+    .toString()
+    .split('\n')
+    .filter((l) => /^0,/.test(l))
+    .map((l) => l.split(',').at(-1)!.trim());
+const packetTimes = (file: string) =>
+  execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file])
+    .toString()
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => Math.round(Number(l) * 1000));
+
+/** Writes frames (each a list of RTP payloads) as one sender would: sequence numbers, a marker, a 90 kHz clock. */
+function writeFrames(
+  file: string,
+  codec: 'vp8' | 'h264',
+  frames: Buffer[][],
+  firstTs = 1234,
+  drop?: { frame: number; packet: number },
+): void {
+  const writer = new TrackFile(file, codec);
+  let seq = 65_000; // wraps too
+  frames.forEach((payloads, n) => {
+    payloads.forEach((payload, k) => {
+      const sequenceNumber = seq++ & 0xffff;
+      if (n === drop?.frame && k === drop.packet) return;
+      const header = new RtpHeader({
+        payloadType: 96,
+        sequenceNumber,
+        timestamp: (firstTs + n * TICKS) % 2 ** 32,
+        marker: k === payloads.length - 1,
+        ssrc: 1,
+      });
+      writer.push(new RtpPacket(header, payload));
+    });
+  });
+  writer.close();
+}
+
+const chunks = (data: Buffer, size: number) =>
+  Array.from({ length: Math.ceil(data.length / size) }, (_, i) => data.subarray(i * size, (i + 1) * size));
+
+/** IVF's frames: a 32-byte header, then each frame's 12-byte header (size, time) and bytes. */
+function ivfFrames(file: string): Buffer[] {
+  const ivf = readFileSync(file);
+  const frames: Buffer[] = [];
+  for (let at = 32; at + 12 <= ivf.length; ) {
+    const size = ivf.readUInt32LE(at);
+    frames.push(ivf.subarray(at + 12, at + 12 + size));
+    at += 12 + size;
+  }
+  return frames;
+}
+
+/** A VP8 frame as RTP payloads (RFC 7741): a one-byte descriptor, S set on the first. */
+const vp8Packets = (frame: Buffer) =>
+  chunks(frame, MTU).map((c, i) => Buffer.concat([Buffer.of(i === 0 ? 0x10 : 0x00), c]));
+
+/** An Annex B stream's access units, each a list of NAL units: a slice ends one (one slice a picture here). */
+function accessUnits(stream: Buffer): Buffer[][] {
+  const starts: number[] = [];
+  for (let i = 0; i + 3 <= stream.length; i++)
+    if (stream[i] === 0 && stream[i + 1] === 0 && stream[i + 2] === 1) starts.push(i + 3);
+  const units: Buffer[][] = [[]];
+  starts.forEach((s, k) => {
+    let end = k + 1 < starts.length ? starts[k + 1]! - 3 : stream.length;
+    while (end > s && stream[end - 1] === 0) end--; // a four-byte start code's leading zero
+    const nal = stream.subarray(s, end);
+    units.at(-1)!.push(nal);
+    const type = nal[0]! & 0x1f;
+    if (type === 1 || type === 5) units.push([]);
+  });
+  return units.filter((u) => u.length > 0);
+}
+
+/** An access unit as a browser packs it: parameter sets and SEI in one STAP-A, slices alone or in FU-As. */
+function h264Packets(unit: Buffer[]): Buffer[] {
+  const packets: Buffer[] = [];
+  const small = unit.filter((n) => (n[0]! & 0x1f) !== 1 && (n[0]! & 0x1f) !== 5);
+  if (small.length > 0) {
+    const nri = Math.max(...small.map((n) => n[0]! & 0x60));
+    const sized = small.flatMap((n) => [Buffer.of(n.length >> 8, n.length & 0xff), n]);
+    packets.push(Buffer.concat([Buffer.of(nri | 24), ...sized]));
+  }
+  for (const nal of unit.filter((n) => !small.includes(n))) {
+    if (nal.length <= MTU) {
+      packets.push(nal);
+      continue;
+    }
+    const parts = chunks(nal.subarray(1), MTU);
+    parts.forEach((c, i) => {
+      const fuHeader = (i === 0 ? 0x80 : 0) | (i === parts.length - 1 ? 0x40 : 0) | (nal[0]! & 0x1f);
+      packets.push(Buffer.concat([Buffer.of((nal[0]! & 0xe0) | 28, fuHeader), c]));
+    });
+  }
+  return packets;
+}
+
+describe('track file', () => {
+  encode('vp8.ivf', ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '800k']);
+  const vp8 = ivfFrames(join(dir, 'vp8.ivf'));
+  encode('h264.h264', ['-c:v', 'libx264', '-preset', 'ultrafast', '-profile:v', 'baseline', '-bsf:v', 'dump_extra']);
+  const h264 = accessUnits(readFileSync(join(dir, 'h264.h264')));
+
+  it('holds every VP8 picture ffmpeg encoded, at its RTP time', () => {
+    assert.equal(vp8.length, 90);
+    assert.ok(
+      vp8.some((f) => f.length > 2 * MTU),
+      'frames of several packets',
+    );
+    const file = join(dir, 'vp8.webm');
+    writeFrames(file, 'vp8', vp8.map(vp8Packets), 2 ** 32 - 40 * TICKS); // the clock wraps at frame 40
+    assert.deepEqual(pictures(file), pictures(join(dir, 'vp8.ivf')));
+    assert.deepEqual(
+      packetTimes(file),
+      vp8.map((_, n) => Math.floor((n * TICKS) / 90)),
+    );
+    const index = new WebmIndex(file).update();
+    assert.deepEqual(
+      index.starts.map((s) => s.ms),
+      [0, 2000, 4000],
+      'a cluster at each keyframe',
+    );
+  });
+
+  it('holds every H.264 picture ffmpeg encoded, from STAP-A, FU-A and single units', () => {
+    assert.equal(h264.length, 90);
+    const packets = h264.map(h264Packets);
+    assert.ok(packets.flat().some((p) => (p[0]! & 0x1f) === 28) && packets[0]![0]![0]! % 32 === 24);
+    const file = join(dir, 'h264.webm');
+    writeFrames(file, 'h264', packets);
+    assert.deepEqual(pictures(file), pictures(join(dir, 'h264.h264')));
+  });
+
+  it('drops a frame that lost a packet, and starts at a keyframe', () => {
+    // from frame 5, not a keyframe: the file waits for the next one
+    const packets = vp8.map(vp8Packets).slice(5);
+    const key = packets.findIndex((p) => isVp8Keyframe(p[0]!));
+    const big = packets.findIndex((p, n) => n > key + 5 && p.length >= 2);
+    const file = join(dir, 'lossy.webm');
+    writeFrames(file, 'vp8', packets, 0, { frame: big, packet: 1 });
+    const times = packetTimes(file);
+    const at = (n: number) => Math.floor((n * TICKS) / 90);
+    assert.equal(times.length, packets.length - key - 1);
+    assert.deepEqual(
+      times,
+      packets
+        .map((_, n) => n)
+        .filter((n) => n >= key && n !== big)
+        .map((n) => at(n - key)),
+      'from the keyframe, without the broken frame',
+    );
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

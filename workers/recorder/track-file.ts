@@ -1,0 +1,172 @@
+// One track's WebM file, written straight from its RTP packets (in sequence order: capture puts a
+// Reorder in front). Each frame is one write of its bytes as they came (no copy, no decoding), at
+// its time by the sender's RTP clock from the file's first frame; so a killed recorder leaves
+// every frame written so far, in a file ffmpeg reads (a Segment and Clusters of unknown size).
+// werift's writer did the same work through a jitter buffer, a depacketiser and a promise queue,
+// with a clone of every packet and dated statistics for every frame: more CPU than the receiving.
+import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
+import type { RtpPacket } from 'werift';
+import { h264AnnexB, isH264Keyframe } from '../../src/media/h264.js';
+import { isVp8Keyframe, vp8FrameData, vp8KeyframeSize } from '../../src/media/vp8.js';
+import { ID, element, float64, openElement, sizeBytes, text, uint } from './webm.js';
+
+export type TrackCodec = 'opus' | 'vp8' | 'h264';
+
+/** The codec of a track werift received (its codec's MIME type), if a track file can hold it. */
+export function trackCodec(mimeType: string | undefined): TrackCodec | undefined {
+  const name = mimeType?.toLowerCase().split('/')[1];
+  return name === 'opus' || name === 'vp8' || name === 'h264' ? name : undefined;
+}
+
+const CODEC_ID: Record<TrackCodec, string> = { opus: 'A_OPUS', vp8: 'V_VP8', h264: 'V_MPEG4/ISO/AVC' };
+/** A block's time is 16 bits signed from its cluster's. */
+const MAX_BLOCK_MS = 32_767;
+/** Opus's identification header (RFC 7845 5.1): stereo, 312 samples of pre-skip, 48 kHz. */
+const OPUS_HEAD = Buffer.concat([Buffer.from('OpusHead'), Buffer.from([1, 2, 0x38, 0x01, 0x80, 0xbb, 0, 0, 0, 0, 0])]);
+
+export class TrackFile {
+  private readonly fd: number;
+  private readonly video: boolean;
+  private readonly clockRate: number;
+  /** where the Duration's value is, once the header is written */
+  private durationAt = -1;
+  /** the frame being assembled (video): its RTP time, its pieces, whether a packet is missing */
+  private frame: { ts: number; pieces: Buffer[]; keyframe: boolean; broken: boolean } | undefined;
+  private nextSeq: number | undefined;
+  /** RTP ticks from the file's first frame, and the last frame's RTP time */
+  private ticks = 0;
+  private lastTs = 0;
+  private clusterMs = -1;
+  private lastMs = -1;
+  private open = true;
+
+  constructor(
+    readonly path: string,
+    readonly codec: TrackCodec,
+  ) {
+    this.fd = openSync(path, 'w');
+    this.video = codec !== 'opus';
+    this.clockRate = this.video ? 90_000 : 48_000;
+  }
+
+  /** True once the file's first frame (a keyframe for video) is written. */
+  get started(): boolean {
+    return this.durationAt >= 0;
+  }
+
+  push(rtp: RtpPacket): void {
+    if (!this.open) return;
+    const { sequenceNumber: seq, timestamp: ts, marker } = rtp.header;
+    if (!this.video) {
+      this.write(ts, true, [rtp.payload]);
+      return;
+    }
+    // A frame is the packets of one RTP time, the last one marked; any packet missing (the Reorder
+    // waited for it) breaks the frame it would have been in, and that frame is dropped whole.
+    const gap = this.nextSeq !== undefined && seq !== this.nextSeq;
+    this.nextSeq = (seq + 1) & 0xffff;
+    if (this.frame?.ts !== ts) this.frame = { ts, pieces: [], keyframe: false, broken: gap };
+    const frame = this.frame;
+    frame.broken ||= gap;
+    if (this.codec === 'vp8') {
+      if (frame.pieces.length === 0) frame.keyframe = isVp8Keyframe(rtp.payload);
+      frame.pieces.push(vp8FrameData(rtp.payload));
+    } else {
+      frame.keyframe ||= isH264Keyframe(rtp.payload);
+      frame.pieces.push(...h264AnnexB(rtp.payload));
+    }
+    if (!marker) return;
+    this.frame = undefined;
+    if (!frame.broken) this.write(ts, frame.keyframe, frame.pieces);
+  }
+
+  private write(ts: number, keyframe: boolean, pieces: Buffer[]): void {
+    const out: Buffer[] = [];
+    if (!this.started) {
+      if (!keyframe) return; // a decoder starts at a keyframe
+      out.push(this.header(pieces[0]!));
+    } else {
+      this.ticks += (ts - this.lastTs) | 0; // the 32-bit clock may wrap
+    }
+    this.lastTs = ts;
+    const ms = Math.floor((this.ticks * 1000) / this.clockRate);
+    if (ms < this.lastMs) return; // before what is written: a rewound clock
+    this.lastMs = ms;
+    if (this.clusterMs < 0 || (this.video && keyframe) || ms - this.clusterMs > MAX_BLOCK_MS) {
+      // a cluster at each keyframe: where compose starts reading a file (see webm-index.ts)
+      this.clusterMs = ms;
+      out.push(openElement(ID.CLUSTER), uint(ID.CLUSTER_TIMESTAMP, ms));
+    }
+    let bytes = 0;
+    for (const p of pieces) bytes += p.length;
+    const block = Buffer.allocUnsafe(4);
+    block[0] = 0x81; // track 1
+    block.writeInt16BE(ms - this.clusterMs, 1);
+    block[3] = keyframe ? 0x80 : 0;
+    out.push(Buffer.of(ID.SIMPLE_BLOCK), sizeBytes(block.length + bytes), block, ...pieces);
+    try {
+      writevSync(this.fd, out);
+    } catch {
+      // the disk is full or gone: the file keeps what it has (the parts' own writes fail the job)
+      this.close();
+    }
+  }
+
+  /** The EBML header, the Segment's start, its Info and its one track; before the first frame. */
+  private header(first: Buffer): Buffer {
+    const size = this.codec === 'vp8' ? vp8KeyframeSize(first) : undefined;
+    const details = this.video
+      ? size
+        ? [element(ID.VIDEO, [uint(ID.PIXEL_WIDTH, size.width), uint(ID.PIXEL_HEIGHT, size.height)])]
+        : []
+      : [
+          element(ID.AUDIO, [float64(ID.SAMPLING_FREQUENCY, 48_000), uint(ID.CHANNELS, 2)]),
+          element(ID.CODEC_PRIVATE, OPUS_HEAD),
+        ];
+    const start = Buffer.concat([
+      element(ID.EBML, [
+        uint(ID.EBML_VERSION, 1),
+        uint(ID.EBML_READ_VERSION, 1),
+        uint(ID.EBML_MAX_ID_LENGTH, 4),
+        uint(ID.EBML_MAX_SIZE_LENGTH, 8),
+        text(ID.DOC_TYPE, 'webm'),
+        uint(ID.DOC_TYPE_VERSION, 2),
+        uint(ID.DOC_TYPE_READ_VERSION, 2),
+      ]),
+      openElement(ID.SEGMENT),
+      // the Duration last, so its value is the Info's last 8 bytes
+      element(ID.INFO, [
+        uint(ID.TIMESTAMP_SCALE, 1_000_000),
+        text(ID.MUXING_APP, 'calls-offloader'),
+        text(ID.WRITING_APP, 'calls-offloader'),
+        float64(ID.DURATION, 0),
+      ]),
+    ]);
+    this.durationAt = start.length - 8;
+    const tracks = element(ID.TRACKS, [
+      element(ID.TRACK_ENTRY, [
+        uint(ID.TRACK_NUMBER, 1),
+        uint(ID.TRACK_UID, 1),
+        uint(ID.TRACK_TYPE, this.video ? 1 : 2),
+        text(ID.CODEC_ID, CODEC_ID[this.codec]),
+        ...details,
+      ]),
+    ]);
+    return Buffer.concat([start, tracks]);
+  }
+
+  /** The end: the header gets the duration (the last frame's time); a frame still incomplete is dropped. */
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    try {
+      if (this.started) {
+        const duration = Buffer.allocUnsafe(8);
+        duration.writeDoubleBE(Math.max(0, this.lastMs));
+        writeSync(this.fd, duration, 0, 8, this.durationAt);
+      }
+    } finally {
+      closeSync(this.fd);
+    }
+  }
+}
