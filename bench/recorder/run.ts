@@ -20,7 +20,7 @@ import { avOffsets, flashAndBeep, rtpSource, slides } from '../../test/media.js'
 const RECORDER = fileURLToPath(new URL('../../workers/recorder/main.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
 // The recorder's own part length unless BENCH_PART_SEC says otherwise: "stop → posted" is the last
-// part and the join.
+// part and the upload.
 const PART_SEC = process.env.BENCH_PART_SEC;
 // Media is encoded once, at most this long, and looped: an hour of VP8 took 6 min per camera to make.
 const LOOP_SEC = 120;
