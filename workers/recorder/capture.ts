@@ -113,18 +113,28 @@ export class Capture {
     this.append('tracks.jsonl', entry);
     const writer = new TrackFile(join(this.dir, file), codec);
     // Packets in sequence order; the file starts at the first packet (audio) or the first whole
-    // keyframe (video): note when, so compose puts the file at the right moment. From there the
-    // file's times are the sender's RTP clock.
+    // keyframe (video): note when it arrived, so compose puts the file at the right moment. From
+    // there the file's times are the sender's RTP clock.
+    const arrived = new Map<number, number>(); // RTP time → when its first packet came, until the file starts
     const reorder = new Reorder(source === 'mic' ? AUDIO_HOLD_TICKS : VIDEO_HOLD_TICKS, (rtp) => {
       writer.push(rtp);
       if (entry.mediaMs !== undefined || !writer.started) return;
       // An audio packet leaves the sender once its frame is full: its first sample was heard
-      // that long before (20 ms from a browser). A video frame leaves as soon as it is encoded.
+      // that long before (20 ms from a browser). A video frame leaves as soon as it is encoded,
+      // paced over a few packets (a keyframe's last may come 100 ms after its first).
       const sent = source === 'mic' ? Math.round(opusPacketMs(rtp.payload)) : 0;
-      entry.mediaMs = Math.max(0, this.elapsedMs - sent);
+      entry.mediaMs = Math.max(0, (arrived.get(rtp.header.timestamp) ?? this.elapsedMs) - sent);
+      arrived.clear();
       this.append('tracks.jsonl', entry);
     });
-    const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => reorder.push(rtp));
+    const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {
+      const ts = rtp.header.timestamp;
+      if (entry.mediaMs === undefined && !arrived.has(ts)) {
+        arrived.set(ts, this.elapsedMs);
+        if (arrived.size > 64) arrived.delete(arrived.keys().next().value!);
+      }
+      reorder.push(rtp);
+    });
     this.recorders.set(`${p.sessionId}/${source}`, {
       entry,
       mid,
