@@ -361,10 +361,10 @@ rmSync(media, { recursive: true, force: true });
 
 const f = (n: number, d = 2) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 console.log(
-  `\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in parts of ${PART_SEC ?? "the recorder's default"} s; publishers send pre-encoded media)\n`,
+  `\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in ${PART_SEC ? `parts of ${PART_SEC} s` : "the recorder's default parts"}; publishers send pre-encoded media)\n`,
 );
 console.log(
-  '| content | profile | CPU s per recorded min: live capture | compose (parts, join) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | ours ÷ x264 alone | peak RSS | stop → posted | file size per hour |',
+  '| content | profile | CPU s per recorded min: live capture | compose (parts) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | ours ÷ x264 alone | peak RSS | stop → posted | file size per hour |',
 );
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
