@@ -1,7 +1,8 @@
 // RTP back in sequence order. A jittery path delivers packets out of order; media is written and
 // decoded as it arrives, and a packet older than the last one written is lost to the file or the
-// decoder: 5% loss with 40 ± 30 ms of jitter cost a quarter of a recording's audio. A gap is waited for until a packet `holdTicks`
-// newer by the RTP clock has come (never by a timer: an idle sender holds nothing back).
+// decoder: 5% loss with 40 ± 30 ms of jitter cost a quarter of a recording's audio. A gap is
+// waited for until a packet `holdTicks` newer by the RTP clock has come (never by a timer: an idle
+// sender holds nothing back).
 import type { RtpPacket } from 'werift';
 
 /** a - b for 16-bit sequence numbers, in -32768..32767 */

@@ -1,6 +1,6 @@
-// Compose: ffmpeg turns the captured tracks into the MP4 (H.264 + AAC, +faststart), one part of
-// the recording at a time (see parts.ts), then joins the parts: the screen share when there is
-// one, otherwise the participants' camera tiles (name cards when no camera), the active speaker
+// Compose: ffmpeg turns the captured tracks into the recording, one part at a time (parts.ts; each
+// goes into the MP4 as it is made, live-mp4.ts, and joinArgs joins the parts only after a crash or
+// a failed muxer): the screen share when there is one, otherwise the participants' camera tiles (name cards when no camera), the active speaker
 // outlined; all voices mixed; every track placed on the recording's clock by its start offset.
 // It reads only what capture appended, so it also assembles the files of a recorder that died.
 import { execFile } from 'node:child_process';
@@ -190,9 +190,9 @@ function lane(
 }
 
 /**
- * ffmpeg arguments that write one part of the recording (as read by readRecording) to `output` (Matroska: H.264 at
- * the profile's size, rate, bitrate and preset; the voices mixed, losslessly as FLAC so that parts
- * join without seams). The screen share when there is one in this part, otherwise a grid of the
+ * ffmpeg arguments that write one part of the recording (as readRecording read it) to `output`
+ * (Matroska: H.264 at the profile's size, rate, bitrate and preset; the voices mixed, losslessly as
+ * FLAC so that parts join without seams). The screen share when there is one in this part, otherwise a grid of the
  * people present in it (their camera or the background, the name, the speaker outlined).
  */
 export function partArgs(rec: Recording, q: RecorderInputs, { fromMs, toMs }: Window, output: string): string[] {
