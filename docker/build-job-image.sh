@@ -7,14 +7,17 @@
 #                                              already on this host, or fetched where reachable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 version=$(node -p "require('./package.json').version")
 stage=.job-image
 rm -rf "$stage" && mkdir -p "$stage/app"
 npm run build >/dev/null
-cp -r dist package.json package-lock.json "$stage/app/"
+cp -r dist package.json package-lock.json patches "$stage/app/"
 rm -rf "$stage/app/dist/test" "$stage/app/dist/bench"
 cp docker/job-entrypoint.sh "$stage/app/"
 (cd "$stage/app" && ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev --no-audit --no-fund --ignore-scripts >/dev/null)
+# patches/ (see patches/README.md) with this host's patch-package: the image has no dev packages
+(cd "$stage/app" && node "$repo/node_modules/patch-package/index.js" >/dev/null && rm -r patches)
 node docker/prune-job-modules.mjs "$stage/app"
 mkdir -p "$stage/app/models"
 for size in ${WHISPER_MODELS:-}; do
