@@ -1,14 +1,17 @@
 // Fuzz runs, bounded in count (FUZZ_COUNT) and seeded (FUZZ_SEED, printed): every API route with
 // mutated bodies, odd headers and paths, then the SFU's signalling WebSocket with mutated plugin
-// actions and garbage frames. Only 4xx answers and clean closes are allowed: never a 5xx, a crash, a
-// hang, or a stored record that the API would not have accepted.
+// actions and garbage frames, then its media ports with datagrams from a stranger. Only 4xx answers
+// and clean closes are allowed: never a 5xx, a crash, a hang, or a stored record that the API would
+// not have accepted.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { RtpHeader, RtpPacket } from 'werift';
 import { encode } from '@msgpack/msgpack';
 import { WebSocket } from 'ws';
-import { type Api, KEY, call, ids, recordingJob, startApi, testConfig, cleanup } from '../helpers.js';
-import { FUZZ_COUNT, report } from './harness.js';
+import { type Api, KEY, call, ids, recordingJob, startApi, testConfig, cleanup, waitFor } from '../helpers.js';
+import { FUZZ_COUNT, freePort, report, spawnCli, stop } from './harness.js';
 import { jobStatuses, jobTypes } from '../../src/jobs/schema.js';
 import { Sfu } from '../../src/sfu/server/server.js';
 import { joinTokenPolicy } from '../../src/sfu/server/policy.js';
@@ -294,5 +297,146 @@ describe('fuzz: the signalling WebSocket', () => {
       recoverMs: null,
       note: `seed ${SEED}; connections ended ${JSON.stringify(closes)}; a participant joined after`,
     });
+  });
+});
+
+describe('fuzz: the media ports', () => {
+  const secret = randomBytes(32).toString('hex');
+  const ports = [44300, 44340] as const;
+  let sfu: ReturnType<typeof spawnCli>;
+  let url: string;
+  const healthy = () =>
+    fetch(`${url}/healthz`, { signal: AbortSignal.timeout(20_000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
+  before(async () => {
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    sfu = spawnCli('sfu', {
+      SFU_LISTENADDRESS: `127.0.0.1:${port}`,
+      SFU_ICEPORTRANGE: ports.join('-'),
+      SFU_TOKENSECRET: secret,
+      LOGGER_CONSOLELEVEL: 'warn',
+    });
+    await waitFor('the SFU', healthy, 30_000);
+  });
+  // SIGKILL: an SFU whose event loop a datagram holds would never handle SIGTERM.
+  after(() => stop(sfu, 'SIGKILL'));
+
+  /**
+   * What a stranger who can reach the media ports sends: RTP headers whose extension block claims
+   * more than the packet holds (werift as released spent minutes of one event loop on one of
+   * those), and random RTP, RTCP, STUN, DTLS and shapeless datagrams.
+   */
+  const datagram = (): Buffer => {
+    const body = randomBytes(Math.floor(random() * 1200));
+    const kinds: (() => Buffer)[] = [
+      () => {
+        const h = Buffer.alloc(16);
+        h[0] = 0x90;
+        h[1] = 111;
+        h.writeUInt16BE(0xbede, 12);
+        h.writeUInt16BE(1 + Math.floor(random() * 0xffff), 14);
+        return Buffer.concat([h, randomBytes(12 + Math.floor(random() * 40))]);
+      },
+      () => Buffer.concat([Buffer.from([0x80 | Math.floor(random() * 0x40), Math.floor(random() * 256)]), body]),
+      () => Buffer.concat([Buffer.from([0x80, 192 + Math.floor(random() * 32)]), body]),
+      () => Buffer.concat([Buffer.from([0, 1, body.length >> 8, body.length & 0xff, 0x21, 0x12, 0xa4, 0x42]), body]),
+      () => Buffer.concat([Buffer.from([20 + Math.floor(random() * 44), 0xfe, 0xfd]), body]),
+      () => body,
+      () => clientHello(),
+    ];
+    return pick(kinds)();
+  };
+
+  /** A DTLS 1.2 ClientHello in the clear, as a peer starting a new session sends. */
+  const clientHello = (): Buffer => {
+    const body = Buffer.concat([
+      Buffer.from([0xfe, 0xfd]),
+      randomBytes(32),
+      Buffer.from([0, 0]), // no session id, no cookie
+      Buffer.from([0, 2, 0xc0, 0x2b, 1, 0, 0, 0]), // one suite, no compression, no extensions
+    ]);
+    const handshake = Buffer.concat([Buffer.from([1, 0, 0, body.length, 0, 0, 0, 0, 0, 0, 0, body.length]), body]);
+    return Buffer.concat([
+      Buffer.from([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, handshake.length >> 8, handshake.length & 0xff]),
+      handshake,
+    ]);
+  };
+
+  it(`${Math.ceil(FUZZ_COUNT / 3)} datagrams from a stranger to every media port: the SFU answers and forwards on`, async () => {
+    const call = ids();
+    const token = (user: string) => mintToken(secret, { call, user, name: user, role: 'participant', ttlSec: 300 });
+    const alice = new HeadlessParticipant({ siteUrl: url, callId: call, token: token('alice'), subscribe: 'none' });
+    const bob = new HeadlessParticipant({ siteUrl: url, callId: call, token: token('bob') });
+    await alice.join();
+    await bob.join();
+    const { mic } = await alice.publish('mic');
+    let received = 0;
+    bob.onRtp(() => received++);
+    // Alice talks throughout: 20 ms Opus-sized packets.
+    let seq = 0;
+    const talking = setInterval(() => {
+      seq++;
+      mic.writeRtp(
+        new RtpPacket(
+          new RtpHeader({ payloadType: 111, sequenceNumber: seq & 0xffff, timestamp: seq * 960, ssrc: 7 }),
+          randomBytes(80),
+        ),
+      );
+    }, 20);
+    const stranger = createSocket('udp4');
+    try {
+      await waitFor('bob hears alice', () => received > 0, 30_000);
+      await new Promise<void>((r) => stranger.bind(0, '127.0.0.1', r));
+      const total = Math.ceil(FUZZ_COUNT / 3);
+      for (let i = 0; i < total; i++) {
+        for (let port = ports[0]; port <= ports[1]; port++) stranger.send(datagram(), port, '127.0.0.1');
+        if (i % 10 === 0) await new Promise((r) => setTimeout(r, 5));
+      }
+      const before = received;
+      assert.ok(await healthy(), 'the SFU answers after the fuzz');
+      await waitFor('bob hears alice after the fuzz', () => received > before + 25, 30_000);
+      // A new track needs the data channel (the negotiation lock) and a new offer and answer.
+      const { camera } = await alice.publish('camera');
+      let video = 0;
+      bob.onRtp((_, from) => {
+        if (from.source === 'camera') video++;
+      });
+      const frames = setInterval(() => {
+        seq++;
+        camera.writeRtp(
+          new RtpPacket(
+            new RtpHeader({
+              payloadType: 96,
+              sequenceNumber: seq & 0xffff,
+              timestamp: seq * 3000,
+              ssrc: 8,
+              marker: true,
+            }),
+            randomBytes(900),
+          ),
+        );
+      }, 40);
+      await waitFor('bob sees the camera alice turned on after the fuzz', () => video > 10, 30_000).finally(() =>
+        clearInterval(frames),
+      );
+      assert.equal(sfu.exitCode, null, sfu.output.join(''));
+      report({
+        fault: 'media port fuzz',
+        injected: total * (ports[1] - ports[0] + 1),
+        jobs: 0,
+        lost: 0,
+        twice: 0,
+        recoverMs: null,
+        note: `seed ${SEED}; datagrams to each of ${ports[1] - ports[0] + 1} ports; forwarding went on`,
+      });
+    } finally {
+      clearInterval(talking);
+      stranger.close();
+      alice.leave();
+      bob.leave();
+    }
   });
 });
