@@ -40,9 +40,12 @@ describe('jobs on a Mattermost call', () => {
   const { mm, authToken } = stack;
   const dir = mkdtempSync(join(tmpdir(), 'co-mmcalls-'));
   const sources: ChildProcess[] = [];
+  // Left here too: a test that fails before its own leave() must not keep the process alive.
+  const people: HeadlessParticipant[] = [];
   before(() => stack.start());
   after(async () => {
     for (const s of sources) s.kill('SIGKILL');
+    for (const p of people) p.leave();
     await stack.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -73,6 +76,7 @@ describe('jobs on a Mattermost call', () => {
       token: mm.userToken(callId, user, user),
       subscribe: 'none',
     });
+    people.push(p);
     await p.join();
     const { mic } = await p.publish('mic');
     sources.push(await opusSource((rtp) => mic.writeRtp(rtp), seconds, input));
