@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { MattermostStandIn } from '../../test/mattermost-standin.js';
 import { avOffsets, flashAndBeep, rtpSource, slides } from '../../test/media.js';
+import { releasedWeriftArgs } from '../../test/werift-released.js';
 
 const RECORDER = fileURLToPath(new URL('../../workers/recorder/main.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
@@ -27,6 +28,9 @@ const LOOP_SEC = 120;
 // BENCH_SYNC=1: the first camera tile flashes and beeps together every 2 s (sent live), and the
 // row reports the A/V offset over the last minute of the file.
 const SYNC = process.env.BENCH_SYNC === '1';
+// BENCH_WERIFT=released: the recorder imports werift as released, without patches/werift+*.patch,
+// to measure what the patch does to live capture.
+const WERIFT = process.env.BENCH_WERIFT === 'released' ? releasedWeriftArgs() : [];
 const id = () => randomBytes(13).toString('hex');
 
 const profiles = {
@@ -256,23 +260,27 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const timeFile = join(dir, 'time.txt');
   // BENCH_PROFILE=<dir>: a V8 CPU profile of each recorder run.
   const profile_ = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const child = spawn('/usr/bin/time', ['-f', '%U %S %M', '-o', timeFile, process.execPath, ...profile_, RECORDER], {
-    env: {
-      ...process.env,
-      ...quality,
-      AUDIO_RATE: '64',
-      OUTPUT_FORMAT: 'mp4',
-      ...(PART_SEC ? { PART_SEC } : {}),
-      SITE_URL: mm.url,
-      CALL_ID: call,
-      POST_ID: id(),
-      RECORDING_ID: recordingId,
-      AUTH_TOKEN: token,
-      JOB_ID: id(),
-      JOB_DIR: join(dir, 'job'),
+  const child = spawn(
+    '/usr/bin/time',
+    ['-f', '%U %S %M', '-o', timeFile, process.execPath, ...profile_, ...WERIFT, RECORDER],
+    {
+      env: {
+        ...process.env,
+        ...quality,
+        AUDIO_RATE: '64',
+        OUTPUT_FORMAT: 'mp4',
+        ...(PART_SEC ? { PART_SEC } : {}),
+        SITE_URL: mm.url,
+        CALL_ID: call,
+        POST_ID: id(),
+        RECORDING_ID: recordingId,
+        AUTH_TOKEN: token,
+        JOB_ID: id(),
+        JOB_DIR: join(dir, 'job'),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  );
   let log = '';
   child.stdout!.on('data', (c) => (log += c));
   while (!mm.statuses.some((s) => s.body.Status === 'started')) await new Promise((r) => setTimeout(r, 100));
@@ -361,7 +369,7 @@ rmSync(media, { recursive: true, force: true });
 
 const f = (n: number, d = 2) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 console.log(
-  `\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in ${PART_SEC ? `parts of ${PART_SEC} s` : "the recorder's default parts"}; publishers send pre-encoded media)\n`,
+  `\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in ${PART_SEC ? `parts of ${PART_SEC} s` : "the recorder's default parts"}; publishers send pre-encoded media; the recorder's werift ${WERIFT.length ? 'as released' : 'patched'})\n`,
 );
 console.log(
   '| content | profile | CPU s per recorded min: live capture | compose (parts) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | ours ÷ x264 alone | peak RSS | stop → posted | file size per hour |',

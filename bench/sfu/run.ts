@@ -5,6 +5,8 @@
 // The SFU runs as `calls-offloader sfu` in its own process; its CPU time and memory are read from
 // /proc. The participants are werift headless participants in this process. Prints a table with
 // forwarded packets per second per core next to rtcd's published capacity.
+// Each scenario runs twice, the SFU importing werift as released and as patched here
+// (patches/werift+*.patch); BENCH_WERIFT=patched or released runs one.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -13,15 +15,19 @@ import { randomBytes } from 'node:crypto';
 import { type MediaStreamTrack, RtpHeader, RtpPacket } from 'werift';
 import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { mintToken } from '../../src/sfu/token.js';
+import { releasedWeriftArgs } from '../../test/werift-released.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const SECRET = randomBytes(32).toString('hex');
 const PORT = 24600;
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+const WERIFTS = (process.env.BENCH_WERIFT ?? 'released,patched').split(',') as Werift[];
+type Werift = 'released' | 'patched';
 
 interface Result {
   scenario: string;
+  werift: Werift;
   participants: number;
   sentPps: number;
   expectedPps: number;
@@ -59,10 +65,11 @@ function rssMb(pid: number): number {
   return Number(m![1]) / 1024;
 }
 
-async function startSfu(): Promise<ChildProcess> {
+async function startSfu(werift: Werift): Promise<ChildProcess> {
   // BENCH_PROFILE=<dir>: a V8 CPU profile of the SFU per scenario, to find hot spots.
   const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const child = spawn(process.execPath, [...profile, CLI, 'sfu'], {
+  const released = werift === 'released' ? releasedWeriftArgs() : [];
+  const child = spawn(process.execPath, [...profile, ...released, CLI, 'sfu'], {
     stdio: 'ignore',
     env: {
       ...process.env,
@@ -210,9 +217,9 @@ async function measure(
   };
 }
 
-async function scenario(
-  name: string,
-  n: number,
+interface Scenario {
+  name: string;
+  n: number;
   setup: (call: string) => Promise<{
     publishers: { track: MediaStreamTrack; kind: 'audio' | 'video' }[];
     receivers: HeadlessParticipant[];
@@ -220,9 +227,11 @@ async function scenario(
     pps: number;
     bytes: number;
     fanout: number;
-  }>,
-): Promise<Result> {
-  const sfu = await startSfu();
+  }>;
+}
+
+async function run({ name, n, setup }: Scenario, werift: Werift): Promise<Result> {
+  const sfu = await startSfu(werift);
   try {
     const baseRss = rssMb(sfu.pid!);
     const call = randomBytes(13).toString('hex');
@@ -232,6 +241,7 @@ async function scenario(
     const bytesOnWire = s.bytes + 12 + 10 + 28; // RTP header, SRTP tag, UDP/IP
     return {
       scenario: name,
+      werift,
       participants: n,
       sentPps: m.sentPps,
       expectedPps: m.expectedPps,
@@ -253,17 +263,22 @@ async function scenario(
   }
 }
 
-const audioCall = (n: number) =>
-  scenario(`audio call, all ${n} unmuted`, n, async (call) => {
+const audioCall = (n: number): Scenario => ({
+  name: `audio call, all ${n} unmuted`,
+  n,
+  setup: async (call) => {
     const all = await joinAll(call, n, 'all', 'speaker');
     const publishers = await Promise.all(
       all.map(async (p) => ({ track: (await p.publish('mic')).mic, kind: 'audio' as const })),
     );
     return { publishers, receivers: all, all, pps: 50, bytes: 80, fanout: n - 1 };
-  });
+  },
+});
 
-const screenShare = (subscribers: number) =>
-  scenario(`screen share 1.6 Mbit/s to ${subscribers}`, subscribers + 1, async (call) => {
+const screenShare = (subscribers: number): Scenario => ({
+  name: `screen share 1.6 Mbit/s to ${subscribers}`,
+  n: subscribers + 1,
+  setup: async (call) => {
     const [presenter] = await joinAll(call, 1, 'none', 'presenter');
     const track = (await presenter!.publish('screen')).screen;
     const receivers = await joinAll(call, subscribers, 'all', 'viewer');
@@ -276,30 +291,48 @@ const screenShare = (subscribers: number) =>
       bytes: 1150,
       fanout: subscribers,
     };
-  });
+  },
+});
 
+const counts = (name: string, fallback: string) =>
+  (process.env[name] ?? fallback).split(',').filter(Boolean).map(Number);
+const scenarios = [
+  ...counts('BENCH_AUDIO', '2,10,50').map(audioCall),
+  ...counts('BENCH_SCREEN', '5,20,50').map(screenShare),
+];
 const results: Result[] = [];
-for (const n of (process.env.BENCH_AUDIO ?? '2,10,50').split(',').filter(Boolean).map(Number))
-  results.push(await audioCall(n));
-for (const n of (process.env.BENCH_SCREEN ?? '5,20,50').split(',').filter(Boolean).map(Number))
-  results.push(await screenShare(n));
+for (const s of scenarios) for (const werift of WERIFTS) results.push(await run(s, werift));
 
 const f = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 console.log(
   `\nbench/sfu (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores; SFU in its own process, participants in the bench process, ${SECONDS} s per row)\n`,
 );
 console.log(
-  "| scenario | expected pkt/s | forwarded by SFU | received | loss (SFU / end to end) | SFU CPU (cores) | fwd pkt/s per core | Mbit/s per core | CPU per participant | RSS per participant | participants' process CPU | until all receive |",
+  "| scenario | SFU's werift | expected pkt/s | forwarded by SFU | received | loss (SFU / end to end) | SFU CPU (cores) | fwd pkt/s per core | Mbit/s per core | CPU per participant | RSS per participant | participants' process CPU | until all receive |",
 );
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   console.log(
-    `| ${r.scenario} | ${f(r.expectedPps)} | ${f(r.forwardedPps)} | ${f(r.receivedPps)} | ${f(r.sfuLoss * 100, 1)} % / ${f(r.loss * 100, 1)} % | ${f(r.sfuCores, 2)} | ${f(r.ppsPerCore)} | ${f(r.mbitPerCore, 1)} | ${f(r.cpuPerParticipant * 100, 1)} % | ${f(r.rssPerParticipantMb, 1)} MB | ${f(r.participantsCores, 2)} | ${f(r.allFlowingMs / 1000, 1)} s |`,
+    `| ${r.scenario} | ${r.werift} | ${f(r.expectedPps)} | ${f(r.forwardedPps)} | ${f(r.receivedPps)} | ${f(r.sfuLoss * 100, 1)} % / ${f(r.loss * 100, 1)} % | ${f(r.sfuCores, 2)} | ${f(r.ppsPerCore)} | ${f(r.mbitPerCore, 1)} | ${f(r.cpuPerParticipant * 100, 1)} % | ${f(r.rssPerParticipantMb, 1)} MB | ${f(r.participantsCores, 2)} | ${f(r.allFlowingMs / 1000, 1)} s |`,
   );
 }
-// rtcd (Pion): about 1000 audio flows (50 pkt/s each) or 330 screen-share flows at 1.6 Mbit/s per vCPU.
-const audio = results.filter((r) => r.scenario.startsWith('audio'));
-const screen = results.filter((r) => r.scenario.startsWith('screen'));
+const usPerPacket = (r: Result) => (r.sfuCores * 1e6) / r.forwardedPps;
+if (WERIFTS.length === 2) {
+  console.log('\n| scenario | SFU CPU per forwarded packet, werift as released | patched | change |');
+  console.log('|---|---|---|---|');
+  for (const s of scenarios) {
+    const [before, after] = WERIFTS.map((w) => results.find((r) => r.scenario === s.name && r.werift === w)!);
+    const change = usPerPacket(after!) / usPerPacket(before!) - 1;
+    console.log(
+      `| ${s.name} | ${f(usPerPacket(before!), 1)} µs | ${f(usPerPacket(after!), 1)} µs | ${change > 0 ? '+' : ''}${f(change * 100)} % |`,
+    );
+  }
+}
+// rtcd (Pion): about 1000 audio flows (50 pkt/s each) or 330 screen-share flows at 1.6 Mbit/s per
+// vCPU. Ours: the SFU as it runs in production, patched.
+const ours = results.filter((r) => r.werift === WERIFTS.at(-1));
+const audio = ours.filter((r) => r.scenario.startsWith('audio'));
+const screen = ours.filter((r) => r.scenario.startsWith('screen'));
 const best = (rs: Result[]) => Math.max(...rs.map((r) => r.ppsPerCore));
 console.log('\n| compared with rtcd (Pion), per core | ours | rtcd | ratio |');
 console.log('|---|---|---|---|');
