@@ -430,7 +430,7 @@ describe('fuzz: the media ports', () => {
         lost: 0,
         twice: 0,
         recoverMs: null,
-        note: `seed ${SEED}; datagrams to each of ${ports[1] - ports[0] + 1} ports; forwarding went on`,
+        note: `seed ${SEED}; datagrams to each of ${ports[1] - ports[0] + 1} ports; forwarding went on, and a camera turned on after was seen`,
       });
     } finally {
       clearInterval(talking);
