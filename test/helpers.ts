@@ -16,6 +16,18 @@ export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const TEST_JOB = fileURLToPath(new URL('./fixtures/test-job.js', import.meta.url));
 export const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 export const KEY = 'k'.repeat(8) + randomBytes(24).toString('hex'); // 56 characters
+/** A small seeded generator (mulberry32), numbers in [0, 1): a failure names the seed that reproduces it. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export const ids = () =>
   randomBytes(13)
     .toString('hex')

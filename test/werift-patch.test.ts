@@ -7,21 +7,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as patched from 'werift';
+import { seeded } from './helpers.js';
 import { releasedWerift } from './werift-released.js';
 
 const released = (await import(releasedWerift())) as typeof patched;
 type Werift = typeof patched;
 
-/** A small seeded generator (mulberry32): a failure names the seed that reproduces it. */
+/** Random integers and bytes from a seed. */
 function random(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seeded(seed);
   const int = (n: number) => Math.floor(next() * n);
   const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
   return { int, bytes };

@@ -10,7 +10,7 @@ import { createSocket } from 'node:dgram';
 import { RtpHeader, RtpPacket } from 'werift';
 import { encode } from '@msgpack/msgpack';
 import { WebSocket } from 'ws';
-import { type Api, KEY, call, ids, recordingJob, startApi, testConfig, cleanup, waitFor } from '../helpers.js';
+import { type Api, KEY, call, ids, recordingJob, startApi, testConfig, cleanup, seeded, waitFor } from '../helpers.js';
 import { FUZZ_COUNT, freePort, report, spawnCli, stop } from './harness.js';
 import { jobStatuses, jobTypes } from '../../src/jobs/schema.js';
 import { Sfu } from '../../src/sfu/server/server.js';
@@ -21,19 +21,7 @@ import { createLogger } from '../../src/log.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 
-/** mulberry32: small, seeded, good enough to pick mutations. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const random = rng(SEED);
+const random = seeded(SEED);
 const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
 
 /** Values a mutation puts somewhere: wrong types, edges, things that have broken parsers. */
