@@ -28,6 +28,21 @@ export function seeded(seed: number): () => number {
   };
 }
 
+/** A DTLS 1.2 ClientHello in the clear, as a peer starting a new session sends it. */
+export function dtlsClientHello(): Buffer {
+  const body = Buffer.concat([
+    Buffer.from([0xfe, 0xfd]),
+    randomBytes(32),
+    Buffer.from([0, 0]), // no session id, no cookie
+    Buffer.from([0, 2, 0xc0, 0x2b, 1, 0, 0, 0]), // one suite, no compression, no extensions
+  ]);
+  const handshake = Buffer.concat([Buffer.from([1, 0, 0, body.length, 0, 0, 0, 0, 0, 0, 0, body.length]), body]);
+  return Buffer.concat([
+    Buffer.from([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, handshake.length >> 8, handshake.length & 0xff]),
+    handshake,
+  ]);
+}
+
 export const ids = () =>
   randomBytes(13)
     .toString('hex')

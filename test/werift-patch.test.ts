@@ -1,13 +1,17 @@
-// patches/werift+*.patch rewrites werift's per-packet RTP and SRTP code for speed. The patched
-// werift must write, read, encrypt and decrypt exactly what werift as released does, and reject
-// what it rejects: both are loaded here and fed the same random packets. One deliberate difference:
-// a header extension block that runs past the packet is rejected, where released werift read on past
-// the end, making up empty extensions in quadratic time (a 24-byte packet could hold the event loop
-// for minutes); such packets are not given to released werift here.
+// patches/werift+*.patch rewrites werift's per-packet RTP, SRTP and event code for speed. The
+// patched werift must write, read, encrypt and decrypt exactly what werift as released does, and
+// reject what it rejects: both are loaded here and fed the same random packets. One deliberate
+// difference: a header extension block that runs past the packet is rejected, where released werift
+// read on past the end, making up empty extensions in quadratic time (a 24-byte packet could hold
+// the event loop for minutes); such packets are not given to released werift here. The patch's
+// security fixes (ICE answering and passing on strangers; DTLS closing or starting over on a record
+// in the clear) are checked last, on both: released werift must show the hole, the patched one not.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { test } from 'node:test';
 import * as patched from 'werift';
-import { seeded } from './helpers.js';
+import { dtlsClientHello, seeded, waitFor } from './helpers.js';
 import { releasedWerift } from './werift-released.js';
 
 const released = (await import(releasedWerift())) as typeof patched;
@@ -177,5 +181,164 @@ test('uint32Add: the same sums, negative steps and wraps included', () => {
     const a = r.int(2 ** 32);
     const b = i % 2 ? r.int(2 ** 32) : -r.int(2 ** 32);
     assert.equal(patched.uint32Add(a, b), released.uint32Add(a, b), `${a} + ${b}`);
+  }
+});
+
+test('header extensions, packet clones and events: the same as released werift', async () => {
+  const r = random(11);
+  const uris = Object.values(patched.RTP_EXTENSION_URI);
+  for (let i = 0; i < 3000; i++) {
+    // Some ids mapped (to any URI, even twice), some not; payloads of any size, so that some fail to read.
+    const idToUri: Record<number, string> = {};
+    for (let id = 1; id <= 14; id++) if (r.int(2)) idToUri[id] = uris[r.int(uris.length)]!;
+    const extensions = Array.from({ length: r.int(5) }, () => ({ id: 1 + r.int(15), payload: r.bytes(r.int(6)) }));
+    same(`extensions ${i}`, (w) => w.rtpHeaderExtensionsParser(extensions, idToUri));
+    const header = randomHeader(patched, r);
+    const packet = Buffer.concat([header.serialize(header.serializeSize), r.bytes(r.int(40))]);
+    same(`clone ${i}`, (w) => {
+      const original = w.RtpPacket.deSerialize(packet);
+      const copy = original.clone();
+      copy.header.sequenceNumber = (copy.header.sequenceNumber + 1) & 0xffff; // a copy, not the same header
+      return [fields(original.header), fields(copy.header), copy.payload === original.payload];
+    });
+  }
+  // Listeners called alike: plain ones at once, queued ones in turn, each with every argument.
+  const calls = async (w: Werift) => {
+    const seen: string[] = [];
+    const event = new w.Event<[number, string]>();
+    event.subscribe((n, s) => seen.push(`plain ${n} ${s}`));
+    event.queuingSubscribe(async (n, s) => {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      seen.push(`queued ${n} ${s}`);
+    });
+    event.execute(1, 'a');
+    event.execute(2, 'b');
+    seen.push('returned');
+    await waitFor('the queued listeners', () => seen.filter((c) => c.startsWith('queued')).length === 2);
+    const bare = new w.Event<[number]>();
+    bare.subscribe((n) => seen.push(`bare ${n}`));
+    bare.execute(3);
+    return seen;
+  };
+  assert.deepEqual(await calls(patched), await calls(released));
+});
+
+/** Two werift peers connected on loopback through a data channel (ICE, DTLS, SCTP). */
+async function connectedPeers(w: Werift) {
+  const config = {
+    iceServers: [],
+    iceUseIpv6: false,
+    iceAdditionalHostAddresses: ['127.0.0.1'],
+    iceInterfaceAddresses: { udp4: '127.0.0.1' },
+  };
+  const offerer = new w.RTCPeerConnection(config);
+  const answerer = new w.RTCPeerConnection(config);
+  const close = async () => {
+    await offerer.close();
+    await answerer.close();
+  };
+  try {
+    const channel = offerer.createDataChannel('x');
+    const answered = new Promise<patched.RTCDataChannel>((resolve) => answerer.onDataChannel.subscribe(resolve));
+    await offerer.setLocalDescription(await offerer.createOffer());
+    await answerer.setRemoteDescription(offerer.localDescription!);
+    await answerer.setLocalDescription(await answerer.createAnswer());
+    await offerer.setRemoteDescription(answerer.localDescription!);
+    await waitFor('the peers connect', () => answerer.connectionState === 'connected', 30_000);
+    const other = await answered;
+    await waitFor('the data channel opens', () => channel.readyState === 'open', 30_000);
+    other.onMessage.subscribe((m) => other.send(m));
+    let echoes = 0;
+    channel.onMessage.subscribe(() => echoes++);
+    /** Whether a message goes each way on the data channel (within 10 s: SCTP's first retransmission is at 3 s). */
+    const talking = async () => {
+      const before = echoes;
+      try {
+        channel.send('ping');
+        await waitFor('the echo', () => echoes > before, 10_000);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    return { offerer, answerer, talking, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+/** What a stranger who knows the answerer's port gets back, and how much of what it sends passes ICE. */
+async function stranger(w: Werift): Promise<{ answers: number; passedIce: number }> {
+  const { answerer, close } = await connectedPeers(w);
+  const socket = createSocket('udp4');
+  try {
+    const sdp = answerer.localDescription!.sdp;
+    const port = Number(/a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host/.exec(sdp)![1]);
+    const ufrag = /a=ice-ufrag:(\S+)/.exec(sdp)![1]!;
+    const marker = randomBytes(40);
+    marker[0] = 0x80; // an RTP version byte: not STUN, so ICE hands it on
+    let passedIce = 0;
+    answerer.iceTransports[0]!.connection.onData.subscribe((data: Buffer) => {
+      if (data.equals(marker)) passedIce++;
+    });
+    let answers = 0;
+    socket.on('message', () => answers++);
+    await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
+    // A binding request with the answerer's user name, without the password's MESSAGE-INTEGRITY.
+    const username = Buffer.from(`${ufrag}:stranger`);
+    const attr = Buffer.alloc(4 + Math.ceil(username.length / 4) * 4);
+    attr.writeUInt16BE(0x0006, 0);
+    attr.writeUInt16BE(username.length, 2);
+    username.copy(attr, 4);
+    const header = Buffer.alloc(20);
+    header.writeUInt16BE(0x0001, 0);
+    header.writeUInt16BE(attr.length, 2);
+    header.writeUInt32BE(0x2112a442, 4);
+    randomBytes(12).copy(header, 8);
+    for (let i = 0; i < 5; i++) {
+      socket.send(Buffer.concat([header, attr]), port, '127.0.0.1');
+      socket.send(marker, port, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await new Promise((r) => setTimeout(r, 1000)); // a triggered check would have come by now
+    return { answers, passedIce };
+  } finally {
+    socket.close();
+    await close();
+  }
+}
+
+test('ICE: a stranger gets no STUN answer without the password, and its datagrams stop at ICE', async () => {
+  // Released werift answered anyone (and paired with them, checking back), and passed every
+  // datagram on to DTLS and SRTP, whoever sent it.
+  const before = await stranger(released);
+  assert.ok(before.answers > 0 && before.passedIce > 0, `released werift: ${JSON.stringify(before)}`);
+  assert.deepEqual(await stranger(patched), { answers: 0, passedIce: 0 });
+});
+
+test('DTLS: a ClientHello or an alert in the clear, past ICE, leaves a connected session as it was', async () => {
+  // As from a spoofed source address on the pair: handed to the offerer's DTLS (the server side)
+  // as ICE would hand it.
+  const alert = Buffer.from([21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0]); // close_notify (a warning), epoch 0
+  const outcome = async (w: Werift, datagram: Buffer) => {
+    const peers = await connectedPeers(w);
+    try {
+      assert.ok(await peers.talking(), 'the data channel works before');
+      peers.offerer.iceTransports[0]!.connection.onData.execute(datagram);
+      await new Promise((r) => setTimeout(r, 500));
+      // An alert closed the DTLS transport (the SFU drops a participant whose transport closes);
+      // a ClientHello cut the data channel.
+      return (await peers.talking()) && peers.offerer.dtlsTransports[0]!.state === 'connected';
+    } finally {
+      await peers.close();
+    }
+  };
+  for (const [what, datagram] of [
+    ['ClientHello', dtlsClientHello()],
+    ['alert', alert],
+  ] as const) {
+    assert.equal(await outcome(released, datagram), false, `released werift after a ${what}`);
+    assert.equal(await outcome(patched, datagram), true, `patched werift after a ${what}`);
   }
 });

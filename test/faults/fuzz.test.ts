@@ -10,7 +10,19 @@ import { createSocket } from 'node:dgram';
 import { RtpHeader, RtpPacket } from 'werift';
 import { encode } from '@msgpack/msgpack';
 import { WebSocket } from 'ws';
-import { type Api, KEY, call, ids, recordingJob, startApi, testConfig, cleanup, seeded, waitFor } from '../helpers.js';
+import {
+  type Api,
+  KEY,
+  call,
+  ids,
+  recordingJob,
+  startApi,
+  testConfig,
+  cleanup,
+  dtlsClientHello,
+  seeded,
+  waitFor,
+} from '../helpers.js';
 import { FUZZ_COUNT, freePort, report, spawnCli, stop } from './harness.js';
 import { jobStatuses, jobTypes } from '../../src/jobs/schema.js';
 import { Sfu } from '../../src/sfu/server/server.js';
@@ -291,6 +303,10 @@ describe('fuzz: the signalling WebSocket', () => {
 describe('fuzz: the media ports', () => {
   const secret = randomBytes(32).toString('hex');
   const ports = [44300, 44340] as const;
+  // The participants' own media ports are strangers' targets too: they are what a job's bot
+  // exposes, and its side of DTLS is the server's (it offers, the SFU or rtcd answers active).
+  const alicePorts = [44350, 44354] as const;
+  const bobPorts = [44355, 44359] as const;
   let sfu: ReturnType<typeof spawnCli>;
   let url: string;
   const healthy = () =>
@@ -333,31 +349,26 @@ describe('fuzz: the media ports', () => {
       () => Buffer.concat([Buffer.from([0, 1, body.length >> 8, body.length & 0xff, 0x21, 0x12, 0xa4, 0x42]), body]),
       () => Buffer.concat([Buffer.from([20 + Math.floor(random() * 44), 0xfe, 0xfd]), body]),
       () => body,
-      () => clientHello(),
+      dtlsClientHello,
     ];
     return pick(kinds)();
   };
 
-  /** A DTLS 1.2 ClientHello in the clear, as a peer starting a new session sends. */
-  const clientHello = (): Buffer => {
-    const body = Buffer.concat([
-      Buffer.from([0xfe, 0xfd]),
-      randomBytes(32),
-      Buffer.from([0, 0]), // no session id, no cookie
-      Buffer.from([0, 2, 0xc0, 0x2b, 1, 0, 0, 0]), // one suite, no compression, no extensions
-    ]);
-    const handshake = Buffer.concat([Buffer.from([1, 0, 0, body.length, 0, 0, 0, 0, 0, 0, 0, body.length]), body]);
-    return Buffer.concat([
-      Buffer.from([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, handshake.length >> 8, handshake.length & 0xff]),
-      handshake,
-    ]);
-  };
-
-  it(`${Math.ceil(FUZZ_COUNT / 3)} datagrams from a stranger to every media port: the SFU answers and forwards on`, async () => {
+  it(`${Math.ceil(FUZZ_COUNT / 3)} datagrams from a stranger to every media port, the SFU's and the participants': the call goes on`, async () => {
     const call = ids();
     const token = (user: string) => mintToken(secret, { call, user, name: user, role: 'participant', ttlSec: 300 });
-    const alice = new HeadlessParticipant({ siteUrl: url, callId: call, token: token('alice'), subscribe: 'none' });
-    const bob = new HeadlessParticipant({ siteUrl: url, callId: call, token: token('bob') });
+    const ice = (portRange: readonly [number, number]) => ({
+      bindAddress: '127.0.0.1',
+      portRange: [...portRange] as [number, number],
+    });
+    const alice = new HeadlessParticipant({
+      siteUrl: url,
+      callId: call,
+      token: token('alice'),
+      subscribe: 'none',
+      ice: ice(alicePorts),
+    });
+    const bob = new HeadlessParticipant({ siteUrl: url, callId: call, token: token('bob'), ice: ice(bobPorts) });
     await alice.join();
     await bob.join();
     const { mic } = await alice.publish('mic');
@@ -379,8 +390,11 @@ describe('fuzz: the media ports', () => {
       await waitFor('bob hears alice', () => received > 0, 30_000);
       await new Promise<void>((r) => stranger.bind(0, '127.0.0.1', r));
       const total = Math.ceil(FUZZ_COUNT / 3);
+      const targets = [ports, alicePorts, bobPorts].flatMap(([from, to]) =>
+        Array.from({ length: to - from + 1 }, (_, i) => from + i),
+      );
       for (let i = 0; i < total; i++) {
-        for (let port = ports[0]; port <= ports[1]; port++) stranger.send(datagram(), port, '127.0.0.1');
+        for (const port of targets) stranger.send(datagram(), port, '127.0.0.1');
         if (i % 10 === 0) await new Promise((r) => setTimeout(r, 5));
       }
       const before = received;
@@ -413,12 +427,12 @@ describe('fuzz: the media ports', () => {
       assert.equal(sfu.exitCode, null, sfu.output.join(''));
       report({
         fault: 'media port fuzz',
-        injected: total * (ports[1] - ports[0] + 1),
+        injected: total * targets.length,
         jobs: 0,
         lost: 0,
         twice: 0,
         recoverMs: null,
-        note: `seed ${SEED}; datagrams to each of ${ports[1] - ports[0] + 1} ports; forwarding went on, and a camera turned on after was seen`,
+        note: `seed ${SEED}; datagrams to each of ${targets.length} ports (the SFU's ${ports[1] - ports[0] + 1}, the participants' ${targets.length - (ports[1] - ports[0] + 1)}); forwarding went on, and a camera turned on after was seen`,
       });
     } finally {
       clearInterval(talking);
