@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RtpHeader, RtpPacket } from 'werift';
@@ -44,6 +44,7 @@ function writeFrames(
   frames: Buffer[][],
   firstTs = 1234,
   drop?: { frame: number; packet: number },
+  afterFrame?: (n: number, writer: TrackFile) => void,
 ): void {
   const writer = new TrackFile(file, codec);
   let seq = 65_000; // wraps too
@@ -60,6 +61,7 @@ function writeFrames(
       });
       writer.push(new RtpPacket(header, payload));
     });
+    afterFrame?.(n, writer);
   });
   writer.close();
 }
@@ -157,6 +159,21 @@ describe('track file', () => {
     const file = join(dir, 'h264.webm');
     writeFrames(file, 'h264', packets);
     assert.deepEqual(pictures(file), pictures(join(dir, 'h264.h264')));
+  });
+
+  it('holds frames until flushed: a file being written reads to its last flush', () => {
+    const file = join(dir, 'flushed.webm');
+    let flushedSize = -1;
+    writeFrames(file, 'vp8', vp8.map(vp8Packets), 0, undefined, (n, writer) => {
+      if (n === 44) {
+        assert.equal(statSync(file).size, 0, 'nothing written before the first flush');
+        writer.flush();
+        flushedSize = statSync(file).size;
+        assert.equal(packetTimes(file).length, 45, 'the flushed frames, read while the file is open');
+      }
+      if (n === 45) assert.equal(statSync(file).size, flushedSize, 'the next frame held');
+    });
+    assert.equal(packetTimes(file).length, 90, 'every frame once closed');
   });
 
   it('drops a frame that lost a packet, and starts at a keyframe', () => {

@@ -90,7 +90,12 @@ async function weriftWriter(source: Source, path: string): Promise<void> {
 
 async function trackFile(source: Source, path: string): Promise<void> {
   const file = new TrackFile(path, source.kind === 'video' ? 'vp8' : 'opus');
-  for (const rtp of source.packets) file.push(rtp);
+  // flushed every half second of media, as capture does
+  const perHalfSecond = Math.round(source.packets.length / MINUTES / 120);
+  source.packets.forEach((rtp, i) => {
+    file.push(rtp);
+    if (i % perHalfSecond === perHalfSecond - 1) file.flush();
+  });
   file.close();
 }
 

@@ -1,7 +1,7 @@
 // Capture: join the call as a bot, write every track as it arrives to its own WebM file (no
 // decoding, no encoding: the cheap part runs live) and log who was there, when, and who spoke.
-// Everything is appended as it happens, so if the recorder dies the files are still there for
-// the compose step to assemble.
+// Everything is appended as it happens (the tracks' frames within half a second), so if the
+// recorder dies the files are still there for the compose step to assemble.
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MediaStreamTrack } from 'werift';
@@ -48,9 +48,15 @@ export class Capture {
       mid: string;
       /** stops listening, writes what the reorder holds and closes the file */
       finish: () => void;
+      /** writes the frames the file holds */
+      flush: () => void;
     }
   >();
   private trackCount = 0;
+  /** Every half second the files get their frames: compose reads a part 3 s after it ends. */
+  private readonly flushing = setInterval(() => {
+    for (const r of this.recorders.values()) r.flush();
+  }, 500).unref();
 
   /** `call`: where and as whom to join (the job's site, token and job id). */
   constructor(
@@ -143,6 +149,7 @@ export class Capture {
         reorder.flush();
         writer.close();
       },
+      flush: () => writer.flush(),
     });
   }
 
@@ -176,6 +183,7 @@ export class Capture {
 
   /** Finishes every file and leaves the call. Returns the recorded duration in ms. */
   async stop(): Promise<number> {
+    clearInterval(this.flushing);
     const duration = this.elapsedMs;
     for (const key of [...this.recorders.keys()]) {
       const [sessionId, source] = key.split('/') as [string, Source];
