@@ -1,8 +1,8 @@
 // One track's WebM file, written straight from its RTP packets (in sequence order: capture puts a
 // Reorder in front). Each frame is its bytes as they came (no decoding), at its time by the
-// sender's RTP clock from the file's first frame. Frames are held and written together when
-// capture flushes (every half second) or 256 KB gather: a write per frame was the recorder's
-// costliest system call. A killed recorder leaves every frame flushed, in a file ffmpeg reads (a
+// sender's RTP clock from the file's first frame. The first frame is written at once, the others
+// held and written together when capture flushes (every half second) or 256 KB gather: a write per
+// frame was the recorder's costliest system call. A killed recorder leaves every frame flushed, in a file ffmpeg reads (a
 // Segment and Clusters of unknown size).
 // werift's writer did the same work through a jitter buffer, a depacketiser and a promise queue,
 // with a clone of every packet and dated statistics for every frame: more CPU than the receiving.
@@ -89,7 +89,8 @@ export class TrackFile {
 
   private write(ts: number, keyframe: boolean, pieces: Buffer[]): void {
     const out: Buffer[] = [];
-    if (!this.started) {
+    const first = !this.started;
+    if (first) {
       if (!keyframe) return; // a decoder starts at a keyframe
       out.push(this.header(pieces[0]!));
     } else {
@@ -113,7 +114,8 @@ export class TrackFile {
     out.push(Buffer.of(ID.SIMPLE_BLOCK), sizeBytes(block.length + bytes), block, ...pieces);
     for (const b of out) this.heldBytes += b.length;
     this.held.push(...out);
-    if (this.heldBytes >= MAX_HELD_BYTES) this.flush();
+    // The first frame at once: from then on tracks.jsonl says the file has media (see capture).
+    if (first || this.heldBytes >= MAX_HELD_BYTES) this.flush();
   }
 
   /** Writes the frames held: compose reads the file up to there. */
