@@ -1,7 +1,9 @@
 // The whole service for end-to-end tests: API, a worker running the real job programs with the
 // process runner, the SFU, and the Mattermost stand-in; with the plugin-side calls the tests make.
+import Docker from 'dockerode';
 import type { Browser, Page } from 'puppeteer-core';
 import { createLogger } from '../src/log.js';
+import { LABELS } from '../src/runners/docker.js';
 import { startSfuInstance } from '../src/services.js';
 import { MattermostStandIn, type StandInOptions } from './mattermost-standin.js';
 import {
@@ -69,6 +71,13 @@ export class ServiceStack {
     await this.api.close();
     await this.mm.close();
     await cleanup(this.config);
+    if (process.env.TEST_JOB_IMAGE) {
+      // the Docker runner keeps a failed job's container (its logs); the suite's go with it
+      const docker = new Docker();
+      const filters = { label: [`${LABELS.service}=${this.config.redisPrefix}`] };
+      for (const c of await docker.listContainers({ all: true, filters }))
+        await docker.getContainer(c.Id).remove({ force: true });
+    }
   }
 
   /** An API call as the plugin makes it. */
