@@ -389,6 +389,13 @@ for (const r of rows.filter((r) => r.rssMb.length >= 6)) {
     `\n${r.content}, ${r.profile}: the recorder's memory (Node alone) at 1 min ${at(5)} MB, halfway ${at(r.rssMb.length >> 1)} MB, at the end ${at(r.rssMb.length - 1)} MB, at most ${f(Math.max(...r.rssMb), 0)} MB; ` +
       `its ffmpegs at most: ${[...r.ffmpegMb].map(([role, mb]) => `${role} ${f(mb, 0)} MB`).join(', ')}`,
   );
+  // One sample says little about growth (a part's spawn, V8 growing its heap): the median of each
+  // 5 minutes shows whether memory follows the call's length.
+  const perFive = Array.from({ length: Math.floor(r.rssMb.length / 30) }, (_, k) => {
+    const window = r.rssMb.slice(k * 30, k * 30 + 30).sort((a, b) => a - b);
+    return f(window[15]!, 0);
+  });
+  if (perFive.length > 1) console.log(`the recorder's memory, median of each 5 min: ${perFive.join(' / ')} MB`);
 }
 for (const r of rows.filter((r) => r.sync)) {
   const show = ([lo, mean, hi]: [number, number, number]) => `${f(mean, 3)} s (${f(lo, 3)} to ${f(hi, 3)})`;
