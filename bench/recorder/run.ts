@@ -119,9 +119,7 @@ function afterStop(log: string): string[] {
 function ffmpegRole(args: string[]): string {
   if (args.includes('concat')) return 'join';
   if (args.includes('pipe:3')) return 'MP4 muxer (whole call)';
-  if (args.includes('-filter_complex')) return 'part compose';
-  if (args.includes('mpegts')) return 'part picture copy';
-  return 'part sound decode';
+  return 'part compose';
 }
 
 /** The processes below `pid`, with their arguments and memory (MB). */

@@ -190,12 +190,34 @@ function lane(
 }
 
 /**
+ * Where a part's compose also writes what the MP4 of the whole call takes from it (live-mp4.ts):
+ * its picture as MPEG-TS, at `pictureAtS` on the MP4's clock, and its sound as PCM (s16le, 48 kHz,
+ * stereo). Written by the compose itself: a copy and a decode of the part by two more ffmpegs
+ * cost two more forks of the recorder per part, and each fork made the recorder fault on every
+ * page it wrote afterwards (copy-on-write): about a tenth of capture's CPU.
+ */
+export interface PartStreams {
+  picture: string;
+  pictureAtS: number;
+  sound: string;
+}
+
+/** A file name as the tee muxer reads it (its separators and option brackets escaped). */
+const teeName = (file: string) => file.replace(/[\\|[\]']/g, '\\$&');
+
+/**
  * ffmpeg arguments that write one part of the recording (as readRecording read it) to `output`
  * (Matroska: H.264 at the profile's size, rate, bitrate and preset; the voices mixed, losslessly as
- * FLAC so that parts join without seams). The screen share when there is one in this part, otherwise a grid of the
+ * FLAC so that parts join without seams), and to `streams` when given. The screen share when there is one in this part, otherwise a grid of the
  * people present in it (their camera or the background, the name, the speaker outlined).
  */
-export function partArgs(rec: Recording, q: RecorderInputs, { fromMs, toMs }: Window, output: string): string[] {
+export function partArgs(
+  rec: Recording,
+  q: RecorderInputs,
+  { fromMs, toMs }: Window,
+  output: string,
+  streams?: PartStreams,
+): string[] {
   const { width: W, height: H, frame_rate: fps } = q;
   const span: [number, number] = [frameAt(fromMs, fps), frameAt(toMs, fps)];
   const seconds = ((span[1] - span[0]) / fps).toFixed(6);
@@ -283,6 +305,8 @@ export function partArgs(rec: Recording, q: RecorderInputs, { fromMs, toMs }: Wi
       ? `${voices.join('')}amix=inputs=${voices.length}:normalize=0:duration=longest,apad,atrim=0:${seconds}[mix]`
       : `anullsrc=r=48000:cl=stereo,atrim=0:${seconds}[mix]`,
   );
+  if (streams) filters.push('[mix]asplit=2[flac][pcm]');
+  const audioOut = ['-ar', '48000', '-ac', '2', '-t', seconds];
 
   return [
     '-hide_banner',
@@ -295,7 +319,10 @@ export function partArgs(rec: Recording, q: RecorderInputs, { fromMs, toMs }: Wi
     '-map',
     `[${video}]`,
     '-map',
-    '[mix]',
+    streams ? '[flac]' : '[mix]',
+    // The tee muxer has no global header of its own: without one asked for, x264 leaves the
+    // headers in the stream and Matroska refuses it.
+    ...(streams ? ['-flags:v', '+global_header'] : []),
     '-c:v',
     'libx264',
     '-preset',
@@ -309,15 +336,16 @@ export function partArgs(rec: Recording, q: RecorderInputs, { fromMs, toMs }: Wi
     `${q.video_rate}k`,
     '-c:a',
     'flac',
-    '-ar',
-    '48000',
-    '-ac',
-    '2',
-    '-t',
-    seconds,
-    '-f',
-    'matroska',
-    output,
+    ...audioOut,
+    // onfail=abort: the tee muxer otherwise goes on with the outputs left, and exits 0.
+    ...(streams
+      ? [
+          ...['-f', 'tee'],
+          `[f=matroska:onfail=abort]${teeName(output)}|` +
+            `[f=mpegts:select=v:onfail=abort:output_ts_offset=${streams.pictureAtS.toFixed(6)}]${teeName(streams.picture)}`,
+          ...['-map', '[pcm]', '-c:a', 'pcm_s16le', ...audioOut, '-f', 's16le', streams.sound],
+        ]
+      : ['-f', 'matroska', output]),
   ];
 }
 

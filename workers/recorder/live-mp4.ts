@@ -1,15 +1,16 @@
 // The recording's MP4, written while the call goes on. One ffmpeg muxes it from two pipes: each
-// composed part's picture, copied (H.264 in MPEG-TS, which can be fed file after file, each
-// shifted to where its part begins), and its voices as PCM, encoded to AAC in one stream for the
-// whole call (no seams between parts). Each part adds exactly its frames' worth of samples, so
-// the sound stays on the picture however many parts there are. After the stop only the last part
-// is left to add, whatever the call's length: the MP4's index (moov) is written last and moved in
-// front as the file is delivered (fast-start.ts). This replaced a join after the stop that copied
-// every part into the MP4 (6.3 s for an hour of four cameras), and before that a sound encode of
-// the whole call after it (33 s for an hour).
+// composed part's picture (H.264 in MPEG-TS, which can be fed file after file, each written by the
+// part's compose at its place on the MP4's clock; compose.ts PartStreams), and its voices as PCM,
+// encoded to AAC in one stream for the whole call (no seams between parts). Each part adds exactly
+// its frames' worth of samples, so the sound stays on the picture however many parts there are.
+// After the stop only the last part is left to add, whatever the call's length: the MP4's index
+// (moov) is written last and moved in front as the file is delivered (fast-start.ts). This
+// replaced a join after the stop that copied every part into the MP4 (6.3 s for an hour of four
+// cameras), and before that a sound encode of the whole call after it (33 s for an hour).
+import { createReadStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { startFfmpeg } from '../shared/ffmpeg.js';
-import { frameAt, type Window } from './compose.js';
+import { frameAt, type PartStreams, type Window } from './compose.js';
 import type { RecorderInputs } from './inputs.js';
 
 const RATE = 48000;
@@ -47,23 +48,21 @@ export class LiveMp4 {
     return [this.muxer.child.stdin!, this.muxer.child.stdio[3] as Writable];
   }
 
-  /** Adds the part composed for `w`: its picture where the window begins, its sound up to its last frame. */
-  async append(part: string, w: Window, nice?: number): Promise<void> {
-    if (this.failure) throw this.failure;
+  /** Where the compose of the part `file` for `w` writes what the MP4 takes from it. */
+  streamsFor(file: string, w: Window): PartStreams {
     const fps = this.q.frame_rate;
+    return { picture: `${file}.ts`, pictureAtS: frameAt(w.fromMs, fps) / fps + LEAD_S, sound: `${file}.pcm` };
+  }
+
+  /** Adds the part composed for `w` (its `streams`): its picture, and its sound up to its last frame. */
+  async append(streams: PartStreams, w: Window): Promise<void> {
+    if (this.failure) throw this.failure;
     const [picture, sound] = this.pipes();
-    const from = frameAt(w.fromMs, fps) / fps + LEAD_S;
-    const untilSamples = samplesAt(frameAt(w.toMs, fps), fps);
-    const decode = (args: string[]) =>
-      startFfmpeg(['-hide_banner', '-loglevel', 'error', '-i', part, ...args, '-'], { nice, pipe: 'stdout' });
+    const untilSamples = samplesAt(frameAt(w.toMs, this.q.frame_rate), this.q.frame_rate);
     await Promise.all([
-      forward(decode(['-map', '0:v', '-c', 'copy', '-output_ts_offset', from.toFixed(6), '-f', 'mpegts']), picture),
+      forward(createReadStream(streams.picture), picture),
       // The sound cut, or padded with silence, so that the sound so far ends at `untilSamples`.
-      forward(
-        decode(['-map', '0:a', '-f', 's16le', '-ar', String(RATE), '-ac', '2']),
-        sound,
-        (untilSamples - this.samples) * BYTES_PER_SAMPLE,
-      ),
+      forward(createReadStream(streams.sound), sound, (untilSamples - this.samples) * BYTES_PER_SAMPLE),
     ]);
     this.samples = untilSamples;
     if (this.failure) throw this.failure;
@@ -85,16 +84,14 @@ export class LiveMp4 {
 /** Samples of sound from the start to frame `frame` at `fps`. */
 const samplesAt = (frame: number, fps: number) => Math.round((frame * RATE) / fps);
 
-/** Sends what `from` writes to `to`: all of it, or exactly `bytes` (cut, or padded with zeros). */
-async function forward(from: ReturnType<typeof startFfmpeg>, to: Writable, bytes = Infinity): Promise<void> {
-  from.done.catch(() => undefined); // awaited below, unless `to` fails first
+/** Sends `from` to `to`: all of it, or exactly `bytes` (cut, or padded with zeros). */
+async function forward(from: Readable, to: Writable, bytes = Infinity): Promise<void> {
   let sent = 0;
-  for await (const chunk of from.child.stdout! as Readable) {
+  for await (const chunk of from) {
     const take = (chunk as Buffer).subarray(0, Math.max(0, bytes - sent));
     if (take.length > 0) await write(to, take);
     sent += take.length;
   }
-  await from.done;
   if (bytes !== Infinity && sent < bytes) await write(to, Buffer.alloc(bytes - sent));
 }
 

@@ -5,7 +5,7 @@
 // from stop to post with four cameras). Parts are files in `parts/` named by their window,
 // written under a temporary name and renamed when complete: the recovery run after a crash joins
 // them.
-import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ffmpeg } from '../shared/ffmpeg.js';
 import type { Capture } from './capture.js';
@@ -65,14 +65,21 @@ export class Parts {
     const rec = await readRecording(this.dir, durationMs);
     const [nice, signal] = duringCall ? [NICE, this.stopping.signal] : [];
     signal?.throwIfAborted();
-    await ffmpeg(partArgs(rec, this.inputs, w, temp), { nice, signal });
-    renameSync(temp, this.file(w));
-    this.doneMs = w.toMs;
-    await this.mp4?.append(this.file(w), w, nice).catch((err) => {
-      this.log(`the parts are left for a join at the end: ${(err as Error).message}`);
-      this.mp4?.abandon();
-      this.mp4 = undefined;
-    });
+    const streams = this.mp4?.streamsFor(this.file(w), w);
+    try {
+      await ffmpeg(partArgs(rec, this.inputs, w, temp, streams), { nice, signal });
+      renameSync(temp, this.file(w));
+      this.doneMs = w.toMs;
+      if (streams)
+        await this.mp4?.append(streams, w).catch((err) => {
+          this.log(`the parts are left for a join at the end: ${(err as Error).message}`);
+          this.mp4?.abandon();
+          this.mp4 = undefined;
+        });
+    } finally {
+      // Added to the MP4, or of no use: a compose that failed leaves them partly written.
+      for (const file of [streams?.picture, streams?.sound]) if (file) rmSync(file, { force: true });
+    }
     this.log(
       `composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
