@@ -193,8 +193,8 @@ function lane(
  * Where a part's compose also writes what the MP4 of the whole call takes from it (live-mp4.ts):
  * its picture as MPEG-TS, at `pictureAtS` on the MP4's clock, and its sound as PCM (s16le, 48 kHz,
  * stereo). Written by the compose itself: a copy and a decode of the part by two more ffmpegs
- * cost two more forks of the recorder per part, and each fork made the recorder fault on every
- * page it wrote afterwards (copy-on-write): about a tenth of capture's CPU.
+ * meant two more ffmpegs started per part, each a fork of the recorder, after which it faults
+ * again on every page it writes (copy-on-write): 29 % of its page faults (README, bench/recorder).
  */
 export interface PartStreams {
   picture: string;
