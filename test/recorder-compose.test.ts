@@ -128,6 +128,11 @@ async function compose(
   }
   const output = join(dir, 'recording.mp4');
   await parts.finish(durationMs, output);
+  assert.deepEqual(
+    readdirSync(join(dir, 'parts')).filter((f) => /\.(ts|pcm)$/.test(f)),
+    [],
+    'the MP4 streams of every part are removed once added, or once their compose failed',
+  );
   if (fault === 'stop while composing')
     assert.ok(!existsSync(first), 'the part composed at the stop was finished at nice 19');
   // Without a fault, no join: the MP4 was written as the parts were composed.
