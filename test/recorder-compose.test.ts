@@ -53,6 +53,25 @@ function regionColours(file: string, crop: string): [number, number, number][] {
   return Array.from({ length: raw.length / 3 }, (_, i) => [raw[i * 3]!, raw[i * 3 + 1]!, raw[i * 3 + 2]!]);
 }
 
+/** The presentation times (s) of the picture's frames in `file`, in order. */
+const pictureTimes = (file: string) =>
+  execFileSync('ffprobe', [
+    '-v',
+    'error',
+    '-select_streams',
+    'v',
+    '-show_entries',
+    'packet=pts_time',
+    '-of',
+    'csv=p=0',
+    file,
+  ])
+    .toString()
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map(Number)
+    .sort((a, b) => a - b);
+
 /** Which named colour each frame shows: red, blue, green or the dark background. */
 const named = ([r, g, b]: [number, number, number]) =>
   r > 180 && g < 80
@@ -169,6 +188,17 @@ describe('recorder compose', () => {
         { t: 500, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
       ];
       const file = await compose(dir, tracks, events, 7000, partMs, fault);
+      // Each part's picture goes into the MP4 at its place on the MP4's clock (PartStreams): one
+      // frame interval between every two frames, across the parts' boundaries too. Decoding the
+      // file (below) would not show a part placed a frame late or early: the decoder just shows
+      // each frame longer or drops one.
+      const pts = pictureTimes(file);
+      assert.equal(pts.length, 7 * FPS);
+      const steps = pts.slice(1).map((t, k) => Math.round((t - pts[k]!) * 1000));
+      assert.deepEqual(
+        steps.flatMap((ms, k) => (ms === 1000 / FPS ? [] : [`${ms} ms before frame ${k + 1}`])),
+        [],
+      );
       // Two tiles side by side, 640x720 each: sample the middle of each.
       const ann = regionColours(file, '200:200:220:260').map(named);
       const bob = regionColours(file, '200:200:860:260').map(named);
