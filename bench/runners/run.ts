@@ -9,6 +9,7 @@
 // Needs Redis on 127.0.0.1:6379 and a Docker engine (scripts/ensure-docker.sh). Prints a table.
 import { TEST_IMAGE, buildTestImage } from '../../test/docker-image.js';
 import { execFileSync } from 'node:child_process';
+import { cpuSeconds } from '../proc.js';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,6 @@ import { startApiInstance, startWorkerInstance } from '../../src/services.js';
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 20);
 const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 5);
 const TEST_JOB = fileURLToPath(new URL('../../test/fixtures/test-job.js', import.meta.url));
-const TICKS = 100;
 const KEY = randomBytes(24).toString('hex');
 const id26 = () => randomBytes(13).toString('hex');
 const control = mkdtempSync(join(tmpdir(), 'bench-runners-'));
@@ -32,11 +32,7 @@ function cpuOf(names: RegExp): number {
   let total = 0;
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      if (!names.test(comm)) continue;
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / TICKS;
+      if (names.test(readFileSync(`/proc/${pid}/comm`, 'utf8').trim())) total += cpuSeconds(Number(pid));
     } catch {
       // gone meanwhile
     }

@@ -16,12 +16,12 @@ import { type MediaStreamTrack, RtpHeader, RtpPacket } from 'werift';
 import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { mintToken } from '../../src/sfu/token.js';
 import { releasedWeriftArgs } from '../../test/werift-released.js';
+import { cpuSeconds } from '../proc.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const SECRET = randomBytes(32).toString('hex');
 const PORT = 24600;
-const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 type Werift = 'released' | 'patched';
 const WERIFTS = (process.env.BENCH_WERIFT ?? 'released,patched').split(',') as Werift[];
 for (const w of WERIFTS)
@@ -44,11 +44,6 @@ interface Result {
   mbitPerCore: number;
   rssPerParticipantMb: number;
   cpuPerParticipant: number;
-}
-
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND; // utime + stime
 }
 
 /** Packets the SFU handed to its senders, from its /metrics. */

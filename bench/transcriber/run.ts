@@ -22,6 +22,7 @@ import { modelsDir } from '../../workers/transcriber/speech/whisper.js';
 import { transcribeStream } from '../../workers/transcriber/transcribe.js';
 import { opusSource } from '../../test/media.js';
 import { librivox, speechTrack, wavSamples, wordErrorRate, writeWav } from '../../test/speech.js';
+import { cpuSeconds as ownCpuSeconds } from '../proc.js';
 
 const TRANSCRIBER = fileURLToPath(new URL('../../workers/transcriber/main.js', import.meta.url));
 const MODEL_TOOL =
@@ -405,8 +406,7 @@ function cpuSeconds(pid: number): number {
   const pids = [pid, ...childrenOf(pid)];
   return pids.reduce((n, p) => {
     try {
-      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      return n + (Number(fields[11]) + Number(fields[12])) / 100;
+      return n + ownCpuSeconds(p);
     } catch {
       return n;
     }
