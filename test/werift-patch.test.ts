@@ -223,6 +223,87 @@ test('header extensions, packet clones and events: the same as released werift',
   assert.deepEqual(await calls(patched), await calls(released));
 });
 
+interface ReceiveStatistics {
+  jitter: number;
+  packets_lost: number;
+  packets_received: number;
+  fraction_lost: number;
+  bytesReceived: number;
+  headerBytesReceived: number;
+}
+
+test('the receiver: the same statistics, and the same packets handed to its track, as released werift', () => {
+  // A camera's packets (VP8) and its retransmissions (RTX) on their way in: some lost, some late,
+  // arriving at uneven times (fractions of a millisecond: the jitter's arrival is truncated).
+  const r = random(12);
+  let at = 1.7e12;
+  let seq = 1000;
+  const arrivals: { at: number; packet: Buffer }[] = [];
+  for (let i = 0; i < 2000; i++) {
+    at += r.int(40_000) / 1000;
+    const rtx = r.int(10) === 0;
+    const header = new patched.RtpHeader({
+      payloadType: rtx ? 97 : 96,
+      sequenceNumber: rtx ? r.int(65536) : (seq = (seq + 1 + (r.int(8) === 0 ? r.int(3) : 0)) & 0xffff),
+      timestamp: Math.floor(i / 3) * 6000 + r.int(2) * 90,
+      ssrc: rtx ? 2222 : 1111,
+      marker: i % 3 === 2,
+    });
+    arrivals.push({ at, packet: Buffer.concat([header.serialize(header.serializeSize), r.bytes(r.int(4) * 60)]) });
+  }
+  const receive = (w: Werift) => {
+    const clock = Date.now;
+    let now = 0;
+    Date.now = () => now; // werift reads the arrival time from it
+    const receiver = new w.RTCRtpReceiver({} as never, 'video', 1234);
+    try {
+      receiver.prepareReceive({
+        codecs: [
+          new w.RTCRtpCodecParameters({ payloadType: 96, mimeType: 'video/VP8', clockRate: 90000 }),
+          new w.RTCRtpCodecParameters({
+            payloadType: 97,
+            mimeType: 'video/RTX',
+            clockRate: 90000,
+            parameters: 'apt=96',
+          }),
+        ],
+        encodings: [{ ssrc: 1111, rtx: { ssrc: 2222 } }],
+        headerExtensions: [],
+      } as never);
+      const track = new w.MediaStreamTrack({ kind: 'video', remote: true });
+      receiver.trackBySSRC[1111] = track;
+      const handed: unknown[] = [];
+      track.onReceiveRtp.subscribe((p) => handed.push([fields(p.header), p.payload.toString('hex')]));
+      for (const { at, packet } of arrivals) {
+        now = at;
+        receiver.handleRtpBySsrc(w.RtpPacket.deSerialize(packet), {});
+      }
+      // its per-stream statistics, as its receiver reports read them (private in werift's types)
+      const streams = (receiver as unknown as { remoteStreams: Record<string, ReceiveStatistics> }).remoteStreams;
+      const stats = Object.entries(streams).map(([ssrc, s]) => [
+        ssrc,
+        s.jitter,
+        s.packets_lost,
+        s.packets_received,
+        s.fraction_lost,
+        s.bytesReceived,
+        s.headerBytesReceived,
+      ]);
+      return { handed, stats };
+    } finally {
+      Date.now = clock;
+      receiver.stop();
+    }
+  };
+  const mine = receive(patched);
+  assert.deepEqual(mine, receive(released));
+  assert.ok(mine.handed.length > 1800, `${mine.handed.length} packets handed on`);
+  assert.ok(
+    mine.stats.some(([, jitter]) => Number(jitter) > 0),
+    'the jitter moved',
+  );
+});
+
 /** Two werift peers connected on loopback through a data channel (ICE, DTLS, SCTP). */
 async function connectedPeers(w: Werift) {
   const config = {
