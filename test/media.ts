@@ -224,3 +224,13 @@ export function avOffsets(
   );
   return { flashes, beeps, offsets };
 }
+
+/** The presentation times (s) of a file's packets, in the file's order: of every stream, or of `stream` ('v', '0'). */
+export function packetTimes(file: string, stream?: string): number[] {
+  const select = stream === undefined ? [] : ['-select_streams', stream];
+  return execFileSync('ffprobe', ['-v', 'error', ...select, '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file])
+    .toString()
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map(Number);
+}

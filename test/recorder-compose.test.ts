@@ -13,6 +13,7 @@ import type { CallEvent, TrackEntry } from '../workers/recorder/capture.js';
 import { recorderDefaults } from '../workers/recorder/inputs.js';
 import { Parts } from '../workers/recorder/parts.js';
 import { waitFor } from './helpers.js';
+import { packetTimes } from './media.js';
 
 const root = mkdtempSync(join(tmpdir(), 'co-compose-'));
 const FPS = 10;
@@ -52,25 +53,6 @@ function regionColours(file: string, crop: string): [number, number, number][] {
   );
   return Array.from({ length: raw.length / 3 }, (_, i) => [raw[i * 3]!, raw[i * 3 + 1]!, raw[i * 3 + 2]!]);
 }
-
-/** The presentation times (s) of the picture's frames in `file`, in order. */
-const pictureTimes = (file: string) =>
-  execFileSync('ffprobe', [
-    '-v',
-    'error',
-    '-select_streams',
-    'v',
-    '-show_entries',
-    'packet=pts_time',
-    '-of',
-    'csv=p=0',
-    file,
-  ])
-    .toString()
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map(Number)
-    .sort((a, b) => a - b);
 
 /** Which named colour each frame shows: red, blue, green or the dark background. */
 const named = ([r, g, b]: [number, number, number]) =>
@@ -192,7 +174,7 @@ describe('recorder compose', () => {
       // frame interval between every two frames, across the parts' boundaries too. Decoding the
       // file (below) would not show a part placed a frame late or early: the decoder just shows
       // each frame longer or drops one.
-      const pts = pictureTimes(file);
+      const pts = packetTimes(file, 'v').sort((a, b) => a - b); // in presentation order
       assert.equal(pts.length, 7 * FPS);
       const steps = pts.slice(1).map((t, k) => Math.round((t - pts[k]!) * 1000));
       assert.deepEqual(

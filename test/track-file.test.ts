@@ -13,6 +13,7 @@ import { RtpHeader, RtpPacket } from 'werift';
 import { isVp8Keyframe } from '../src/media/vp8.js';
 import { TrackFile } from '../workers/recorder/track-file.js';
 import { WebmIndex } from '../workers/recorder/webm-index.js';
+import { packetTimes } from './media.js';
 
 const MTU = 1000;
 const TICKS = 6000; // 15 fps on the 90 kHz clock
@@ -30,12 +31,7 @@ const pictures = (file: string) =>
     .split('\n')
     .filter((l) => /^0,/.test(l))
     .map((l) => l.split(',').at(-1)!.trim());
-const packetTimes = (file: string) =>
-  execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file])
-    .toString()
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => Math.round(Number(l) * 1000));
+const packetMs = (file: string) => packetTimes(file).map((s) => Math.round(s * 1000));
 
 /** Writes frames (each a list of RTP payloads) as one sender would: sequence numbers, a marker, a 90 kHz clock. */
 function writeFrames(
@@ -141,7 +137,7 @@ describe('track file', () => {
     writeFrames(file, 'vp8', vp8.map(vp8Packets), 2 ** 32 - 40 * TICKS); // the clock wraps at frame 40
     assert.deepEqual(pictures(file), pictures(join(dir, 'vp8.ivf')));
     assert.deepEqual(
-      packetTimes(file),
+      packetMs(file),
       vp8.map((_, n) => Math.floor((n * TICKS) / 90)),
     );
     const index = new WebmIndex(file).update();
@@ -166,14 +162,14 @@ describe('track file', () => {
     let flushedSize = -1;
     writeFrames(file, 'vp8', vp8.map(vp8Packets), 0, undefined, (n, writer) => {
       if (n === 44) {
-        assert.equal(packetTimes(file).length, 1, 'the first frame written at once, the next ones held');
+        assert.equal(packetMs(file).length, 1, 'the first frame written at once, the next ones held');
         writer.flush();
         flushedSize = statSync(file).size;
-        assert.equal(packetTimes(file).length, 45, 'the flushed frames, read while the file is open');
+        assert.equal(packetMs(file).length, 45, 'the flushed frames, read while the file is open');
       }
       if (n === 45) assert.equal(statSync(file).size, flushedSize, 'the next frame held');
     });
-    assert.equal(packetTimes(file).length, 90, 'every frame once closed');
+    assert.equal(packetMs(file).length, 90, 'every frame once closed');
   });
 
   it('drops a frame that lost a packet, and starts at a keyframe', () => {
@@ -183,7 +179,7 @@ describe('track file', () => {
     const big = packets.findIndex((p, n) => n > key + 5 && p.length >= 2);
     const file = join(dir, 'lossy.webm');
     writeFrames(file, 'vp8', packets, 0, { frame: big, packet: 1 });
-    const times = packetTimes(file);
+    const times = packetMs(file);
     const at = (n: number) => Math.floor((n * TICKS) / 90);
     assert.equal(times.length, packets.length - key - 1);
     assert.deepEqual(

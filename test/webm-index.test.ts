@@ -8,23 +8,10 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inputFrom, WebmIndex } from '../workers/recorder/webm-index.js';
+import { packetTimes } from './media.js';
 
 function probe(file: string): { frames: number; lastMs: number } {
-  const pts = execFileSync('ffprobe', [
-    '-v',
-    'error',
-    '-select_streams',
-    '0',
-    '-show_entries',
-    'packet=pts_time',
-    '-of',
-    'csv=p=0',
-    file,
-  ])
-    .toString()
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map(Number);
+  const pts = packetTimes(file, '0');
   return { frames: pts.length, lastMs: Math.round(Math.max(...pts) * 1000) };
 }
 
