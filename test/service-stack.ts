@@ -85,15 +85,27 @@ export class ServiceStack {
     return call(this.api.url, method, path, this.client, body);
   }
 
-  /** A browser page joined to the call on the Mattermost stand-in, its camera and microphone published. */
+  /**
+   * A browser page joined to the call on the Mattermost stand-in, its camera and microphone
+   * published. A page that does not connect fails the test with its signalling steps and console.
+   */
   async joinPage(browser: Browser, callId: string, user: string, name: string): Promise<Page> {
     const page = await browser.newPage();
+    const consoleLines: string[] = [];
+    page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
     await page.goto(this.mm.joinUrl(callId, user, name));
-    await page.waitForFunction(
-      () => (window as any).callState?.published?.length === 2 && (window as any).callState.connected,
-      // Chromium's encoders, the recorder and its compose share 2 cores here
-      { timeout: 45_000 },
-    );
+    await page
+      .waitForFunction(
+        () => (window as any).callState?.published?.length === 2 && (window as any).callState.connected,
+        // Chromium's encoders, the recorder and its compose share 2 cores here
+        { timeout: 45_000 },
+      )
+      .catch(async (err) => {
+        const state = await page.evaluate(() => (window as any).callState).catch(() => undefined);
+        throw new Error(
+          `${user}'s page did not connect: ${err.message}\ncallState: ${JSON.stringify(state)}\nconsole:\n${consoleLines.join('\n')}`,
+        );
+      });
     return page;
   }
 
@@ -109,7 +121,6 @@ export class ServiceStack {
     return this.request('POST', '/jobs', body);
   }
 
-  /** Waits for the job to end; returns it with its log. */
   /** The job once it has ended, and its log; a job that does not end fails the test with its log. */
   async finished(jobId: string, timeoutMs: number) {
     const log = async () => (await this.request('GET', `/jobs/${jobId}/logs`)).text;

@@ -2,7 +2,8 @@
 // Calls webapp runs) over our shared websocket client, against the bundled SFU or the Mattermost
 // stand-in. A client nobody here wrote holds the server to the plugin's protocol. Bundled by
 // esbuild into dist/page/call.js. State for tests and scripts: window.callState (with `times`: when
-// the join was sent and answered, the first offer sent, the first signal received, media connected).
+// the join was sent and answered, the first offer sent, the first signal received, media connected;
+// and `events`: the last signalling steps and connection states, what a test prints when a join hangs).
 import { RTCPeer } from '@mattermost/calls-common';
 import { CallsSocket } from '../client/socket.ts';
 import { parseTrackId } from '../protocol/wire.ts';
@@ -19,7 +20,13 @@ const state = (window.callState = {
   published: [],
   sessionId: '',
   times: {},
+  events: [],
 });
+/** A signalling step or state change, with the ms since the page started; the last 100 are kept. */
+function event(what) {
+  state.events.push(`${Math.round(performance.now())} ${what}`);
+  if (state.events.length > 100) state.events.shift();
+}
 const logger = {
   logDebug: () => {},
   logErr: (...a) => console.error(...a),
@@ -53,6 +60,7 @@ function tile(sessionId, label) {
 }
 
 function fail(message) {
+  event(message);
   state.error = message;
   $('status').textContent = message;
 }
@@ -82,10 +90,19 @@ socket.on('caption', (c) => {
 });
 socket.on('signal', (d) => {
   state.times.signal ??= Date.now();
-  peer?.signal(d.data).catch((err) => logger.logErr('signal failed', err));
+  let type = 'signal';
+  try {
+    type = JSON.parse(d.data).type;
+  } catch {} // RTCPeer refuses it below
+  if (type !== 'candidate') event(`got ${type}`);
+  peer?.signal(d.data).catch((err) => {
+    event(`${type} failed: ${err}`);
+    logger.logErr('signal failed', err);
+  });
 });
 socket.on('join', (d) => {
   state.times.joined = Date.now();
+  event('joined');
   state.joined = true;
   state.sessionId = d.connID;
   $('status').textContent = 'in call';
@@ -96,12 +113,19 @@ function startPeer() {
   peer = new RTCPeer({ iceServers: [], logger, simulcast: false, connTimeoutMs: 15_000 });
   peer.on('offer', (description) => {
     state.times.offer ??= Date.now();
+    event('sent offer');
     socket.sendSdp(description);
   });
-  peer.on('answer', (description) => socket.sendSdp(description));
+  peer.on('answer', (description) => {
+    event('sent answer');
+    socket.sendSdp(description);
+  });
   peer.on('candidate', (candidate) => socket.action('ice', { data: JSON.stringify(candidate) }));
   peer.on('error', (err) => fail(`media: ${err}`));
   peer.on('close', () => fail('media connection closed'));
+  peer.pc.addEventListener('signalingstatechange', () => event(`signaling ${peer.pc.signalingState}`));
+  peer.pc.addEventListener('connectionstatechange', () => event(`connection ${peer.pc.connectionState}`));
+  peer.pc.addEventListener('iceconnectionstatechange', () => event(`ice ${peer.pc.iceConnectionState}`));
   peer.on('connect', () => {
     state.times.connected = Date.now();
     state.connected = true;
