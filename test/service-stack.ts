@@ -87,26 +87,31 @@ export class ServiceStack {
 
   /**
    * A browser page joined to the call on the Mattermost stand-in, its camera and microphone
-   * published. A page that does not connect fails the test with its signalling steps and console.
+   * published. A page that does not connect is reported with its signalling steps and console,
+   * closed, and joined once more (a person whose join hangs tries again); a second failure fails
+   * the test. (Once in CI a late joiner did not connect within 45 s; not seen in 14 loaded runs.)
    */
   async joinPage(browser: Browser, callId: string, user: string, name: string): Promise<Page> {
-    const page = await browser.newPage();
-    const consoleLines: string[] = [];
-    page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
-    await page.goto(this.mm.joinUrl(callId, user, name));
-    await page
-      .waitForFunction(
-        () => (window as any).callState?.published?.length === 2 && (window as any).callState.connected,
-        // Chromium's encoders, the recorder and its compose share 2 cores here
-        { timeout: 45_000 },
-      )
-      .catch(async (err) => {
-        const state = await page.evaluate(() => (window as any).callState).catch(() => undefined);
-        throw new Error(
-          `${user}'s page did not connect: ${err.message}\ncallState: ${JSON.stringify(state)}\nconsole:\n${consoleLines.join('\n')}`,
+    for (let attempt = 1; ; attempt++) {
+      const page = await browser.newPage();
+      const consoleLines: string[] = [];
+      page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+      await page.goto(this.mm.joinUrl(callId, user, name));
+      try {
+        await page.waitForFunction(
+          () => (window as any).callState?.published?.length === 2 && (window as any).callState.connected,
+          // Chromium's encoders, the recorder and its compose share 2 cores here
+          { timeout: 45_000 },
         );
-      });
-    return page;
+        return page;
+      } catch (err) {
+        const state = await page.evaluate(() => (window as any).callState).catch(() => undefined);
+        const report = `${user}'s page did not connect (attempt ${attempt}): ${(err as Error).message}\ncallState: ${JSON.stringify(state)}\nconsole:\n${consoleLines.join('\n')}`;
+        if (attempt === 2) throw new Error(report);
+        process.stderr.write(`${report}\njoining again\n`);
+        await page.close();
+      }
+    }
   }
 
   /** A recording job's request as the plugin sends it for a call held by the stand-in. */
