@@ -5,10 +5,12 @@
 // read on past the end, making up empty extensions in quadratic time (a 24-byte packet could hold
 // the event loop for minutes); such packets are not given to released werift here. The patch's
 // security fixes (ICE answering and passing on strangers; DTLS closing or starting over on a record
-// in the clear) are checked last, on both: released werift must show the hole, the patched one not.
+// in the clear; a lost bind of an ICE port ending the process) are checked last, on both: released
+// werift must show the hole, the patched one not.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
+import { spawnSync } from 'node:child_process';
+import { type Socket, createSocket } from 'node:dgram';
 import { test } from 'node:test';
 import * as patched from 'werift';
 import { dtlsClientHello, seeded, waitFor } from './helpers.js';
@@ -421,5 +423,66 @@ test('DTLS: a ClientHello or an alert in the clear, past ICE, leaves a connected
   ] as const) {
     assert.equal(await outcome(released, datagram), false, `released werift after a ${what}`);
     assert.equal(await outcome(patched, datagram), true, `patched werift after a ${what}`);
+  }
+});
+
+/** werift's ICE socket (exported as `UdpTransport`; its types name the SCTP one). */
+interface IceUdpTransport {
+  socket: Socket;
+  onData: (data: Buffer, addr: [string, number]) => void;
+  init(): Promise<void>;
+}
+type IceUdpTransportClass = new (type: 'udp4', options: object) => IceUdpTransport;
+const iceUdp = (w: Werift) => (w as unknown as { UdpTransport: IceUdpTransportClass }).UdpTransport;
+const bound = async () => {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  return s;
+};
+
+test('ICE ports: a lost bind does not end the process, and a port taken after the probe is passed over', async () => {
+  const holder = await bound();
+  const taken = holder.address().port;
+  const local = { interfaceAddresses: { udp4: '127.0.0.1' } };
+  try {
+    // Released werift: the socket's 'error' has no listener, so a failed bind ends the process.
+    const script = `const w = await import(${JSON.stringify(releasedWerift())});
+      await new w.UdpTransport('udp4', ${JSON.stringify({ port: taken, ...local })}).init();`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.notEqual(child.status, 0, 'released werift survived a lost bind');
+    assert.match(child.stderr, /EADDRINUSE/);
+
+    const lost = new (iceUdp(patched))('udp4', { port: taken, ...local });
+    await assert.rejects(lost.init(), { code: 'EADDRINUSE' });
+    lost.socket.close();
+
+    // The race made certain: another socket binds the port werift's probe found free, just
+    // before werift's own bind (a range below Linux's ephemeral ports: nothing else takes them).
+    const range = [31800, 31809];
+    const transport = new (iceUdp(patched))('udp4', { portRange: range, ...local });
+    const thief = createSocket('udp4');
+    const bind = transport.socket.bind.bind(transport.socket) as (o: { port: number; address: string }) => void;
+    let stolen = 0;
+    transport.socket.bind = ((o: { port: number; address: string }) => {
+      if (stolen) return bind(o);
+      stolen = o.port;
+      thief.bind(o.port, o.address, () => bind(o));
+    }) as typeof transport.socket.bind;
+    try {
+      await transport.init();
+      const port = transport.socket.address().port;
+      assert.ok(stolen >= range[0]! && port > stolen && port <= range[1]!, `stolen ${stolen}, bound ${port}`);
+      const got = new Promise<Buffer>((r) => (transport.onData = (data) => r(data)));
+      holder.send('hello', port, '127.0.0.1');
+      assert.equal(String(await got), 'hello');
+    } finally {
+      transport.socket.close();
+      thief.close();
+    }
+  } finally {
+    holder.close();
   }
 });
