@@ -351,10 +351,17 @@ async function connectedPeers(w: Werift) {
   }
 }
 
+/** A UDP socket on a free loopback port. */
+async function loopbackSocket(): Promise<Socket> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
+  return socket;
+}
+
 /** What a stranger who knows the answerer's port gets back, and how much of what it sends passes ICE. */
 async function stranger(w: Werift): Promise<{ answers: number; passedIce: number }> {
   const { answerer, close } = await connectedPeers(w);
-  const socket = createSocket('udp4');
+  const socket = await loopbackSocket();
   try {
     const sdp = answerer.localDescription!.sdp;
     const port = Number(/a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host/.exec(sdp)![1]);
@@ -367,7 +374,6 @@ async function stranger(w: Werift): Promise<{ answers: number; passedIce: number
     });
     let answers = 0;
     socket.on('message', () => answers++);
-    await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
     // A binding request with the answerer's user name, without the password's MESSAGE-INTEGRITY.
     const username = Buffer.from(`${ufrag}:stranger`);
     const attr = Buffer.alloc(4 + Math.ceil(username.length / 4) * 4);
@@ -434,14 +440,9 @@ interface IceUdpTransport {
 }
 type IceUdpTransportClass = new (type: 'udp4', options: object) => IceUdpTransport;
 const iceUdp = (w: Werift) => (w as unknown as { UdpTransport: IceUdpTransportClass }).UdpTransport;
-const bound = async () => {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  return s;
-};
 
 test('ICE ports: a lost bind does not end the process, and a port taken after the probe is passed over', async () => {
-  const holder = await bound();
+  const holder = await loopbackSocket();
   const taken = holder.address().port;
   const local = { interfaceAddresses: { udp4: '127.0.0.1' } };
   try {
