@@ -227,8 +227,11 @@ export function partArgs(
   const inputs: string[] = [];
   const filters: string[] = [];
   let count = 0;
+  // Each input decoded on one thread: a decoder's frame threads cost 3.5 % more CPU for the same
+  // part (four cameras at medium, 2.87 → 2.77 CPU s per 10 s), and the part runs at low priority
+  // beside capture anyway; x264's threads and the several inputs keep both cores busy.
   const input = (track: Track, seekS: number) => {
-    inputs.push(...inputFrom(track.index, seekS * 1000));
+    inputs.push('-threads', '1', ...inputFrom(track.index, seekS * 1000));
     return count++;
   };
 
