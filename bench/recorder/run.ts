@@ -96,6 +96,8 @@ interface Row {
   stopToPostedS: number;
   fileMb: number;
   floor: number;
+  /** CPU (cores) of decoding what the publishers sent: with `floor`, the physical floor */
+  decodeFloor: number;
   /** beep minus flash over the first and the last minute (s): min, mean, max */
   sync?: { first: [number, number, number]; last: [number, number, number] };
   /** the recorder's own memory (MB) every 10 s of the call */
@@ -149,6 +151,17 @@ type Content = 'screen share' | 'slides' | 'camera tiles';
 const screenSource = (content: Content) =>
   content === 'slides' ? slides('1280x720', 15) : 'testsrc2=size=1280x720:rate=15';
 
+/** CPU seconds (user + system) of one ffmpeg run with these arguments. */
+function ffmpegCpu(args: string[]): number {
+  const out = join(tmpdir(), `bench-floor-${process.pid}.txt`);
+  execFileSync('/usr/bin/time', ['-f', '%U %S', '-o', out, 'ffmpeg', '-loglevel', 'error', ...args, '-f', 'null', '-']);
+  const [user, sys] = readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  rmSync(out);
+  return user! + sys!;
+}
+
+const FLOOR_SECONDS = 20;
+
 /**
  * CPU (core-seconds per second) of the x264 encode alone of the recording's picture at the
  * profile (the screen share, or four moving camera tiles): generated, scaled and encoded, minus
@@ -157,40 +170,31 @@ const screenSource = (content: Content) =>
  */
 function encodeFloor(content: Content, profile: Profile): number {
   const p = profiles[profile];
-  const seconds = 20;
   const picture =
     content === 'camera tiles'
       ? 'testsrc2=size=640x360:rate=15,split=4[a][b][c][d];[a][b][c][d]xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0'
       : screenSource(content);
-  const cpu = (encode: string[]) => {
-    const out = join(tmpdir(), `bench-floor-${process.pid}.txt`);
-    execFileSync('/usr/bin/time', [
-      '-f',
-      '%U %S',
-      '-o',
-      out,
-      'ffmpeg',
-      '-loglevel',
-      'error',
-      '-f',
-      'lavfi',
-      '-t',
-      String(seconds),
-      '-i',
-      `${picture},scale=${p.WIDTH}:${p.HEIGHT},fps=${p.FRAME_RATE}`,
+  const cpu = (encode: string[]) =>
+    ffmpegCpu([
+      ...['-f', 'lavfi', '-t', String(FLOOR_SECONDS)],
+      ...['-i', `${picture},scale=${p.WIDTH}:${p.HEIGHT},fps=${p.FRAME_RATE}`],
       ...encode,
-      '-f',
-      'null',
-      '-',
     ]);
-    const [user, sys] = readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
-    rmSync(out);
-    return user! + sys!;
-  };
   return (
     (cpu(['-c:v', 'libx264', '-preset', p.VIDEO_PRESET, '-b:v', `${p.VIDEO_RATE}k`, '-pix_fmt', 'yuv420p']) - cpu([])) /
-    seconds
+    FLOOR_SECONDS
   );
+}
+
+/**
+ * CPU (core-seconds per second) of decoding the files the publishers send (VP8 and Opus, as
+ * sent), each read for 21 s minus the same for 1 s (ffmpeg's start apart). A recorder that
+ * receives these tracks decodes them whatever it does next: with x264 alone, the physical floor.
+ * A flash-and-beep camera (BENCH_SYNC) is generated live, so its decode is not counted.
+ */
+function decodeFloor(files: string[]): number {
+  const cpu = (file: string, seconds: number) => ffmpegCpu(['-stream_loop', '-1', '-i', file, '-t', String(seconds)]);
+  return files.reduce((sum, file) => sum + cpu(file, FLOOR_SECONDS + 1) - cpu(file, 1), 0) / FLOOR_SECONDS;
 }
 
 async function run(content: Content, profile: Profile): Promise<Row> {
@@ -202,6 +206,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const recordingId = id();
   mm.addJob(recordingId, call);
   const sources: ChildProcess[] = [];
+  const sent: string[] = [];
   const people: HeadlessParticipant[] = [];
   const join_ = async (i: number, tracks: ('mic' | 'camera' | 'screen')[]) => {
     const p = new HeadlessParticipant({
@@ -243,6 +248,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
               ]),
               96,
             ];
+      sent.push(file);
       sources.push(
         await rtpSource(
           (rtp) => track.writeRtp(rtp),
@@ -353,6 +359,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     stopToPostedS: (postedAt - stoppedAt) / 1000,
     fileMb: mm.file(fileId)!.length / 1e6,
     floor: encodeFloor(content, profile),
+    decodeFloor: decodeFloor(sent),
     sync,
     rssMb,
     steadyCapture: cpu.length > 2 ? (cpu.at(-1)!.cpuS - cpu[1]!.cpuS) / (cpu.at(-1)!.atS - cpu[1]!.atS) : undefined,
@@ -380,15 +387,15 @@ console.log(
   `\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in ${PART_SEC ? `parts of ${PART_SEC} s` : "the recorder's default parts"}; publishers send pre-encoded media; the recorder's werift ${WERIFT.length ? 'as released' : 'patched'})\n`,
 );
 console.log(
-  '| content | profile | CPU s per recorded min: live capture | of it after the first 10 s | compose (parts) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | ours ÷ x264 alone | peak RSS | stop → posted | file size per hour |',
+  '| content | profile | CPU s per recorded min: live capture | of it after the first 10 s | compose (parts) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | ours ÷ x264 alone | decoding the tracks + x264 alone (vCPU) | ours ÷ that | peak RSS | stop → posted | file size per hour |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const perMin = (s: number) => (s / r.recordedS) * 60;
   const vcpu = r.totalCpuS / r.recordedS;
   const upstream = profiles[r.profile].upstreamVcpu;
   console.log(
-    `| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${r.steadyCapture === undefined ? '–' : f(r.steadyCapture * 60)} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.floor, 3)} | ${f(vcpu / r.floor, 2)}× | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f(((r.fileMb / r.recordedS) * 3600) / 1000, 2)} GB |`,
+    `| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${r.steadyCapture === undefined ? '–' : f(r.steadyCapture * 60)} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.floor, 3)} | ${f(vcpu / r.floor, 2)}× | ${f(r.floor + r.decodeFloor, 3)} | ${f(vcpu / (r.floor + r.decodeFloor), 2)}× | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f(((r.fileMb / r.recordedS) * 3600) / 1000, 2)} GB |`,
   );
 }
 for (const r of rows.filter((r) => r.rssMb.length >= 6)) {
