@@ -1,7 +1,7 @@
 // Shared test set-up: a private key prefix per test on the real Redis, real API instances on
 // loopback, real workers (in-process or as child processes), and the stand-in job program.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, existsSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,6 +93,12 @@ export function runs(jobId?: string): Run[] {
     .map((l) => JSON.parse(l) as Run);
   return jobId ? all.filter((r) => r.job === jobId) : all;
 }
+
+/** The processes `pid` started (that are still running). */
+export const children = (pid: number) =>
+  readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number),
+  );
 
 export async function waitFor<T>(
   what: string,

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from '../workers/recorder/capture.js';
 import { recorderDefaults } from '../workers/recorder/inputs.js';
 import { Parts } from '../workers/recorder/parts.js';
-import { waitFor } from './helpers.js';
+import { children, waitFor } from './helpers.js';
 import { packetTimes } from './media.js';
 
 const root = mkdtempSync(join(tmpdir(), 'co-compose-'));
@@ -142,12 +142,6 @@ async function compose(
 }
 
 type Fault = 'stop while composing' | 'muxer killed';
-
-/** The processes `pid` started. */
-const children = (pid: number) =>
-  readdirSync(`/proc/${pid}/task`).flatMap((task) =>
-    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number),
-  );
 
 describe('recorder compose', () => {
   after(() => rmSync(root, { recursive: true, force: true }));

@@ -7,7 +7,7 @@
 // them.
 import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ffmpeg } from '../shared/ffmpeg.js';
+import { Spawner } from '../shared/spawner.js';
 import type { Capture } from './capture.js';
 import { frameAt, joinArgs, partArgs, readRecording, type Window } from './compose.js';
 import type { RecorderInputs } from './inputs.js';
@@ -30,6 +30,8 @@ export class Parts {
   private failed = false;
   /** the MP4 written part by part; none in a recovery run that found parts (they are joined) */
   private mp4?: LiveMp4;
+  /** starts the parts' ffmpegs: from the recorder itself, each fork cost its capture a sixth more CPU */
+  private readonly spawner = new Spawner();
 
   constructor(
     private readonly dir: string,
@@ -67,7 +69,7 @@ export class Parts {
     signal?.throwIfAborted();
     const streams = this.mp4?.streamsFor(this.file(w), w);
     try {
-      await ffmpeg(partArgs(rec, this.inputs, w, temp, streams), { nice, signal });
+      await this.spawner.ffmpeg(partArgs(rec, this.inputs, w, temp, streams), { nice, signal });
       renameSync(temp, this.file(w));
       this.doneMs = w.toMs;
       if (streams)
@@ -111,6 +113,14 @@ export class Parts {
    * behind everything else for minutes (on an idle one, redoing it costs a few seconds at most).
    */
   async finish(durationMs: number, output: string): Promise<void> {
+    try {
+      await this.finishParts(durationMs, output);
+    } finally {
+      await this.spawner.close();
+    }
+  }
+
+  private async finishParts(durationMs: number, output: string): Promise<void> {
     this.stopping.abort();
     await this.running;
     const fps = this.inputs.frame_rate;
@@ -138,6 +148,6 @@ export class Parts {
         ]),
       ].join('\n')}\n`,
     );
-    await ffmpeg(joinArgs(list, this.inputs, output));
+    await this.spawner.ffmpeg(joinArgs(list, this.inputs, output));
   }
 }

@@ -19,6 +19,11 @@ export interface FfmpegOptions {
   signal?: AbortSignal;
 }
 
+/** `command` and its arguments, run so that it is killed when its parent dies (where setpriv is). */
+export function orphanProof(command: string, args: string[]): [string, string[]] {
+  return withPdeathsig ? [SETPRIV, ['--pdeathsig', 'SIGKILL', command, ...args]] : [command, args];
+}
+
 /** ffmpeg running: `done` settles when it exits, with its last lines if it failed. */
 export function startFfmpeg(args: string[], opts: FfmpegOptions = {}): { child: ChildProcess; done: Promise<void> } {
   const stdio: ('pipe' | 'ignore' | 'inherit')[] = [
@@ -27,10 +32,7 @@ export function startFfmpeg(args: string[], opts: FfmpegOptions = {}): { child: 
     'pipe',
     ...(opts.pipe3 ? (['pipe'] as const) : []),
   ];
-  const options = { stdio, signal: opts.signal, killSignal: 'SIGKILL' as const };
-  const child = withPdeathsig
-    ? spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', 'ffmpeg', ...args], options)
-    : spawn('ffmpeg', args, options);
+  const child = spawn(...orphanProof('ffmpeg', args), { stdio, signal: opts.signal, killSignal: 'SIGKILL' });
   if (opts.nice && child.pid) setPriority(child.pid, opts.nice);
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));

@@ -1,0 +1,85 @@
+// The parts' ffmpegs are started by a helper process (workers/shared/spawner.ts), so that the
+// recorder is not forked once per part. Real ffmpegs; the helper is the real program.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Spawner } from '../workers/shared/spawner.js';
+import { children, waitFor } from './helpers.js';
+
+const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+/** The ffmpegs below `pid` (through setpriv, which execs itself away). */
+const ffmpegsBelow = (pid: number): number[] =>
+  children(pid).flatMap((c) => (cmdline(c)[0] === 'ffmpeg' ? [c] : ffmpegsBelow(c)));
+/** A generated picture for `seconds` of real time: an ffmpeg that runs long enough to be looked at. */
+const slow = (seconds: number, out: string) => [
+  ...['-loglevel', 'error', '-re', '-f', 'lavfi', '-i', `testsrc2=size=160x120:rate=10:duration=${seconds}`],
+  ...['-y', out],
+];
+
+describe('spawner', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spawner-'));
+
+  it("starts each ffmpeg from its helper, not from the caller, at the priority asked, and reports each one's end", async () => {
+    const spawner = new Spawner();
+    try {
+      const out = join(dir, 'a.mkv');
+      const running = spawner.ffmpeg(slow(3, out), { nice: 19 });
+      const ffmpeg = await waitFor('the ffmpeg', () => ffmpegsBelow(process.pid)[0], 30_000);
+      assert.deepEqual(
+        children(process.pid).filter((c) => cmdline(c)[0] === 'ffmpeg'),
+        [],
+        'no ffmpeg is a child of the caller',
+      );
+      const [helper] = children(process.pid).filter((c) => cmdline(c).some((a) => a.endsWith('spawner-process.js')));
+      assert.ok(helper, 'the helper runs');
+      assert.ok(ffmpegsBelow(helper).includes(ffmpeg), 'the ffmpeg is below the helper');
+      // /proc/<pid>/stat: the nice value is its 19th field, the 17th after the command
+      const nice = Number(readFileSync(`/proc/${ffmpeg}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+      assert.equal(nice, 19);
+      await running;
+      assert.ok(existsSync(out), 'the file is written');
+
+      await assert.rejects(
+        spawner.ffmpeg(['-loglevel', 'error', '-no-such-option']),
+        /ffmpeg exited with 1: .*Unrecognized option 'no-such-option'/,
+      );
+    } finally {
+      await spawner.close();
+    }
+  });
+
+  it('kills an aborted ffmpeg; closing ends the helper; with the helper killed it starts them itself', async () => {
+    const spawner = new Spawner();
+    try {
+      const abort = new AbortController();
+      const running = spawner.ffmpeg(slow(600, join(dir, 'b.mkv')), { signal: abort.signal });
+      const ffmpeg = await waitFor('the ffmpeg', () => ffmpegsBelow(process.pid)[0], 30_000);
+      abort.abort(new Error('stopped'));
+      await assert.rejects(running, /stopped/);
+      await waitFor('the aborted ffmpeg to end', () => !existsSync(`/proc/${ffmpeg}`) || undefined, 30_000);
+
+      const [helper] = children(process.pid).filter((c) => cmdline(c).some((a) => a.endsWith('spawner-process.js')));
+      process.kill(helper!, 'SIGKILL');
+      await waitFor('the helper to end', () => !children(process.pid).includes(helper!) || undefined, 30_000);
+      const out = join(dir, 'c.mkv');
+      await spawner.ffmpeg(slow(1, out));
+      assert.ok(existsSync(out), 'an ffmpeg started after the helper died still runs');
+    } finally {
+      await spawner.close();
+    }
+    const helpers = children(process.pid).filter((c) => cmdline(c).some((a) => a.endsWith('spawner-process.js')));
+    assert.deepEqual(helpers, [], 'no helper is left');
+  });
+
+  it('closing kills what still runs', async () => {
+    const spawner = new Spawner();
+    const running = spawner.ffmpeg(slow(600, join(dir, 'd.mkv')));
+    const ffmpeg = await waitFor('the ffmpeg', () => ffmpegsBelow(process.pid)[0], 30_000);
+    await spawner.close();
+    await assert.rejects(running, /ffmpeg/);
+    await waitFor('the ffmpeg to end', () => !existsSync(`/proc/${ffmpeg}`) || undefined, 30_000);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
