@@ -30,7 +30,7 @@ export class Parts {
   private failed = false;
   /** the MP4 written part by part; none in a recovery run that found parts (they are joined) */
   private mp4?: LiveMp4;
-  /** starts the parts' ffmpegs: from the recorder itself, each fork cost its capture a sixth more CPU */
+  /** starts the parts' ffmpegs, so that the recorder is not forked for each (README, bench/recorder) */
   private readonly spawner = new Spawner();
 
   constructor(

@@ -45,7 +45,7 @@ export class Spawner {
    * ffmpeg with these arguments, files in and out (ffmpeg.ts's `ffmpeg`, from the helper). With the
    * helper gone (killed), it is started from here: slower, but the recording goes on.
    */
-  ffmpeg(args: string[], { nice, signal }: { nice?: number; signal?: AbortSignal } = {}): Promise<void> {
+  async ffmpeg(args: string[], { nice, signal }: { nice?: number; signal?: AbortSignal } = {}): Promise<void> {
     if (!this.alive) return ffmpeg(args, { nice, signal });
     signal?.throwIfAborted();
     const id = this.next++;
