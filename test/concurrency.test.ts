@@ -81,7 +81,10 @@ describe('concurrency limit', () => {
       peak = Math.max(peak, now);
     }
     assert.equal(events.filter((e) => e.event === 'start').length, 50, 'each job ran exactly once');
-    assert.equal(peak, 2, 'the limit was reached and never exceeded');
-    assert.ok(maxSlots <= 2, `slots held at once: ${maxSlots}`);
+    assert.ok(peak <= 2, `programs running at once: ${peak}`);
+    // The limit reached is read from the slots, not from the programs' stamps: on a loaded machine
+    // each program's Node start takes far longer than its 150 ms of work, and two slots cycling at
+    // the same pace can keep their programs' short runs apart for the whole burst (seen in CI).
+    assert.equal(maxSlots, 2, 'both slots were held at once, and never more');
   });
 });
