@@ -12,6 +12,8 @@ const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').sp
 /** The ffmpegs below `pid` (through setpriv, which execs itself away). */
 const ffmpegsBelow = (pid: number): number[] =>
   children(pid).flatMap((c) => (cmdline(c)[0] === 'ffmpeg' ? [c] : ffmpegsBelow(c)));
+/** The spawner helpers this test process started. */
+const helpers = () => children(process.pid).filter((c) => cmdline(c).some((a) => a.endsWith('spawner-process.js')));
 /** A generated picture for `seconds` of real time: an ffmpeg that runs long enough to be looked at. */
 const slow = (seconds: number, out: string) => [
   ...['-loglevel', 'error', '-re', '-f', 'lavfi', '-i', `testsrc2=size=160x120:rate=10:duration=${seconds}`],
@@ -32,7 +34,7 @@ describe('spawner', () => {
         [],
         'no ffmpeg is a child of the caller',
       );
-      const [helper] = children(process.pid).filter((c) => cmdline(c).some((a) => a.endsWith('spawner-process.js')));
+      const [helper] = helpers();
       assert.ok(helper, 'the helper runs');
       assert.ok(ffmpegsBelow(helper).includes(ffmpeg), 'the ffmpeg is below the helper');
       // /proc/<pid>/stat: the nice value is its 19th field, the 17th after the command
@@ -60,7 +62,7 @@ describe('spawner', () => {
       await assert.rejects(running, /stopped/);
       await waitFor('the aborted ffmpeg to end', () => !existsSync(`/proc/${ffmpeg}`) || undefined, 30_000);
 
-      const [helper] = children(process.pid).filter((c) => cmdline(c).some((a) => a.endsWith('spawner-process.js')));
+      const [helper] = helpers();
       process.kill(helper!, 'SIGKILL');
       await waitFor('the helper to end', () => !children(process.pid).includes(helper!) || undefined, 30_000);
       const out = join(dir, 'c.mkv');
@@ -69,8 +71,8 @@ describe('spawner', () => {
     } finally {
       await spawner.close();
     }
-    const helpers = children(process.pid).filter((c) => cmdline(c).some((a) => a.endsWith('spawner-process.js')));
-    assert.deepEqual(helpers, [], 'no helper is left');
+    const left = helpers();
+    assert.deepEqual(left, [], 'no helper is left');
   });
 
   it('closing kills what still runs', async () => {
