@@ -12,6 +12,12 @@ const { TRACKS, TRACK_ENTRY, TRACK_TYPE } = ID;
 const DESCEND = new Set<number>([SEGMENT, CLUSTER, INFO, BLOCK_GROUP, TRACKS, TRACK_ENTRY]);
 const VIDEO_TRACK = 1;
 const CHUNK = 1 << 20;
+/**
+ * What update() reads into, one for every index (parsing is synchronous, and nothing parsed keeps
+ * a reference to it): a fresh buffer for each read (about 750 KB a camera a part) was new memory,
+ * zeroed and faulted in page by page each time.
+ */
+let scratch: Buffer | undefined;
 
 /** A cluster a reader can start at: its first frame's time (ms) and where it begins. */
 export interface ClusterStart {
@@ -47,9 +53,9 @@ export class WebmIndex {
     try {
       const size = fstatSync(fd).size;
       while (this.offset < size) {
-        const buf = Buffer.alloc(Math.min(CHUNK, size - this.offset));
-        const got = readSync(fd, buf, 0, buf.length, this.offset);
-        const used = this.parse(buf.subarray(0, got));
+        scratch ??= Buffer.allocUnsafe(CHUNK);
+        const got = readSync(fd, scratch, 0, Math.min(CHUNK, size - this.offset), this.offset);
+        const used = this.parse(scratch.subarray(0, got));
         if (used === 0) {
           if (got < CHUNK) break; // an element still being written
           throw new Error(`${this.file}: an element over ${CHUNK} bytes at ${this.offset}`);
