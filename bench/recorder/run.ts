@@ -18,6 +18,7 @@ import { MattermostStandIn } from '../../test/mattermost-standin.js';
 import { avOffsets, flashAndBeep, rtpSource, slides } from '../../test/media.js';
 import { releasedWeriftArgs } from '../../test/werift-released.js';
 import { cpuSeconds } from '../proc.js';
+import { ffmpegEnv } from '../../workers/shared/ffmpeg.js';
 
 const RECORDER = fileURLToPath(new URL('../../workers/recorder/main.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
@@ -154,7 +155,13 @@ const screenSource = (content: Content) =>
 /** CPU seconds (user + system) of one ffmpeg run with these arguments. */
 function ffmpegCpu(args: string[]): number {
   const out = join(tmpdir(), `bench-floor-${process.pid}.txt`);
-  execFileSync('/usr/bin/time', ['-f', '%U %S', '-o', out, 'ffmpeg', '-loglevel', 'error', ...args, '-f', 'null', '-']);
+  execFileSync(
+    '/usr/bin/time',
+    ['-f', '%U %S', '-o', out, 'ffmpeg', '-loglevel', 'error', ...args, '-f', 'null', '-'],
+    {
+      env: ffmpegEnv(),
+    },
+  );
   const [user, sys] = readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
   rmSync(out);
   return user! + sys!;

@@ -8,6 +8,15 @@ import { setPriority } from 'node:os';
 const SETPRIV = '/usr/bin/setpriv';
 const withPdeathsig = existsSync(SETPRIV);
 
+// glibc's malloc asks for transparent huge pages for what it maps (frames, x264's lookahead),
+// where the kernel gives them on request (THP "madvise", Debian's default): each part's ffmpeg
+// is a new process whose buffers were otherwise faulted in 4 KB at a time (README, bench/recorder
+// measures its floors with the same environment). Other C libraries ignore the variable. An
+// admin's own GLIBC_TUNABLES is left as it is: Debian 12's glibc (2.36) hands on only the first of
+// several tunables to what a program execs (setpriv here), so ours cannot simply be added to it.
+export const ffmpegEnv = (): NodeJS.ProcessEnv =>
+  process.env.GLIBC_TUNABLES === undefined ? { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' } : process.env;
+
 export interface FfmpegOptions {
   /** a lower priority (1-19) for work that must not slow down what runs live */
   nice?: number;
@@ -32,7 +41,12 @@ export function startFfmpeg(args: string[], opts: FfmpegOptions = {}): { child: 
     'pipe',
     ...(opts.pipe3 ? (['pipe'] as const) : []),
   ];
-  const child = spawn(...orphanProof('ffmpeg', args), { stdio, signal: opts.signal, killSignal: 'SIGKILL' });
+  const child = spawn(...orphanProof('ffmpeg', args), {
+    stdio,
+    env: ffmpegEnv(),
+    signal: opts.signal,
+    killSignal: 'SIGKILL',
+  });
   if (opts.nice && child.pid) setPriority(child.pid, opts.nice);
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
