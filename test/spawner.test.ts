@@ -71,59 +71,48 @@ describe('spawner', () => {
     } finally {
       await spawner.close();
     }
-    const left = helpers();
-    assert.deepEqual(left, [], 'no helper is left');
+    assert.deepEqual(helpers(), [], 'no helper is left');
   });
 
   it("asks glibc for huge pages in each ffmpeg, unless given tunables of its own; where the kernel gives them on request, x264's buffers get them", async () => {
-    const given = process.env.GLIBC_TUNABLES;
-    const environOf = async (spawner: Spawner, args: string[]) => {
-      const running = spawner.ffmpeg(args);
-      const ffmpeg = await waitFor('the ffmpeg', () => ffmpegsBelow(process.pid)[0], 30_000);
-      return { ffmpeg, running, environ: readFileSync(`/proc/${ffmpeg}/environ`, 'utf8').split('\0') };
+    /** Runs an ffmpeg from a helper started with GLIBC_TUNABLES as given; `look` sees it while it runs. */
+    const ffmpegWith = async (tunables: string | undefined, args: string[], look: (pid: number) => Promise<void>) => {
+      const given = process.env.GLIBC_TUNABLES;
+      if (tunables === undefined) delete process.env.GLIBC_TUNABLES;
+      else process.env.GLIBC_TUNABLES = tunables;
+      const spawner = new Spawner(); // its helper takes the environment as it is now
+      try {
+        const running = spawner.ffmpeg(args);
+        await look(await waitFor('the ffmpeg', () => ffmpegsBelow(process.pid)[0], 30_000));
+        await running;
+      } finally {
+        await spawner.close();
+        if (given === undefined) delete process.env.GLIBC_TUNABLES;
+        else process.env.GLIBC_TUNABLES = given;
+      }
     };
-    try {
-      delete process.env.GLIBC_TUNABLES;
-      let spawner = new Spawner(); // its helper takes the environment as it is now
-      try {
-        const { ffmpeg, running, environ } = await environOf(spawner, [
-          ...['-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=20:duration=8'],
-          ...['-c:v', 'libx264', '-preset', 'veryfast', '-f', 'null', '-'],
-        ]);
-        assert.ok(
-          environ.includes('GLIBC_TUNABLES=glibc.malloc.hugetlb=1'),
-          environ.filter((v) => v.startsWith('GLIBC')).join(),
-        );
-        const thp = '/sys/kernel/mm/transparent_hugepage/enabled';
-        if (existsSync(thp) && /\[(madvise|always)\]/.test(readFileSync(thp, 'utf8'))) {
-          const smaps = () => readFileSync(`/proc/${ffmpeg}/smaps_rollup`, 'utf8');
-          await waitFor(
-            'huge pages in the ffmpeg',
-            () => Number(/AnonHugePages:\s+(\d+)/.exec(smaps())?.[1]) > 0,
-            30_000,
-          );
-        }
-        await running;
-      } finally {
-        await spawner.close();
-      }
+    const tunablesOf = (pid: number) =>
+      readFileSync(`/proc/${pid}/environ`, 'utf8')
+        .split('\0')
+        .filter((v) => v.startsWith('GLIBC_TUNABLES='));
+    const thp = '/sys/kernel/mm/transparent_hugepage/enabled';
+    const thpOnRequest = existsSync(thp) && /\[(madvise|always)\]/.test(readFileSync(thp, 'utf8'));
 
-      process.env.GLIBC_TUNABLES = 'glibc.malloc.tcache_count=7'; // the default: changes nothing
-      spawner = new Spawner();
-      try {
-        const { running, environ } = await environOf(spawner, slow(2, join(dir, 't.mkv')));
-        assert.deepEqual(
-          environ.filter((v) => v.startsWith('GLIBC_TUNABLES=')),
-          ['GLIBC_TUNABLES=glibc.malloc.tcache_count=7'],
-        );
-        await running;
-      } finally {
-        await spawner.close();
-      }
-    } finally {
-      if (given === undefined) delete process.env.GLIBC_TUNABLES;
-      else process.env.GLIBC_TUNABLES = given;
-    }
+    const x264 = [
+      ...['-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=20:duration=8'],
+      ...['-c:v', 'libx264', '-preset', 'veryfast', '-f', 'null', '-'],
+    ];
+    await ffmpegWith(undefined, x264, async (pid) => {
+      assert.deepEqual(tunablesOf(pid), ['GLIBC_TUNABLES=glibc.malloc.hugetlb=1']);
+      if (!thpOnRequest) return;
+      const hugeKb = () =>
+        Number(/AnonHugePages:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1]);
+      await waitFor('huge pages in the ffmpeg', () => hugeKb() > 0, 30_000);
+    });
+    // the default value: changes nothing
+    await ffmpegWith('glibc.malloc.tcache_count=7', slow(2, join(dir, 't.mkv')), async (pid) => {
+      assert.deepEqual(tunablesOf(pid), ['GLIBC_TUNABLES=glibc.malloc.tcache_count=7']);
+    });
   });
 
   it('closing kills what still runs', async () => {
