@@ -2,7 +2,9 @@
 // Mattermost server can run here). It implements the bot API of
 // shared/reference/calls-plugin-bot-api.md as the plugin does, awkward parts included: bearer
 // auth with the job's token, upload sessions whose data requests are cut at a maximum request
-// size and answered 204 (the runner must GET the session and resume from `file_offset`), the job
+// size and answered 204 (the runner must GET the session and resume from `file_offset`), each
+// request's bytes written to a file store as they arrive and kept when the request is cut (as
+// Mattermost's local file store appends them, rather than holding a recording in memory), the job
 // status body with the error under the key "omitempty"; and it records everything it received.
 // Calls are held on it as on the plugin: its websocket (`/api/v4/websocket`) is the bundled SFU's
 // server, which speaks the plugin's protocol, mounted with the plugin's rules for the Calls bot
@@ -11,6 +13,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createLogger } from '../src/log.js';
 import { Sfu } from '../src/sfu/server/server.js';
 import type { Identity } from '../src/sfu/server/connection.js';
@@ -59,8 +65,11 @@ export class MattermostStandIn {
   readonly statuses: { callId: string; jobId: string; body: Record<string, unknown> }[] = [];
   readonly recordings: { callId: string; body: { JobID: string; FileIDs: string[]; PostID: string } }[] = [];
   readonly transcriptions: { callId: string; body: Record<string, unknown> }[] = [];
-  readonly uploads = new Map<string, { session: UploadSession; data: Buffer[] }>();
-  readonly files = new Map<string, { info: FileInfo; data: Buffer }>();
+  readonly uploads = new Map<string, UploadSession>();
+  /** the file store: each upload session's bytes, in a file named after the session */
+  private readonly store = mkdtempSync(join(tmpdir(), 'mattermost-standin-'));
+  /** uploaded files by FileInfo id, with the session whose file holds the bytes */
+  private readonly files = new Map<string, { info: FileInfo; uploadId: string }>();
   /** every request, as "METHOD path status" */
   readonly log: string[] = [];
   /** answer 500 to the next n requests (a Mattermost that is down for a while) */
@@ -123,6 +132,7 @@ export class MattermostStandIn {
     await this.calls.close();
     this.server?.closeAllConnections();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    rmSync(this.store, { recursive: true, force: true });
   }
 
   /** A recording or transcription the plugin started for this call: a bot may join for it. */
@@ -168,9 +178,16 @@ export class MattermostStandIn {
     this.httpDownUntil = Date.now() + ms;
   }
 
+  /** Where the file store holds a file uploaded in full. */
+  filePath(id: string): string | undefined {
+    const file = this.files.get(id);
+    return file && join(this.store, file.uploadId);
+  }
+
   /** The bytes of a file uploaded in full. */
   file(id: string): Buffer | undefined {
-    return this.files.get(id)?.data;
+    const path = this.filePath(id);
+    return path === undefined ? undefined : readFileSync(path);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -259,33 +276,32 @@ export class MattermostStandIn {
         file_size: body.file_size,
         file_offset: 0,
       };
-      this.uploads.set(session.id, { session, data: [] });
+      this.uploads.set(session.id, session);
       return reply(200, session);
     }
     if ((m = /^\/uploads\/([a-z0-9]{26})$/.exec(route))) {
-      const upload = this.uploads.get(m[1]!);
-      if (!upload) return error(404, 'upload session not found');
-      if (req.method === 'GET') return reply(200, upload.session);
+      const session = this.uploads.get(m[1]!);
+      if (!session) return error(404, 'upload session not found');
+      if (req.method === 'GET') return reply(200, session);
       if (req.method !== 'POST') return error(405, 'method not allowed');
       // Like MaxBytesReader: keep at most maxRequestBytes of this request, drop the rest.
-      const max = this.opts.maxRequestBytes ?? Infinity;
-      const body = await raw(req, max);
-      upload.data.push(body);
-      upload.session.file_offset += body.length;
-      if (upload.session.file_offset > upload.session.file_size) return error(400, 'upload is larger than file_size');
-      if (upload.session.file_offset < upload.session.file_size) return reply(204);
-      const name = upload.session.filename;
+      const { written, cut } = await append(req, join(this.store, session.id), this.opts.maxRequestBytes ?? Infinity);
+      session.file_offset += written;
+      if (cut) return void this.log.push(`${req.method} ${path} cut by the client after ${written} bytes`);
+      if (session.file_offset > session.file_size) return error(400, 'upload is larger than file_size');
+      if (session.file_offset < session.file_size) return reply(204);
+      const name = session.filename;
       const info: FileInfo = {
         id: newId(),
         user_id: 'bot',
-        channel_id: upload.session.channel_id,
+        channel_id: session.channel_id,
         create_at: Date.now(),
         name,
         extension: name.includes('.') ? name.slice(name.lastIndexOf('.') + 1) : '',
-        size: upload.session.file_size,
+        size: session.file_size,
         mime_type: name.endsWith('.mp4') ? 'video/mp4' : name.endsWith('.vtt') ? 'text/vtt' : 'text/plain',
       };
-      this.files.set(info.id, { info, data: Buffer.concat(upload.data) });
+      this.files.set(info.id, { info, uploadId: session.id });
       return reply(200, info);
     }
     if (req.method === 'POST' && (m = /^\/calls\/([a-z0-9]{26})\/recordings$/.exec(route))) {
@@ -314,6 +330,26 @@ function newId(): string {
 
 async function drain(req: IncomingMessage): Promise<void> {
   for await (const _ of req) void _;
+}
+
+/**
+ * Appends a request's body to `path` as it arrives, at most `max` bytes (the rest is read and
+ * dropped). A request the client cuts keeps what was written before the cut.
+ */
+async function append(req: IncomingMessage, path: string, max: number): Promise<{ written: number; cut: boolean }> {
+  const file = await open(path, 'a');
+  let written = 0;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      const part = chunk.subarray(0, Math.max(0, max - written));
+      if (part.length > 0) written += (await file.write(part)).bytesWritten;
+    }
+    return { written, cut: false };
+  } catch {
+    return { written, cut: true };
+  } finally {
+    await file.close();
+  }
 }
 
 async function raw(req: IncomingMessage, max: number): Promise<Buffer> {

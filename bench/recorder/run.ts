@@ -8,7 +8,7 @@
 // call, next to upstream's published vCPU per recording.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -345,8 +345,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const fileId = mm.recordings[0]!.body.FileIDs[0]!;
   let sync: Row['sync'];
   if (SYNC) {
-    const mp4 = join(dir, 'recording.mp4');
-    writeFileSync(mp4, mm.file(fileId)!);
+    const mp4 = mm.filePath(fileId)!;
     const w = Number(quality.WIDTH) / 2;
     const h = Number(quality.HEIGHT) / 2;
     const minute = (fromSec: number): [number, number, number] => {
@@ -364,7 +363,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     totalCpuS: user! + sys!,
     peakRssMb: maxKb! / 1024,
     stopToPostedS: (postedAt - stoppedAt) / 1000,
-    fileMb: mm.file(fileId)!.length / 1e6,
+    fileMb: statSync(mm.filePath(fileId)!).size / 1e6,
     floor: encodeFloor(content, profile),
     decodeFloor: decodeFloor(sent),
     sync,

@@ -144,7 +144,12 @@ export class BotClient {
       id: string;
     };
     let offset = 0;
+    let retry = false;
     return this.withRetry(`upload of ${filename}`, async () => {
+      // A retry asks where the session stands after the back-off, not as the request fails:
+      // Mattermost keeps the bytes of a cut request, and may still be writing them then.
+      if (retry) offset = await this.uploadOffset(session.id);
+      retry = true;
       for (;;) {
         // undici's request, not fetch: fetch read the whole file ahead of the socket into memory
         // (663 MB of RSS to upload a recording of 570 MB); request reads it as it is sent.
@@ -154,8 +159,7 @@ export class BotClient {
           body: file.read(offset),
           dispatcher: this.dispatcher,
           signal: AbortSignal.timeout(this.opts.uploadTimeoutMs ?? 10 * 60_000),
-        }).catch(async (err) => {
-          offset = await this.uploadOffset(session.id).catch(() => offset);
+        }).catch((err) => {
           throw connectionError(err);
         });
         if (res.statusCode === 204) {
@@ -165,13 +169,11 @@ export class BotClient {
           continue;
         }
         if (res.statusCode >= 200 && res.statusCode < 300) return (await res.body.json()) as FileInfo;
-        const failure = await responseError({
+        throw await responseError({
           status: res.statusCode,
           statusText: STATUS_CODES[res.statusCode] ?? '',
           json: () => res.body.json(),
         });
-        offset = await this.uploadOffset(session.id).catch(() => offset);
-        throw failure;
       }
     });
   }
