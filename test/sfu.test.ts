@@ -106,6 +106,54 @@ describe('sfu', () => {
     bob.leave();
   });
 
+  it('a participant that reads its media socket in batches, as a job does, gets every packet, several a wake', async () => {
+    const call = callId();
+    const alice = await join(call, 'alice');
+    const notes: string[] = [];
+    const bob = new HeadlessParticipant({
+      siteUrl: url,
+      callId: call,
+      token: token(call, 'bob'),
+      subscribe: 'audio',
+      receiveEveryMs: 200,
+      log: (m) => notes.push(m),
+    });
+    await bob.join();
+    const sent = new Set<string>();
+    const heard = new Set<string>();
+    let turns = 0;
+    let inTurn = false;
+    bob.onRtp((rtp) => {
+      heard.add(rtp.payload.toString('base64'));
+      if (inTurn) return;
+      inTurn = true;
+      turns++;
+      setImmediate(() => (inTurn = false));
+    });
+    const mic = (await alice.publish('mic')).mic;
+    const source = await opusSource(
+      (rtp) => {
+        sent.add(rtp.payload.toString('base64'));
+        mic.writeRtp(rtp);
+      },
+      3,
+      'sine=frequency=440',
+    );
+    await new Promise((r) => source.once('exit', r));
+    await new Promise((r) => setTimeout(r, 500));
+    const got = [...heard].filter((p) => sent.has(p)).length;
+    assert.ok(got >= 120, `bob received ${got} of ${sent.size} packets unchanged`);
+    assert.deepEqual(
+      notes.filter((n) => /cannot pause/.test(n)),
+      [],
+      'the media socket was paused',
+    );
+    // Sent every 20 ms, read every 200 ms: about ten a wake (one each if read as they come).
+    assert.ok(turns * 3 <= got, `${got} packets in ${turns} turns of the event loop`);
+    alice.leave();
+    bob.leave();
+  });
+
   it('signals join, leave, mute and voice activity to the others', async () => {
     const call = callId();
     const carol = await join(call, 'carol');

@@ -26,7 +26,16 @@ export function callSite(
 export const describeSite = (site: CallSite) =>
   site.where === 'mattermost' ? `the Mattermost server at ${site.url}` : `the bundled SFU at ${site.url}`;
 
-/** The calls client's options for this job: names from the bot API, the site's private CA trusted. */
+/**
+ * A job's bot stores or transcribes what it receives, so its media socket is read every 20 ms
+ * rather than woken for each datagram (src/sfu/client/batched-receive.ts).
+ */
+const RECEIVE_EVERY_MS = 20;
+
+/**
+ * The calls client's options for this job: names from the bot API, the site's private CA trusted,
+ * media read in batches.
+ */
 export function callOptions(
   site: CallSite,
   callId: string,
@@ -40,6 +49,7 @@ export function callOptions(
     jobId: site.jobId,
     profile: site.where === 'mattermost' && bot ? (sessionId) => bot.profile(callId, sessionId) : undefined,
     ca: bot?.ca ? [...rootCertificates, bot.ca] : undefined,
+    receiveEveryMs: RECEIVE_EVERY_MS,
     log,
   };
 }

@@ -57,6 +57,8 @@ export interface HeadlessOptions {
   profile?: (sessionId: string) => Promise<Profile>;
   /** CAs trusted for wss:// to the site (the system's and tls_ca_cert_file's) */
   ca?: string[];
+  /** read the media socket at most this often (ms) instead of as each datagram arrives */
+  receiveEveryMs?: number;
   log?: (message: string) => void;
 }
 
@@ -258,6 +260,9 @@ export class HeadlessParticipant {
     });
     await peer.start();
     await peer.connected(CONNECT_TIMEOUT_MS);
+    const every = this.opts.receiveEveryMs;
+    if (every && !peer.receiveInBatches(every))
+      this.opts.log?.(`media is read as each datagram arrives: this Node's UDP sockets cannot pause`);
     return this.me;
   }
 

@@ -1,0 +1,55 @@
+// Reading a UDP socket in batches: after a wake that emptied the socket, it is left unread for
+// `everyMs`, and what arrives meanwhile waits in the kernel's buffer to be read at the next wake,
+// all at once. A job's bot only receives media to store or transcribe, so a few ms of delay cost
+// nothing, while waking once per datagram (600-700 a second for four cameras and their voices) is
+// the largest share of live capture after werift's own work: the sleep and the wake, the epoll
+// call and the event loop's round around each packet.
+//
+// Node's dgram has no pause; its socket handle (libuv's uv_udp_t) does: recvStop takes the socket
+// out of the event loop's epoll set and recvStart puts it back. The handle is not public API, so
+// it is looked for and, where this Node has it otherwise, the socket is read as before.
+import type { Socket } from 'node:dgram';
+
+interface UdpHandle {
+  recvStart(): number;
+  recvStop(): number;
+}
+
+/** Room for the datagrams of one pause at a burst (keyframes of every camera at once). */
+const BUFFER_BYTES = 1024 * 1024;
+/**
+ * libuv reads at most this many datagrams a wake (uv__udp_recvmsg); a wake that read as many may
+ * have left more, so the socket is read on without a pause.
+ */
+const READS_PER_WAKE = 32;
+
+function handleOf(socket: Socket): UdpHandle | undefined {
+  const key = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
+  const handle = key && (socket as unknown as Record<symbol, { handle?: UdpHandle | null }>)[key]?.handle;
+  return handle && typeof handle.recvStart === 'function' && typeof handle.recvStop === 'function' ? handle : undefined;
+}
+
+/**
+ * Reads `socket` (bound) at most once every `everyMs` while it keeps up. Returns false, and
+ * changes nothing, where Node's socket handle cannot pause.
+ */
+export function receiveInBatches(socket: Socket, everyMs: number): boolean {
+  if (!handleOf(socket)) return false;
+  // The kernel caps this at net.core.rmem_max (212,992 bytes unless raised).
+  socket.setRecvBufferSize(Math.max(socket.getRecvBufferSize(), BUFFER_BYTES));
+  let read = 0;
+  let timer: NodeJS.Timeout | undefined;
+  socket.on('message', () => {
+    if (read++ > 0) return;
+    // After this wake's datagrams: the check phase follows the poll phase that read them.
+    setImmediate(() => {
+      const emptied = read < READS_PER_WAKE;
+      read = 0;
+      // A closed socket has no handle.
+      if (!emptied || handleOf(socket)?.recvStop() !== 0) return;
+      timer = setTimeout(() => handleOf(socket)?.recvStart(), everyMs);
+    });
+  });
+  socket.once('close', () => clearTimeout(timer));
+  return true;
+}
