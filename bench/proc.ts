@@ -1,5 +1,5 @@
 // What the benches read of a process from /proc.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
@@ -9,4 +9,31 @@ export function cpuSeconds(pid: number): number {
   // utime and stime are fields 14 and 15; the command before them, in brackets, may hold spaces
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/**
+ * Datagrams the kernel has dropped at each UDP socket `pid` holds because its receive buffer was
+ * full, by the socket's inode, with its local port. A socket's count goes when the socket closes,
+ * so callers keep the highest seen.
+ */
+export function udpDrops(pid: number): Map<string, { port: number; drops: number }> {
+  const held = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+      if (inode) held.add(inode);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const found = new Map<string, { port: number; drops: number }>();
+  for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
+    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ref pointer drops
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 13 && held.has(f[9]!))
+        found.set(f[9]!, { port: Number.parseInt(f[1]!.split(':').pop()!, 16), drops: Number(f[12]) });
+    }
+  }
+  return found;
 }

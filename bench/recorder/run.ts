@@ -17,7 +17,7 @@ import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { MattermostStandIn } from '../../test/mattermost-standin.js';
 import { avOffsets, flashAndBeep, rtpSource, slides } from '../../test/media.js';
 import { releasedWeriftArgs } from '../../test/werift-released.js';
-import { cpuSeconds } from '../proc.js';
+import { cpuSeconds, udpDrops } from '../proc.js';
 import { ffmpegEnv } from '../../workers/shared/ffmpeg.js';
 
 const RECORDER = fileURLToPath(new URL('../../workers/recorder/main.js', import.meta.url));
@@ -34,6 +34,8 @@ const SYNC = process.env.BENCH_SYNC === '1';
 // to measure what the patch does to live capture.
 const WERIFT = process.env.BENCH_WERIFT === 'released' ? releasedWeriftArgs() : [];
 const id = () => randomBytes(13).toString('hex');
+/** the media ports of the SFU (the stand-in's): its sockets are told apart by them */
+const SFU_PORTS: [number, number] = [49000, 49400];
 
 const profiles = {
   low: {
@@ -113,16 +115,29 @@ interface Row {
   ffmpegMb: Map<string, number>;
   /** the recorder's lines from the stop on */
   afterStop: string[];
+  /** its lines before the stop but for the routine "composed" ones: what went wrong, if anything */
+  beforeStop: string[];
+  /** datagrams the kernel dropped at full receive buffers, by whose sockets */
+  udpDropped: { recorder: number; sfu: number; publishers: number };
 }
 
-/** The recorder's lines from the stop on, each with the seconds since the stop: where stop → posted goes. */
-function afterStop(log: string): string[] {
+/**
+ * The recorder's lines before the stop (but for each part's "composed"), with the seconds since
+ * its first line, and from the stop on, with the seconds since the stop: where stop → posted goes.
+ */
+function recorderLines(log: string): Pick<Row, 'beforeStop' | 'afterStop'> {
   const lines = log.split('\n').filter((l) => l.startsWith('[recorder '));
   const at = (line: string) => Date.parse(line.slice('[recorder '.length, line.indexOf(']')));
   const stop = lines.findIndex((l) => l.includes('stopping after'));
-  return lines
-    .slice(stop)
-    .map((l) => `+${((at(l) - at(lines[stop]!)) / 1000).toFixed(1)} s ${l.slice(l.indexOf(']') + 2)}`);
+  const since = (from: string) => (l: string) =>
+    `+${((at(l) - at(from)) / 1000).toFixed(1)} s ${l.slice(l.indexOf(']') + 2)}`;
+  return {
+    beforeStop: lines
+      .slice(0, stop)
+      .filter((l) => !/\] composed [\d.]+-[\d.]+ s in/.test(l))
+      .map(since(lines[0]!)),
+    afterStop: lines.slice(stop).map(since(lines[stop]!)),
+  };
 }
 
 /** What an ffmpeg the recorder runs is for, from its arguments. */
@@ -208,7 +223,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const call = id();
   const token = id();
   // the call is on the Mattermost stand-in, as on a real site: the recorder joins it with site_url
-  const mm = new MattermostStandIn({ authToken: token, icePorts: [49000, 49400] });
+  const mm = new MattermostStandIn({ authToken: token, icePorts: SFU_PORTS });
   await mm.start();
   const recordingId = id();
   mm.addJob(recordingId, call);
@@ -310,6 +325,22 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const rssMb: number[] = [];
   const cpu: { atS: number; cpuS: number }[] = [];
   const ffmpegMb = new Map<string, number>();
+  // Kernel drops at the recorder's sockets and at this process's (the SFU's, the publishers' and
+  // their RTP inputs'), the highest count seen of each socket.
+  const drops = new Map<string, { port: number; drops: number; recorder: boolean }>();
+  const sampleDrops = () => {
+    for (const [pid, recorder] of [
+      [recorderPid, true],
+      [process.pid, false],
+    ] as const) {
+      try {
+        for (const [inode, d] of udpDrops(pid))
+          drops.set(inode, { ...d, recorder, drops: Math.max(d.drops, drops.get(inode)?.drops ?? 0) });
+      } catch {
+        // the recorder has exited
+      }
+    }
+  };
   let samples = 0;
   // Every 2 s the ffmpegs (a part's compose lasts seconds), every 10 s the recorder itself; the
   // ffmpegs still after the stop too (the last part).
@@ -319,11 +350,13 @@ async function run(content: Content, profile: Profile): Promise<Row> {
       ffmpegMb.set(role, Math.max(mb, ffmpegMb.get(role) ?? 0));
     }
     if (samples++ % 5 !== 0) return;
+    sampleDrops();
     const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${recorderPid}/status`, 'utf8'))?.[1];
     if (kb) rssMb.push(Number(kb) / 1024);
     cpu.push({ atS: performance.now() / 1000, cpuS: cpuSeconds(recorderPid) });
   }, 2_000);
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  sampleDrops();
   const stoppedAt = performance.now();
   const posted = new Promise<number>((resolve) => {
     const timer = setInterval(() => {
@@ -338,6 +371,10 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   if (code !== 0) throw new Error(`recorder exited with ${code}:\n${log}`);
   const postedAt = await posted;
   clearInterval(sampling);
+  sampleDrops();
+  const dropped = (which: (d: { port: number; recorder: boolean }) => boolean) =>
+    [...drops.values()].filter(which).reduce((sum, d) => sum + d.drops, 0);
+  const inSfu = ({ port }: { port: number }) => port >= SFU_PORTS[0] && port <= SFU_PORTS[1];
   for (const s of sources) s.kill('SIGKILL');
   for (const p of people) p.leave();
   const [user, sys, maxKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
@@ -370,7 +407,12 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     rssMb,
     steadyCapture: cpu.length > 2 ? (cpu.at(-1)!.cpuS - cpu[1]!.cpuS) / (cpu.at(-1)!.atS - cpu[1]!.atS) : undefined,
     ffmpegMb,
-    afterStop: afterStop(log),
+    ...recorderLines(log),
+    udpDropped: {
+      recorder: dropped((d) => d.recorder),
+      sfu: dropped((d) => !d.recorder && inSfu(d)),
+      publishers: dropped((d) => !d.recorder && !inSfu(d)),
+    },
   };
   await mm.close();
   rmSync(dir, { recursive: true, force: true });
@@ -424,10 +466,14 @@ for (const r of rows.filter((r) => r.sync)) {
     `\n${r.content}, ${r.profile}: beep minus flash over the first minute ${show(r.sync!.first)}, over the last minute of ${f(r.recordedS, 0)} s ${show(r.sync!.last)}`,
   );
 }
-for (const r of rows)
+for (const r of rows) {
+  const { recorder, sfu, publishers } = r.udpDropped;
   console.log(
-    `\n${r.content}, ${r.profile}: the recorder after the stop\n${r.afterStop.map((l) => `    ${l}`).join('\n')}`,
+    `\n${r.content}, ${r.profile}: UDP datagrams the kernel dropped (receive buffer full): ${recorder} at the recorder, ${sfu} at the SFU, ${publishers} at the publishers and their inputs` +
+      `\nthe recorder before the stop\n${r.beforeStop.map((l) => `    ${l}`).join('\n')}` +
+      `\nthe recorder after the stop\n${r.afterStop.map((l) => `    ${l}`).join('\n')}`,
   );
+}
 const live = Math.max(...rows.map((r) => r.captureCpuS / r.recordedS));
 const steady = Math.max(...rows.map((r) => r.steadyCapture ?? 0));
 const costliest = Math.max(...rows.map((r) => r.totalCpuS / r.recordedS));
