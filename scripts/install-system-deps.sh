@@ -16,12 +16,13 @@
 #                 (docker/build-job-image.sh --local-base, npm run test:job-image)
 #   iptables, libnetfilter-queue-dev  the media-path fault tests: packets of a test call dropped,
 #                 delayed and reordered by test/fixtures/netem/netem.c (the kernel has no netem qdisc)
+#   iproute2      ss: the SFU's test reads its media sockets' receive buffers from the kernel
 #   patch         werift as released beside the patched one (test/werift-released.ts: a test and
 #                 the benches compare the two)
 set -euo pipefail
 packages=(redis-server util-linux ffmpeg chromium espeak-ng fonts-dejavu-core openssl time
   pocketsphinx pocketsphinx-en-us pocketsphinx-testdata libpocketsphinx-dev gcc libc6-dev pkg-config
-  docker.io busybox-static debootstrap iptables libnetfilter-queue-dev patch)
+  docker.io busybox-static debootstrap iptables libnetfilter-queue-dev iproute2 patch)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

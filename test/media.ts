@@ -1,8 +1,9 @@
 // Real media for tests, made on the spot: speech from espeak-ng, Opus RTP from ffmpeg.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { join } from 'node:path';
 import { RtpPacket } from 'werift';
+import { raiseReceiveBuffer } from '../src/sfu/udp-sockets.js';
 
 /** A WAV of spoken English (48 kHz mono, for Chromium's fake microphone). */
 export function speechWav(dir: string, text: string, name = 'speech.wav'): string {
@@ -13,15 +14,27 @@ export function speechWav(dir: string, text: string, name = 'speech.wav'): strin
   return out;
 }
 
+/**
+ * A loopback socket that hands each RTP packet ffmpeg sends it to `onPacket`. Its receive buffer
+ * is raised as the SFU's (udp-sockets.ts): ffmpeg sends a frame's packets at once, and with the
+ * kernel's default (92 datagrams) the publishers of bench/recorder, busy in one process with the
+ * SFU, lost packets here before they were ever published (README, bench/recorder).
+ */
+async function rtpInput(onPacket: (rtp: RtpPacket) => void): Promise<Socket> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  raiseReceiveBuffer(socket);
+  socket.on('message', (msg) => onPacket(RtpPacket.deSerialize(msg)));
+  return socket;
+}
+
 /** ffmpeg sending RTP to a loopback port; each packet goes to `onPacket`. */
 export async function rtpSource(
   onPacket: (rtp: RtpPacket) => void,
   input: string[],
   codec: string[],
 ): Promise<ChildProcess> {
-  const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  socket.on('message', (msg) => onPacket(RtpPacket.deSerialize(msg)));
+  const socket = await rtpInput(onPacket);
   const { port } = socket.address();
   const ffmpeg = spawn(
     'ffmpeg',
@@ -119,14 +132,7 @@ export async function flashAndBeep(
   onAudio: (rtp: RtpPacket) => void,
   seconds: number,
 ): Promise<ChildProcess> {
-  const sockets = await Promise.all(
-    [onVideo, onAudio].map(async (handler) => {
-      const socket = createSocket('udp4');
-      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-      socket.on('message', (msg) => handler(RtpPacket.deSerialize(msg)));
-      return socket;
-    }),
-  );
+  const sockets = await Promise.all([onVideo, onAudio].map(rtpInput));
   const [v, a] = sockets.map((s) => s.address().port);
   const ffmpeg = spawn(
     'ffmpeg',

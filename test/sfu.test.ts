@@ -10,7 +10,9 @@ import { Sfu } from '../src/sfu/server/server.js';
 import { counters } from '../src/sfu/server/track.js';
 import { Listener } from '../workers/transcriber/listen.js';
 import { readPcm, readTracks } from '../workers/transcriber/transcribe.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { joinTokenPolicy } from '../src/sfu/server/policy.js';
@@ -20,9 +22,11 @@ import { createLogger } from '../src/log.js';
 import { opusSource } from './media.js';
 import { Redis } from 'ioredis';
 import { startSfuInstance } from '../src/services.js';
+import { RECEIVE_BUFFER_BYTES } from '../src/sfu/udp-sockets.js';
 import { cleanup, ids, testConfig, waitFor } from './helpers.js';
 
 const SECRET = randomBytes(32).toString('hex');
+const execFileAsync = promisify(execFile);
 const callId = ids;
 
 export async function startSfu(portRange: [number, number] = [42000, 42400]): Promise<{ sfu: Sfu; url: string }> {
@@ -407,6 +411,43 @@ describe('bot tokens of the bundled SFU', () => {
       await sfu.close();
       await redis.quit();
       await cleanup(config);
+    }
+  });
+});
+
+describe('media sockets of the bundled SFU', () => {
+  it("get a receive buffer of 1 MB (the kernel's default overflowed at bursts)", async () => {
+    // Ports no other socket can take (below the kernel's ephemeral range): the participant's own
+    // sockets, in this process too, keep the default buffer.
+    const [ephemeralFrom] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    const range: [number, number] = [ephemeralFrom! - 200, ephemeralFrom! - 101];
+    const { sfu, url } = await startSfu(range);
+    const call = callId();
+    const alice = new HeadlessParticipant({ siteUrl: url, callId: call, token: token(call, 'alice') });
+    try {
+      await alice.join();
+      // Linux keeps twice what is set; the most that can be set is net.core.rmem_max.
+      const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+      const want = 2 * Math.min(RECEIVE_BUFFER_BYTES, rmemMax);
+      // The kernel's own account of the SFU's sockets, once its side of the connection is up.
+      await waitFor(`the SFU's sockets with a receive buffer of ${want} bytes`, async () => {
+        const { stdout } = await execFileAsync('ss', [
+          '-H',
+          '-u',
+          '-a',
+          '-n',
+          '-m',
+          `sport >= :${range[0]} and sport <= :${range[1]}`,
+        ]);
+        const rb = [...stdout.matchAll(/skmem:\(r\d+,rb(\d+)/g)].map((m) => Number(m[1]));
+        return rb.length > 0 && rb.every((b) => b >= want);
+      });
+    } finally {
+      alice.leave();
+      await sfu.close();
     }
   });
 });

@@ -9,14 +9,13 @@
 // out of the event loop's epoll set and recvStart puts it back. The handle is not public API, so
 // it is looked for and, where this Node has it otherwise, the socket is read as before.
 import type { Socket } from 'node:dgram';
+import { raiseReceiveBuffer } from '../udp-sockets.js';
 
 interface UdpHandle {
   recvStart(): number;
   recvStop(): number;
 }
 
-/** Room for the datagrams of one pause at a burst (keyframes of every camera at once). */
-const BUFFER_BYTES = 1024 * 1024;
 /**
  * libuv reads at most this many datagrams a wake (uv__udp_recvmsg); a wake that read as many may
  * have left more, so the socket is read on without a pause.
@@ -35,8 +34,8 @@ function handleOf(socket: Socket): UdpHandle | undefined {
  */
 export function receiveInBatches(socket: Socket, everyMs: number): boolean {
   if (!handleOf(socket)) return false;
-  // The kernel caps this at net.core.rmem_max (212,992 bytes unless raised).
-  socket.setRecvBufferSize(Math.max(socket.getRecvBufferSize(), BUFFER_BYTES));
+  // Room for what arrives during a pause at a burst (keyframes of every camera at once).
+  raiseReceiveBuffer(socket);
   let read = 0;
   let timer: NodeJS.Timeout | undefined;
   socket.on('message', () => {

@@ -2,7 +2,6 @@
 // connection; the data channel `calls-dc` and the first offer come from us; trickle ICE both ways,
 // remote candidates queued until a remote description is set; every server offer answered at
 // once; later offers of ours (publishing) only under the data channel's lock. (reference §4–§5, §8)
-import type { Socket } from 'node:dgram';
 import {
   type MediaStreamTrack,
   RTCPeerConnection,
@@ -11,6 +10,7 @@ import {
   type RTCRtpTransceiver,
 } from 'werift';
 import { type IceOptions, outgoingCandidate, peerConfig } from '../ice.js';
+import { udpSocketsOf } from '../udp-sockets.js';
 import { receiveInBatches } from './batched-receive.js';
 import {
   DcType,
@@ -123,13 +123,10 @@ export class BotPeer {
 
   /**
    * Reads the media sockets at most once every `everyMs` (batched-receive.ts); false where this
-   * Node cannot. werift keeps its UDP sockets under each ICE connection's protocols.
+   * Node cannot.
    */
   receiveInBatches(everyMs: number): boolean {
-    type Protocols = { protocols: { transport?: { type?: string; socket?: Socket } }[] };
-    const sockets = this.pc.iceTransports
-      .flatMap((t) => (t.connection as unknown as Protocols).protocols)
-      .flatMap(({ transport }) => (transport?.type === 'udp' && transport.socket ? [transport.socket] : []));
+    const sockets = udpSocketsOf(this.pc);
     return sockets.length > 0 && sockets.every((socket) => receiveInBatches(socket, everyMs));
   }
 

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { RTCPeerConnection, type RTCDataChannel, type RTCRtpTransceiver, type RtpPacket } from 'werift';
 import type { Logger } from '../../log.js';
 import { type IceOptions, outgoingCandidate, outgoingSdp, peerConfig } from '../ice.js';
+import { raiseReceiveBuffer, udpSocketsOf } from '../udp-sockets.js';
 import {
   DcType,
   type DcMessage,
@@ -105,6 +106,9 @@ export class RtcSession {
       this.host.published(published);
     };
     this.pc.connectionStateChange.subscribe((state) => {
+      // Room for the bursts the SFU reads while it forwards what came before (udp-sockets.ts).
+      if (state === 'connected' && !udpSocketsOf(this.pc).map(raiseReceiveBuffer).every(Boolean))
+        this.log.warn({ session: this.id }, "a media socket keeps the kernel's default receive buffer");
       if (state === 'failed' || state === 'closed') this.host.failed(this, `media connection ${state}`);
     });
   }
