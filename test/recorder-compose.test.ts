@@ -95,7 +95,8 @@ const track = (
  * "call" is still at `durationMs`, the rest at the end. `fault`: the stop comes while the first
  * part's ffmpeg runs (at nice 19), which is dropped and redone; or the MP4's muxer is killed after
  * the first part, and the parts are joined instead; or the recorder dies once the call's encoder
- * has finished a part and holds the next, and a recovery run joins what it left.
+ * has finished a part and holds the next, and a recovery run joins what it left; or the call's
+ * encoder is killed holding the first part, which is composed again at the end.
  */
 async function compose(
   dir: string,
@@ -140,6 +141,13 @@ async function compose(
     dead = true;
     parts = new Parts(dir, q, partMs, (m) => log.push(m)); // the recovery run
   }
+  if (fault === 'encoder killed') {
+    const encoder = children(process.pid)
+      .flatMap((pid) => [pid, ...children(pid)])
+      .find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('segment'));
+    assert.ok(encoder, "the parts' encoder runs during the call");
+    process.kill(encoder, 'SIGKILL');
+  }
   if (fault === 'muxer killed') {
     const muxer = children(process.pid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('pipe:3'));
     assert.ok(muxer, 'the MP4 is being written during the call');
@@ -147,6 +155,8 @@ async function compose(
   }
   const output = join(dir, 'recording.mp4');
   await parts.finish(durationMs, output);
+  if (fault === 'encoder killed')
+    assert.ok(log.at(-1)?.startsWith('composed 0.0-'), `the part it held composed again: ${log.join(' | ')}`);
   if (fault === 'recorder died')
     assert.ok(
       log.at(-1)?.startsWith(`composed ${(partMs / 1000).toFixed(1)}-`),
@@ -174,7 +184,7 @@ async function compose(
   return output;
 }
 
-type Fault = 'stop while composing' | 'muxer killed' | 'recorder died';
+type Fault = 'stop while composing' | 'muxer killed' | 'recorder died' | 'encoder killed';
 
 describe('recorder compose', () => {
   after(() => rmSync(root, { recursive: true, force: true }));
@@ -185,6 +195,7 @@ describe('recorder compose', () => {
     [2000, 'stop while composing'],
     [2000, 'muxer killed'],
     [2000, 'recorder died'],
+    [2000, 'encoder killed'],
   ] as const) {
     it(`lays a camera turned off and on again in its tile, background in the gaps; a person without camera gets a background tile (parts of ${partMs / 1000} s${fault ? `, ${fault}` : ''})`, async () => {
       const dir = join(root, `tiles-${partMs}-${fault}`);
