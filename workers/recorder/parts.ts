@@ -22,9 +22,10 @@ const SETTLE_MS = 3000; // compose a part this long after it ends: late packets 
 // calls' other work (at 10, a late joiner's browser beside a compose of 10 s parts, on 2 cores,
 // once took over 20 s to connect). After the stop someone waits for the file: full priority.
 const NICE = 19;
-// At the stop the encoder finishes the frames it holds (x264's lookahead, a few frames) at nice
-// 19; on a host too busy to give it this long, the parts it had not finished are composed again.
-const ENCODER_END_MS = 10_000;
+// At the stop the encoder finishes the frames it holds back (x264's lookahead and threads) at
+// nice 19, which on a host busy on both cores gets about 1.5 % of one (CFS's weights, 15 against
+// 1024). Past this, the parts it had not finished are composed again at full priority.
+const ENCODER_END_MS = 3000;
 
 export class Parts {
   private readonly partsDir: string;
