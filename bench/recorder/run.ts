@@ -144,7 +144,6 @@ function recorderLines(log: string): Pick<Row, 'beforeStop' | 'afterStop'> {
 function ffmpegRole(args: string[]): string {
   if (args.includes('concat')) return 'join';
   if (args.includes('pipe:3')) return 'MP4 muxer (whole call)';
-  if (args.includes('segment')) return "parts' encoder (during the call)";
   return 'part compose';
 }
 

@@ -190,27 +190,34 @@ function lane(
 }
 
 /**
- * Where a part's compose writes: its voices mixed (FLAC in Matroska, losslessly, so that parts
- * join without seams); its picture, H.264 in MPEG-TS at `atS` on the MP4's clock, or its frames
- * raw into the call's encoder (live-encoder.ts); and, for the MP4 written during the call
- * (live-mp4.ts), its voices again as PCM (s16le, 48 kHz, stereo). All written by the compose
- * itself: a copy and a decode of the part by two more ffmpegs meant two more ffmpegs started per
- * part, each a fork of the recorder, after which it faults again on every page it writes
- * (copy-on-write): 29 % of its page faults (README, bench/recorder).
+ * Where a part's compose also writes what the MP4 of the whole call takes from it (live-mp4.ts):
+ * its picture as MPEG-TS, at `pictureAtS` on the MP4's clock, and its sound as PCM (s16le, 48 kHz,
+ * stereo). Written by the compose itself: a copy and a decode of the part by two more ffmpegs
+ * meant two more ffmpegs started per part, each a fork of the recorder, after which it faults
+ * again on every page it writes (copy-on-write): 29 % of its page faults (README, bench/recorder).
  */
-export interface PartFiles {
+export interface PartStreams {
+  picture: string;
+  pictureAtS: number;
   sound: string;
-  picture: { file: string; atS: number } | { raw: string };
-  pcm?: string;
 }
 
+/** A file name as the tee muxer reads it (its separators and option brackets escaped). */
+const teeName = (file: string) => file.replace(/[\\|[\]']/g, '\\$&');
+
 /**
- * ffmpeg arguments that write one part of the recording (as readRecording read it) to `files`
- * (the picture at the profile's size and rate; H.264 at its bitrate and preset). The screen share
- * when there is one in this part, otherwise a grid of the people present in it (their camera or
- * the background, the name, the speaker outlined).
+ * ffmpeg arguments that write one part of the recording (as readRecording read it) to `output`
+ * (Matroska: H.264 at the profile's size, rate, bitrate and preset; the voices mixed, losslessly as
+ * FLAC so that parts join without seams), and to `streams` when given. The screen share when there is one in this part, otherwise a grid of the
+ * people present in it (their camera or the background, the name, the speaker outlined).
  */
-export function partArgs(rec: Recording, q: RecorderInputs, { fromMs, toMs }: Window, files: PartFiles): string[] {
+export function partArgs(
+  rec: Recording,
+  q: RecorderInputs,
+  { fromMs, toMs }: Window,
+  output: string,
+  streams?: PartStreams,
+): string[] {
   const { width: W, height: H, frame_rate: fps } = q;
   const span: [number, number] = [frameAt(fromMs, fps), frameAt(toMs, fps)];
   const seconds = ((span[1] - span[0]) / fps).toFixed(6);
@@ -301,40 +308,60 @@ export function partArgs(rec: Recording, q: RecorderInputs, { fromMs, toMs }: Wi
       ? `${voices.join('')}amix=inputs=${voices.length}:normalize=0:duration=longest,apad,atrim=0:${seconds}[mix]`
       : `anullsrc=r=48000:cl=stereo,atrim=0:${seconds}[mix]`,
   );
-  if (files.pcm) filters.push('[mix]asplit=2[flac][pcm]');
+  if (streams) filters.push('[mix]asplit=2[flac][pcm]');
   const audioOut = ['-ar', '48000', '-ac', '2', '-t', seconds];
-  const picture = ['-map', `[${video}]`, '-pix_fmt', 'yuv420p', '-r', String(fps)];
 
   return [
-    ...['-hide_banner', '-loglevel', 'error', '-y'],
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-y',
     ...inputs,
-    ...['-filter_complex', filters.join(';')],
-    ...('raw' in files.picture
-      ? [...picture, '-f', 'rawvideo', files.picture.raw]
-      : [
-          ...picture,
-          ...['-c:v', 'libx264', '-preset', q.video_preset, ...x264Rate(q)],
-          ...['-output_ts_offset', files.picture.atS.toFixed(6), '-f', 'mpegts', files.picture.file],
-        ]),
-    ...['-map', files.pcm ? '[flac]' : '[mix]', '-c:a', 'flac', ...audioOut, '-f', 'matroska', files.sound],
-    ...(files.pcm ? ['-map', '[pcm]', '-c:a', 'pcm_s16le', ...audioOut, '-f', 's16le', files.pcm] : []),
+    '-filter_complex',
+    filters.join(';'),
+    '-map',
+    `[${video}]`,
+    '-map',
+    streams ? '[flac]' : '[mix]',
+    // The tee muxer has no global header of its own: without one asked for, x264 leaves the
+    // headers in the stream and Matroska refuses it.
+    ...(streams ? ['-flags:v', '+global_header'] : []),
+    '-c:v',
+    'libx264',
+    '-preset',
+    q.video_preset,
+    '-pix_fmt',
+    'yuv420p',
+    '-r',
+    String(fps),
+    // Average bitrate as upstream's recorder asks for it (no VBV cap, which costs x264 ~6 % more).
+    '-b:v',
+    `${q.video_rate}k`,
+    '-c:a',
+    'flac',
+    ...audioOut,
+    // onfail=abort: the tee muxer otherwise goes on with the outputs left, and exits 0.
+    ...(streams
+      ? [
+          ...['-f', 'tee'],
+          `[f=matroska:onfail=abort]${teeName(output)}|` +
+            `[f=mpegts:select=v:onfail=abort:output_ts_offset=${streams.pictureAtS.toFixed(6)}]${teeName(streams.picture)}`,
+          ...['-map', '[pcm]', '-c:a', 'pcm_s16le', ...audioOut, '-f', 's16le', streams.sound],
+        ]
+      : ['-f', 'matroska', output]),
   ];
 }
 
-/** Average bitrate as upstream's recorder asks for it (no VBV cap, which costs x264 ~6 % more). */
-export const x264Rate = (q: Pick<RecorderInputs, 'video_rate'>) => ['-b:v', `${q.video_rate}k`];
-
 /**
- * ffmpeg arguments that join the parts (concat lists of their pictures and of their sounds) into
- * the MP4, after a crash or when the MP4 written during the call failed: the video copied, the
- * voices encoded to AAC in one pass (no seams between parts). Its index last: it is read index
- * first (fast-start.ts).
+ * ffmpeg arguments that join the parts (a concat list) into the MP4, after a crash or when the MP4
+ * written during the call failed: the video copied, the voices encoded to AAC in one pass (no
+ * seams between parts). Its index last: it is read index first (fast-start.ts).
  */
-export function joinArgs(pictures: string, sounds: string, q: RecorderInputs, output: string): string[] {
+export function joinArgs(list: string, q: RecorderInputs, output: string): string[] {
   return [
     ...['-hide_banner', '-loglevel', 'error', '-y'],
-    ...['-f', 'concat', '-safe', '0', '-i', pictures, '-f', 'concat', '-safe', '0', '-i', sounds],
-    ...['-map', '0:v', '-map', '1:a', '-c:v', 'copy', '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000'],
+    ...['-f', 'concat', '-safe', '0', '-i', list],
+    ...['-map', '0:v', '-map', '0:a', '-c:v', 'copy', '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000'],
     ...['-f', 'mp4', output],
   ];
 }

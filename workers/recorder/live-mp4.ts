@@ -1,6 +1,6 @@
 // The recording's MP4, written while the call goes on. One ffmpeg muxes it from two pipes: each
-// composed part's picture (H.264 in MPEG-TS, which can be fed file after file, each written at its
-// place on the MP4's clock, pictureAtS; compose.ts PartFiles), and its voices as PCM,
+// composed part's picture (H.264 in MPEG-TS, which can be fed file after file, each written by the
+// part's compose at its place on the MP4's clock; compose.ts PartStreams), and its voices as PCM,
 // encoded to AAC in one stream for the whole call (no seams between parts). Each part adds exactly
 // its frames' worth of samples, so the sound stays on the picture however many parts there are.
 // After the stop only the last part is left to add, whatever the call's length: the MP4's index
@@ -10,7 +10,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { startFfmpeg } from '../shared/ffmpeg.js';
-import { frameAt, type Window } from './compose.js';
+import { frameAt, type PartStreams, type Window } from './compose.js';
 import type { RecorderInputs } from './inputs.js';
 
 const RATE = 48000;
@@ -48,8 +48,14 @@ export class LiveMp4 {
     return [this.muxer.child.stdin!, this.muxer.child.stdio[3] as Writable];
   }
 
-  /** Adds the part composed for `w`: its picture (MPEG-TS), and its sound (PCM) up to its last frame. */
-  async append(streams: { picture: string; sound: string }, w: Window): Promise<void> {
+  /** Where the compose of the part `file` for `w` writes what the MP4 takes from it. */
+  streamsFor(file: string, w: Window): PartStreams {
+    const fps = this.q.frame_rate;
+    return { picture: `${file}.ts`, pictureAtS: frameAt(w.fromMs, fps) / fps + LEAD_S, sound: `${file}.pcm` };
+  }
+
+  /** Adds the part composed for `w` (its `streams`): its picture, and its sound up to its last frame. */
+  async append(streams: PartStreams, w: Window): Promise<void> {
     if (this.failure) throw this.failure;
     const [picture, sound] = this.pipes();
     const untilSamples = samplesAt(frameAt(w.toMs, this.q.frame_rate), this.q.frame_rate);
@@ -74,9 +80,6 @@ export class LiveMp4 {
     this.muxer.child.kill('SIGKILL');
   }
 }
-
-/** Where a part's picture that begins at `fromMs` is on the MP4's clock (s). */
-export const pictureAtS = (fromMs: number, fps: number) => frameAt(fromMs, fps) / fps + LEAD_S;
 
 /** Samples of sound from the start to frame `frame` at `fps`. */
 const samplesAt = (frame: number, fps: number) => Math.round((frame * RATE) / fps);
