@@ -25,8 +25,15 @@ async function rtpInput(onPacket: (rtp: RtpPacket) => void): Promise<Socket> {
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
   raiseReceiveBuffer(socket);
   socket.on('message', (msg) => onPacket(RtpPacket.deSerialize(msg)));
+  const { port } = socket.address();
+  inputPorts.add(port);
+  socket.once('close', () => inputPorts.delete(port));
   return socket;
 }
+
+const inputPorts = new Set<number>();
+/** The ports of the RTP inputs open now: bench/recorder tells their kernel drops apart. */
+export const rtpInputPorts = (): number[] => [...inputPorts];
 
 /** ffmpeg sending RTP to a loopback port; each packet goes to `onPacket`. */
 export async function rtpSource(

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { MattermostStandIn } from '../../test/mattermost-standin.js';
-import { avOffsets, flashAndBeep, rtpSource, slides } from '../../test/media.js';
+import { avOffsets, flashAndBeep, rtpInputPorts, rtpSource, slides } from '../../test/media.js';
 import { releasedWeriftArgs } from '../../test/werift-released.js';
 import { cpuSeconds, udpDrops } from '../proc.js';
 import { ffmpegEnv } from '../../workers/shared/ffmpeg.js';
@@ -34,8 +34,11 @@ const SYNC = process.env.BENCH_SYNC === '1';
 // to measure what the patch does to live capture.
 const WERIFT = process.env.BENCH_WERIFT === 'released' ? releasedWeriftArgs() : [];
 const id = () => randomBytes(13).toString('hex');
-/** the media ports of the SFU (the stand-in's): its sockets are told apart by them */
-const SFU_PORTS: [number, number] = [49000, 49400];
+/**
+ * the media ports of the SFU (the stand-in's): its sockets are told apart by them, below the
+ * kernel's ephemeral ports (32768 and up) where the publishers' and the inputs' sockets are
+ */
+const SFU_PORTS: [number, number] = [30000, 30400];
 
 const profiles = {
   low: {
@@ -117,8 +120,11 @@ interface Row {
   afterStop: string[];
   /** its lines before the stop but for the routine "composed" ones: what went wrong, if anything */
   beforeStop: string[];
-  /** datagrams the kernel dropped at full receive buffers, by whose sockets */
-  udpDropped: { recorder: number; sfu: number; publishers: number };
+  /**
+   * datagrams the kernel dropped at full receive buffers, by whose sockets: the publishers' own
+   * receive what the SFU forwards them of the others, which they do not use
+   */
+  udpDropped: { recorder: number; sfu: number; inputs: number; publishers: number };
 }
 
 /**
@@ -328,7 +334,9 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   // Kernel drops at the recorder's sockets and at this process's (the SFU's, the publishers' and
   // their RTP inputs'), the highest count seen of each socket.
   const drops = new Map<string, { port: number; drops: number; recorder: boolean }>();
+  const inputs = new Set<number>();
   const sampleDrops = () => {
+    for (const port of rtpInputPorts()) inputs.add(port);
     for (const [pid, recorder] of [
       [recorderPid, true],
       [process.pid, false],
@@ -411,7 +419,8 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     udpDropped: {
       recorder: dropped((d) => d.recorder),
       sfu: dropped((d) => !d.recorder && inSfu(d)),
-      publishers: dropped((d) => !d.recorder && !inSfu(d)),
+      inputs: dropped((d) => !d.recorder && inputs.has(d.port)),
+      publishers: dropped((d) => !d.recorder && !inSfu(d) && !inputs.has(d.port)),
     },
   };
   await mm.close();
@@ -467,9 +476,9 @@ for (const r of rows.filter((r) => r.sync)) {
   );
 }
 for (const r of rows) {
-  const { recorder, sfu, publishers } = r.udpDropped;
+  const { recorder, sfu, inputs, publishers } = r.udpDropped;
   console.log(
-    `\n${r.content}, ${r.profile}: UDP datagrams the kernel dropped (receive buffer full): ${recorder} at the recorder, ${sfu} at the SFU, ${publishers} at the publishers and their inputs` +
+    `\n${r.content}, ${r.profile}: UDP datagrams the kernel dropped (receive buffer full): ${recorder} at the recorder, ${sfu} at the SFU, ${inputs} at the publishers' inputs, ${publishers} at the publishers (what the SFU forwards them of the others, unused)` +
       `\nthe recorder before the stop\n${r.beforeStop.map((l) => `    ${l}`).join('\n')}` +
       `\nthe recorder after the stop\n${r.afterStop.map((l) => `    ${l}`).join('\n')}`,
   );

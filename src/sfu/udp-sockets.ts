@@ -3,7 +3,7 @@
 // camera at once, a garbage collection, the SFU's own forwarding of the packets before). The
 // kernel's default, 212,992 bytes counted with its overhead per datagram, holds 92 datagrams of
 // video: in bench/recorder, where the SFU and its publishers share a process, the SFU's sockets
-// dropped 266 datagrams in its first 2.5 min of four cameras (README, bench/recorder). rtcd asks
+// dropped 202-284 datagrams in each minute of four cameras (README, bench/recorder). rtcd asks
 // 16 MB for each of its UDP sockets, which all its sessions share; werift opens a socket per peer
 // connection, so 1 MB each.
 import type { Socket } from 'node:dgram';
