@@ -277,7 +277,8 @@ async function run(content: Content, profile: Profile): Promise<Row> {
         ];
   // Everything is encoded before anyone joins: an encode blocks this process for seconds, and
   // those who had joined sent its media afterwards in one burst, which the SFU's sockets and the
-  // publishers' dropped (the first camera row of a process: 5,700-8,900 at the publishers).
+  // publishers' dropped (4,100-8,900 at the publishers in the first camera row of a process; none
+  // since).
   for (const [i, tracks] of plan) if (!(SYNC && i === 0)) for (const source of tracks) fileOf(i, source);
   const join_ = async (i: number, tracks: Source[]) => {
     const p = new HeadlessParticipant({
