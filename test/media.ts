@@ -72,6 +72,15 @@ export const slides = (size: string, rate: number) =>
   `color=c=white:s=${size}:r=${rate},drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='Slide %{eif\\:floor(t/5)+1\\:d}':fontsize=72:x=80:y=80,` +
   `drawbox=x='mod(t*120\\,1100)':y=400:w=20:h=20:c=black:t=fill`;
 
+/**
+ * ffmpeg's output arguments for VP8 as a browser sends it live: libvpx at real-time speed, at
+ * `bitrate`, a keyframe every `gop` frames.
+ */
+export const vp8Encoder = (bitrate: string, gop: number): string[] => [
+  ...['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8'],
+  ...['-b:v', bitrate, '-g', String(gop)],
+];
+
 /** VP8 RTP of ffmpeg's moving test pattern, for `seconds`. */
 export function vp8Source(
   onPacket: (rtp: RtpPacket) => void,
@@ -82,20 +91,7 @@ export function vp8Source(
   return rtpSource(
     onPacket,
     ['-f', 'lavfi', '-t', String(seconds), '-i', `testsrc2=size=${size}:rate=${rate}`],
-    [
-      '-c:v',
-      'libvpx',
-      '-deadline',
-      'realtime',
-      '-cpu-used',
-      '8',
-      '-b:v',
-      '600k',
-      '-g',
-      String(rate * 2),
-      '-payload_type',
-      '96',
-    ],
+    [...vp8Encoder('600k', rate * 2), '-payload_type', '96'],
   );
 }
 
@@ -158,16 +154,7 @@ export async function flashAndBeep(
       `sine=frequency=1000:duration=${seconds},volume='if(lt(mod(t,2),0.2),1,0)':eval=frame`,
       '-map',
       '0:v',
-      '-c:v',
-      'libvpx',
-      '-deadline',
-      'realtime',
-      '-cpu-used',
-      '8',
-      '-b:v',
-      '400k',
-      '-g',
-      '15',
+      ...vp8Encoder('400k', 15),
       '-payload_type',
       '96',
       '-f',

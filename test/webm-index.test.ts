@@ -8,7 +8,7 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inputFrom, WebmIndex } from '../workers/recorder/webm-index.js';
-import { packetTimes } from './media.js';
+import { packetTimes, vp8Encoder } from './media.js';
 
 function probe(file: string): { frames: number; lastMs: number } {
   const pts = packetTimes(file, '0');
@@ -20,7 +20,8 @@ describe('WebM index', () => {
   const file = join(dir, 'camera.webm');
   execFileSync('ffmpeg', [
     ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=15:duration=40'],
-    ...['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '300k', '-g', '30', file],
+    ...vp8Encoder('300k', 30),
+    file,
   ]);
   const live = join(dir, 'live.webm');
   execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-c', 'copy', '-f', 'webm', '-live', '1', live]);

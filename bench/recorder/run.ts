@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { MattermostStandIn } from '../../test/mattermost-standin.js';
-import { avOffsets, flashAndBeep, rtpInputPorts, rtpSource, slides } from '../../test/media.js';
+import { avOffsets, flashAndBeep, rtpInputPorts, rtpSource, slides, vp8Encoder } from '../../test/media.js';
 import { releasedWeriftArgs } from '../../test/werift-released.js';
 import { cpuSeconds, udpDrops } from '../proc.js';
 import { ffmpegEnv } from '../../workers/shared/ffmpeg.js';
@@ -261,18 +261,10 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     source === 'mic'
       ? [encoded(`sine=frequency=${200 + i * 110}`, ['-c:a', 'libopus', '-b:a', '32k']), 111]
       : [
-          encoded(source === 'screen' ? screenSource(content) : `testsrc2=size=640x360:rate=15,hue=h=${i * 60}`, [
-            '-c:v',
-            'libvpx',
-            '-deadline',
-            'realtime',
-            '-cpu-used',
-            '8',
-            '-b:v',
-            source === 'screen' ? '1500k' : '600k',
-            '-g',
-            '30',
-          ]),
+          encoded(
+            source === 'screen' ? screenSource(content) : `testsrc2=size=640x360:rate=15,hue=h=${i * 60}`,
+            vp8Encoder(source === 'screen' ? '1500k' : '600k', 30),
+          ),
           96,
         ];
   // Everything is encoded before anyone joins: an encode blocks this process for seconds, and
