@@ -90,7 +90,10 @@ async function untilAnswers(url: string, timeoutMs: number, log: Logger): Promis
 
 async function runSfu(config: Config, log: Logger): Promise<void> {
   const sfu = await startSfuInstance(config, log);
-  log.info({ url: sfu.url, media: `${config.sfuIceAddress} udp ${config.sfuIcePortRange.join('-')}` }, 'sfu listening');
+  log.info(
+    { url: sfu.url, media: `${config.sfuIceAddress} udp ${config.sfuIcePortRange.join('-')}`, srtp: sfu.srtp },
+    'sfu listening',
+  );
   onShutdown(log, () => sfu.close());
 }
 

@@ -512,6 +512,12 @@ export const variables = {
     int(1, 10_000),
     'People and bots in one call of the bundled SFU; a joiner past it (or past what SFU_ICEPORTRANGE holds, two ports per participant) is refused with the plugin\'s "user cannot join because of limits".',
   ),
+  sfuNativeSrtp: variable(
+    'SFU_NATIVESRTP',
+    'true',
+    bool,
+    "SRTP's ciphers (AES-GCM; AES-CM with HMAC-SHA1, what browsers choose) through OpenSSL with one context per key (the addon `npm run build` makes), not werift's cipher objects per packet; false, or no addon: werift's.",
+  ),
   sfuTokenSecret: variable(
     'SFU_TOKENSECRET',
     '',

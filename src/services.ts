@@ -19,6 +19,7 @@ import { Sweeper } from './queue/sweeper.js';
 import { JobWorker } from './queue/worker.js';
 import { Sfu } from './sfu/server/server.js';
 import { joinTokenPolicy } from './sfu/server/policy.js';
+import { useNativeSrtp } from './sfu/srtp-native.js';
 
 export interface Services extends Omit<ApiDeps, 'config' | 'log'> {
   /** for BullMQ: blocking commands must never give up */
@@ -158,6 +159,7 @@ export async function startSfuInstance(config: Config, log: Logger) {
     const status = await redis.hget(keys.job(jobId), 'status');
     return status !== null && (activeStatuses as readonly string[]).includes(status);
   };
+  const srtp = useNativeSrtp(config.sfuNativeSrtp);
   const sfu = new Sfu({
     host: config.sfuListen.host,
     port: config.sfuListen.port,
@@ -174,6 +176,7 @@ export async function startSfuInstance(config: Config, log: Logger) {
   return {
     sfu,
     url,
+    srtp,
     async close() {
       await sfu.close();
       await redis.quit().catch(() => undefined);

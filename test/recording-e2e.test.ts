@@ -123,6 +123,7 @@ describe('recording end to end', () => {
     assert.match(log, /job_stop/);
     assert.equal(job.status, 'succeeded', `${job.error}\n${log}`);
     assert.match(log, /failed \(attempt 1 of 20\): 500/, 'the 500s were retried');
+    assert.match(log, /SRTP: OpenSSL, one context per key/, "the job's bot uses the addon (in the job image too)");
     await bob.close();
     await alice.close();
 

@@ -1,7 +1,8 @@
 // A real Chromium joins through the call page, whose peer is Mattermost's own (RTCPeer of
 // @mattermost/calls-common), with a fake camera and a microphone speaking a WAV; a headless bot
-// receives its Opus and VP8 with its identity, then its screen share, and a caption the bot sends
-// shows under the speaker's tile.
+// receives its Opus and VP8 with its identity (the SFU reading Chromium's SRTP, AES-CM with
+// HMAC-SHA1, through the addon, src/sfu/srtp-native.c), then its screen share, and a caption the
+// bot sends shows under the speaker's tile.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import type { Page } from 'puppeteer-core';
 import { HeadlessParticipant, type Publisher } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { Sfu } from '../src/sfu/server/server.js';
+import { useNativeSrtp } from '../src/sfu/srtp-native.js';
 import { joinTokenPolicy } from '../src/sfu/server/policy.js';
 import { createLogger } from '../src/log.js';
 import { launchChromium } from './browser.js';
@@ -31,6 +33,9 @@ describe('call page in Chromium', () => {
   const packets = new Map<string, { from: Publisher; count: number; keyframe: boolean }>();
 
   before(async () => {
+    // The SFU and the bot (this process) with SRTP through the addon, as they run: Chromium's
+    // SRTP (libsrtp over BoringSSL) is what the SFU's addon then has to read.
+    assert.equal(useNativeSrtp(), 'OpenSSL, one context per key');
     sfu = new Sfu({
       host: '127.0.0.1',
       port: 0,
@@ -82,6 +87,12 @@ describe('call page in Chromium', () => {
     assert.equal(camera.from.kind, 'video');
     assert.ok(camera.keyframe, 'a keyframe arrived (asked for when the subscription started)');
     assert.equal(await page.$eval('#status', (el) => el.textContent), 'in call');
+    const cipher = await page.evaluate(async () => {
+      const stats = await (window as any).callPeer().pc.getStats();
+      return [...stats.values()].find((s: any) => s.type === 'transport')?.srtpCipher;
+    });
+    // Chromium offers no AES-GCM (werift would choose it), so the addon's AES-CM read this.
+    assert.equal(cipher, 'SRTP_AES128_CM_HMAC_SHA1_80', "Chromium's SRTP profile");
     assert.equal(
       await page.evaluate(() => (window as any).callState.connected),
       true,

@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { type Socket, createSocket } from 'node:dgram';
 import { test } from 'node:test';
 import * as patched from 'werift';
+import { useNativeSrtp } from '../src/sfu/srtp-native.js';
 import { dtlsClientHello, seeded, waitFor } from './helpers.js';
 import { releasedWerift } from './werift-released.js';
 
@@ -122,11 +123,16 @@ const received = (w: Werift, session: patched.SrtpSession, data: Buffer) =>
     ? (session as patched.SrtpSession & { decryptPacket(b: Buffer): patched.RtpPacket }).decryptPacket(data)
     : w.RtpPacket.deSerialize(session.decrypt(data));
 
-for (const [name, profile, tagLength] of [
-  ['AES-GCM', patched.ProtectionProfileAeadAes128Gcm, 16],
-  ['AES-CM + HMAC-SHA1', patched.ProtectionProfileAes128CmHmacSha1_80, 10],
+for (const [name, profile, tagLength, addon] of [
+  ['AES-GCM', patched.ProtectionProfileAeadAes128Gcm, 16, false],
+  ['AES-GCM through the addon (src/sfu/srtp-native.c)', patched.ProtectionProfileAeadAes128Gcm, 16, true],
+  ['AES-CM + HMAC-SHA1', patched.ProtectionProfileAes128CmHmacSha1_80, 10, false],
+  ['AES-CM + HMAC-SHA1 through the addon', patched.ProtectionProfileAes128CmHmacSha1_80, 10, true],
 ] as const) {
-  test(`SRTP ${name}: patched werift encrypts, decrypts and rejects as released werift does`, () => {
+  test(`SRTP ${name}: patched werift encrypts, decrypts and rejects as released werift does`, (t) => {
+    // Sessions keyed after this use the addon (or werift's own ciphers); later tests get werift's.
+    assert.equal(useNativeSrtp(addon), addon ? 'OpenSSL, one context per key' : "werift's (switched off)");
+    t.after(() => useNativeSrtp(false));
     const r = random(profile);
     const [key, salt, otherKey, otherSalt] = [r.bytes(16), r.bytes(14), r.bytes(16), r.bytes(14)];
     const sender = (w: Werift) =>

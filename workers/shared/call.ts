@@ -4,6 +4,7 @@
 // token SFU_TOKEN it minted for this call). Both speak the same protocol: one client joins either.
 import { rootCertificates } from 'node:tls';
 import type { HeadlessOptions } from '../../src/sfu/client/participant.js';
+import { useNativeSrtp } from '../../src/sfu/srtp-native.js';
 import type { BotClient } from './mattermost.js';
 import { workerSetting } from './job.js';
 
@@ -34,7 +35,7 @@ const RECEIVE_EVERY_MS = 20;
 
 /**
  * The calls client's options for this job: names from the bot API, the site's private CA trusted,
- * media read in batches.
+ * media read in batches, SRTP through the addon (src/sfu/srtp-native.ts) where it was built.
  */
 export function callOptions(
   site: CallSite,
@@ -42,6 +43,7 @@ export function callOptions(
   bot: BotClient | undefined,
   log: (m: string) => void,
 ): Omit<HeadlessOptions, 'subscribe'> {
+  log(`SRTP: ${useNativeSrtp()}`);
   return {
     siteUrl: site.url,
     token: site.token,

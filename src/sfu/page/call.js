@@ -3,7 +3,8 @@
 // stand-in. A client nobody here wrote holds the server to the plugin's protocol. Bundled by
 // esbuild into dist/page/call.js. State for tests and scripts: window.callState (with `times`: when
 // the join was sent and answered, the first offer sent, the first signal received, media connected;
-// and `events`: the last signalling steps and connection states, what a test prints when a join hangs).
+// and `events`: the last signalling steps and connection states, what a test prints when a join hangs),
+// and window.callPeer() (calls-common's RTCPeer, whose `pc` a test asks for its stats).
 import { RTCPeer } from '@mattermost/calls-common';
 import { CallsSocket } from '../client/socket.ts';
 import { parseTrackId } from '../protocol/wire.ts';
@@ -42,6 +43,7 @@ const socket = new CallsSocket({
   createSocket: (url) => new WebSocket(url),
 });
 window.callSocket = socket;
+window.callPeer = () => peer;
 
 const local = { mic: null, camera: null, screen: null };
 let peer;
