@@ -5,8 +5,10 @@
 // The SFU runs as `calls-offloader sfu` in its own process; its CPU time and memory are read from
 // /proc. The participants are werift headless participants in this process. Prints a table with
 // forwarded packets per second per core next to rtcd's published capacity.
-// Each scenario runs twice, the SFU importing werift as released and as patched here
-// (patches/werift+*.patch); BENCH_WERIFT=patched or released runs one.
+// Each scenario runs three times, the SFU importing werift as released, as patched here
+// (patches/werift+*.patch) with its own SRTP ciphers, and as patched with SRTP through
+// the addon (src/sfu/srtp-native.c: what the SFU runs); BENCH_WERIFT=released,patched,addon
+// chooses. The participants here always use the addon: they are the load, not what is measured.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -14,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { type MediaStreamTrack, RtpHeader, RtpPacket } from 'werift';
 import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
+import { useNativeSrtp } from '../../src/sfu/srtp-native.js';
 import { mintToken } from '../../src/sfu/token.js';
 import { releasedWeriftArgs } from '../../test/werift-released.js';
 import { cpuSeconds } from '../proc.js';
@@ -22,10 +25,13 @@ const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const SECRET = randomBytes(32).toString('hex');
 const PORT = 24600;
-type Werift = 'released' | 'patched';
-const WERIFTS = (process.env.BENCH_WERIFT ?? 'released,patched').split(',') as Werift[];
-for (const w of WERIFTS)
-  if (w !== 'released' && w !== 'patched') throw new Error(`BENCH_WERIFT: "${w}" is neither released nor patched`);
+const MODES = ['released', 'patched', 'addon'] as const;
+type Werift = (typeof MODES)[number];
+const WERIFTS = MODES.filter((m) => (process.env.BENCH_WERIFT ?? MODES.join(',')).split(',').includes(m));
+for (const w of (process.env.BENCH_WERIFT ?? '').split(',').filter(Boolean))
+  if (!(MODES as readonly string[]).includes(w))
+    throw new Error(`BENCH_WERIFT: "${w}" is not one of ${MODES.join(', ')}`);
+useNativeSrtp();
 
 interface Result {
   scenario: string;
@@ -73,6 +79,7 @@ async function startSfu(werift: Werift): Promise<ChildProcess> {
       SFU_LISTENADDRESS: `127.0.0.1:${PORT}`,
       SFU_ICEPORTRANGE: '45000-45600',
       SFU_TOKENSECRET: SECRET,
+      SFU_NATIVESRTP: String(werift === 'addon'),
       LOGGER_CONSOLELEVEL: 'warn',
     },
   });
@@ -314,22 +321,25 @@ for (const r of results) {
   );
 }
 const usPerPacket = (r: Result) => (r.sfuCores * 1e6) / r.forwardedPps;
-if (WERIFTS.includes('released') && WERIFTS.includes('patched')) {
-  console.log('\n| scenario | SFU CPU per forwarded packet, werift as released | patched | change |');
-  console.log('|---|---|---|---|');
+if (WERIFTS.length > 1) {
+  // Each mode against the one before it: what the patch gives, then what the addon adds to it.
+  const steps = WERIFTS.slice(1).map((w, i) => `${w} ÷ ${WERIFTS[i]}`);
+  console.log(
+    `\n| scenario | ${WERIFTS.map((w) => `SFU CPU per forwarded packet, ${w}`).join(' | ')} | ${steps.join(' | ')} |`,
+  );
+  console.log(`|---|${'---|'.repeat(WERIFTS.length + steps.length)}`);
   for (const s of scenarios) {
-    const [before, after] = (['released', 'patched'] as const).map(
-      (w) => results.find((r) => r.scenario === s.name && r.werift === w)!,
-    );
-    const change = usPerPacket(after!) / usPerPacket(before!) - 1;
-    console.log(
-      `| ${s.name} | ${f(usPerPacket(before!), 1)} µs | ${f(usPerPacket(after!), 1)} µs | ${change > 0 ? '+' : ''}${f(change * 100)} % |`,
-    );
+    const us = WERIFTS.map((w) => usPerPacket(results.find((r) => r.scenario === s.name && r.werift === w)!));
+    const changes = us.slice(1).map((u, i) => {
+      const change = u / us[i]! - 1;
+      return `${change > 0 ? '+' : ''}${f(change * 100)} %`;
+    });
+    console.log(`| ${s.name} | ${us.map((u) => `${f(u, 1)} µs`).join(' | ')} | ${changes.join(' | ')} |`);
   }
 }
 // rtcd (Pion): about 1000 audio flows (50 pkt/s each) or 330 screen-share flows at 1.6 Mbit/s per
-// vCPU. Ours: the SFU as it runs in production, patched (unless only the released one ran).
-const ours = results.filter((r) => r.werift === (WERIFTS.includes('patched') ? 'patched' : 'released'));
+// vCPU. Ours: the SFU as it runs in production (the last mode that ran: addon, unless left out).
+const ours = results.filter((r) => r.werift === WERIFTS.at(-1));
 const audio = ours.filter((r) => r.scenario.startsWith('audio'));
 const screen = ours.filter((r) => r.scenario.startsWith('screen'));
 const best = (rs: Result[]) => Math.max(...rs.map((r) => r.ppsPerCore));
