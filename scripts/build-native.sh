@@ -15,7 +15,9 @@ headers="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")/include/n
 if [ ! -f "$headers/node_api.h" ] || [ ! -f "$headers/openssl/evp.h" ]; then
   echo "build-native: node's headers (node_api.h, openssl/evp.h) not in $headers; SRTP stays on werift's ciphers" >&2
 elif [ ! "$out" -nt "$src" ]; then
-  cc -O2 -Wall -Wextra -fPIC -shared -I"$headers" -o "$out" "$src"
+  # Bound at load (-z now): on a node without OpenSSL's symbols the require fails and werift's
+  # ciphers run, rather than the first packet ending the process.
+  cc -O2 -Wall -Wextra -fPIC -shared -Wl,-z,now -I"$headers" -o "$out" "$src"
 fi
 
 src=workers/transcriber/speech/pocketsphinx-server.c

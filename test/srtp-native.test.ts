@@ -155,6 +155,10 @@ test('arguments that do not fit are refused with a TypeError, never read or writ
     ['an offset past the end', () => aesGcm.seal(gcm, b(12), b(0), b(10), b(26), 27)],
     ['an offset that leaves no room', () => aesCm.seal(cm, b(16), b(0), b(10), 0, b(24), 5)],
     ['a negative offset', () => aesGcm.seal(gcm, b(12), b(0), b(10), b(26), -1)],
+    ['an offset of 2^32 + 1 (would wrap to 1)', () => aesGcm.seal(gcm, b(12), b(0), b(10), b(27), 2 ** 32 + 1)],
+    ['an offset of NaN', () => aesGcm.seal(gcm, b(12), b(0), b(10), b(26), Number.NaN)],
+    ['an offset of 0.5', () => aesGcm.seal(gcm, b(12), b(0), b(10), b(27), 0.5)],
+    ['a rollover counter of 2^32', () => aesCm.seal(cm, b(16), b(0), b(10), 2 ** 32, b(20), 0)],
     ['a rollover counter that is not a number', () => loose(aesCm.seal)(cm, b(16), b(0), b(10), '1', b(20), 0)],
     ['too few arguments', () => loose(aesGcm.seal)(gcm, b(12), b(0), b(10), b(26))],
     ['a 15-byte tag', () => aesGcm.open(gcm, b(12), b(0), b(10), b(15), b(10), 0)],
@@ -162,6 +166,13 @@ test('arguments that do not fit are refused with a TypeError, never read or writ
     ['no room for the plaintext', () => aesGcm.open(gcm, b(12), b(0), b(10), b(16), b(9), 0)],
     ['an offset past the plaintext room', () => aesCm.open(cm, b(16), b(0), b(10), 0, b(10), b(12), 3)],
   ];
+  // An output that overlaps an input other than exactly in place.
+  const shared = b(64);
+  bad.push(
+    ['output over part of the input', () => aesGcm.seal(gcm, b(12), b(0), shared.subarray(0, 20), shared, 4)],
+    ['output over the header', () => aesCm.seal(cm, b(16), shared.subarray(30, 42), b(10), 0, shared, 25)],
+    ['output over the IV', () => aesGcm.open(gcm, shared.subarray(0, 12), b(0), b(10), b(16), shared, 5)],
+  );
   for (const [what, call] of bad) assert.throws(call, TypeError, what);
   // Both handles still work after every refusal.
   const sealed = b(26);
@@ -169,4 +180,19 @@ test('arguments that do not fit are refused with a TypeError, never read or writ
   assert.equal(aesGcm.open(gcm, b(12), b(3), sealed.subarray(0, 10), sealed.subarray(10), b(10), 0), true);
   aesCm.seal(cm, b(16), b(3), b(10), 9, sealed, 0);
   assert.equal(aesCm.open(cm, b(16), b(3), sealed.subarray(0, 10), 9, sealed.subarray(10, 20), b(10), 0), true);
+});
+
+test('in place: a packet sealed and opened over its own bytes', () => {
+  const bytes = random(3);
+  for (const c of ciphers) {
+    const { handle, byNode } = c.create(bytes);
+    const [iv, header, plaintext] = [bytes(c.ivLength), bytes(12), bytes(300)];
+    const expected = byNode(iv, header, plaintext, 0);
+    const packet = Buffer.concat([plaintext, Buffer.alloc(c.tagLength)]);
+    c.seal(handle, iv, header, packet.subarray(0, 300), 0, packet, 0);
+    assert.deepEqual(packet, Buffer.concat([expected.ciphertext, expected.tag]), c.name);
+    const ciphertext = packet.subarray(0, 300);
+    assert.equal(c.open(handle, iv, header, ciphertext, 0, Buffer.from(packet.subarray(300)), packet, 0), true);
+    assert.deepEqual(ciphertext, plaintext, c.name);
+  }
 });

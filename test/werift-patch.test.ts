@@ -147,6 +147,13 @@ for (const [name, profile, tagLength, addon] of [
       });
     const senders = new Map([patched, released].map((w) => [w, sender(w)] as const));
     const receivers = new Map([patched, released].map((w) => [w, receiver(w)] as const));
+    const keyed = (session: patched.SrtpSession) =>
+      (session as unknown as { localContext: { cipher: { rtpKey?: unknown } } }).localContext.cipher.rtpKey;
+    assert.equal(
+      keyed(senders.get(patched)!) !== undefined,
+      addon,
+      'the session holds an addon key exactly when it should',
+    );
     // One stream whose sequence numbers wrap (the rollover counter), some packets padded.
     const ssrc = r.int(2 ** 32);
     for (let i = 0; i < 600; i++) {
@@ -159,6 +166,10 @@ for (const [name, profile, tagLength, addon] of [
         payloadType: 96,
         padding: paddingSize > 0,
         marker: i % 3 === 0,
+        // Headers of every length: contributing sources, and one- or two-byte extensions.
+        csrc: Array.from({ length: r.int(3) }, () => r.int(2 ** 32)),
+        extensionProfile: i % 2 ? patched.ExtensionProfiles.TwoByte : patched.ExtensionProfiles.OneByte,
+        extensions: Array.from({ length: r.int(3) }, (_, id) => ({ id: id + 1, payload: r.bytes(1 + r.int(12)) })),
       };
       const wire = senders.get(released)!.encrypt(payload, new released.RtpHeader(props));
       assert.deepEqual(

@@ -12,7 +12,11 @@
 //   aesCm.seal(h, iv16, header, plaintext, roc, dst, offset)   ciphertext, then the 10-byte tag
 //   aesCm.open(h, iv16, header, ciphertext, roc, tag10, dst, offset) → authentic; as above
 // (CM's tag is HMAC-SHA1 over header, ciphertext and the 32-bit rollover counter, cut to 80 bits.)
-// Every length is checked, so no call can read or write outside its buffers: a misfit is a TypeError.
+// Every length is checked, so no call can read or write outside its buffers: a misfit is a TypeError,
+// as is an output that partly overlaps an input (exactly in place is allowed). After an `open` that
+// returns false, dst holds nothing usable.
+#define NAPI_VERSION 8 // type tags
+#include <math.h>
 #include <node_api.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -34,6 +38,9 @@ typedef struct {
   EVP_CIPHER_CTX *seal, *open; // GCM: one per direction; CM: `seal` only (CTR is its own inverse)
   EVP_MAC_CTX *mac;            // CM only
 } srtp_t;
+
+// Marks our handles, so that an external another addon made is never taken for one.
+static const napi_type_tag HANDLE_TAG = {0x8a1c2f0e5b6d4a37ULL, 0x93e4b7d2c1f60a58ULL};
 
 static napi_value fail(napi_env env, const char *message) {
   napi_throw_type_error(env, NULL, message);
@@ -64,7 +71,9 @@ static void release(napi_env env, void *data, void *hint) {
 static srtp_t *unwrap(napi_env env, napi_value value, int cm) {
   void *data = NULL;
   napi_valuetype type;
+  bool ours = false;
   if (napi_typeof(env, value, &type) != napi_ok || type != napi_external) return NULL;
+  if (napi_check_object_type_tag(env, value, &HANDLE_TAG, &ours) != napi_ok || !ours) return NULL;
   if (napi_get_value_external(env, value, &data) != napi_ok || !data) return NULL;
   srtp_t *s = data;
   return (s->mac != NULL) == cm ? s : NULL; // a GCM handle is not a CM one
@@ -76,7 +85,20 @@ static napi_value wrap(napi_env env, srtp_t *s) {
     release(env, s, NULL);
     return NULL;
   }
+  napi_type_tag_object(env, handle, &HANDLE_TAG);
   return handle;
+}
+
+// A whole number in [0, max]: Node-API's own uint32 reading wraps (2^32 + 1 would be 1, NaN 0).
+static int whole(napi_env env, napi_value value, double max, uint32_t *out) {
+  double d;
+  if (napi_get_value_double(env, value, &d) != napi_ok || !(d >= 0 && d <= max) || d != floor(d)) return 0;
+  *out = (uint32_t)d;
+  return 1;
+}
+
+static int overlaps(const unsigned char *a, size_t a_len, const unsigned char *b, size_t b_len) {
+  return a_len && b_len && a < b + b_len && b < a + a_len;
 }
 
 // A packet's buffers: its IV, the header (GCM's AAD), the input, and dst with room from offset.
@@ -95,12 +117,14 @@ static int read_packet(napi_env env, napi_value *argv, size_t argc, int cm, size
   p->s = unwrap(env, argv[0], cm);
   if (!p->s || !sized(env, argv[1], &p->iv, iv_len) || !bytes(env, argv[2], &p->header, &p->header_len) ||
       !bytes(env, argv[3], &p->in, &p->in_len) || !bytes(env, argv[argc - 2], &p->dst, &dst_len) ||
-      napi_get_value_uint32(env, argv[argc - 1], &offset) != napi_ok)
+      !whole(env, argv[argc - 1], (double)dst_len, &offset))
     return 0;
   size_t room = p->in_len + (sealing ? tag_len : 0);
-  if (p->in_len > INT32_MAX || p->header_len > INT32_MAX || offset > dst_len || dst_len - offset < room) return 0;
+  if (p->in_len > INT32_MAX || p->header_len > INT32_MAX || dst_len - offset < room) return 0;
   p->dst += offset;
-  return 1;
+  // The output may be the input exactly (in place), never part of it, the header or the IV.
+  return !(p->dst != p->in && overlaps(p->dst, room, p->in, p->in_len)) &&
+         !overlaps(p->dst, room, p->header, p->header_len) && !overlaps(p->dst, room, p->iv, iv_len);
 }
 
 static int args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
@@ -155,13 +179,11 @@ static napi_value gcm_open(napi_env env, napi_callback_info info) {
   if (!args(env, info, 7, argv) || !read_packet(env, argv, 7, 0, GCM_IV_LEN, 0, 0, &p) ||
       !sized(env, argv[4], &tag, GCM_TAG_LEN))
     return fail(env, "srtp aesGcm.open: (handle, 12-byte iv, aad, ciphertext, 16-byte tag, dst with room, offset)");
-  unsigned char expected[GCM_TAG_LEN];
-  memcpy(expected, tag, GCM_TAG_LEN); // OpenSSL takes it as writable
   int len;
   int ok = EVP_DecryptInit_ex(p.s->open, NULL, NULL, NULL, p.iv) == 1 &&
            EVP_DecryptUpdate(p.s->open, NULL, &len, p.header, (int)p.header_len) == 1 &&
            EVP_DecryptUpdate(p.s->open, p.dst, &len, p.in, (int)p.in_len) == 1 &&
-           EVP_CIPHER_CTX_ctrl(p.s->open, EVP_CTRL_GCM_SET_TAG, GCM_TAG_LEN, expected) == 1 &&
+           EVP_CIPHER_CTX_ctrl(p.s->open, EVP_CTRL_GCM_SET_TAG, GCM_TAG_LEN, tag) == 1 &&
            EVP_DecryptFinal_ex(p.s->open, p.dst + len, &len) == 1;
   return boolean(env, ok);
 }
@@ -211,7 +233,7 @@ static napi_value cm_seal(napi_env env, napi_callback_info info) {
   packet_t p;
   uint32_t roc;
   if (!args(env, info, 7, argv) || !read_packet(env, argv, 7, 1, CM_IV_LEN, CM_TAG_LEN, 1, &p) ||
-      napi_get_value_uint32(env, argv[4], &roc) != napi_ok)
+      !whole(env, argv[4], UINT32_MAX, &roc))
     return fail(env, "srtp aesCm.seal: (handle, 16-byte iv, header, plaintext, roc, dst with room, offset)");
   unsigned char tag[SHA1_LEN];
   if (!ctr(p.s, p.iv, p.in, p.in_len, p.dst) || !cm_tag(p.s, p.header, p.header_len, p.dst, p.in_len, roc, tag))
@@ -226,7 +248,7 @@ static napi_value cm_open(napi_env env, napi_callback_info info) {
   uint32_t roc;
   unsigned char *tag;
   if (!args(env, info, 8, argv) || !read_packet(env, argv, 8, 1, CM_IV_LEN, 0, 0, &p) ||
-      napi_get_value_uint32(env, argv[4], &roc) != napi_ok || !sized(env, argv[5], &tag, CM_TAG_LEN))
+      !whole(env, argv[4], UINT32_MAX, &roc) || !sized(env, argv[5], &tag, CM_TAG_LEN))
     return fail(env,
                 "srtp aesCm.open: (handle, 16-byte iv, header, ciphertext, roc, 10-byte tag, dst with room, offset)");
   unsigned char expected[SHA1_LEN];
