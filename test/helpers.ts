@@ -28,6 +28,14 @@ export function seeded(seed: number): () => number {
   };
 }
 
+/** Random integers and bytes from a seed. */
+export function seededRandom(seed: number) {
+  const next = seeded(seed);
+  const int = (n: number) => Math.floor(next() * n);
+  const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
+  return { int, bytes };
+}
+
 /** A DTLS 1.2 ClientHello in the clear, as a peer starting a new session sends it. */
 export function dtlsClientHello(): Buffer {
   const body = Buffer.concat([

@@ -14,19 +14,11 @@ import { type Socket, createSocket } from 'node:dgram';
 import { test } from 'node:test';
 import * as patched from 'werift';
 import { useNativeSrtp } from '../src/sfu/srtp-native.js';
-import { dtlsClientHello, seeded, waitFor } from './helpers.js';
+import { dtlsClientHello, seededRandom as random, waitFor } from './helpers.js';
 import { releasedWerift } from './werift-released.js';
 
 const released = (await import(releasedWerift())) as typeof patched;
 type Werift = typeof patched;
-
-/** Random integers and bytes from a seed. */
-function random(seed: number) {
-  const next = seeded(seed);
-  const int = (n: number) => Math.floor(next() * n);
-  const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
-  return { int, bytes };
-}
 
 type Rng = ReturnType<typeof random>;
 
