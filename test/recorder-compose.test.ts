@@ -293,6 +293,62 @@ describe('recorder compose', () => {
     assert.ok(Math.abs(seconds - 8) < 0.2, `the recording lasts 8 s: ${seconds}`);
   });
 
+  for (const partMs of [60_000, 2000])
+    it(`switches the layout at the frame where it changes, inside a part as at its ends: the grid, a screen share, the grid, one tile when one is left (parts of ${partMs / 1000} s)`, async () => {
+      const dir = join(root, `layout-${partMs}`);
+      const tracks = [
+        track(colourTrack(dir, 'red', 'red', 7), 'ann', 'camera', 0, 7000),
+        track(colourTrack(dir, 'blue', 'blue', 2), 'bob', 'screen', 2500, 4500),
+      ];
+      const events: CallEvent[] = [
+        { t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' },
+        { t: 0, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
+        { t: 5500, sessionId: 'bob', displayName: 'Bob', event: 'left' },
+      ];
+      const file = await compose(dir, tracks, events, 7000, partMs);
+      // Where Ann's tile is in a grid of two, and where Bob's is; full frame, both show the screen
+      // share or Ann alone.
+      const left = regionColours(file, '200:200:220:260').map(named);
+      const right = regionColours(file, '200:200:860:260').map(named);
+      assert.deepEqual(runs(left), [
+        ['red', 25],
+        ['blue', 20],
+        ['red', 25],
+      ]);
+      assert.deepEqual(runs(right), [
+        ['bg', 25],
+        ['blue', 20],
+        ['bg', 10],
+        ['red', 15],
+      ]);
+    });
+
+  it('begins a stretch in a picture held past its file as background, and what follows keeps its place', async () => {
+    // Ann's first camera file holds 3 s though the track lasted until 4.5 s: its last picture is
+    // held until Bob's arrival at 4 s changes the layout; from there, background until her second
+    // camera at 5 s. A file read from past its last frame gave no frames, and her tile's lane ran
+    // 5 frames short: the second camera came 0.5 s early.
+    const dir = join(root, 'held');
+    const file = await compose(
+      dir,
+      [
+        track(colourTrack(dir, 'red', 'red', 3), 'ann', 'camera', 0, 4500),
+        track(colourTrack(dir, 'blue', 'blue', 2), 'ann', 'camera', 5000, 7000),
+      ],
+      [
+        { t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' },
+        { t: 4000, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
+      ],
+      7000,
+      60_000,
+    );
+    assert.deepEqual(runs(regionColours(file, '200:200:220:260').map(named)), [
+      ['red', 40],
+      ['bg', 10],
+      ['blue', 20],
+    ]);
+  });
+
   it('shows a screen share full frame from the moment it started, held on its last picture if it ran short of its slot', async () => {
     // The share was announced until 5 s, but its file holds only 2 s: the last picture stays.
     const dir = join(root, 'screen');

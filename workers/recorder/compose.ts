@@ -97,7 +97,7 @@ const indexFor = (file: string) => (indexes.get(file) ?? indexes.set(file, new W
 const escapeText = (s: string) =>
   s.replace(/\\/g, '\\\\').replace(/'/g, '\u2019').replace(/:/g, '\\:').replace(/%/g, '\\%');
 
-/** Per session, the intervals (ms) between an event of `open` and the next of `close`, the last open one ending at `endMs`. */
+/** Per session (in order of their first `open`), the intervals (ms) between an event of `open` and the next of `close`, the last open one ending at `endMs`. */
 function intervals(
   events: CallEvent[],
   open: CallEvent['event'],
@@ -109,7 +109,10 @@ function intervals(
   const add = (session: string, a: number, b: number) =>
     (out.get(session) ?? out.set(session, []).get(session)!).push([a, b]);
   for (const e of events) {
-    if (e.event === open && !since.has(e.sessionId)) since.set(e.sessionId, e.t);
+    if (e.event === open && !since.has(e.sessionId)) {
+      since.set(e.sessionId, e.t);
+      if (!out.has(e.sessionId)) out.set(e.sessionId, []); // sessions in order of their first open
+    }
     if (close.includes(e.event) && since.has(e.sessionId)) {
       add(e.sessionId, since.get(e.sessionId)!, e.t);
       since.delete(e.sessionId);
@@ -162,7 +165,9 @@ function lane(
     const from = Math.max(at, start);
     const endMs = Math.min(t.untilMs, sorted[k + 1]?.mediaMs ?? Infinity);
     const to = Math.min(f1, Number.isFinite(endMs) ? frameAt(endMs, fps) : f1);
-    if (to <= from) return;
+    // A file read from a point past its last frame gives ffmpeg nothing, and the lane falls short:
+    // where a part or a stretch begins in a track's held last picture, it shows background.
+    if (to <= from || (from > start && t.lastFrameMs <= (from * 1000) / fps + SEEK_MARGIN_MS)) return;
     gap(from - at);
     // A track that began before this part is read from there (ffmpeg seeks to the keyframe before
     // and decodes from it; capture asks for keyframes ahead of each part). Its times then count
@@ -189,6 +194,45 @@ function lane(
   filters.push(`${segments.join('')}concat=n=${segments.length}:v=1:a=0[${label}]`);
 }
 
+/** A stretch of a part with one layout: the screen share, or a grid of these people (session ids). */
+interface Stretch {
+  frames: [number, number];
+  screen: boolean;
+  people: string[];
+}
+
+/**
+ * A part cut where its layout changes: where a screen's media or someone's presence begins or
+ * ends. Each stretch is laid out on its own, so the picture switches at the frame of the change
+ * whatever the parts' length; a part with one layout throughout showed, for a screen share that
+ * began in it, background where the grid was until then. `present`: each person's spans.
+ */
+function layoutStretches(
+  { fromMs, toMs }: Window,
+  fps: number,
+  screens: Track[],
+  present: Map<string, [number, number][]>,
+): Stretch[] {
+  const changes = [...screens.flatMap((t) => [t.mediaMs!, t.untilMs]), ...[...present.values()].flat(2)];
+  const cuts = [...new Set([fromMs, ...changes.filter((c) => c > fromMs && c < toMs).sort((a, b) => a - b), toMs])];
+  const stretches: Stretch[] = [];
+  for (let k = 0; k + 1 < cuts.length; k++) {
+    const [a, b] = [cuts[k]!, cuts[k + 1]!];
+    const frames: [number, number] = [frameAt(a, fps), frameAt(b, fps)];
+    if (frames[1] <= frames[0]) continue;
+    const overlaps = (x: number, y: number) => x < b && y > a;
+    // In order of arrival (present's order): a tile keeps its place while others come and go after it.
+    const people = [...present.entries()]
+      .filter(([, spans]) => spans.some(([x, y]) => overlaps(x, y)))
+      .map(([sessionId]) => sessionId);
+    const screen = people.length === 0 || screens.some((t) => overlaps(t.mediaMs!, t.untilMs));
+    const last = stretches.at(-1);
+    if (last && last.screen === screen && (screen || last.people.join() === people.join())) last.frames[1] = frames[1];
+    else stretches.push({ frames, screen, people: screen ? [] : people });
+  }
+  return stretches;
+}
+
 /**
  * Where a part's compose also writes what the MP4 of the whole call takes from it (live-mp4.ts):
  * its picture as MPEG-TS, at `pictureAtS` on the MP4's clock, and its sound as PCM (s16le, 48 kHz,
@@ -208,8 +252,9 @@ const teeName = (file: string) => file.replace(/[\\|[\]']/g, '\\$&');
 /**
  * ffmpeg arguments that write one part of the recording (as readRecording read it) to `output`
  * (Matroska: H.264 at the profile's size, rate, bitrate and preset; the voices mixed, losslessly as
- * FLAC so that parts join without seams), and to `streams` when given. The screen share when there is one in this part, otherwise a grid of the
- * people present in it (their camera or the background, the name, the speaker outlined).
+ * FLAC so that parts join without seams), and to `streams` when given. In each stretch of one layout
+ * (layoutStretches) the screen share when there is one, otherwise a grid of the people present
+ * (their camera or the background, the name, the speaker outlined).
  */
 export function partArgs(
   rec: Recording,
@@ -237,41 +282,49 @@ export function partArgs(
 
   const screens = inPart.filter((t) => t.source === 'screen');
   const present = intervals(rec.events, 'joined', ['left'], rec.durationMs);
-  const people = [...present.entries()]
-    .filter(([, spans]) => spans.some(([a, b]) => overlaps(a, b)))
-    .sort(([, a], [, b]) => a[0]![0] - b[0]![0])
-    .map(([sessionId]) => [sessionId, rec.events.find((e) => e.sessionId === sessionId)!.displayName] as const);
+  const speaking = intervals(rec.events, 'speaking', ['silent', 'left'], rec.durationMs);
+  const stretches = layoutStretches({ fromMs, toMs }, fps, screens, present);
   const video = 'video';
-  if (screens.length > 0 || people.length === 0) {
-    lane(screens, W, H, 0, span, fps, input, filters, video);
-  } else {
-    // A grid of tiles, one per person present, in order of arrival; empty cells stay background.
+  stretches.forEach(({ frames, screen, people }, k) => {
+    const out = stretches.length === 1 ? video : `v${k}`;
+    if (screen) lane(screens, W, H, 0, frames, fps, input, filters, out);
+    else grid(people, frames, out);
+  });
+  if (stretches.length > 1)
+    filters.push(`${stretches.map((_, k) => `[v${k}]`).join('')}concat=n=${stretches.length}:v=1:a=0[${video}]`);
+
+  /** A grid of tiles, one per person present, in order of arrival; empty cells stay background. */
+  function grid(people: string[], frames: [number, number], out: string): void {
     const cols = Math.ceil(Math.sqrt(people.length));
     const rows = Math.ceil(people.length / cols);
     const tw = Math.floor(W / cols / 2) * 2;
     const th = Math.floor(H / rows / 2) * 2;
     const cells = Array.from({ length: cols * rows }, (_, k) => {
-      const sessionId = people[k]?.[0];
+      const sessionId = people[k];
       const cameras =
         sessionId === undefined ? [] : inPart.filter((t) => t.source === 'camera' && t.sessionId === sessionId);
-      lane(cameras, tw, th, 4, span, fps, input, filters, `c${k}`);
-      return `[c${k}]`;
+      lane(cameras, tw, th, 4, frames, fps, input, filters, `${out}c${k}`);
+      return `[${out}c${k}]`;
     });
     const layout = cells.map((_, k) => `${(k % cols) * tw}_${Math.floor(k / cols) * th}`).join('|');
     filters.push(
-      cells.length === 1 ? `[c0]null[grid]` : `${cells.join('')}xstack=inputs=${cells.length}:layout=${layout}[grid]`,
+      cells.length === 1
+        ? `${cells[0]}null[${out}x]`
+        : `${cells.join('')}xstack=inputs=${cells.length}:layout=${layout}[${out}x]`,
     );
     // Names, and the speaker's outline as four thin filled boxes: drawbox visits every pixel inside
     // its rectangle, so one hollow box around a whole tile costs as much as the grid's decoding.
-    const speaking = intervals(rec.events, 'speaking', ['silent', 'left'], rec.durationMs);
-    const marks = people.flatMap(([sessionId, name], k) => {
+    // Times are the stretch's: its frames count from its first.
+    const [originMs, endMs] = frames.map((f) => (f * 1000) / fps) as [number, number];
+    const marks = people.flatMap((sessionId, k) => {
+      const name = rec.events.find((e) => e.sessionId === sessionId)!.displayName;
       const x = (k % cols) * tw;
       const y = Math.floor(k / cols) * th;
       const fontsize = Math.max(16, Math.round(th / 12));
       const enable =
         (speaking.get(sessionId) ?? [])
-          .filter(([a, b]) => overlaps(a, b))
-          .map(([a, b]) => `between(t,${((a - fromMs) / 1000).toFixed(2)},${((b - fromMs) / 1000).toFixed(2)})`)
+          .filter(([a, b]) => a < endMs && b > originMs)
+          .map(([a, b]) => `between(t,${((a - originMs) / 1000).toFixed(2)},${((b - originMs) / 1000).toFixed(2)})`)
           .join('+') || '0';
       const edges = [
         [x, y, tw, 6],
@@ -288,7 +341,7 @@ export function partArgs(
     });
     // The grid may be a few pixels short of the frame when the size does not divide evenly.
     const fill = tw * cols < W || th * rows < H ? `,pad=${W}:${H}:0:0:color=${BACKGROUND}` : '';
-    filters.push(`[grid]${marks.join(',')}${fill}[${video}]`);
+    filters.push(`[${out}x]${marks.join(',')}${fill}[${out}]`);
   }
 
   // Each voice from where it overlaps this part, delayed to where it starts in it. Where packets
