@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from '../workers/recorder/capture.js';
 import { recorderDefaults } from '../workers/recorder/inputs.js';
-import { Parts } from '../workers/recorder/parts.js';
+import { nextPartMs, Parts } from '../workers/recorder/parts.js';
 import { children, waitFor } from './helpers.js';
 import { packetTimes } from './media.js';
 
@@ -90,11 +90,35 @@ const track = (
   endMs,
 });
 
+/** A recording directory of these tracks and events, and the recorder's Parts for it (720p, ultrafast). */
+function recording(
+  dir: string,
+  tracks: TrackEntry[],
+  events: CallEvent[],
+  partMs: number,
+  log: string[],
+  longestMs?: number,
+): Parts {
+  writeFileSync(join(dir, 'tracks.jsonl'), `${tracks.map((t) => JSON.stringify(t)).join('\n')}\n`);
+  writeFileSync(
+    join(dir, 'events.jsonl'),
+    events.map((e) => JSON.stringify(e)).join('\n') + (events.length ? '\n' : ''),
+  );
+  return new Parts(
+    dir,
+    { ...recorderDefaults, call_id: 'c', width: 1280, height: 720, frame_rate: FPS, video_preset: 'ultrafast' },
+    partMs,
+    (m) => log.push(m),
+    longestMs,
+  );
+}
+
 /**
  * Composes a recording directory as the recorder does: with `partMs`, the first part while the
  * "call" is still at `durationMs`, the rest at the end. `fault`: the stop comes while the first
- * part's ffmpeg runs (at nice 19), which is dropped and redone; or the MP4's muxer is killed after
- * the first part, and the parts are joined instead.
+ * part's ffmpeg runs (at nice 19), which finishes; or while it is stuck (stopped), and it is
+ * dropped and redone; or the MP4's muxer is killed after the first part, and the parts are joined
+ * instead.
  */
 async function compose(
   dir: string,
@@ -104,23 +128,22 @@ async function compose(
   partMs: number,
   fault?: Fault,
 ): Promise<string> {
-  writeFileSync(join(dir, 'tracks.jsonl'), `${tracks.map((t) => JSON.stringify(t)).join('\n')}\n`);
-  writeFileSync(
-    join(dir, 'events.jsonl'),
-    events.map((e) => JSON.stringify(e)).join('\n') + (events.length ? '\n' : ''),
-  );
   const log: string[] = [];
-  const parts = new Parts(
-    dir,
-    { ...recorderDefaults, call_id: 'c', width: 1280, height: 720, frame_rate: FPS, video_preset: 'ultrafast' },
-    partMs,
-    (m) => log.push(m),
-  );
+  const parts = recording(dir, tracks, events, partMs, log);
   parts.whileCapturing({ elapsedMs: durationMs, requestKeyframes: () => undefined });
   const first = join(dir, 'parts', `part-0-${partMs}.mkv`);
   if (durationMs >= partMs + 3000) {
-    const [what, done] = fault === 'stop while composing' ? ['its ffmpeg', `${first}.tmp`] : ['its end', first];
+    const running = fault === 'stop while composing' || fault === 'stop while a part is stuck';
+    const [what, done] = running ? ['its ffmpeg', `${first}.tmp`] : ['its end', first];
     await waitFor(`the first part during the call: ${what}`, () => existsSync(done), 60_000);
+  }
+  if (fault === 'stop while a part is stuck') {
+    // Its ffmpeg (the spawner helper's child) stopped: it cannot finish in the time it is given.
+    const ffmpeg = children(process.pid)
+      .flatMap((pid) => [pid, ...children(pid)])
+      .find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${first}.tmp`));
+    assert.ok(ffmpeg, 'the first part is being composed');
+    process.kill(ffmpeg, 'SIGSTOP');
   }
   if (fault === 'muxer killed') {
     const muxer = children(process.pid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('pipe:3'));
@@ -134,14 +157,16 @@ async function compose(
     [],
     'the MP4 streams of every part are removed once added, or once their compose failed',
   );
-  if (fault === 'stop while composing')
-    assert.ok(!existsSync(first), 'the part composed at the stop was finished at nice 19');
+  // A part composing at the stop finishes at nice 19 in the time it is given; a stuck one is
+  // dropped, and composed again with the rest at full priority.
+  if (fault === 'stop while composing') assert.ok(existsSync(first), log.join('\n'));
+  if (fault === 'stop while a part is stuck') assert.ok(!existsSync(first), log.join('\n'));
   // Without a fault, no join: the MP4 was written as the parts were composed.
   assert.equal(/joined instead|left for a join/.test(log.join('\n')), fault === 'muxer killed', log.join('\n'));
   return output;
 }
 
-type Fault = 'stop while composing' | 'muxer killed';
+type Fault = 'stop while composing' | 'stop while a part is stuck' | 'muxer killed';
 
 describe('recorder compose', () => {
   after(() => rmSync(root, { recursive: true, force: true }));
@@ -150,6 +175,7 @@ describe('recorder compose', () => {
     [60_000, undefined],
     [2000, undefined],
     [2000, 'stop while composing'],
+    [2000, 'stop while a part is stuck'],
     [2000, 'muxer killed'],
   ] as const) {
     it(`lays a camera turned off and on again in its tile, background in the gaps; a person without camera gets a background tile (parts of ${partMs / 1000} s${fault ? `, ${fault}` : ''})`, async () => {
@@ -347,6 +373,41 @@ describe('recorder compose', () => {
       ['bg', 10],
       ['blue', 20],
     ]);
+  });
+
+  it('lengthens the parts while they compose fast enough for the stop, up to the longest, in whole seconds', () => {
+    // 10 s composed in 1.4 s: 4 s after the stop hold 28.6 s, minus the 3 s a part settles.
+    assert.equal(nextPartMs(10_000, 1400, 10_000, 30_000), 25_000);
+    assert.equal(nextPartMs(10_000, 500, 10_000, 30_000), 30_000);
+    assert.equal(nextPartMs(10_000, 4000, 10_000, 30_000), 10_000);
+    assert.equal(nextPartMs(10_000, 1400, 10_000, 10_000), 10_000, 'PART_SEC fixes them');
+  });
+
+  it('composes the next part at the length the last one earned, and the parts still make the whole recording', async () => {
+    const dir = join(root, 'grow');
+    const log: string[] = [];
+    const parts = recording(
+      dir,
+      [track(colourTrack(dir, 'red', 'red', 20), 'ann', 'camera', 0, 20_000)],
+      [{ t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' }],
+      2000,
+      log,
+      8000,
+    );
+    const capture = { elapsedMs: 5000, requestKeyframes: () => undefined };
+    parts.whileCapturing(capture);
+    await waitFor('the first part', () => existsSync(join(dir, 'parts', 'part-0-2000.mkv')), 60_000);
+    await waitFor('its log line', () => log.length > 0, 10_000);
+    // How long it took here decides the next length, which its log line says.
+    const grown = /parts of (\d+) s from here/.exec(log[0]!);
+    const next = 2000 + (grown ? Number(grown[1]) * 1000 : 2000);
+    assert.ok(next - 2000 <= 8000, log[0]);
+    capture.elapsedMs = 19_000;
+    parts.whileCapturing(capture);
+    await waitFor('the second part', () => existsSync(join(dir, 'parts', `part-2000-${next}.mkv`)), 60_000);
+    const output = join(dir, 'recording.mp4');
+    await parts.finish(20_000, output);
+    assert.equal(packetTimes(output, 'v').length, 20 * FPS);
   });
 
   it('shows a screen share full frame from the moment it started, held on its last picture if it ran short of its slot', async () => {

@@ -11,7 +11,7 @@ import { EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { type CallSite, callOptions, callSite, describeSite } from '../shared/call.js';
 import { Capture } from './capture.js';
 import { readRecording } from './compose.js';
-import { Parts } from './parts.js';
+import { LONGEST_PART_MS, Parts } from './parts.js';
 import { recorderInputs, type RecorderInputs } from './inputs.js';
 
 const log = (message: string) => process.stdout.write(`[recorder ${new Date().toISOString()}] ${message}\n`);
@@ -93,7 +93,8 @@ async function main(): Promise<void> {
 
   // While capturing, finished parts are composed; SIGTERM means "finish the file"; the worker
   // escalates to SIGKILL after its grace.
-  const parts = new Parts(dir, inputs, partSec * 1000, log);
+  // PART_SEC fixes the parts' length; without it they start at 10 s and grow while that is cheap.
+  const parts = new Parts(dir, inputs, partSec * 1000, log, process.env.PART_SEC ? undefined : LONGEST_PART_MS);
   const composing = setInterval(() => parts.whileCapturing(capture), 1000);
   const why = await Promise.race([stopSignal(), capture.stopped, capture.ended.then(() => 'everyone left the call')]);
   clearInterval(composing);

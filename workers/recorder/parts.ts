@@ -1,12 +1,12 @@
 // The recording composed continuously, in parts: while the call goes on, each finished part
-// (PART_SEC, default 10 s) is composed at low priority and added to the MP4 (live-mp4.ts), so on
-// stop only the last seconds remain, whatever the call's length (parts of 120 s left up to two
-// minutes to compose after the stop; 20 s parts cost 7 % less CPU than 10 s ones but left 17 s
-// from stop to post with four cameras). Parts are files in `parts/` named by their window,
-// written under a temporary name and renamed when complete: the recovery run after a crash joins
-// them.
+// (10 s at first, longer while the machine composes them fast; PART_SEC fixes it) is composed at
+// low priority and added to the MP4 (live-mp4.ts), so on stop only the last seconds remain,
+// whatever the call's length (parts of 120 s left up to two minutes to compose after the stop).
+// Parts are files in `parts/` named by their window, written under a temporary name and renamed
+// when complete: the recovery run after a crash joins them.
 import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Spawner } from '../shared/spawner.js';
 import type { Capture } from './capture.js';
 import { frameAt, joinArgs, partArgs, readRecording, type Window } from './compose.js';
@@ -19,6 +19,22 @@ const SETTLE_MS = 3000; // compose a part this long after it ends: late packets 
 // calls' other work (at 10, a late joiner's browser beside a compose of 10 s parts, on 2 cores,
 // once took over 20 s to connect). After the stop someone waits for the file: full priority.
 const NICE = 19;
+/** After the stop, the last part should compose in about this long: stop → posted is that and the upload. */
+const LAST_PART_BUDGET_MS = 4000;
+/** How long parts grow when PART_SEC does not fix them. */
+export const LONGEST_PART_MS = 30_000;
+
+/**
+ * The next part's length, from how long the last one took to compose (at nice 19 beside the call:
+ * at most what the stop's part takes at full priority): as long as the last part, with what
+ * arrives while it settles, still composes within LAST_PART_BUDGET_MS, in whole seconds from
+ * `partMs` to `longestMs`. Each part costs a process and an encoder's start, about 0.2 CPU s at
+ * low and 0.35 at medium (10–12 % of a part of 10 s).
+ */
+export function nextPartMs(composedMs: number, wallMs: number, partMs: number, longestMs: number): number {
+  const fits = Math.floor((LAST_PART_BUDGET_MS * (composedMs / wallMs) - SETTLE_MS) / 1000) * 1000;
+  return Math.min(longestMs, Math.max(partMs, fits));
+}
 
 export class Parts {
   private readonly partsDir: string;
@@ -33,12 +49,17 @@ export class Parts {
   /** starts the parts' ffmpegs, so that the recorder is not forked for each (README, bench/recorder) */
   private readonly spawner = new Spawner();
 
+  /** the next part's length: partMs, grown up to longestMs (nextPartMs) */
+  private lengthMs: number;
+
   constructor(
     private readonly dir: string,
     private readonly inputs: RecorderInputs,
     private readonly partMs: number,
     private readonly log: (m: string) => void,
+    private readonly longestMs = partMs,
   ) {
+    this.lengthMs = partMs;
     this.partsDir = join(dir, 'parts');
     mkdirSync(this.partsDir, { recursive: true });
     this.doneMs = this.chain().at(-1)?.toMs ?? 0; // parts an earlier run left
@@ -82,15 +103,19 @@ export class Parts {
       // Added to the MP4, or of no use: a compose that failed leaves them partly written.
       for (const file of [streams?.picture, streams?.sound]) if (file) rmSync(file, { force: true });
     }
+    const wallMs = performance.now() - started;
+    const grown = duringCall ? nextPartMs(w.toMs - w.fromMs, wallMs, this.partMs, this.longestMs) : this.lengthMs;
     this.log(
-      `composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+      `composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${(wallMs / 1000).toFixed(1)} s` +
+        (grown !== this.lengthMs ? `; parts of ${grown / 1000} s from here` : ''),
     );
+    this.lengthMs = grown;
   }
 
   /** Called every second while capturing: keyframes ahead of the next part, and the compose of a finished one. */
   whileCapturing(capture: Pick<Capture, 'elapsedMs' | 'requestKeyframes'>): void {
     const elapsed = capture.elapsedMs;
-    const next = this.doneMs + this.partMs;
+    const next = this.doneMs + this.lengthMs;
     if (elapsed >= next - KEYFRAME_LEAD_MS && this.askedFor !== next) {
       this.askedFor = next;
       capture.requestKeyframes();
@@ -109,8 +134,10 @@ export class Parts {
   /**
    * Composes what is left up to `durationMs` and ends the MP4 as `output` (or joins the parts into
    * it, when there is no MP4 written during the call). A part still being composed at nice 19 is
-   * dropped and composed again with the rest at full priority: on a busy host it could wait
-   * behind everything else for minutes (on an idle one, redoing it costs a few seconds at most).
+   * given LAST_PART_BUDGET_MS to finish (its length was chosen to compose in that, and on an idle
+   * host it does: dropping it threw away up to a part's compose, 12 % of a 60 s recording's); if
+   * it has not, it is dropped and composed again with the rest at full priority: on a busy host
+   * it could wait behind everything else for minutes.
    */
   async finish(durationMs: number, output: string): Promise<void> {
     try {
@@ -121,6 +148,7 @@ export class Parts {
   }
 
   private async finishParts(durationMs: number, output: string): Promise<void> {
+    await Promise.race([this.running, sleep(LAST_PART_BUDGET_MS, undefined, { ref: false })]);
     this.stopping.abort();
     await this.running;
     const fps = this.inputs.frame_rate;
