@@ -1,7 +1,6 @@
 // ffmpeg as a child process: resolves when it succeeds, else an error with the last lines it printed.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { setPriority } from 'node:os';
 
 // setpriv --pdeathsig: an ffmpeg whose job program was killed stops too, instead of composing on
 // unseen beside the recovery run.
@@ -41,13 +40,16 @@ export function startFfmpeg(args: string[], opts: FfmpegOptions = {}): { child: 
     'pipe',
     ...(opts.pipe3 ? (['pipe'] as const) : []),
   ];
-  const child = spawn(...orphanProof('ffmpeg', args), {
+  // The priority is set before ffmpeg runs (nice execs what follows): set from here after the
+  // spawn, it came late on a busy host, when ffmpeg had started threads that kept the caller's.
+  const [command, argv] = orphanProof('ffmpeg', args);
+  const niced: [string, string[]] = opts.nice ? ['nice', ['-n', String(opts.nice), command, ...argv]] : [command, argv];
+  const child = spawn(...niced, {
     stdio,
     env: ffmpegEnv(),
     signal: opts.signal,
     killSignal: 'SIGKILL',
   });
-  if (opts.nice && child.pid) setPriority(child.pid, opts.nice);
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
   const done = new Promise<void>((resolve, reject) => {
