@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Page } from 'puppeteer-core';
+import { RtpHeader, RtpPacket } from 'werift';
 import { HeadlessParticipant, type Publisher } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { Sfu } from '../src/sfu/server/server.js';
@@ -129,6 +130,62 @@ describe('call page in Chromium', () => {
       { timeout: 5000 },
       alice.sessionId,
     );
+  });
+
+  it("sends Chromium sender reports whose NTP time is when their RTP time was sent (RFC 3550's binary fraction)", async (t) => {
+    // Bob speaks (Opus silence, 50 packets a second) through the SFU to Chromium, which lip-syncs
+    // a person's voice and camera by the SFU's sender reports: each maps an RTP time to the
+    // wall-clock time (NTP) its packet was sent. Chromium gives the last one's NTP time
+    // (remoteTimestamp) and when it arrived (timestamp), both on this host's clock.
+    const bob = new HeadlessParticipant({
+      siteUrl: url,
+      callId: call,
+      token: mintToken(secret, { call, user: 'bob', name: 'Bob', role: 'participant', ttlSec: 120 }),
+    });
+    await bob.join();
+    const { mic } = await bob.publish('mic');
+    const silence = Buffer.from([0xf8, 0xff, 0xfe]);
+    let seq = 0;
+    const speaking = setInterval(() => {
+      seq++;
+      mic.writeRtp(
+        new RtpPacket(
+          new RtpHeader({
+            payloadType: 111,
+            sequenceNumber: seq & 0xffff,
+            timestamp: (seq * 960) >>> 0,
+            marker: false,
+          }),
+          silence,
+        ),
+      );
+    }, 20);
+    try {
+      const reports = new Map<number, number>(); // reportsSent → remoteTimestamp - timestamp (ms)
+      await waitFor(
+        'five sender reports at Chromium',
+        async () => {
+          const report = await page.evaluate(async () => {
+            const stats = await (window as any).callPeer().pc.getStats();
+            return [...stats.values()].find((s: any) => s.type === 'remote-outbound-rtp' && s.kind === 'audio');
+          });
+          if (report?.remoteTimestamp) reports.set(report.reportsSent, report.remoteTimestamp - report.timestamp);
+          return reports.size >= 5;
+        },
+        30_000,
+      );
+      // The packet a report maps was sent at most 20 ms before it (plus a loaded host's delays);
+      // whole seconds (werift's fraction was the decimal digits) lag by up to 1 s.
+      const lags = [...reports.values()];
+      t.diagnostic(`sender report's NTP time minus its arrival: ${lags.map((ms) => ms.toFixed(1)).join(', ')} ms`);
+      assert.ok(
+        lags.every((ms) => ms > -250 && ms < 50),
+        `sender report's NTP time minus its arrival: ${lags.map((ms) => ms.toFixed(1)).join(', ')} ms`,
+      );
+    } finally {
+      clearInterval(speaking);
+      bob.leave();
+    }
   });
 
   it('refuses a page opened with a token for another call, with the reason', async () => {

@@ -3,7 +3,9 @@
 // reject what it rejects: both are loaded here and fed the same random packets. One deliberate
 // difference: a header extension block that runs past the packet is rejected, where released werift
 // read on past the end, making up empty extensions in quadratic time (a 24-byte packet could hold
-// the event loop for minutes); such packets are not given to released werift here. The patch's
+// the event loop for minutes); such packets are not given to released werift here. Another: NTP
+// times, which released werift wrote and read with the fraction's decimal digits as its binary
+// fraction, checked on their own. The patch's
 // security fixes (ICE answering and passing on strangers; DTLS closing or starting over on a record
 // in the clear; a lost bind of an ICE port ending the process) are checked last, on both: released
 // werift must show the hole, the patched one not.
@@ -495,4 +497,24 @@ test('ICE ports: a lost bind does not end the process, and a port taken after th
   } finally {
     holder.close();
   }
+});
+
+test("NTP times are RFC 3550's: the fraction of a second in binary, not its decimal digits", () => {
+  // werift stamps what it sends with ntpTime (the sender report that maps a stream's RTP time to
+  // the wall clock, by which a browser lip-syncs a person's voice and camera; abs-send-time) and
+  // reads a peer's sender reports with ntpTimeToEpochMs (getStats' remoteTimestamp).
+  const check = (w: Werift) => {
+    // Away from a whole second, where whole seconds would pass for the time. The two clocks
+    // (werift's is performance's) may differ by a few ms.
+    while (Math.abs((Date.now() % 1000) - 500) > 400);
+    const before = Date.now();
+    const ntp = w.ntpTime();
+    const after = Date.now();
+    const ms = Number(ntp >> 32n) * 1000 + (Number(ntp & 0xffffffffn) / 2 ** 32) * 1000 + Date.UTC(1900, 0, 1);
+    // A browser's report, 0.75 s past a whole second (0xc0000000 / 2^32).
+    const peer = w.ntpTimeToEpochMs((3_970_000_000n << 32n) | 0xc0000000n) - Date.UTC(1900, 0, 1);
+    return { sent: ms >= before - 20 && ms <= after + 20, read: peer === 3_970_000_000_750 };
+  };
+  assert.deepEqual(check(released), { sent: false, read: false }, 'released werift writes and reads whole seconds');
+  assert.deepEqual(check(patched), { sent: true, read: true });
 });
