@@ -299,8 +299,16 @@ const screenShare = (subscribers: number): Scenario => ({
   },
 });
 
-const counts = (name: string, fallback: string) =>
-  (process.env[name] ?? fallback).split(',').filter(Boolean).map(Number);
+/** Participant counts from `name` (comma-separated; empty: none of that scenario). */
+function counts(name: string, fallback: string): number[] {
+  return (process.env[name] ?? fallback)
+    .split(',')
+    .filter(Boolean)
+    .map((n) => {
+      if (!/^[1-9]\d*$/.test(n)) throw new Error(`${name}: "${n}" is not a participant count (1, 2, ...)`);
+      return Number(n);
+    });
+}
 const scenarios = [
   ...counts('BENCH_AUDIO', '2,10,50').map(audioCall),
   ...counts('BENCH_SCREEN', '5,20,50').map(screenShare),
