@@ -14,6 +14,7 @@ import {
 } from '../../src/sfu/client/participant.js';
 import { opusPacketMs } from '../../src/media/opus.js';
 import { AUDIO_HOLD_TICKS, Reorder, VIDEO_HOLD_TICKS } from '../../src/media/reorder.js';
+import { Placement } from './placement.js';
 import { TrackFile, trackCodec } from './track-file.js';
 
 /** One line of tracks.jsonl: a recorded track, or the end of one. */
@@ -25,7 +26,7 @@ export interface TrackEntry {
   source: Source;
   /** ms after the recording started: when the track appeared */
   startMs: number;
-  /** when the file's first frame arrived (video waits for a keyframe): where the file starts on the clock */
+  /** where the file's first frame (video waits for a keyframe) is on the clock: when it began, by the packets of its first seconds that took least to come (Placement); a later line may move it earlier */
   mediaMs?: number;
   endMs?: number;
 }
@@ -119,26 +120,25 @@ export class Capture {
     this.append('tracks.jsonl', entry);
     const writer = new TrackFile(join(this.dir, file), codec);
     // Packets in sequence order; the file starts at the first packet (audio) or the first whole
-    // keyframe (video): note when it arrived, so compose puts the file at the right moment. From
-    // there the file's times are the sender's RTP clock.
-    const arrived = new Map<number, number>(); // RTP time → when its first packet came, until the file starts
+    // keyframe (video), and from there the file's times are the sender's RTP clock. Placement
+    // says where that start is on the recording's clock, for compose.
+    // An audio packet leaves the sender once its frame is full: its first sample was heard that
+    // long before (20 ms from a browser). A video frame leaves as soon as it is encoded, paced
+    // over a few packets (a keyframe's last may come 100 ms after its first).
+    const placement = new Placement(source === 'mic' ? 48_000 : 90_000, (payload) =>
+      source === 'mic' ? opusPacketMs(payload) : 0,
+    );
+    const place = (mediaMs: number) => {
+      entry.mediaMs = mediaMs;
+      this.append('tracks.jsonl', entry);
+    };
     const reorder = new Reorder(source === 'mic' ? AUDIO_HOLD_TICKS : VIDEO_HOLD_TICKS, (rtp) => {
       writer.push(rtp);
-      if (entry.mediaMs !== undefined || !writer.started) return;
-      // An audio packet leaves the sender once its frame is full: its first sample was heard
-      // that long before (20 ms from a browser). A video frame leaves as soon as it is encoded,
-      // paced over a few packets (a keyframe's last may come 100 ms after its first).
-      const sent = source === 'mic' ? Math.round(opusPacketMs(rtp.payload)) : 0;
-      entry.mediaMs = Math.max(0, (arrived.get(rtp.header.timestamp) ?? this.elapsedMs) - sent);
-      arrived.clear();
-      this.append('tracks.jsonl', entry);
+      if (entry.mediaMs === undefined && writer.started) place(placement.started(rtp.header.timestamp, this.elapsedMs));
     });
     const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {
-      const ts = rtp.header.timestamp;
-      if (entry.mediaMs === undefined && !arrived.has(ts)) {
-        arrived.set(ts, this.elapsedMs);
-        if (arrived.size > 64) arrived.delete(arrived.keys().next().value!);
-      }
+      const better = placement.arrived(rtp.header.timestamp, rtp.payload, this.elapsedMs);
+      if (better !== undefined) place(better);
       reorder.push(rtp);
     });
     this.recorders.set(`${p.sessionId}/${source}`, {
