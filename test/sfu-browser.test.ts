@@ -163,25 +163,25 @@ describe('call page in Chromium', () => {
     try {
       const reports = new Map<number, number>(); // reportsSent → remoteTimestamp - timestamp (ms)
       await waitFor(
-        'five sender reports at Chromium',
+        'six sender reports at Chromium',
         async () => {
           const report = await page.evaluate(async () => {
             const stats = await (window as any).callPeer().pc.getStats();
             return [...stats.values()].find((s: any) => s.type === 'remote-outbound-rtp' && s.kind === 'audio');
           });
           if (report?.remoteTimestamp) reports.set(report.reportsSent, report.remoteTimestamp - report.timestamp);
-          return reports.size >= 5;
+          return reports.size >= 6;
         },
         30_000,
       );
-      // The packet a report maps was sent at most 20 ms before it (plus a loaded host's delays);
-      // whole seconds (werift's fraction was the decimal digits) lag by up to 1 s.
+      // The packet a report maps was sent at most 20 ms before it, plus what a loaded host's
+      // stalls add (one report of six may fall in one: the SFU's event loop held, its report's
+      // timer can come before the packets that waited). Whole seconds (werift's fraction was the
+      // decimal digits) lag by up to 1 s: five of six within 250 ms by chance about 1 in 200.
       const lags = [...reports.values()];
-      t.diagnostic(`sender report's NTP time minus its arrival: ${lags.map((ms) => ms.toFixed(1)).join(', ')} ms`);
-      assert.ok(
-        lags.every((ms) => ms > -250 && ms < 50),
-        `sender report's NTP time minus its arrival: ${lags.map((ms) => ms.toFixed(1)).join(', ')} ms`,
-      );
+      const shown = `sender report's NTP time minus its arrival: ${lags.map((ms) => ms.toFixed(1)).join(', ')} ms`;
+      t.diagnostic(shown);
+      assert.ok(lags.filter((ms) => ms > -250 && ms < 50).length >= 5, shown);
     } finally {
       clearInterval(speaking);
       bob.leave();
