@@ -9,8 +9,8 @@
 /** How long the least delay is looked for, from the file's first packet (media and arrival time). */
 export const PLACEMENT_WINDOW_MS = 2000;
 /**
- * A better place found later than this after the first packet is not taken: a part is composed
- * 3 s after it ends, and one holding the track's start must have the place it keeps after.
+ * A better place is taken only this soon after it: a part is composed 3 s after it ends, and one
+ * that holds the track's start (so ends after it) must find the place the later parts keep.
  */
 const LATEST_MS = 2500;
 /** Media time that runs this far ahead of the arrivals is a jump in the sender's RTP clock, not delay. */
@@ -67,7 +67,7 @@ export class Placement {
     }
     this.closed = true;
     const placedMs = Math.max(0, Math.round(this.bestMs));
-    return sinceMs <= LATEST_MS && placedMs < this.first.placedMs ? placedMs : undefined;
+    return placedMs < this.first.placedMs && atMs - placedMs <= LATEST_MS ? placedMs : undefined;
   }
 
   private consider(ts: number, beganMs: number): void {
