@@ -504,16 +504,17 @@ test("NTP times are RFC 3550's: the fraction of a second in binary, not its deci
   // the wall clock, by which a browser lip-syncs a person's voice and camera; abs-send-time) and
   // reads a peer's sender reports with ntpTimeToEpochMs (getStats' remoteTimestamp).
   const check = (w: Werift) => {
-    // Away from a whole second, where whole seconds would pass for the time. The two clocks
-    // (werift's is performance's) may differ by a few ms.
-    while (Math.abs((Date.now() % 1000) - 500) > 400);
-    const before = Date.now();
+    // werift's clock (performance's: the wall clock at the process's start, then monotonic),
+    // away from a whole second, where whole seconds would pass for the time.
+    const now = () => performance.timeOrigin + performance.now();
+    while (Math.abs((now() % 1000) - 500) > 400);
+    const before = now();
     const ntp = w.ntpTime();
-    const after = Date.now();
+    const after = now();
     const ms = Number(ntp >> 32n) * 1000 + (Number(ntp & 0xffffffffn) / 2 ** 32) * 1000 + Date.UTC(1900, 0, 1);
     // A browser's report, 0.75 s past a whole second (0xc0000000 / 2^32).
     const peer = w.ntpTimeToEpochMs((3_970_000_000n << 32n) | 0xc0000000n) - Date.UTC(1900, 0, 1);
-    return { sent: ms >= before - 20 && ms <= after + 20, read: peer === 3_970_000_000_750 };
+    return { sent: ms >= before - 1 && ms <= after + 1, read: peer === 3_970_000_000_750 };
   };
   assert.deepEqual(check(released), { sent: false, read: false }, 'released werift writes and reads whole seconds');
   assert.deepEqual(check(patched), { sent: true, read: true });
