@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { K8S_LABELS, KubernetesRunner, type KubernetesRunnerOptions } from '../src/runners/kubernetes.js';
 import type { StartSpec } from '../src/runners/runner.js';
@@ -49,6 +49,7 @@ describe('kubernetes runner', () => {
       kubeConfig: kc,
       ...over,
     });
+  const jobDirs = mkdtempSync(join(tmpdir(), 'k8s-jobs-'));
   before(async () => {
     await standin.listen();
     kc.loadFromString(standin.kubeconfig());
@@ -56,6 +57,7 @@ describe('kubernetes runner', () => {
   after(async () => {
     await standin.close();
     rmSync(standin.claimDir, { recursive: true, force: true });
+    rmSync(jobDirs, { recursive: true, force: true });
   });
 
   const start = async (runner: KubernetesRunner, behaviour: Record<string, unknown>, dir?: string) => {
@@ -68,7 +70,7 @@ describe('kubernetes runner', () => {
       max_duration_sec: 600,
       input: { call_id: callId },
     } as unknown as JobRecord;
-    const jobDir = dir ?? mkdtempSync(join(tmpdir(), 'k8s-job-'));
+    const jobDir = dir ?? mkdtempSync(join(jobDirs, 'job-'));
     const output: string[] = [];
     const spec: StartSpec = {
       job,
@@ -208,6 +210,7 @@ describe('kubernetes runner through the service', () => {
     await cleanup(config);
     await standin.close();
     rmSync(standin.claimDir, { recursive: true, force: true });
+    rmSync(dirname(kubeconfig), { recursive: true, force: true });
   });
 
   it('a job runs as a Kubernetes Job and ends with its output', async () => {

@@ -45,6 +45,8 @@ export class KubernetesStandin {
   ) {}
 
   private cert = '';
+  /** the pods' emptyDir volumes, on this host */
+  private readonly emptyDirs: string[] = [];
 
   /** Serves HTTPS with a certificate of its own for 127.0.0.1, as an API server does (the client refuses plain HTTP). */
   async listen(): Promise<string> {
@@ -62,10 +64,12 @@ export class KubernetesStandin {
     return this.url;
   }
 
+  /** Stops every pod's program and the server; removes the pods' emptyDir volumes. */
   async close(): Promise<void> {
     for (const p of this.pods.values()) p.proc?.kill('SIGKILL');
     for (const w of this.watchers) w.res.end();
     await new Promise((r) => this.server?.close(r));
+    for (const dir of this.emptyDirs) rmSync(dir, { recursive: true, force: true });
   }
 
   /** A kubeconfig for the runner: this server, no TLS, a token. */
@@ -201,6 +205,7 @@ export class KubernetesStandin {
     this.emit('Pod', 'ADDED', pod);
     // Volumes: a claim's subPath or an emptyDir, as directories on this host.
     const emptyDir = mkdtempSync(join(tmpdir(), 'k8s-emptydir-'));
+    this.emptyDirs.push(emptyDir);
     const paths: [string, string][] = container.volumeMounts.map((vm: any) => {
       const volume = template.spec.volumes.find((v: any) => v.name === vm.name);
       const dir = volume.persistentVolumeClaim
