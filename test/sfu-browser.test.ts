@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Page } from 'puppeteer-core';
-import { RtpHeader, RtpPacket } from 'werift';
 import { HeadlessParticipant, type Publisher } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { Sfu } from '../src/sfu/server/server.js';
@@ -19,7 +18,7 @@ import { joinTokenPolicy } from '../src/sfu/server/policy.js';
 import { createLogger } from '../src/log.js';
 import { launchChromium } from './browser.js';
 import { isVp8Keyframe } from '../src/media/vp8.js';
-import { speechWav } from './media.js';
+import { opusSource, speechWav } from './media.js';
 import { testConfig, waitFor } from './helpers.js';
 
 describe('call page in Chromium', () => {
@@ -133,7 +132,7 @@ describe('call page in Chromium', () => {
   });
 
   it("sends Chromium sender reports whose NTP time is when their RTP time was sent (RFC 3550's binary fraction)", async (t) => {
-    // Bob speaks (Opus silence, 50 packets a second) through the SFU to Chromium, which lip-syncs
+    // Bob speaks (a tone, 50 Opus packets a second) through the SFU to Chromium, which lip-syncs
     // a person's voice and camera by the SFU's sender reports: each maps an RTP time to the
     // wall-clock time (NTP) its packet was sent. Chromium gives the last one's NTP time
     // (remoteTimestamp) and when it arrived (timestamp), both on this host's clock.
@@ -144,22 +143,7 @@ describe('call page in Chromium', () => {
     });
     await bob.join();
     const { mic } = await bob.publish('mic');
-    const silence = Buffer.from([0xf8, 0xff, 0xfe]);
-    let seq = 0;
-    const speaking = setInterval(() => {
-      seq++;
-      mic.writeRtp(
-        new RtpPacket(
-          new RtpHeader({
-            payloadType: 111,
-            sequenceNumber: seq & 0xffff,
-            timestamp: (seq * 960) >>> 0,
-            marker: false,
-          }),
-          silence,
-        ),
-      );
-    }, 20);
+    const speaking = await opusSource((rtp) => mic.writeRtp(rtp), 60);
     try {
       const reports = new Map<number, number>(); // reportsSent → remoteTimestamp - timestamp (ms)
       await waitFor(
@@ -183,7 +167,7 @@ describe('call page in Chromium', () => {
       t.diagnostic(shown);
       assert.ok(lags.filter((ms) => ms > -250 && ms < 50).length >= 5, shown);
     } finally {
-      clearInterval(speaking);
+      speaking.kill();
       bob.leave();
     }
   });

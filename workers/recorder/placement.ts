@@ -19,7 +19,7 @@ const JUMP_MS = 500;
 export class Placement {
   /** RTP time → when its media began by its first packet's arrival, until the file starts (the 64 latest) */
   private readonly early = new Map<number, number>();
-  private first?: { ts: number; arrivedMs: number; placedMs: number };
+  private first?: { ts: number; beganMs: number; placedMs: number };
   private bestMs = Infinity;
   private closed = false;
 
@@ -35,9 +35,9 @@ export class Placement {
 
   /** The file starts at RTP time `ts` (its first packet, or its first keyframe): its place (ms) by that packet's arrival. */
   started(ts: number, nowMs: number): number {
-    const arrivedMs = this.early.get(ts) ?? nowMs;
-    this.first = { ts, arrivedMs, placedMs: 0 };
-    this.bestMs = arrivedMs;
+    const beganMs = this.early.get(ts) ?? nowMs;
+    this.first = { ts, beganMs, placedMs: 0 };
+    this.bestMs = beganMs;
     // What came of this frame and later ones before the file started counts too.
     for (const [t, beganMs] of this.early) this.consider(t, beganMs);
     this.early.clear();
@@ -59,7 +59,7 @@ export class Placement {
       }
       return undefined;
     }
-    const sinceMs = atMs - this.first.arrivedMs;
+    const sinceMs = atMs - this.first.beganMs;
     const mediaMs = this.mediaMs(ts);
     if (sinceMs < PLACEMENT_WINDOW_MS && mediaMs < PLACEMENT_WINDOW_MS && mediaMs <= sinceMs + JUMP_MS) {
       this.consider(ts, beganMs);
