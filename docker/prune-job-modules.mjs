@@ -9,7 +9,8 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs
 import { dirname, join, relative, resolve } from 'node:path';
 
 const app = resolve(process.argv[2] ?? '.');
-const ENTRIES = ['dist/workers/recorder/main.js', 'dist/workers/transcriber/main.js'];
+// tsc's modules of the programs (their main.js is a bundle of these, scripts/bundle-jobs.mjs).
+const ENTRIES = ['dist/workers/recorder/program.js', 'dist/workers/transcriber/program.js'];
 const COMPUTED = [`@spader/node-whisper-cpp-${process.arch}-${process.platform}-cpu-gnu`];
 const SPECIFIER = /(?:from\s+|import\(\s*|require(?:\.resolve)?\(\s*)'([^']+)'/g;
 

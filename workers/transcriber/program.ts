@@ -1,4 +1,5 @@
-// The transcriber job program (job types `transcribing` and `captioning`). Inputs come as
+// The transcriber job program (job types `transcribing` and `captioning`; run as
+// dist/workers/transcriber/main.js, bundled by scripts/bundle-jobs.mjs). Inputs come as
 // environment variables (upstream's names plus the worker's JOB_ID, JOB_TYPE, JOB_DIR, SFU_URL,
 // SFU_TOKEN, ARTIFACTS_DIR; MODELS_DIR for Whisper models).
 // - Live call: join audio-only, keep each speaker apart, caption live if asked, and after the call

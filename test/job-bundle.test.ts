@@ -1,0 +1,45 @@
+// A job runs its program as one bundle (scripts/bundle-jobs.mjs). Inside it, a module that finds a
+// file beside it by `import.meta.url` (the SRTP addon, the ffmpeg helper process, pocketsphinx's
+// server, the models) must find what it found as tsc wrote it: each such URL is rewritten to its
+// module's own place. The programs' tests run the bundles; this checks every such URL in them, and
+// that a bundle loads nothing of ours or of node_modules by file at start.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const BANNER_LINE =
+  /^import \{ createRequire as __createRequire \} from 'node:module'; const require = __createRequire\(import\.meta\.url\);$/;
+const OWN_URL = /new URL\("([^"]+)", import\.meta\.url\)\.href/g;
+
+for (const job of ['recorder', 'transcriber']) {
+  const bundle = new URL(`../workers/${job}/main.js`, import.meta.url);
+
+  test(`the ${job} bundle: every module keeps its own import.meta.url`, () => {
+    const lines = readFileSync(bundle, 'utf8').split('\n');
+    assert.match(lines[0], BANNER_LINE);
+    const rest = lines.slice(1).join('\n');
+    const owners = [...rest.matchAll(OWN_URL)].map((m) => m[1]);
+    // The bundle's own URL appears nowhere else: every other use was rewritten.
+    assert.equal(rest.split('import.meta.url').length - 1, owners.length);
+    // At least the addon's and the helper process' modules.
+    assert.ok(owners.length >= 2, `${owners.length} rewritten URLs`);
+    for (const owner of new Set(owners)) {
+      const module = new URL(owner, bundle);
+      assert.ok(existsSync(module), `${owner} (${fileURLToPath(module)}) exists`);
+      assert.match(readFileSync(module, 'utf8'), /import\.meta\.url/, `${owner} is a module that uses its URL`);
+    }
+  });
+
+  test(`the ${job} bundle imports only node's own modules`, () => {
+    const imports = [...readFileSync(bundle, 'utf8').matchAll(/^import .* from ["']([^"']+)["'];?$/gm)].map(
+      (m) => m[1],
+    );
+    assert.ok(imports.length > 0, 'the bundle imports node modules');
+    assert.deepEqual(
+      imports.filter((spec) => !isBuiltin(spec)),
+      [],
+    );
+  });
+}
