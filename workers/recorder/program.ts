@@ -1,5 +1,5 @@
-// The recorder job program (run as dist/workers/recorder/main.js: this module bundled with what it
-// imports, by scripts/bundle-jobs.mjs). Inputs come as environment variables (upstream's names plus the
+// The recorder job program (run as dist/workers/recorder/main.js, bundled by
+// scripts/bundle-jobs.mjs). Inputs come as environment variables (upstream's names plus the
 // worker's JOB_ID, JOB_DIR, SFU_URL, SFU_TOKEN, ARTIFACTS_DIR). It joins the call, captures
 // until SIGTERM (stop, max duration) or until everyone has left, composes the MP4 and delivers
 // it to Mattermost through the Calls plugin's bot API, or to the artifacts directory.
