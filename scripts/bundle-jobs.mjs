@@ -1,13 +1,14 @@
 // Bundles each job program (workers/*/program.ts as tsc wrote it, with all it imports from dist
 // and node_modules) into the one file a job runs, dist/workers/<job>/main.js, so a job's node
-// loads one file instead of ~420 (werift's X.509 stack, undici, ajv and their imports):
-// the recorder is loaded after 0.43 CPU s instead of 0.81, 0.40 s after exec instead of 0.64.
+// loads one file instead of ~420 (werift's X.509 stack, undici, ajv and their imports; figures in
+// the README's "Development"). The linked source map serves `node --enable-source-maps`.
 //   node scripts/bundle-jobs.mjs        (after tsc; `npm run build` runs it)
 // Our modules find files beside them (dist/bin's addon, the ffmpeg helper process, pocketsphinx's
 // server) by `import.meta.url`; inside a bundle that would be the bundle's URL, so each one's is
 // rewritten to where that module is, relative to the bundle (the tree can move, as into the job
 // image). What is loaded at run time by a computed name (whisper.cpp's binding, onnxruntime's
 // native module) stays outside, found from the bundle through node_modules as before.
+import { existsSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +21,7 @@ function ownImportMetaUrl(bundle) {
     name: 'own-import-meta-url',
     setup(b) {
       b.onLoad({ filter: /\.js$/ }, async ({ path }) => {
-        if (path.includes(`${sep}node_modules${sep}`)) return undefined;
+        if (!path.startsWith(dist)) return undefined;
         const contents = await readFile(path, 'utf8');
         const from = relative(dirname(bundle), path).split(sep).join('/');
         const url = `new URL(${JSON.stringify(from)}, import.meta.url).href`;
@@ -30,10 +31,12 @@ function ownImportMetaUrl(bundle) {
   };
 }
 
-for (const job of ['recorder', 'transcriber']) {
+for (const job of readdirSync(resolve(dist, 'workers'))) {
+  const program = resolve(dist, 'workers', job, 'program.js');
+  if (!existsSync(program)) continue;
   const outfile = resolve(dist, 'workers', job, 'main.js');
   await build({
-    entryPoints: [resolve(dist, 'workers', job, 'program.js')],
+    entryPoints: [program],
     outfile,
     bundle: true,
     platform: 'node',
