@@ -8,13 +8,14 @@
 // rewritten to where that module is, relative to the bundle (the tree can move, as into the job
 // image). What is loaded at run time by a computed name (whisper.cpp's binding, onnxruntime's
 // native module) stays outside, found from the bundle through node_modules as before.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
-const dist = fileURLToPath(new URL('../dist/', import.meta.url));
+// esbuild names modules by their real paths.
+const dist = realpathSync(fileURLToPath(new URL('../dist/', import.meta.url))) + sep;
 
 function ownImportMetaUrl(bundle) {
   return {
@@ -23,6 +24,8 @@ function ownImportMetaUrl(bundle) {
       b.onLoad({ filter: /\.js$/ }, async ({ path }) => {
         if (!path.startsWith(dist)) return undefined;
         const contents = await readFile(path, 'utf8');
+        // Only .url is rewritten; another of import.meta's fields would be the bundle's.
+        if (/import\.meta(?!\.url\b)/.test(contents)) throw new Error(`${path}: import.meta other than .url`);
         const from = relative(dirname(bundle), path).split(sep).join('/');
         const url = `new URL(${JSON.stringify(from)}, import.meta.url).href`;
         return { contents: contents.replaceAll('import.meta.url', url), loader: 'js' };

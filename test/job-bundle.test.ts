@@ -2,16 +2,22 @@
 // file beside it by `import.meta.url` (the SRTP addon, the ffmpeg helper process, pocketsphinx's
 // server, the models) must find what it found as tsc wrote it: each such URL is rewritten to its
 // module's own place. The programs' tests run the bundles; this checks every such URL in them, and
-// that a bundle loads nothing of ours or of node_modules by file at start.
+// that a bundle's static imports are node's own modules (no file of ours or of node_modules).
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const OWN_URL = /new URL\("([^"]+)", import\.meta\.url\)\.href/g;
 
-for (const job of ['recorder', 'transcriber']) {
+// The programs bundle-jobs.mjs bundles: each workers/<job>/program.js.
+const workers = new URL('../workers/', import.meta.url);
+const jobs = readdirSync(workers).filter((job) => existsSync(new URL(`${job}/program.js`, workers)));
+
+test('both job programs are bundled', () => assert.deepEqual(jobs.sort(), ['recorder', 'transcriber']));
+
+for (const job of jobs) {
   const bundle = new URL(`../workers/${job}/main.js`, import.meta.url);
 
   test(`the ${job} bundle: every module keeps its own import.meta.url`, () => {

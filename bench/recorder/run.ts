@@ -461,7 +461,7 @@ rmSync(media, { recursive: true, force: true });
 
 const f = (n: number, d = 2) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 console.log(
-  `\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in ${PART_SEC ? `parts of ${PART_SEC} s` : "the recorder's default parts"}; publishers send pre-encoded media; the recorder's werift ${WERIFT.length ? 'as released' : 'patched'})\n`,
+  `\nbench/recorder (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores, ${SECONDS} s recorded per row in ${PART_SEC ? `parts of ${PART_SEC} s` : "the recorder's default parts"}; publishers send pre-encoded media; the recorder's werift ${RELEASED_WERIFT ? 'as released, its modules unbundled' : 'patched, bundled'})\n`,
 );
 console.log(
   '| content | profile | CPU s per recorded min: live capture | of it after the first 10 s | compose (parts) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | ours ÷ x264 alone | decoding the tracks + x264 alone (vCPU) | ours ÷ that | x264 alone on the recorded picture (vCPU) | ours ÷ decoding + that | peak RSS | stop → posted | file size per hour |',
