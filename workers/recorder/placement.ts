@@ -39,7 +39,7 @@ export class Placement {
     this.first = { ts, beganMs, placedMs: 0 };
     this.bestMs = beganMs;
     // What came of this frame and later ones before the file started counts too.
-    for (const [t, beganMs] of this.early) this.consider(t, beganMs);
+    for (const [earlyTs, earlyBeganMs] of this.early) this.consider(earlyTs, earlyBeganMs);
     this.early.clear();
     this.first.placedMs = Math.max(0, Math.round(this.bestMs));
     return this.first.placedMs;
