@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from './capture.js';
 import type { RecorderInputs } from './inputs.js';
 import { readLines } from '../shared/job.js';
+import { aacArgs } from './aac.js';
 import { inputFrom, WebmIndex } from './webm-index.js';
 
 const FONT = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
@@ -414,7 +415,7 @@ export function joinArgs(list: string, q: RecorderInputs, output: string): strin
   return [
     ...['-hide_banner', '-loglevel', 'error', '-y'],
     ...['-f', 'concat', '-safe', '0', '-i', list],
-    ...['-map', '0:v', '-map', '0:a', '-c:v', 'copy', '-c:a', 'aac', '-b:a', `${q.audio_rate}k`, '-ar', '48000'],
+    ...['-map', '0:v', '-map', '0:a', '-c:v', 'copy', ...aacArgs(q.audio_rate), '-ar', '48000'],
     ...['-f', 'mp4', output],
   ];
 }

@@ -10,6 +10,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { startFfmpeg } from '../shared/ffmpeg.js';
+import { aacArgs } from './aac.js';
 import { frameAt, type PartStreams, type Window } from './compose.js';
 import type { RecorderInputs } from './inputs.js';
 
@@ -35,7 +36,7 @@ export class LiveMp4 {
         ...['-hide_banner', '-loglevel', 'error', '-y'],
         ...[...live, '-f', 'mpegts', '-i', 'pipe:0'],
         ...[...live, '-f', 's16le', '-ar', String(RATE), '-ac', '2', '-i', 'pipe:3'],
-        ...['-map', '0:v', '-map', '1:a', '-c:v', 'copy', '-c:a', 'aac', '-b:a', `${q.audio_rate}k`],
+        ...['-map', '0:v', '-map', '1:a', '-c:v', 'copy', ...aacArgs(q.audio_rate)],
         ...['-f', 'mp4', file],
       ],
       { pipe: 'stdin', pipe3: true },
