@@ -4,6 +4,11 @@
 import { createReadStream, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 
+// Read in chunks of 1 MiB, not the stream's default 64 KiB: each chunk costs a read on libuv's pool
+// and a turn of the event loop on both ends. An upload of 700 MB to a receiver that discards it
+// took 0.65-0.81 s instead of 2.0-2.2 s, and 0.9-1.0 CPU s instead of 2.1-2.3 (README, bench/recorder).
+const READ_CHUNK = 1024 * 1024;
+
 export interface FileSource {
   readonly path: string;
   readonly size: number;
@@ -12,7 +17,11 @@ export interface FileSource {
 
 /** The file as it is on disk. */
 export function fileSource(path: string): FileSource {
-  return { path, size: statSync(path).size, read: (from) => createReadStream(path, { start: from }) };
+  return {
+    path,
+    size: statSync(path).size,
+    read: (from) => createReadStream(path, { start: from, highWaterMark: READ_CHUNK }),
+  };
 }
 
 /** A piece of a source: a range of the file on disk, or bytes held in memory. */
@@ -28,7 +37,7 @@ export function piecesSource(path: string, pieces: Piece[]): FileSource {
       offset -= skip;
       if (skip === length(p)) continue;
       if (Buffer.isBuffer(p)) yield p.subarray(skip);
-      else yield* createReadStream(path, { start: p.start + skip, end: p.end - 1 });
+      else yield* createReadStream(path, { start: p.start + skip, end: p.end - 1, highWaterMark: READ_CHUNK });
     }
   }
   return { path, size, read: (offset) => Readable.from(from(offset), { objectMode: false }) };
