@@ -13,8 +13,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { finished } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../src/log.js';
@@ -24,6 +25,8 @@ import { mintToken, verifyToken } from '../src/sfu/token.js';
 import { testConfig } from './helpers.js';
 
 const BASE = '/plugins/com.mattermost.calls/bot';
+/** bytes of an upload held while the file store writes them (append) */
+const WRITE_BUFFER = 8 * 1024 * 1024;
 
 export interface UploadSession {
   id: string;
@@ -334,22 +337,27 @@ async function drain(req: IncomingMessage): Promise<void> {
 
 /**
  * Appends a request's body to `path` as it arrives, at most `max` bytes (the rest is read and
- * dropped). A request the client cuts keeps what was written before the cut.
+ * dropped). A request the client cuts keeps what was received before the cut. The socket is read
+ * on while earlier bytes are written (up to WRITE_BUFFER of them), as Mattermost's own copy does in
+ * its goroutine: awaiting each 64 KiB write cost a turn of this process's event loop per chunk,
+ * and in bench/recorder's process, beside the SFU, that set the upload's speed (700 MB in
+ * 7.3-7.8 s against 2.1-2.2 s with the buffer).
  */
 async function append(req: IncomingMessage, path: string, max: number): Promise<{ written: number; cut: boolean }> {
-  const file = await open(path, 'a');
+  const file = createWriteStream(path, { flags: 'a', highWaterMark: WRITE_BUFFER });
   let written = 0;
+  let cut = false;
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       const part = chunk.subarray(0, Math.max(0, max - written));
-      if (part.length > 0) written += (await file.write(part)).bytesWritten;
+      written += part.length;
+      if (part.length > 0 && !file.write(part)) await once(file, 'drain');
     }
-    return { written, cut: false };
   } catch {
-    return { written, cut: true };
-  } finally {
-    await file.close();
+    cut = true;
   }
+  await finished(file.end());
+  return { written, cut };
 }
 
 async function raw(req: IncomingMessage, max: number): Promise<Buffer> {
