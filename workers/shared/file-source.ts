@@ -5,8 +5,8 @@ import { createReadStream, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 
 // Read in chunks of 1 MiB, not the stream's default 64 KiB: each chunk costs a read on libuv's pool
-// and a turn of the event loop on both ends. An upload of 700 MB to a receiver that discards it
-// took 0.65-0.81 s instead of 2.0-2.2 s, and 0.9-1.0 CPU s instead of 2.1-2.3 (README, bench/recorder).
+// and a turn of the event loop on both ends, and the sender's CPU for a recording's upload halves
+// (figures in the README, "The recorder job").
 const READ_CHUNK = 1024 * 1024;
 
 export interface FileSource {
