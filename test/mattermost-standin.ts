@@ -340,8 +340,8 @@ async function drain(req: IncomingMessage): Promise<void> {
  * dropped). A request the client cuts keeps what was received before the cut. The socket is read
  * on while earlier bytes are written (up to WRITE_BUFFER of them), as Mattermost's own copy does in
  * its goroutine: awaiting each 64 KiB write cost a turn of this process's event loop per chunk,
- * and in bench/recorder's process, beside the SFU, that set the upload's speed (700 MB in
- * 7.3-7.8 s against 2.1-2.2 s with the buffer).
+ * and in bench/recorder's process, beside the SFU, that set the upload's speed (README,
+ * bench/recorder).
  */
 async function append(req: IncomingMessage, path: string, max: number): Promise<{ written: number; cut: boolean }> {
   const file = createWriteStream(path, { flags: 'a', highWaterMark: WRITE_BUFFER });

@@ -9,6 +9,10 @@ import { Readable } from 'node:stream';
 // (figures in the README, "The recorder job").
 const READ_CHUNK = 1024 * 1024;
 
+/** Bytes `start` to `end` (inclusive; to the end of the file without it) of `path`. */
+const readRange = (path: string, start: number, end?: number) =>
+  createReadStream(path, { start, end, highWaterMark: READ_CHUNK });
+
 export interface FileSource {
   readonly path: string;
   readonly size: number;
@@ -17,11 +21,7 @@ export interface FileSource {
 
 /** The file as it is on disk. */
 export function fileSource(path: string): FileSource {
-  return {
-    path,
-    size: statSync(path).size,
-    read: (from) => createReadStream(path, { start: from, highWaterMark: READ_CHUNK }),
-  };
+  return { path, size: statSync(path).size, read: (from) => readRange(path, from) };
 }
 
 /** A piece of a source: a range of the file on disk, or bytes held in memory. */
@@ -37,7 +37,7 @@ export function piecesSource(path: string, pieces: Piece[]): FileSource {
       offset -= skip;
       if (skip === length(p)) continue;
       if (Buffer.isBuffer(p)) yield p.subarray(skip);
-      else yield* createReadStream(path, { start: p.start + skip, end: p.end - 1, highWaterMark: READ_CHUNK });
+      else yield* readRange(path, p.start + skip, p.end - 1);
     }
   }
   return { path, size, read: (offset) => Readable.from(from(offset), { objectMode: false }) };
