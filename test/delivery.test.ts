@@ -95,6 +95,24 @@ describe('delivery to Mattermost (bot API)', () => {
     );
   });
 
+  it('resumes an upload whose connection drops midway from the offset Mattermost kept', async () => {
+    const data = randomBytes(2 * 1024 * 1024 + 4321);
+    const path = join(dir, 'dropped.mp4');
+    writeFileSync(path, data);
+    // Inside the first request (cut at 1 MiB): the bytes before the drop are kept, not sent twice.
+    mm.cutNextUploadAt = 300_000;
+    const info = await client.upload(callId, fileSource(path));
+    assert.ok(mm.file(info.id)!.equals(data), 'the bytes arrived whole and in order');
+    assert.ok(
+      mm.log.some((l) => /cut after 300000 bytes$/.test(l)),
+      mm.log.join('\n'),
+    );
+    assert.ok(
+      notes.some((n) => /upload of dropped\.mp4 failed \(attempt 1 of 5\)/.test(n)),
+      notes.join('\n'),
+    );
+  });
+
   it('uploads a recording of hundreds of MB reading it as it is sent, not into memory', async () => {
     // The uploader is its own process, so its memory is its own (the stand-in keeps what it gets).
     const big = new MattermostStandIn({ authToken: token });

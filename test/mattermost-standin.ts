@@ -79,6 +79,8 @@ export class MattermostStandIn {
   failNext = 0;
   /** answer each bot API request this many ms late (a Mattermost under load) */
   delayMs = 0;
+  /** cut the connection of the next upload-data request after this many of its bytes (a network that drops mid-upload) */
+  cutNextUploadAt?: number;
   /** the plugin's call jobs (recording or transcription ids), as recording/start creates them */
   readonly jobs = new Map<string, { callId: string; started: boolean }>();
   /** the calls held here */
@@ -288,9 +290,12 @@ export class MattermostStandIn {
       if (req.method === 'GET') return reply(200, session);
       if (req.method !== 'POST') return error(405, 'method not allowed');
       // Like MaxBytesReader: keep at most maxRequestBytes of this request, drop the rest.
-      const { written, cut } = await append(req, join(this.store, session.id), this.opts.maxRequestBytes ?? Infinity);
+      const dropAt = this.cutNextUploadAt;
+      this.cutNextUploadAt = undefined;
+      const file = join(this.store, session.id);
+      const { written, cut } = await append(req, file, this.opts.maxRequestBytes ?? Infinity, dropAt);
       session.file_offset += written;
-      if (cut) return void this.log.push(`${req.method} ${path} cut by the client after ${written} bytes`);
+      if (cut) return void this.log.push(`${req.method} ${path} cut after ${written} bytes`);
       if (session.file_offset > session.file_size) return error(400, 'upload is larger than file_size');
       if (session.file_offset < session.file_size) return reply(204);
       const name = session.filename;
@@ -337,27 +342,34 @@ async function drain(req: IncomingMessage): Promise<void> {
 
 /**
  * Appends a request's body to `path` as it arrives, at most `max` bytes (the rest is read and
- * dropped). A request the client cuts keeps what was received before the cut. The socket is read
+ * dropped). A request cut by the client, or here after `dropAt` bytes, keeps what was received
+ * before the cut. The socket is read
  * on while earlier bytes are written (up to WRITE_BUFFER of them), as Mattermost's own copy does in
  * its goroutine: awaiting each 64 KiB write cost a turn of this process's event loop per chunk,
  * and in bench/recorder's process, beside the SFU, that set the upload's speed (README,
  * bench/recorder).
  */
-async function append(req: IncomingMessage, path: string, max: number): Promise<{ written: number; cut: boolean }> {
+async function append(
+  req: IncomingMessage,
+  path: string,
+  max: number,
+  dropAt = Infinity,
+): Promise<{ written: number; cut: boolean }> {
   const file = createWriteStream(path, { flags: 'a', highWaterMark: WRITE_BUFFER });
   let written = 0;
   let cut = false;
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
-      const part = chunk.subarray(0, Math.max(0, max - written));
+      const part = chunk.subarray(0, Math.max(0, Math.min(max, dropAt) - written));
       written += part.length;
       if (part.length > 0 && !file.write(part)) await once(file, 'drain');
+      if (written >= dropAt) req.socket.destroy();
     }
   } catch {
     cut = true;
   }
   await finished(file.end());
-  return { written, cut };
+  return { written, cut: cut || written >= dropAt };
 }
 
 async function raw(req: IncomingMessage, max: number): Promise<Buffer> {
