@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Spawner } from '../workers/shared/spawner.js';
 import { children, waitFor } from './helpers.js';
@@ -46,6 +46,56 @@ describe('spawner', () => {
       await assert.rejects(
         spawner.ffmpeg(['-loglevel', 'error', '-no-such-option']),
         /ffmpeg exited with 1: .*Unrecognized option 'no-such-option'/,
+      );
+    } finally {
+      await spawner.close();
+    }
+  });
+
+  it('tells the CPU each ffmpeg used, its own and no more', async () => {
+    const spawner = new Spawner();
+    /** Runs `args` from the helper: the CPU it reports, the most its process was seen using, and its wall time. */
+    const run = async (args: string[]) => {
+      const started = performance.now();
+      const running = spawner.ffmpeg(args);
+      let seenS = 0;
+      let done = false;
+      void running.finally(() => (done = true)).catch(() => {});
+      while (!done) {
+        for (const pid of ffmpegsBelow(process.pid)) {
+          try {
+            const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+            seenS = Math.max(seenS, (Number(f[11]) + Number(f[12])) / 100); // utime, stime
+          } catch {} // ended meanwhile
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return { ...(await running), seenS, wallS: (performance.now() - started) / 1000 };
+    };
+    try {
+      const heavy = await run([
+        ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=20:duration=4'],
+        ...['-c:v', 'libx264', '-preset', 'veryfast', '-f', 'null', '-'],
+      ]);
+      assert.ok(heavy.cpuS !== undefined && heavy.seenS > 0.3, `a costly encode (${heavy.seenS} CPU s seen)`);
+      assert.ok(heavy.cpuS >= heavy.seenS, `${heavy.cpuS} CPU s told, at least the ${heavy.seenS} seen`);
+      assert.ok(heavy.cpuS <= heavy.wallS * availableParallelism(), `${heavy.cpuS} CPU s told, in ${heavy.wallS} s`);
+      // The next one's figure is its own: with the first's counted it would exceed what it could use.
+      const light = await run([
+        '-loglevel',
+        'error',
+        '-f',
+        'lavfi',
+        '-i',
+        'color=size=64x64:rate=10:duration=0.5',
+        '-f',
+        'null',
+        '-',
+      ]);
+      assert.ok(light.cpuS !== undefined && light.cpuS >= light.seenS, `${light.cpuS} CPU s told`);
+      assert.ok(
+        light.cpuS < heavy.seenS,
+        `${light.cpuS} CPU s told for a tiny run, after ${heavy.cpuS} for the encode`,
       );
     } finally {
       await spawner.close();

@@ -123,6 +123,8 @@ interface Row {
   steadyCapture?: number;
   /** the most memory (MB) seen of each kind of ffmpeg the recorder ran */
   ffmpegMb: Map<string, number>;
+  /** the parts the recorder composed and the CPU their ffmpegs used (its log), when it told each */
+  parts?: { count: number; cpuS: number };
   /** the recorder's lines from the stop on */
   afterStop: string[];
   /** its lines before the stop but for the routine "composed" ones: what went wrong, if anything */
@@ -151,6 +153,14 @@ function recorderLines(log: string): Pick<Row, 'beforeStop' | 'afterStop'> {
       .map(since(lines[0]!)),
     afterStop: lines.slice(stop).map(since(lines[stop]!)),
   };
+}
+
+/** The parts the recorder's log says it composed, with their CPU: undefined where a line lacks it. */
+function partsOf(log: string): Row['parts'] {
+  const lines = log.split('\n').filter((l) => /\] composed [\d.]+-[\d.]+ s in/.test(l));
+  const cpu = lines.map((l) => /\(([\d.]+) CPU s\)/.exec(l)?.[1]);
+  if (cpu.length === 0 || cpu.includes(undefined)) return undefined;
+  return { count: cpu.length, cpuS: cpu.reduce((sum, c) => sum + Number(c), 0) };
 }
 
 /** What an ffmpeg the recorder runs is for, from its arguments. */
@@ -435,6 +445,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     rssMb,
     steadyCapture: cpu.length > 2 ? (cpu.at(-1)!.cpuS - cpu[1]!.cpuS) / (cpu.at(-1)!.atS - cpu[1]!.atS) : undefined,
     ffmpegMb,
+    parts: partsOf(log),
     ...recorderLines(log),
     udpDropped: {
       recorder: dropped((d) => d.recorder),
@@ -473,6 +484,20 @@ for (const r of rows) {
   const upstream = profiles[r.profile].upstreamVcpu;
   console.log(
     `| ${r.content} | ${r.profile} | ${f(perMin(r.captureCpuS))} | ${r.steadyCapture === undefined ? '–' : f(r.steadyCapture * 60)} | ${f(perMin(r.totalCpuS - r.captureCpuS))} | ${f(perMin(r.totalCpuS))} | ${f(vcpu, 3)} | ${upstream} | ${f(upstream / vcpu, 1)}× | ${f(r.floor, 3)} | ${f(vcpu / r.floor, 2)}× | ${f(r.floor + r.decodeFloor, 3)} | ${f(vcpu / (r.floor + r.decodeFloor), 2)}× | ${f(r.fileFloor, 3)} | ${f(vcpu / (r.fileFloor + r.decodeFloor), 2)}× | ${f(r.peakRssMb, 0)} MB | ${f(r.stopToPostedS, 1)} s | ${f(((r.fileMb / r.recordedS) * 3600) / 1000, 2)} GB |`,
+  );
+}
+// The compose column split: the parts' ffmpegs (their CPU as the recorder's helper read it when
+// each ended) against their floor, and the rest (the MP4's muxer, the helper, a part dropped at the
+// stop, the recorder's own work after its last reading).
+console.log(
+  '\n| content | profile | parts | parts: CPU s per recorded min | parts ÷ (decoding + x264 alone on the recorded picture) | the rest of compose: CPU s per recorded min |',
+);
+console.log('|---|---|---|---|---|---|');
+for (const r of rows.filter((r) => r.parts)) {
+  const perMin = (s: number) => (s / r.recordedS) * 60;
+  const { count, cpuS } = r.parts!;
+  console.log(
+    `| ${r.content} | ${r.profile} | ${count} | ${f(perMin(cpuS))} | ${f(cpuS / r.recordedS / (r.fileFloor + r.decodeFloor), 2)}× | ${f(perMin(r.totalCpuS - r.captureCpuS - cpuS))} |`,
   );
 }
 for (const r of rows.filter((r) => r.rssMb.length >= 6)) {

@@ -89,8 +89,9 @@ export class Parts {
     const [nice, signal] = duringCall ? [NICE, this.stopping.signal] : [];
     signal?.throwIfAborted();
     const streams = this.mp4?.streamsFor(this.file(w), w);
+    let cpuS: number | undefined;
     try {
-      await this.spawner.ffmpeg(partArgs(rec, this.inputs, w, temp, streams), { nice, signal });
+      ({ cpuS } = await this.spawner.ffmpeg(partArgs(rec, this.inputs, w, temp, streams), { nice, signal }));
       renameSync(temp, this.file(w));
       this.doneMs = w.toMs;
       if (streams)
@@ -107,6 +108,7 @@ export class Parts {
     const grown = duringCall ? nextPartMs(w.toMs - w.fromMs, wallMs, this.partMs, this.longestMs) : this.lengthMs;
     this.log(
       `composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${(wallMs / 1000).toFixed(1)} s` +
+        (cpuS === undefined ? '' : ` (${cpuS.toFixed(2)} CPU s)`) +
         (grown !== this.lengthMs ? `; parts of ${grown / 1000} s from here` : ''),
     );
     this.lengthMs = grown;

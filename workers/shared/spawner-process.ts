@@ -1,10 +1,30 @@
 // The helper process of spawner.ts: starts the ffmpegs the job program sends and answers when each
 // ends. When the job program closes the channel (it is done, or died), what still runs is killed.
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { startFfmpeg } from './ffmpeg.js';
 import type { SpawnerReply, SpawnerRequest } from './spawner.js';
 
 const running = new Map<number, ChildProcess>();
+
+/** Linux's clock ticks a second as /proc counts them (USER_HZ, 100 on every architecture we run on). */
+const TICKS = 100;
+
+/**
+ * CPU seconds of the children this helper has reaped so far (its cutime and cstime: the 16th and
+ * 17th fields of /proc/self/stat, the 14th and 15th after the command); undefined without /proc.
+ * What an ffmpeg used, nice and setpriv included (they exec it), lands here when it is reaped.
+ */
+function reapedCpuS(): number | undefined {
+  try {
+    const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+let reaped = reapedCpuS();
 
 process.on('message', (request: SpawnerRequest) => {
   if ('kill' in request) {
@@ -20,9 +40,17 @@ process.on('message', (request: SpawnerRequest) => {
   );
 });
 
-function answer(reply: SpawnerReply): void {
+/**
+ * Answers for an ffmpeg that ended, with the CPU it used: what the reaped children's CPU grew by
+ * since the last answer. The recorder runs one part at a time; two ffmpegs ending in the same turn
+ * of the event loop would be reaped together, and the first answer would count both.
+ */
+function answer(reply: Omit<SpawnerReply, 'cpuS'>): void {
   running.delete(reply.id);
-  if (process.connected) process.send!(reply);
+  const now = reapedCpuS();
+  const cpuS = now !== undefined && reaped !== undefined ? Math.round((now - reaped) * 100) / 100 : undefined;
+  reaped = now;
+  if (process.connected) process.send!({ ...reply, cpuS } satisfies SpawnerReply);
 }
 
 process.on('disconnect', () => {
