@@ -19,6 +19,7 @@ import { avOffsets, flashAndBeep, rtpInputPorts, rtpSource, slides, vp8Encoder }
 import { releasedWeriftArgs } from '../../test/werift-released.js';
 import { cpuSeconds, udpDrops } from '../proc.js';
 import { ffmpegEnv } from '../../workers/shared/ffmpeg.js';
+import { aacArgs } from '../../workers/recorder/aac.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
 // The recorder's own part length unless BENCH_PART_SEC says otherwise: "stop → posted" is the last
@@ -111,6 +112,8 @@ interface Row {
   decodeFloor: number;
   /** CPU (cores) of x264 at the profile on the recording's own picture, read back from its file */
   fileFloor: number;
+  /** CPU (cores) of the recorder's AAC on the recording's own sound, read back from its file */
+  aacFloor: number;
   /** beep minus flash over the first and the last minute (s): min, mean, max */
   sync?: { first: [number, number, number]; last: [number, number, number] };
   /** the recorder's own memory (MB) every 10 s of the call */
@@ -208,17 +211,37 @@ function ffmpegCpu(args: string[]): number {
 const FLOOR_SECONDS = 20;
 
 /**
- * CPU (core-seconds per second) of x264 alone at the profile on the picture `input` gives for
- * FLOOR_SECONDS: the same read with the encode minus without it.
+ * CPU (core-seconds per second) of `encode` alone on what `input` gives for FLOOR_SECONDS: the
+ * same read with the encode minus without it.
  */
+function encodeAlone(input: string[], encode: string[]): number {
+  const cpu = (output: string[]) => ffmpegCpu(['-t', String(FLOOR_SECONDS), ...input, ...output]);
+  return (cpu(encode) - cpu([])) / FLOOR_SECONDS;
+}
+
+/** x264 alone at the profile on the picture `input` gives (encodeAlone). */
 function x264Alone(input: string[], profile: Profile): number {
   const p = profiles[profile];
-  const cpu = (encode: string[]) => ffmpegCpu(['-t', String(FLOOR_SECONDS), ...input, ...encode]);
-  return (
-    (cpu(['-c:v', 'libx264', '-preset', p.VIDEO_PRESET, '-b:v', `${p.VIDEO_RATE}k`, '-pix_fmt', 'yuv420p']) - cpu([])) /
-    FLOOR_SECONDS
-  );
+  return encodeAlone(input, [
+    '-c:v',
+    'libx264',
+    '-preset',
+    p.VIDEO_PRESET,
+    '-b:v',
+    `${p.VIDEO_RATE}k`,
+    '-pix_fmt',
+    'yuv420p',
+  ]);
 }
+
+/** The job's sound bitrate (kbit/s) in every row. */
+const AUDIO_KBITS = 64;
+
+/**
+ * AAC alone, as the recorder encodes it, on the sound the recording holds (encodeAlone): what any
+ * recorder that writes an MP4 with AAC sound pays beside x264, and not in the floors above.
+ */
+const aacAlone = (file: string) => encodeAlone(['-i', file, '-map', '0:a'], aacArgs(AUDIO_KBITS));
 
 /**
  * x264 alone on the recording's kind of picture at the profile (the screen share, or four moving
@@ -335,7 +358,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
       env: {
         ...process.env,
         ...quality,
-        AUDIO_RATE: '64',
+        AUDIO_RATE: String(AUDIO_KBITS),
         OUTPUT_FORMAT: 'mp4',
         ...(PART_SEC ? { PART_SEC } : {}),
         SITE_URL: mm.url,
@@ -441,6 +464,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     floor: encodeFloor(content, profile),
     decodeFloor: decodeFloor(sent),
     fileFloor: fileFloor(mm.filePath(fileId)!, profile),
+    aacFloor: aacAlone(mm.filePath(fileId)!),
     sync,
     rssMb,
     steadyCapture: cpu.length > 2 ? (cpu.at(-1)!.cpuS - cpu[1]!.cpuS) / (cpu.at(-1)!.atS - cpu[1]!.atS) : undefined,
@@ -487,17 +511,17 @@ for (const r of rows) {
   );
 }
 // The compose column split: the parts' ffmpegs (their CPU as the recorder's helper read it when
-// each ended) against their floor, and the rest (the MP4's muxer, the helper, a part dropped at the
-// stop, the recorder's own work after its last reading).
+// each ended) against their floor, and the rest (the MP4's muxer with its AAC encode, the helper,
+// a part dropped at the stop, the recorder's own work after its last reading) against AAC alone.
 console.log(
-  '\n| content | profile | parts | parts: CPU s per recorded min | parts ÷ (decoding + x264 alone on the recorded picture) | the rest of compose: CPU s per recorded min |',
+  '\n| content | profile | parts | parts: CPU s per recorded min | parts ÷ (decoding + x264 alone on the recorded picture) | the rest of compose: CPU s per recorded min | AAC alone on the recorded sound: CPU s per recorded min |',
 );
-console.log('|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|');
 for (const r of rows.filter((r) => r.parts)) {
   const perMin = (s: number) => (s / r.recordedS) * 60;
   const { count, cpuS } = r.parts!;
   console.log(
-    `| ${r.content} | ${r.profile} | ${count} | ${f(perMin(cpuS))} | ${f(cpuS / r.recordedS / (r.fileFloor + r.decodeFloor), 2)}× | ${f(perMin(r.totalCpuS - r.captureCpuS - cpuS))} |`,
+    `| ${r.content} | ${r.profile} | ${count} | ${f(perMin(cpuS))} | ${f(cpuS / r.recordedS / (r.fileFloor + r.decodeFloor), 2)}× | ${f(perMin(r.totalCpuS - r.captureCpuS - cpuS))} | ${f(r.aacFloor * 60)} |`,
   );
 }
 for (const r of rows.filter((r) => r.rssMb.length >= 6)) {
