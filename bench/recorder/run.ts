@@ -502,8 +502,10 @@ console.log(
   '| content | profile | CPU s per recorded min: live capture | of it after the first 10 s | compose (parts) | total | = vCPU per recording | upstream vCPU | upstream ÷ ours | x264 encode alone (vCPU) | ours ÷ x264 alone | decoding the tracks + x264 alone (vCPU) | ours ÷ that | x264 alone on the recorded picture (vCPU) | ours ÷ decoding + that | peak RSS | stop → posted | file size per hour |',
 );
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+/** CPU seconds a recorded minute of row `r`. */
+const perMinOf = (r: Row) => (s: number) => (s / r.recordedS) * 60;
 for (const r of rows) {
-  const perMin = (s: number) => (s / r.recordedS) * 60;
+  const perMin = perMinOf(r);
   const vcpu = r.totalCpuS / r.recordedS;
   const upstream = profiles[r.profile].upstreamVcpu;
   console.log(
@@ -512,13 +514,13 @@ for (const r of rows) {
 }
 // The compose column split: the parts' ffmpegs (their CPU as the recorder's helper read it when
 // each ended) against their floor, and the rest (the MP4's muxer with its AAC encode, the helper,
-// a part dropped at the stop, the recorder's own work after its last reading) against AAC alone.
+// a part dropped at the stop, the recorder's own work after the stop) against AAC alone.
 console.log(
   '\n| content | profile | parts | parts: CPU s per recorded min | parts ÷ (decoding + x264 alone on the recorded picture) | the rest of compose: CPU s per recorded min | AAC alone on the recorded sound: CPU s per recorded min |',
 );
 console.log('|---|---|---|---|---|---|---|');
 for (const r of rows.filter((r) => r.parts)) {
-  const perMin = (s: number) => (s / r.recordedS) * 60;
+  const perMin = perMinOf(r);
   const { count, cpuS } = r.parts!;
   console.log(
     `| ${r.content} | ${r.profile} | ${count} | ${f(perMin(cpuS))} | ${f(cpuS / r.recordedS / (r.fileFloor + r.decodeFloor), 2)}× | ${f(perMin(r.totalCpuS - r.captureCpuS - cpuS))} | ${f(r.aacFloor * 60)} |`,
