@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Spawner } from '../workers/shared/spawner.js';
+import { cpuSeconds, statFields } from '../workers/shared/proc-stat.js';
 import { children, waitFor } from './helpers.js';
 
 const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
@@ -37,8 +38,8 @@ describe('spawner', () => {
       const [helper] = helpers();
       assert.ok(helper, 'the helper runs');
       assert.ok(ffmpegsBelow(helper).includes(ffmpeg), 'the ffmpeg is below the helper');
-      // /proc/<pid>/stat: the nice value is its 19th field, the 17th after the command
-      const nice = Number(readFileSync(`/proc/${ffmpeg}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+      // /proc/<pid>/stat: the nice value is its 19th field
+      const nice = Number(statFields(ffmpeg)[16]);
       assert.equal(nice, 19);
       await running;
       assert.ok(existsSync(out), 'the file is written');
@@ -64,8 +65,7 @@ describe('spawner', () => {
       while (!done) {
         for (const pid of ffmpegsBelow(process.pid)) {
           try {
-            const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-            seenS = Math.max(seenS, (Number(f[11]) + Number(f[12])) / 100); // utime, stime
+            seenS = Math.max(seenS, cpuSeconds(pid));
           } catch {} // ended meanwhile
         }
         await new Promise((resolve) => setTimeout(resolve, 20));

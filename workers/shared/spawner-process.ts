@@ -1,24 +1,19 @@
 // The helper process of spawner.ts: starts the ffmpegs the job program sends and answers when each
 // ends. When the job program closes the channel (it is done, or died), what still runs is killed.
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { startFfmpeg } from './ffmpeg.js';
+import { reapedChildrenCpuSeconds } from './proc-stat.js';
 import type { SpawnerReply, SpawnerRequest } from './spawner.js';
 
 const running = new Map<number, ChildProcess>();
 
-/** Linux's clock ticks a second as /proc counts them (USER_HZ, 100 on every architecture we run on). */
-const TICKS = 100;
-
 /**
- * CPU seconds of the children this helper has reaped so far (its cutime and cstime: the 16th and
- * 17th fields of /proc/self/stat, the 14th and 15th after the command); undefined without /proc.
- * What an ffmpeg used, nice and setpriv included (they exec it), lands here when it is reaped.
+ * CPU seconds of the children this helper has reaped so far; undefined without /proc. What an
+ * ffmpeg used, nice and setpriv included (they exec it), lands here when it is reaped.
  */
 function reapedCpuS(): number | undefined {
   try {
-    const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[13]) + Number(fields[14])) / TICKS;
+    return reapedChildrenCpuSeconds('self');
   } catch {
     return undefined;
   }
