@@ -11,7 +11,7 @@ import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from '../workers/recorder/capture.js';
 import { recorderDefaults } from '../workers/recorder/inputs.js';
-import { nextPartMs, Parts } from '../workers/recorder/parts.js';
+import { nextPartMs, Parts, stopWaitsMs } from '../workers/recorder/parts.js';
 import { children, waitFor } from './helpers.js';
 import { packetTimes } from './media.js';
 
@@ -117,8 +117,8 @@ function recording(
  * Composes a recording directory as the recorder does: with `partMs`, the first part while the
  * "call" is still at `durationMs`, the rest at the end. `fault`: the stop comes while the first
  * part's ffmpeg runs (at nice 19), which finishes; or while it is stuck (stopped), and it is
- * dropped and redone; or the MP4's muxer is killed after the first part, and the parts are joined
- * instead.
+ * dropped and redone; or while the second runs, after a first so slow that the second is dropped
+ * at once; or the MP4's muxer is killed after the first part, and the parts are joined instead.
  */
 async function compose(
   dir: string,
@@ -130,14 +130,15 @@ async function compose(
 ): Promise<string> {
   const log: string[] = [];
   const parts = recording(dir, tracks, events, partMs, log);
-  parts.whileCapturing({ elapsedMs: durationMs, requestKeyframes: () => undefined });
+  const call = { elapsedMs: durationMs, requestKeyframes: () => undefined };
+  parts.whileCapturing(call);
   const first = join(dir, 'parts', `part-0-${partMs}.mkv`);
+  const running = fault !== undefined && fault !== 'muxer killed';
   if (durationMs >= partMs + 3000) {
-    const running = fault === 'stop while composing' || fault === 'stop while a part is stuck';
     const [what, done] = running ? ['its ffmpeg', `${first}.tmp`] : ['its end', first];
     await waitFor(`the first part during the call: ${what}`, () => existsSync(done), 60_000);
   }
-  if (fault === 'stop while composing' || fault === 'stop while a part is stuck') {
+  if (running) {
     // Its ffmpeg is the spawner helper's child.
     const ffmpeg = children(process.pid)
       .flatMap((pid) => [pid, ...children(pid)])
@@ -146,9 +147,17 @@ async function compose(
     // Stuck: stopped, it cannot finish in the 4 s the stop gives it. Composing: it needs about
     // 0.3 CPU s, but at nice 19 behind a busy host's work it would not get that in 4 s (and be
     // dropped, as designed: with both cores busy this test failed so), so each of its threads
-    // gets nice 0 (nice is per thread).
-    if (fault === 'stop while a part is stuck') process.kill(ffmpeg, 'SIGSTOP');
-    else for (const thread of readdirSync(`/proc/${ffmpeg}/task`)) setPriority(Number(thread), 0);
+    // gets nice 0 (nice is per thread). Slow: stopped for 4.5 s, so that a part of its length
+    // takes over 4 s at its speed, and the next one, composing at the stop, is not waited for.
+    if (fault === 'stop while composing')
+      for (const thread of readdirSync(`/proc/${ffmpeg}/task`)) setPriority(Number(thread), 0);
+    else process.kill(ffmpeg, 'SIGSTOP');
+    if (fault === 'stop after a slow part') {
+      await new Promise((r) => setTimeout(r, 4500));
+      process.kill(ffmpeg, 'SIGCONT');
+      await waitFor('the slow part composed', () => log.some((l) => l.startsWith('composed 0.0-')), 60_000);
+      parts.whileCapturing(call);
+    }
   }
   if (fault === 'muxer killed') {
     const muxer = children(process.pid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('pipe:3'));
@@ -163,15 +172,23 @@ async function compose(
     'the MP4 streams of every part are removed once added, or once their compose failed',
   );
   // A part composing at the stop finishes at nice 19 in the time it is given; a stuck one is
-  // dropped, and composed again with the rest at full priority.
+  // dropped after it, and one that would not finish in it at the last part's speed at once: each
+  // is composed again with the rest at full priority.
   if (fault === 'stop while composing') assert.ok(existsSync(first), log.join('\n'));
-  if (fault === 'stop while a part is stuck') assert.ok(!existsSync(first), log.join('\n'));
+  if (fault === 'stop while a part is stuck') {
+    assert.ok(!existsSync(first), log.join('\n'));
+    assert.match(log.join('\n'), /part of 0\.0-2\.0 s is composed again .*: not done 4 s after the stop/);
+  }
+  if (fault === 'stop after a slow part') {
+    assert.ok(existsSync(first), log.join('\n'));
+    assert.match(log.join('\n'), /part of 2\.0-4\.0 s is composed again .*: at the last part's speed/);
+  }
   // Without a fault, no join: the MP4 was written as the parts were composed.
   assert.equal(/joined instead|left for a join/.test(log.join('\n')), fault === 'muxer killed', log.join('\n'));
   return output;
 }
 
-type Fault = 'stop while composing' | 'stop while a part is stuck' | 'muxer killed';
+type Fault = 'stop while composing' | 'stop while a part is stuck' | 'stop after a slow part' | 'muxer killed';
 
 describe('recorder compose', () => {
   after(() => rmSync(root, { recursive: true, force: true }));
@@ -181,6 +198,7 @@ describe('recorder compose', () => {
     [2000, undefined],
     [2000, 'stop while composing'],
     [2000, 'stop while a part is stuck'],
+    [2000, 'stop after a slow part'],
     [2000, 'muxer killed'],
   ] as const) {
     it(`lays a camera turned off and on again in its tile, background in the gaps; a person without camera gets a background tile (parts of ${partMs / 1000} s${fault ? `, ${fault}` : ''})`, async () => {
@@ -386,6 +404,14 @@ describe('recorder compose', () => {
     assert.equal(nextPartMs(10_000, 500, 10_000, 30_000), 30_000);
     assert.equal(nextPartMs(10_000, 4000, 10_000, 30_000), 10_000);
     assert.equal(nextPartMs(10_000, 1400, 10_000, 10_000), 10_000, 'PART_SEC fixes them');
+  });
+
+  it("waits at the stop for the part composing only while the last part's speed says it ends within 4 s", () => {
+    // The part before took 0.6 s a second: a part of 10 s takes about 6 s.
+    assert.equal(stopWaitsMs({ lengthMs: 10_000, forMs: 1000 }, 0.6), 0, '5 s left: composed again with the rest');
+    assert.equal(stopWaitsMs({ lengthMs: 10_000, forMs: 2500 }, 0.6), 4000, '3.5 s left');
+    assert.equal(stopWaitsMs({ lengthMs: 10_000, forMs: 1000 }, 0.3), 4000, 'faster parts');
+    assert.equal(stopWaitsMs({ lengthMs: 10_000, forMs: 0 }, undefined), 4000, 'the first part');
   });
 
   it('composes the next part at the length the last one earned, and the parts still make the whole recording', async () => {

@@ -36,11 +36,27 @@ export function nextPartMs(composedMs: number, wallMs: number, partMs: number, l
   return Math.min(longestMs, Math.max(partMs, fits));
 }
 
+/**
+ * How long the stop waits for the part composing at nice 19 (`running`: its length and how long it
+ * has run): LAST_PART_BUDGET_MS while it should end within that, by the speed of the part before it
+ * (`msPerMs`: wall ms per ms of the call; unknown for the first part), and not at all when it
+ * should not: waiting out the budget and then composing it again with the rest put both delays in
+ * stop → posted.
+ */
+export function stopWaitsMs(running: { lengthMs: number; forMs: number }, msPerMs: number | undefined): number {
+  const leftMs = msPerMs === undefined ? 0 : msPerMs * running.lengthMs - running.forMs;
+  return leftMs <= LAST_PART_BUDGET_MS ? LAST_PART_BUDGET_MS : 0;
+}
+
 export class Parts {
   private readonly partsDir: string;
   private doneMs = 0;
   private askedFor = -1;
   private running?: Promise<void>;
+  /** the part composing at nice 19 and when it started (performance.now()) */
+  private runningPart?: Window & { startedAt: number };
+  /** wall ms per ms of the call the last part took to compose at nice 19 */
+  private msPerMs?: number;
   /** aborted at the stop: a part composing at nice 19 is dropped, finish() composes it at full priority */
   private readonly stopping = new AbortController();
   private failed = false;
@@ -105,6 +121,7 @@ export class Parts {
       for (const file of [streams?.picture, streams?.sound]) if (file) rmSync(file, { force: true });
     }
     const wallMs = performance.now() - started;
+    if (duringCall) this.msPerMs = wallMs / (w.toMs - w.fromMs);
     const grown = duringCall ? nextPartMs(w.toMs - w.fromMs, wallMs, this.partMs, this.longestMs) : this.lengthMs;
     this.log(
       `composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${(wallMs / 1000).toFixed(1)} s` +
@@ -123,7 +140,8 @@ export class Parts {
       capture.requestKeyframes();
     }
     if (this.running || this.failed || elapsed < next + SETTLE_MS) return;
-    this.running = this.compose({ fromMs: this.doneMs, toMs: next }, elapsed, true)
+    this.runningPart = { fromMs: this.doneMs, toMs: next, startedAt: performance.now() };
+    this.running = this.compose(this.runningPart, elapsed, true)
       .catch((err) => {
         // Not retried during the call: the end composes everything from here in one go.
         this.failed = true;
@@ -138,9 +156,10 @@ export class Parts {
    * it, when there is no MP4 written during the call). A part still being composed at nice 19 is
    * given LAST_PART_BUDGET_MS to finish (its length was chosen to compose in that, and on an idle
    * host it does: dropping it threw a part's compose away, and a 60 s recording in parts that grew
-   * to 25 s composed at 12.17 CPU s a minute against 10.38 in parts of 10 s); if it has not, it is
-   * dropped and composed again with the rest at full priority: on a busy host it could wait behind
-   * everything else for minutes.
+   * to 25 s composed at 12.17 CPU s a minute against 10.38 in parts of 10 s), unless the last
+   * part's speed says it will not (stopWaitsMs); if it has not finished, it is dropped and composed
+   * again with the rest at full priority: on a busy host it could wait behind everything else for
+   * minutes.
    */
   async finish(durationMs: number, output: string): Promise<void> {
     try {
@@ -151,9 +170,20 @@ export class Parts {
   }
 
   private async finishParts(durationMs: number, output: string): Promise<void> {
-    await Promise.race([this.running, sleep(LAST_PART_BUDGET_MS, undefined, { ref: false })]);
+    const part = this.running ? this.runningPart : undefined;
+    const waitMs = part
+      ? stopWaitsMs({ lengthMs: part.toMs - part.fromMs, forMs: performance.now() - part.startedAt }, this.msPerMs)
+      : 0;
+    await Promise.race([this.running, sleep(waitMs, undefined, { ref: false })]);
     this.stopping.abort();
     await this.running;
+    if (part && this.doneMs < part.toMs)
+      this.log(
+        `the part of ${(part.fromMs / 1000).toFixed(1)}-${(part.toMs / 1000).toFixed(1)} s is composed again with the rest at full priority: ` +
+          (waitMs > 0
+            ? `not done ${waitMs / 1000} s after the stop`
+            : `at the last part's speed it would not be done within ${LAST_PART_BUDGET_MS / 1000} s`),
+      );
     const fps = this.inputs.frame_rate;
     if (frameAt(durationMs, fps) > frameAt(this.doneMs, fps))
       await this.compose({ fromMs: this.doneMs, toMs: durationMs }, durationMs);
