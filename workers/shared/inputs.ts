@@ -25,7 +25,9 @@ export function readInputs<T>(schema: TObject, env: NodeJS.ProcessEnv, defaults:
       input[key] = key === 'site_url' ? raw.replace(/\/$/, '') : raw;
     }
   }
-  const validate = new Ajv({ strict: false, allErrors: false }).compile(schema);
+  // Our own schema, which the API compiles with Ajv's checks of it: here, at every job's start,
+  // compiling JSON Schema's meta-schema to check it again cost 40 of 75 ms of CPU.
+  const validate = new Ajv({ strict: false, allErrors: false, meta: false, validateSchema: false }).compile(schema);
   if (!validate(input)) {
     const message = describeValidation(validate.errors!, 'input_data', {});
     // "input_data.width must be ..." → "WIDTH must be ..."
