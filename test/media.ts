@@ -81,6 +81,13 @@ export const vp8Encoder = (bitrate: string, gop: number): string[] => [
   ...['-b:v', bitrate, '-g', String(gop)],
 ];
 
+/** The picture of `file` at `atS`, 160x90 in grey: enough to tell whether it changes. */
+export const greyFrame = (file: string, atS: number): Buffer =>
+  execFileSync('ffmpeg', [
+    ...['-loglevel', 'error', '-ss', String(atS), '-i', file],
+    ...['-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', '160x90', '-'],
+  ]);
+
 /** VP8 RTP of ffmpeg's moving test pattern, for `seconds`. */
 export function vp8Source(
   onPacket: (rtp: RtpPacket) => void,

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { MattermostStandIn } from './mattermost-standin.js';
-import { avOffsets, flashAndBeep, h264Source, opusSource, vp8Source } from './media.js';
+import { avOffsets, flashAndBeep, greyFrame, h264Source, opusSource, vp8Source } from './media.js';
 import { waitFor } from './helpers.js';
 import { JobProgramHarness } from './job-program.js';
 
@@ -197,25 +197,7 @@ describe('recorder job program', () => {
     const info = probe(file);
     assert.equal(info.streams.find((s) => s.codec_type === 'video')!.codec_name, 'h264');
     // The moving test pattern is in the tile: the picture changes from second to second.
-    const frame = (at: number) =>
-      execFileSync('ffmpeg', [
-        '-loglevel',
-        'error',
-        '-ss',
-        String(at),
-        '-i',
-        file,
-        '-frames:v',
-        '1',
-        '-f',
-        'rawvideo',
-        '-pix_fmt',
-        'gray',
-        '-s',
-        '160x90',
-        '-',
-      ]);
-    assert.ok(!frame(2).equals(frame(3.5)), 'the camera picture moves');
+    assert.ok(!greyFrame(file, 2).equals(greyFrame(file, 3.5)), 'the camera picture moves');
   });
 
   it('a recorder killed mid-call leaves media that --recover assembles and keeps', async () => {
