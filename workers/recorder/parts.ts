@@ -48,6 +48,9 @@ export function stopWaitsMs(running: { lengthMs: number; forMs: number }, msPerM
   return leftMs <= LAST_PART_BUDGET_MS ? LAST_PART_BUDGET_MS : 0;
 }
 
+/** A part's window as the log gives it: `40.0-60.3 s`. */
+const span = (w: Window) => `${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s`;
+
 export class Parts {
   private readonly partsDir: string;
   private doneMs = 0;
@@ -124,7 +127,7 @@ export class Parts {
     if (duringCall) this.msPerMs = wallMs / (w.toMs - w.fromMs);
     const grown = duringCall ? nextPartMs(w.toMs - w.fromMs, wallMs, this.partMs, this.longestMs) : this.lengthMs;
     this.log(
-      `composed ${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s in ${(wallMs / 1000).toFixed(1)} s` +
+      `composed ${span(w)} in ${(wallMs / 1000).toFixed(1)} s` +
         (cpuS === undefined ? '' : ` (${cpuS.toFixed(2)} CPU s)`) +
         (grown !== this.lengthMs ? `; parts of ${grown / 1000} s from here` : ''),
     );
@@ -179,7 +182,7 @@ export class Parts {
     await this.running;
     if (part && this.doneMs < part.toMs)
       this.log(
-        `the part of ${(part.fromMs / 1000).toFixed(1)}-${(part.toMs / 1000).toFixed(1)} s is composed again with the rest at full priority: ` +
+        `the part of ${span(part)} is composed again with the rest at full priority: ` +
           (waitMs > 0
             ? `not done ${waitMs / 1000} s after the stop`
             : `at the last part's speed it would not be done within ${LAST_PART_BUDGET_MS / 1000} s`),
