@@ -55,9 +55,8 @@ export class Parts {
   private readonly partsDir: string;
   private doneMs = 0;
   private askedFor = -1;
-  private running?: Promise<void>;
-  /** the part composing at nice 19 and when it started (performance.now()) */
-  private runningPart?: Window & { startedAt: number };
+  /** the part composing at nice 19: its window, when it started (performance.now()), its end */
+  private running?: Window & { startedAt: number; done: Promise<void> };
   /** wall ms per ms of the call the last part took to compose at nice 19 */
   private msPerMs?: number;
   /** aborted at the stop: a part composing at nice 19 is dropped, finish() composes it at full priority */
@@ -143,8 +142,8 @@ export class Parts {
       capture.requestKeyframes();
     }
     if (this.running || this.failed || elapsed < next + SETTLE_MS) return;
-    this.runningPart = { fromMs: this.doneMs, toMs: next, startedAt: performance.now() };
-    this.running = this.compose(this.runningPart, elapsed, true)
+    const part = { fromMs: this.doneMs, toMs: next, startedAt: performance.now() };
+    const done = this.compose(part, elapsed, true)
       .catch((err) => {
         // Not retried during the call: the end composes everything from here in one go.
         this.failed = true;
@@ -152,6 +151,7 @@ export class Parts {
           this.log(`parts from ${this.doneMs / 1000} s are left for the end: ${(err as Error).message}`);
       })
       .finally(() => (this.running = undefined));
+    this.running = { ...part, done };
   }
 
   /**
@@ -173,13 +173,13 @@ export class Parts {
   }
 
   private async finishParts(durationMs: number, output: string): Promise<void> {
-    const part = this.running ? this.runningPart : undefined;
+    const part = this.running;
     const waitMs = part
       ? stopWaitsMs({ lengthMs: part.toMs - part.fromMs, forMs: performance.now() - part.startedAt }, this.msPerMs)
       : 0;
-    await Promise.race([this.running, sleep(waitMs, undefined, { ref: false })]);
+    await Promise.race([part?.done, sleep(waitMs, undefined, { ref: false })]);
     this.stopping.abort();
-    await this.running;
+    await part?.done;
     if (part && this.doneMs < part.toMs)
       this.log(
         `the part of ${span(part)} is composed again with the rest at full priority: ` +

@@ -17,9 +17,7 @@ export interface SpawnerReply {
 }
 
 /** How an ffmpeg went: the CPU seconds it used, where they could be read. */
-export interface FfmpegRun {
-  cpuS?: number;
-}
+export type FfmpegRun = Pick<SpawnerReply, 'cpuS'>;
 
 const HELPER = fileURLToPath(new URL('./spawner-process.js', import.meta.url));
 
