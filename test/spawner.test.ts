@@ -63,11 +63,10 @@ describe('spawner', () => {
       let done = false;
       void running.finally(() => (done = true)).catch(() => {});
       while (!done) {
-        for (const pid of ffmpegsBelow(process.pid)) {
-          try {
-            seenS = Math.max(seenS, cpuSeconds(pid));
-          } catch {} // ended meanwhile
-        }
+        // A process listed may be reaped before it is read: the look is skipped, and the next one reads it.
+        try {
+          for (const pid of ffmpegsBelow(process.pid)) seenS = Math.max(seenS, cpuSeconds(pid));
+        } catch {}
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       return { ...(await running), seenS, wallS: (performance.now() - started) / 1000 };
