@@ -104,21 +104,26 @@ const keyPrefix: Parser<string> = (raw, name) => {
   return raw;
 };
 
-/** `calls-recorder=/path/to/program.js,calls-transcriber=/path/...`: overrides the built-in map. */
-const programMap: Parser<Record<string, string>> = (raw, name) => {
-  const map: Record<string, string> = {};
-  for (const entry of raw
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    const eq = entry.indexOf('=');
-    if (eq <= 0 || eq === entry.length - 1) {
-      throw new ConfigError(name, `expected name=path entries separated by commas, got ${JSON.stringify(entry)}`);
+/** `a=b,c=d` pairs, `form` as the error spells them; `valueRequired`: `a=` is refused. */
+const pairs =
+  (form: string, valueRequired: boolean): Parser<Record<string, string>> =>
+  (raw, name) => {
+    const map: Record<string, string> = {};
+    for (const entry of raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
+      const eq = entry.indexOf('=');
+      if (eq <= 0 || (valueRequired && eq === entry.length - 1))
+        throw new ConfigError(name, `expected ${form} entries separated by commas, got ${JSON.stringify(entry)}`);
+      map[entry.slice(0, eq)] = entry.slice(eq + 1);
     }
-    map[entry.slice(0, eq)] = entry.slice(eq + 1);
-  }
-  return map;
-};
+    return map;
+  };
+
+/** `calls-recorder=/path/to/program.js,calls-transcriber=/path/...`: overrides the built-in map. */
+const programMap = pairs('name=path', true);
+const keyValues = pairs('key=value', false);
 
 /** `8443-8943`: werift binds one UDP port per peer connection (two per participant). */
 const portRange: Parser<[number, number]> = (raw, name) => {
@@ -230,21 +235,6 @@ const json =
   };
 const jsonArray = json<Record<string, unknown>[]>('array');
 const jsonObject = json<Record<string, Record<string, unknown>>>('object');
-
-/** `a=b,c=d` pairs. */
-const keyValues: Parser<Record<string, string>> = (raw, name) => {
-  const map: Record<string, string> = {};
-  for (const entry of raw
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    const eq = entry.indexOf('=');
-    if (eq <= 0)
-      throw new ConfigError(name, `expected key=value entries separated by commas, got ${JSON.stringify(entry)}`);
-    map[entry.slice(0, eq)] = entry.slice(eq + 1);
-  }
-  return map;
-};
 
 export const variables = {
   listen: variable(

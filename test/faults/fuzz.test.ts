@@ -29,6 +29,7 @@ import { Sfu } from '../../src/sfu/server/server.js';
 import { joinTokenPolicy } from '../../src/sfu/server/policy.js';
 import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { mintToken } from '../../src/sfu/token.js';
+import { actions as pluginActions } from '../../src/sfu/protocol/calls.js';
 import { createLogger } from '../../src/log.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
@@ -229,25 +230,8 @@ describe('fuzz: the signalling WebSocket', () => {
   it(`${Math.ceil(FUZZ_COUNT / 3)} mutated frames: clean closes or answers, the SFU lives, and a participant still joins`, async () => {
     const call = ids();
     const token = (user: string) => mintToken(secret, { call, user, name: user, role: 'participant', ttlSec: 300 });
-    const actions = [
-      'join',
-      'leave',
-      'reconnect',
-      'sdp',
-      'ice',
-      'mute',
-      'unmute',
-      'raise_hand',
-      'lower_hand',
-      'screen_on',
-      'screen_off',
-      'video_on',
-      'video_off',
-      'react',
-      'caption',
-      'metric',
-      'nope',
-    ].map((a) => `custom_com.mattermost.calls_${a}`);
+    // Every action of the protocol (calls.ts), and names the server does not know.
+    const actions = [...pluginActions, 'lower_hand', 'nope'].map((a) => `custom_com.mattermost.calls_${a}`);
     let seq = 1;
     /** `wellFormed`: a request the server reads, with mutated data, so that it reaches the handlers. */
     const frame = (wellFormed: boolean): string | Buffer => {
