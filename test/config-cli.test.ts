@@ -39,6 +39,11 @@ describe('configuration', () => {
     assert.equal(c.failedJobsRetention, 30 * 86_400_000);
     assert.equal(c.imageRegistry, 'mattermost');
     assert.deepEqual(loadConfig({ API_HTTP_LISTENADDRESS: ':4545' }).listen, { host: '0.0.0.0', port: 4545 });
+    // A node label's value may be empty; a program's path may not.
+    assert.deepEqual(loadConfig({ JOBS_KUBERNETES_NODESELECTOR: ' disk=ssd, gpu= ' }).k8sNodeSelector, {
+      disk: 'ssd',
+      gpu: '',
+    });
   });
 
   const bad: [Record<string, string>, RegExp][] = [
@@ -54,6 +59,8 @@ describe('configuration', () => {
     [{ REDIS_URL: 'http://127.0.0.1:6379' }, /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL/],
     [{ LOGGER_CONSOLELEVEL: 'loud' }, /^LOGGER_CONSOLELEVEL: must be one of debug, info, warn, error/],
     [{ JOBS_PROCESSPROGRAMS: 'calls-recorder' }, /^JOBS_PROCESSPROGRAMS: expected name=path entries/],
+    [{ JOBS_PROCESSPROGRAMS: 'calls-recorder=' }, /^JOBS_PROCESSPROGRAMS: expected name=path entries/],
+    [{ JOBS_KUBERNETES_NODESELECTOR: '=ssd' }, /^JOBS_KUBERNETES_NODESELECTOR: expected key=value entries/],
     [{ SFU_ICEPORTRANGE: '8443' }, /^SFU_ICEPORTRANGE: expected a port range like 8443-8943/],
     [{ SFU_ICEHOSTOVERRIDE: 'example.com' }, /^SFU_ICEHOSTOVERRIDE: expected an IPv4 address/],
     [{ SFU_TOKENSECRET: 'short' }, /^SFU_TOKENSECRET: must be at least 32 characters/],
