@@ -268,9 +268,15 @@ describe('docker runner through the service', () => {
         30_000,
       );
       assert.match(job.error, /stopped responding/);
-      assert.match(
-        (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text,
-        /ended this job's docker program: no live worker supervised it/,
+      // The worker writes the line once Docker's stop has returned, which comes after the
+      // container shows as ended: a loaded machine read the log in between.
+      await waitFor(
+        "the log says the next worker ended the job's container",
+        async () =>
+          /ended this job's docker program: no live worker supervised it/.test(
+            (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text,
+          ),
+        30_000,
       );
       const runs = (await docker.listContainers({ all: true, filters: { label: [`${LABELS.job}=${id}`] } })).length;
       assert.equal(runs, 1, 'one container ever: never run twice');
