@@ -49,7 +49,6 @@ describe('worker crash', () => {
 
     first.kill('SIGKILL');
     await once(first, 'exit');
-    const killedAt = Date.now();
     const job = await waitFor(
       'job failed',
       async () => {
@@ -58,11 +57,12 @@ describe('worker crash', () => {
       },
       20_000,
     );
+    // Failed by the lease's sweeper (its words), not by BullMQ's stalled check: the test asserts
+    // the mechanism, not a wall-clock time (20 s above is only the wait's margin).
     assert.equal(
       job.error,
       'the worker running this job stopped responding (no lease renewal for 3 s); the job was abandoned, its log kept',
     );
-    assert.ok(Date.now() - killedAt < 10_000, 'failed within the lease time and a sweep');
     const log = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
     assert.match(log, /test job .* starting/, 'the log is kept');
     assert.match(log, /stopped responding/, 'and says what happened');
