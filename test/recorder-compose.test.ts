@@ -400,10 +400,10 @@ describe('recorder compose', () => {
 
   it('lengthens the parts while they compose fast enough for the stop, up to the longest, in whole seconds', () => {
     // 10 s composed in 1.4 s: 4 s after the stop hold 28.6 s, minus the 3 s a part settles.
-    assert.equal(nextPartMs(10_000, 1400, 10_000, 30_000), 25_000);
-    assert.equal(nextPartMs(10_000, 500, 10_000, 30_000), 30_000);
-    assert.equal(nextPartMs(10_000, 4000, 10_000, 30_000), 10_000);
-    assert.equal(nextPartMs(10_000, 1400, 10_000, 10_000), 10_000, 'PART_SEC fixes them');
+    assert.equal(nextPartMs(0.14, 10_000, 30_000), 25_000);
+    assert.equal(nextPartMs(0.05, 10_000, 30_000), 30_000);
+    assert.equal(nextPartMs(0.4, 10_000, 30_000), 10_000);
+    assert.equal(nextPartMs(0.14, 10_000, 10_000), 10_000, 'PART_SEC fixes them');
   });
 
   it("waits at the stop for the part composing only while the last part's speed says it ends within 4 s", () => {

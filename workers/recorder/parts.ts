@@ -25,14 +25,15 @@ const LAST_PART_BUDGET_MS = 4000;
 export const LONGEST_PART_MS = 30_000;
 
 /**
- * The next part's length, from how long the last one took to compose (at nice 19 beside the call:
- * no less than the same part takes at full priority after the stop): as long as the last part, with what
- * arrives while it settles, still composes within LAST_PART_BUDGET_MS, in whole seconds from
- * `partMs` to `longestMs`. Each part costs a process and an encoder's start, about 0.2 CPU s at
- * low and 0.35 at medium (10–12 % of a part of 10 s).
+ * The next part's length, from how long the last one took to compose (`msPerMs`: wall ms per ms of
+ * the call, at nice 19 beside the call: no less than the same part takes at full priority after
+ * the stop): as long as the last part, with what arrives while it settles, still composes within
+ * LAST_PART_BUDGET_MS, in whole seconds from `partMs` to `longestMs`. Each part costs a process and
+ * an encoder's start: 0.2 CPU s at low and 0.35 at medium on the tracks first measured, nothing
+ * beyond what runs vary by on generated cameras (README, bench/recorder).
  */
-export function nextPartMs(composedMs: number, wallMs: number, partMs: number, longestMs: number): number {
-  const fits = Math.floor((LAST_PART_BUDGET_MS * (composedMs / wallMs) - SETTLE_MS) / 1000) * 1000;
+export function nextPartMs(msPerMs: number, partMs: number, longestMs: number): number {
+  const fits = Math.floor((LAST_PART_BUDGET_MS / msPerMs - SETTLE_MS) / 1000) * 1000;
   return Math.min(longestMs, Math.max(partMs, fits));
 }
 
@@ -123,8 +124,11 @@ export class Parts {
       for (const file of [streams?.picture, streams?.sound]) if (file) rmSync(file, { force: true });
     }
     const wallMs = performance.now() - started;
-    if (duringCall) this.msPerMs = wallMs / (w.toMs - w.fromMs);
-    const grown = duringCall ? nextPartMs(w.toMs - w.fromMs, wallMs, this.partMs, this.longestMs) : this.lengthMs;
+    let grown = this.lengthMs;
+    if (duringCall) {
+      this.msPerMs = wallMs / (w.toMs - w.fromMs);
+      grown = nextPartMs(this.msPerMs, this.partMs, this.longestMs);
+    }
     this.log(
       `composed ${span(w)} in ${(wallMs / 1000).toFixed(1)} s` +
         (cpuS === undefined ? '' : ` (${cpuS.toFixed(2)} CPU s)`) +
