@@ -124,6 +124,28 @@ describe('websocket frames', () => {
     assert.throws(() => decodeRequest(bytes('c1')), ProtocolError);
   });
 
+  it('refuses msgpack headers that claim more than a frame can hold, before allocating them', () => {
+    // 20,000 array headers of 65,535 elements each in a 60 KB frame: msgpack's defaults allocated
+    // every one (10 GB), and a 6 KB frame of them exhausted a 512 MB heap
+    const arrays = bytes('dcffff'.repeat(20_000));
+    const map = bytes('dfffffffff');
+    const str = bytes(`dbffffffff${'61'.repeat(16)}`);
+    for (const frame of [arrays, map, str]) {
+      assert.throws(() => decodeRequest(frame), ProtocolError);
+      assert.throws(() => decodeDc(frame), ProtocolError);
+    }
+  });
+
+  it('unpacks SDP whose zlib spans many of its inflate steps', () => {
+    // 60 KiB of candidate lines: their zlib is over 10 of the 1 KiB steps
+    const lines = Array.from({ length: 1200 }, (_, k) => `a=candidate:${k} 1 udp ${(k * 7919) % 65521} 10.${k % 250}.${(k * 31) % 250}.1 ${1024 + ((k * 613) % 60000)} typ host`);
+    const large = { type: 'answer' as const, sdp: lines.join('\r\n').slice(0, 60 * 1024) };
+    const packed = packSdp(large);
+    assert.ok(packed.length > 10 * 1024, `${packed.length} bytes of zlib`);
+    assert.deepEqual(unpackSdp(packed), large);
+    assert.deepEqual(unpackSdp(new Uint8Array(deflateSync(JSON.stringify(large)))), large);
+  });
+
   it('unpacks only zlib SDP JSON of at most 64 KiB', () => {
     assert.throws(() => unpackSdp('not bytes'), /must be bytes/);
     assert.throws(() => unpackSdp(new Uint8Array(deflateRawSync('{}'))), /not zlib/);
@@ -135,6 +157,11 @@ describe('websocket frames', () => {
       () => unpackSdp(bomb),
       (err: Error) => err instanceof ProtocolError && /64 KiB|not zlib/.test(err.message),
     );
+    // 64 MiB of zeros in 64 KB of zlib, and zlib cut short
+    const zeros = new Uint8Array(deflateSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 }));
+    assert.throws(() => unpackSdp(zeros), /larger than 64 KiB/);
+    assert.throws(() => unpackSdp(packSdp(offer).subarray(0, 20)), /not zlib/);
+    assert.throws(() => unpackSdp(new Uint8Array(0)), /not zlib/);
     const big = { type: 'offer', sdp: 'a'.repeat(MAX_SDP_BYTES) };
     assert.throws(() => unpackSdp(new Uint8Array(deflateSync(JSON.stringify(big)))), ProtocolError);
   });

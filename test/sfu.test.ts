@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { RtpHeader, RtpPacket } from 'werift';
 import { WebSocket } from 'ws';
+import { connect } from 'node:net';
+import { encode } from '@msgpack/msgpack';
+import { packSdp } from '../src/sfu/protocol/wire.js';
 import { Sfu } from '../src/sfu/server/server.js';
 import { counters } from '../src/sfu/server/track.js';
 import { Listener } from '../workers/transcriber/listen.js';
@@ -485,5 +488,157 @@ describe('limits of the bundled SFU', () => {
       await sfu.close();
       await small.close();
     }
+  });
+});
+
+describe('the bundled SFU against strangers and misbehaving sockets', () => {
+  let sfu: Sfu;
+  let url: string;
+  before(async () => {
+    sfu = new Sfu({
+      host: '127.0.0.1',
+      port: 0,
+      ice: { bindAddress: '127.0.0.1', portRange: [42800, 42900] },
+      policy: joinTokenPolicy(SECRET),
+      pingIntervalMs: 300,
+      log: createLogger(testConfig(), 'sfu'),
+    });
+    url = await sfu.listen();
+  });
+  after(() => sfu.close());
+
+  /** A signalling socket driven by hand: what it received, in order. */
+  const socket = async (tok: string, options: { autoPong?: boolean } = {}) => {
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/api/v4/websocket`, {
+      headers: { authorization: `Bearer ${tok}` },
+      ...options,
+    });
+    ws.on('error', () => undefined);
+    const frames: { event?: string; data?: Record<string, unknown> }[] = [];
+    ws.on('message', (d) => frames.push(JSON.parse(String(d))));
+    const closed = new Promise<number>((r) => ws.once('close', r));
+    await waitFor('hello', () => frames.length > 0);
+    let seq = 1;
+    const send = (action: string, data: Record<string, unknown>) =>
+      ws.send(JSON.stringify({ action: `custom_com.mattermost.calls_${action}`, seq: seq++, data }));
+    const events = (name: string) => frames.filter((f) => f.event === `custom_com.mattermost.calls_${name}`);
+    return { ws, send, events, closed };
+  };
+  /** What the server answers on a raw TCP connection to `request`, once it closes or 2 s pass. */
+  const raw = (request: string, reset = false) =>
+    new Promise<string>((resolve) => {
+      const { port } = new URL(url);
+      const c = connect(Number(port), '127.0.0.1', () => c.write(request));
+      let text = '';
+      c.on('data', (d) => {
+        text += String(d);
+        // a peer that resets the connection as soon as it has read a refusal
+        if (reset && text.includes('\r\n\r\n')) c.resetAndDestroy();
+      });
+      c.on('error', () => undefined);
+      c.on('close', () => resolve(text));
+      setTimeout(() => c.destroy(), 2000).unref();
+    });
+
+  it('answers request targets the URL parser refuses, and lives through peers that reset after a refusal', async () => {
+    // Node's HTTP parser passes these targets on; `new URL` threw in the request handler
+    for (const target of ['//', '/\\', '//a:99999'])
+      assert.match(await raw(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 400/, target);
+    const upgrade = (target: string, auth: string) =>
+      `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n${auth}\r\n`;
+    assert.equal(await raw(upgrade('//', '')), '');
+    // the refused socket had no error listener: a reset after the 401 was an uncaught error
+    for (let i = 0; i < 5; i++)
+      assert.match(
+        await raw(upgrade('/api/v4/websocket', 'Authorization: Bearer garbage\r\n'), true),
+        /^HTTP\/1\.1 401/,
+      );
+    // msgpack array headers of 65,535 elements each: the socket is closed, nothing allocated
+    const call = callId();
+    const mallory = await socket(token(call, 'mallory'));
+    mallory.ws.send(Buffer.from('dcffff'.repeat(20_000), 'hex'));
+    assert.equal(await mallory.closed, 1003);
+    const alice = await join(call, 'alice');
+    assert.ok(alice.me?.sessionId, 'a participant joins after them');
+    alice.leave();
+    await waitFor('alice gone', () => sfu.participantCount === 0);
+  });
+
+  const join = async (call: string, user: string) => {
+    const p = new HeadlessParticipant({ siteUrl: url, callId: call, token: token(call, user) });
+    await p.join();
+    return p;
+  };
+
+  it('a socket that signals for a session cannot take over another with reconnect: both end after the window', async () => {
+    const call = callId();
+    const first = await socket(token(call, 'eve'));
+    first.send('join', { channelID: call });
+    await waitFor('joined', () => first.events('join')[0]);
+    const [original] = first.events('join').map((e) => String(e.data!.connID));
+    first.ws.close();
+    await first.closed;
+    const second = await socket(token(call, 'eve'));
+    second.send('join', { channelID: call });
+    await waitFor('joined again', () => second.events('join')[0]);
+    second.send('reconnect', { originalConnID: original, channelID: call });
+    second.send('call_state', { channelID: call }); // answered after the reconnect was handled
+    await waitFor('call_state', () => second.events('call_state')[1]);
+    second.ws.close();
+    await second.closed;
+    // each session ends when the plugin's reconnection window (10 s) passes; one orphaned by the
+    // reconnect stayed in the SFU for good
+    await waitFor('both sessions ended', () => sfu.participantCount === 0, 30_000);
+  });
+
+  it('a token bound to one call gets no state of another', async () => {
+    const [mine, theirs] = [callId(), callId()];
+    const alice = await join(mine, 'alice');
+    const bob = await join(theirs, 'bob');
+    const mallory = await socket(token(mine, 'mallory'));
+    mallory.send('call_state', { channelID: theirs });
+    mallory.send('call_state', { channelID: mine });
+    await waitFor('call_state', () => mallory.events('call_state')[0]);
+    assert.deepEqual(
+      mallory.events('call_state').map((e) => e.data!.channel_id),
+      [mine],
+    );
+    mallory.ws.close();
+    alice.leave();
+    bob.leave();
+  });
+
+  it('refuses an offer whose sections would each take a transport and sockets of their own', async () => {
+    const call = callId();
+    const mallory = await socket(token(call, 'mallory'));
+    mallory.send('join', { channelID: call });
+    await waitFor('joined', () => mallory.events('join')[0]);
+    const section = (mid: number) =>
+      `m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:${mid}\r\na=sendonly\r\na=ice-ufrag:abcd\r\na=ice-pwd:${'p'.repeat(24)}\r\na=fingerprint:sha-256 ${Array(32).fill('AB').join(':')}\r\na=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n`;
+    const offer = (sections: number, bundled: boolean) => {
+      const mids = Array.from({ length: sections }, (_, k) => k);
+      const group = bundled ? `a=group:BUNDLE ${mids.join(' ')}\r\n` : '';
+      const sdp = `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n${group}${mids.map(section).join('')}`;
+      mallory.ws.send(
+        encode({ action: 'custom_com.mattermost.calls_sdp', seq: 99, data: { data: packSdp({ type: 'offer', sdp }) } }),
+      );
+    };
+    offer(8, false);
+    offer(40, true);
+    await waitFor('two errors', () => mallory.events('error')[1]);
+    assert.deepEqual(
+      mallory.events('error').map((e) => e.data!.data),
+      ['an offer must bundle all its media sections in one BUNDLE group', 'an offer holds at most 32 media sections'],
+    );
+    mallory.ws.close();
+    await waitFor('mallory gone', () => sfu.participantCount === 0, 30_000);
+  });
+
+  it('cuts a socket that stops answering pings', async () => {
+    const silent = await socket(token(callId(), 'mallory'), { autoPong: false });
+    const answering = await socket(token(callId(), 'alice'));
+    assert.equal(await silent.closed, 1006);
+    assert.equal(answering.ws.readyState, WebSocket.OPEN);
+    answering.ws.close();
   });
 });

@@ -12,7 +12,7 @@ import type { IceOptions } from '../ice.js';
 import { type Action, type EventName, RECONNECT_WINDOW_MS, actions } from '../protocol/calls.js';
 import { PREFIX, ProtocolError, type WsRequest, decodeRequest, isObject, unpackSdp } from '../protocol/wire.js';
 import { Call } from './call.js';
-import { type Identity, WsConnection } from './connection.js';
+import { type Identity, RateLimit, WsConnection } from './connection.js';
 import type { RtcSession } from './session.js';
 import { counters } from './track.js';
 
@@ -29,6 +29,8 @@ export interface SfuOptions {
   ice: IceOptions;
   /** people and bots in one call (default 100) */
   maxCallParticipants?: number;
+  /** how often each socket is pinged; one that has not answered by the next ping is cut (default 60 s, as Mattermost) */
+  pingIntervalMs?: number;
   policy: CallsPolicy;
   log: Logger;
 }
@@ -44,8 +46,6 @@ const MAX_CONNECTIONS = 2000;
 const PORTS_PER_SESSION = 2;
 /** Mattermost closes a socket that has not authenticated within this long. */
 const AUTH_TIMEOUT_MS = 5_000;
-/** The plugin's per-session rate limit: 10 messages a second, bursts of 100; the excess is dropped. */
-const RATE = { perSecond: 10, burst: 100 };
 /** Events kept for a session whose socket dropped, as Mattermost's websocket dead queue (128). */
 const MISSED_EVENTS = 128;
 /** The bot API's profile route: a session's user, for the job's display names. */
@@ -58,8 +58,8 @@ interface Entry {
   dropTimer?: NodeJS.Timeout;
   /** events that came while the socket was gone, sent on reconnect (Mattermost's dead queue) */
   missed: { event: EventName; data: Record<string, unknown> }[];
-  tokens: number;
-  refilledAt: number;
+  /** the session's own limit, which a new socket does not reset */
+  rate: RateLimit;
 }
 
 export class Sfu {
@@ -68,8 +68,19 @@ export class Sfu {
   private readonly connections = new Set<WsConnection>();
   private readonly http: Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  /** half-open sockets (a peer gone without a close) are found by pings and cut */
+  private readonly heartbeat: NodeJS.Timeout;
 
   constructor(private readonly opts: SfuOptions) {
+    this.heartbeat = setInterval(() => {
+      for (const conn of this.connections) {
+        if (conn.awaitingPong) conn.socket.terminate();
+        else {
+          conn.awaitingPong = true;
+          conn.socket.ping();
+        }
+      }
+    }, opts.pingIntervalMs ?? 60_000).unref();
     this.http = createServer((req, res) => {
       if (!this.handleHttp(req, res)) send(res, 404, 'text/plain', 'not found');
     });
@@ -106,6 +117,7 @@ export class Sfu {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.heartbeat);
     for (const call of [...this.calls.values()]) call.close();
     for (const conn of this.connections) conn.close(1001, 'the server is shutting down');
     this.wss.close();
@@ -150,7 +162,11 @@ export class Sfu {
 
   /** Serves what is ours; false when the path is not (a host server may answer it). */
   handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const path = pathOf(req);
+    if (path === undefined) {
+      send(res, 400, 'text/plain', 'bad request path');
+      return true;
+    }
     const known =
       path === '/healthz' ||
       path === '/metrics' ||
@@ -183,7 +199,7 @@ export class Sfu {
     if (file) return send(res, 200, `${file.type}; charset=utf-8`, await readFile(fileURLToPath(file.path)));
     const m = PROFILE.exec(path);
     const who = await this.opts.policy.authenticate(bearer(req) ?? '');
-    if (!m || who?.role !== 'bot')
+    if (!m || who?.role !== 'bot' || !mayEnter(who, m[1]!))
       return send(
         res,
         who ? 403 : 401,
@@ -211,24 +227,23 @@ export class Sfu {
   // --- the websocket ---
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (new URL(req.url ?? '/', 'http://x').pathname !== '/api/v4/websocket') {
-      socket.destroy();
-      return;
-    }
+    // Node takes its own error listener off a socket it hands to 'upgrade': without one, a peer
+    // that resets the connection while we answer or authenticate is an uncaught error
+    const onError = () => socket.destroy();
+    socket.on('error', onError);
+    const refuse = (status: string) => socket.end(`HTTP/1.1 ${status}\r\ncontent-length: 0\r\n\r\n`);
+    if (pathOf(req) !== '/api/v4/websocket') return void socket.destroy();
     // sockets that have not joined (yet) are bounded too: a stranger cannot hold thousands open
-    if (this.connections.size >= MAX_CONNECTIONS) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n');
-      return;
-    }
+    if (this.connections.size >= MAX_CONNECTIONS) return void refuse('503 Service Unavailable');
     const token = bearer(req);
     void Promise.resolve(token === undefined ? undefined : this.opts.policy.authenticate(token)).then(
       (identity) => {
-        if (identity === null) {
-          // Mattermost refuses the upgrade of a bad token with 401
-          socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
-          return;
-        }
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+        // Mattermost refuses the upgrade of a bad token with 401
+        if (identity === null) return void refuse('401 Unauthorized');
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          socket.off('error', onError); // ws listens from here
+          this.accept(ws, identity);
+        });
       },
       () => socket.destroy(),
     );
@@ -280,6 +295,9 @@ export class Sfu {
         );
       });
     });
+    ws.on('pong', () => {
+      conn.awaitingPong = false;
+    });
     ws.on('close', () => this.disconnected(conn));
     ws.on('error', () => this.disconnected(conn));
   }
@@ -287,6 +305,7 @@ export class Sfu {
   private async onRequest(conn: WsConnection, request: WsRequest): Promise<void> {
     const identity = conn.identity!;
     const data = request.data ?? {};
+    if (!conn.rate.take()) return; // over the rate limit: dropped as the plugin does
     if (request.action === 'ping') {
       return conn.reply(request.seq, 'OK', {
         text: 'pong',
@@ -305,12 +324,13 @@ export class Sfu {
         return this.reconnect(conn, identity, data);
       case 'call_state': {
         const call = this.calls.get(str(data.channelID));
-        if (call) conn.event('call_state', { channel_id: call.id, call: JSON.stringify(call.state()) }, call.id);
+        if (call && mayEnter(identity, call.id))
+          conn.event('call_state', { channel_id: call.id, call: JSON.stringify(call.state()) }, call.id);
         return;
       }
     }
     const entry = conn.sessionId ? this.entries.get(conn.sessionId) : undefined;
-    if (!entry || !this.allowed(entry)) return; // no session, or over the rate limit: dropped as the plugin does
+    if (!entry || !entry.rate.take()) return; // no session, or over the rate limit: dropped as the plugin does
     const { call, session } = entry;
     switch (action) {
       case 'leave':
@@ -378,7 +398,7 @@ export class Sfu {
     const refuse = (reason: string) => conn.event('error', { data: reason, connID: conn.id }, callId);
     if (!/^[a-z0-9]{26}$/.test(callId)) return refuse('channelID is not valid');
     if (conn.sessionId) return refuse('session is already connected');
-    if (identity.callId !== undefined && identity.callId !== callId) return refuse('forbidden');
+    if (!mayEnter(identity, callId)) return refuse('forbidden');
     // werift binds UDP ports of the range per session (a host candidate on loopback takes two):
     // past what the range holds a joiner would silently get no media
     const range = this.opts.ice.portRange;
@@ -407,7 +427,7 @@ export class Sfu {
       this.calls.set(callId, call);
     }
     const session = call.join(conn.id, identity);
-    this.entries.set(session.id, { call, session, conn, missed: [], tokens: RATE.burst, refilledAt: Date.now() });
+    this.entries.set(session.id, { call, session, conn, missed: [], rate: new RateLimit() });
     conn.sessionId = session.id;
     conn.event('join', { connID: conn.id }, callId);
     conn.event('call_state', { channel_id: callId, call: JSON.stringify(call.state()) }, callId);
@@ -419,6 +439,8 @@ export class Sfu {
     const entry = this.entries.get(str(data.originalConnID));
     if (
       !entry ||
+      conn.sessionId !== undefined || // this socket already signals for a session, which would be orphaned
+      !mayEnter(identity, entry.call.id) ||
       entry.session.identity.userId !== identity.userId ||
       entry.call.id !== str(data.channelID) ||
       entry.conn
@@ -443,17 +465,10 @@ export class Sfu {
     if (this.entries.get(entry.session.id) === entry) this.entries.delete(entry.session.id);
     entry.call.leave(entry.session);
   }
-
-  /** The per-session token bucket. */
-  private allowed(entry: Entry): boolean {
-    const now = Date.now();
-    entry.tokens = Math.min(RATE.burst, entry.tokens + ((now - entry.refilledAt) / 1000) * RATE.perSecond);
-    entry.refilledAt = now;
-    if (entry.tokens < 1) return false;
-    entry.tokens--;
-    return true;
-  }
 }
+
+/** An identity bound to one call (a join token) reaches only that call; the Mattermost stand-in's bot, any. */
+const mayEnter = (identity: Identity, callId: string) => identity.callId === undefined || identity.callId === callId;
 
 const str = (v: unknown) => (typeof v === 'string' ? v : '');
 
@@ -464,6 +479,15 @@ function jsonField(data: unknown, field: string): unknown {
     return isObject(value) ? value[field] : undefined;
   } catch {
     throw new ProtocolError(`data must be a JSON string with ${field}`);
+  }
+}
+
+/** The request's path; undefined for a target the URL parser refuses (`//`, `/\\`), which Node's HTTP parser lets through. */
+function pathOf(req: IncomingMessage): string | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://x').pathname;
+  } catch {
+    return undefined;
   }
 }
 

@@ -28,6 +28,14 @@ const VOICE_ON_PACKETS = 5;
 const VOICE_OFF_MS = 600;
 /** rtcd waits this long for an answer to its offer. */
 const ANSWER_TIMEOUT_MS = 10_000;
+/** Media sections an offer may hold: four published tracks and the data channel, with room for renegotiations. */
+const MAX_MEDIA_SECTIONS = 32;
+/**
+ * Remote candidates an offer may hold, and a session may trickle in all (each a pair werift checks
+ * with STUN, to an address the client names): a browser gathers a handful per network interface.
+ */
+const MAX_OFFER_CANDIDATES = 64;
+const MAX_TRICKLED_CANDIDATES = 256;
 
 /** What a session tells the rest of the call (Call implements it). */
 export interface SessionHost {
@@ -64,6 +72,8 @@ export class RtcSession {
    */
   private readonly pending = new Set<Track>();
   private readonly remoteCandidates: { candidate: string; sdpMid?: string; sdpMLineIndex?: number }[] = [];
+  /** remote candidates trickled so far */
+  private trickled = 0;
   private lock: 'client' | 'server' | null = null;
   private negotiating = false;
   private renegotiate = false;
@@ -137,6 +147,7 @@ export class RtcSession {
       this.log.debug({ session: this.id }, 'client offer ignored: the SFU is offering');
       return;
     }
+    checkOffer(description.sdp);
     await this.exclusive(async () => {
       if (this.closed || this.pc.signalingState !== 'stable') return;
       const inactive = inactiveMids(description.sdp);
@@ -167,6 +178,10 @@ export class RtcSession {
     }
     if (!isObject(init) || typeof init.candidate !== 'string') throw new ProtocolError('ice data needs a candidate');
     if (!init.candidate) return; // end of candidates
+    // A host name (a browser's mDNS `.local`) would have werift resolve it by multicast; the
+    // client's checks reach us anyway and its address is learnt from them (peer-reflexive).
+    if (this.trickled >= MAX_TRICKLED_CANDIDATES || /\.local\b/i.test(init.candidate)) return;
+    this.trickled++;
     const candidate = {
       candidate: init.candidate,
       sdpMid: typeof init.sdpMid === 'string' ? init.sdpMid : undefined,
@@ -371,6 +386,31 @@ export class RtcSession {
 }
 
 /** The mids an offer marks inactive or receive-only: tracks the client stopped sending. */
+/**
+ * Refuses an offer werift would take at the cost of more than one transport: every media section it
+ * accepts (port not 0) must be in one BUNDLE group (werift gives each section outside it an ICE
+ * transport and sockets of its own, whatever the bundle policy). Sections and candidates are
+ * bounded. Browsers and werift clients bundle everything.
+ */
+function checkOffer(sdp: string): void {
+  const groups: string[][] = [];
+  const sections: { port: string; mid?: string }[] = [];
+  let candidates = 0;
+  for (const line of sdp.split(/\r?\n/)) {
+    if (line.startsWith('m=')) sections.push({ port: line.split(' ')[1] ?? '' });
+    else if (line.startsWith('a=mid:') && sections.length > 0) sections.at(-1)!.mid = line.slice(6).trim();
+    else if (line.startsWith('a=group:BUNDLE')) groups.push(line.split(' ').slice(1));
+    else if (line.startsWith('a=candidate:')) candidates++;
+  }
+  if (sections.length > MAX_MEDIA_SECTIONS)
+    throw new ProtocolError(`an offer holds at most ${MAX_MEDIA_SECTIONS} media sections`);
+  const bundled = groups.length === 1 ? new Set(groups[0]) : new Set<string>();
+  if (sections.some((m) => m.port !== '0' && (m.mid === undefined || !bundled.has(m.mid))))
+    throw new ProtocolError('an offer must bundle all its media sections in one BUNDLE group');
+  if (candidates > MAX_OFFER_CANDIDATES)
+    throw new ProtocolError(`an offer holds at most ${MAX_OFFER_CANDIDATES} candidates`);
+}
+
 function inactiveMids(sdp: string): Set<string> {
   const out = new Set<string>();
   for (const section of sdp.split(/\r\n(?=m=)/).slice(1)) {
