@@ -138,7 +138,11 @@ describe('websocket frames', () => {
 
   it('unpacks SDP whose zlib spans many of its inflate steps', () => {
     // 60 KiB of candidate lines: their zlib is over 10 of the 1 KiB steps
-    const lines = Array.from({ length: 1200 }, (_, k) => `a=candidate:${k} 1 udp ${(k * 7919) % 65521} 10.${k % 250}.${(k * 31) % 250}.1 ${1024 + ((k * 613) % 60000)} typ host`);
+    const lines = Array.from(
+      { length: 1200 },
+      (_, k) =>
+        `a=candidate:${k} 1 udp ${(k * 7919) % 65521} 10.${k % 250}.${(k * 31) % 250}.1 ${1024 + ((k * 613) % 60000)} typ host`,
+    );
     const large = { type: 'answer' as const, sdp: lines.join('\r\n').slice(0, 60 * 1024) };
     const packed = packSdp(large);
     assert.ok(packed.length > 10 * 1024, `${packed.length} bytes of zlib`);

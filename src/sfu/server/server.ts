@@ -330,7 +330,7 @@ export class Sfu {
       }
     }
     const entry = conn.sessionId ? this.entries.get(conn.sessionId) : undefined;
-    if (!entry || !entry.rate.take()) return; // no session, or over the rate limit: dropped as the plugin does
+    if (!entry?.rate.take()) return; // no session, or over the rate limit: dropped as the plugin does
     const { call, session } = entry;
     switch (action) {
       case 'leave':
