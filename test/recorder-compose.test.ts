@@ -240,6 +240,61 @@ describe('recorder compose', () => {
     });
   }
 
+  it('draws names as written: a %, a quote, a colon, a backslash, and %{...} as text', async () => {
+    const dir = join(root, 'names');
+    mkdirSync(dir, { recursive: true });
+    const names = ["Ana 100% it's: x\\y", 'Bob %{pts} 50%'];
+    const events: CallEvent[] = names.map((displayName, k) => ({
+      t: 0,
+      sessionId: `s${k}`,
+      displayName,
+      event: 'joined',
+    }));
+    const file = await compose(dir, [], events, 1000, 60_000);
+    // The columns where a name's white text is, in its tile's name strip (two 640x720 tiles; the
+    // name at 16 px from the left, 60 px high, 16 px above the bottom), against drawtext drawing
+    // the same text from a file at the same size: the whole name drawn, nothing more, nothing less.
+    const brightColumns = (frame: Buffer, width: number) => {
+      const columns = [...Array(width).keys()].filter((x) =>
+        Array.from({ length: frame.length / width }, (_, y) => frame[y * width + x]!).some((v) => v > 200),
+      );
+      return [columns[0], columns.at(-1)];
+    };
+    const gray = (args: string[]) =>
+      execFileSync('ffmpeg', [
+        '-loglevel',
+        'error',
+        ...args,
+        '-frames:v',
+        '1',
+        '-pix_fmt',
+        'gray',
+        '-f',
+        'rawvideo',
+        '-',
+      ]);
+    names.forEach((name, k) => {
+      const composed = gray(['-i', file, '-vf', `crop=640:90:${k * 640}:630`]);
+      const textFile = join(dir, `name-${k}.txt`);
+      writeFileSync(textFile, name.replace(/'/g, '\u2019'));
+      const font = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
+      const reference = gray([
+        ...['-f', 'lavfi', '-i', 'color=c=black:s=640x90'],
+        ...[
+          '-vf',
+          `drawtext=fontfile=${font}:textfile=${textFile}:expansion=none:fontcolor=white:fontsize=60:x=16:y=14`,
+        ],
+      ]);
+      const [first, last] = brightColumns(reference, 640);
+      const [from, to] = brightColumns(composed, 640);
+      assert.ok(first !== undefined && last! - first > 200, `${name}: the reference draws it`);
+      assert.ok(
+        from !== undefined && Math.abs(from - first) <= 3 && Math.abs(to! - last!) <= 3,
+        `${name}: drawn from ${from} to ${to}, as written from ${first} to ${last}`,
+      );
+    });
+  });
+
   it('joins the voices of parts without a seam: a steady tone stays steady across part boundaries', async () => {
     const dir = join(root, 'voice');
     mkdirSync(join(dir, 'tracks'), { recursive: true });

@@ -95,8 +95,12 @@ const SEEK_MARGIN_MS = 100;
 const indexes = new Map<string, WebmIndex>();
 const indexFor = (file: string) => (indexes.get(file) ?? indexes.set(file, new WebmIndex(file)).get(file)!).update();
 
-const escapeText = (s: string) =>
-  s.replace(/\\/g, '\\\\').replace(/'/g, '\u2019').replace(/:/g, '\\:').replace(/%/g, '\\%');
+/**
+ * A name as a quoted drawtext value, drawn as written (drawtext's `expansion=none`): with expansion
+ * a `%` not followed by `{` made drawtext draw nothing in every frame ("Stray %"), a backslash was
+ * lost, and `%{...}` was run as an expression.
+ */
+const escapeText = (s: string) => s.replace(/\\/g, '\\\\').replace(/'/g, '\u2019').replace(/:/g, '\\:');
 
 /** Per session (in order of their first `open`), the intervals (ms) between an event of `open` and the next of `close`, the last open one ending at `endMs`. */
 function intervals(
@@ -334,7 +338,7 @@ export function partArgs(
         [x + tw - 6, y + 6, 6, th - 12],
       ];
       return [
-        `drawtext=fontfile=${FONT}:text='${escapeText(name)}':fontcolor=white:fontsize=${fontsize}:x=${x + 16}:y=${y + th - fontsize - 16}:box=1:boxcolor=black@0.5:boxborderw=6`,
+        `drawtext=fontfile=${FONT}:expansion=none:text='${escapeText(name)}':fontcolor=white:fontsize=${fontsize}:x=${x + 16}:y=${y + th - fontsize - 16}:box=1:boxcolor=black@0.5:boxborderw=6`,
         ...edges.map(
           ([ex, ey, ew, eh]) => `drawbox=x=${ex}:y=${ey}:w=${ew}:h=${eh}:color=0x3ba55d:t=fill:enable='${enable}'`,
         ),
