@@ -4,9 +4,18 @@ import type { Config } from './config.js';
 
 export type { Logger };
 
+/**
+ * An error as pino logs it, without the Redis command that failed: ioredis hangs the command and
+ * its arguments on the error, and those hold what was being stored (a job's input, its bot token).
+ */
+function withoutCommand(err: Error): Record<string, unknown> {
+  const { command: _command, ...rest } = pino.stdSerializers.err(err) as Record<string, unknown>;
+  return rest;
+}
+
 export function createLogger(config: Pick<Config, 'logConsole' | 'logJson' | 'logLevel'>, name: string): Logger {
   if (!config.logConsole) return pino({ enabled: false });
-  const options = { name, level: config.logLevel };
+  const options = { name, level: config.logLevel, serializers: { err: withoutCommand } };
   if (config.logJson) return pino(options);
   // Plain text without extra dependencies: one line per record, level and message first.
   return pino(options, {

@@ -87,4 +87,27 @@ describe('concurrency limit', () => {
     // the same pace can keep their programs' short runs apart for the whole burst (seen in CI).
     assert.equal(maxSlots, 2, 'both slots were held at once, and never more');
   });
+
+  it('a job waiting for a slot holds one waiter, however many times it polls', async () => {
+    const auth = basic(ids());
+    const [busy, waiting] = [ids(), ids()];
+    behave(busy, { sleepMs: 6000 });
+    const holders = await Promise.all([0, 1].map(() => call(api.url, 'POST', '/jobs', auth, recordingJob(busy))));
+    await waitFor('both slots held', async () => (await api.services.store.runningCount()) === 2, 30_000);
+    const queued = await call(api.url, 'POST', '/jobs', auth, recordingJob(waiting));
+    // the waiting job polls every 500 ms while the slots stay held: a waiter was left behind at each
+    await new Promise((r) => setTimeout(r, 3000));
+    const held = await call(api.url, 'GET', `/jobs/${holders[0]!.json.id}`, auth);
+    const waiters = workers.reduce((n, w) => n + w.worker.waiters.size, 0);
+    assert.equal(held.json.status, 'running', 'the slots are still held');
+    assert.ok(waiters <= 1, `${waiters} waiters for one waiting job`);
+    await waitFor(
+      'all three done',
+      async () =>
+        (await Promise.all([...holders, queued].map((r) => call(api.url, 'GET', `/jobs/${r.json.id}`, auth)))).every(
+          (r) => r.json.status === 'succeeded',
+        ),
+      60_000,
+    );
+  });
 });

@@ -60,6 +60,23 @@ const cases: [string, unknown, RegExp][] = [
   ['missing call_id', without('call_id'), /^input_data\.call_id is required$/],
   ['site_url without auth_token', without('auth_token'), /^input_data\.auth_token is required$/],
   ['site_url with a path', withInput({ site_url: 'http://mm/x' }), /^input_data\.site_url must match/],
+  // the pattern lets these through and the URL parser refuses them: they were a 500
+  [
+    'site_url with a port past 65535',
+    withInput({ site_url: 'http://a:99999' }),
+    /^input_data\.site_url is not a valid URL$/,
+  ],
+  [
+    'site_url with a broken IPv6 host',
+    withInput({ site_url: 'http://[' }),
+    /^input_data\.site_url is not a valid URL$/,
+  ],
+  [
+    'site_url with a %-escape in the host',
+    withInput({ site_url: 'http://%zz' }),
+    /^input_data\.site_url is not a valid URL$/,
+  ],
+  ['no input_data at all', (({ input_data: _i, ...rest }) => rest)(good), /^input_data is required$/],
   [
     'site_url of 100 KB',
     withInput({ site_url: `http://${'a'.repeat(100_000)}` }),
@@ -109,6 +126,16 @@ const cases: [string, unknown, RegExp][] = [
       input_data: { media_url: 'https://user:pass@mm.example/x.mp4' },
     },
     /^input_data\.media_url is not allowed: it carries a user name or password/,
+  ],
+  [
+    'transcriber: media_url of a file whose %-encoding is broken',
+    {
+      type: 'transcribing',
+      max_duration_sec: 60,
+      runner: 'mattermost/calls-transcriber:v0.7.1',
+      input_data: { media_url: 'file:///srv/%E0%A4%A' },
+    },
+    /^input_data\.media_url is not allowed: its path is not valid %-encoding/,
   ],
   [
     'transcriber: media_url with a NUL',

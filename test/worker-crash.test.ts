@@ -2,6 +2,7 @@
 // its program is told to stop, its log is kept, and nothing ever runs it a second time.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import {
@@ -59,9 +60,11 @@ describe('worker crash', () => {
     );
     // Failed by the lease's sweeper (its words), not by BullMQ's stalled check: the test asserts
     // the mechanism, not a wall-clock time (20 s above is only the wait's margin).
-    assert.equal(
+    assert.match(
       job.error,
-      'the worker running this job stopped responding (no lease renewal for 3 s); the job was abandoned, its log kept',
+      new RegExp(
+        `^the worker running this job \\(${hostname()}:\\d+:[0-9a-f]{6}\\) stopped responding \\(no lease renewal for 3 s\\); the job was abandoned: its log is kept, and what it wrote stays in JOBS_DATADIR/jobs/${id} on ${hostname()}$`,
+      ),
     );
     const log = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
     assert.match(log, /test job .* starting/, 'the log is kept');

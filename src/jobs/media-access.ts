@@ -47,7 +47,12 @@ export function mediaRefusal(url: string, allowed: MediaSource[], siteUrl?: stri
   }
   if (u.username || u.password) return 'it carries a user name or password';
   if (u.protocol === 'file:') {
-    const path = decodeURIComponent(u.pathname);
+    let path: string;
+    try {
+      path = decodeURIComponent(u.pathname);
+    } catch {
+      return 'its path is not valid %-encoding';
+    }
     if (path.split('/').includes('..')) return 'its path climbs out of its directory';
     return allowed.some((s) => 'dir' in s && path.startsWith(s.dir)) ? null : 'file:// is not allowed there';
   }

@@ -190,7 +190,8 @@ export const JobConfig = (maxDurationSec: number) =>
       additionalProperties: false,
       allOf: jobTypes.map((t) => ({
         if: { properties: { type: { const: t } }, required: ['type'] },
-        then: { properties: { input_data: inputSchemas[t] } },
+        // every type needs inputs (a call or a file): without input_data none of them were checked
+        then: { properties: { input_data: inputSchemas[t] }, required: ['input_data'] },
       })),
     },
   );

@@ -65,8 +65,9 @@ export class Sweeper {
   async sweep(at?: number): Promise<void> {
     const { store, opts } = this;
     const now = at ?? (await store.clock());
-    for (const id of await store.expiredLeases(now)) {
-      const error = `the worker running this job stopped responding (no lease renewal for ${Math.round(opts.leaseMs / 1000)} s); the job was abandoned, its log kept`;
+    for (const { id, worker = 'unknown' } of await store.getMany(await store.expiredLeases(now))) {
+      // the worker's id is host:pid:nonce; the files stay on that host
+      const error = `the worker running this job (${worker}) stopped responding (no lease renewal for ${Math.round(opts.leaseMs / 1000)} s); the job was abandoned: its log is kept, and what it wrote stays in JOBS_DATADIR/jobs/${id} on ${worker.split(':')[0]}`;
       const { applied } = await store.transition(id, activeStatuses, 'failed', { error }, now);
       if (applied) {
         this.log.warn({ job: id }, 'job failed: its worker stopped responding');

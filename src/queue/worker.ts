@@ -33,7 +33,8 @@ export class JobWorker {
   private reconciling?: NodeJS.Timeout;
   private readonly active = new Map<string, ActiveJob>();
   private subscriber?: Redis;
-  private waiters: (() => void)[] = [];
+  /** jobs waiting for a slot, woken when one is released anywhere */
+  readonly waiters = new Set<() => void>();
   private closing = false;
 
   constructor(
@@ -115,19 +116,23 @@ export class JobWorker {
   }
 
   private wakeWaiters(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
+    for (const wake of this.waiters) wake();
+    this.waiters.clear();
   }
 
   /** Resolves when a slot is released anywhere, or after `ms` (a missed message costs only that). */
   private slotFreed(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.waiters.push(() => {
+      const wake = () => {
         clearTimeout(timer);
         resolve();
-      });
+      };
+      // a waiter whose time ran out leaves the list: jobs waiting for hours otherwise left one per poll
+      const timer = setTimeout(() => {
+        this.waiters.delete(wake);
+        resolve();
+      }, ms);
+      this.waiters.add(wake);
     });
   }
 

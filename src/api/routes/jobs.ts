@@ -81,7 +81,12 @@ export function jobRoutes(
    * (JOBS_SITEURLS), or else the one this client first used for this job type.
    */
   async function checkSite(siteUrl: string, type: JobType, who: Principal): Promise<void> {
-    const origin = new URL(siteUrl).origin;
+    let origin: string;
+    try {
+      origin = new URL(siteUrl).origin; // the schema's pattern lets through hosts the URL parser refuses
+    } catch {
+      throw new ApiError(400, 'input_data.site_url is not a valid URL');
+    }
     if (config.siteUrls.length > 0) {
       if (!config.siteUrls.includes(origin)) {
         throw new ApiError(
