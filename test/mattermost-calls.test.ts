@@ -1,7 +1,9 @@
 // Jobs on calls held by Mattermost (the stand-in), through the service as the plugin drives it:
 // a host ending the call (`call_end`) ends the recording and the transcription, which both
 // deliver; the bot's websocket cut mid-call is reconnected within the plugin's 10 s, the
-// recording has no gap and a job_stop sent during the cut arrives after it; a join the plugin refuses fails the job at once with the plugin's reason.
+// recording has no gap and a job_stop sent during the cut arrives after it; a stop while the plugin
+// refuses the "started" report is heard at once; a join the plugin refuses fails the job at once
+// with the plugin's reason.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -140,6 +142,34 @@ describe('jobs on a Mattermost call', () => {
     process.stdout.write(
       `# websocket cut ${cut / 1000} s: longest silence in the recording ${longest.toFixed(2)} s of ${seconds.toFixed(1)} s\n`,
     );
+  });
+
+  it('a stop while the plugin keeps refusing the "started" report is heard at once; the reports keep their order', async () => {
+    const callId = ids();
+    const dave = await speaker(callId, 'dave', 60, 'sine=frequency=400');
+    const [rec, tr] = [stack.recordingJob(callId), transcription(callId)];
+    const jobIds = [rec.input_data.recording_id, tr.input_data.transcription_id];
+    // two refusals each, whatever the order: a job's reports are retried 5 s, then 10 s later
+    mm.failStatuses = 4;
+    const created = [await stack.createJob(rec), await stack.createJob(tr)];
+    for (const r of created) assert.equal(r.status, 200, r.text);
+    const refused = (jobId: string) => mm.log.some((l) => l.includes(`/jobs/${jobId}/status 503`));
+    await waitFor('both jobs joined, their start refused', () => jobIds.every(refused), 60_000);
+    for (const jobId of jobIds) mm.stopJob(jobId);
+    const done = await Promise.all(created.map((r) => stack.finished(r.json.id, 180_000)));
+    dave.leave();
+    for (const [k, { job, log }] of done.entries()) {
+      assert.equal(job.status, 'succeeded', `${job.error}\n${log}`);
+      // The stop came while the start's report waited out its retries (15 s at least): a job that
+      // awaited the report before listening for a stop recorded until then.
+      const seconds = Number(/job_stop[^\n]*: stop(?:ping|ped) after ([\d.]+) s/.exec(log)?.[1]);
+      assert.ok(seconds < 15, `stopped after ${seconds} s:\n${log}`);
+      // ...and what is reported after the start still comes after it
+      const at = (pattern: RegExp) => mm.log.findIndex((l) => pattern.test(l));
+      const started = at(new RegExp(`/jobs/${jobIds[k]}/status 200$`));
+      const posted = at(new RegExp(`/calls/${callId}/${k === 0 ? 'recordings' : 'transcriptions'} 200$`));
+      assert.ok(started >= 0 && posted > started, mm.log.join('\n'));
+    }
   });
 
   it('a join the plugin refuses fails the job within seconds, with the reason at the plugin', async () => {

@@ -77,6 +77,8 @@ export class MattermostStandIn {
   readonly log: string[] = [];
   /** answer 500 to the next n requests (a Mattermost that is down for a while) */
   failNext = 0;
+  /** answer 503 to the next n job status reports (a plugin restarting as the jobs start) */
+  failStatuses = 0;
   /** answer each bot API request this many ms late (a Mattermost under load) */
   delayMs = 0;
   /** cut the connection of the next upload-data request after this many of its bytes (a network that drops mid-upload) */
@@ -246,6 +248,10 @@ export class MattermostStandIn {
     }
     if (req.method === 'POST' && (m = /^\/calls\/([a-z0-9]{26})\/jobs\/([a-z0-9]{26})\/status$/.exec(route))) {
       const body = await json(req);
+      if (this.failStatuses > 0) {
+        this.failStatuses--;
+        return error(503, 'stand-in: the plugin is restarting');
+      }
       if (
         !body ||
         !['recording', 'transcribing'].includes(body.JobType as string) ||

@@ -72,14 +72,20 @@ async function main(): Promise<void> {
   }
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
   if (process.argv.includes(RECOVER_ARG)) return recover(inputs, dir, partSec, bot);
+  // Reported in the background: the plugin's answer may take minutes of retries (a server that
+  // restarts), and meanwhile the job composes and hears a stop. What is reported later waits for it.
+  let started: Promise<unknown> = Promise.resolve();
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);
+    await started;
     await bot
       ?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason)
       .catch((e) => log(`could not report the failure: ${e.message}`));
     process.exit(EXIT.failed);
   };
 
+  // SIGTERM from here on means "finish the file"; the worker escalates to SIGKILL after its grace.
+  const stop = stopSignal();
   log(`joining call ${inputs.call_id} on ${describeSite(site!)}`);
   const capture = new Capture(dir, callOptions(site!, inputs.call_id, bot, log));
   try {
@@ -88,16 +94,16 @@ async function main(): Promise<void> {
     return fail(`could not join the call: ${(err as Error).message}`);
   }
   log(`recording call ${inputs.call_id}`);
-  await bot
-    ?.reportStatus(inputs.call_id, jobId, 'recording', 'started')
-    .catch((e) => log(`could not report the start: ${e.message}`));
+  started =
+    bot
+      ?.reportStatus(inputs.call_id, jobId, 'recording', 'started')
+      .catch((e) => log(`could not report the start: ${e.message}`)) ?? started;
 
-  // While capturing, finished parts are composed; SIGTERM means "finish the file"; the worker
-  // escalates to SIGKILL after its grace.
+  // While capturing, finished parts are composed.
   // PART_SEC fixes the parts' length; without it they start at 10 s and grow while that is cheap.
   const parts = new Parts(dir, inputs, partSec * 1000, log, process.env.PART_SEC ? undefined : LONGEST_PART_MS);
   const composing = setInterval(() => parts.whileCapturing(capture), 1000);
-  const why = await Promise.race([stopSignal(), capture.stopped, capture.ended.then(() => 'everyone left the call')]);
+  const why = await Promise.race([stop, capture.stopped, capture.ended.then(() => 'everyone left the call')]);
   clearInterval(composing);
   const durationMs = await capture.stop();
   const { user, system } = process.cpuUsage();
@@ -120,6 +126,7 @@ async function main(): Promise<void> {
     return;
   }
   try {
+    await started;
     delivering(output);
     const filename = `${await bot.filename(inputs.call_id)}.mp4`;
     const file = await bot.upload(inputs.call_id, fastStart(output), filename);

@@ -84,11 +84,21 @@ class Delivery {
     return this.inputs.transcription_id ?? process.env.JOB_ID ?? '';
   }
 
-  report(status: 'started' | 'failed', error?: string): Promise<unknown> {
-    if (!this.bot || this.inputs.captionsOnly || !this.inputs.call_id) return Promise.resolve();
-    return this.bot
-      .reportStatus(this.inputs.call_id, this.jobId, 'transcribing', status, error)
-      .catch((e: Error) => log(`could not report ${status}: ${e.message}`));
+  /**
+   * `started` is not waited for by the job (the plugin's answer may take minutes of retries, and
+   * meanwhile the job must hear a stop); what is reported or posted after it waits for it.
+   */
+  private started: Promise<unknown> = Promise.resolve();
+
+  async report(status: 'started' | 'failed', error?: string): Promise<void> {
+    if (!this.bot || this.inputs.captionsOnly || !this.inputs.call_id) return;
+    const sent = this.started.then(() =>
+      this.bot!.reportStatus(this.inputs.call_id!, this.jobId, 'transcribing', status, error).catch((e: Error) =>
+        log(`could not report ${status}: ${e.message}`),
+      ),
+    );
+    if (status === 'started') this.started = sent;
+    else await sent;
   }
 
   /** Writes the two files; posts them, or keeps them in the artifacts directory. Returns output_data. */
@@ -116,6 +126,7 @@ class Delivery {
       return { files: kept, ...summary };
     }
     const callId = inputs.call_id!;
+    await this.started;
     delivering(files.vtt);
     const base = await this.bot.filename(callId);
     const vtt = await this.bot.upload(callId, fileSource(files.vtt), `${base}.vtt`);
@@ -139,6 +150,7 @@ async function live(
   silero?: Silero,
 ): Promise<object> {
   const site = callSite(inputs, inputs.transcription_id);
+  const stop = stopSignal(); // from here SIGTERM means "stop listening and transcribe"
   log(`joining call ${inputs.call_id} on ${describeSite(site)}`);
   const listener = new Listener(dir, callOptions(site, inputs.call_id!, bot, log));
   let captions: LiveCaptions | undefined;
@@ -159,9 +171,9 @@ async function live(
   }
   await listener.start();
   log(`listening to call ${inputs.call_id}${captions ? ' with live captions' : ''}`);
-  await delivery.report('started');
+  void delivery.report('started');
 
-  const why = await Promise.race([stopSignal(), listener.stopped, listener.ended.then(() => 'everyone left the call')]);
+  const why = await Promise.race([stop, listener.stopped, listener.ended.then(() => 'everyone left the call')]);
   const durationMs = await listener.stop();
   const captionStats: CaptionStats | undefined = await captions?.close();
   log(
