@@ -47,6 +47,32 @@ describe('API limits', () => {
     assert.equal((await call(url, 'GET', '/jobs', basic(b, 'k'.repeat(40)))).status, 200);
   });
 
+  it("logins: counted against the client's rate, and at most 32 live bearer tokens a client, the oldest revoked", async () => {
+    const url = suite.api.url;
+    const { redis, clients } = suite.api.services;
+    const prefix = suite.api.config.redisPrefix;
+    await redis.del(`${prefix}:clients`);
+    const id = ids();
+    await clients.register(id, 'k'.repeat(40), 10);
+    const login = () => call(url, 'POST', '/login', null, { clientID: id, authKey: 'k'.repeat(40) });
+    const tokens: string[] = [];
+    let r = await login();
+    for (; r.status === 200 && tokens.length < 200; r = await login()) tokens.push(r.json.bearerToken);
+    assert.equal(r.status, 429, `${tokens.length} logins passed`);
+    assert.match(r.json.error, /more than 2 requests a second \(API_LIMITS_CLIENTREQUESTSPERSEC\)/);
+    // the burst (10) fits under the cap: fill the rest of the way directly, as logins spread over time would
+    const sessions = suite.api.services.sessions;
+    const registration = (await clients.registration(id))!;
+    for (let i = tokens.length; i < 40; i++) tokens.push(await sessions.create(id, registration));
+    const live = await Promise.all(tokens.map((t) => sessions.clientFor(t)));
+    assert.deepEqual(
+      live.map((s) => s !== null),
+      tokens.map((_, k) => k >= tokens.length - 32),
+      'the newest 32 tokens live, the older ones are revoked',
+    );
+    assert.equal(await redis.llen(`${prefix}:client-sessions:${id}`), 32);
+  });
+
   it('clients in all: registering past API_SECURITY_MAXCLIENTS is refused', async () => {
     const { clients, redis } = suite.api.services;
     const key = `${suite.api.config.redisPrefix}:clients`;

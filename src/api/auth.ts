@@ -1,7 +1,7 @@
 // Who is calling. Basic `clientID:authKey` (what the plugin's Go client sends on every call),
 // Basic with the admin secret as password, or a Bearer token from /login. With
 // self-registration on, a Basic request from an unknown client registers it on the spot.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { type ClientStore, MIN_KEY_LENGTH, type SessionStore, secretsEqual } from '../store/clients.js';
 import { ApiError, sendError } from './errors.js';
@@ -34,6 +34,8 @@ export interface Authenticator {
   identify(request: FastifyRequest, selfRegister?: boolean): Promise<Principal>;
   /** Registers a client within the limits: 429 past them, false when the id is taken. */
   register(request: FastifyRequest, clientId: string, authKey: string): Promise<boolean>;
+  /** Counts a request against the client's rate (API_LIMITS_CLIENTREQUESTSPERSEC): 429 past it. */
+  throttle(reply: FastifyReply, clientId: string): void;
 }
 
 type AuthConfig = Pick<
@@ -140,17 +142,25 @@ export function installAuth(
         ? sendError(reply, 403, 'this needs the admin secret')
         : sendError(reply, 404, 'admin routes are off (API_SECURITY_ENABLEADMIN)');
     }
-    const wait = request.principal.admin ? 0 : requests.take(request.principal.clientId);
-    if (wait > 0) {
-      reply.header('retry-after', String(wait));
-      return sendError(
-        reply,
-        429,
-        `client ${request.principal.clientId} makes more than ${config.clientRequestsPerSec} requests a second (API_LIMITS_CLIENTREQUESTSPERSEC); try again in ${wait} s`,
-      );
+    if (request.principal.admin) return;
+    try {
+      throttle(reply, request.principal.clientId);
+    } catch (err) {
+      if (err instanceof ApiError) return sendError(reply, err.status, err.message);
+      throw err;
     }
   });
-  return { identify, register };
+
+  function throttle(reply: FastifyReply, clientId: string): void {
+    const wait = requests.take(clientId);
+    if (wait === 0) return;
+    reply.header('retry-after', String(wait));
+    throw new ApiError(
+      429,
+      `client ${clientId} makes more than ${config.clientRequestsPerSec} requests a second (API_LIMITS_CLIENTREQUESTSPERSEC); try again in ${wait} s`,
+    );
+  }
+  return { identify, register, throttle };
 }
 
 /** A call is its first client's: another client gets 403 (the admin may act on any). */

@@ -199,6 +199,9 @@ export class ClientStore {
   }
 }
 
+/** Bearer tokens one client holds at once: a plugin per Mattermost node logs in once a day. */
+export const MAX_SESSIONS_PER_CLIENT = 32;
+
 export class SessionStore {
   constructor(
     private readonly redis: Redis,
@@ -210,10 +213,25 @@ export class SessionStore {
     return this.keys.session(createHash('sha256').update(token).digest('hex'));
   }
 
-  /** A bearer token for this registration of the client: it dies with an unregister. */
+  /**
+   * A bearer token for this registration of the client: it dies with an unregister. A client holds
+   * at most MAX_SESSIONS_PER_CLIENT: each login past them revokes its oldest token (a loop of logins
+   * otherwise stored a key each for a day).
+   */
   async create(clientId: string, registration: string): Promise<string> {
     const token = randomBytes(32).toString('base64url');
-    await this.redis.set(this.key(token), `${registration}:${clientId}`, 'PX', this.ttlMs);
+    const key = this.key(token);
+    const list = this.keys.clientSessions(clientId);
+    const replies = await this.redis
+      .multi()
+      .set(key, `${registration}:${clientId}`, 'PX', this.ttlMs)
+      .lpush(list, key)
+      .lrange(list, MAX_SESSIONS_PER_CLIENT, -1)
+      .ltrim(list, 0, MAX_SESSIONS_PER_CLIENT - 1)
+      .pexpire(list, this.ttlMs)
+      .exec();
+    const revoked = (replies?.[2]?.[1] as string[] | undefined) ?? [];
+    if (revoked.length > 0) await this.redis.del(...revoked);
     return token;
   }
 

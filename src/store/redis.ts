@@ -56,6 +56,8 @@ export function keysFor(prefix: string) {
     /** unfinished (queued or running) jobs per client: the per-client quota */
     openJobs: `${prefix}:open-jobs`,
     session: (tokenHash: string) => `${prefix}:session:${tokenHash}`,
+    /** a client's session keys, newest first: the oldest past the cap are revoked */
+    clientSessions: (clientId: string) => `${prefix}:client-sessions:${clientId}`,
     outcomes: `${prefix}:stats:outcomes`,
     durations: (type: string) => `${prefix}:stats:duration:${type}`,
     /** live caption windows of finished jobs: captioned, dropped (recognition fell behind), empty */

@@ -95,11 +95,13 @@ export function clientRoutes(
         response: { 200: Type.Object({ bearerToken: Type.String(), code: Type.Literal('200') }) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { clientID, authKey } = request.body;
       const result = await clients.authenticate(clientID, authKey);
       if (result === 'throttled') throw wrongKeysThrottled(clientID);
       if (result !== 'ok') throw new ApiError(401, 'authentication failed');
+      // a route without credentials in the header: its client's rate is counted here
+      auth.throttle(reply, clientID);
       return { bearerToken: await sessions.create(clientID, (await clients.registration(clientID))!), code: '200' };
     },
   );
