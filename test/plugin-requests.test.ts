@@ -360,6 +360,15 @@ describe('HTTPS to a site whose certificate comes from a private CA', () => {
     assert.equal((await notPem.exited)[0], 2);
     assert.match(notPem.output(), /holds no PEM certificate/);
     assert.doesNotMatch(notPem.output(), /subjectAltName/, 'the file is not echoed');
+    // a device that never ends, and a directory: refused before reading (/dev/zero filled the memory)
+    for (const [name, path, reason] of [
+      ['zero-ca', '/dev/zero', /TLS_CA_CERT_FILE \/dev\/zero is not a regular file/],
+      ['dir-ca', dir, /is not a regular file/],
+    ] as const) {
+      const bad = transcribe(name, { TLS_CA_CERT_FILE: path });
+      assert.equal((await bad.exited)[0], 2, bad.output());
+      assert.match(bad.output(), reason);
+    }
   });
 });
 

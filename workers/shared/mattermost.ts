@@ -3,7 +3,7 @@
 // recording or transcription to the call thread. Written once for the recorder and the
 // transcriber. Requests are retried with growing back-off (upstream: up to 20 attempts, 5 s ×
 // attempt); an upload resumes from the offset Mattermost reports after a 204 or a failure.
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { STATUS_CODES } from 'node:http';
@@ -53,6 +53,27 @@ export function sanitizeFilename(name: string): string {
   );
 }
 
+/** A CA bundle is a few KB; a path to a device (/dev/zero) or a huge file is not read. */
+const MAX_CA_FILE_BYTES = 1024 * 1024;
+
+function readCaFile(path: string): string {
+  let fd: number | undefined;
+  try {
+    // opened without blocking on a FIFO, and checked on what was opened (no swap between a check and the read)
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw new Error(`TLS_CA_CERT_FILE ${path} is not a regular file`);
+    if (stat.size > MAX_CA_FILE_BYTES) throw new Error(`TLS_CA_CERT_FILE ${path} is larger than 1 MiB`);
+    return readFileSync(fd, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === undefined) throw err;
+    throw new Error(`TLS_CA_CERT_FILE ${path} could not be read (${code})`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 /**
  * The job's client from its inputs, or none without a site. `tls_ca_cert_file` is read here, once:
  * an unreadable or non-PEM file stops the job at start, naming the file but not its content.
@@ -64,13 +85,7 @@ export function botClientFor(
   if (!inputs.site_url) return undefined;
   let ca: string | undefined;
   if (inputs.tls_ca_cert_file) {
-    try {
-      ca = readFileSync(inputs.tls_ca_cert_file, 'utf8');
-    } catch (err) {
-      throw new Error(
-        `TLS_CA_CERT_FILE ${inputs.tls_ca_cert_file} could not be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-      );
-    }
+    ca = readCaFile(inputs.tls_ca_cert_file);
     if (!ca.includes('-----BEGIN CERTIFICATE-----'))
       throw new Error(`TLS_CA_CERT_FILE ${inputs.tls_ca_cert_file} holds no PEM certificate`);
   }
