@@ -4,6 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
   type Api,
@@ -102,9 +103,41 @@ describe('job lifecycle', () => {
     );
   });
 
+  it("a job program's errors it did not expect exit 70 (a crash), wherever they are thrown", () => {
+    const job = new URL('../workers/shared/job.js', import.meta.url).href;
+    for (const [where, body] of [
+      ['main', "throw new Error('boom')"],
+      ['a timer', "setTimeout(() => { throw new Error('boom'); }, 10); await new Promise((r) => setTimeout(r, 1000));"],
+      [
+        'a promise nobody awaited',
+        "void Promise.reject(new Error('boom')); await new Promise((r) => setTimeout(r, 1000));",
+      ],
+    ]) {
+      const script = `import { runMain } from '${job}'; runMain('test', async () => { ${body} });`;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+      assert.equal(r.status, 70, `${where}: ${r.stderr}`);
+      assert.match(r.stderr, /^test failed: Error: boom/, where);
+    }
+  });
+
+  it('a failure the program handled (exit 1) or an input it refused (exit 2) is not run again with --recover', async () => {
+    for (const exitCode of [1, 2]) {
+      const callId = ids();
+      behave(callId, { exitCode, stderr: `handled ${exitCode}` });
+      const id = await create(callId);
+      const job = await until(id, 'failed');
+      assert.equal(job.error, `the job program exited with code ${exitCode}: handled ${exitCode}`);
+      assert.doesNotMatch((await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text, /--recover/);
+      assert.deepEqual(
+        runs(id).map((r) => r.event),
+        ['start', 'end'],
+      );
+    }
+  });
+
   it('the lease is held through a recovery run longer than the lease: the job fails with its own reason', async () => {
     const callId = ids();
-    behave(callId, { exitCode: 1, stderr: 'crashed', recoverSleepMs: 2 * config.leaseSec * 1000 });
+    behave(callId, { exitCode: 70, stderr: 'crashed', recoverSleepMs: 2 * config.leaseSec * 1000 });
     const id = await create(callId);
     const job = await waitFor(
       'job failed',
@@ -114,7 +147,7 @@ describe('job lifecycle', () => {
       },
       30_000,
     );
-    assert.equal(job.error, 'the job program exited with code 1: crashed');
+    assert.equal(job.error, 'the job program exited with code 70: crashed');
     assert.deepEqual(
       runs(id).map((r) => r.event),
       ['start', 'end', 'recover'],

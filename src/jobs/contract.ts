@@ -30,14 +30,23 @@ export const reservedEnv: ReadonlySet<string> = new Set(Object.values(JOB_ENV));
 /** The argument that asks a program to salvage what a crashed run left in its directory. */
 export const RECOVER_ARG = '--recover';
 
-/** Exit codes: anything else (or a signal) is a crash, followed by one `--recover` run. */
+/**
+ * Exit codes. A signal or any other code is a crash, followed by one `--recover` run; a failure the
+ * program handled (it kept what it could and said where) is not run again.
+ */
 export const EXIT = {
   ok: 0,
   /** the job failed and said why on its last line of standard error */
   failed: 1,
   /** an input was wrong; nothing started */
   invalidInput: 2,
+  /** an error the program did not expect (Node's own exit code for one is 1, taken above) */
+  crashed: 70,
 } as const;
+
+/** Whether a run ended in a crash, whose directory a `--recover` run salvages. */
+export const crashed = (exit: { code: number | null }) =>
+  exit.code !== EXIT.ok && exit.code !== EXIT.failed && exit.code !== EXIT.invalidInput;
 
 /** `output.json`: the job's output_data. */
 export const OUTPUT_FILE = 'output.json';

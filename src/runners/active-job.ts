@@ -6,7 +6,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EXIT, JOB_ENV, RECOVER_ARG, jobEnv, readDelivering, readOutput } from '../jobs/contract.js';
+import { EXIT, JOB_ENV, crashed, RECOVER_ARG, jobEnv, readDelivering, readOutput } from '../jobs/contract.js';
 import { ignoredInputKeys } from '../jobs/input-data.js';
 import { type MediaSource, formatMediaSources } from '../jobs/media-access.js';
 import { imageNameOf } from '../jobs/runner-image.js';
@@ -119,7 +119,7 @@ export class ActiveJob {
     const exit = await this.handle.exited;
     for (const t of this.timers) clearInterval(t);
     this.note(describeExit(exit));
-    if (exit.code !== 0 && !this.lostLease) await this.recover();
+    if (crashed(exit) && !this.lostLease) await this.recover();
     clearInterval(flushing);
     await this.flushLog();
     await new Promise((r) => (this.logFile ? this.logFile.end(r) : r(undefined)));

@@ -7,7 +7,7 @@ import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fastStart } from '../shared/fast-start.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
-import { delivering, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
+import { delivering, keepArtifact, runMain, stopSignal, workerSetting } from '../shared/job.js';
 import { EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { type CallSite, callOptions, callSite, describeSite } from '../shared/call.js';
 import { Capture } from './capture.js';
@@ -141,10 +141,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(EXIT.ok),
-  (err) => {
-    process.stderr.write(`recorder failed: ${(err as Error).stack}\n`);
-    process.exit(EXIT.failed);
-  },
-);
+runMain('recorder', main);

@@ -4,7 +4,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync }
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DELIVERING_FILE } from '../../src/jobs/contract.js';
+import { DELIVERING_FILE, EXIT } from '../../src/jobs/contract.js';
 import type { FileSource } from './file-source.js';
 
 /**
@@ -98,4 +98,19 @@ export async function download(url: string, path: string, limits: DownloadLimits
     await pipeline(counted, createWriteStream(path));
     return;
   }
+}
+
+/**
+ * Runs a job program's main: EXIT.ok when it returns; an error it did not expect, thrown from it or
+ * anywhere else (an event handler, a promise nobody awaited), is a crash (EXIT.crashed), which the
+ * worker follows with a `--recover` run. A failure the program handles exits EXIT.failed itself.
+ */
+export function runMain(name: string, main: () => Promise<void>): void {
+  const crash = (err: unknown) => {
+    process.stderr.write(`${name} failed: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(EXIT.crashed);
+  };
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', crash);
+  main().then(() => process.exit(EXIT.ok), crash);
 }

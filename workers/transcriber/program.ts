@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { realpath } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { mediaRefusal, mediaRefused, parseMediaSources } from '../../src/jobs/media-access.js';
-import { delivering, download, keepArtifact, stopSignal, workerSetting } from '../shared/job.js';
+import { delivering, download, keepArtifact, runMain, stopSignal, workerSetting } from '../shared/job.js';
 import { type CaptionStats, EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { callOptions, callSite, describeSite } from '../shared/call.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
@@ -258,10 +258,4 @@ async function main(): Promise<void> {
   await Promise.all([...engines.map((e) => e.close()), silero?.close()]);
 }
 
-main().then(
-  () => process.exit(EXIT.ok),
-  (err) => {
-    process.stderr.write(`transcriber failed: ${(err as Error).stack}\n`);
-    process.exit(EXIT.failed);
-  },
-);
+runMain('transcriber', main);
