@@ -140,7 +140,7 @@ describe('kubernetes runner', () => {
     });
   });
 
-  it('SIGTERM deletes the pod gracefully (the program finishes); SIGKILL at once; a failure keeps its Job', async () => {
+  it('SIGTERM deletes the pod gracefully (the program finishes), also before its name is known; SIGKILL at once; a failure keeps its Job', async () => {
     const runner = base();
     const graceful = await start(runner, { sleepMs: 60_000 });
     await waitFor('running', () => graceful.output.join('').includes('starting'), 20_000);
@@ -152,6 +152,14 @@ describe('kubernetes runner', () => {
     await waitFor('running', () => stubborn.output.join('').includes('starting'), 20_000);
     stubborn.run.signal('SIGKILL');
     assert.deepEqual(await stubborn.run.exited, { code: null, signal: 'SIGKILL' });
+
+    // asked before the runner has learnt its pod's name (a stop as the job starts): sent once it has
+    const early = await start(runner, { sleepMs: 60_000 });
+    early.run.signal('SIGTERM');
+    // the program ends at the stop (or the pod goes before it starts), not 60 s later as if never asked
+    const exit = await early.run.exited;
+    assert.match(early.output.join(''), /got SIGTERM|the pod failed: the pod was deleted before its program ended/);
+    assert.ok(exit.code !== null, JSON.stringify(exit));
 
     const failing = await start(runner, { exitCode: 3 });
     assert.deepEqual(await failing.run.exited, { code: 3, signal: null });

@@ -38,8 +38,8 @@ const botNames: Record<JobType, string> = {
 };
 
 const LOG_FLUSH_MS = 250;
-/** Attempts to record an outcome while Redis is unreachable: about ten minutes of them. */
-const FINISH_ATTEMPTS = 130;
+/** Attempts at a job's transition while Redis is unreachable: about ten minutes of them. */
+const REDIS_ATTEMPTS = 130;
 
 /** One admitted job, from spawn to final status. */
 export class ActiveJob {
@@ -105,9 +105,6 @@ export class ActiveJob {
       return;
     }
 
-    const { previous } = await store.transition(rec.id, ['starting'], 'running');
-    if (this.stopReason || previous === 'stopping')
-      this.stop(this.stopReason ?? 'stop requested before the job started');
     // The lease is renewed until the job is final, through a recovery run too: a lease that ran
     // out meanwhile would have the job failed as "the worker stopped responding".
     const renewal = setInterval(() => void this.renew(), Math.max(500, this.opts.leaseMs / 3));
@@ -115,6 +112,19 @@ export class ActiveJob {
     this.timers.push(
       setTimeout(() => this.stop(`max_duration_sec (${rec.max_duration_sec} s) reached`), rec.max_duration_sec * 1000),
     );
+    // Supervised from here whatever Redis does: a program whose job could not be marked running
+    // is stopped, not left to run on unseen.
+    const previous = await this.whileRedisDown('mark the job running', () =>
+      store.transition(rec.id, ['starting'], 'running'),
+    ).then(
+      (r) => r.previous,
+      (err: Error) => {
+        this.stop(`the job could not be marked running: ${err.message}`);
+        return undefined;
+      },
+    );
+    if (this.stopReason || previous === 'stopping')
+      this.stop(this.stopReason ?? 'stop requested before the job started');
 
     const exit = await this.handle.exited;
     for (const t of this.timers) clearInterval(t);
@@ -268,18 +278,24 @@ export class ActiveJob {
    * reported when Redis is back, not lost.
    */
   private async finish(status: 'succeeded' | 'failed', fields: Record<string, string | number>): Promise<void> {
+    await this.whileRedisDown('record the outcome', () =>
+      this.store.transition(this.rec.id, ['starting', 'running', 'stopping'], status, fields),
+    );
+    this.log.info({ status, ...fields }, 'job finished');
+  }
+
+  /** `work` on Redis, tried again while Redis cannot be reached (for about ten minutes). */
+  private async whileRedisDown<T>(what: string, work: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.store.transition(this.rec.id, ['starting', 'running', 'stopping'], status, fields);
-        break;
+        return await work();
       } catch (err) {
-        if (!isRedisDown(err) || attempt >= FINISH_ATTEMPTS) throw err;
+        if (!isRedisDown(err) || attempt >= REDIS_ATTEMPTS) throw err;
         if (attempt === 0)
-          this.log.warn({ err: (err as Error).message }, 'could not record the outcome: Redis unreachable; retrying');
+          this.log.warn({ err: (err as Error).message }, `could not ${what}: Redis unreachable; retrying`);
         await sleep(Math.min(5000, 250 * 2 ** attempt));
       }
     }
-    this.log.info({ status, ...fields }, 'job finished');
   }
 
   private output(chunk: Buffer, stream: 'stdout' | 'stderr'): void {

@@ -157,9 +157,17 @@ export class KubernetesRunner implements Runner {
     const exited = new Promise<JobExit>((resolve) => (settle = resolve));
     let done = false;
     let watch: AbortController | undefined;
+    /** A signal asked for before the pod's name was known: sent as soon as it is. */
+    let pending: 'SIGTERM' | 'SIGKILL' | undefined;
+    const deletePod = (sig: 'SIGTERM' | 'SIGKILL') => {
+      const gracePeriodSeconds = sig === 'SIGKILL' ? 0 : 3600; // the worker escalates to SIGKILL itself
+      void this.core.deleteNamespacedPod({ name: pod!, namespace, gracePeriodSeconds }).catch(() => undefined);
+    };
     const onPod = (p: V1Pod, deleted = false): void => {
       if (done) return;
+      const named = pod === undefined && p.metadata?.name !== undefined;
       pod = p.metadata?.name ?? pod;
+      if (named && pending) deletePod(pending);
       const status = p.status?.containerStatuses?.find((c) => c.name === 'job');
       if (!following && pod && (status?.state?.running || status?.state?.terminated)) {
         following = true;
@@ -232,9 +240,9 @@ export class KubernetesRunner implements Runner {
 
     return {
       signal: (sig) => {
-        if (!pod || done) return;
-        const gracePeriodSeconds = sig === 'SIGKILL' ? 0 : 3600; // the worker escalates to SIGKILL itself
-        void this.core.deleteNamespacedPod({ name: pod, namespace, gracePeriodSeconds }).catch(() => undefined);
+        if (done) return;
+        if (pod) deletePod(sig);
+        else if (pending !== 'SIGKILL') pending = sig;
       },
       exited,
     };
