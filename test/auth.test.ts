@@ -169,21 +169,33 @@ describe('auth with self-registration on', () => {
     assert.equal(bot.json.error, 'role is not a known field');
   });
 
-  it("a call is its first client's: no other client mints tokens for it or starts a job on it", async () => {
+  it("a call of the bundled SFU is its first client's, for 30 days from its last use: no other client mints tokens for it or starts a job on it", async () => {
     const callId = ids();
     const owner = basic(ids());
     const stranger = basic(ids());
     const body = { user_id: 'alice', display_name: 'Alice' };
+    /** a job on the bundled SFU: no Mattermost site */
+    const sfuJob = (id: string) => {
+      const { site_url: _s, auth_token: _a, ...input } = recordingJob(id).input_data;
+      return { ...recordingJob(id), input_data: input };
+    };
     assert.equal((await call(api.url, 'POST', `/calls/${callId}/tokens`, owner, body)).status, 200);
     const token = await call(api.url, 'POST', `/calls/${callId}/tokens`, stranger, body);
     assert.deepEqual([token.status, token.json.error], [403, `call ${callId} belongs to another client`]);
-    const job = await call(api.url, 'POST', '/jobs', stranger, recordingJob(callId));
+    const job = await call(api.url, 'POST', '/jobs', stranger, sfuJob(callId));
     assert.deepEqual([job.status, job.json.error], [403, `call ${callId} belongs to another client`]);
-    assert.equal((await call(api.url, 'POST', '/jobs', owner, recordingJob(callId))).status, 200);
+    assert.equal((await call(api.url, 'POST', '/jobs', owner, sfuJob(callId))).status, 200);
     // a job claims its call too
     const other = ids();
-    assert.equal((await call(api.url, 'POST', '/jobs', owner, recordingJob(other))).status, 200);
+    assert.equal((await call(api.url, 'POST', '/jobs', owner, sfuJob(other))).status, 200);
     assert.equal((await call(api.url, 'POST', `/calls/${other}/tokens`, stranger, body)).status, 403);
+    const ttl = await api.services.redis.pttl(`${api.config.redisPrefix}:call:${other}:owner`);
+    assert.ok(ttl > 29 * 24 * 3600 * 1000 && ttl <= 30 * 24 * 3600 * 1000, `claim expires in ${ttl} ms`);
+    // A call on a Mattermost site is Mattermost's to guard (the job brings the plugin's bot token):
+    // a stranger who claimed its channel id first keeps no job of the plugin off it
+    const channel = ids();
+    assert.equal((await call(api.url, 'POST', `/calls/${channel}/tokens`, stranger, body)).status, 200);
+    assert.equal((await call(api.url, 'POST', '/jobs', owner, recordingJob(channel))).status, 200);
   });
 
   it('the dashboard needs the admin secret', async () => {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { basic, call, ids, recordingJob, suiteApi } from './helpers.js';
 import { Sweeper } from '../src/queue/sweeper.js';
 import { createLogger } from '../src/log.js';
+import { MAX_CALLS_PER_CLIENT } from '../src/store/clients.js';
 
 const fileJob = {
   type: 'transcribing',
@@ -71,6 +72,26 @@ describe('API limits', () => {
       'the newest 32 tokens live, the older ones are revoked',
     );
     assert.equal(await redis.llen(`${prefix}:client-sessions:${id}`), 32);
+  });
+
+  it('calls per client: past 10,000 claimed, 429; a call whose claim ran out frees its place', async () => {
+    const { clients, redis } = suite.api.services;
+    const prefix = suite.api.config.redisPrefix;
+    const client = ids();
+    await redis.del(`${prefix}:clients`);
+    await clients.register(client, 'k'.repeat(40), 10);
+    const calls = Array.from({ length: MAX_CALLS_PER_CLIENT }, () => ids());
+    for (let i = 0; i < calls.length; i += 500)
+      await Promise.all(calls.slice(i, i + 500).map((c) => clients.claimCall(client, c)));
+    assert.equal(await clients.claimCall(client, ids()), '', 'the next is refused');
+    assert.equal(await clients.claimCall(client, calls[0]!), client, 'one it holds is renewed');
+    await redis.del(`${prefix}:call:${calls[1]}:owner`); // as its 30 days running out would
+    assert.equal(await clients.claimCall(client, ids()), client);
+    const r = await call(suite.api.url, 'POST', `/calls/${ids()}/tokens`, basic(client, 'k'.repeat(40)), {
+      user_id: 'alice',
+      display_name: 'Alice',
+    });
+    assert.deepEqual([r.status, r.json.error], [429, `client ${client} holds 10000 calls, the most one client may`]);
   });
 
   it('clients in all: registering past API_SECURITY_MAXCLIENTS is refused', async () => {

@@ -3,7 +3,13 @@
 // self-registration on, a Basic request from an unknown client registers it on the spot.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
-import { type ClientStore, MIN_KEY_LENGTH, type SessionStore, secretsEqual } from '../store/clients.js';
+import {
+  type ClientStore,
+  MAX_CALLS_PER_CLIENT,
+  MIN_KEY_LENGTH,
+  type SessionStore,
+  secretsEqual,
+} from '../store/clients.js';
 import { ApiError, sendError } from './errors.js';
 import { RateLimiter } from './limits.js';
 
@@ -163,9 +169,11 @@ export function installAuth(
   return { identify, register, throttle };
 }
 
-/** A call is its first client's: another client gets 403 (the admin may act on any). */
+/** A call of the bundled SFU is its first client's: another client gets 403 (the admin may act on any). */
 export async function claimCall(clients: ClientStore, who: Principal, callId: string): Promise<void> {
   if (who.admin) return;
-  if ((await clients.claimCall(who.clientId, callId)) !== who.clientId)
-    throw new ApiError(403, `call ${callId} belongs to another client`);
+  const owner = await clients.claimCall(who.clientId, callId);
+  if (owner === '')
+    throw new ApiError(429, `client ${who.clientId} holds ${MAX_CALLS_PER_CLIENT} calls, the most one client may`);
+  if (owner !== who.clientId) throw new ApiError(403, `call ${callId} belongs to another client`);
 }

@@ -74,14 +74,30 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 `;
 
-/** Claims a call for a client unless another has it. KEYS: the call's owner, the client's calls; ARGV: client id, call id. Returns the owner. */
+/**
+ * Claims a call for a client unless another has it, for CLAIM_TTL_MS from its last use. A client
+ * holds at most ARGV[4] calls (its calls whose claim ran out are dropped from its set first).
+ * KEYS: the call's owner, the client's calls; ARGV: client id, call id, ttl ms, max calls, owner key
+ * prefix. Returns the owner, or '' when the client holds its maximum.
+ */
 const CLAIM_CALL = `
 local owner = redis.call('GET', KEYS[1])
-if owner then return owner end
-redis.call('SET', KEYS[1], ARGV[1])
+if owner and owner ~= ARGV[1] then return owner end
+if not owner and redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  for _, call in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('GET', ARGV[5] .. call .. ':owner') ~= ARGV[1] then redis.call('SREM', KEYS[2], call) end
+  end
+  if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[4]) then return '' end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return ARGV[1]
 `;
+/** A call unused this long (no token minted, no job created) is no client's any more. */
+export const CLAIM_TTL_MS = 30 * 24 * 3600 * 1000;
+/** Calls one client holds at once. */
+export const MAX_CALLS_PER_CLIENT = 10_000;
 
 /** The fingerprint of one registration: a re-registered client id is another client. */
 const registrationOf = (stored: string) => createHash('sha256').update(stored).digest('hex').slice(0, 16);
@@ -106,11 +122,15 @@ export class ClientStore {
   }
 
   /**
-   * The client a call belongs to: the first that minted a token or created a job for it. A call
-   * (a Mattermost channel id) is then out of every other client's reach.
+   * The client a call of the bundled SFU belongs to: the first that minted a token or created a
+   * job for it, until it goes unused for CLAIM_TTL_MS. It is then out of every other client's
+   * reach. '' when this client holds MAX_CALLS_PER_CLIENT calls already.
    */
   claimCall(clientId: string, callId: string): Promise<string> {
-    return this.claimScript([this.keys.callOwner(callId), this.keys.clientCalls(clientId)], [clientId, callId]);
+    return this.claimScript(
+      [this.keys.callOwner(callId), this.keys.clientCalls(clientId)],
+      [clientId, callId, CLAIM_TTL_MS, MAX_CALLS_PER_CLIENT, this.keys.callOwner('').replace(/:owner$/, '')],
+    );
   }
 
   /** Adds a client: 'taken' when the id is, 'full' when `maxClients` are registered already, 'busy' as authenticate. */

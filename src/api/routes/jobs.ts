@@ -151,11 +151,15 @@ export function jobRoutes(
       const problem = checkInput(input);
       if (problem) throw new ApiError(400, problem);
       if (typeof input.site_url === 'string') await checkSite(input.site_url, type, request.principal!);
-      if (typeof input.call_id === 'string') await claimCall(clients, request.principal!, input.call_id);
       if (typeof input.media_url === 'string') {
         const refusal = mediaRefusal(input.media_url, config.mediaUrlAllow, input.site_url as string | undefined);
         if (refusal) throw new ApiError(400, `input_data.${mediaRefused(refusal)}`);
       }
+      // A call on the bundled SFU is its client's; one on a Mattermost site is Mattermost's to
+      // guard (the job joins it with the plugin's bot token): a claim there would let any client
+      // that learnt a channel id keep the plugin's jobs off it.
+      if (typeof input.call_id === 'string' && input.site_url === undefined)
+        await claimCall(clients, request.principal!, input.call_id);
       const live = isLive(type, input);
       const waitMs = waitLimitMs(live, {
         startTimeoutMs: config.startTimeoutSec * 1000,
