@@ -120,7 +120,7 @@ describe('kubernetes runner', () => {
     );
   });
 
-  it('with a claim: the job writes its directory inside the claim, which the worker reads', async () => {
+  it('with a claim: the job writes its directory inside the claim, which the worker reads; output_data still comes as the termination message', async () => {
     const dir = join(standin.claimDir, 'jobs', ids());
     const { run } = await start(
       base({ claimName: 'calls-offloader-data' }),

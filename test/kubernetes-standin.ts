@@ -6,7 +6,8 @@
 // pod's container as a local process: the image names a program (as the process runner maps them),
 // volume mounts become directories (a claim's subPath below `claimDir`, an emptyDir in a temp
 // directory; the env's mount paths are rewritten to them: a process cannot see /job), and the
-// termination message is read from terminationMessagePath. Signals follow pod deletion: SIGTERM,
+// termination message is read from terminationMessagePath (and is not left in the volume there, as
+// the kubelet's own file mounted at that path hides it from the volume). Signals follow pod deletion: SIGTERM,
 // then SIGKILL after the grace period.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -232,9 +233,11 @@ export class KubernetesStandin {
       this.emit('Pod', 'MODIFIED', pod);
     };
     const exited = (exitCode: number) => {
-      const message = existsSync(local(container.terminationMessagePath))
-        ? readFileSync(local(container.terminationMessagePath), 'utf8').slice(0, 4096)
-        : undefined;
+      const messageFile = local(container.terminationMessagePath);
+      const message = existsSync(messageFile) ? readFileSync(messageFile, 'utf8').slice(0, 4096) : undefined;
+      // The kubelet bind-mounts a file of its own at that path: what the program wrote there
+      // never reached the volume beneath it.
+      rmSync(messageFile, { force: true });
       const failed = exitCode !== 0;
       pod.status = {
         phase: failed ? 'Failed' : 'Succeeded',

@@ -185,7 +185,9 @@ export class KubernetesRunner implements Runner {
     const finish = (code: number, message?: string, why?: string): void => {
       done = true;
       watch?.abort();
-      if (message && !this.opts.claimName) {
+      // The kubelet mounts a file of its own at terminationMessagePath: what the program writes
+      // there reaches the worker only as the termination message, with a claim as without one.
+      if (message) {
         mkdirSync(spec.dir, { recursive: true });
         writeFileSync(join(spec.dir, OUTPUT_FILE), message);
       }
