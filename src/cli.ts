@@ -2,7 +2,8 @@
 // and a local Redis when none is configured or running); `api` and `worker` run the halves alone
 // for deployments that scale them apart.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { ConfigError, loadConfig, sfuBaseUrl, unknownVariables, variables, type Config } from './config.js';
@@ -183,8 +184,9 @@ function supervise(command: string, redisUrl: string, log: Logger) {
 }
 
 /**
- * With REDIS_URL unset and no Redis on 127.0.0.1:6379, start a private redis-server there
- * (nothing kept on disk) and stop it on exit: the embedded default needs no setup.
+ * With REDIS_URL unset and no Redis on 127.0.0.1:6379, start a private redis-server there and stop
+ * it on exit: the embedded default needs no setup. It keeps its data in JOBS_DATADIR/redis (an
+ * append-only file): jobs, their logs and clients outlive a restart, and their directories with them.
  */
 async function ensureRedis(config: Config, log: Logger): Promise<{ url: string; stop(): void } | undefined> {
   if (process.env.REDIS_URL) return undefined;
@@ -196,9 +198,13 @@ async function ensureRedis(config: Config, log: Logger): Promise<{ url: string; 
     );
     return undefined;
   }
-  const child = spawn(binary, ['--bind', '127.0.0.1', '--port', '6379', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
+  const dir = join(config.dataDir, 'redis');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const child = spawn(
+    binary,
+    ['--bind', '127.0.0.1', '--port', '6379', '--dir', dir, '--save', '', '--appendonly', 'yes'],
+    { stdio: 'ignore' },
+  );
   for (let i = 0; i < 50 && !(await answers(config.redisUrl)); i++) await new Promise((r) => setTimeout(r, 100));
   log.info({ pid: child.pid }, 'started a local redis-server on 127.0.0.1:6379');
   return { url: config.redisUrl, stop: () => void child.kill('SIGTERM') };

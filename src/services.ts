@@ -135,7 +135,15 @@ export async function startWorkerInstance(config: Config, log: Logger) {
     log,
   );
   await worker.start();
-  const sweeper = new Sweeper(services.store, { ...workerOptions(config), jobsDir: worker.jobsDir }, log);
+  const sweeper = new Sweeper(
+    services.store,
+    {
+      ...workerOptions(config),
+      jobsDir: worker.jobsDir,
+      dirRetentionMs: Math.max(config.failedJobsRetention, config.succeededJobsRetention),
+    },
+    log,
+  );
   sweeper.start();
   return {
     worker,

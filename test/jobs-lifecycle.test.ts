@@ -383,8 +383,8 @@ describe('queued jobs', () => {
 });
 
 describe('retention', () => {
-  it('removes finished records, logs and job directories after the retention time', async () => {
-    const config = testConfig({ JOBS_SUCCEEDEDJOBSRETENTIONTIME: '1m' });
+  it('removes finished records, logs and job directories after the retention time, and keeps a directory younger than it whose record was lost', async () => {
+    const config = testConfig({ JOBS_SUCCEEDEDJOBSRETENTIONTIME: '1m', JOBS_FAILEDJOBSRETENTIONTIME: '2m' });
     const api = await startApi(config);
     const worker = await startWorker(config);
     const auth = basic(ids());
@@ -399,7 +399,10 @@ describe('retention', () => {
       await worker.sweeper.sweep(Date.now() + 61_000);
       assert.equal((await call(api.url, 'GET', `/jobs/${id}`, auth)).status, 404);
       assert.equal(await api.services.redis.exists(`${config.redisPrefix}:job:${id}:log`), 0);
-      await worker.sweeper.sweep(Date.now() + 300_000); // directories are looked at once a minute
+      // directories are looked at once a minute, and kept until unchanged for the longest retention
+      await worker.sweeper.sweep(Date.now() + 100_000);
+      assert.ok(existsSync(dir), 'unchanged for less than 2 min: kept');
+      await worker.sweeper.sweep(Date.now() + 300_000);
       assert.ok(!existsSync(dir));
     } finally {
       await worker.close();

@@ -3,8 +3,9 @@
 //  - a job whose worker stopped renewing its lease is failed (the worker died: never run twice);
 //  - a job still queued after its wait limit (the start timeout for a live job, the queue timeout
 //    for a finished recording's transcription) is failed with the reason;
-//  - finished jobs past their retention are deleted (a worker also removes their directories).
-import { readdir, rm } from 'node:fs/promises';
+//  - finished jobs past their retention are deleted (a worker also removes their directories, once
+//    unchanged for the longest retention: a Redis that lost its data does not take them along).
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { activeStatuses } from '../jobs/schema.js';
 import type { JobStore } from '../store/jobs.js';
@@ -18,6 +19,8 @@ export interface SweeperOptions {
   maxLogBytes: number;
   /** set in workers: job directories whose record is gone are removed */
   jobsDir?: string;
+  /** the longest retention: a directory younger than it is kept even without its record (a Redis that lost its data) */
+  dirRetentionMs?: number;
   intervalMs?: number;
 }
 
@@ -89,15 +92,18 @@ export class Sweeper {
 
     if (opts.jobsDir && now - this.lastDirSweep > 60_000) {
       this.lastDirSweep = now;
-      await this.sweepDirectories(opts.jobsDir);
+      await this.sweepDirectories(opts.jobsDir, now);
     }
   }
 
-  private async sweepDirectories(jobsDir: string): Promise<void> {
+  private async sweepDirectories(jobsDir: string, now: number): Promise<void> {
     const names = await readdir(jobsDir).catch(() => [] as string[]);
     for (const name of names) {
       if (!/^[a-z0-9]{26}$/.test(name)) continue;
-      if (!(await this.store.get(name))) await rm(join(jobsDir, name), { recursive: true, force: true });
+      const dir = join(jobsDir, name);
+      const changed = (await stat(dir).catch(() => undefined))?.mtimeMs ?? 0;
+      if (now - changed < (this.opts.dirRetentionMs ?? 0)) continue;
+      if (!(await this.store.get(name))) await rm(dir, { recursive: true, force: true });
     }
   }
 }
