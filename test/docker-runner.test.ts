@@ -1,6 +1,6 @@
 // The Docker runner against the real engine (scripts/ensure-docker.sh starts one), with a busybox
 // image built here from local files: create, logs, exit codes, graceful stop, SIGKILL, limits and
-// isolation applied (inspected), removal after success and retention after failure, reconcile of
+// isolation applied (inspected), removal after success and after failure, reconcile of
 // containers no live worker supervises; then through the service: a job run in a container, its
 // max_duration_sec, and a worker SIGKILLed mid-job whose container is ended by the next worker.
 import { TEST_IMAGE, buildTestImage } from './docker-image.js';
@@ -126,11 +126,11 @@ describe('docker runner', () => {
     assert.ok(existsSync(join(dir, 'output.json')), 'finished its file on the way out');
   });
 
-  it('a failure keeps the container and reports the exit code; SIGKILL ends what ignores SIGTERM', async () => {
+  it("a failure reports the exit code and its output, and removes the container, which holds the job's tokens; SIGKILL ends what ignores SIGTERM", async () => {
     const failing = await start(2560);
     assert.deepEqual(await failing.run.exited, { code: 3, signal: null });
-    assert.equal((await container(failing.job.id).inspect()).State.ExitCode, 3, 'kept for the admin to look at');
     assert.match(failing.said.stderr, /^failing on purpose$/m);
+    await assert.rejects(container(failing.job.id).inspect(), /no such container/i, 'removed after a failure too');
 
     const stubborn = await start(3840);
     await waitFor('started', () => stubborn.output.join('').includes('test job'));
@@ -140,12 +140,24 @@ describe('docker runner', () => {
     assert.deepEqual(await stubborn.run.exited, { code: null, signal: 'SIGKILL' });
   });
 
-  it('reconcile ends the containers no live worker supervises and keeps the others', async () => {
+  it('reconcile ends the containers no live worker supervises, removes those of them that ended, and keeps the others', async () => {
     const kept = await start(1920);
     const orphan = await start(1920);
     await waitFor('both started', () => [kept, orphan].every((r) => r.output.join('').includes('test job')));
+    // a container that ended after its worker died, before the worker could remove it
+    const leftover = ids();
+    const exitedOrphan = await docker.createContainer({
+      name: `calls-offloader-${leftover}`,
+      Image: TEST_IMAGE,
+      Env: ['WIDTH=2560', 'JOB_DIR=/tmp'],
+      Labels: { [LABELS.service]: service, [LABELS.job]: leftover, [LABELS.type]: 'recording' },
+      HostConfig: { NetworkMode: 'none' },
+    });
+    await exitedOrphan.start();
+    await exitedOrphan.wait();
     const ended = await runnerFor(dataDir).reconcile(async (jobId) => (jobId === kept.job.id ? 'keep' : 'end'));
     assert.deepEqual(ended, [orphan.job.id]);
+    await assert.rejects(exitedOrphan.inspect(), /no such container/i, 'the ended one is removed');
     assert.deepEqual(await orphan.run.exited, { code: 0, signal: null }, 'stopped gracefully (SIGTERM first)');
     assert.equal((await container(kept.job.id).inspect()).State.Running, true);
     kept.run.signal('SIGKILL');

@@ -162,7 +162,9 @@ export class DockerRunner implements Runner {
         [IN_CONTAINER.dir, resolve(spec.dir)],
         [IN_CONTAINER.artifacts, resolve(this.opts.artifactsDir)],
       ]);
-      if (StatusCode === 0) await container.remove({ v: true }).catch(() => undefined);
+      // Removed whatever the outcome: its output is in the job log, and its configuration holds the
+      // job's tokens (AUTH_TOKEN, SFU_TOKEN), which `docker inspect` showed for as long as it stayed.
+      await container.remove({ v: true }).catch(() => undefined);
       return { code: signal ? null : StatusCode, signal };
     })();
     return {
@@ -173,7 +175,8 @@ export class DockerRunner implements Runner {
 
   /**
    * Ends the containers of this service whose job no live worker supervises (its worker died):
-   * they must not run on unseen. Returns the job ids of those it ended.
+   * they must not run on unseen. Returns the job ids of those it ended. Such a container that has
+   * ended already (its worker died before removing it) is removed, with the tokens it holds.
    */
   async reconcile(decide: Reconcile): Promise<string[]> {
     const containers = await this.docker.listContainers({
@@ -183,11 +186,13 @@ export class DockerRunner implements Runner {
     const ended: string[] = [];
     for (const c of containers) {
       const jobId = c.Labels[LABELS.job] ?? '';
-      if (c.State !== 'running' || (await decide(jobId)) === 'keep') continue;
-      await this.docker
-        .getContainer(c.Id)
-        .stop({ t: 10 })
-        .catch(() => undefined);
+      if ((await decide(jobId)) === 'keep') continue;
+      const container = this.docker.getContainer(c.Id);
+      if (c.State !== 'running') {
+        if (c.State === 'exited' || c.State === 'dead') await container.remove({ v: true }).catch(() => undefined);
+        continue;
+      }
+      await container.stop({ t: 10 }).catch(() => undefined);
       ended.push(jobId);
     }
     return ended;
