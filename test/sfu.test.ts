@@ -634,6 +634,21 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     await waitFor('mallory gone', () => sfu.participantCount === 0, 30_000);
   });
 
+  it('a session the call ended is forgotten while its socket stays: the socket joins again', async () => {
+    const call = callId();
+    const alice = await socket(token(call, 'alice'));
+    alice.send('join', { channelID: call });
+    await waitFor('joined', () => alice.events('join')[0]);
+    sfu.endCall(call); // call_end, and the sessions closed 5 s later
+    await waitFor('call_end', () => alice.events('call_end')[0]);
+    await waitFor('the session forgotten', () => sfu.participantCount === 0, 30_000);
+    alice.send('join', { channelID: call });
+    await waitFor('joined again', () => alice.events('join')[1]);
+    assert.deepEqual(alice.events('error'), [], 'not "session is already connected"');
+    alice.ws.close();
+    await waitFor('alice gone', () => sfu.participantCount === 0, 30_000);
+  });
+
   it('cuts a socket that stops answering pings', async () => {
     const silent = await socket(token(callId(), 'mallory'), { autoPong: false });
     const answering = await socket(token(callId(), 'alice'));

@@ -21,6 +21,8 @@ export class Call implements SessionHost {
     private readonly deliver: Deliver,
     private readonly onEmpty: (call: Call) => void,
     private readonly log: Logger,
+    /** a session left the call, by its own leave or by the media side (its connection failed, the call ended) */
+    private readonly onLeft: (session: RtcSession) => void = () => undefined,
   ) {
     this.voiceTimer = setInterval(() => {
       for (const s of this.sessions.values()) s.checkVoice();
@@ -70,6 +72,7 @@ export class Call implements SessionHost {
     if (this.sessions.get(session.id) !== session) return;
     this.sessions.delete(session.id);
     session.close();
+    this.onLeft(session);
     if (session.role !== 'bot')
       this.broadcast('user_left', { user_id: session.identity.userId, session_id: session.id });
     if (this.sessions.size === 0) this.close();

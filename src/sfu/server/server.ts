@@ -423,6 +423,9 @@ export class Sfu {
           if (this.calls.get(c.id) === c) this.calls.delete(c.id);
         },
         this.opts.log,
+        // a session the media side ended too (a failed connection, the call's end): its entry
+        // counted against the limits, and its socket could not join again, until the socket closed
+        (s) => this.free(s.id),
       );
       this.calls.set(callId, call);
     }
@@ -461,9 +464,17 @@ export class Sfu {
   }
 
   private end(entry: Entry): void {
+    entry.call.leave(entry.session); // the call's onLeft frees the entry...
+    this.free(entry.session.id); // ...unless the session had left it already
+  }
+
+  /** Forgets a session that left its call; its socket, if any, may join again. */
+  private free(sessionId: string): void {
+    const entry = this.entries.get(sessionId);
+    if (!entry) return;
     clearTimeout(entry.dropTimer);
-    if (this.entries.get(entry.session.id) === entry) this.entries.delete(entry.session.id);
-    entry.call.leave(entry.session);
+    this.entries.delete(sessionId);
+    if (entry.conn?.sessionId === sessionId) entry.conn.sessionId = undefined;
   }
 }
 
