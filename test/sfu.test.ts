@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { joinTokenPolicy } from '../src/sfu/server/policy.js';
 import { HeadlessParticipant, type Publisher } from '../src/sfu/client/participant.js';
+import type { CallsSocket } from '../src/sfu/client/socket.js';
 import { mintToken, type Role } from '../src/sfu/token.js';
 import { createLogger } from '../src/log.js';
 import { opusSource } from './media.js';
@@ -647,6 +648,30 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     assert.deepEqual(alice.events('error'), [], 'not "session is already connected"');
     alice.ws.close();
     await waitFor('alice gone', () => sfu.participantCount === 0, 30_000);
+  });
+
+  it("a client that does not answer the SFU's offer gets it again, and then the media", async () => {
+    const call = callId();
+    const alice = await join(call, 'alice');
+    // alice's first answer to the SFU is lost (a network that drops it): the SFU's offer goes
+    // unanswered, which left the session in have-local-offer, deaf to every later change
+    const socket = (alice as unknown as { socket: CallsSocket }).socket;
+    const sendSdp = socket.sendSdp.bind(socket);
+    let dropped = 0;
+    socket.sendSdp = (d) => (d.type === 'answer' && dropped++ === 0 ? undefined : sendSdp(d));
+    let heard = 0;
+    alice.onRtp(() => heard++);
+    const bob = await join(call, 'bob');
+    const { mic } = await bob.publish('mic');
+    const source = await opusSource((rtp) => mic.writeRtp(rtp), 30, 'sine=frequency=440');
+    try {
+      await waitFor("alice hears bob after the SFU's second offer", () => heard > 0, 60_000);
+      assert.equal(dropped >= 2, true, 'one answer was dropped, a later one sent');
+    } finally {
+      source.kill('SIGKILL');
+      alice.leave();
+      bob.leave();
+    }
   });
 
   it('cuts a socket that stops answering pings', async () => {

@@ -74,6 +74,8 @@ export class RtcSession {
   private readonly remoteCandidates: { candidate: string; sdpMid?: string; sdpMLineIndex?: number }[] = [];
   /** remote candidates trickled so far */
   private trickled = 0;
+  /** the SFU's offers in a row that got no answer it could apply */
+  private unansweredOffers = 0;
   private lock: 'client' | 'server' | null = null;
   private negotiating = false;
   private renegotiate = false;
@@ -344,8 +346,21 @@ export class RtcSession {
       this,
       JSON.stringify({ type: 'offer', sdp: outgoingSdp(this.pc.localDescription!.sdp, this.ice) }),
     );
-    await this.pc.setRemoteDescription(await answer);
-    this.answerWaiter = undefined;
+    try {
+      await this.pc.setRemoteDescription(await answer);
+      this.unansweredOffers = 0;
+    } catch (err) {
+      // No answer, or one werift refused: the offer is taken back, or the connection stayed in
+      // have-local-offer, deaf to the client's offers and to every later change. One more round
+      // offers what this one did; after a second failure in a row the next change tries again.
+      // (the state is read again: it changed while the answer was awaited)
+      if (!this.closed && (this.pc.signalingState as string) === 'have-local-offer')
+        await this.pc.setLocalDescription({ type: 'rollback' });
+      if (++this.unansweredOffers < 2) this.renegotiate = true;
+      throw err;
+    } finally {
+      this.answerWaiter = undefined;
+    }
     // a new subscriber needs a picture now, not at the publisher's next keyframe
     for (const s of this.subscriptions.values()) s.track.requestKeyframe();
   }
