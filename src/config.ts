@@ -37,6 +37,10 @@ const variable = <T>(name: string, def: string, parse: Parser<T>, doc: string): 
 });
 
 const string: Parser<string> = (raw) => raw;
+const required: Parser<string> = (raw, name) => {
+  if (raw.trim() === '') throw new ConfigError(name, 'may not be empty');
+  return raw.trim();
+};
 
 const bool: Parser<boolean> = (raw, name) => {
   const v = raw.trim().toLowerCase();
@@ -139,7 +143,8 @@ const portRange: Parser<[number, number]> = (raw, name) => {
 };
 
 const ipv4: Parser<string> = (raw, name) => {
-  if (raw !== '' && !/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(raw.trim())) {
+  const octets = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(raw.trim());
+  if (raw !== '' && (!octets || octets.slice(1).some((o) => Number(o) > 255))) {
     throw new ConfigError(name, `expected an IPv4 address, got ${JSON.stringify(raw)}`);
   }
   return raw.trim();
@@ -315,7 +320,7 @@ export const variables = {
   imageRegistry: variable(
     'JOBS_IMAGEREGISTRY',
     'mattermost',
-    string,
+    required,
     'Registry part of accepted runner images (`<registry>/calls-recorder:vX.Y.Z`).',
   ),
   maxJobsPerClient: variable(
@@ -366,7 +371,7 @@ export const variables = {
     int(1024, 64 * 1024 * 1024),
     'Job log kept in Redis (the tail); the full log stays in the job directory.',
   ),
-  dataDir: variable('JOBS_DATADIR', './data', string, 'Job working directories and local artifacts.'),
+  dataDir: variable('JOBS_DATADIR', './data', required, 'Job working directories and local artifacts.'),
   siteUrls: variable(
     'JOBS_SITEURLS',
     '',
@@ -565,6 +570,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       errors.push(
         new ConfigError(variables.tlsEnable.name, 'TLS needs API_HTTP_TLS_CERTFILE and API_HTTP_TLS_CERTKEY'),
       );
+    } else if (config.tlsEnable) {
+      // read at start, so that a wrong path is named here rather than as a stack trace from the server
+      for (const [v, file, mark] of [
+        [variables.tlsCertFile, config.tlsCertFile, 'CERTIFICATE'],
+        [variables.tlsCertKey, config.tlsCertKey, 'PRIVATE KEY'],
+      ] as const) {
+        try {
+          if (!readFileSync(file, 'utf8').includes(mark))
+            errors.push(new ConfigError(v.name, `${file} holds no PEM ${mark.toLowerCase()}`));
+        } catch (err) {
+          errors.push(
+            new ConfigError(
+              v.name,
+              `${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+            ),
+          );
+        }
+      }
     }
   }
   if (errors.length === 1) throw errors[0];

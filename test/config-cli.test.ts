@@ -73,6 +73,17 @@ describe('configuration', () => {
       { API_HTTP_TLS_ENABLE: 'true' },
       /^API_HTTP_TLS_ENABLE: TLS needs API_HTTP_TLS_CERTFILE and API_HTTP_TLS_CERTKEY$/,
     ],
+    [
+      {
+        API_HTTP_TLS_ENABLE: 'true',
+        API_HTTP_TLS_CERTFILE: '/nonexistent/cert.pem',
+        API_HTTP_TLS_CERTKEY: '/etc/hostname',
+      },
+      /^API_HTTP_TLS_CERTFILE: \/nonexistent\/cert\.pem cannot be read \(ENOENT\)\nAPI_HTTP_TLS_CERTKEY: \/etc\/hostname holds no PEM private key$/,
+    ],
+    [{ SFU_ICEADDRESS: '999.1.1.1' }, /^SFU_ICEADDRESS: expected an IPv4 address, got "999.1.1.1"$/],
+    [{ JOBS_IMAGEREGISTRY: ' ' }, /^JOBS_IMAGEREGISTRY: may not be empty$/],
+    [{ JOBS_DATADIR: '' }, /^JOBS_DATADIR: may not be empty$/],
   ];
   for (const [env, message] of bad) {
     it(`refuses ${JSON.stringify(env)} naming the variable`, () => {
