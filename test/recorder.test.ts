@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -220,6 +220,29 @@ describe('recorder job program', () => {
     const duration = Number(probe(out.file).format.duration);
     assert.ok(duration > 3 && duration < 6, `recovered ${duration} s of about 4`);
     assert.equal(probe(out.file).streams.find((s) => s.codec_type === 'audio')!.codec_name, 'aac');
+  });
+
+  it('a write the disk refuses mid-call stops the recording with the reason: a handled failure, not a crash', async () => {
+    const call = id();
+    const { env, jobDir } = localJob(call, 'unwritable');
+    const erin = await speaker(call, 'erin', 20, 440);
+    const rec = start(env);
+    await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
+    // the call's events can no longer be written (as on a full disk): the next voice or joiner fails
+    rmSync(join(jobDir, 'events.jsonl'));
+    mkdirSync(join(jobDir, 'events.jsonl'));
+    const frank = await speaker(call, 'frank', 20, 550);
+    const [code] = await rec.exited;
+    erin.leave();
+    frank.leave();
+    // the error escaped from the participant's event handler: the recorder crashed (and the
+    // worker would have run it again on the same disk, telling the plugin nothing)
+    assert.equal(code, 1, rec.output());
+    assert.match(
+      rec.output(),
+      /events\.jsonl could not be written \(EISDIR\); stopping with what is on disk: stopping after/,
+    );
+    assert.match(rec.output(), /could not compose the recording \(the captured tracks are kept in /);
   });
 
   it('stops by itself when everyone has left, and keeps the file locally without a site URL', async () => {

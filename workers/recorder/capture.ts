@@ -16,6 +16,7 @@ import { opusPacketMs } from '../../src/media/opus.js';
 import { AUDIO_HOLD_TICKS, Reorder, VIDEO_HOLD_TICKS } from '../../src/media/reorder.js';
 import { Placement } from './placement.js';
 import { TrackFile, trackCodec } from './track-file.js';
+import { WriteFailure } from '../shared/job.js';
 
 /** One line of tracks.jsonl: a recorded track, or the end of one. */
 export interface TrackEntry {
@@ -54,6 +55,7 @@ export class Capture {
     }
   >();
   private trackCount = 0;
+  private readonly writes = new WriteFailure();
   /** Every half second the files get their frames: compose reads a part 3 s after it ends. */
   private readonly flushing = setInterval(() => {
     for (const r of this.recorders.values()) r.flush();
@@ -81,9 +83,9 @@ export class Capture {
     p.on('voice', (who) => this.event(who, who.speaking ? 'speaking' : 'silent'));
   }
 
-  /** Why the job must stop, from the call: the plugin's job_stop, the call's end, a connection lost for good. */
+  /** Why the job must stop: the plugin's job_stop, the call's end, a connection lost for good, a write that failed. */
   get stopped(): Promise<string> {
-    return this.participant.stopped;
+    return Promise.race([this.participant.stopped, this.writes.stopped]);
   }
 
   /** Joins; resolves once the recording has started (media connected). */
@@ -118,7 +120,12 @@ export class Capture {
       startMs: this.elapsedMs,
     };
     this.append('tracks.jsonl', entry);
-    const writer = new TrackFile(join(this.dir, file), codec);
+    let writer: TrackFile;
+    try {
+      writer = new TrackFile(join(this.dir, file), codec);
+    } catch (err) {
+      return this.writes.fail(file, err);
+    }
     // Packets in sequence order; the file starts at the first packet (audio) or the first whole
     // keyframe (video), and from there the file's times are the sender's RTP clock. Placement
     // says where that start is on the recording's clock, for compose.
@@ -178,7 +185,7 @@ export class Capture {
   }
 
   private append(name: string, line: object): void {
-    appendFileSync(join(this.dir, name), `${JSON.stringify(line)}\n`);
+    this.writes.guard(name, () => appendFileSync(join(this.dir, name), `${JSON.stringify(line)}\n`));
   }
 
   /** Finishes every file and leaves the call. Returns the recorded duration in ms. */

@@ -114,3 +114,27 @@ export function runMain(name: string, main: () => Promise<void>): void {
   process.on('unhandledRejection', crash);
   main().then(() => process.exit(EXIT.ok), crash);
 }
+
+/**
+ * The first write of a job's files that failed (a full disk): the job stops and finishes with what
+ * is on disk, instead of the error escaping from a media or signalling callback as a crash.
+ */
+export class WriteFailure {
+  private report: (why: string) => void = () => undefined;
+  /** Resolves with why the job must stop, once a write failed. */
+  readonly stopped = new Promise<string>((resolve) => (this.report = resolve));
+
+  /** Runs `write`; an error stops the job. */
+  guard(what: string, write: () => void): void {
+    try {
+      write();
+    } catch (err) {
+      this.fail(what, err);
+    }
+  }
+
+  fail(what: string, err: unknown): void {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    this.report(`${what} could not be written (${code}); stopping with what is on disk`);
+  }
+}

@@ -7,6 +7,7 @@ import { HeadlessParticipant, type HeadlessOptions, type Publisher } from '../..
 import type { RtpPacket } from 'werift';
 import { AUDIO_HOLD_TICKS, Reorder } from '../../src/media/reorder.js';
 import { SpeakerAudio } from './audio.js';
+import { WriteFailure } from '../shared/job.js';
 
 /** One line of tracks.jsonl; a later line for the same file supersedes an earlier one. */
 export interface VoiceTrack {
@@ -36,6 +37,7 @@ export class Listener {
   private count = 0;
   private readonly handlers: SamplesHandler[] = [];
   private readonly endHandlers: ((sessionId: string) => void)[] = [];
+  private readonly writes = new WriteFailure();
 
   /** `call`: where and as whom to join (the job's site, token and job id). */
   constructor(
@@ -59,9 +61,9 @@ export class Listener {
     return this.participant.everyoneLeft;
   }
 
-  /** Why the job must stop, from the call: the plugin's job_stop, the call's end, a connection lost for good. */
+  /** Why the job must stop: the plugin's job_stop, the call's end, a connection lost for good, a write that failed. */
   get stopped(): Promise<string> {
-    return this.participant.stopped;
+    return Promise.race([this.participant.stopped, this.writes.stopped]);
   }
 
   get caption(): HeadlessParticipant['sendCaption'] {
@@ -101,6 +103,7 @@ export class Listener {
         startMs: this.elapsedMs,
       };
       const out = createWriteStream(join(this.dir, file));
+      out.on('error', (err) => this.writes.fail(file, err));
       const audio = new SpeakerAudio((samples) => {
         out.write(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength));
         for (const h of this.handlers) h(from.sessionId, samples);
@@ -125,7 +128,9 @@ export class Listener {
   }
 
   private append(entry: VoiceTrack): void {
-    appendFileSync(join(this.dir, 'tracks.jsonl'), `${JSON.stringify(entry)}\n`);
+    this.writes.guard('tracks.jsonl', () =>
+      appendFileSync(join(this.dir, 'tracks.jsonl'), `${JSON.stringify(entry)}\n`),
+    );
   }
 
   /** Closes every file and leaves. Returns how long the job listened, in ms. */
