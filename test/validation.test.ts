@@ -76,6 +76,11 @@ const cases: [string, unknown, RegExp][] = [
     withInput({ site_url: 'http://%zz' }),
     /^input_data\.site_url is not a valid URL$/,
   ],
+  [
+    'input_data of more than 16 KiB in all, each key within its own bound',
+    withInput(Object.fromEntries(Array.from({ length: 10 }, (_, k) => [`extra_${k}`, 'x'.repeat(2000)]))),
+    /^input_data is larger than 16 KiB in all/,
+  ],
   ['no input_data at all', (({ input_data: _i, ...rest }) => rest)(good), /^input_data is required$/],
   [
     'site_url of 100 KB',
