@@ -64,14 +64,23 @@ async function main(argv: string[]): Promise<void> {
   const redis = command === 'serve' ? await ensureRedis(config, log) : undefined;
   const children =
     command === 'serve' ? ['worker', 'sfu'].map((c) => supervise(c, redis?.url ?? config.redisUrl, log)) : [];
-  // The API answers (/version first, for the plugin) only once the calls it hands out can be joined.
-  if (command === 'serve') await untilAnswers(`${sfuBaseUrl(config)}/healthz`, 30_000, log);
-  const stopApi = await runApi(config, log);
-  onShutdown(log, async () => {
+  let stopApi: () => Promise<void> = async () => undefined;
+  const stopAll = async () => {
     await Promise.all(children.map((c) => c.stop()));
     await stopApi();
     redis?.stop();
-  });
+  };
+  // From here a signal, or an API that cannot start (its port taken, a TLS file gone), stops the
+  // worker, the SFU and the Redis started above: they ran on without the API, taking jobs.
+  onShutdown(log, stopAll);
+  try {
+    // The API answers (/version first, for the plugin) only once the calls it hands out can be joined.
+    if (command === 'serve') await untilAnswers(`${sfuBaseUrl(config)}/healthz`, 30_000, log);
+    stopApi = await runApi(config, log);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 }
 
 async function untilAnswers(url: string, timeoutMs: number, log: Logger): Promise<void> {

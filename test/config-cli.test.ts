@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -223,6 +224,46 @@ describe('calls-offloader CLI', () => {
     } finally {
       child.kill('SIGTERM');
       await once(child, 'exit');
+      await cleanup(loadConfig(env));
+    }
+  });
+});
+
+describe('calls-offloader serve whose API cannot start', () => {
+  it('stops the worker and the SFU it started, and exits non-zero', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as AddressInfo).port;
+    const free = createServer();
+    await new Promise<void>((r) => free.listen(0, '127.0.0.1', r));
+    const sfuPort = (free.address() as AddressInfo).port;
+    await new Promise((r) => free.close(r));
+    const env = testEnv({
+      API_HTTP_LISTENADDRESS: `127.0.0.1:${port}`,
+      SFU_LISTENADDRESS: `127.0.0.1:${sfuPort}`,
+      SFU_ICEPORTRANGE: '44100-44150',
+      REDIS_URL,
+    });
+    /** processes of this serve: its environment names this test's data directory */
+    const ours = () =>
+      readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)
+        .filter((p) => {
+          try {
+            return readFileSync(`/proc/${p}/environ`, 'latin1').includes(`JOBS_DATADIR=${env.JOBS_DATADIR}\0`);
+          } catch {
+            return false;
+          }
+        });
+    const child = spawn(process.execPath, [CLI, 'serve'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    try {
+      const [code] = await once(child, 'exit');
+      assert.notEqual(code, 0);
+      // its worker and SFU ran on without the API, the worker taking jobs
+      await waitFor('no process of that serve left', () => ours().length === 0, 30_000);
+    } finally {
+      for (const pid of ours()) process.kill(Number(pid), 'SIGKILL');
+      taken.close();
       await cleanup(loadConfig(env));
     }
   });
