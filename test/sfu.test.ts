@@ -9,7 +9,7 @@ import { WebSocket } from 'ws';
 import { connect } from 'node:net';
 import { encode } from '@msgpack/msgpack';
 import { packSdp } from '../src/sfu/protocol/wire.js';
-import { Sfu } from '../src/sfu/server/server.js';
+import { Sfu, type SfuOptions } from '../src/sfu/server/server.js';
 import { counters } from '../src/sfu/server/track.js';
 import { Listener } from '../workers/transcriber/listen.js';
 import { readPcm, readTracks } from '../workers/transcriber/transcribe.js';
@@ -33,13 +33,17 @@ const SECRET = randomBytes(32).toString('hex');
 const execFileAsync = promisify(execFile);
 const callId = ids;
 
-export async function startSfu(portRange: [number, number] = [42000, 42400]): Promise<{ sfu: Sfu; url: string }> {
+export async function startSfu(
+  portRange: [number, number] = [42000, 42400],
+  options: Partial<SfuOptions> = {},
+): Promise<{ sfu: Sfu; url: string }> {
   const sfu = new Sfu({
     host: '127.0.0.1',
     port: 0,
     ice: { bindAddress: '127.0.0.1', portRange },
     policy: joinTokenPolicy(SECRET),
     log: createLogger(testConfig(), 'sfu'),
+    ...options,
   });
   return { sfu, url: await sfu.listen() };
 }
@@ -459,15 +463,7 @@ describe('media sockets of the bundled SFU', () => {
 describe('limits of the bundled SFU', () => {
   it("a joiner past the call's cap, or past the UDP ports, is refused with the plugin's reason, not left without media", async () => {
     const { sfu, url } = await startSfu([42700, 42705]); // six ports: three participants in all
-    const small = new Sfu({
-      host: '127.0.0.1',
-      port: 0,
-      ice: { bindAddress: '127.0.0.1', portRange: [42710, 42750] },
-      policy: joinTokenPolicy(SECRET),
-      maxCallParticipants: 2,
-      log: createLogger(testConfig(), 'sfu'),
-    });
-    const smallUrl = await small.listen();
+    const { sfu: small, url: smallUrl } = await startSfu([42710, 42750], { maxCallParticipants: 2 });
     const people: HeadlessParticipant[] = [];
     try {
       const join = async (at: string, call: string, user: string) => {
@@ -495,17 +491,7 @@ describe('limits of the bundled SFU', () => {
 describe('the bundled SFU against strangers and misbehaving sockets', () => {
   let sfu: Sfu;
   let url: string;
-  before(async () => {
-    sfu = new Sfu({
-      host: '127.0.0.1',
-      port: 0,
-      ice: { bindAddress: '127.0.0.1', portRange: [42800, 42900] },
-      policy: joinTokenPolicy(SECRET),
-      pingIntervalMs: 300,
-      log: createLogger(testConfig(), 'sfu'),
-    });
-    url = await sfu.listen();
-  });
+  before(async () => ({ sfu, url } = await startSfu([42800, 42900], { pingIntervalMs: 300 })));
   after(() => sfu.close());
 
   /** A signalling socket driven by hand: what it received, in order. */
