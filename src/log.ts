@@ -8,8 +8,10 @@ export type { Logger };
  * An error as pino logs it, without the Redis command that failed: ioredis hangs the command and
  * its arguments on the error, and those hold what was being stored (a job's input, its bot token).
  */
-function withoutCommand(err: Error): Record<string, unknown> {
-  const { command: _command, ...rest } = pino.stdSerializers.err(err) as Record<string, unknown>;
+function withoutCommand(err: unknown): unknown {
+  const serialized = pino.stdSerializers.err(err as Error) as unknown;
+  if (typeof serialized !== 'object' || serialized === null) return serialized; // a message given as a string
+  const { command: _command, ...rest } = serialized as Record<string, unknown>;
   return rest;
 }
 

@@ -140,7 +140,7 @@ export async function startWorkerInstance(config: Config, log: Logger) {
     {
       ...workerOptions(config),
       jobsDir: worker.jobsDir,
-      dirRetentionMs: Math.max(config.failedJobsRetention, config.succeededJobsRetention),
+      dirRetentionMs: Math.min(config.failedJobsRetention, config.succeededJobsRetention),
     },
     log,
   );

@@ -98,7 +98,7 @@ describe('concurrency limit', () => {
     // the waiting job polls every 500 ms while the slots stay held: a waiter was left behind at each
     await new Promise((r) => setTimeout(r, 3000));
     const held = await call(api.url, 'GET', `/jobs/${holders[0]!.json.id}`, auth);
-    const waiters = workers.reduce((n, w) => n + w.worker.waiters.size, 0);
+    const waiters = workers.reduce((n, w) => n + w.worker.waiting, 0);
     assert.equal(held.json.status, 'running', 'the slots are still held');
     assert.ok(waiters <= 1, `${waiters} waiters for one waiting job`);
     await waitFor(

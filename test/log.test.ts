@@ -28,14 +28,15 @@ describe('logs', () => {
     const write = process.stdout.write.bind(process.stdout);
     process.stdout.write = ((chunk: string) => lines.push(String(chunk)) > 0) as typeof process.stdout.write;
     try {
-      createLogger({ ...config, logConsole: true, logJson: false, logLevel: 'info' }, 'api').error(
-        { err },
-        'request failed',
-      );
+      const log = createLogger({ ...config, logConsole: true, logJson: false, logLevel: 'info' }, 'api');
+      log.error({ err }, 'request failed');
+      // a message given as a string stays a string
+      log.warn({ err: 'connection reset' }, 'negotiation failed');
     } finally {
       process.stdout.write = write;
     }
-    assert.equal(lines.length, 1);
+    assert.equal(lines.length, 2);
+    assert.match(lines[1]!, /negotiation failed \{"err":"connection reset"\}/);
     assert.match(lines[0]!, /request failed .*WRONGTYPE/);
     assert.ok(!lines[0]!.includes(secret), lines[0]);
   });

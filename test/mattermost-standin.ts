@@ -65,7 +65,8 @@ export interface StandInOptions {
 }
 
 export class MattermostStandIn {
-  readonly statuses: { callId: string; jobId: string; body: Record<string, unknown> }[] = [];
+  /** the status reports accepted, with when (ms since the epoch) */
+  readonly statuses: { callId: string; jobId: string; body: Record<string, unknown>; at: number }[] = [];
   readonly recordings: { callId: string; body: { JobID: string; FileIDs: string[]; PostID: string } }[] = [];
   readonly transcriptions: { callId: string; body: Record<string, unknown> }[] = [];
   readonly uploads = new Map<string, UploadSession>();
@@ -77,8 +78,8 @@ export class MattermostStandIn {
   readonly log: string[] = [];
   /** answer 500 to the next n requests (a Mattermost that is down for a while) */
   failNext = 0;
-  /** answer 503 to the next n job status reports (a plugin restarting as the jobs start) */
-  failStatuses = 0;
+  /** answer 503 to this many of a job's status reports, by its id (a plugin restarting as the job starts) */
+  readonly refuseStatuses = new Map<string, number>();
   /** answer each bot API request this many ms late (a Mattermost under load) */
   delayMs = 0;
   /** cut the connection of the next upload-data request after this many of its bytes (a network that drops mid-upload) */
@@ -248,8 +249,9 @@ export class MattermostStandIn {
     }
     if (req.method === 'POST' && (m = /^\/calls\/([a-z0-9]{26})\/jobs\/([a-z0-9]{26})\/status$/.exec(route))) {
       const body = await json(req);
-      if (this.failStatuses > 0) {
-        this.failStatuses--;
+      const refusals = this.refuseStatuses.get(m[2]!) ?? 0;
+      if (refusals > 0) {
+        this.refuseStatuses.set(m[2]!, refusals - 1);
         return error(503, 'stand-in: the plugin is restarting');
       }
       if (
@@ -264,7 +266,7 @@ export class MattermostStandIn {
         if (job.started) return error(400, 'job has already started');
         job.started = true;
       }
-      this.statuses.push({ callId: m[1]!, jobId: m[2]!, body });
+      this.statuses.push({ callId: m[1]!, jobId: m[2]!, body, at: Date.now() });
       return reply(200, { message: 'success' });
     }
     if (req.method === 'POST' && route === '/uploads') {

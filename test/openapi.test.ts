@@ -62,7 +62,7 @@ describe('openapi.yaml', () => {
   it('carries the request schemas the server validates with', () => {
     const doc = parse(committed);
     const body = doc.paths['/jobs'].post.requestBody.content['application/json'].schema;
-    assert.deepEqual(body.required, ['type', 'max_duration_sec', 'runner']);
+    assert.deepEqual(body.required, ['type', 'max_duration_sec', 'runner', 'input_data']);
     const recording = body.allOf.find(
       (c: { if: { properties: { type: { const: string } } } }) => c.if.properties.type.const === 'recording',
     );

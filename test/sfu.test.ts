@@ -491,12 +491,12 @@ describe('limits of the bundled SFU', () => {
 describe('the bundled SFU against strangers and misbehaving sockets', () => {
   let sfu: Sfu;
   let url: string;
-  before(async () => ({ sfu, url } = await startSfu([42800, 42900], { pingIntervalMs: 300 })));
+  before(async () => ({ sfu, url } = await startSfu([42800, 42900])));
   after(() => sfu.close());
 
   /** A signalling socket driven by hand: what it received, in order. */
-  const socket = async (tok: string, options: { autoPong?: boolean } = {}) => {
-    const ws = new WebSocket(`${url.replace('http', 'ws')}/api/v4/websocket`, {
+  const socket = async (tok: string, options: { autoPong?: boolean } = {}, at = url) => {
+    const ws = new WebSocket(`${at.replace('http', 'ws')}/api/v4/websocket`, {
       headers: { authorization: `Bearer ${tok}` },
       ...options,
     });
@@ -661,10 +661,16 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
   });
 
   it('cuts a socket that stops answering pings', async () => {
-    const silent = await socket(token(callId(), 'mallory'), { autoPong: false });
-    const answering = await socket(token(callId(), 'alice'));
-    assert.equal(await silent.closed, 1006);
-    assert.equal(answering.ws.readyState, WebSocket.OPEN);
-    answering.ws.close();
+    // an SFU of its own pinging every 2 s (60 s by default): a pong must come before the next ping
+    const { sfu: pinging, url: at } = await startSfu([42910, 42950], { pingIntervalMs: 2000 });
+    try {
+      const silent = await socket(token(callId(), 'mallory'), { autoPong: false }, at);
+      const answering = await socket(token(callId(), 'alice'), {}, at);
+      assert.equal(await silent.closed, 1006);
+      assert.equal(answering.ws.readyState, WebSocket.OPEN);
+      answering.ws.close();
+    } finally {
+      await pinging.close();
+    }
   });
 });

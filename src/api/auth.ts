@@ -11,7 +11,7 @@ import {
   secretsEqual,
 } from '../store/clients.js';
 import { ApiError, sendError } from './errors.js';
-import { RateLimiter } from './limits.js';
+import { RateLimiter } from '../rate-limiter.js';
 
 export interface Principal {
   clientId: string;

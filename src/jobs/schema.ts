@@ -176,22 +176,21 @@ export const JobConfig = (maxDurationSec: number) =>
         maxLength: 512,
         description: 'Job image, e.g. mattermost/calls-recorder:v0.8.5.',
       }),
-      input_data: Type.Optional(
-        Type.Object(
-          {},
-          {
-            additionalProperties: true,
-            description: 'Inputs of the job type; they reach the job as upper-cased environment variables.',
-          },
-        ),
+      // every type needs inputs (a call or a file): upstream's is optional, but a job without them
+      // cannot run, and none of its type's inputs would be checked
+      input_data: Type.Object(
+        {},
+        {
+          additionalProperties: true,
+          description: 'Inputs of the job type; they reach the job as upper-cased environment variables.',
+        },
       ),
     },
     {
       additionalProperties: false,
       allOf: jobTypes.map((t) => ({
         if: { properties: { type: { const: t } }, required: ['type'] },
-        // every type needs inputs (a call or a file): without input_data none of them were checked
-        then: { properties: { input_data: inputSchemas[t] }, required: ['input_data'] },
+        then: { properties: { input_data: inputSchemas[t] } },
       })),
     },
   );

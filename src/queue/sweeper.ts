@@ -4,7 +4,7 @@
 //  - a job still queued after its wait limit (the start timeout for a live job, the queue timeout
 //    for a finished recording's transcription) is failed with the reason;
 //  - finished jobs past their retention are deleted (a worker also removes their directories, once
-//    unchanged for the longest retention: a Redis that lost its data does not take them along).
+//    unchanged for the shortest retention: a Redis that lost its data does not take them at once).
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { activeStatuses } from '../jobs/schema.js';
@@ -19,7 +19,7 @@ export interface SweeperOptions {
   maxLogBytes: number;
   /** set in workers: job directories whose record is gone are removed */
   jobsDir?: string;
-  /** the longest retention: a directory younger than it is kept even without its record (a Redis that lost its data) */
+  /** the shortest retention: a directory changed more recently is kept even without its record (a Redis that lost its data) */
   dirRetentionMs?: number;
   intervalMs?: number;
 }

@@ -34,7 +34,7 @@ export class JobWorker {
   private readonly active = new Map<string, ActiveJob>();
   private subscriber?: Redis;
   /** jobs waiting for a slot, woken when one is released anywhere */
-  readonly waiters = new Set<() => void>();
+  private readonly waiters = new Set<() => void>();
   private closing = false;
 
   constructor(
@@ -113,6 +113,11 @@ export class JobWorker {
     for (const job of this.active.values()) job.stop('the worker is shutting down');
     await Promise.all(closing);
     await this.subscriber?.quit().catch(() => undefined);
+  }
+
+  /** Jobs of this worker waiting for a slot. */
+  get waiting(): number {
+    return this.waiters.size;
   }
 
   private wakeWaiters(): void {

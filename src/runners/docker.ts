@@ -9,7 +9,7 @@ import { chownSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import Docker from 'dockerode';
-import { JOB_ENV } from '../jobs/contract.js';
+import { EXIT, JOB_ENV } from '../jobs/contract.js';
 import { imageNameOf } from '../jobs/runner-image.js';
 import type { JobType } from '../jobs/schema.js';
 import { type JobExit, type Reconcile, type Runner, type RunningJob, type StartSpec, hostPaths } from './runner.js';
@@ -153,7 +153,7 @@ export class DockerRunner implements Runner {
       // The supervision awaits this: it must settle even if the engine loses the container.
       const { StatusCode } = (await container.wait().catch((err: Error) => {
         spec.onOutput(Buffer.from(`the container could not be waited for: ${err.message}\n`), 'stderr');
-        return { StatusCode: 1 };
+        return { StatusCode: EXIT.crashed }; // an end the program never saw: a --recover run salvages it
       })) as { StatusCode: number };
       await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]); // the log is complete
       // Docker reports a kill as 128 + the signal's number.
@@ -175,8 +175,8 @@ export class DockerRunner implements Runner {
 
   /**
    * Ends the containers of this service whose job no live worker supervises (its worker died):
-   * they must not run on unseen. Returns the job ids of those it ended. Such a container that has
-   * ended already (its worker died before removing it) is removed, with the tokens it holds.
+   * they must not run on unseen. Returns the job ids of those it ended. Such a container that is not
+   * running (its worker died before starting or removing it) is removed, with the tokens it holds.
    */
   async reconcile(decide: Reconcile): Promise<string[]> {
     const containers = await this.docker.listContainers({
@@ -189,7 +189,9 @@ export class DockerRunner implements Runner {
       if ((await decide(jobId)) === 'keep') continue;
       const container = this.docker.getContainer(c.Id);
       if (c.State !== 'running') {
-        if (c.State === 'exited' || c.State === 'dead') await container.remove({ v: true }).catch(() => undefined);
+        // ended, or created and never started (its worker died between the two)
+        if (c.State !== 'restarting' && c.State !== 'removing')
+          await container.remove({ v: true, force: true }).catch(() => undefined);
         continue;
       }
       await container.stop({ t: 10 }).catch(() => undefined);

@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { BatchV1Api, CoreV1Api, KubeConfig, Log, type V1Job, type V1Pod, Watch } from '@kubernetes/client-node';
-import { JOB_ENV, OUTPUT_FILE, RECOVER_ARG } from '../jobs/contract.js';
+import { EXIT, JOB_ENV, OUTPUT_FILE, RECOVER_ARG } from '../jobs/contract.js';
 import { imageNameOf } from '../jobs/runner-image.js';
 import type { JobType } from '../jobs/schema.js';
 import { type JobExit, type Reconcile, type Runner, type RunningJob, type StartSpec, hostPaths } from './runner.js';
@@ -175,12 +175,14 @@ export class KubernetesRunner implements Runner {
       }
       const terminated = status?.state?.terminated;
       if (terminated) return finish(terminated.exitCode, terminated.message);
-      if (p.status?.phase === 'Failed') return finish(1, undefined, p.status.reason ?? p.status.message);
+      // Ends the program never saw (an eviction, a deleted pod, a pod that cannot be listed) are
+      // crashes, which a --recover run salvages; a program that cannot start has nothing to salvage.
+      if (p.status?.phase === 'Failed') return finish(EXIT.crashed, undefined, p.status.reason ?? p.status.message);
       // A program that can never start (its image, its configuration) fails now, not at the deadline.
       const waiting = status?.state?.waiting;
       if (waiting?.reason && UNSTARTABLE.has(waiting.reason))
         return finish(1, undefined, `${waiting.reason}: ${waiting.message ?? ''}`);
-      if (deleted) finish(1, undefined, 'the pod was deleted before its program ended');
+      if (deleted) finish(EXIT.crashed, undefined, 'the pod was deleted before its program ended');
     };
     const finish = (code: number, message?: string, why?: string): void => {
       done = true;
@@ -238,7 +240,9 @@ export class KubernetesRunner implements Runner {
         await new Promise((r) => setTimeout(r, 200));
       }
     };
-    void relist().then(follow, (err) => finish(1, undefined, `could not list its pod: ${(err as Error).message}`));
+    void relist().then(follow, (err) =>
+      finish(EXIT.crashed, undefined, `could not list its pod: ${(err as Error).message}`),
+    );
 
     return {
       signal: (sig) => {

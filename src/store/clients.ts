@@ -129,7 +129,7 @@ export class ClientStore {
   claimCall(clientId: string, callId: string): Promise<string> {
     return this.claimScript(
       [this.keys.callOwner(callId), this.keys.clientCalls(clientId)],
-      [clientId, callId, CLAIM_TTL_MS, MAX_CALLS_PER_CLIENT, this.keys.callOwner('').replace(/:owner$/, '')],
+      [clientId, callId, CLAIM_TTL_MS, MAX_CALLS_PER_CLIENT, this.keys.callOwnerPrefix],
     );
   }
 
@@ -152,10 +152,7 @@ export class ClientStore {
       this.keys.clientCalls(clientId),
       this.keys.openJobs,
     ];
-    return (
-      (await this.unregisterScript(keys, [clientId, jobKeyPrefix, this.keys.callOwner('').replace(/:owner$/, '')])) ===
-      1
-    );
+    return (await this.unregisterScript(keys, [clientId, jobKeyPrefix, this.keys.callOwnerPrefix])) === 1;
   }
 
   /**

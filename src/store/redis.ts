@@ -44,6 +44,8 @@ export function keysFor(prefix: string) {
     clientCalls: (clientId: string) => `${prefix}:client:${clientId}:calls`,
     /** the client a call belongs to */
     callOwner: (callId: string) => `${prefix}:call:${callId}:owner`,
+    /** what callOwner puts before the call id, for scripts that build owner keys of their own */
+    callOwnerPrefix: `${prefix}:call:`,
     /** the Mattermost site each job type of a client is pinned to (first use) */
     clientSites: (clientId: string) => `${prefix}:client:${clientId}:sites`,
     /** queued jobs by created_at (start timeout) */

@@ -171,7 +171,7 @@ export class Capture {
     const rec = this.recorders.get(key);
     if (!rec) return;
     this.recorders.delete(key);
-    rec.finish();
+    this.writes.guard(rec.entry.file, rec.finish); // closing writes what the file still holds
     this.append('tracks.jsonl', { ...rec.entry, endMs: this.elapsedMs });
   }
 

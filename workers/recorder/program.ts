@@ -7,7 +7,7 @@ import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fastStart } from '../shared/fast-start.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
-import { delivering, keepArtifact, runMain, stopSignal, workerSetting } from '../shared/job.js';
+import { delivering, keepArtifact, reportedOrLate, runMain, stopSignal, workerSetting } from '../shared/job.js';
 import { EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { type CallSite, callOptions, callSite, describeSite } from '../shared/call.js';
 import { Capture } from './capture.js';
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   let started: Promise<unknown> = Promise.resolve();
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);
-    await started;
+    await reportedOrLate(started);
     await bot
       ?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason)
       .catch((e) => log(`could not report the failure: ${e.message}`));
@@ -126,8 +126,8 @@ async function main(): Promise<void> {
     return;
   }
   try {
+    delivering(output); // first: the delivery's own time covers waiting for the start's report
     await started;
-    delivering(output);
     const filename = `${await bot.filename(inputs.call_id)}.mp4`;
     const file = await bot.upload(inputs.call_id, fastStart(output), filename);
     await bot.postRecording(inputs.call_id, { JobID: jobId, FileIDs: [file.id], PostID: inputs.post_id! });

@@ -138,3 +138,10 @@ export class WriteFailure {
     this.report(`${what} could not be written (${code}); stopping with what is on disk`);
   }
 }
+
+/**
+ * `started` (the start's report, retried for minutes while the plugin refuses it), waited for at
+ * most 30 s: a failure is reported after it where it can be, and within the stop's grace.
+ */
+export const reportedOrLate = (started: Promise<unknown>) =>
+  Promise.race([started, new Promise((r) => setTimeout(r, 30_000).unref())]);

@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { realpath } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { mediaRefusal, mediaRefused, parseMediaSources } from '../../src/jobs/media-access.js';
-import { delivering, download, keepArtifact, runMain, stopSignal, workerSetting } from '../shared/job.js';
+import {
+  delivering,
+  download,
+  keepArtifact,
+  reportedOrLate,
+  runMain,
+  stopSignal,
+  workerSetting,
+} from '../shared/job.js';
 import { type CaptionStats, EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { callOptions, callSite, describeSite } from '../shared/call.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
@@ -92,7 +100,7 @@ class Delivery {
 
   async report(status: 'started' | 'failed', error?: string): Promise<void> {
     if (!this.bot || this.inputs.captionsOnly || !this.inputs.call_id) return;
-    const sent = this.started.then(() =>
+    const sent = (status === 'started' ? Promise.resolve() : reportedOrLate(this.started)).then(() =>
       this.bot!.reportStatus(this.inputs.call_id!, this.jobId, 'transcribing', status, error).catch((e: Error) =>
         log(`could not report ${status}: ${e.message}`),
       ),
@@ -126,8 +134,8 @@ class Delivery {
       return { files: kept, ...summary };
     }
     const callId = inputs.call_id!;
+    delivering(files.vtt); // first: the delivery's own time covers waiting for the start's report
     await this.started;
-    delivering(files.vtt);
     const base = await this.bot.filename(callId);
     const vtt = await this.bot.upload(callId, fileSource(files.vtt), `${base}.vtt`);
     const txt = await this.bot.upload(callId, fileSource(files.txt), `${base}.txt`);

@@ -145,7 +145,7 @@ export function jobRoutes(
     },
     async (request) => {
       const { type, runner: reference, max_duration_sec } = request.body;
-      const input = (request.body.input_data ?? {}) as InputData;
+      const input = request.body.input_data as InputData;
       const image = parseRunner(reference, type, config.imageRegistry, config.devMode);
       if (typeof image === 'string') throw new ApiError(400, image);
       const problem = checkInput(input);

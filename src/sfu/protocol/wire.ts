@@ -18,13 +18,15 @@ export const MAX_SDP_BYTES = 64 * 1024;
 export class ProtocolError extends Error {}
 
 /**
- * What msgpack may allocate for one frame. Its defaults take an array or map header's length as
- * given (up to 2³²−1) and allocate it: a 6 KB frame of such headers exhausted a 512 MB heap. No
- * message of the protocol has more than a few fields, or a string or bytes longer than a frame.
+ * What msgpack may allocate for one frame. Its defaults take an array header's length as given (up
+ * to 2³²−1) and allocate it: a 6 KB frame of such headers exhausted a 512 MB heap. No message of
+ * the protocol holds an array of more than a few items, a map of more entries than a call's
+ * forwarded tracks (MediaMap: one per m-line; a map is not allocated ahead), or a string or bytes
+ * longer than a frame.
  */
 const MSGPACK_LIMITS = {
   maxArrayLength: 16,
-  maxMapLength: 32,
+  maxMapLength: 1024,
   maxStrLength: MAX_SDP_BYTES,
   maxBinLength: MAX_SDP_BYTES,
   maxExtLength: 0,

@@ -22,34 +22,14 @@ export function newId(): string {
   return id;
 }
 
-/** The plugin's per-session rate limit: 10 messages a second, bursts of 100; the excess is dropped. */
-const RATE = { perSecond: 10, burst: 100 };
 /** Replies and events queued for a peer that does not read: past this the socket is cut, as Mattermost cuts a connection whose send queue is full. */
 const MAX_BUFFERED_BYTES = 1024 * 1024;
-
-/** A token bucket at the plugin's rate. */
-export class RateLimit {
-  private tokens = RATE.burst;
-  private refilledAt = Date.now();
-
-  /** Whether one more message is allowed now (and counts it). */
-  take(): boolean {
-    const now = Date.now();
-    this.tokens = Math.min(RATE.burst, this.tokens + ((now - this.refilledAt) / 1000) * RATE.perSecond);
-    this.refilledAt = now;
-    if (this.tokens < 1) return false;
-    this.tokens--;
-    return true;
-  }
-}
 
 export class WsConnection {
   readonly id = newId();
   identity?: Identity;
   /** the call session this connection signals for, once joined or reconnected */
   sessionId?: string;
-  /** every request of this socket, before and after it joins */
-  readonly rate = new RateLimit();
   /** a ping went out and no pong came back yet */
   awaitingPong = false;
   private seq = 0;

@@ -12,7 +12,8 @@ import type { IceOptions } from '../ice.js';
 import { type Action, type EventName, RECONNECT_WINDOW_MS, actions } from '../protocol/calls.js';
 import { PREFIX, ProtocolError, type WsRequest, decodeRequest, isObject, unpackSdp } from '../protocol/wire.js';
 import { Call } from './call.js';
-import { type Identity, RateLimit, WsConnection } from './connection.js';
+import { type Identity, WsConnection } from './connection.js';
+import { RateLimiter } from '../../rate-limiter.js';
 import type { RtcSession } from './session.js';
 import { counters } from './track.js';
 
@@ -58,14 +59,14 @@ interface Entry {
   dropTimer?: NodeJS.Timeout;
   /** events that came while the socket was gone, sent on reconnect (Mattermost's dead queue) */
   missed: { event: EventName; data: Record<string, unknown> }[];
-  /** the session's own limit, which a new socket does not reset */
-  rate: RateLimit;
 }
 
 export class Sfu {
   readonly calls = new Map<string, Call>();
   private readonly entries = new Map<string, Entry>();
   private readonly connections = new Set<WsConnection>();
+  /** The plugin's rate limit: 10 messages a second, bursts of 100. */
+  private readonly requests = new RateLimiter(10, 100);
   private readonly http: Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   /** half-open sockets (a peer gone without a close) are found by pings and cut */
@@ -305,7 +306,9 @@ export class Sfu {
   private async onRequest(conn: WsConnection, request: WsRequest): Promise<void> {
     const identity = conn.identity!;
     const data = request.data ?? {};
-    if (!conn.rate.take()) return; // over the rate limit: dropped as the plugin does
+    // the plugin's rate, per session (a new socket does not reset it), per socket before it joins:
+    // the excess is dropped, as the plugin does
+    if (this.requests.take(conn.sessionId ?? conn.id) > 0) return;
     if (request.action === 'ping') {
       return conn.reply(request.seq, 'OK', {
         text: 'pong',
@@ -330,7 +333,7 @@ export class Sfu {
       }
     }
     const entry = conn.sessionId ? this.entries.get(conn.sessionId) : undefined;
-    if (!entry?.rate.take()) return; // no session, or over the rate limit: dropped as the plugin does
+    if (!entry) return; // no session: dropped as the plugin does
     const { call, session } = entry;
     switch (action) {
       case 'leave':
@@ -430,7 +433,7 @@ export class Sfu {
       this.calls.set(callId, call);
     }
     const session = call.join(conn.id, identity);
-    this.entries.set(session.id, { call, session, conn, missed: [], rate: new RateLimit() });
+    this.entries.set(session.id, { call, session, conn, missed: [] });
     conn.sessionId = session.id;
     conn.event('join', { connID: conn.id }, callId);
     conn.event('call_state', { channel_id: callId, call: JSON.stringify(call.state()) }, callId);

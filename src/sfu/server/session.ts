@@ -149,10 +149,9 @@ export class RtcSession {
       this.log.debug({ session: this.id }, 'client offer ignored: the SFU is offering');
       return;
     }
-    checkOffer(description.sdp);
+    const inactive = checkOffer(description.sdp);
     await this.exclusive(async () => {
       if (this.closed || this.pc.signalingState !== 'stable') return;
-      const inactive = inactiveMids(description.sdp);
       await this.pc.setRemoteDescription(description);
       for (const [type, track] of this.tracks) if (inactive.has(track.mid)) this.unpublish(type);
       await this.addQueuedCandidates();
@@ -400,20 +399,22 @@ export class RtcSession {
   }
 }
 
-/** The mids an offer marks inactive or receive-only: tracks the client stopped sending. */
 /**
- * Refuses an offer werift would take at the cost of more than one transport: every media section it
- * accepts (port not 0) must be in one BUNDLE group (werift gives each section outside it an ICE
- * transport and sockets of its own, whatever the bundle policy). Sections and candidates are
+ * The mids a client's offer marks inactive or receive-only (tracks the client stopped sending),
+ * after refusing an offer werift would take at the cost of more than one transport: every media
+ * section it accepts (port not 0) must be in one BUNDLE group (werift gives each section outside it
+ * an ICE transport and sockets of its own, whatever the bundle policy). Sections and candidates are
  * bounded. Browsers and werift clients bundle everything.
  */
-function checkOffer(sdp: string): void {
+function checkOffer(sdp: string): Set<string> {
   const groups: string[][] = [];
-  const sections: { port: string; mid?: string }[] = [];
+  const sections: { port: string; mid?: string; inactive?: boolean }[] = [];
   let candidates = 0;
   for (const line of sdp.split(/\r?\n/)) {
+    const section = sections.at(-1);
     if (line.startsWith('m=')) sections.push({ port: line.split(' ')[1] ?? '' });
-    else if (line.startsWith('a=mid:') && sections.length > 0) sections.at(-1)!.mid = line.slice(6).trim();
+    else if (line.startsWith('a=mid:') && section) section.mid = line.slice(6).trim();
+    else if (/^a=(inactive|recvonly)\s*$/.test(line) && section) section.inactive = true;
     else if (line.startsWith('a=group:BUNDLE')) groups.push(line.split(' ').slice(1));
     else if (line.startsWith('a=candidate:')) candidates++;
   }
@@ -424,13 +425,5 @@ function checkOffer(sdp: string): void {
     throw new ProtocolError('an offer must bundle all its media sections in one BUNDLE group');
   if (candidates > MAX_OFFER_CANDIDATES)
     throw new ProtocolError(`an offer holds at most ${MAX_OFFER_CANDIDATES} candidates`);
-}
-
-function inactiveMids(sdp: string): Set<string> {
-  const out = new Set<string>();
-  for (const section of sdp.split(/\r\n(?=m=)/).slice(1)) {
-    const mid = /\r\na=mid:(\S+)/.exec(section)?.[1];
-    if (mid && /\r\na=(inactive|recvonly)\b/.test(section)) out.add(mid);
-  }
-  return out;
+  return new Set(sections.flatMap((m) => (m.inactive && m.mid !== undefined ? [m.mid] : [])));
 }

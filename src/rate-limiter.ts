@@ -1,6 +1,6 @@
-// Request rates one API instance accepts, as token buckets per key (a client id, an address).
-// Held in memory: each instance limits what reaches it, which is what protects its CPU; behind a
-// load balancer of n instances a client may reach n times the rate.
+// Request rates one process accepts, as token buckets per key (the API's client ids and addresses,
+// the SFU's sessions). Held in memory: each instance limits what reaches it, which is what protects
+// its CPU; behind a load balancer of n instances a client may reach n times the rate.
 
 /** Keys remembered at most; the least recently seen is forgotten first (a full bucket anyway). */
 const MAX_KEYS = 10_000;
