@@ -100,13 +100,16 @@ class Delivery {
 
   async report(status: 'started' | 'failed', error?: string): Promise<void> {
     if (!this.bot || this.inputs.captionsOnly || !this.inputs.call_id) return;
-    const sent = (status === 'started' ? Promise.resolve() : reportedOrLate(this.started)).then(() =>
+    const send = () =>
       this.bot!.reportStatus(this.inputs.call_id!, this.jobId, 'transcribing', status, error).catch((e: Error) =>
         log(`could not report ${status}: ${e.message}`),
-      ),
-    );
-    if (status === 'started') this.started = sent;
-    else await sent;
+      );
+    if (status === 'started') {
+      this.started = send();
+      return;
+    }
+    await reportedOrLate(this.started);
+    await send();
   }
 
   /** Writes the two files; posts them, or keeps them in the artifacts directory. Returns output_data. */
