@@ -578,6 +578,37 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     await waitFor('both sessions ended', () => sfu.participantCount === 0, 30_000);
   });
 
+  it('holds 32 sockets of one address before they authenticate, refusing more with 429; one that authenticates frees its place', async () => {
+    const ws = url.replace('http', 'ws') + '/api/v4/websocket';
+    /** A socket without a token: open, or refused with the status of the answer. */
+    const stranger = () =>
+      new Promise<WebSocket | number>((resolve) => {
+        const s = new WebSocket(ws);
+        s.on('error', () => undefined);
+        s.once('open', () => resolve(s));
+        s.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      });
+    const tries = await Promise.all(Array.from({ length: 40 }, stranger));
+    const held = tries.filter((t): t is WebSocket => t instanceof WebSocket);
+    assert.equal(held.length, 32);
+    assert.deepEqual(
+      tries.filter((t) => !(t instanceof WebSocket)),
+      Array(8).fill(429),
+    );
+    // a token in the upgrade is not a stranger's
+    const call = callId();
+    const alice = await join(call, 'alice');
+    // one authenticates by challenge: its place is free for another stranger
+    const hello = new Promise((resolve) => held[0]!.on('message', (d) => String(d).includes('"hello"') && resolve(d)));
+    held[0]!.send(JSON.stringify({ action: 'authentication_challenge', seq: 1, data: { token: token(call, 'bob') } }));
+    await hello;
+    const another = await stranger();
+    assert.ok(another instanceof WebSocket, `refused with ${another}`);
+    for (const s of [...held, another]) s.close();
+    alice.leave();
+    await waitFor('everyone gone', () => sfu.participantCount === 0, 30_000);
+  });
+
   it('a token bound to one call gets no state of another', async () => {
     const [mine, theirs] = [callId(), callId()];
     const alice = await join(mine, 'alice');

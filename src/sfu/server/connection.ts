@@ -34,7 +34,11 @@ export class WsConnection {
   awaitingPong = false;
   private seq = 0;
 
-  constructor(readonly socket: WebSocket) {}
+  constructor(
+    readonly socket: WebSocket,
+    /** the peer's IP address */
+    readonly address: string,
+  ) {}
 
   get open(): boolean {
     return this.socket.readyState === this.socket.OPEN;

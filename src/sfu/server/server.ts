@@ -43,6 +43,12 @@ const files: Record<string, { path: URL; type: string }> = {
 };
 const MAX_FRAME_BYTES = 64 * 1024;
 const MAX_CONNECTIONS = 2000;
+/**
+ * Sockets one address may hold before they authenticate: one stranger could otherwise keep every
+ * slot of MAX_CONNECTIONS taken by reopening them each AUTH_TIMEOUT_MS. Generous, for the many
+ * people one NAT or proxy may stand for.
+ */
+const MAX_UNAUTHENTICATED_PER_ADDRESS = 32;
 /** Ports of SFU_ICEPORTRANGE one session may take (werift finds them by trying the range in order). */
 const PORTS_PER_SESSION = 2;
 /** Mattermost closes a socket that has not authenticated within this long. */
@@ -237,21 +243,31 @@ export class Sfu {
     // sockets that have not joined (yet) are bounded too: a stranger cannot hold thousands open
     if (this.connections.size >= MAX_CONNECTIONS) return void refuse('503 Service Unavailable');
     const token = bearer(req);
+    const address = req.socket.remoteAddress ?? '';
+    if (token === undefined && this.unauthenticated(address) >= MAX_UNAUTHENTICATED_PER_ADDRESS)
+      return void refuse('429 Too Many Requests');
     void Promise.resolve(token === undefined ? undefined : this.opts.policy.authenticate(token)).then(
       (identity) => {
         // Mattermost refuses the upgrade of a bad token with 401
         if (identity === null) return void refuse('401 Unauthorized');
         this.wss.handleUpgrade(req, socket, head, (ws) => {
           socket.off('error', onError); // ws listens from here
-          this.accept(ws, identity);
+          this.accept(ws, address, identity);
         });
       },
       () => socket.destroy(),
     );
   }
 
-  private accept(ws: WebSocket, identity: Identity | undefined): void {
-    const conn = new WsConnection(ws);
+  /** Sockets from `address` that have not authenticated yet (counted, not kept: at most MAX_CONNECTIONS). */
+  private unauthenticated(address: string): number {
+    let count = 0;
+    for (const conn of this.connections) if (!conn.identity && conn.address === address) count++;
+    return count;
+  }
+
+  private accept(ws: WebSocket, address: string, identity: Identity | undefined): void {
+    const conn = new WsConnection(ws, address);
     this.connections.add(conn);
     const hello = (who: Identity) => {
       conn.identity = who;
