@@ -20,11 +20,20 @@ const FPS = 10;
 
 /**
  * A WebM (VP8) of one colour, `seconds` long at 15 fps with a keyframe every second, as a camera
- * or screen sends it; with `then`, that colour from halfway.
+ * or screen sends it; with `then`, that colour from halfway. `size` may be odd, as a shared
+ * window's can (the colour source makes even sizes of 4:2:0, so an odd one is cropped to).
  */
-function colourTrack(dir: string, name: string, colour: string, seconds: number, then?: string): string {
+function colourTrack(
+  dir: string,
+  name: string,
+  colour: string,
+  seconds: number,
+  then?: string,
+  size = '640x360',
+): string {
   const file = join('tracks', `${name}.webm`);
   mkdirSync(join(dir, 'tracks'), { recursive: true });
+  const [w, h] = size.split('x').map(Number) as [number, number];
   const second = then ? `,drawbox=c=${then}:t=fill:enable='gte(t,${seconds / 2})'` : '';
   execFileSync('ffmpeg', [
     '-loglevel',
@@ -32,7 +41,7 @@ function colourTrack(dir: string, name: string, colour: string, seconds: number,
     '-f',
     'lavfi',
     '-i',
-    `color=c=${colour}:s=640x360:r=15:d=${seconds}${second}`,
+    `color=c=${colour}:s=${w + (w % 2)}x${h + (h % 2)}:r=15:d=${seconds},crop=${w}:${h}:0:0:exact=1${second}`,
     '-c:v',
     'libvpx',
     '-b:v',
@@ -494,6 +503,62 @@ describe('recorder compose', () => {
     const output = join(dir, 'recording.mp4');
     await parts.finish(20_000, output);
     assert.equal(packetTimes(output, 'v').length, 20 * FPS);
+  });
+
+  it('fits every picture size to its place: a 4:3 camera, one larger than its tile, a size change mid-track, a window shared at an odd size', async () => {
+    const dir = join(root, 'sizes');
+    // Ann's camera: 1.5 s of 4:3 red, then 1.5 s of 720p blue in the same file, as a sender that
+    // changes its size mid-track; from 3 s Bob shares a window of 1013x677.
+    const halves = [
+      colourTrack(dir, 'small', 'red', 1.5, undefined, '320x240'),
+      colourTrack(dir, 'large', 'blue', 1.5, undefined, '1280x720'),
+    ];
+    writeFileSync(join(dir, 'halves.txt'), halves.map((f) => `file '${join(dir, f)}'\n`).join(''));
+    execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-f',
+      'concat',
+      '-safe',
+      '0',
+      '-i',
+      join(dir, 'halves.txt'),
+      '-c',
+      'copy',
+      join(dir, 'tracks', 'camera.webm'),
+    ]);
+    const file = await compose(
+      dir,
+      [
+        track(join('tracks', 'camera.webm'), 'ann', 'camera', 0, 3000),
+        track(colourTrack(dir, 'window', 'green', 3, undefined, '1013x677'), 'bob', 'screen', 3000, 6000),
+      ],
+      [
+        { t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' },
+        { t: 0, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
+      ],
+      6000,
+      2000,
+    );
+    // Ann's tile is 640x720: both her pictures fill its width (less the margin), letterboxed; the
+    // window fills the frame's height, 1076 wide, pillarboxed.
+    const centre = regionColours(file, '200:200:220:260').map(named);
+    const aboveAnn = regionColours(file, '200:80:220:20').map(named);
+    const leftEdge = regionColours(file, '60:200:20:260').map(named);
+    assert.deepEqual(runs(centre), [
+      ['red', 15],
+      ['blue', 15],
+      ['green', 30],
+    ]);
+    assert.deepEqual(runs(aboveAnn), [
+      ['bg', 30],
+      ['green', 30],
+    ]);
+    assert.deepEqual(runs(leftEdge), [
+      ['red', 15],
+      ['blue', 15],
+      ['bg', 30],
+    ]);
   });
 
   it('shows a screen share full frame from the moment it started, held on its last picture if it ran short of its slot', async () => {

@@ -171,6 +171,9 @@ export class Parts {
   async finish(durationMs: number, output: string): Promise<void> {
     try {
       await this.finishParts(durationMs, output);
+    } catch (err) {
+      this.mp4?.abandon(); // its ffmpeg would wait for the rest of the parts for good
+      throw err;
     } finally {
       await this.spawner.close();
     }
