@@ -579,7 +579,7 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
   });
 
   it('holds 32 sockets of one address before they authenticate, refusing more with 429; one that authenticates frees its place', async () => {
-    const ws = url.replace('http', 'ws') + '/api/v4/websocket';
+    const ws = `${url.replace('http', 'ws')}/api/v4/websocket`;
     /** A socket without a token: open, or refused with the status of the answer. */
     const stranger = () =>
       new Promise<WebSocket | number>((resolve) => {
