@@ -239,7 +239,36 @@ const json =
     return value as T;
   };
 const jsonArray = json<Record<string, unknown>[]>('array');
-const jsonObject = json<Record<string, Record<string, unknown>>>('object');
+
+/** A Kubernetes quantity (`2`, `500m`, `1.5Gi`, `1e3`), as resource.Quantity parses it. */
+const QUANTITY = /^\+?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$/;
+
+/**
+ * Upstream's JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: per job type, `limits` and `requests` of
+ * quantities. Checked here: a typo reached the Kubernetes API only at a job's start, and failed it.
+ */
+const k8sResources: Parser<Partial<Record<JobType, Record<string, Record<string, string>>>>> = (raw, name) => {
+  const value = json<Record<string, unknown>>('object')(raw, name) ?? {};
+  const fail = (what: string): never => {
+    throw new ConfigError(name, what);
+  };
+  for (const [type, requirements] of Object.entries(value)) {
+    if (!(jobTypes as readonly string[]).includes(type)) fail(`${type} is not a job type (${jobTypes.join(', ')})`);
+    if (!requirements || typeof requirements !== 'object' || Array.isArray(requirements))
+      fail(`${type}: expected an object of limits and requests`);
+    for (const [kind, quantities] of Object.entries(requirements as object)) {
+      if (kind !== 'limits' && kind !== 'requests') fail(`${type}.${kind}: expected limits or requests`);
+      if (!quantities || typeof quantities !== 'object' || Array.isArray(quantities))
+        fail(`${type}.${kind}: expected an object of resource quantities`);
+      for (const [resource, quantity] of Object.entries(quantities as object))
+        if (typeof quantity !== 'string' || !QUANTITY.test(quantity))
+          fail(
+            `${type}.${kind}.${resource}: ${JSON.stringify(quantity)} is not a Kubernetes quantity (e.g. "2", "500m", "2Gi")`,
+          );
+    }
+  }
+  return value as Partial<Record<JobType, Record<string, Record<string, string>>>>;
+};
 
 export const variables = {
   listen: variable(
@@ -441,9 +470,13 @@ export const variables = {
   ),
   k8sResources: variable(
     'JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS',
-    '',
-    jsonObject,
-    'Kubernetes runner: requests and limits per job type, as upstream: `{"recording":{"limits":{"cpu":"4","memory":"4Gi"},"requests":{"cpu":"2"}}}`.',
+    JSON.stringify({
+      recording: { limits: { cpu: '2', memory: '2Gi' }, requests: { cpu: '1', memory: '512Mi' } },
+      transcribing: { limits: { cpu: '2', memory: '4Gi' }, requests: { cpu: '1', memory: '1Gi' } },
+      captioning: { limits: { cpu: '1', memory: '2Gi' }, requests: { cpu: '500m', memory: '512Mi' } },
+    }),
+    k8sResources,
+    "Kubernetes runner: requests and limits per job type, as upstream (a type left out gets none; `{}`: none at all). The limits are the Docker runner's defaults; the requests what a job measured here uses (README, bench/recorder).",
   ),
   k8sClaim: variable(
     'JOBS_KUBERNETES_PERSISTENTVOLUMECLAIMNAME',

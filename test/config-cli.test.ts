@@ -45,6 +45,17 @@ describe('configuration', () => {
       disk: 'ssd',
       gpu: '',
     });
+    // Kubernetes job pods are bounded as Docker's containers are, unless the admin says otherwise.
+    assert.deepEqual(c.k8sResources.recording, {
+      limits: { cpu: '2', memory: '2Gi' },
+      requests: { cpu: '1', memory: '512Mi' },
+    });
+    assert.deepEqual(
+      loadConfig({ JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: '{"recording":{"limits":{"cpu":"1.5","memory":"3e9"}}}' })
+        .k8sResources,
+      { recording: { limits: { cpu: '1.5', memory: '3e9' } } },
+    );
+    assert.deepEqual(loadConfig({ JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: '{}' }).k8sResources, {});
   });
 
   const bad: [Record<string, string>, RegExp][] = [
@@ -85,6 +96,18 @@ describe('configuration', () => {
     [{ SFU_ICEADDRESS: '999.1.1.1' }, /^SFU_ICEADDRESS: expected an IPv4 address, got "999.1.1.1"$/],
     [{ JOBS_IMAGEREGISTRY: ' ' }, /^JOBS_IMAGEREGISTRY: may not be empty$/],
     [{ JOBS_DATADIR: '' }, /^JOBS_DATADIR: may not be empty$/],
+    [
+      { JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: '{"recordings":{}}' },
+      /^JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: recordings is not a job type \(recording, transcribing, captioning\)$/,
+    ],
+    [
+      { JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: '{"recording":{"limit":{"cpu":"2"}}}' },
+      /^JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: recording\.limit: expected limits or requests$/,
+    ],
+    [
+      { JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: '{"recording":{"limits":{"memory":"2GB"}}}' },
+      /^JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: recording\.limits\.memory: "2GB" is not a Kubernetes quantity/,
+    ],
   ];
   for (const [env, message] of bad) {
     it(`refuses ${JSON.stringify(env)} naming the variable`, () => {
