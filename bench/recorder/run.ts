@@ -414,9 +414,13 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     }
     if (samples++ % 5 !== 0) return;
     sampleDrops();
-    const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${recorderPid}/status`, 'utf8'))?.[1];
-    if (kb) rssMb.push(Number(kb) / 1024);
-    cpu.push({ atS: performance.now() / 1000, cpuS: cpuSeconds(recorderPid) });
+    try {
+      const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${recorderPid}/status`, 'utf8'))?.[1];
+      if (kb) rssMb.push(Number(kb) / 1024);
+      cpu.push({ atS: performance.now() / 1000, cpuS: cpuSeconds(recorderPid) });
+    } catch {
+      // it ended after the stop, before this sampling did (a run died of the read)
+    }
   }, 2_000);
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
   sampleDrops();
