@@ -505,27 +505,20 @@ describe('recorder compose', () => {
     assert.equal(packetTimes(output, 'v').length, 20 * FPS);
   });
 
-  it('fits every picture size to its place: a 4:3 camera, one larger than its tile, a size change mid-track, a window shared at an odd size', async () => {
+  it('fits every picture size to its place, and keeps time across size changes: a 4:3 camera, one larger than its tile, one of 1x1, a window shared at an odd size', async () => {
     const dir = join(root, 'sizes');
-    // Ann's camera: 1.5 s of 4:3 red, then 1.5 s of 720p blue in the same file, as a sender that
-    // changes its size mid-track; from 3 s Bob shares a window of 1013x677.
-    const halves = [
-      colourTrack(dir, 'small', 'red', 1.5, undefined, '320x240'),
-      colourTrack(dir, 'large', 'blue', 1.5, undefined, '1280x720'),
+    // Ann's camera changes its size mid-track, in one file: 1 s of red at 320x240, 1 s of blue at
+    // 1280x960 (as a sender raising its resolution, larger than the tile), 1 s of red in one pixel;
+    // from 3 s Bob shares a window of 1013x677.
+    const thirds = [
+      colourTrack(dir, 'small', 'red', 1, undefined, '320x240'),
+      colourTrack(dir, 'large', 'blue', 1, undefined, '1280x960'),
+      colourTrack(dir, 'pixel', 'red', 1, undefined, '1x1'),
     ];
-    writeFileSync(join(dir, 'halves.txt'), halves.map((f) => `file '${join(dir, f)}'\n`).join(''));
+    writeFileSync(join(dir, 'thirds.txt'), thirds.map((f) => `file '${join(dir, f)}'\n`).join(''));
     execFileSync('ffmpeg', [
-      '-loglevel',
-      'error',
-      '-f',
-      'concat',
-      '-safe',
-      '0',
-      '-i',
-      join(dir, 'halves.txt'),
-      '-c',
-      'copy',
-      join(dir, 'tracks', 'camera.webm'),
+      ...['-loglevel', 'error', '-f', 'concat', '-safe', '0', '-i', join(dir, 'thirds.txt')],
+      ...['-c', 'copy', join(dir, 'tracks', 'camera.webm')],
     ]);
     const file = await compose(
       dir,
@@ -540,24 +533,41 @@ describe('recorder compose', () => {
       6000,
       2000,
     );
-    // Ann's tile is 640x720: both her pictures fill its width (less the margin), letterboxed; the
-    // window fills the frame's height, 1076 wide, pillarboxed.
+    // Ann's tile is 640x720: her 4:3 pictures fill its width (less the margin), 480 high,
+    // letterboxed; the window fills the frame's height, 1076 wide, pillarboxed. Each picture comes
+    // at its time: a size change made ffmpeg rebuild the part's graph, and the frames after it were
+    // misplaced.
     const centre = regionColours(file, '200:200:220:260').map(named);
-    const aboveAnn = regionColours(file, '200:80:220:20').map(named);
+    const inBox = regionColours(file, '200:30:220:130').map(named);
+    const aboveBox = regionColours(file, '200:30:220:60').map(named);
     const leftEdge = regionColours(file, '60:200:20:260').map(named);
-    assert.deepEqual(runs(centre), [
-      ['red', 15],
-      ['blue', 15],
+    for (const [region, runsOf] of [
+      ['centre', centre],
+      ['inside the box', inBox],
+      ['the left edge', leftEdge],
+    ] as const)
+      assert.deepEqual(
+        runs(runsOf),
+        region === 'the left edge'
+          ? [
+              ['red', 10],
+              ['blue', 10],
+              ['red', 10],
+              ['bg', 30],
+            ]
+          : [
+              ['red', 10],
+              ['blue', 10],
+              ['red', 10],
+              ['green', 30],
+            ],
+        region,
+      );
+    // The part from 2 s begins with the pixel: its box is square, 640 high.
+    assert.deepEqual(runs(aboveBox), [
+      ['bg', 20],
+      ['red', 10],
       ['green', 30],
-    ]);
-    assert.deepEqual(runs(aboveAnn), [
-      ['bg', 30],
-      ['green', 30],
-    ]);
-    assert.deepEqual(runs(leftEdge), [
-      ['red', 15],
-      ['blue', 15],
-      ['bg', 30],
     ]);
   });
 

@@ -186,15 +186,16 @@ function lane(
     // to the margin: a camera sending the cell's size (or its height or width) is not scaled at
     // all, which a fit inside the margin did to every frame (7 % of a part's compose, 4 cameras).
     const margin = inset > 0 ? `crop=min(iw\\,${w - 2 * inset}):min(ih\\,${h - 2 * inset}),` : '';
-    // zimg's bilinear, not swscale's: a 720p screen fitted to 1080p cost 1.3-1.5 CPU s per 20 s
-    // there and 0.45-0.55 here (10 % of x264's own cost at high), the picture 42.4 dB from a
-    // lanczos fit against swscale's 43.0 (README, bench/recorder). zimg takes and makes only even
-    // sizes of 4:2:0 (a window shared at 1013x677 failed the part): an odd row or column is cropped
-    // first (no copy) and the fit rounded down to even.
-    const even = 'crop=trunc(iw/2)*2:trunc(ih/2)*2,';
+    // zimg's bilinear, not swscale's: a 720p screen fitted to 1080p at 20 fps cost 1.42-1.68 CPU s
+    // per 20 s with swscale and 0.61-0.90 with zimg, the picture as close to a lanczos fit (README,
+    // bench/recorder). zimg takes and makes only even sizes of 4:2:0 (a window shared at 1013x677
+    // failed the part): an odd size is first made even (by swscale, which passes even sizes through
+    // untouched; a crop would leave nothing of a picture 1 pixel wide), and the fit is rounded to
+    // even, never past the cell (its sides are even).
+    const even = 'scale=ceil(iw/2)*2:ceil(ih/2)*2:flags=neighbor,';
     const wider = `gt(iw*${h}\\,ih*${w})`;
-    const fitW = `if(${wider}\\,${w}\\,trunc(iw*${h}/ih/2)*2)`;
-    const fitH = `if(${wider}\\,trunc(ih*${w}/iw/2)*2\\,${h})`;
+    const fitW = `if(${wider}\\,${w}\\,max(2\\,round(iw*${h}/ih/2)*2))`;
+    const fitH = `if(${wider}\\,max(2\\,round(ih*${w}/iw/2)*2)\\,${h})`;
     const fit = `${even}zscale=w=${fitW}:h=${fitH}:filter=bilinear,${margin}pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=${BACKGROUND},setsar=1`;
     const resample = `fps=${fps}:start_time=0`;
     const repeats = t.frameMs !== undefined && 1000 / t.frameMs < fps;
@@ -289,8 +290,15 @@ export function partArgs(
   // Each input decoded on one thread: a decoder's frame threads cost 3.5 % more CPU for the same
   // part (four cameras at medium, 2.87 → 2.77 CPU s per 10 s), and the part runs at low priority
   // beside capture anyway; x264's threads and the several inputs keep both cores busy.
+  // A picture whose size changes mid-track (a browser lowers its camera's resolution when short of
+  // bandwidth or CPU) is fitted into the box of the size the part began with: ffmpeg otherwise
+  // rebuilds the whole graph at the change, each lane's times and frame counts start again, and
+  // the frames after it were misplaced or the part stalled (test "fits every picture size").
+  // A sender that keeps its aspect (as that lowering does) is fitted exactly; one that changes it
+  // is stretched to the box until the next part.
   const input = (track: Track, seekS: number) => {
-    inputs.push('-threads', '1', ...inputFrom(track.index, seekS * 1000));
+    const reinit = track.source === 'mic' ? [] : ['-reinit_filter', '0'];
+    inputs.push('-threads', '1', ...reinit, ...inputFrom(track.index, seekS * 1000));
     return count++;
   };
 
