@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { encode } from '@msgpack/msgpack';
 import { packSdp } from '../src/sfu/protocol/wire.js';
 import { Sfu, type SfuOptions } from '../src/sfu/server/server.js';
+import { addressOwner } from '../src/sfu/server/connection.js';
 import { counters } from '../src/sfu/server/track.js';
 import { Listener } from '../workers/transcriber/listen.js';
 import { readPcm, readTracks } from '../workers/transcriber/transcribe.js';
@@ -488,6 +489,18 @@ describe('limits of the bundled SFU', () => {
   });
 });
 
+describe('addressOwner', () => {
+  it('stands an IPv6 address for its /64 and an IPv4 one, mapped or not, for itself', () => {
+    assert.equal(addressOwner('192.0.2.7'), '192.0.2.7');
+    assert.equal(addressOwner('::ffff:192.0.2.7'), '192.0.2.7');
+    assert.equal(addressOwner('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64');
+    assert.equal(addressOwner('2001:0db8:0001:0002::ffff'), '2001:db8:1:2::/64');
+    assert.equal(addressOwner('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(addressOwner('::1'), '0:0:0:0::/64');
+    assert.equal(addressOwner('fe80::1%eth0'), 'fe80:0:0:0::/64');
+  });
+});
+
 describe('the bundled SFU against strangers and misbehaving sockets', () => {
   let sfu: Sfu;
   let url: string;
@@ -590,20 +603,23 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
       });
     const tries = await Promise.all(Array.from({ length: 40 }, stranger));
     const held = tries.filter((t): t is WebSocket => t instanceof WebSocket);
+    // One authenticates by challenge at once: each is closed 5 s after it came.
+    const call = callId();
+    const authenticated = new Promise<void>((resolve, reject) => {
+      held[0]?.on('message', (d) => String(d).includes('"hello"') && resolve());
+      held[0]?.once('close', () => reject(new Error('closed before it authenticated')));
+    });
+    held[0]?.send(JSON.stringify({ action: 'authentication_challenge', seq: 1, data: { token: token(call, 'bob') } }));
     assert.equal(held.length, 32);
     assert.deepEqual(
       tries.filter((t) => !(t instanceof WebSocket)),
       Array(8).fill(429),
     );
-    // a token in the upgrade is not a stranger's
-    const call = callId();
-    const alice = await join(call, 'alice');
-    // one authenticates by challenge: its place is free for another stranger
-    const hello = new Promise((resolve) => held[0]!.on('message', (d) => String(d).includes('"hello"') && resolve(d)));
-    held[0]!.send(JSON.stringify({ action: 'authentication_challenge', seq: 1, data: { token: token(call, 'bob') } }));
-    await hello;
+    await authenticated;
     const another = await stranger();
     assert.ok(another instanceof WebSocket, `refused with ${another}`);
+    // a token in the upgrade is not a stranger's, though the address holds 32 again
+    const alice = await join(call, 'alice');
     for (const s of [...held, another]) s.close();
     alice.leave();
     await waitFor('everyone gone', () => sfu.participantCount === 0, 30_000);

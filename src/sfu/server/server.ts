@@ -12,7 +12,7 @@ import type { IceOptions } from '../ice.js';
 import { type Action, type EventName, RECONNECT_WINDOW_MS, actions } from '../protocol/calls.js';
 import { PREFIX, ProtocolError, type WsRequest, decodeRequest, isObject, unpackSdp } from '../protocol/wire.js';
 import { Call } from './call.js';
-import { type Identity, WsConnection } from './connection.js';
+import { type Identity, WsConnection, addressOwner } from './connection.js';
 import { RateLimiter } from '../../rate-limiter.js';
 import type { RtcSession } from './session.js';
 import { counters } from './track.js';
@@ -44,9 +44,10 @@ const files: Record<string, { path: URL; type: string }> = {
 const MAX_FRAME_BYTES = 64 * 1024;
 const MAX_CONNECTIONS = 2000;
 /**
- * Sockets one address may hold before they authenticate: one stranger could otherwise keep every
- * slot of MAX_CONNECTIONS taken by reopening them each AUTH_TIMEOUT_MS. Generous, for the many
- * people one NAT or proxy may stand for.
+ * Sockets one address (an IPv6 /64) may hold before they authenticate: one stranger could otherwise
+ * keep every slot of MAX_CONNECTIONS taken by reopening them each AUTH_TIMEOUT_MS. Generous, for
+ * the many people one NAT may stand for; behind a reverse proxy every browser has the proxy's
+ * address, and this is the SFU's whole bound for strangers (README).
  */
 const MAX_UNAUTHENTICATED_PER_ADDRESS = 32;
 /** Ports of SFU_ICEPORTRANGE one session may take (werift finds them by trying the range in order). */
@@ -243,7 +244,7 @@ export class Sfu {
     // sockets that have not joined (yet) are bounded too: a stranger cannot hold thousands open
     if (this.connections.size >= MAX_CONNECTIONS) return void refuse('503 Service Unavailable');
     const token = bearer(req);
-    const address = req.socket.remoteAddress ?? '';
+    const address = addressOwner(req.socket.remoteAddress ?? '');
     if (token === undefined && this.unauthenticated(address) >= MAX_UNAUTHENTICATED_PER_ADDRESS)
       return void refuse('429 Too Many Requests');
     void Promise.resolve(token === undefined ? undefined : this.opts.policy.authenticate(token)).then(
