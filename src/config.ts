@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { type MediaSource, parseMediaSources } from './jobs/media-access.js';
-import { type JobType, jobTypes } from './jobs/schema.js';
+import { type JobType, isJobType, jobTypes } from './jobs/schema.js';
 import type { DockerLimits } from './runners/docker.js';
 
 export class ConfigError extends Error {
@@ -198,7 +198,7 @@ const dockerLimits: Parser<Record<JobType, DockerLimits>> = (raw, name) => {
     .map((s) => s.trim())
     .filter(Boolean)) {
     const m = /^([a-z]+)=(\d+(?:\.\d+)?)\/(\d+)$/.exec(entry);
-    if (!m || !(jobTypes as readonly string[]).includes(m[1]!) || Number(m[2]) <= 0 || Number(m[3]) < 64) {
+    if (!m || !isJobType(m[1]!) || Number(m[2]) <= 0 || Number(m[3]) < 64) {
       throw new ConfigError(
         name,
         `expected type=cpus/MiB entries (e.g. recording=2/2048, at least 64 MiB) for ${jobTypes.join(', ')}, got ${JSON.stringify(entry)}`,
@@ -223,6 +223,9 @@ const k8sName: Parser<string> = (raw, name) => {
   return raw;
 };
 
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  !!value && typeof value === 'object' && !Array.isArray(value);
+
 const json =
   <T>(kind: 'array' | 'object'): Parser<T | undefined> =>
   (raw, name) => {
@@ -233,7 +236,7 @@ const json =
     } catch (err) {
       throw new ConfigError(name, `is not JSON: ${(err as Error).message}`);
     }
-    if (kind === 'array' ? !Array.isArray(value) : !value || typeof value !== 'object' || Array.isArray(value)) {
+    if (kind === 'array' ? !Array.isArray(value) : !isObject(value)) {
       throw new ConfigError(name, `expected a JSON ${kind}`);
     }
     return value as T;
@@ -243,31 +246,53 @@ const jsonArray = json<Record<string, unknown>[]>('array');
 /** A Kubernetes quantity (`2`, `500m`, `1.5Gi`, `1e3`), as resource.Quantity parses it. */
 const QUANTITY = /^\+?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$/;
 
+type K8sResources = Partial<Record<JobType, Record<string, Record<string, string>>>>;
+
 /**
  * Upstream's JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: per job type, `limits` and `requests` of
- * quantities. Checked here: a typo reached the Kubernetes API only at a job's start, and failed it.
+ * quantities, given as Go's resource.Quantity reads them (a string, spaces trimmed, or a number;
+ * null for none). Checked here: a typo reached the Kubernetes API only at a job's start, and failed it.
  */
-const k8sResources: Parser<Partial<Record<JobType, Record<string, Record<string, string>>>>> = (raw, name) => {
-  const value = json<Record<string, unknown>>('object')(raw, name) ?? {};
+const k8sResources: Parser<K8sResources> = (raw, name) => {
   const fail = (what: string): never => {
     throw new ConfigError(name, what);
   };
-  for (const [type, requirements] of Object.entries(value)) {
-    if (!(jobTypes as readonly string[]).includes(type)) fail(`${type} is not a job type (${jobTypes.join(', ')})`);
-    if (!requirements || typeof requirements !== 'object' || Array.isArray(requirements))
-      fail(`${type}: expected an object of limits and requests`);
-    for (const [kind, quantities] of Object.entries(requirements as object)) {
-      if (kind !== 'limits' && kind !== 'requests') fail(`${type}.${kind}: expected limits or requests`);
-      if (!quantities || typeof quantities !== 'object' || Array.isArray(quantities))
-        fail(`${type}.${kind}: expected an object of resource quantities`);
-      for (const [resource, quantity] of Object.entries(quantities as object))
-        if (typeof quantity !== 'string' || !QUANTITY.test(quantity))
+  const out: K8sResources = {};
+  for (const [type, requirements] of Object.entries(json<Record<string, unknown>>('object')(raw, name) ?? {})) {
+    if (!isJobType(type)) return fail(`${type} is not a job type (${jobTypes.join(', ')})`);
+    if (!isObject(requirements)) return fail(`${type}: expected an object of limits and requests`);
+    out[type] = {};
+    for (const [kind, quantities] of Object.entries(requirements)) {
+      if (kind !== 'limits' && kind !== 'requests') return fail(`${type}.${kind}: expected limits or requests`);
+      if (!isObject(quantities)) return fail(`${type}.${kind}: expected an object of resource quantities`);
+      const checked: Record<string, string> = {};
+      for (const [resource, quantity] of Object.entries(quantities)) {
+        if (quantity === null) continue;
+        const text =
+          typeof quantity === 'number' ? String(quantity) : typeof quantity === 'string' ? quantity.trim() : '';
+        if (!QUANTITY.test(text))
           fail(
             `${type}.${kind}.${resource}: ${JSON.stringify(quantity)} is not a Kubernetes quantity (e.g. "2", "500m", "2Gi")`,
           );
+        checked[resource] = text;
+      }
+      out[type][kind] = checked;
     }
   }
-  return value as Partial<Record<JobType, Record<string, Record<string, string>>>>;
+  return out;
+};
+
+/** Each job type's CPUs and memory at most, by default: Docker's limits, and Kubernetes'. */
+const JOB_LIMITS: Record<JobType, DockerLimits> = {
+  recording: { cpus: 2, memoryMb: 2048 },
+  transcribing: { cpus: 2, memoryMb: 4096 },
+  captioning: { cpus: 1, memoryMb: 2048 },
+};
+/** What a job measured here uses (README, bench/recorder): Kubernetes' requests by default. */
+const JOB_REQUESTS: Record<JobType, { cpu: string; memory: string }> = {
+  recording: { cpu: '1', memory: '512Mi' },
+  transcribing: { cpu: '1', memory: '1Gi' },
+  captioning: { cpu: '500m', memory: '512Mi' },
 };
 
 export const variables = {
@@ -433,7 +458,7 @@ export const variables = {
   ),
   dockerLimits: variable(
     'JOBS_DOCKERLIMITS',
-    'recording=2/2048,transcribing=2/4096,captioning=1/2048',
+    jobTypes.map((t) => `${t}=${JOB_LIMITS[t].cpus}/${JOB_LIMITS[t].memoryMb}`).join(','),
     dockerLimits,
     'Docker runner: CPUs and MiB of memory per job type (`type=cpus/MiB`).',
   ),
@@ -470,13 +495,19 @@ export const variables = {
   ),
   k8sResources: variable(
     'JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS',
-    JSON.stringify({
-      recording: { limits: { cpu: '2', memory: '2Gi' }, requests: { cpu: '1', memory: '512Mi' } },
-      transcribing: { limits: { cpu: '2', memory: '4Gi' }, requests: { cpu: '1', memory: '1Gi' } },
-      captioning: { limits: { cpu: '1', memory: '2Gi' }, requests: { cpu: '500m', memory: '512Mi' } },
-    }),
+    JSON.stringify(
+      Object.fromEntries(
+        jobTypes.map((t) => [
+          t,
+          {
+            limits: { cpu: String(JOB_LIMITS[t].cpus), memory: `${JOB_LIMITS[t].memoryMb}Mi` },
+            requests: JOB_REQUESTS[t],
+          },
+        ]),
+      ),
+    ),
     k8sResources,
-    "Kubernetes runner: requests and limits per job type, as upstream (a type left out gets none; `{}`: none at all). The limits are the Docker runner's defaults; the requests what a job measured here uses (README, bench/recorder).",
+    "Kubernetes runner: requests and limits per job type, as upstream (a type left out gets none; empty or `{}`: none at all). The limits are the Docker runner's defaults; the requests what a job measured here uses (README, bench/recorder).",
   ),
   k8sClaim: variable(
     'JOBS_KUBERNETES_PERSISTENTVOLUMECLAIMNAME',

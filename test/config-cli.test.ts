@@ -47,12 +47,14 @@ describe('configuration', () => {
     });
     // Kubernetes job pods are bounded as Docker's containers are, unless the admin says otherwise.
     assert.deepEqual(c.k8sResources.recording, {
-      limits: { cpu: '2', memory: '2Gi' },
+      limits: { cpu: '2', memory: '2048Mi' },
       requests: { cpu: '1', memory: '512Mi' },
     });
     assert.deepEqual(
-      loadConfig({ JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: '{"recording":{"limits":{"cpu":"1.5","memory":"3e9"}}}' })
-        .k8sResources,
+      loadConfig({
+        JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS:
+          '{"recording":{"limits":{"cpu":1.5,"memory":" 3e9 ","nvidia.com/gpu":null}}}',
+      }).k8sResources,
       { recording: { limits: { cpu: '1.5', memory: '3e9' } } },
     );
     assert.deepEqual(loadConfig({ JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: '{}' }).k8sResources, {});

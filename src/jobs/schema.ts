@@ -4,6 +4,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 export const jobTypes = ['recording', 'transcribing', 'captioning'] as const;
 export type JobType = (typeof jobTypes)[number];
+export const isJobType = (name: string): name is JobType => (jobTypes as readonly string[]).includes(name);
 
 export const jobStatuses = ['queued', 'starting', 'running', 'stopping', 'succeeded', 'failed', 'canceled'] as const;
 export type JobStatus = (typeof jobStatuses)[number];

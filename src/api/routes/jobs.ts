@@ -10,6 +10,7 @@ import {
   JobConfig,
   StringEnum,
   inputSchemas,
+  isJobType,
   isLive,
   jobStatuses,
   jobTypes,
@@ -127,12 +128,12 @@ export function jobRoutes(
         const input = body?.input_data;
         if (
           typeof body?.type === 'string' &&
-          (jobTypes as readonly string[]).includes(body.type) &&
+          isJobType(body.type) &&
           input &&
           typeof input === 'object' &&
           !Array.isArray(input)
         ) {
-          body.input_data = coerceInput(inputSchemas[body.type as JobType], input as Record<string, unknown>);
+          body.input_data = coerceInput(inputSchemas[body.type], input as Record<string, unknown>);
         }
       },
       schema: {
