@@ -3,6 +3,15 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 export { cpuSeconds } from '../workers/shared/proc-stat.js';
 
+/** The resident memory of `pid` in MB. */
+export function rssMb(pid: number): number {
+  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Number(kb ?? 0) / 1024;
+}
+
+/** Whether `err` says the process read from /proc has ended. */
+export const ended = (err: unknown) => ['ENOENT', 'ESRCH'].includes((err as NodeJS.ErrnoException).code ?? '');
+
 /**
  * Datagrams the kernel has dropped at each UDP socket `pid` holds because its receive buffer was
  * full, by the socket's inode, with its local port. A socket's count goes when the socket closes,

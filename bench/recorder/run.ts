@@ -17,7 +17,7 @@ import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { MattermostStandIn } from '../../test/mattermost-standin.js';
 import { avOffsets, flashAndBeep, rtpInputPorts, rtpSource, slides, vp8Encoder } from '../../test/media.js';
 import { releasedWeriftArgs } from '../../test/werift-released.js';
-import { cpuSeconds, udpDrops } from '../proc.js';
+import { cpuSeconds, ended, rssMb, udpDrops } from '../proc.js';
 import { ffmpegEnv } from '../../workers/shared/ffmpeg.js';
 import { aacArgs } from '../../workers/recorder/aac.js';
 
@@ -183,12 +183,12 @@ function descendants(pid: number): { args: string[]; rssMb: number }[] {
       readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number),
     );
     return children.flatMap((child) => {
-      const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child}/status`, 'utf8'))?.[1];
       const args = readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0');
-      return [{ args, rssMb: Number(kb ?? 0) / 1024 }, ...descendants(child)];
+      return [{ args, rssMb: rssMb(child) }, ...descendants(child)];
     });
-  } catch {
-    return []; // it ended while being read
+  } catch (err) {
+    if (ended(err)) return []; // it ended while being read
+    throw err;
   }
 }
 
@@ -383,7 +383,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   const recorderPid = Number(
     readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0],
   );
-  const rssMb: number[] = [];
+  const recorderMb: number[] = [];
   const cpu: { atS: number; cpuS: number }[] = [];
   const ffmpegMb = new Map<string, number>();
   // Kernel drops at the recorder's sockets and at this process's (the SFU's, the publishers' and
@@ -415,11 +415,12 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     if (samples++ % 5 !== 0) return;
     sampleDrops();
     try {
-      const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${recorderPid}/status`, 'utf8'))?.[1];
-      if (kb) rssMb.push(Number(kb) / 1024);
-      cpu.push({ atS: performance.now() / 1000, cpuS: cpuSeconds(recorderPid) });
-    } catch {
+      const [mb, cpuS] = [rssMb(recorderPid), cpuSeconds(recorderPid)];
+      recorderMb.push(mb);
+      cpu.push({ atS: performance.now() / 1000, cpuS });
+    } catch (err) {
       // it ended after the stop, before this sampling did (a run died of the read)
+      if (!ended(err)) throw err;
     }
   }, 2_000);
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
@@ -473,7 +474,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
     fileFloor: fileFloor(mm.filePath(fileId)!, profile),
     aacFloor: aacAlone(mm.filePath(fileId)!),
     sync,
-    rssMb,
+    rssMb: recorderMb,
     steadyCapture: cpu.length > 2 ? (cpu.at(-1)!.cpuS - cpu[1]!.cpuS) / (cpu.at(-1)!.atS - cpu[1]!.atS) : undefined,
     ffmpegMb,
     parts: partsOf(log),
