@@ -250,8 +250,8 @@ type K8sResources = Partial<Record<JobType, Record<string, Record<string, string
 
 /**
  * Upstream's JOBS_KUBERNETES_JOBSRESOURCEREQUIREMENTS: per job type, `limits` and `requests` of
- * quantities, given as Go's resource.Quantity reads them (a string, spaces trimmed, or a number;
- * null for none). Checked here: a typo reached the Kubernetes API only at a job's start, and failed it.
+ * quantities, given as Go's resource.Quantity reads them (a string, spaces trimmed, or a number);
+ * a null one is left out (Go would read it as 0). Checked here: a typo reached the Kubernetes API only at a job's start, and failed it.
  */
 const k8sResources: Parser<K8sResources> = (raw, name) => {
   const fail = (what: string): never => {

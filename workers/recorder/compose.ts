@@ -187,12 +187,14 @@ function lane(
     // all, which a fit inside the margin did to every frame (7 % of a part's compose, 4 cameras).
     const margin = inset > 0 ? `crop=min(iw\\,${w - 2 * inset}):min(ih\\,${h - 2 * inset}),` : '';
     // zimg's bilinear, not swscale's: a 720p screen fitted to 1080p at 20 fps cost 1.42-1.68 CPU s
-    // per 20 s with swscale and 0.61-0.90 with zimg, the picture as close to a lanczos fit (README,
+    // per 20 s with swscale and 0.61-0.90 with zimg, 0.6 dB further from a lanczos fit (README,
     // bench/recorder). zimg takes and makes only even sizes of 4:2:0 (a window shared at 1013x677
-    // failed the part): an odd size is first made even (by swscale, which passes even sizes through
-    // untouched; a crop would leave nothing of a picture 1 pixel wide), and the fit is rounded to
-    // even, never past the cell (its sides are even).
-    const even = 'scale=ceil(iw/2)*2:ceil(ih/2)*2:flags=neighbor,';
+    // failed the part): the picture is first made even by swscale (a crop would leave nothing of a
+    // picture 1 pixel wide), and the fit is rounded to even, never past the cell (its sides are
+    // even). That first step keeps the size the part began with (below, `-reinit_filter 0`): it
+    // passes a picture of that size through untouched, and scales one of another size to it, so
+    // that the filters after it (crop, pad: their sizes are set once) never see a new size.
+    const even = 'scale=ceil(iw/2)*2:ceil(ih/2)*2:flags=bilinear,';
     const wider = `gt(iw*${h}\\,ih*${w})`;
     const fitW = `if(${wider}\\,${w}\\,max(2\\,round(iw*${h}/ih/2)*2))`;
     const fitH = `if(${wider}\\,max(2\\,round(ih*${w}/iw/2)*2)\\,${h})`;
@@ -290,12 +292,12 @@ export function partArgs(
   // Each input decoded on one thread: a decoder's frame threads cost 3.5 % more CPU for the same
   // part (four cameras at medium, 2.87 → 2.77 CPU s per 10 s), and the part runs at low priority
   // beside capture anyway; x264's threads and the several inputs keep both cores busy.
-  // A picture whose size changes mid-track (a browser lowers its camera's resolution when short of
-  // bandwidth or CPU) is fitted into the box of the size the part began with: ffmpeg otherwise
-  // rebuilds the whole graph at the change, each lane's times and frame counts start again, and
-  // the frames after it were misplaced or the part stalled (test "fits every picture size").
-  // A sender that keeps its aspect (as that lowering does) is fitted exactly; one that changes it
-  // is stretched to the box until the next part.
+  // A picture whose size changes mid-track (a browser lowers or raises its camera's resolution
+  // with its bandwidth or CPU) is scaled to the size the part began with, then fitted: ffmpeg
+  // otherwise rebuilds the whole graph at the change, each lane's times and frame counts start
+  // again, and the frames after it were misplaced or the part stalled (test "fits every picture
+  // size"). Until the next part its detail is that of the first size, and a change of aspect
+  // stretches it.
   const input = (track: Track, seekS: number) => {
     const reinit = track.source === 'mic' ? [] : ['-reinit_filter', '0'];
     inputs.push('-threads', '1', ...reinit, ...inputFrom(track.index, seekS * 1000));
