@@ -11,7 +11,6 @@
 // chooses. The participants here always use the addon: they are the load, not what is measured.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { type MediaStreamTrack, RtpHeader, RtpPacket } from 'werift';
@@ -19,7 +18,7 @@ import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { useNativeSrtp } from '../../src/sfu/srtp-native.js';
 import { mintToken } from '../../src/sfu/token.js';
 import { releasedWeriftArgs } from '../../test/werift-released.js';
-import { cpuSeconds } from '../proc.js';
+import { cpuSeconds, rssMb } from '../proc.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -63,11 +62,6 @@ const ownCpuSeconds = () => {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1e6;
 };
-
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m![1]) / 1024;
-}
 
 async function startSfu(werift: Werift): Promise<ChildProcess> {
   // BENCH_PROFILE=<dir>: a V8 CPU profile of the SFU per scenario, to find hot spots.
