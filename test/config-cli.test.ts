@@ -19,6 +19,7 @@ import {
   basic,
   call,
   cleanup,
+  freePort,
   ids,
   loopbackCertificate,
   recordingJob,
@@ -171,21 +172,31 @@ describe('calls-offloader CLI', () => {
   });
 
   it('serve runs API, worker and SFU from one command: a job goes from POST /jobs to succeeded', async () => {
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const [port, sfuPort] = [await freePort(), await freePort()];
     const env = testEnv({
       API_HTTP_LISTENADDRESS: `127.0.0.1:${port}`,
-      SFU_LISTENADDRESS: `127.0.0.1:${port + 1}`,
+      SFU_LISTENADDRESS: `127.0.0.1:${sfuPort}`,
       SFU_ICEPORTRANGE: '44000-44100',
       REDIS_URL,
       API_SECURITY_ENABLEADMIN: 'true',
       API_SECURITY_ADMINSECRETKEY: `admin-${'s'.repeat(40)}`,
       SFU_TOKENSECRET: `sfu-${'t'.repeat(40)}`,
     });
-    const child = spawn(process.execPath, [CLI, 'serve'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    const child = spawn(process.execPath, [CLI, 'serve'], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    // Made now, so that a serve that died early is awaited, and says why, rather than hanging the test.
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = once(child, 'exit');
     const url = `http://127.0.0.1:${port}`;
     try {
-      await waitFor('serve answers', async () => (await fetch(`${url}/healthz`)).ok);
-      assert.ok((await fetch(`http://127.0.0.1:${port + 1}/healthz`)).ok, "serve's API answers only once its SFU does");
+      await Promise.race([
+        waitFor('serve answers', async () => (await fetch(`${url}/healthz`)).ok),
+        exited.then(([code]) => Promise.reject(new Error(`serve exited with ${code}: ${stderr}`))),
+      ]);
+      assert.ok((await fetch(`http://127.0.0.1:${sfuPort}/healthz`)).ok, "serve's API answers only once its SFU does");
       const auth = basic(ids(), KEY);
       const { json } = await call(url, 'POST', '/jobs', auth, recordingJob(ids()));
       const job = await waitFor('job done', async () => {
@@ -224,7 +235,7 @@ describe('calls-offloader CLI', () => {
         { env: { ...process.env, ...env } },
       );
       const link = new URL(stdout.trim());
-      assert.equal(link.origin + link.pathname, `http://127.0.0.1:${port + 1}/call/${'c'.repeat(26)}`);
+      assert.equal(link.origin + link.pathname, `http://127.0.0.1:${sfuPort}/call/${'c'.repeat(26)}`);
 
       const ann = new HeadlessParticipant({
         siteUrl: link.origin,
@@ -248,7 +259,7 @@ describe('calls-offloader CLI', () => {
       bob.leave();
     } finally {
       child.kill('SIGTERM');
-      await once(child, 'exit');
+      await exited;
       await cleanup(loadConfig(env));
     }
   });
@@ -259,10 +270,7 @@ describe('calls-offloader serve whose API cannot start', () => {
     const taken = createServer();
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
     const port = (taken.address() as AddressInfo).port;
-    const free = createServer();
-    await new Promise<void>((r) => free.listen(0, '127.0.0.1', r));
-    const sfuPort = (free.address() as AddressInfo).port;
-    await new Promise((r) => free.close(r));
+    const sfuPort = await freePort();
     const env = testEnv({
       API_HTTP_LISTENADDRESS: `127.0.0.1:${port}`,
       SFU_LISTENADDRESS: `127.0.0.1:${sfuPort}`,

@@ -2,6 +2,7 @@
 // loopback, real workers (in-process or as child processes), and the stand-in job program.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, existsSync, writeFileSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,6 +79,18 @@ export function testEnv(overrides: Record<string, string> = {}): Record<string, 
 }
 
 export const testConfig = (overrides: Record<string, string> = {}): Config => loadConfig(testEnv(overrides));
+
+/**
+ * A TCP port free on 127.0.0.1 now, for a child process that must be told its port before it
+ * starts. The kernel picks it, so it is not one another socket holds, as a random guess may be.
+ */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
 
 /** Behaviour of the stand-in job program for jobs on this call id. */
 export function behave(callId: string, b: Record<string, unknown>): void {
