@@ -24,6 +24,7 @@ import {
   loopbackCertificate,
   recordingJob,
   startApi,
+  stopChild,
   testConfig,
   testEnv,
   waitFor,
@@ -186,7 +187,7 @@ describe('calls-offloader CLI', () => {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    // Made now, so that a serve that died early is awaited, and says why, rather than hanging the test.
+    // A serve that exits early fails the test with what it printed.
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const exited = once(child, 'exit');
@@ -258,8 +259,7 @@ describe('calls-offloader CLI', () => {
       ann.leave();
       bob.leave();
     } finally {
-      child.kill('SIGTERM');
-      await exited;
+      await stopChild(child);
       await cleanup(loadConfig(env));
     }
   });

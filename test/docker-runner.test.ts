@@ -6,7 +6,6 @@
 import { TEST_IMAGE, buildTestImage } from './docker-image.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -22,6 +21,7 @@ import {
   ids,
   recordingJob,
   spawnWorker,
+  stopChild,
   startApi,
   startWorker,
   testConfig,
@@ -262,8 +262,7 @@ describe('docker runner through the service', () => {
       async () => (await docker.getContainer(containerName).inspect()).State.Running,
       30_000,
     );
-    first.kill('SIGKILL');
-    await once(first, 'exit');
+    await stopChild(first, 'SIGKILL');
     const second = spawnWorker(env);
     try {
       await waitFor(
@@ -293,8 +292,7 @@ describe('docker runner through the service', () => {
       const runs = (await docker.listContainers({ all: true, filters: { label: [`${LABELS.job}=${id}`] } })).length;
       assert.equal(runs, 1, 'one container ever: never run twice');
     } finally {
-      second.kill('SIGTERM');
-      await once(second, 'exit');
+      await stopChild(second);
     }
   });
 });

@@ -1,6 +1,7 @@
 // Shared test set-up: a private key prefix per test on the real Redis, real API instances on
 // loopback, real workers (in-process or as child processes), and the stand-in job program.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, readdirSync, existsSync, writeFileSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -164,6 +165,17 @@ export const startWorker = (config: Config): Promise<InProcessWorker> =>
   startWorkerInstance(config, createLogger(config, 'worker'));
 
 /** `calls-offloader worker` as a child process, for tests that kill it. */
+/**
+ * Stops `child` if it still runs and resolves once it has exited. `once(child, 'exit')` alone
+ * waits for good on a child that already exited, and the test is then cancelled without its error.
+ */
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  await exited;
+}
+
 export function spawnWorker(env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [CLI, 'worker'], {
     env: { ...process.env, ...env },

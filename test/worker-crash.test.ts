@@ -4,7 +4,6 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import {
   type Api,
   basic,
@@ -15,6 +14,7 @@ import {
   recordingJob,
   runs,
   spawnWorker,
+  stopChild,
   startApi,
   testConfig,
   testEnv,
@@ -48,8 +48,7 @@ describe('worker crash', () => {
       /test job .* starting/.test((await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text),
     );
 
-    first.kill('SIGKILL');
-    await once(first, 'exit');
+    await stopChild(first, 'SIGKILL');
     const job = await waitFor(
       'job failed',
       async () => {
@@ -88,8 +87,7 @@ describe('worker crash', () => {
       assert.equal(runs(id).filter((r) => r.event === 'start').length, 1, 'ran exactly once');
       assert.equal((await call(api.url, 'GET', `/jobs/${id}`, auth)).json.status, 'failed');
     } finally {
-      second.kill('SIGTERM');
-      await once(second, 'exit');
+      await stopChild(second);
     }
   });
 
@@ -113,8 +111,7 @@ describe('worker crash', () => {
       );
       assert.equal(job.status, 'succeeded', job.error);
     } finally {
-      skewed.kill('SIGTERM');
-      await once(skewed, 'exit');
+      await stopChild(skewed);
     }
   });
 });
@@ -146,8 +143,7 @@ describe('readiness', () => {
     const api = await startApi(config);
     try {
       assert.equal((await call(api.url, 'GET', '/readyz', null)).status, 200);
-      redis.kill('SIGTERM');
-      await once(redis, 'exit');
+      await stopChild(redis);
       const r = await call(api.url, 'GET', '/readyz', null);
       assert.equal(r.status, 503);
       assert.match(r.json.error, /^redis is unreachable/);
