@@ -6,7 +6,16 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RtpPacket } from 'werift';
 import { SpeakerAudio } from '../workers/transcriber/audio.js';
+import { CallTranscript } from '../workers/transcriber/call-transcript.js';
 import { LiveCaptions } from '../workers/transcriber/captions.js';
 import {
   createEngine,
@@ -28,6 +38,7 @@ import { loadBinding } from '../workers/transcriber/speech/whisper.js';
 import { transcribeStream } from '../workers/transcriber/transcribe.js';
 import { opusSource } from './media.js';
 import { concat, librivox, wavSamples, wordErrorRate } from './speech.js';
+import { waitFor } from './helpers.js';
 
 const FETCH = fileURLToPath(new URL('../workers/transcriber/fetch-model.js', import.meta.url));
 const silence = (seconds: number) => new Int16Array(Math.round(seconds * SAMPLE_RATE));
@@ -79,6 +90,71 @@ describe('pocketsphinx engine', () => {
     assert.ok(wordErrorRate(b!.text, second.text) < 0.5, second.text);
   });
 
+  it('recognises a call while it goes on, and a run that resumes it recognises only the rest', async () => {
+    const silero = await Silero.load();
+    const dir = mkdtempSync(join(tmpdir(), 'co-transcript-'));
+    try {
+      const [a, b] = librivox().map((u) => wavSamples(u.wav));
+      const first = concat([silence(1), a!, silence(1.5)]);
+      const rest = concat([silence(0.5), b!, silence(1)]);
+      const whole = await transcribeStream([engine], concat([first, rest]), 'Alice', 3000, silero);
+      // The listener's files: a track that started 3 s into the call, still being written.
+      mkdirSync(join(dir, 'tracks'));
+      writeFileSync(
+        join(dir, 'tracks.jsonl'),
+        `${JSON.stringify({ file: 'tracks/001-s.pcm', sessionId: 's', displayName: 'Alice', startMs: 3000 })}\n`,
+      );
+      const track = join(dir, 'tracks/001-s.pcm');
+      const bytes = (x: Int16Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+      writeFileSync(track, bytes(first));
+      const live = new CallTranscript([engine], dir, silero, 50);
+      live.start();
+      await waitFor(
+        'the first utterances recognised during the call',
+        () => readFileSync(join(dir, 'recognised.jsonl'), 'utf8').includes('"segment"'),
+        60_000,
+      );
+      // A run killed here leaves this directory: one that resumes it must not hear the first part again.
+      const killed = mkdtempSync(join(tmpdir(), 'co-transcript-'));
+      cpSync(dir, killed, { recursive: true });
+      appendFileSync(track, bytes(rest));
+      const done = await live.finish();
+
+      appendFileSync(join(killed, 'tracks/001-s.pcm'), bytes(rest));
+      const heardSamples: number[] = [];
+      const counting: SpeechEngine = {
+        name: engine.name,
+        recognize: (pcm) => {
+          heardSamples.push(pcm.length);
+          return engine.recognize(pcm);
+        },
+        close: async () => undefined,
+      };
+      const resumed = await new CallTranscript([counting], killed, silero).finish();
+      rmSync(killed, { recursive: true, force: true });
+
+      for (const [name, t] of [
+        ['live', done],
+        ['resumed', resumed],
+      ] as const) {
+        assert.deepEqual(
+          t.segments.map((x) => [x.speaker, x.text]),
+          whole.map((x) => [x.speaker, x.text]),
+          `${name}: the same words as the whole stream at once`,
+        );
+        for (const [i, x] of t.segments.entries())
+          assert.ok(Math.abs(x.startMs - whole[i]!.startMs) <= 20, `${name}: ${x.startMs} vs ${whole[i]!.startMs}`);
+      }
+      assert.ok(done.earlySec > a!.length / SAMPLE_RATE - 1, `recognised during the call: ${done.earlySec} s`);
+      assert.ok(done.leftSec < b!.length / SAMPLE_RATE + 1, `left after the stop: ${done.leftSec} s`);
+      const resumedSec = heardSamples.reduce((n, x) => n + x, 0) / SAMPLE_RATE;
+      assert.ok(resumedSec < b!.length / SAMPLE_RATE + 1, `the resumed run recognised ${resumedSec} s`);
+    } finally {
+      await silero.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a language its model does not have', async () => {
     await assert.rejects(
       createEngine({ api: 'pocketsphinx', modelSize: 'base', modelsDir: '', threads: 1, language: 'de' }),
@@ -94,15 +170,21 @@ describe('VAD', () => {
   });
   after(() => silero.close());
 
-  const detectors = { energy: async () => undefined, silero: (pcm: Int16Array) => silero.detector(pcm) };
+  const detectors = { energy: () => undefined, silero: () => silero.stream() };
   for (const [name, detector] of Object.entries(detectors)) {
     it(`${name}: cuts utterances at pauses, keeps their positions and drops silence and clicks`, async () => {
       const [a, b] = librivox().map((u) => wavSamples(u.wav));
       const click = new Int16Array(SAMPLE_RATE * 0.04).fill(20000);
       const stream = concat([silence(1), a!, silence(1.5), click, silence(1.5), b!, silence(0.7)]);
-      const vad = new Vad({}, undefined, await detector(stream));
+      const d = detector();
+      const vad = new Vad({}, undefined, d);
       const out = [];
-      for (let i = 0; i < stream.length; i += 333) out.push(...vad.push(stream.subarray(i, i + 333))); // odd chunking on purpose
+      // odd chunking on purpose: Silero's frames straddle the pieces, as a call's reads do
+      for (let i = 0; i < stream.length; i += 3333) {
+        const piece = stream.subarray(i, i + 3333);
+        await d?.feed(piece);
+        out.push(...vad.push(piece));
+      }
       out.push(...vad.flush());
       const bAt = (1 + a!.length / SAMPLE_RATE + 3 + 0.04) * SAMPLE_RATE;
       const starts = out.map((u) => u.start / SAMPLE_RATE);
@@ -135,12 +217,13 @@ describe('VAD', () => {
     for (let i = 0; i < noise.length; i++)
       noise[i] = Math.round(Math.sin((2 * Math.PI * 440 * i) / SAMPLE_RATE) * 8000);
     const stream = concat([silence(1), noise, silence(1)]);
-    const cutBy = async (d: Awaited<ReturnType<(typeof detectors)['silero']>> | undefined) => {
+    const cutBy = async (d: ReturnType<(typeof detectors)['silero']> | undefined) => {
+      await d?.feed(stream);
       const vad = new Vad({}, undefined, d);
       return [...vad.push(stream), ...vad.flush()];
     };
     assert.ok((await cutBy(undefined)).length >= 1, 'energy hears the tone');
-    assert.equal((await cutBy(await silero.detector(stream))).length, 0, 'silero does not');
+    assert.equal((await cutBy(silero.stream())).length, 0, 'silero does not');
   });
 
   it('cuts a long utterance into windows no longer than asked', () => {

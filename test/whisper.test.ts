@@ -17,7 +17,7 @@ import {
   type SpeechEngine,
 } from '../workers/transcriber/speech/engine.js';
 import { WhisperEngine } from '../workers/transcriber/speech/whisper.js';
-import { transcribeCall } from '../workers/transcriber/transcribe.js';
+import { CallTranscript } from '../workers/transcriber/call-transcript.js';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { opusSource } from './media.js';
 import { ServiceStack } from './service-stack.js';
@@ -94,7 +94,7 @@ describe('whisper.cpp engine with a generated model', () => {
         `${JSON.stringify({ file, sessionId: `s${i}`, displayName: t.name, startMs: t.startMs, endMs: t.startMs + 10_000 })}\n`,
       );
     });
-    const segments = await transcribeCall([engine], call);
+    const { segments } = await new CallTranscript([engine], call).finish();
     assert.deepEqual(
       segments.map((s) => [s.speaker, s.text]),
       [

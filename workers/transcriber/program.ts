@@ -2,11 +2,12 @@
 // dist/workers/transcriber/main.js, bundled by scripts/bundle-jobs.mjs). Inputs come as
 // environment variables (upstream's names plus the worker's JOB_ID, JOB_TYPE, JOB_DIR, SFU_URL,
 // SFU_TOKEN, ARTIFACTS_DIR; MODELS_DIR for Whisper models).
-// - Live call: join audio-only, keep each speaker apart, caption live if asked, and after the call
-//   (stop, SIGTERM, max duration, everyone left) recognise each speaker and deliver a WebVTT and a
-//   text file through the bot API or to the artifacts directory.
+// - Live call: join audio-only, keep each speaker apart, caption live if asked, recognise each
+//   speaker as the call goes on, and after the call (stop, SIGTERM, max duration, everyone left)
+//   recognise the last seconds and deliver a WebVTT and a text file through the bot API or to the
+//   artifacts directory.
 // - MEDIA_URL: transcribe a finished recording (one mixed voice) instead.
-// - `--recover`: the previous run died; transcribe what it captured and keep it locally.
+// - `--recover`: the previous run died; transcribe what it captured and had not recognised, and keep it locally.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { realpath } from 'node:fs/promises';
@@ -33,7 +34,8 @@ import { Listener } from './listen.js';
 import { enginePool, EngineError, type SpeechEngine } from './speech/engine.js';
 import { modelsDir } from './speech/whisper.js';
 import { Silero } from './speech/silero.js';
-import { readPcm, transcribeCall, transcribeStream } from './transcribe.js';
+import { CallTranscript } from './call-transcript.js';
+import { readPcm, transcribeStream } from './transcribe.js';
 
 const log = (message: string) => process.stdout.write(`[transcriber ${new Date().toISOString()}] ${message}\n`);
 
@@ -152,6 +154,16 @@ class Delivery {
   }
 }
 
+/** Recognises the rest of the call and says how much was left. */
+async function finishTranscript(transcript: CallTranscript): Promise<Segment[]> {
+  const started = Date.now();
+  const { segments, leftSec, earlySec } = await transcript.finish();
+  log(
+    `recognised ${leftSec.toFixed(1)} s of speech in ${((Date.now() - started) / 1000).toFixed(1)} s after the stop (${earlySec.toFixed(1)} s during the call); ${segments.length} segments`,
+  );
+  return segments;
+}
+
 async function live(
   inputs: Inputs,
   dir: string,
@@ -183,6 +195,8 @@ async function live(
   await listener.start();
   log(`listening to call ${inputs.call_id}${captions ? ' with live captions' : ''}`);
   void delivery.report('started');
+  const transcript = inputs.captionsOnly ? undefined : new CallTranscript(engines, dir, silero);
+  transcript?.start();
 
   const why = await Promise.race([stop, listener.stopped, listener.ended.then(() => 'everyone left the call')]);
   const durationMs = await listener.stop();
@@ -190,11 +204,9 @@ async function live(
   log(
     `${why}: stopped after ${(durationMs / 1000).toFixed(1)} s${captionStats ? `; captions ${JSON.stringify(captionStats)}` : ''}`,
   );
-  if (inputs.captionsOnly) return { duration_ms: durationMs, captions: captionStats };
+  if (!transcript) return { duration_ms: durationMs, captions: captionStats };
 
-  const started = Date.now();
-  const segments = await transcribeCall(engines, dir, silero);
-  log(`recognised ${segments.length} segments in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const segments = await finishTranscript(transcript);
   return delivery.deliver(segments, { duration_ms: durationMs, ...(captionStats ? { captions: captionStats } : {}) });
 }
 
@@ -240,7 +252,7 @@ async function main(): Promise<void> {
   let output: object;
   try {
     if (process.argv.includes(RECOVER_ARG)) {
-      const segments = await transcribeCall(engines, dir, silero);
+      const segments = await finishTranscript(new CallTranscript(engines, dir, silero));
       output = await delivery.deliver(segments, { partial: true }, true);
       await delivery.report(
         'failed',

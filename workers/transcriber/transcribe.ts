@@ -1,5 +1,5 @@
-// After the call: each speaker's PCM file is cut into utterances by VAD and recognised; segments
-// are placed on the call clock (the track's start plus the utterance's offset) and carry the
+// Recognition: a speaker's stream is cut into utterances by VAD and each is recognised; segments
+// are placed on the call clock (where the stream starts plus the utterance's offset) and carry the
 // speaker's display name. Speakers are independent, so crosstalk never mixes two voices.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { readLines } from '../shared/job.js';
 import type { Segment } from './formats.js';
 import type { VoiceTrack } from './listen.js';
 import { SAMPLE_RATE, type SpeechEngine } from './speech/engine.js';
-import type { Silero } from './speech/silero.js';
+import type { Silero, StreamDetector } from './speech/silero.js';
 import { Vad } from './speech/vad.js';
 
 /** The tracks of tracks.jsonl, the last line of each file winning. */
@@ -20,52 +20,80 @@ export function readPcm(path: string): Int16Array {
   return new Int16Array(buf.buffer, buf.byteOffset, Math.floor(buf.length / 2));
 }
 
-interface Piece {
+export interface Piece {
   speaker: string;
   /** where the utterance starts on the call clock */
   atMs: number;
   pcm: Int16Array;
+  /** the sample after it on the stream given to the Cutter */
+  end: number;
 }
 
 /**
- * A speaker's stream cut into utterances (by Silero when given, else by energy); `offsetMs` is
- * where its sample 0 is on the call clock.
+ * A speaker's stream cut into utterances (by Silero when given, else by energy) as it comes:
+ * `push` samples that follow the previous ones. `offsetMs` is where its sample 0 is on the call clock.
  */
-async function cut(pcm: Int16Array, speaker: string, offsetMs: number, silero?: Silero): Promise<Piece[]> {
-  const vad = new Vad({}, undefined, silero ? await silero.detector(pcm) : undefined);
-  return [...vad.push(pcm), ...vad.flush()].map((u) => ({
-    speaker,
-    atMs: offsetMs + (u.start / SAMPLE_RATE) * 1000,
-    pcm: u.pcm,
-  }));
+export class Cutter {
+  private readonly detector: StreamDetector | undefined;
+  private readonly vad: Vad;
+
+  constructor(
+    private readonly speaker: string,
+    private readonly offsetMs: number,
+    silero?: Silero,
+  ) {
+    this.detector = silero?.stream();
+    this.vad = new Vad({}, undefined, this.detector);
+  }
+
+  /** The utterances these samples completed. */
+  async push(pcm: Int16Array): Promise<Piece[]> {
+    await this.detector?.feed(pcm);
+    return this.vad.push(pcm).map((u) => this.piece(u));
+  }
+
+  /** The stream ended: its open utterance, if any. */
+  flush(): Piece[] {
+    return this.vad.flush().map((u) => this.piece(u));
+  }
+
+  private piece(u: { start: number; pcm: Int16Array }): Piece {
+    const atMs = this.offsetMs + (u.start / SAMPLE_RATE) * 1000;
+    return { speaker: this.speaker, atMs, pcm: u.pcm, end: u.start + u.pcm.length };
+  }
 }
 
 /**
  * Recognises the pieces with every engine busy at once (pocketsphinx runs one helper per
- * NUM_THREADS; whisper.cpp one engine with that many threads) and returns segments in time order.
+ * NUM_THREADS; whisper.cpp one engine with that many threads). The result is in the pieces'
+ * order: a piece's segment, or undefined where nothing was recognised.
  */
-async function recognise(engines: SpeechEngine[], pieces: Piece[]): Promise<Segment[]> {
-  const segments: Segment[] = [];
+export async function recognise(engines: SpeechEngine[], pieces: Piece[]): Promise<(Segment | undefined)[]> {
+  const out: (Segment | undefined)[] = new Array(pieces.length).fill(undefined);
   let next = 0;
   await Promise.all(
     engines.map(async (engine) => {
       while (next < pieces.length) {
-        const p = pieces[next++]!;
+        const i = next++;
+        const p = pieces[i]!;
         const { text, words } = await engine.recognize(p.pcm);
         if (!text.trim() || words.length === 0) continue;
-        segments.push({
+        out[i] = {
           speaker: p.speaker,
           startMs: Math.round(p.atMs + words[0]!.start * 1000),
           endMs: Math.round(p.atMs + words[words.length - 1]!.end * 1000),
           text: words.map((w) => w.word).join(' '),
-        });
+        };
       }
     }),
   );
-  return segments.sort((a, b) => a.startMs - b.startMs);
+  return out;
 }
 
-/** One stream (a recording's mixed audio, or a test's speaker). */
+export const inTimeOrder = (segments: (Segment | undefined)[]): Segment[] =>
+  segments.filter((s): s is Segment => s !== undefined).sort((a, b) => a.startMs - b.startMs);
+
+/** One whole stream (a recording's mixed audio, or a test's speaker). */
 export async function transcribeStream(
   engines: SpeechEngine[],
   pcm: Int16Array,
@@ -73,13 +101,6 @@ export async function transcribeStream(
   offsetMs: number,
   silero?: Silero,
 ): Promise<Segment[]> {
-  return recognise(engines, await cut(pcm, speaker, offsetMs, silero));
-}
-
-/** Every captured speaker of a job directory, in time order. */
-export async function transcribeCall(engines: SpeechEngine[], dir: string, silero?: Silero): Promise<Segment[]> {
-  const pieces: Piece[] = [];
-  for (const t of readTracks(dir))
-    pieces.push(...(await cut(readPcm(join(dir, t.file)), t.displayName, t.startMs, silero)));
-  return recognise(engines, pieces);
+  const cutter = new Cutter(speaker, offsetMs, silero);
+  return inTimeOrder(await recognise(engines, [...(await cutter.push(pcm)), ...cutter.flush()]));
 }
