@@ -10,8 +10,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RtpHeader, RtpPacket } from 'werift';
-import { isVp8Keyframe } from '../src/media/vp8.js';
-import { TrackFile } from '../workers/recorder/track-file.js';
+import { h264PictureSize } from '../src/media/h264.js';
+import { isVp8Keyframe, vp8KeyframeSize } from '../src/media/vp8.js';
+import { MAX_FRAME_BYTES, type PictureSize, TrackFile } from '../workers/recorder/track-file.js';
 import { WebmIndex } from '../workers/recorder/webm-index.js';
 import { packetTimes } from './media.js';
 
@@ -41,8 +42,9 @@ function writeFrames(
   firstTs = 1234,
   drop?: { frame: number; packet: number },
   afterFrame?: (n: number, writer: TrackFile) => void,
+  onRefused?: (size: PictureSize) => void,
 ): void {
-  const writer = new TrackFile(file, codec);
+  const writer = new TrackFile(file, codec, onRefused);
   let seq = 65_000; // wraps too
   frames.forEach((payloads, n) => {
     payloads.forEach((payload, k) => {
@@ -170,6 +172,77 @@ describe('track file', () => {
       if (n === 45) assert.equal(statSync(file).size, flushedSize, 'the next frame held');
     });
     assert.equal(packetMs(file).length, 90, 'every frame once closed');
+  });
+
+  it('reads the picture size a VP8 keyframe or an H.264 SPS declares, as ffmpeg wrote it', () => {
+    assert.deepEqual(vp8KeyframeSize(vp8[0]!), { width: 320, height: 180 });
+    assert.equal(vp8KeyframeSize(vp8[1]!), undefined, 'not a keyframe');
+    assert.deepEqual(h264PictureSize(h264[0]!.flatMap((n) => [Buffer.of(0, 0, 0, 1), n])), { width: 320, height: 180 });
+    // testsrc2 makes even sizes only: an odd one is scaled to
+    const one = (size: string, file: string, codec: string[]) => {
+      execFileSync('ffmpeg', [
+        ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=15'],
+        ...['-vf', `scale=${size.replace('x', ':')}`, '-frames:v', '1'],
+        ...[...codec, join(dir, file)],
+      ]);
+      return join(dir, file);
+    };
+    assert.deepEqual(vp8KeyframeSize(ivfFrames(one('1013x677', 'odd.ivf', ['-c:v', 'libvpx']))[0]!), {
+      width: 1013,
+      height: 677,
+    });
+    const x264 = (size: string, args: string[]) =>
+      h264PictureSize([readFileSync(one(size, `${size}-${args.join('')}.h264`, ['-c:v', 'libx264', ...args]))]);
+    // high profile, cropped from 1088 rows of macroblocks
+    assert.deepEqual(x264('1920x1080', ['-preset', 'ultrafast']), { width: 1920, height: 1080 });
+    // 4:4:4 (chroma format 3), scaling lists in the SPS, an odd size cropped by single pixels
+    assert.deepEqual(x264('1013x677', ['-pix_fmt', 'yuv444p', '-x264-params', 'cqm=jvt']), {
+      width: 1013,
+      height: 677,
+    });
+    // interlaced: pairs of fields, cropped by two rows a unit
+    assert.deepEqual(x264('720x484', ['-pix_fmt', 'yuv420p', '-flags', '+ildct', '-x264-params', 'interlaced=1']), {
+      width: 720,
+      height: 484,
+    });
+    assert.equal(h264PictureSize([Buffer.of(0, 0, 0, 1, 0x67, 0x42)]), undefined, 'an SPS cut short');
+  });
+
+  it('refuses pictures over 4096 × 4096 until a keyframe of an allowed size, and a frame that never ends', () => {
+    // keyframes at 0, 30 and 60; the first and the last declare 16383 × 16383
+    const huge = (frame: Buffer) => {
+      const f = Buffer.from(frame);
+      f.writeUInt16LE(16383, 6);
+      f.writeUInt16LE(16383, 8);
+      return f;
+    };
+    const frames = vp8.map((f, n) => (n === 0 || n === 60 ? huge(f) : f));
+    assert.ok([0, 30, 60].every((n) => isVp8Keyframe(vp8Packets(frames[n]!)[0]!)));
+    const refused: PictureSize[] = [];
+    const file = join(dir, 'huge.webm');
+    writeFrames(file, 'vp8', frames.map(vp8Packets), 0, undefined, undefined, (size) => refused.push(size));
+    assert.deepEqual(refused, [
+      { width: 16383, height: 16383 },
+      { width: 16383, height: 16383 },
+    ]);
+    assert.deepEqual(
+      packetMs(file),
+      frames.slice(30, 60).map((_, n) => Math.floor((n * TICKS) / 90)),
+      'frames 30 to 59 only',
+    );
+    assert.deepEqual(pictures(file), pictures(join(dir, 'vp8.ivf')).slice(30, 60));
+
+    // A frame whose packets never end (one RTP time, no marker) past MAX_FRAME_BYTES is dropped whole.
+    const endless = join(dir, 'endless.webm');
+    const packets = vp8.map(vp8Packets);
+    const filler = Buffer.alloc(MTU);
+    const long = [
+      packets[0]![0]!,
+      ...Array.from({ length: MAX_FRAME_BYTES / MTU }, () => filler),
+      ...packets[0]!.slice(1),
+    ];
+    writeFrames(endless, 'vp8', [long, ...packets.slice(1, 31)]);
+    assert.deepEqual(packetMs(endless), [0], 'nothing before the next keyframe (frame 30), which starts the file');
   });
 
   it('drops a frame that lost a packet, and starts at a keyframe', () => {

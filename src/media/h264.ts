@@ -52,3 +52,110 @@ export function h264AnnexB(payload: Buffer): Buffer[] {
   }
   return pieces;
 }
+
+/** profile_idc values whose SPS carries chroma format, bit depths and scaling lists (H.264 7.3.2.1.1). */
+const HIGH_PROFILES = new Set([100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135]);
+
+/** Reads an SPS's RBSP bit by bit; throws past its end. */
+class Bits {
+  private at = 0;
+  constructor(private readonly bytes: Uint8Array) {}
+
+  u(n: number): number {
+    let v = 0;
+    for (let i = 0; i < n; i++, this.at++) {
+      const byte = this.bytes[this.at >> 3];
+      if (byte === undefined) throw new RangeError('past the end');
+      v = v * 2 + ((byte >> (7 - (this.at & 7))) & 1);
+    }
+    return v;
+  }
+
+  /** Exp-Golomb, unsigned */
+  ue(): number {
+    let zeros = 0;
+    while (this.u(1) === 0) if (++zeros > 31) throw new RangeError('not Exp-Golomb');
+    return 2 ** zeros - 1 + this.u(zeros);
+  }
+
+  /** Exp-Golomb, signed */
+  se(): number {
+    const k = this.ue();
+    return k % 2 ? (k + 1) / 2 : -k / 2;
+  }
+}
+
+/**
+ * The picture size an access unit's SPS declares, cropping applied (H.264 7.3.2.1.1 and 7.4.2.1.1),
+ * found in its NAL units in Annex B; undefined when it holds no SPS that can be read.
+ */
+export function h264PictureSize(pieces: Buffer[]): { width: number; height: number } | undefined {
+  const data = Buffer.concat(pieces);
+  for (let i = data.indexOf(START_CODE.subarray(1)); i >= 0; i = data.indexOf(START_CODE.subarray(1), i + 3)) {
+    if ((data[i + 3]! & 0x1f) !== SPS) continue;
+    const next = data.indexOf(START_CODE.subarray(1), i + 4);
+    try {
+      return spsSize(data.subarray(i + 4, next < 0 ? data.length : next));
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+function spsSize(escaped: Buffer): { width: number; height: number } {
+  // The RBSP: each 0x03 after two zero bytes is an emulation prevention byte.
+  const rbsp: number[] = [];
+  for (let i = 0; i < escaped.length; i++) {
+    if (escaped[i] === 3 && rbsp.length >= 2 && rbsp.at(-1) === 0 && rbsp.at(-2) === 0) continue;
+    rbsp.push(escaped[i]!);
+  }
+  const b = new Bits(Uint8Array.from(rbsp));
+  const profile = b.u(8);
+  b.u(16); // constraint flags, level_idc
+  b.ue(); // seq_parameter_set_id
+  let chromaFormat = 1;
+  if (HIGH_PROFILES.has(profile)) {
+    chromaFormat = b.ue();
+    if (chromaFormat === 3) b.u(1); // separate_colour_plane_flag
+    b.ue(); // bit_depth_luma_minus8
+    b.ue(); // bit_depth_chroma_minus8
+    b.u(1); // qpprime_y_zero_transform_bypass_flag
+    if (b.u(1)) {
+      for (let list = 0; list < (chromaFormat === 3 ? 12 : 8); list++) {
+        if (!b.u(1)) continue;
+        for (let j = 0, last = 8, next = 8; j < (list < 6 ? 16 : 64) && next !== 0; j++) {
+          next = (last + b.se() + 256) % 256;
+          if (next !== 0) last = next;
+        }
+      }
+    }
+  }
+  b.ue(); // log2_max_frame_num_minus4
+  const pocType = b.ue();
+  if (pocType === 0) b.ue();
+  else if (pocType === 1) {
+    b.u(1);
+    b.se();
+    b.se();
+    const cycle = b.ue();
+    for (let k = 0; k < cycle; k++) b.se();
+  }
+  b.ue(); // max_num_ref_frames
+  b.u(1); // gaps_in_frame_num_value_allowed_flag
+  const widthMbs = b.ue() + 1;
+  const heightUnits = b.ue() + 1;
+  const frameMbsOnly = b.u(1);
+  if (!frameMbsOnly) b.u(1); // mb_adaptive_frame_field_flag
+  b.u(1); // direct_8x8_inference_flag
+  let width = widthMbs * 16;
+  let height = (2 - frameMbsOnly) * heightUnits * 16;
+  if (b.u(1)) {
+    const [left, right, top, bottom] = [b.ue(), b.ue(), b.ue(), b.ue()];
+    const unitX = chromaFormat === 1 || chromaFormat === 2 ? 2 : 1;
+    const unitY = (chromaFormat === 1 ? 2 : 1) * (2 - frameMbsOnly);
+    width -= unitX * (left + right);
+    height -= unitY * (top + bottom);
+  }
+  return { width, height };
+}

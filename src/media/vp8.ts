@@ -25,9 +25,12 @@ export function isVp8Keyframe(payload: Uint8Array): boolean {
 /** The frame's bytes a packet carries: its payload after the descriptor. */
 export const vp8FrameData = (payload: Buffer): Buffer => payload.subarray(vp8DescriptorLength(payload));
 
-/** The picture size a keyframe's first packet declares (RFC 6386 9.1), or undefined when too short. */
-export function vp8KeyframeSize(payload: Buffer): { width: number; height: number } | undefined {
-  const at = vp8DescriptorLength(payload);
-  if (payload.length < at + 10) return undefined;
-  return { width: payload.readUInt16LE(at + 6) & 0x3fff, height: payload.readUInt16LE(at + 8) & 0x3fff };
+/**
+ * The picture size a keyframe declares (RFC 6386 9.1), read from the frame's bytes (after the
+ * payload descriptor), or undefined when they do not start with a keyframe's header.
+ */
+export function vp8KeyframeSize(frame: Buffer): { width: number; height: number } | undefined {
+  if (frame.length < 10 || (frame[0]! & 0x01) !== 0) return undefined;
+  if (frame[3] !== 0x9d || frame[4] !== 0x01 || frame[5] !== 0x2a) return undefined; // the start code
+  return { width: frame.readUInt16LE(6) & 0x3fff, height: frame.readUInt16LE(8) & 0x3fff };
 }

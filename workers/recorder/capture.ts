@@ -15,7 +15,7 @@ import {
 import { opusPacketMs } from '../../src/media/opus.js';
 import { AUDIO_HOLD_TICKS, Reorder, VIDEO_HOLD_TICKS } from '../../src/media/reorder.js';
 import { Placement } from './placement.js';
-import { TrackFile, trackCodec } from './track-file.js';
+import { MAX_PICTURE_PIXELS, TrackFile, trackCodec } from './track-file.js';
 import { WriteFailure } from '../shared/job.js';
 
 /** One line of tracks.jsonl: a recorded track, or the end of one. */
@@ -56,6 +56,7 @@ export class Capture {
   >();
   private trackCount = 0;
   private readonly writes = new WriteFailure();
+  private readonly log: (message: string) => void;
   /** Every half second the files get their frames: compose reads a part 3 s after it ends. */
   private readonly flushing = setInterval(() => {
     for (const r of this.recorders.values()) r.flush();
@@ -67,6 +68,7 @@ export class Capture {
     call: Omit<HeadlessOptions, 'subscribe'>,
   ) {
     mkdirSync(join(dir, 'tracks'), { recursive: true });
+    this.log = call.log ?? (() => undefined);
     this.participant = new HeadlessParticipant({ ...call, subscribe: 'all' });
     const p = this.participant;
     p.on('track', ({ track, participant, source, mid }) =>
@@ -122,7 +124,11 @@ export class Capture {
     this.append('tracks.jsonl', entry);
     let writer: TrackFile;
     try {
-      writer = new TrackFile(join(this.dir, file), codec);
+      writer = new TrackFile(join(this.dir, file), codec, ({ width, height }) =>
+        this.log(
+          `${file}: a picture of ${width}×${height} is over ${MAX_PICTURE_PIXELS} pixels; its frames are not recorded until a keyframe of an allowed size`,
+        ),
+      );
     } catch (err) {
       return this.writes.fail(file, err);
     }

@@ -8,11 +8,15 @@
 // with a clone of every packet and dated statistics for every frame: more CPU than the receiving.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { RtpPacket } from 'werift';
-import { h264AnnexB, isH264Keyframe } from '../../src/media/h264.js';
+import { h264AnnexB, h264PictureSize, isH264Keyframe } from '../../src/media/h264.js';
 import { isVp8Keyframe, vp8FrameData, vp8KeyframeSize } from '../../src/media/vp8.js';
 import { ID, element, float64, openElement, sizeBytes, text, uint } from './webm.js';
 
 export type TrackCodec = 'opus' | 'vp8' | 'h264';
+export interface PictureSize {
+  width: number;
+  height: number;
+}
 
 /** The codec of a track werift received (its codec's MIME type), if a track file can hold it. */
 export function trackCodec(mimeType: string | undefined): TrackCodec | undefined {
@@ -23,6 +27,14 @@ export function trackCodec(mimeType: string | undefined): TrackCodec | undefined
 const CODEC_ID: Record<TrackCodec, string> = { opus: 'A_OPUS', vp8: 'V_VP8', h264: 'V_MPEG4/ISO/AVC' };
 /** Held frames are written once this much gathers, if capture has not flushed them before. */
 const MAX_HELD_BYTES = 256 * 1024;
+/**
+ * A picture over this many pixels is not recorded: decoding it takes memory its sender chooses
+ * (VP8 allows 16383 × 16383, 400 MB a picture, and the decoder holds several). 4096 × 4096 holds a
+ * 5K screen (5120 × 2880).
+ */
+export const MAX_PICTURE_PIXELS = 4096 * 4096;
+/** A frame whose packets add up to more is dropped: a sender that never marks a frame's end would grow it for good. */
+export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
 /** A block's time is 16 bits signed from its cluster's. */
 const MAX_BLOCK_MS = 32_767;
 /** Opus's identification header (RFC 7845 5.1): stereo, 312 samples of pre-skip, 48 kHz. */
@@ -35,7 +47,9 @@ export class TrackFile {
   /** where the Duration's value is, once the header is written */
   private durationAt = -1;
   /** the frame being assembled (video): its RTP time, its pieces, whether a packet is missing */
-  private frame: { ts: number; pieces: Buffer[]; keyframe: boolean; broken: boolean } | undefined;
+  private frame: { ts: number; pieces: Buffer[]; bytes: number; keyframe: boolean; broken: boolean } | undefined;
+  /** a keyframe over MAX_PICTURE_PIXELS came: frames are dropped until a keyframe of an allowed size */
+  private refused = false;
   private nextSeq: number | undefined;
   /** RTP ticks from the file's first frame, and the last frame's RTP time */
   private ticks = 0;
@@ -47,9 +61,11 @@ export class TrackFile {
   private held: Buffer[] = [];
   private heldBytes = 0;
 
+  /** `onRefused`: a keyframe over MAX_PICTURE_PIXELS came after frames that were recorded (or none). */
   constructor(
     readonly path: string,
     readonly codec: TrackCodec,
+    private readonly onRefused?: (size: PictureSize) => void,
   ) {
     this.fd = openSync(path, 'w');
     this.video = codec !== 'opus';
@@ -72,7 +88,7 @@ export class TrackFile {
     // waited for it) breaks the frame it would have been in, and that frame is dropped whole.
     const gap = this.nextSeq !== undefined && seq !== this.nextSeq;
     this.nextSeq = (seq + 1) & 0xffff;
-    if (this.frame?.ts !== ts) this.frame = { ts, pieces: [], keyframe: false, broken: gap };
+    if (this.frame?.ts !== ts) this.frame = { ts, pieces: [], bytes: 0, keyframe: false, broken: gap };
     const frame = this.frame;
     frame.broken ||= gap;
     if (this.codec === 'vp8') {
@@ -82,17 +98,33 @@ export class TrackFile {
       frame.keyframe ||= isH264Keyframe(rtp.payload);
       frame.pieces.push(...h264AnnexB(rtp.payload));
     }
+    frame.bytes += rtp.payload.length;
+    if (frame.bytes > MAX_FRAME_BYTES) {
+      frame.broken = true;
+      frame.pieces = []; // what comes of it is not kept either
+    }
     if (!marker) return;
     this.frame = undefined;
-    if (!frame.broken) this.write(ts, frame.keyframe, frame.pieces);
+    if (frame.broken) return;
+    const size = frame.keyframe ? this.pictureSize(frame.pieces) : undefined;
+    if (size) {
+      const over = size.width * size.height > MAX_PICTURE_PIXELS;
+      if (over && !this.refused) this.onRefused?.(size);
+      this.refused = over;
+    }
+    if (!this.refused) this.write(ts, frame.keyframe, frame.pieces, size);
   }
 
-  private write(ts: number, keyframe: boolean, pieces: Buffer[]): void {
+  private pictureSize(pieces: Buffer[]): PictureSize | undefined {
+    return this.codec === 'vp8' ? vp8KeyframeSize(pieces[0]!) : h264PictureSize(pieces);
+  }
+
+  private write(ts: number, keyframe: boolean, pieces: Buffer[], size?: PictureSize): void {
     const out: Buffer[] = [];
     const first = !this.started;
     if (first) {
       if (!keyframe) return; // a decoder starts at a keyframe
-      out.push(this.header(pieces[0]!));
+      out.push(this.header(size));
     } else {
       this.ticks += (ts - this.lastTs) | 0; // the 32-bit clock may wrap
     }
@@ -138,8 +170,7 @@ export class TrackFile {
   }
 
   /** The EBML header, the Segment's start, its Info and its one track; before the first frame. */
-  private header(first: Buffer): Buffer {
-    const size = this.codec === 'vp8' ? vp8KeyframeSize(first) : undefined;
+  private header(size: PictureSize | undefined): Buffer {
     const details = this.video
       ? size
         ? [element(ID.VIDEO, [uint(ID.PIXEL_WIDTH, size.width), uint(ID.PIXEL_HEIGHT, size.height)])]
