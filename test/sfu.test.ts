@@ -4,11 +4,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { RtpHeader, RtpPacket } from 'werift';
+import { type RTCDataChannel, type RTCPeerConnection, RtpHeader, RtpPacket } from 'werift';
 import { WebSocket } from 'ws';
 import { connect } from 'node:net';
 import { encode } from '@msgpack/msgpack';
-import { packSdp } from '../src/sfu/protocol/wire.js';
+import { DcType, encodeDc, packSdp } from '../src/sfu/protocol/wire.js';
 import { Sfu, type SfuOptions } from '../src/sfu/server/server.js';
 import { addressOwner } from '../src/sfu/server/connection.js';
 import { counters } from '../src/sfu/server/track.js';
@@ -704,6 +704,46 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
       source.kill('SIGKILL');
       alice.leave();
       bob.leave();
+    }
+  });
+
+  it("a flood of offers over the data channel gets no more answers than the plugin's rate allows; the call goes on", async () => {
+    const call = callId();
+    const join = (user: string) =>
+      new HeadlessParticipant({ siteUrl: url, callId: call, subscribe: 'none', token: token(call, user) });
+    const mallory = join('mallory');
+    await mallory.join();
+    const inside = mallory as unknown as { socket: CallsSocket; peer: { pc: RTCPeerConnection; dc: RTCDataChannel } };
+    await waitFor('data channel open', () => inside.peer.dc.readyState === 'open');
+    let answers = 0;
+    inside.socket.on('signal', (d) => {
+      if (String(d.data).includes('"answer"')) answers++;
+    });
+    const { sdp } = await inside.peer.pc.createOffer();
+    const offer = Buffer.from(encodeDc({ type: DcType.SDP, description: { type: 'offer', sdp } }));
+    const started = Date.now();
+    for (let i = 0; i < 300; i++) inside.peer.dc.send(offer);
+    let last = -1;
+    await waitFor(
+      'answers to stop coming',
+      async () => {
+        if (answers === last) return true;
+        last = answers;
+        await new Promise((r) => setTimeout(r, 2000));
+      },
+      120_000,
+    );
+    const seconds = (Date.now() - started) / 1000;
+    assert.ok(answers >= 1 && answers <= 100 + 10 * seconds, `${answers} answers in ${seconds} s`);
+    // the SFU still serves the flooder and the call
+    const bob = join('bob');
+    try {
+      await bob.join();
+      await mallory.publish('mic');
+      await waitFor('bob sees mallory publish', () => [...bob.participants.values()].some((p) => p.tracks.mic));
+    } finally {
+      bob.leave();
+      mallory.leave();
     }
   });
 

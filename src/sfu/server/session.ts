@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { RTCPeerConnection, type RTCDataChannel, type RTCRtpTransceiver, type RtpPacket } from 'werift';
 import type { Logger } from '../../log.js';
+import { RateLimiter } from '../../rate-limiter.js';
 import { type IceOptions, outgoingCandidate, outgoingSdp, peerConfig } from '../ice.js';
 import { raiseReceiveBuffer, udpSocketsOf } from '../udp-sockets.js';
 import {
@@ -85,6 +86,11 @@ export class RtcSession {
   private loudPackets = 0;
   private lastLoud = 0;
   private closed = false;
+  /**
+   * The plugin's rate (10 a second, bursts of 100) for what the data channel asks of the SFU, as
+   * the websocket's messages have (server.ts): a client renegotiating without pause would keep a core busy.
+   */
+  private readonly dcRate = new RateLimiter(10, 100);
 
   constructor(
     /** the session id: its first websocket connection's id, as the plugin's `session_id` */
@@ -211,6 +217,7 @@ export class RtcSession {
       this.log.debug({ session: this.id, err: (err as Error).message }, 'data-channel message ignored');
       return;
     }
+    if ((message.type === DcType.Lock || message.type === DcType.SDP) && this.dcRate.take(this.id) > 0) return;
     switch (message.type) {
       case DcType.Ping:
         return this.sendDc({ type: DcType.Pong });
