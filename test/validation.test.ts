@@ -156,6 +156,8 @@ const cases: [string, unknown, RegExp][] = [
   ['width above 3840', withInput({ width: 3841 }), /^input_data\.width must be at most 3840$/],
   ['height below 720', withInput({ height: 480 }), /^input_data\.height must be at least 720$/],
   ['height above 2160', withInput({ height: 4320 }), /^input_data\.height must be at most 2160$/],
+  ['odd width', withInput({ width: 1281 }), /^input_data\.width must be a multiple of 2$/],
+  ['odd height', withInput({ height: 721 }), /^input_data\.height must be a multiple of 2$/],
   ['video_rate below 500', withInput({ video_rate: 499 }), /^input_data\.video_rate must be at least 500$/],
   ['video_rate above 10000', withInput({ video_rate: 10001 }), /^input_data\.video_rate must be at most 10000$/],
   ['audio_rate below 32', withInput({ audio_rate: 31 }), /^input_data\.audio_rate must be at least 32$/],

@@ -77,8 +77,13 @@ export const RecordingInput = Type.Object(
   {
     ...callInputs,
     recording_id: Type.Optional(Id('The recording job id the plugin tracks.')),
-    width: Type.Optional(Int(1280, 3840, 'Video width (default 1920).')),
-    height: Type.Optional(Int(720, 2160, 'Video height (default 1080).')),
+    // even: x264 takes only even sizes of 4:2:0 pictures (an odd one failed the job at its first part)
+    width: Type.Optional(
+      Type.Integer({ minimum: 1280, maximum: 3840, multipleOf: 2, description: 'Video width, even (default 1920).' }),
+    ),
+    height: Type.Optional(
+      Type.Integer({ minimum: 720, maximum: 2160, multipleOf: 2, description: 'Video height, even (default 1080).' }),
+    ),
     video_rate: Type.Optional(Int(500, 10000, 'Video bitrate in kbit/s (default 1500).')),
     audio_rate: Type.Optional(Int(32, 320, 'Audio bitrate in kbit/s (default 64).')),
     frame_rate: Type.Optional(Int(10, 60, 'Frames per second (default 30).')),

@@ -45,6 +45,8 @@ export function describeValidation(errors: ErrorObject[], part: string, body: un
       return `${where} must be at least ${p.limit}`;
     case 'maximum':
       return `${where} must be at most ${p.limit}`;
+    case 'multipleOf':
+      return `${where} must be a multiple of ${p.multipleOf}`;
     case 'minLength':
       return `${where} must be at least ${p.limit} characters`;
     case 'maxLength':
