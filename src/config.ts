@@ -383,6 +383,12 @@ export const variables = {
     int(1, 1_000_000),
     'Unfinished jobs (queued or running) one client may have; past it, creating a job is answered 429.',
   ),
+  maxFinishedJobsPerClient: variable(
+    'JOBS_MAXFINISHEDJOBSPERCLIENT',
+    '10000',
+    int(1, 10_000_000),
+    "Finished jobs (records, logs, files) one client keeps; past it, creating a job ends the retention of that client's oldest at once.",
+  ),
   queueTimeoutSec: variable(
     'JOBS_QUEUETIMEOUTSEC',
     '86400',

@@ -20,6 +20,7 @@ describe('API limits', () => {
     API_LIMITS_REGISTRATIONSPERMINUTE: '3',
     API_LIMITS_CLIENTREQUESTSPERSEC: '2',
     JOBS_MAXJOBSPERCLIENT: '2',
+    JOBS_MAXFINISHEDJOBSPERCLIENT: '3',
     JOBS_QUEUETIMEOUTSEC: '3600',
     JOBS_MEDIAURLALLOW: 'file:///recordings/',
   });
@@ -120,6 +121,35 @@ describe('API limits', () => {
     await call(url, 'POST', `/jobs/${first.json.id}/stop`, auth); // queued: canceled
     assert.equal((await store.get(first.json.id))!.status, 'canceled');
     assert.equal((await call(url, 'POST', '/jobs', auth, recordingJob(ids()))).status, 200);
+  });
+
+  it('finished jobs per client: past JOBS_MAXFINISHEDJOBSPERCLIENT, creating a job deletes the oldest before their retention ends', async () => {
+    const url = suite.api.url;
+    const { clients, redis, store } = suite.api.services;
+    await redis.del(`${suite.api.config.redisPrefix}:clients`);
+    const client = ids();
+    await clients.register(client, 'k'.repeat(40), 10);
+    const auth = basic(client, 'k'.repeat(40));
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { json } = await call(url, 'POST', '/jobs', auth, recordingJob(ids()));
+      made.push(json.id);
+      await call(url, 'POST', `/jobs/${json.id}/stop`, auth); // queued: canceled, kept 30 days
+      await new Promise((r) => setTimeout(r, 1000)); // the request allowance refills
+    }
+    const sweeper = new Sweeper(
+      store,
+      { maxConcurrentJobs: 2, startTimeoutMs: 60_000, queueTimeoutMs: 3_600_000, leaseMs: 15_000, maxLogBytes: 10_000 },
+      createLogger(suite.api.config, 'test'),
+    );
+    await sweeper.sweep(await store.clock());
+    const { json } = await call(url, 'GET', '/jobs', auth);
+    assert.deepEqual(
+      json.jobs.map((j: { id: string }) => j.id),
+      made.slice(2).reverse(),
+      'the three newest, newest first',
+    );
+    assert.equal(await store.get(made[0]!), null, 'the oldest record is gone');
   });
 
   it('a transcription of a file still queued after JOBS_QUEUETIMEOUTSEC fails with the reason; a younger one waits', async () => {

@@ -55,13 +55,26 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
 // Creates a job unless its client has too many unfinished. KEYS: job, jobs, client's jobs, queued,
-// open jobs. ARGV: id, client, quota, how long it may wait queued (ms), then the record's
-// field/value pairs. Returns created_at, or -1 past the quota.
+// open jobs, finished. ARGV: id, client, quota, how long it may wait queued (ms), finished jobs the
+// client keeps, then the record's field/value pairs. Returns created_at, or -1 past the quota.
+// A client past what it keeps has its oldest finished jobs' retention ended now (the sweeper
+// deletes them): a client that creates and cancels jobs without end fills nothing. Its at most
+// `quota` unfinished ones are among its oldest too, so that many more are looked at.
 const CREATE = `${NOW}
 local id, client = ARGV[1], ARGV[2]
 if tonumber(redis.call('HGET', KEYS[5], client) or '0') >= tonumber(ARGV[3]) then return -1 end
+local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5]) + 1
+if over > 0 then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[3], 0, over - 1 + tonumber(ARGV[3]))) do
+    if over == 0 then break end
+    if redis.call('ZSCORE', KEYS[6], old) then
+      redis.call('ZADD', KEYS[6], now, old)
+      over = over - 1
+    end
+  end
+end
 redis.call('HINCRBY', KEYS[5], client, 1)
-redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], now, id)
 redis.call('ZADD', KEYS[3], now, id)
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), id)
@@ -150,7 +163,7 @@ export class JobStore {
     readonly keys: Keys,
     private readonly retention: Retention,
   ) {
-    this.createScript = script<number>(redis, 'coCreate', 5, CREATE);
+    this.createScript = script<number>(redis, 'coCreate', 6, CREATE);
     this.transitionScript = script<[number, string, number]>(redis, 'coTransition', 5, TRANSITION);
     this.acquireScript = script<[number, string]>(redis, 'coAcquire', 3, ACQUIRE);
     this.renewScript = script<string | null>(redis, 'coRenew', 2, RENEW);
@@ -160,11 +173,11 @@ export class JobStore {
   /**
    * A new queued job that may wait `waitMs` for a slot (the queued index is ordered by that
    * deadline, so sweeping reads only the jobs past it); null when its client already has `quota`
-   * unfinished jobs.
+   * unfinished jobs. The client keeps at most `keep` finished ones.
    */
   async create(
     rec: Omit<JobRecord, 'id' | 'status' | 'created_at'>,
-    quota: number,
+    limits: { quota: number; keep: number },
     waitMs: number,
   ): Promise<JobRecord | null> {
     const id = newId();
@@ -179,8 +192,15 @@ export class JobStore {
       status: 'queued',
     };
     const createdAt = await this.createScript(
-      [k.job(id), k.jobs, k.clientJobs(rec.client), k.queued, k.openJobs],
-      [id, rec.client, quota, waitMs, ...Object.entries(fields).flatMap(([f, v]) => [f, String(v)])],
+      [k.job(id), k.jobs, k.clientJobs(rec.client), k.queued, k.openJobs, k.finished],
+      [
+        id,
+        rec.client,
+        limits.quota,
+        waitMs,
+        limits.keep,
+        ...Object.entries(fields).flatMap(([f, v]) => [f, String(v)]),
+      ],
     );
     return createdAt < 0 ? null : { ...rec, id, status: 'queued', created_at: createdAt };
   }

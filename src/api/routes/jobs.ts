@@ -63,6 +63,7 @@ export interface JobRoutesDeps {
     | 'mediaUrlAllow'
     | 'siteUrls'
     | 'maxJobsPerClient'
+    | 'maxFinishedJobsPerClient'
     | 'startTimeoutSec'
     | 'queueTimeoutSec'
   >;
@@ -175,7 +176,7 @@ export function jobRoutes(
           client: request.principal!.clientId,
           live,
         },
-        config.maxJobsPerClient,
+        { quota: config.maxJobsPerClient, keep: config.maxFinishedJobsPerClient },
         waitMs,
       );
       if (!job) {
