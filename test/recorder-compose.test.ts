@@ -505,6 +505,28 @@ describe('recorder compose', () => {
     assert.equal(packetTimes(output, 'v').length, 20 * FPS);
   });
 
+  it('a compose that fails at the end fails the recording and stops the MP4 muxer, which would wait for parts for good', async () => {
+    const dir = join(root, 'failing');
+    const parts = recording(
+      dir,
+      [track(colourTrack(dir, 'red', 'red', 6), 'ann', 'camera', 0, 6000)],
+      [{ t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' }],
+      2000,
+      [],
+    );
+    parts.whileCapturing({ elapsedMs: 5000, requestKeyframes: () => undefined });
+    await waitFor('the first part', () => existsSync(join(dir, 'parts', 'part-0-2000.mkv')), 60_000);
+    const muxer = children(process.pid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('pipe:3'));
+    assert.ok(muxer, 'the MP4 is being written during the call');
+    rmSync(join(dir, 'parts'), { recursive: true }); // the disk under the parts is gone: the rest cannot be composed
+    await assert.rejects(parts.finish(6000, join(dir, 'recording.mp4')));
+    await waitFor(
+      'the muxer gone',
+      () => !existsSync(`/proc/${muxer}/cmdline`) || !readFileSync(`/proc/${muxer}/cmdline`, 'utf8').includes('pipe:3'),
+      30_000,
+    );
+  });
+
   it('fits every picture size to its place, and keeps time across size changes: a 4:3 camera, one larger than its tile, one of 1x1, a window shared at an odd size', async () => {
     const dir = join(root, 'sizes');
     // Ann's camera changes its size mid-track, in one file: 1 s of red at 320x240, 1 s of blue at
