@@ -164,7 +164,6 @@ export function suiteApi(overrides: Record<string, string> = {}): { readonly api
 export const startWorker = (config: Config): Promise<InProcessWorker> =>
   startWorkerInstance(config, createLogger(config, 'worker'));
 
-/** `calls-offloader worker` as a child process, for tests that kill it. */
 /**
  * Stops `child` if it still runs and resolves once it has exited. `once(child, 'exit')` alone
  * waits for good on a child that already exited, and the test is then cancelled without its error.
@@ -176,6 +175,7 @@ export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'S
   await exited;
 }
 
+/** `calls-offloader worker` as a child process, for tests that kill it. */
 export function spawnWorker(env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [CLI, 'worker'], {
     env: { ...process.env, ...env },

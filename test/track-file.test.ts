@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { RtpHeader, RtpPacket } from 'werift';
 import { h264PictureSize } from '../src/media/h264.js';
 import { isVp8Keyframe, vp8KeyframeSize } from '../src/media/vp8.js';
-import { MAX_FRAME_BYTES, type PictureSize, TrackFile } from '../workers/recorder/track-file.js';
+import { MAX_FRAME_BYTES, TrackFile } from '../workers/recorder/track-file.js';
 import { WebmIndex } from '../workers/recorder/webm-index.js';
 import { packetTimes } from './media.js';
 
@@ -42,7 +42,7 @@ function writeFrames(
   firstTs = 1234,
   drop?: { frame: number; packet: number },
   afterFrame?: (n: number, writer: TrackFile) => void,
-  onRefused?: (size: PictureSize) => void,
+  onRefused?: (why: string) => void,
 ): void {
   const writer = new TrackFile(file, codec, onRefused);
   let seq = 65_000; // wraps too
@@ -121,6 +121,50 @@ function h264Packets(unit: Buffer[]): Buffer[] {
     });
   }
   return packets;
+}
+
+/**
+ * An SPS NAL unit of the baseline profile declaring `wide` × `high` macroblocks, its
+ * log2_max_frame_num field `frameNumField`, escaped as H.264 7.3.1 says.
+ */
+function sps(wide: number, high: number, frameNumField: number): Buffer {
+  const bits: number[] = [];
+  const u = (v: number, n: number) => {
+    for (let i = n - 1; i >= 0; i--) bits.push(Math.floor(v / 2 ** i) % 2);
+  };
+  const ue = (v: number) => {
+    const n = Math.floor(Math.log2(v + 1));
+    u(0, n);
+    u(v + 1, n + 1);
+  };
+  u(66, 8); // profile_idc: baseline
+  u(0, 8); // constraint flags
+  u(40, 8); // level_idc
+  ue(0); // seq_parameter_set_id
+  ue(frameNumField); // log2_max_frame_num_minus4
+  ue(2); // pic_order_cnt_type
+  ue(1); // max_num_ref_frames
+  u(0, 1); // gaps_in_frame_num_value_allowed_flag
+  ue(wide - 1);
+  ue(high - 1);
+  u(1, 1); // frame_mbs_only_flag
+  u(1, 1); // direct_8x8_inference_flag
+  u(0, 1); // frame_cropping_flag
+  u(0, 1); // vui_parameters_present_flag
+  u(1, 1); // rbsp_stop_one_bit
+  while (bits.length % 8) bits.push(0);
+  const escaped = [0x67];
+  let zeros = 0;
+  for (let i = 0; i < bits.length; i += 8) {
+    const byte = parseInt(bits.slice(i, i + 8).join(''), 2);
+    if (zeros >= 2 && byte <= 3) {
+      escaped.push(3);
+      zeros = 0;
+    }
+    escaped.push(byte);
+    zeros = byte === 0 ? zeros + 1 : 0;
+  }
+  return Buffer.from(escaped);
 }
 
 describe('track file', () => {
@@ -205,7 +249,17 @@ describe('track file', () => {
       width: 720,
       height: 484,
     });
-    assert.equal(h264PictureSize([Buffer.of(0, 0, 0, 1, 0x67, 0x42)]), undefined, 'an SPS cut short');
+    assert.throws(() => h264PictureSize([Buffer.of(0, 0, 0, 1, 0x67, 0x42)]), RangeError, 'an SPS cut short');
+    // Emulation prevention (7.3.1): a field of 29 leading zero bits makes the RBSP hold 00 00 03,
+    // escaped 00 00 03 03, where the zeros before the escape must not count for the 03 after it.
+    const tricky = 3 * 2 ** 28 - 1;
+    assert.match(sps(1024, 1024, tricky).toString('hex'), /^(..)*00000303/);
+    for (const v of [0, 1, 4000, tricky, 2 ** 30])
+      assert.deepEqual(
+        h264PictureSize([Buffer.of(0, 0, 0, 1), sps(1024, 1024, v)]),
+        { width: 16384, height: 16384 },
+        `field ${v}`,
+      );
   });
 
   it('refuses pictures over 4096 × 4096 until a keyframe of an allowed size, and a frame that never ends', () => {
@@ -218,12 +272,12 @@ describe('track file', () => {
     };
     const frames = vp8.map((f, n) => (n === 0 || n === 60 ? huge(f) : f));
     assert.ok([0, 30, 60].every((n) => isVp8Keyframe(vp8Packets(frames[n]!)[0]!)));
-    const refused: PictureSize[] = [];
+    const refused: string[] = [];
     const file = join(dir, 'huge.webm');
-    writeFrames(file, 'vp8', frames.map(vp8Packets), 0, undefined, undefined, (size) => refused.push(size));
+    writeFrames(file, 'vp8', frames.map(vp8Packets), 0, undefined, undefined, (why) => refused.push(why));
     assert.deepEqual(refused, [
-      { width: 16383, height: 16383 },
-      { width: 16383, height: 16383 },
+      'a picture of 16383×16383, over 16777216 pixels',
+      'a picture of 16383×16383, over 16777216 pixels',
     ]);
     assert.deepEqual(
       packetMs(file),
@@ -231,6 +285,18 @@ describe('track file', () => {
       'frames 30 to 59 only',
     );
     assert.deepEqual(pictures(file), pictures(join(dir, 'vp8.ivf')).slice(30, 60));
+
+    // H.264: a keyframe whose access unit holds a small SPS and then a huge one, or one that
+    // cannot be read, is refused; the next keyframe with the encoder's own SPS starts the file.
+    const h264File = join(dir, 'huge.h264.webm');
+    const withSps = (unit: Buffer[], ...extra: Buffer[]) => [...extra, ...unit];
+    const units = h264.map((u, n) =>
+      n === 0 ? withSps(u, sps(20, 12, 0), sps(1024, 1024, 0)) : n === 30 ? withSps(u, Buffer.of(0x67, 0x42)) : u,
+    );
+    const h264Refused: string[] = [];
+    writeFrames(h264File, 'h264', units.map(h264Packets), 0, undefined, undefined, (why) => h264Refused.push(why));
+    assert.deepEqual(h264Refused, ['a picture of 16384×16384, over 16777216 pixels']);
+    assert.equal(packetMs(h264File).length, 30, 'from the keyframe at 60 only');
 
     // A frame whose packets never end (one RTP time, no marker) past MAX_FRAME_BYTES is dropped whole.
     const endless = join(dir, 'endless.webm');

@@ -26,7 +26,8 @@ const SiteUrl = Type.String({
     'Mattermost site URL (scheme and host, no path). Without it the artifact goes to the local artifacts directory.',
 });
 const Bool = (description: string) => Type.Boolean({ description });
-const Int = (minimum: number, maximum: number, description: string) => Type.Integer({ minimum, maximum, description });
+const Int = (minimum: number, maximum: number, description: string, more: { multipleOf?: number } = {}) =>
+  Type.Integer({ minimum, maximum, description, ...more });
 
 export const modelSizes = ['tiny', 'base', 'small', 'medium', 'large'] as const;
 /** What the plugin may ask for (azure too: accepted, then the job says this build has no Azure engine). */
@@ -77,13 +78,9 @@ export const RecordingInput = Type.Object(
   {
     ...callInputs,
     recording_id: Type.Optional(Id('The recording job id the plugin tracks.')),
-    // even: x264 takes only even sizes of 4:2:0 pictures (an odd one failed the job at its first part)
-    width: Type.Optional(
-      Type.Integer({ minimum: 1280, maximum: 3840, multipleOf: 2, description: 'Video width, even (default 1920).' }),
-    ),
-    height: Type.Optional(
-      Type.Integer({ minimum: 720, maximum: 2160, multipleOf: 2, description: 'Video height, even (default 1080).' }),
-    ),
+    // even: the compose's 4:2:0 pictures take only even sizes (an odd one failed the job at its first part)
+    width: Type.Optional(Int(1280, 3840, 'Video width, even (default 1920).', { multipleOf: 2 })),
+    height: Type.Optional(Int(720, 2160, 'Video height, even (default 1080).', { multipleOf: 2 })),
     video_rate: Type.Optional(Int(500, 10000, 'Video bitrate in kbit/s (default 1500).')),
     audio_rate: Type.Optional(Int(32, 320, 'Audio bitrate in kbit/s (default 64).')),
     frame_rate: Type.Optional(Int(10, 60, 'Frames per second (default 30).')),

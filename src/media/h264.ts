@@ -86,29 +86,36 @@ class Bits {
 }
 
 /**
- * The picture size an access unit's SPS declares, cropping applied (H.264 7.3.2.1.1 and 7.4.2.1.1),
- * found in its NAL units in Annex B; undefined when it holds no SPS that can be read.
+ * The largest picture size an access unit's SPSs declare, cropping applied (H.264 7.3.2.1.1 and
+ * 7.4.2.1.1), from its NAL units in Annex B; undefined when it holds none. Every SPS counts: a
+ * decoder keeps the last of each id, so a small one before a large one decides nothing. Throws
+ * when one cannot be read.
  */
 export function h264PictureSize(pieces: Buffer[]): { width: number; height: number } | undefined {
   const data = Buffer.concat(pieces);
-  for (let i = data.indexOf(START_CODE.subarray(1)); i >= 0; i = data.indexOf(START_CODE.subarray(1), i + 3)) {
+  const startCode = START_CODE.subarray(1);
+  let largest: { width: number; height: number } | undefined;
+  for (let i = data.indexOf(startCode); i >= 0; i = data.indexOf(startCode, i + 3)) {
     if ((data[i + 3]! & 0x1f) !== SPS) continue;
-    const next = data.indexOf(START_CODE.subarray(1), i + 4);
-    try {
-      return spsSize(data.subarray(i + 4, next < 0 ? data.length : next));
-    } catch {
-      return undefined;
-    }
+    const next = data.indexOf(startCode, i + 4);
+    const size = spsSize(data.subarray(i + 4, next < 0 ? data.length : next));
+    if (!largest || size.width * size.height > largest.width * largest.height) largest = size;
   }
-  return undefined;
+  return largest;
 }
 
 function spsSize(escaped: Buffer): { width: number; height: number } {
-  // The RBSP: each 0x03 after two zero bytes is an emulation prevention byte.
+  // The RBSP: a 0x03 after two zero bytes of the NAL unit is an emulation prevention byte, and
+  // the count of zeros starts again after it (7.3.1).
   const rbsp: number[] = [];
-  for (let i = 0; i < escaped.length; i++) {
-    if (escaped[i] === 3 && rbsp.length >= 2 && rbsp.at(-1) === 0 && rbsp.at(-2) === 0) continue;
-    rbsp.push(escaped[i]!);
+  let zeros = 0;
+  for (const byte of escaped) {
+    if (zeros >= 2 && byte === 3) {
+      zeros = 0;
+      continue;
+    }
+    rbsp.push(byte);
+    zeros = byte === 0 ? zeros + 1 : 0;
   }
   const b = new Bits(Uint8Array.from(rbsp));
   const profile = b.u(8);
@@ -157,5 +164,6 @@ function spsSize(escaped: Buffer): { width: number; height: number } {
     width -= unitX * (left + right);
     height -= unitY * (top + bottom);
   }
+  if (width <= 0 || height <= 0) throw new RangeError('cropped to nothing');
   return { width, height };
 }

@@ -58,12 +58,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 // open jobs, finished. ARGV: id, client, quota, how long it may wait queued (ms), finished jobs the
 // client keeps, then the record's field/value pairs. Returns created_at, or -1 past the quota.
 // A client past what it keeps has its oldest finished jobs' retention ended now (the sweeper
-// deletes them): a client that creates and cancels jobs without end fills nothing. Its at most
-// `quota` unfinished ones are among its oldest too, so that many more are looked at.
+// deletes them), leaving room for the new one once it finishes: a client that creates and
+// cancels jobs without end fills nothing. Its at most `quota` unfinished ones may be among its
+// oldest too, so that many more are looked at.
 const CREATE = `${NOW}
 local id, client = ARGV[1], ARGV[2]
-if tonumber(redis.call('HGET', KEYS[5], client) or '0') >= tonumber(ARGV[3]) then return -1 end
-local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5]) + 1
+local open = tonumber(redis.call('HGET', KEYS[5], client) or '0')
+if open >= tonumber(ARGV[3]) then return -1 end
+local over = redis.call('ZCARD', KEYS[3]) - open - tonumber(ARGV[5]) + 1
 if over > 0 then
   for _, old in ipairs(redis.call('ZRANGE', KEYS[3], 0, over - 1 + tonumber(ARGV[3]))) do
     if over == 0 then break end

@@ -21,9 +21,11 @@ import {
   cleanup,
   dtlsClientHello,
   seeded,
+  freePort,
+  stopChild,
   waitFor,
 } from '../helpers.js';
-import { FUZZ_COUNT, freePort, report, spawnCli, stop } from './harness.js';
+import { FUZZ_COUNT, report, spawnCli } from './harness.js';
 import { jobStatuses, jobTypes } from '../../src/jobs/schema.js';
 import { Sfu } from '../../src/sfu/server/server.js';
 import { joinTokenPolicy } from '../../src/sfu/server/policy.js';
@@ -310,7 +312,7 @@ describe('fuzz: the media ports', () => {
     await waitFor('the SFU', healthy, 30_000);
   });
   // SIGKILL: an SFU whose event loop a datagram holds would never handle SIGTERM.
-  after(() => stop(sfu, 'SIGKILL'));
+  after(() => stopChild(sfu, 'SIGKILL'));
 
   /**
    * What a stranger who can reach the media ports sends: RTP headers whose extension block claims

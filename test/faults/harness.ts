@@ -2,13 +2,11 @@
 // Redis that keeps its data on disk across a restart, load that retries as a plugin would, and the
 // table each fault adds a row to. FAULT_ROUNDS and FUZZ_COUNT scale it (`npm run soak`).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { CLI, call, waitFor } from '../helpers.js';
+import { CLI, call, stopChild, waitFor } from '../helpers.js';
 
 export const ROUNDS = Number(process.env.FAULT_ROUNDS ?? 1);
 export const FUZZ_COUNT = Number(process.env.FUZZ_COUNT ?? 1500);
@@ -44,14 +42,6 @@ process.on('exit', () => {
   console.log(lines.map((l) => `# ${l}`).join('\n'));
 });
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 /** `calls-offloader <command>` as a child process; its output is kept for a failing test. */
 export function spawnCli(command: string, env: Record<string, string>): ChildProcess & { output: string[] } {
   const child = spawn(process.execPath, [CLI, command], {
@@ -66,12 +56,6 @@ export function spawnCli(command: string, env: Record<string, string>): ChildPro
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   return Object.assign(child, { output });
-}
-
-export async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill(signal);
-  await once(child, 'exit');
 }
 
 export async function ready(url: string, timeoutMs = 30_000): Promise<void> {
@@ -120,7 +104,7 @@ export class PrivateRedis {
   }
 
   async stop(): Promise<void> {
-    if (this.child) await stop(this.child);
+    if (this.child) await stopChild(this.child);
   }
 
   async remove(): Promise<void> {

@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KEY, behave, call, ids, recordingJob, runs, testEnv, waitFor } from '../helpers.js';
-import { PrivateRedis, ROUNDS, createJob, freePort, ready, report, spawnCli, stop } from './harness.js';
+import { KEY, behave, call, freePort, ids, recordingJob, runs, stopChild, testEnv, waitFor } from '../helpers.js';
+import { PrivateRedis, ROUNDS, createJob, ready, report, spawnCli } from './harness.js';
 
 type Child = ReturnType<typeof spawnCli>;
 
@@ -79,7 +79,7 @@ class Service {
   }
 
   async close(): Promise<void> {
-    for (const c of [this.worker, this.api]) if (c) await stop(c, 'SIGKILL');
+    for (const c of [this.worker, this.api]) if (c) await stopChild(c, 'SIGKILL');
     await this.redis.remove();
   }
 }
@@ -101,7 +101,7 @@ describe('faults: processes and Redis', () => {
       const { id } = await createJob(service.url, auth, recordingJob(busy));
       jobs.push(id);
       await waitFor('program started', () => starts(id) === 1, 30_000);
-      await stop(service.worker!, 'SIGKILL');
+      await stopChild(service.worker!, 'SIGKILL');
       const killedAt = Date.now();
       service.startWorker();
       const failed = await waitFor(
@@ -142,7 +142,7 @@ describe('faults: processes and Redis', () => {
         behave(c, { sleepMs: 1500 });
         jobs.push((await createJob(service.url, auth, recordingJob(c))).id);
       }
-      await stop(service.api!, 'SIGKILL');
+      await stopChild(service.api!, 'SIGKILL');
       const killedAt = Date.now();
       const during = ids();
       behave(during, { sleepMs: 10 });

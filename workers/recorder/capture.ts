@@ -15,7 +15,7 @@ import {
 import { opusPacketMs } from '../../src/media/opus.js';
 import { AUDIO_HOLD_TICKS, Reorder, VIDEO_HOLD_TICKS } from '../../src/media/reorder.js';
 import { Placement } from './placement.js';
-import { MAX_PICTURE_PIXELS, TrackFile, trackCodec } from './track-file.js';
+import { TrackFile, trackCodec } from './track-file.js';
 import { WriteFailure } from '../shared/job.js';
 
 /** One line of tracks.jsonl: a recorded track, or the end of one. */
@@ -124,10 +124,8 @@ export class Capture {
     this.append('tracks.jsonl', entry);
     let writer: TrackFile;
     try {
-      writer = new TrackFile(join(this.dir, file), codec, ({ width, height }) =>
-        this.log(
-          `${file}: a picture of ${width}×${height} is over ${MAX_PICTURE_PIXELS} pixels; its frames are not recorded until a keyframe of an allowed size`,
-        ),
+      writer = new TrackFile(join(this.dir, file), codec, (why) =>
+        this.log(`${file}: ${why}; its frames are not recorded until a keyframe of an allowed size`),
       );
     } catch (err) {
       return this.writes.fail(file, err);

@@ -32,7 +32,7 @@ const MAX_HELD_BYTES = 256 * 1024;
  * (VP8 allows 16383 × 16383, 400 MB a picture, and the decoder holds several). 4096 × 4096 holds a
  * 5K screen (5120 × 2880).
  */
-export const MAX_PICTURE_PIXELS = 4096 * 4096;
+const MAX_PICTURE_PIXELS = 4096 * 4096;
 /** A frame whose packets add up to more is dropped: a sender that never marks a frame's end would grow it for good. */
 export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
 /** A block's time is 16 bits signed from its cluster's. */
@@ -61,11 +61,11 @@ export class TrackFile {
   private held: Buffer[] = [];
   private heldBytes = 0;
 
-  /** `onRefused`: a keyframe over MAX_PICTURE_PIXELS came after frames that were recorded (or none). */
+  /** `onRefused`: why a keyframe is not recorded (over MAX_PICTURE_PIXELS), after frames that were (or none). */
   constructor(
     readonly path: string,
     readonly codec: TrackCodec,
-    private readonly onRefused?: (size: PictureSize) => void,
+    private readonly onRefused?: (why: string) => void,
   ) {
     this.fd = openSync(path, 'w');
     this.video = codec !== 'opus';
@@ -106,17 +106,21 @@ export class TrackFile {
     if (!marker) return;
     this.frame = undefined;
     if (frame.broken) return;
-    const size = frame.keyframe ? this.pictureSize(frame.pieces) : undefined;
-    if (size) {
-      const over = size.width * size.height > MAX_PICTURE_PIXELS;
-      if (over && !this.refused) this.onRefused?.(size);
-      this.refused = over;
+    let size: PictureSize | undefined;
+    if (frame.keyframe) {
+      let refusal: string | undefined;
+      try {
+        size = this.codec === 'vp8' ? vp8KeyframeSize(frame.pieces[0]!) : h264PictureSize(frame.pieces);
+        if (size && size.width * size.height > MAX_PICTURE_PIXELS)
+          refusal = `a picture of ${size.width}×${size.height}, over ${MAX_PICTURE_PIXELS} pixels`;
+      } catch {
+        refusal = 'an SPS that cannot be read';
+      }
+      if (refusal && !this.refused) this.onRefused?.(refusal);
+      // a keyframe that declares no size (H.264 without an SPS) follows the last that did
+      if (refusal || size) this.refused = refusal !== undefined;
     }
     if (!this.refused) this.write(ts, frame.keyframe, frame.pieces, size);
-  }
-
-  private pictureSize(pieces: Buffer[]): PictureSize | undefined {
-    return this.codec === 'vp8' ? vp8KeyframeSize(pieces[0]!) : h264PictureSize(pieces);
   }
 
   private write(ts: number, keyframe: boolean, pieces: Buffer[], size?: PictureSize): void {

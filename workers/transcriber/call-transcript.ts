@@ -4,9 +4,9 @@
 // transcript is posted seconds after the stop whatever the call's length, and the stop grace
 // (JOBS_STOPGRACESEC) bounds that rest, not the call.
 //
-// What is recognised is appended to recognised.jsonl, a round at a time in cut order, so each
-// file's lines are the first of its utterances. A run with --recover keeps them and reads each file
-// on from the end of its last one.
+// What is recognised is appended to recognised.jsonl, a read of a file (up to 60 s) at a time in
+// cut order, so each file's lines are the first of its utterances. A run with --recover keeps
+// them and reads each file on from the end of its last one.
 import { appendFileSync, closeSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readLines } from '../shared/job.js';
@@ -19,7 +19,7 @@ const RECOGNISED = 'recognised.jsonl';
 /** How often the files are read on during the call. */
 const ROUND_MS = 10_000;
 /** A file is read and recognised at most 60 s at a time, so a run that resumes a long call holds little in memory. */
-const READ_BYTES = SAMPLE_RATE * 2 * 60;
+const READ_SAMPLES = SAMPLE_RATE * 60;
 
 /** One line of recognised.jsonl: an utterance of `file` that ended at sample `end`, and what was heard. */
 interface Recognised {
@@ -66,7 +66,7 @@ export class CallTranscript {
     const loop = async () => {
       while (!this.stopping) {
         await new Promise<void>((r) => {
-          const timer = setTimeout(r, this.roundMs);
+          const timer = setTimeout(r, this.roundMs).unref(); // finish() or the job's exit ends the rounds
           this.wake = () => {
             clearTimeout(timer);
             r();
@@ -107,11 +107,13 @@ export class CallTranscript {
         this.readings.set(track.file, reading);
       }
       if (reading.flushed) continue;
-      for (
-        let pcm = this.readOn(track.file, reading.read);
-        pcm.length > 0;
-        pcm = this.readOn(track.file, reading.read)
-      ) {
+      // Up to what is written now: a file that grows while it is recognised waits for the next
+      // round, after the other speakers.
+      const path = join(this.dir, track.file);
+      const written = Math.floor((statSync(path, { throwIfNoEntry: false })?.size ?? 0) / 2);
+      while (reading.read < written) {
+        const pcm = readSamples(path, reading.read, Math.min(written - reading.read, READ_SAMPLES));
+        if (pcm.length === 0) break;
         reading.read += pcm.length;
         seconds += await this.recognise(track.file, reading, await reading.cutter.push(pcm));
       }
@@ -133,19 +135,16 @@ export class CallTranscript {
     for (const s of heard) if (s) this.segments.push(s);
     return pieces.reduce((n, p) => n + p.pcm.length, 0) / SAMPLE_RATE;
   }
+}
 
-  /** The next samples of `file` after the first `from`, as many as are written (up to READ_BYTES). */
-  private readOn(file: string, from: number): Int16Array {
-    const path = join(this.dir, file);
-    const available = Math.floor((statSync(path, { throwIfNoEntry: false })?.size ?? 0) / 2) - from;
-    if (available <= 0) return new Int16Array(0);
-    const buf = Buffer.alloc(Math.min(available * 2, READ_BYTES));
-    const fd = openSync(path, 'r');
-    try {
-      const n = readSync(fd, buf, 0, buf.length, from * 2);
-      return new Int16Array(buf.buffer, buf.byteOffset, Math.floor(n / 2));
-    } finally {
-      closeSync(fd);
-    }
+/** `count` samples of the file at `path` from sample `from` (fewer if it holds fewer). */
+function readSamples(path: string, from: number, count: number): Int16Array {
+  const buf = Buffer.alloc(count * 2);
+  const fd = openSync(path, 'r');
+  try {
+    const n = readSync(fd, buf, 0, buf.length, from * 2);
+    return new Int16Array(buf.buffer, buf.byteOffset, Math.floor(n / 2));
+  } finally {
+    closeSync(fd);
   }
 }

@@ -121,9 +121,11 @@ export class Listener {
     if (!t) return;
     this.live.delete(sessionId);
     t.reorder.flush();
+    const ended = { ...t.entry, endMs: this.elapsedMs };
+    // Said once the file holds all it will: the transcript reads an ended track to its end once.
+    t.out.once('close', () => this.append(ended));
     t.out.end();
     t.audio.free();
-    this.append({ ...t.entry, endMs: this.elapsedMs });
     for (const h of this.endHandlers) h(sessionId);
   }
 

@@ -85,3 +85,6 @@ export const displayName = (p: Profile) =>
 
 /** Seconds the plugin keeps an RTC session after its websocket drops, waiting for `reconnect`. */
 export const RECONNECT_WINDOW_MS = 10_000;
+
+/** The plugin's rate limit of a session's messages: 10 a second, bursts of 100, the excess dropped. */
+export const PLUGIN_RATE = { perSec: 10, burst: 100 } as const;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from '../../log.js';
 import type { IceOptions } from '../ice.js';
-import { type Action, type EventName, RECONNECT_WINDOW_MS, actions } from '../protocol/calls.js';
+import { type Action, type EventName, PLUGIN_RATE, RECONNECT_WINDOW_MS, actions } from '../protocol/calls.js';
 import { PREFIX, ProtocolError, type WsRequest, decodeRequest, isObject, unpackSdp } from '../protocol/wire.js';
 import { Call } from './call.js';
 import { type Identity, WsConnection, addressOwner } from './connection.js';
@@ -72,8 +72,7 @@ export class Sfu {
   readonly calls = new Map<string, Call>();
   private readonly entries = new Map<string, Entry>();
   private readonly connections = new Set<WsConnection>();
-  /** The plugin's rate limit: 10 messages a second, bursts of 100. */
-  private readonly requests = new RateLimiter(10, 100);
+  private readonly requests = new RateLimiter(PLUGIN_RATE.perSec, PLUGIN_RATE.burst);
   private readonly http: Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   /** half-open sockets (a peer gone without a close) are found by pings and cut */

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { RTCPeerConnection, type RTCDataChannel, type RTCRtpTransceiver, type RtpPacket } from 'werift';
 import type { Logger } from '../../log.js';
 import { RateLimiter } from '../../rate-limiter.js';
+import { PLUGIN_RATE } from '../protocol/calls.js';
 import { type IceOptions, outgoingCandidate, outgoingSdp, peerConfig } from '../ice.js';
 import { raiseReceiveBuffer, udpSocketsOf } from '../udp-sockets.js';
 import {
@@ -87,10 +88,10 @@ export class RtcSession {
   private lastLoud = 0;
   private closed = false;
   /**
-   * The plugin's rate (10 a second, bursts of 100) for what the data channel asks of the SFU, as
-   * the websocket's messages have (server.ts): a client renegotiating without pause would keep a core busy.
+   * The plugin's rate for what the data channel asks of the SFU, as the websocket's messages have
+   * (server.ts): a client renegotiating without pause would keep a core busy.
    */
-  private readonly dcRate = new RateLimiter(10, 100);
+  private readonly dcRate = new RateLimiter(PLUGIN_RATE.perSec, PLUGIN_RATE.burst);
 
   constructor(
     /** the session id: its first websocket connection's id, as the plugin's `session_id` */

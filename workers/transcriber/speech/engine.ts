@@ -1,4 +1,4 @@
-// One interface for every speech engine, used by the post-call transcriber and by live captions:
+// One interface for every speech engine, used by the transcript and by live captions:
 // 16 kHz mono PCM in, text and timed words out. Engines keep their model loaded between calls.
 import type { transcribeApis } from '../../../src/jobs/schema.js';
 import { PocketsphinxEngine } from './pocketsphinx.js';

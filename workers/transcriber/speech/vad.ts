@@ -2,7 +2,7 @@
 // costs nothing and every window the engine sees starts and ends in a pause. One state machine
 // (pre-roll, start after a few speech frames, end after a pause, cut long utterances) over a frame
 // classifier: energy against an adaptive noise floor (synchronous: live captions), or Silero's
-// speech probability (silero.ts, for the post-call transcript).
+// speech probability (silero.ts, for the transcript).
 import { SAMPLE_RATE } from './engine.js';
 
 export interface VadOptions {
