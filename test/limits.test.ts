@@ -25,6 +25,21 @@ describe('API limits', () => {
     JOBS_MEDIAURLALLOW: 'file:///recordings/',
   });
 
+  /** A client of its own, registered after the earlier tests' clients are forgotten (the cap on clients). */
+  const freshClient = async () => {
+    const { clients, redis, store } = suite.api.services;
+    await redis.del(`${suite.api.config.redisPrefix}:clients`);
+    const client = ids();
+    await clients.register(client, 'k'.repeat(40), 10);
+    return { store, auth: basic(client, 'k'.repeat(40)) };
+  };
+  const sweeper = () =>
+    new Sweeper(
+      suite.api.services.store,
+      { maxConcurrentJobs: 2, startTimeoutMs: 60_000, queueTimeoutMs: 3_600_000, leaseMs: 15_000, maxLogBytes: 10_000 },
+      createLogger(suite.api.config, 'test'),
+    );
+
   it('new clients per address, then clients in all: 429 with the setting that stops them', async () => {
     const url = suite.api.url;
     for (let i = 0; i < 3; i++) assert.equal((await call(url, 'GET', '/jobs', basic(ids()))).status, 200);
@@ -106,11 +121,7 @@ describe('API limits', () => {
 
   it('unfinished jobs per client: the third is 429 and stored nowhere; a finished one frees its place', async () => {
     const url = suite.api.url;
-    const { clients, redis, store } = suite.api.services;
-    await redis.del(`${suite.api.config.redisPrefix}:clients`);
-    const client = ids();
-    await clients.register(client, 'k'.repeat(40), 10);
-    const auth = basic(client, 'k'.repeat(40));
+    const { store, auth } = await freshClient();
     const first = await call(url, 'POST', '/jobs', auth, recordingJob(ids()));
     await call(url, 'POST', '/jobs', auth, fileJob);
     const third = await call(url, 'POST', '/jobs', auth, recordingJob(ids()));
@@ -125,11 +136,7 @@ describe('API limits', () => {
 
   it('finished jobs per client: past JOBS_MAXFINISHEDJOBSPERCLIENT, creating a job deletes the oldest before their retention ends', async () => {
     const url = suite.api.url;
-    const { clients, redis, store } = suite.api.services;
-    await redis.del(`${suite.api.config.redisPrefix}:clients`);
-    const client = ids();
-    await clients.register(client, 'k'.repeat(40), 10);
-    const auth = basic(client, 'k'.repeat(40));
+    const { store, auth } = await freshClient();
     const made: string[] = [];
     for (let i = 0; i < 5; i++) {
       const { json } = await call(url, 'POST', '/jobs', auth, recordingJob(ids()));
@@ -137,12 +144,7 @@ describe('API limits', () => {
       await call(url, 'POST', `/jobs/${json.id}/stop`, auth); // queued: canceled, kept 30 days
       await new Promise((r) => setTimeout(r, 1000)); // the request allowance refills
     }
-    const sweeper = new Sweeper(
-      store,
-      { maxConcurrentJobs: 2, startTimeoutMs: 60_000, queueTimeoutMs: 3_600_000, leaseMs: 15_000, maxLogBytes: 10_000 },
-      createLogger(suite.api.config, 'test'),
-    );
-    await sweeper.sweep(await store.clock());
+    await sweeper().sweep(await store.clock());
     const { json } = await call(url, 'GET', '/jobs', auth);
     assert.deepEqual(
       json.jobs.map((j: { id: string }) => j.id),
@@ -153,26 +155,13 @@ describe('API limits', () => {
   });
 
   it('a transcription of a file still queued after JOBS_QUEUETIMEOUTSEC fails with the reason; a younger one waits', async () => {
-    const { store, clients, redis } = suite.api.services;
-    await redis.del(`${suite.api.config.redisPrefix}:clients`);
-    const client = ids();
-    await clients.register(client, 'k'.repeat(40), 10);
-    const job = await call(suite.api.url, 'POST', '/jobs', basic(client, 'k'.repeat(40)), fileJob);
-    const sweeper = new Sweeper(
-      store,
-      {
-        maxConcurrentJobs: 2,
-        startTimeoutMs: 60_000,
-        queueTimeoutMs: 3_600_000,
-        leaseMs: 15_000,
-        maxLogBytes: 10_000,
-      },
-      createLogger(suite.api.config, 'test'),
-    );
+    const { store, auth } = await freshClient();
+    const job = await call(suite.api.url, 'POST', '/jobs', auth, fileJob);
+    const sweep = sweeper();
     const created = (await store.get(job.json.id))!.created_at;
-    await sweeper.sweep(created + 120_000);
+    await sweep.sweep(created + 120_000);
     assert.equal((await store.get(job.json.id))!.status, 'queued', 'a file job outlives the live start timeout');
-    await sweeper.sweep(created + 3_600_001);
+    await sweep.sweep(created + 3_600_001);
     const failed = (await store.get(job.json.id))!;
     assert.equal(failed.status, 'failed');
     assert.equal(failed.error, 'no worker took the job within 60 min: is a worker running against this Redis?');
