@@ -4,6 +4,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { join } from 'node:path';
 import { RtpPacket } from 'werift';
 import { raiseReceiveBuffer } from '../src/sfu/udp-sockets.js';
+import { vp8DescriptorLength } from '../src/media/vp8.js';
 
 /** A WAV of spoken English (48 kHz mono, for Chromium's fake microphone). */
 export function speechWav(dir: string, text: string, name = 'speech.wav'): string {
@@ -240,4 +241,13 @@ export function packetTimes(file: string, stream?: string): number[] {
     .split('\n')
     .filter((l) => l.trim() !== '')
     .map(Number);
+}
+
+/** True when an RTP packet starts a VP8 keyframe: the start of partition 0, the P bit clear. */
+export function isVp8Keyframe(payload: Uint8Array): boolean {
+  if (payload.length < 2) return false;
+  const startOfPartition = (payload[0]! & 0x10) !== 0 && (payload[0]! & 0x0f) === 0;
+  if (!startOfPartition) return false;
+  const header = payload[vp8DescriptorLength(payload)];
+  return header !== undefined && (header & 0x01) === 0;
 }

@@ -17,8 +17,7 @@ import { useNativeSrtp } from '../src/sfu/srtp-native.js';
 import { joinTokenPolicy } from '../src/sfu/server/policy.js';
 import { createLogger } from '../src/log.js';
 import { launchChromium } from './browser.js';
-import { isVp8Keyframe } from '../src/media/vp8.js';
-import { opusSource, speechWav } from './media.js';
+import { isVp8Keyframe, opusSource, speechWav } from './media.js';
 import { testConfig, waitFor } from './helpers.js';
 
 describe('call page in Chromium', () => {

@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RtpHeader, RtpPacket } from 'werift';
 import { h264PictureSize } from '../src/media/h264.js';
-import { isVp8Keyframe, vp8KeyframeSize } from '../src/media/vp8.js';
+import { vp8KeyframeSize } from '../src/media/vp8.js';
 import { MAX_FRAME_BYTES, TrackFile } from '../workers/recorder/track-file.js';
 import { WebmIndex } from '../workers/recorder/webm-index.js';
-import { packetTimes } from './media.js';
+import { isVp8Keyframe, packetTimes } from './media.js';
 
 const MTU = 1000;
 const TICKS = 6000; // 15 fps on the 90 kHz clock
@@ -125,9 +125,9 @@ function h264Packets(unit: Buffer[]): Buffer[] {
 
 /**
  * An SPS NAL unit of the baseline profile declaring `wide` × `high` macroblocks, its
- * log2_max_frame_num field `frameNumField`, escaped as H.264 7.3.1 says.
+ * log2_max_frame_num field `frameNumField`, cropped by `crop`, escaped as H.264 7.3.1 says.
  */
-function sps(wide: number, high: number, frameNumField: number): Buffer {
+function sps(wide: number, high: number, frameNumField: number, crop?: [number, number, number, number]): Buffer {
   const bits: number[] = [];
   const u = (v: number, n: number) => {
     for (let i = n - 1; i >= 0; i--) bits.push(Math.floor(v / 2 ** i) % 2);
@@ -149,7 +149,8 @@ function sps(wide: number, high: number, frameNumField: number): Buffer {
   ue(high - 1);
   u(1, 1); // frame_mbs_only_flag
   u(1, 1); // direct_8x8_inference_flag
-  u(0, 1); // frame_cropping_flag
+  u(crop ? 1 : 0, 1); // frame_cropping_flag
+  for (const c of crop ?? []) ue(c); // left, right, top, bottom, in units of 2 pixels (4:2:0)
   u(0, 1); // vui_parameters_present_flag
   u(1, 1); // rbsp_stop_one_bit
   while (bits.length % 8) bits.push(0);
@@ -219,9 +220,10 @@ describe('track file', () => {
   });
 
   it('reads the picture size a VP8 keyframe or an H.264 SPS declares, as ffmpeg wrote it', () => {
-    assert.deepEqual(vp8KeyframeSize(vp8[0]!), { width: 320, height: 180 });
-    assert.equal(vp8KeyframeSize(vp8[1]!), undefined, 'not a keyframe');
-    assert.deepEqual(h264PictureSize(h264[0]!.flatMap((n) => [Buffer.of(0, 0, 0, 1), n])), { width: 320, height: 180 });
+    const shown = (size: { width: number; height: number } | undefined) => size && [size.width, size.height];
+    assert.deepEqual(vp8KeyframeSize(vp8[0]!), { width: 320, height: 180, codedPixels: 320 * 192 });
+    assert.throws(() => vp8KeyframeSize(vp8[1]!), /a keyframe whose header cannot be read/, 'not a keyframe');
+    assert.deepEqual(shown(h264PictureSize(h264[0]!.flatMap((n) => [Buffer.of(0, 0, 0, 1), n]))), [320, 180]);
     // testsrc2 makes even sizes only: an odd one is scaled to
     const one = (size: string, file: string, codec: string[]) => {
       execFileSync('ffmpeg', [
@@ -231,35 +233,46 @@ describe('track file', () => {
       ]);
       return join(dir, file);
     };
-    assert.deepEqual(vp8KeyframeSize(ivfFrames(one('1013x677', 'odd.ivf', ['-c:v', 'libvpx']))[0]!), {
-      width: 1013,
-      height: 677,
-    });
+    assert.deepEqual(
+      shown(vp8KeyframeSize(ivfFrames(one('1013x677', 'odd.ivf', ['-c:v', 'libvpx']))[0]!)),
+      [1013, 677],
+    );
     const x264 = (size: string, args: string[]) =>
       h264PictureSize([readFileSync(one(size, `${size}-${args.join('')}.h264`, ['-c:v', 'libx264', ...args]))]);
-    // high profile, cropped from 1088 rows of macroblocks
-    assert.deepEqual(x264('1920x1080', ['-preset', 'ultrafast']), { width: 1920, height: 1080 });
+    // high profile, cropped from 1088 rows of macroblocks, which the decoder allocates
+    assert.deepEqual(x264('1920x1080', ['-preset', 'ultrafast']), {
+      width: 1920,
+      height: 1080,
+      codedPixels: 1920 * 1088,
+    });
     // 4:4:4 (chroma format 3), scaling lists in the SPS, an odd size cropped by single pixels
-    assert.deepEqual(x264('1013x677', ['-pix_fmt', 'yuv444p', '-x264-params', 'cqm=jvt']), {
-      width: 1013,
-      height: 677,
-    });
+    assert.deepEqual(shown(x264('1013x677', ['-pix_fmt', 'yuv444p', '-x264-params', 'cqm=jvt'])), [1013, 677]);
     // interlaced: pairs of fields, cropped by two rows a unit
-    assert.deepEqual(x264('720x484', ['-pix_fmt', 'yuv420p', '-flags', '+ildct', '-x264-params', 'interlaced=1']), {
-      width: 720,
-      height: 484,
-    });
-    assert.throws(() => h264PictureSize([Buffer.of(0, 0, 0, 1, 0x67, 0x42)]), RangeError, 'an SPS cut short');
+    assert.deepEqual(
+      shown(x264('720x484', ['-pix_fmt', 'yuv420p', '-flags', '+ildct', '-x264-params', 'interlaced=1'])),
+      [720, 484],
+    );
+    assert.throws(
+      () => h264PictureSize([Buffer.of(0, 0, 0, 1, 0x67, 0x42)]),
+      /an SPS that cannot be read/,
+      'cut short',
+    );
     // Emulation prevention (7.3.1): a field of 29 leading zero bits makes the RBSP hold 00 00 03,
     // escaped 00 00 03 03, where the zeros before the escape must not count for the 03 after it.
     const tricky = 3 * 2 ** 28 - 1;
     assert.match(sps(1024, 1024, tricky).toString('hex'), /^(..)*00000303/);
     for (const v of [0, 1, 4000, tricky, 2 ** 30])
       assert.deepEqual(
-        h264PictureSize([Buffer.of(0, 0, 0, 1), sps(1024, 1024, v)]),
-        { width: 16384, height: 16384 },
+        shown(h264PictureSize([Buffer.of(0, 0, 0, 1), sps(1024, 1024, v)])),
+        [16384, 16384],
         `field ${v}`,
       );
+    // 8192 × 8192 coded, cropped to be shown as 16 × 16: the decoder allocates the coded picture
+    assert.deepEqual(h264PictureSize([Buffer.of(0, 0, 0, 1), sps(512, 512, 0, [0, 4088, 0, 4088])]), {
+      width: 16,
+      height: 16,
+      codedPixels: 8192 * 8192,
+    });
   });
 
   it('refuses pictures over 4096 × 4096 until a keyframe of an allowed size, and a frame that never ends', () => {
@@ -286,17 +299,50 @@ describe('track file', () => {
     );
     assert.deepEqual(pictures(file), pictures(join(dir, 'vp8.ivf')).slice(30, 60));
 
+    // The same from what a decoder reads, not what the RTP descriptor says: a huge keyframe sent
+    // without the start-of-partition bit, and one whose first packet holds 4 bytes of it.
+    const hidden = (frame: Buffer) =>
+      vp8Packets(frame).map((p, i) => (i === 0 ? Buffer.concat([Buffer.of(0), p.subarray(1)]) : p));
+    const split = (frame: Buffer) => [
+      Buffer.concat([Buffer.of(0x10), frame.subarray(0, 4)]),
+      ...vp8Packets(frame.subarray(4)).map((p) => Buffer.concat([Buffer.of(0), p.subarray(1)])),
+    ];
+    const disguised = join(dir, 'disguised.webm');
+    const disguisedRefused: string[] = [];
+    writeFrames(
+      disguised,
+      'vp8',
+      vp8.map((f, n) => (n === 30 ? hidden(huge(f)) : n === 60 ? split(huge(f)) : vp8Packets(f))),
+      0,
+      undefined,
+      undefined,
+      (why) => disguisedRefused.push(why),
+    );
+    assert.equal(disguisedRefused.length, 1, 'refused from frame 30 on');
+    assert.equal(packetMs(disguised).length, 30, 'frames 0 to 29 only');
+
     // H.264: a keyframe whose access unit holds a small SPS and then a huge one, or one that
-    // cannot be read, is refused; the next keyframe with the encoder's own SPS starts the file.
+    // cannot be read, is refused; so is a huge SPS inside a slice's bytes, which an Annex B parser
+    // takes for one. Each time the next keyframe with the encoder's own SPS starts again.
     const h264File = join(dir, 'huge.h264.webm');
     const withSps = (unit: Buffer[], ...extra: Buffer[]) => [...extra, ...unit];
+    const slice = (u: Buffer[]) => [...u, Buffer.concat([Buffer.of(0x41, 0x9a, 0, 0, 1), sps(1024, 1024, 0)])];
     const units = h264.map((u, n) =>
-      n === 0 ? withSps(u, sps(20, 12, 0), sps(1024, 1024, 0)) : n === 30 ? withSps(u, Buffer.of(0x67, 0x42)) : u,
+      n === 0
+        ? withSps(u, sps(20, 12, 0), sps(1024, 1024, 0))
+        : n === 30
+          ? withSps(u, Buffer.of(0x67, 0x42))
+          : n === 75
+            ? slice(u)
+            : u,
     );
     const h264Refused: string[] = [];
     writeFrames(h264File, 'h264', units.map(h264Packets), 0, undefined, undefined, (why) => h264Refused.push(why));
-    assert.deepEqual(h264Refused, ['a picture of 16384×16384, over 16777216 pixels']);
-    assert.equal(packetMs(h264File).length, 30, 'from the keyframe at 60 only');
+    assert.deepEqual(h264Refused, [
+      'a picture of 16384×16384, over 16777216 pixels',
+      'a picture of 16384×16384, over 16777216 pixels',
+    ]);
+    assert.equal(packetMs(h264File).length, 15, 'frames 60 to 74 only');
 
     // A frame whose packets never end (one RTP time, no marker) past MAX_FRAME_BYTES is dropped whole.
     const endless = join(dir, 'endless.webm');

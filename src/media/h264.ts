@@ -1,4 +1,5 @@
 // Reading H.264 RTP payloads (RFC 6184) without decoding them.
+import type { PictureSize } from './picture-size.js';
 
 const IDR = 5;
 const SPS = 7;
@@ -85,26 +86,38 @@ class Bits {
   }
 }
 
+/** More SPSs than ids (32) in one access unit is a sender's flood, not an encoder's. */
+const MAX_SPS = 32;
+/** An SPS is read from at most this many bytes: scaling lists included it is under 1 KB. */
+const MAX_SPS_BYTES = 4096;
+
 /**
- * The largest picture size an access unit's SPSs declare, cropping applied (H.264 7.3.2.1.1 and
- * 7.4.2.1.1), from its NAL units in Annex B; undefined when it holds none. Every SPS counts: a
- * decoder keeps the last of each id, so a small one before a large one decides nothing. Throws
- * when one cannot be read.
+ * The largest picture an access unit's SPSs declare (H.264 7.3.2.1.1 and 7.4.2.1.1), from its NAL
+ * units in Annex B; undefined when it holds none. Every SPS counts: a decoder keeps the last of
+ * each id, so a small one before a large one decides nothing. Throws when one cannot be read.
  */
-export function h264PictureSize(pieces: Buffer[]): { width: number; height: number } | undefined {
+export function h264PictureSize(pieces: Buffer[]): PictureSize | undefined {
   const data = Buffer.concat(pieces);
   const startCode = START_CODE.subarray(1);
-  let largest: { width: number; height: number } | undefined;
+  let largest: PictureSize | undefined;
+  let count = 0;
   for (let i = data.indexOf(startCode); i >= 0; i = data.indexOf(startCode, i + 3)) {
     if ((data[i + 3]! & 0x1f) !== SPS) continue;
+    if (++count > MAX_SPS) throw new RangeError(`more than ${MAX_SPS} SPSs in one frame`);
     const next = data.indexOf(startCode, i + 4);
-    const size = spsSize(data.subarray(i + 4, next < 0 ? data.length : next));
-    if (!largest || size.width * size.height > largest.width * largest.height) largest = size;
+    const end = Math.min(next < 0 ? data.length : next, i + 4 + MAX_SPS_BYTES);
+    let size: PictureSize;
+    try {
+      size = spsSize(data.subarray(i + 4, end));
+    } catch (err) {
+      throw new RangeError(`an SPS that cannot be read (${(err as Error).message})`);
+    }
+    if (!largest || size.codedPixels > largest.codedPixels) largest = size;
   }
   return largest;
 }
 
-function spsSize(escaped: Buffer): { width: number; height: number } {
+function spsSize(escaped: Buffer): PictureSize {
   // The RBSP: a 0x03 after two zero bytes of the NAL unit is an emulation prevention byte, and
   // the count of zeros starts again after it (7.3.1).
   const rbsp: number[] = [];
@@ -146,6 +159,7 @@ function spsSize(escaped: Buffer): { width: number; height: number } {
     b.se();
     b.se();
     const cycle = b.ue();
+    if (cycle > 255) throw new RangeError('num_ref_frames_in_pic_order_cnt_cycle over 255');
     for (let k = 0; k < cycle; k++) b.se();
   }
   b.ue(); // max_num_ref_frames
@@ -155,6 +169,7 @@ function spsSize(escaped: Buffer): { width: number; height: number } {
   const frameMbsOnly = b.u(1);
   if (!frameMbsOnly) b.u(1); // mb_adaptive_frame_field_flag
   b.u(1); // direct_8x8_inference_flag
+  const codedPixels = widthMbs * 16 * (2 - frameMbsOnly) * heightUnits * 16;
   let width = widthMbs * 16;
   let height = (2 - frameMbsOnly) * heightUnits * 16;
   if (b.u(1)) {
@@ -165,5 +180,5 @@ function spsSize(escaped: Buffer): { width: number; height: number } {
     height -= unitY * (top + bottom);
   }
   if (width <= 0 || height <= 0) throw new RangeError('cropped to nothing');
-  return { width, height };
+  return { width, height, codedPixels };
 }

@@ -9,14 +9,11 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { RtpPacket } from 'werift';
 import { h264AnnexB, h264PictureSize, isH264Keyframe } from '../../src/media/h264.js';
-import { isVp8Keyframe, vp8FrameData, vp8KeyframeSize } from '../../src/media/vp8.js';
+import type { PictureSize } from '../../src/media/picture-size.js';
+import { isVp8KeyframeData, vp8FrameData, vp8KeyframeSize } from '../../src/media/vp8.js';
 import { ID, element, float64, openElement, sizeBytes, text, uint } from './webm.js';
 
 export type TrackCodec = 'opus' | 'vp8' | 'h264';
-export interface PictureSize {
-  width: number;
-  height: number;
-}
 
 /** The codec of a track werift received (its codec's MIME type), if a track file can hold it. */
 export function trackCodec(mimeType: string | undefined): TrackCodec | undefined {
@@ -91,10 +88,8 @@ export class TrackFile {
     if (this.frame?.ts !== ts) this.frame = { ts, pieces: [], bytes: 0, keyframe: false, broken: gap };
     const frame = this.frame;
     frame.broken ||= gap;
-    if (this.codec === 'vp8') {
-      if (frame.pieces.length === 0) frame.keyframe = isVp8Keyframe(rtp.payload);
-      frame.pieces.push(vp8FrameData(rtp.payload));
-    } else {
+    if (this.codec === 'vp8') frame.pieces.push(vp8FrameData(rtp.payload));
+    else {
       frame.keyframe ||= isH264Keyframe(rtp.payload);
       frame.pieces.push(...h264AnnexB(rtp.payload));
     }
@@ -106,20 +101,22 @@ export class TrackFile {
     if (!marker) return;
     this.frame = undefined;
     if (frame.broken) return;
+    // VP8: what a keyframe is, and its size, are read as the decoder reads them, from the frame's
+    // bytes; H.264: any frame may carry an SPS (inside a slice's bytes too, for an Annex B parser).
+    const head = this.codec === 'vp8' ? firstBytes(frame.pieces, 10) : undefined;
+    if (head) frame.keyframe = isVp8KeyframeData(head);
     let size: PictureSize | undefined;
-    if (frame.keyframe) {
-      let refusal: string | undefined;
-      try {
-        size = this.codec === 'vp8' ? vp8KeyframeSize(frame.pieces[0]!) : h264PictureSize(frame.pieces);
-        if (size && size.width * size.height > MAX_PICTURE_PIXELS)
-          refusal = `a picture of ${size.width}×${size.height}, over ${MAX_PICTURE_PIXELS} pixels`;
-      } catch {
-        refusal = 'an SPS that cannot be read';
-      }
-      if (refusal && !this.refused) this.onRefused?.(refusal);
-      // a keyframe that declares no size (H.264 without an SPS) follows the last that did
-      if (refusal || size) this.refused = refusal !== undefined;
+    let refusal: string | undefined;
+    try {
+      size = head ? (frame.keyframe ? vp8KeyframeSize(head) : undefined) : h264PictureSize(frame.pieces);
+      if (size && size.codedPixels > MAX_PICTURE_PIXELS)
+        refusal = `a picture of ${size.width}×${size.height}, over ${MAX_PICTURE_PIXELS} pixels`;
+    } catch (err) {
+      refusal = (err as Error).message;
     }
+    if (refusal && !this.refused) this.onRefused?.(refusal);
+    // a frame that declares no size (most frames; H.264's IDR without an SPS) follows the last that did
+    if (refusal || size) this.refused = refusal !== undefined;
     if (!this.refused) this.write(ts, frame.keyframe, frame.pieces, size);
   }
 
@@ -231,3 +228,7 @@ export class TrackFile {
     }
   }
 }
+
+/** The first `n` bytes of pieces written one after another (fewer if they hold fewer). */
+const firstBytes = (pieces: Buffer[], n: number): Buffer =>
+  pieces[0] && pieces[0].length >= n ? pieces[0] : Buffer.concat(pieces).subarray(0, n);

@@ -7,13 +7,14 @@
 // What is recognised is appended to recognised.jsonl, a read of a file (up to 60 s) at a time in
 // cut order, so each file's lines are the first of its utterances. A run with --recover keeps
 // them and reads each file on from the end of its last one.
-import { appendFileSync, closeSync, openSync, readSync, statSync } from 'node:fs';
+import { appendFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readLines } from '../shared/job.js';
 import type { Segment } from './formats.js';
 import { SAMPLE_RATE, type SpeechEngine } from './speech/engine.js';
 import type { Silero } from './speech/silero.js';
-import { Cutter, inTimeOrder, type Piece, readTracks, recognise } from './transcribe.js';
+import type { VoiceTrack } from './listen.js';
+import { Cutter, inTimeOrder, type Piece, readPcm, readTracks, recognise } from './transcribe.js';
 
 const RECOGNISED = 'recognised.jsonl';
 /** How often the files are read on during the call. */
@@ -29,6 +30,9 @@ interface Recognised {
 }
 
 interface Reading {
+  file: string;
+  /** the file's path */
+  path: string;
   cutter: Cutter;
   /** the sample of the file where the cutter's stream begins */
   base: number;
@@ -46,8 +50,13 @@ export class CallTranscript {
   private running: Promise<unknown> | undefined;
   private stopping = false;
   private wake: () => void = () => undefined;
-  /** seconds of speech recognised before finish() */
-  private early = 0;
+  /** seconds of speech recognised so far */
+  private heardSec = 0;
+  private fail: (why: string) => void = () => undefined;
+  /** Resolves with why, if recognition failed during the call (finish() then throws the error). */
+  readonly failed = new Promise<string>((r) => {
+    this.fail = r;
+  });
 
   constructor(
     private readonly engines: SpeechEngine[],
@@ -72,79 +81,104 @@ export class CallTranscript {
             r();
           };
         });
-        if (!this.stopping) this.early += await this.round(false);
+        if (!this.stopping) await this.round(false);
       }
     };
     // An engine's error ends the rounds and is thrown by finish(), not left unhandled meanwhile.
     this.running = loop().then(
       () => undefined,
-      (err: unknown) => err,
+      (err: unknown) => {
+        this.fail(`recognition failed: ${(err as Error).message}`);
+        return err;
+      },
     );
   }
 
   /**
    * Recognises what is left, every file to its end, and returns the whole transcript in time
-   * order with how many seconds of speech were left after the stop and had been recognised before.
+   * order, with the seconds of speech recognised after the stop (a round running then included)
+   * and before it.
    */
   async finish(): Promise<{ segments: Segment[]; leftSec: number; earlySec: number }> {
+    const earlySec = this.heardSec;
     this.stopping = true;
     this.wake();
     const failed = await this.running;
     if (failed) throw failed;
-    const leftSec = await this.round(true);
-    return { segments: inTimeOrder(this.segments), leftSec, earlySec: this.early };
+    await this.round(true);
+    return { segments: inTimeOrder(this.segments), leftSec: this.heardSec - earlySec, earlySec };
   }
 
-  /** Reads every file on and recognises the utterances that ended. Returns their seconds of speech. */
-  private async round(last: boolean): Promise<number> {
-    let seconds = 0;
-    for (const track of readTracks(this.dir)) {
-      let reading = this.readings.get(track.file);
-      if (!reading) {
-        const base = this.resumeAt.get(track.file) ?? 0;
-        const offsetMs = track.startMs + (base / SAMPLE_RATE) * 1000;
-        reading = { cutter: new Cutter(track.displayName, offsetMs, this.silero), base, read: base, flushed: false };
-        this.readings.set(track.file, reading);
-      }
-      if (reading.flushed) continue;
-      // Up to what is written now: a file that grows while it is recognised waits for the next
-      // round, after the other speakers.
-      const path = join(this.dir, track.file);
-      const written = Math.floor((statSync(path, { throwIfNoEntry: false })?.size ?? 0) / 2);
-      while (reading.read < written) {
-        const pcm = readSamples(path, reading.read, Math.min(written - reading.read, READ_SAMPLES));
-        if (pcm.length === 0) break;
+  /**
+   * Reads every file on, up to what was written at the round's start, and recognises the
+   * utterances that ended: up to 60 s of each file at a time, every speaker's together, so that
+   * every engine has work.
+   */
+  private async round(last: boolean): Promise<void> {
+    const files = readTracks(this.dir)
+      .map((track) => ({ track, reading: this.reading(track) }))
+      .filter(({ reading }) => !reading.flushed)
+      .map((f) => ({
+        ...f,
+        written: Math.floor((statSync(f.reading.path, { throwIfNoEntry: false })?.size ?? 0) / 2),
+      }));
+    for (let more = true; more; ) {
+      more = false;
+      const batch: { reading: Reading; piece: Piece }[] = [];
+      for (const f of files) {
+        const { reading } = f;
+        if (reading.read >= f.written) continue;
+        const pcm = readPcm(reading.path, reading.read, Math.min(f.written - reading.read, READ_SAMPLES));
+        if (pcm.length === 0) f.written = reading.read; // shorter than it was: read no more of it
         reading.read += pcm.length;
-        seconds += await this.recognise(track.file, reading, await reading.cutter.push(pcm));
+        for (const piece of await reading.cutter.push(pcm)) batch.push({ reading, piece });
+        more ||= reading.read < f.written;
       }
-      // A track that ended has been written out: its open utterance is its last.
-      if (last || track.endMs !== undefined) {
-        reading.flushed = true;
-        seconds += await this.recognise(track.file, reading, reading.cutter.flush());
-      }
+      // A track that ended has been written out (listen.ts): its open utterance is its last.
+      if (!more)
+        for (const { track, reading } of files)
+          if (last || track.endMs !== undefined) {
+            reading.flushed = true;
+            for (const piece of reading.cutter.flush()) batch.push({ reading, piece });
+          }
+      await this.recognise(batch);
     }
-    return seconds;
   }
 
-  /** Recognises one read's utterances and records them. Returns their seconds of speech. */
-  private async recognise(file: string, reading: Reading, pieces: Piece[]): Promise<number> {
-    if (pieces.length === 0) return 0;
-    const heard = await recognise(this.engines, pieces);
-    const lines = pieces.map((p, i): Recognised => ({ file, end: reading.base + p.end, segment: heard[i] }));
+  private reading(track: VoiceTrack): Reading {
+    let reading = this.readings.get(track.file);
+    if (!reading) {
+      const base = this.resumeAt.get(track.file) ?? 0;
+      const offsetMs = track.startMs + (base / SAMPLE_RATE) * 1000;
+      reading = {
+        file: track.file,
+        path: join(this.dir, track.file),
+        cutter: new Cutter(track.displayName, offsetMs, this.silero),
+        base,
+        read: base,
+        flushed: false,
+      };
+      this.readings.set(track.file, reading);
+    }
+    return reading;
+  }
+
+  /** Recognises the pieces and records them, each file's in cut order. */
+  private async recognise(batch: { reading: Reading; piece: Piece }[]): Promise<void> {
+    if (batch.length === 0) return;
+    const heard = await recognise(
+      this.engines,
+      batch.map((b) => b.piece),
+    );
+    const lines = batch.map(
+      ({ reading, piece }, i): Recognised => ({
+        file: reading.file,
+        end: reading.base + piece.end,
+        segment: heard[i],
+      }),
+    );
     appendFileSync(join(this.dir, RECOGNISED), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
     for (const s of heard) if (s) this.segments.push(s);
-    return pieces.reduce((n, p) => n + p.pcm.length, 0) / SAMPLE_RATE;
-  }
-}
-
-/** `count` samples of the file at `path` from sample `from` (fewer if it holds fewer). */
-function readSamples(path: string, from: number, count: number): Int16Array {
-  const buf = Buffer.alloc(count * 2);
-  const fd = openSync(path, 'r');
-  try {
-    const n = readSync(fd, buf, 0, buf.length, from * 2);
-    return new Int16Array(buf.buffer, buf.byteOffset, Math.floor(n / 2));
-  } finally {
-    closeSync(fd);
+    this.heardSec += batch.reduce((n, b) => n + b.piece.pcm.length, 0) / SAMPLE_RATE;
   }
 }

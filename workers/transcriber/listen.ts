@@ -38,6 +38,8 @@ export class Listener {
   private readonly handlers: SamplesHandler[] = [];
   private readonly endHandlers: ((sessionId: string) => void)[] = [];
   private readonly writes = new WriteFailure();
+  /** files of ended tracks still being written out */
+  private readonly closing = new Set<Promise<void>>();
 
   /** `call`: where and as whom to join (the job's site, token and job id). */
   constructor(
@@ -123,7 +125,14 @@ export class Listener {
     t.reorder.flush();
     const ended = { ...t.entry, endMs: this.elapsedMs };
     // Said once the file holds all it will: the transcript reads an ended track to its end once.
-    t.out.once('close', () => this.append(ended));
+    const closed = new Promise<void>((r) =>
+      t.out.once('close', () => {
+        this.append(ended);
+        r();
+      }),
+    );
+    this.closing.add(closed);
+    void closed.then(() => this.closing.delete(closed));
     t.out.end();
     t.audio.free();
     for (const h of this.endHandlers) h(sessionId);
@@ -135,13 +144,12 @@ export class Listener {
     );
   }
 
-  /** Closes every file and leaves. Returns how long the job listened, in ms. */
+  /** Closes every file, those of tracks that ended before included, and leaves. Returns how long the job listened, in ms. */
   async stop(): Promise<number> {
     const duration = this.elapsedMs;
-    const closing = [...this.live.values()].map((t) => new Promise<void>((r) => t.out.once('close', () => r())));
     for (const sessionId of [...this.live.keys()]) this.finish(sessionId);
     this.participant.leave();
-    await Promise.all(closing);
+    await Promise.all(this.closing);
     return duration;
   }
 }

@@ -198,7 +198,12 @@ async function live(
   const transcript = inputs.captionsOnly ? undefined : new CallTranscript(engines, dir, silero);
   transcript?.start();
 
-  const why = await Promise.race([stop, listener.stopped, listener.ended.then(() => 'everyone left the call')]);
+  const why = await Promise.race([
+    stop,
+    listener.stopped,
+    listener.ended.then(() => 'everyone left the call'),
+    ...(transcript ? [transcript.failed] : []),
+  ]);
   const durationMs = await listener.stop();
   const captionStats: CaptionStats | undefined = await captions?.close();
   log(

@@ -1,7 +1,7 @@
 // Recognition: a speaker's stream is cut into utterances by VAD and each is recognised; segments
 // are placed on the call clock (where the stream starts plus the utterance's offset) and carry the
 // speaker's display name. Speakers are independent, so crosstalk never mixes two voices.
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readLines } from '../shared/job.js';
 import type { Segment } from './formats.js';
@@ -15,9 +15,16 @@ export function readTracks(dir: string): VoiceTrack[] {
   return [...new Map(readLines<VoiceTrack>(join(dir, 'tracks.jsonl')).map((t) => [t.file, t])).values()];
 }
 
-export function readPcm(path: string): Int16Array {
-  const buf = readFileSync(path);
-  return new Int16Array(buf.buffer, buf.byteOffset, Math.floor(buf.length / 2));
+/** A 16 kHz PCM file's samples: `count` from sample `from` (fewer if it holds fewer), or all of them. */
+export function readPcm(path: string, from = 0, count = Math.floor(statSync(path).size / 2) - from): Int16Array {
+  const buf = Buffer.alloc(Math.max(0, count) * 2);
+  const fd = openSync(path, 'r');
+  try {
+    const n = readSync(fd, buf, 0, buf.length, from * 2);
+    return new Int16Array(buf.buffer, buf.byteOffset, Math.floor(n / 2));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export interface Piece {
