@@ -321,28 +321,30 @@ describe('track file', () => {
     assert.equal(disguisedRefused.length, 1, 'refused from frame 30 on');
     assert.equal(packetMs(disguised).length, 30, 'frames 0 to 29 only');
 
-    // H.264: a keyframe whose access unit holds a small SPS and then a huge one, or one that
-    // cannot be read, is refused; so is a huge SPS inside a slice's bytes, which an Annex B parser
-    // takes for one. Each time the next keyframe with the encoder's own SPS starts again.
+    // H.264, the file started at 0: an SPS that cannot be read (in a P frame at 20) is refused; so
+    // is a keyframe holding a small SPS and then a huge one (30), and a huge SPS inside a slice's
+    // bytes (75), which an Annex B parser takes for one. Only a keyframe of an allowed size starts
+    // again (60); an allowed SPS in a P slice (40) does not, as its frame needs what was refused.
     const h264File = join(dir, 'huge.h264.webm');
-    const withSps = (unit: Buffer[], ...extra: Buffer[]) => [...extra, ...unit];
-    const slice = (u: Buffer[]) => [...u, Buffer.concat([Buffer.of(0x41, 0x9a, 0, 0, 1), sps(1024, 1024, 0)])];
-    const units = h264.map((u, n) =>
-      n === 0
-        ? withSps(u, sps(20, 12, 0), sps(1024, 1024, 0))
-        : n === 30
-          ? withSps(u, Buffer.of(0x67, 0x42))
-          : n === 75
-            ? slice(u)
-            : u,
-    );
+    const slice = (u: Buffer[], hidden: Buffer) => [...u, Buffer.concat([Buffer.of(0x41, 0x9a, 0, 0, 1), hidden])];
+    const changed: Record<number, (u: Buffer[]) => Buffer[]> = {
+      20: (u) => [Buffer.of(0x67, 0x42), ...u],
+      30: (u) => [sps(20, 12, 0), sps(1024, 1024, 0), ...u],
+      40: (u) => slice(u, sps(20, 12, 0)),
+      75: (u) => slice(u, sps(1024, 1024, 0)),
+    };
+    const units = h264.map((u, n) => changed[n]?.(u) ?? u);
     const h264Refused: string[] = [];
     writeFrames(h264File, 'h264', units.map(h264Packets), 0, undefined, undefined, (why) => h264Refused.push(why));
-    assert.deepEqual(h264Refused, [
-      'a picture of 16384×16384, over 16777216 pixels',
-      'a picture of 16384×16384, over 16777216 pixels',
-    ]);
-    assert.equal(packetMs(h264File).length, 15, 'frames 60 to 74 only');
+    assert.deepEqual(
+      h264Refused.map((why) => why.split(' (')[0]),
+      ['an SPS that cannot be read', 'a picture of 16384×16384, over 16777216 pixels'],
+    );
+    assert.deepEqual(
+      packetMs(h264File),
+      [...Array(20).keys(), ...Array.from({ length: 15 }, (_, k) => 60 + k)].map((n) => Math.floor((n * TICKS) / 90)),
+      'frames 0 to 19 and 60 to 74',
+    );
 
     // A frame whose packets never end (one RTP time, no marker) past MAX_FRAME_BYTES is dropped whole.
     const endless = join(dir, 'endless.webm');

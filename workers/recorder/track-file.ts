@@ -115,8 +115,10 @@ export class TrackFile {
       refusal = (err as Error).message;
     }
     if (refusal && !this.refused) this.onRefused?.(refusal);
-    // a frame that declares no size (most frames; H.264's IDR without an SPS) follows the last that did
-    if (refusal || size) this.refused = refusal !== undefined;
+    // Refused from any frame that declares too much, until a keyframe of an allowed size: the
+    // frames between could not be decoded without what was refused.
+    if (refusal) this.refused = true;
+    else if (size && frame.keyframe) this.refused = false;
     if (!this.refused) this.write(ts, frame.keyframe, frame.pieces, size);
   }
 
