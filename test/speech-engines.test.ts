@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import {
   appendFileSync,
   cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -88,6 +89,14 @@ describe('pocketsphinx engine', () => {
     );
     assert.ok(segments.every((s) => s.speaker === 'Alice' && s.endMs > s.startMs));
     assert.ok(wordErrorRate(b!.text, second.text) < 0.5, second.text);
+  });
+
+  it('leaves no onnxruntime debug log in the temporary directory', async () => {
+    const debugLog = join(tmpdir(), `mat-debug-${process.pid}.log`);
+    const silero = await Silero.load();
+    assert.ok(existsSync(debugLog), 'onnxruntime opened its debug log');
+    await silero.close();
+    assert.equal(existsSync(debugLog), false);
   });
 
   it('recognises a call while it goes on, and a run that resumes it recognises only the rest', async () => {
