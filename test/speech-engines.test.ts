@@ -158,6 +158,9 @@ describe('pocketsphinx engine', () => {
       assert.ok(done.leftSec < b!.length / SAMPLE_RATE + 1, `left after the stop: ${done.leftSec} s`);
       const resumedSec = heardSamples.reduce((n, x) => n + x, 0) / SAMPLE_RATE;
       assert.ok(resumedSec < b!.length / SAMPLE_RATE + 1, `the resumed run recognised ${resumedSec} s`);
+      // what the killed run had recognised counts as before the stop, what the resumed one did as after it
+      assert.ok(Math.abs(resumed.leftSec - resumedSec) < 0.01, `${resumed.leftSec} s after the stop`);
+      assert.ok(resumed.earlySec > a!.length / SAMPLE_RATE - 1, `${resumed.earlySec} s before it`);
     } finally {
       await silero.close();
       rmSync(dir, { recursive: true, force: true });

@@ -19,12 +19,14 @@ import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { MattermostStandIn } from './mattermost-standin.js';
 import { opusSource } from './media.js';
-import { waitFor } from './helpers.js';
+import { children, waitFor } from './helpers.js';
+import { statFields } from '../workers/shared/proc-stat.js';
 import { JobProgramHarness } from './job-program.js';
 import { librivox, speechTrack, wordErrorRate, writeWav } from './speech.js';
 
 const TRANSCRIBER = fileURLToPath(new URL('../workers/transcriber/main.js', import.meta.url));
 const id = () => randomBytes(13).toString('hex');
+const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
 
 describe('transcriber job program', () => {
   const h = new JobProgramHarness(TRANSCRIBER, [47300, 47500]);
@@ -60,6 +62,14 @@ describe('transcriber job program', () => {
   };
 
   const start = (env: Record<string, string>, args: string[] = []) => h.run(env, args);
+  /** What Alice said in a WebVTT transcript the job kept. */
+  const aliceIn = (file: string, env: { ARTIFACTS_DIR: string }) => {
+    const cues = readFileSync(join(env.ARTIFACTS_DIR, file), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('<v Alice>'));
+    assert.ok(cues.length > 0, `Alice is in ${file}`);
+    return cues.map((l) => l.slice(9)).join(' ');
+  };
   const jobEnv = (call: string, name: string, extra: Record<string, string>) => ({
     CALL_ID: call,
     JOB_ID: id(),
@@ -105,6 +115,47 @@ describe('transcriber job program', () => {
     assert.equal(output.files, undefined, 'a captioning job makes no transcript');
   });
 
+  it('recognises the call in a process at nice 19 below the captions; if it dies, the job recognises the rest', async () => {
+    const call = id();
+    const env = jobEnv(call, 'niced', { JOB_TYPE: 'transcribing', LIVE_CAPTIONS_ON: 'true' });
+    const job = start(env);
+    await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
+    const transcript = children(job.child.pid!).find((pid) => cmdline(pid).includes('--transcript'));
+    assert.ok(transcript, 'the transcript has its own process');
+    /** the nice value (stat's 19th field) of every thread of `pid` */
+    const threadNices = (pid: number) =>
+      readdirSync(`/proc/${pid}/task`).map((t) => Number(statFields(pid, Number(t))[16]));
+    /** ... and of the processes below it */
+    const nices = (pid: number): number[] => [...threadNices(pid), ...children(pid).flatMap(nices)];
+    // the captions' engines, the listener and the job's own threads keep full priority
+    const own = threadNices(job.child.pid!);
+    const captionEngines = children(job.child.pid!).filter((pid) => pid !== transcript);
+    assert.ok(captionEngines.length > 0, 'the captions have their engine beside the job');
+    assert.deepEqual(new Set([...own, ...captionEngines.flatMap(nices)]), new Set([0]));
+    const low = nices(transcript);
+    assert.ok(low.length > 1 && children(transcript).length > 0, 'the transcript has its threads and its engine');
+    assert.deepEqual(new Set(low), new Set([19]));
+
+    const alice = await speaker(call, 'alice', 'Alice');
+    // once a round has recognised something, the transcript's process dies mid-call
+    await waitFor(
+      'a round',
+      () => readFileSync(join(env.JOB_DIR, 'recognised.jsonl'), 'utf8').length > 0 || undefined,
+      40_000,
+    ).catch(() => undefined);
+    process.kill(transcript, 'SIGKILL');
+    await alice.done;
+    alice.p.leave();
+    const [code] = await job.exited;
+    assert.equal(code, 0, job.output());
+    assert.match(
+      job.output(),
+      /the transcript's process was killed \(SIGKILL\); what it did not recognise is recognised after the stop/,
+    );
+    const heard = aliceIn(readdirSync(env.ARTIFACTS_DIR).find((f) => f.endsWith('.vtt'))!, env);
+    assert.ok(wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, heard) < 0.5, heard);
+  });
+
   it('a killed transcriber is recovered into a partial transcript that is kept, and Mattermost is told', async () => {
     const call = id();
     const token = id();
@@ -134,13 +185,7 @@ describe('transcriber job program', () => {
       kept.map((f) => f.replace(/-[a-z0-9]+-[a-z0-9]+\./, '.')),
       ['partial-transcript.txt', 'partial-transcript.vtt'],
     );
-    const vtt = readFileSync(join(env.ARTIFACTS_DIR, kept[1]!), 'utf8');
-    assert.match(vtt, /<v Alice>/);
-    const heard = vtt
-      .split('\n')
-      .filter((l) => l.startsWith('<v Alice>'))
-      .map((l) => l.slice(9))
-      .join(' ');
+    const heard = aliceIn(kept[1]!, env);
     assert.ok(wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, heard) < 0.5, heard);
     const failed = mm.statuses.find((s) => s.body.Status === 'failed');
     assert.match(

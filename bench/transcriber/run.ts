@@ -1,7 +1,8 @@
 // bench/transcriber: speech recognition speed, accuracy and memory per engine and thread count on
 // real recorded utterances; and live captions in a real call: the delay from the end of each
 // utterance to its caption at a listening participant, for 1, 2 and 4 people speaking at once,
-// and the share of windows dropped. The SFU runs in this process; speakers are headless
+// with the call's transcript recognised beside the captions (a transcribing job) or not, and the
+// share of windows dropped. The SFU runs in this process; speakers are headless
 // participants fed by ffmpeg (Opus, at real-time pace); the captioner is the real job program.
 import { execFileSync, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -259,6 +260,8 @@ function speechEnds(offsets: number[]): number[] {
 interface CaptionRow {
   speakers: number;
   transcribers: number;
+  /** a transcribing job: the call's transcript recognised beside the captions */
+  transcript: boolean;
   utterances: number;
   delays: number[];
   missed: number;
@@ -269,7 +272,7 @@ interface CaptionRow {
   rssMb: number;
 }
 
-async function captions(speakers: number, transcribers: number): Promise<CaptionRow> {
+async function captions(speakers: number, transcribers: number, transcript = false): Promise<CaptionRow> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-cap-'));
   const call = id();
   // Each speaker reads the whole corpus (25 s of speech, 1.5 s pauses); all start together.
@@ -294,8 +297,10 @@ async function captions(speakers: number, transcribers: number): Promise<Caption
     env: {
       ...process.env,
       JOB_ID: id(),
-      JOB_TYPE: 'captioning',
+      JOB_TYPE: transcript ? 'transcribing' : 'captioning',
+      LIVE_CAPTIONS_ON: 'true',
       JOB_DIR: join(dir, 'job'),
+      ARTIFACTS_DIR: join(dir, 'artifacts'),
       CALL_ID: call,
       SFU_URL: sfuUrl,
       SFU_TOKEN: mintToken(secret, { call, user: 'calls-transcriber-bot', name: 'Captions', role: 'bot', ttlSec: 600 }),
@@ -390,6 +395,7 @@ async function captions(speakers: number, transcribers: number): Promise<Caption
   return {
     speakers,
     transcribers,
+    transcript,
     utterances: ends.length * speakers,
     delays,
     missed,
@@ -401,9 +407,9 @@ async function captions(speakers: number, transcribers: number): Promise<Caption
   };
 }
 
-/** CPU seconds of a process and its children so far (/proc, clock ticks of 10 ms). */
+/** CPU seconds of a process and the processes below it so far (/proc, clock ticks of 10 ms). */
 function cpuSeconds(pid: number): number {
-  const pids = [pid, ...childrenOf(pid)];
+  const pids = [pid, ...descendants(pid)];
   return pids.reduce((n, p) => {
     try {
       return n + ownCpuSeconds(p);
@@ -412,14 +418,15 @@ function cpuSeconds(pid: number): number {
     }
   }, 0);
 }
-const childrenOf = (pid: number): number[] => {
+const descendants = (pid: number): number[] => {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number);
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
+    return children.map(Number).flatMap((c) => [c, ...descendants(c)]);
   } catch {
     return [];
   }
 };
-const treePeakMb = (pid: number) => [pid, ...childrenOf(pid)].reduce((n, p) => n + peakMb(p), 0);
+const treePeakMb = (pid: number) => [pid, ...descendants(pid)].reduce((n, p) => n + peakMb(p), 0);
 
 const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -432,20 +439,26 @@ let whisperRows: WhisperRow[] = [];
 if (process.env.BENCH_WHISPER) {
   whisperRows = await whisperSpeeds(process.env.BENCH_WHISPER.split(','));
 } else if (process.env.BENCH_CAPTIONS) {
-  const [speakers, transcribers] = process.env.BENCH_CAPTIONS.split('x').map(Number) as [number, number];
-  captionRows.push(await captions(speakers, transcribers));
+  // <speakers>x<recognisers>, `+transcript` for a transcribing job
+  const [speakers, transcribers] = process.env.BENCH_CAPTIONS.split('x').map((x) => Number.parseInt(x, 10)) as [
+    number,
+    number,
+  ];
+  captionRows.push(await captions(speakers, transcribers, process.env.BENCH_CAPTIONS.endsWith('+transcript')));
 } else {
   for (const threads of [1, 2]) speedRows.push(await speed('pocketsphinx', threads));
   speedRows.push(await speed('pocketsphinx', 1, 'silero'));
   whisperRows = await whisperSpeeds(['tiny', 'base']);
-  for (const [speakers, transcribers] of [
-    [1, 1],
-    [1, 2],
-    [2, 2],
-    [4, 2],
-    [4, 4],
+  for (const [speakers, transcribers, transcript] of [
+    [1, 1, false],
+    [1, 2, false],
+    [2, 2, false],
+    [4, 2, false],
+    [4, 4, false],
+    [2, 2, true],
+    [4, 2, true],
   ] as const)
-    captionRows.push(await captions(speakers, transcribers));
+    captionRows.push(await captions(speakers, transcribers, transcript));
 }
 await sfu.close();
 
@@ -495,12 +508,12 @@ console.log(
   "\nLive captions (pocketsphinx; delay = end of an utterance's speech to its caption at another participant):\n",
 );
 console.log(
-  '| speakers at once | recognisers (pocketsphinx helpers) | utterances | captioned | delay p50 | delay p95 | max | windows dropped | captioner CPU | captioner RSS |',
+  '| speakers at once | recognisers (pocketsphinx helpers) | the transcript beside | utterances | captioned | delay p50 | delay p95 | max | windows dropped | job CPU | job RSS |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of captionRows) {
   console.log(
-    `| ${r.speakers} | ${r.transcribers} | ${r.utterances} | ${r.utterances - r.missed} | ${f(quantile(r.delays, 0.5)! / 1000)} s | ${f(quantile(r.delays, 0.95)! / 1000)} s | ${f(Math.max(...r.delays) / 1000)} s | ${r.dropped} of ${r.windows} (${f((100 * r.dropped) / Math.max(1, r.windows), 0)} %) | ${f(r.cpuS / r.callS, 2)} core | ${f(r.rssMb, 0)} MB |`,
+    `| ${r.speakers} | ${r.transcribers} | ${r.transcript ? 'yes' : 'no'} | ${r.utterances} | ${r.utterances - r.missed} | ${f(quantile(r.delays, 0.5)! / 1000)} s | ${f(quantile(r.delays, 0.95)! / 1000)} s | ${f(Math.max(...r.delays) / 1000)} s | ${r.dropped} of ${r.windows} (${f((100 * r.dropped) / Math.max(1, r.windows), 0)} %) | ${f(r.cpuS / r.callS, 2)} core | ${f(r.rssMb, 0)} MB |`,
   );
 }
 console.log(

@@ -5,11 +5,11 @@ import { readFileSync } from 'node:fs';
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
 /**
- * The fields of /proc/<pid>/stat from the state on (the 3rd field is index 0): the command before
- * it, in brackets, may hold spaces and brackets of its own.
+ * The fields of /proc/<pid>/stat, or of one of its threads, from the state on (the 3rd field is
+ * index 0): the command before it, in brackets, may hold spaces and brackets of its own.
  */
-export function statFields(pid: number | 'self'): string[] {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+export function statFields(pid: number | 'self', thread?: number): string[] {
+  const stat = readFileSync(`/proc/${pid}${thread === undefined ? '' : `/task/${thread}`}/stat`, 'utf8');
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 

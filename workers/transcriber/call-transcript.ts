@@ -22,11 +22,19 @@ const ROUND_MS = 10_000;
 /** A file is read and recognised at most 60 s at a time, so a run that resumes a long call holds little in memory. */
 const READ_SAMPLES = SAMPLE_RATE * 60;
 
-/** One line of recognised.jsonl: an utterance of `file` that ended at sample `end`, and what was heard. */
+/** One line of recognised.jsonl: an utterance of `file` of `samples` that ended at sample `end`, and what was heard. */
 interface Recognised {
   file: string;
   end: number;
+  samples: number;
   segment?: Segment;
+}
+
+/** The whole transcript in time order, with the seconds of speech recognised after the stop and before it. */
+export interface FinishedTranscript {
+  segments: Segment[];
+  leftSec: number;
+  earlySec: number;
 }
 
 interface Reading {
@@ -50,7 +58,7 @@ export class CallTranscript {
   private running: Promise<unknown> | undefined;
   private stopping = false;
   private wake: () => void = () => undefined;
-  /** seconds of speech recognised so far */
+  /** seconds of speech recognised so far, by earlier runs too */
   private heardSec = 0;
   private fail: (why: string) => void = () => undefined;
   /** Resolves with why, if recognition failed during the call (finish() then throws the error). */
@@ -67,6 +75,7 @@ export class CallTranscript {
     for (const r of readLines<Recognised>(join(dir, RECOGNISED))) {
       this.resumeAt.set(r.file, Math.max(this.resumeAt.get(r.file) ?? 0, r.end));
       if (r.segment) this.segments.push(r.segment);
+      this.heardSec += r.samples / SAMPLE_RATE;
     }
   }
 
@@ -99,7 +108,7 @@ export class CallTranscript {
    * order, with the seconds of speech recognised after the stop (a round running then included)
    * and before it.
    */
-  async finish(): Promise<{ segments: Segment[]; leftSec: number; earlySec: number }> {
+  async finish(): Promise<FinishedTranscript> {
     const earlySec = this.heardSec;
     this.stopping = true;
     this.wake();
@@ -174,11 +183,12 @@ export class CallTranscript {
       ({ reading, piece }, i): Recognised => ({
         file: reading.file,
         end: reading.base + piece.end,
+        samples: piece.pcm.length,
         segment: heard[i],
       }),
     );
     appendFileSync(join(this.dir, RECOGNISED), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
     for (const s of heard) if (s) this.segments.push(s);
-    this.heardSec += batch.reduce((n, b) => n + b.piece.pcm.length, 0) / SAMPLE_RATE;
+    this.heardSec += lines.reduce((n, l) => n + l.samples, 0) / SAMPLE_RATE;
   }
 }

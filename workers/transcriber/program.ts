@@ -3,9 +3,10 @@
 // environment variables (upstream's names plus the worker's JOB_ID, JOB_TYPE, JOB_DIR, SFU_URL,
 // SFU_TOKEN, ARTIFACTS_DIR; MODELS_DIR for Whisper models).
 // - Live call: join audio-only, keep each speaker apart, caption live if asked, recognise each
-//   speaker as the call goes on, and after the call (stop, SIGTERM, max duration, everyone left)
-//   recognise the last seconds and deliver a WebVTT and a text file through the bot API or to the
-//   artifacts directory.
+//   speaker as the call goes on (in the transcript's process, `--transcript`, at a lower priority
+//   than the captions), and after the call (stop, SIGTERM, max duration, everyone left) recognise
+//   the last seconds and deliver a WebVTT and a text file through the bot API or to the artifacts
+//   directory.
 // - MEDIA_URL: transcribe a finished recording (one mixed voice) instead.
 // - `--recover`: the previous run died; transcribe what it captured and had not recognised, and keep it locally.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -31,10 +32,11 @@ import { LiveCaptions } from './captions.js';
 import { toText, toWebVtt, type Segment } from './formats.js';
 import { transcriberInputs, type TranscriberInputs } from './inputs.js';
 import { Listener } from './listen.js';
-import { enginePool, EngineError, type SpeechEngine } from './speech/engine.js';
+import { enginePool, EngineError } from './speech/engine.js';
 import { modelsDir } from './speech/whisper.js';
 import { Silero } from './speech/silero.js';
 import { CallTranscript } from './call-transcript.js';
+import { type Recognisers, serveTranscript, TRANSCRIPT_ARG, TranscriptProcess } from './transcript-process.js';
 import { readPcm, transcribeStream } from './transcribe.js';
 
 const log = (message: string) => process.stdout.write(`[transcriber ${new Date().toISOString()}] ${message}\n`);
@@ -154,8 +156,24 @@ class Delivery {
   }
 }
 
+/**
+ * The transcript's engines and VAD; an EngineError saying why when they cannot load. Silero cuts
+ * the utterances unless VAD=energy; without onnxruntime, energy does.
+ */
+async function loadRecognisers(inputs: Inputs): Promise<Recognisers> {
+  const engines = await jobEngines(inputs, inputs.model_size, 1, inputs.num_threads).catch((err: Error) => {
+    throw err instanceof EngineError ? err : new EngineError(`the speech engine did not start: ${err.message}`);
+  });
+  if (process.env.VAD === 'energy') return { engines };
+  const silero = await Silero.load().catch((err: Error) => {
+    log(`Silero VAD unavailable (${err.message.split('\n')[0]}); cutting utterances by energy`);
+    return undefined;
+  });
+  return { engines, silero };
+}
+
 /** Recognises the rest of the call and says how much was left. */
-async function finishTranscript(transcript: CallTranscript): Promise<Segment[]> {
+async function finishTranscript(transcript: Pick<CallTranscript, 'finish'>): Promise<Segment[]> {
   const started = Date.now();
   const { segments, leftSec, earlySec } = await transcript.finish();
   log(
@@ -168,9 +186,8 @@ async function live(
   inputs: Inputs,
   dir: string,
   delivery: Delivery,
-  engines: SpeechEngine[],
+  transcript: TranscriptProcess | undefined,
   bot?: BotClient,
-  silero?: Silero,
 ): Promise<object> {
   const site = callSite(inputs, inputs.transcription_id);
   const stop = stopSignal(); // from here SIGTERM means "stop listening and transcribe"
@@ -195,9 +212,6 @@ async function live(
   await listener.start();
   log(`listening to call ${inputs.call_id}${captions ? ' with live captions' : ''}`);
   void delivery.report('started');
-  const transcript = inputs.captionsOnly ? undefined : new CallTranscript(engines, dir, silero);
-  transcript?.start();
-
   const why = await Promise.race([
     stop,
     listener.stopped,
@@ -235,28 +249,26 @@ async function main(): Promise<void> {
     process.exit(EXIT.failed);
   };
 
-  // Engines load before anything starts, so a missing model or binary fails the job at once.
-  let engines: SpeechEngine[] = [];
-  try {
-    if (!inputs.captionsOnly) engines = await jobEngines(inputs, inputs.model_size, 1, inputs.num_threads);
-  } catch (err) {
-    return fail(
-      err instanceof EngineError ? err.message : `the speech engine did not start: ${(err as Error).message}`,
-    );
-  }
+  if (process.argv.includes(TRANSCRIPT_ARG)) return serveTranscript(dir, () => loadRecognisers(inputs));
+  const recover = process.argv.includes(RECOVER_ARG);
 
-  // Silero cuts the transcript's utterances unless VAD=energy; without onnxruntime, energy does.
-  let silero: Silero | undefined;
-  if (!inputs.captionsOnly && process.env.VAD !== 'energy') {
-    silero = await Silero.load().catch((err: Error) => {
-      log(`Silero VAD unavailable (${err.message.split('\n')[0]}); cutting utterances by energy`);
-      return undefined;
-    });
+  // The recognisers load before anything starts, so a missing model or binary fails the job at
+  // once: in the transcript's own process during a call, in this one otherwise.
+  let recognisers: Recognisers = { engines: [] };
+  let transcript: TranscriptProcess | undefined;
+  try {
+    if (inputs.captionsOnly) {
+      // captions load their own engines once the job joins
+    } else if (recover || inputs.media_url) recognisers = await loadRecognisers(inputs);
+    else transcript = await TranscriptProcess.start(dir, () => loadRecognisers(inputs), log);
+  } catch (err) {
+    return fail((err as Error).message);
   }
+  const { engines, silero } = recognisers;
 
   let output: object;
   try {
-    if (process.argv.includes(RECOVER_ARG)) {
+    if (recover) {
       const segments = await finishTranscript(new CallTranscript(engines, dir, silero));
       output = await delivery.deliver(segments, { partial: true }, true);
       await delivery.report(
@@ -273,7 +285,7 @@ async function main(): Promise<void> {
       ]);
       output = await delivery.deliver(segments, {});
     } else {
-      output = await live(inputs, dir, delivery, engines, bot, silero);
+      output = await live(inputs, dir, delivery, transcript, bot);
     }
   } catch (err) {
     return fail(
