@@ -1,9 +1,10 @@
 // The transcriber job program against the real SFU and the Mattermost stand-in, with real recorded
 // speech sent as Opus by headless participants: a captioning job captions a speaker and stops
-// when everyone has left; a transcriber killed mid-call is recovered by the worker's `--recover`
-// run into a partial transcript that is kept; a finished recording (MEDIA_URL, file or HTTP) is
-// transcribed;
-// bad inputs and a missing Whisper model fail at start, naming what is wrong.
+// when everyone has left; the transcript is recognised in its own process at nice 19, and the job
+// recognises the rest if that process dies; an engine failing mid-call stops the job; a
+// transcriber killed mid-call is recovered by the worker's `--recover` run into a partial
+// transcript that is kept; a finished recording (MEDIA_URL, file or HTTP) is transcribed; bad
+// inputs and a missing Whisper model fail at start, naming what is wrong.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -154,6 +155,29 @@ describe('transcriber job program', () => {
     );
     const heard = aliceIn(readdirSync(env.ARTIFACTS_DIR).find((f) => f.endsWith('.vtt'))!, env);
     assert.ok(wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, heard) < 0.5, heard);
+  });
+
+  it('an engine that fails during the call stops the job at once, saying why and where the audio is', async () => {
+    const call = id();
+    const env = jobEnv(call, 'engine-dies', { JOB_TYPE: 'transcribing' });
+    const job = start(env);
+    await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
+    const transcript = children(job.child.pid!).find((pid) => cmdline(pid).includes('--transcript'))!;
+    const alice = await speaker(call, 'alice', 'Alice');
+    for (const helper of children(transcript)) process.kill(helper, 'SIGKILL'); // pocketsphinx's helpers
+    // Alice stays in the call: only the failure can end the job
+    const code = await waitFor('the job to stop', () => job.child.exitCode ?? undefined, 90_000).finally(() => {
+      job.child.kill('SIGKILL');
+      alice.p.leave();
+    });
+    assert.equal(code, 1, job.output());
+    assert.match(
+      job.output(),
+      new RegExp(
+        `transcription failed \\(what was captured is kept in ${env.JOB_DIR}\\): recognition failed: .*pocketsphinx`,
+      ),
+    );
+    assert.ok(readdirSync(join(env.JOB_DIR, 'tracks')).length > 0, "Alice's audio is kept");
   });
 
   it('a killed transcriber is recovered into a partial transcript that is kept, and Mattermost is told', async () => {

@@ -262,6 +262,8 @@ interface CaptionRow {
   transcribers: number;
   /** a transcribing job: the call's transcript recognised beside the captions */
   transcript: boolean;
+  /** its log's seconds of speech left at the stop, and how long they took */
+  afterStop?: { leftS: number; tookS: number };
   utterances: number;
   delays: number[];
   missed: number;
@@ -392,10 +394,12 @@ async function captions(speakers: number, transcribers: number, transcript = fal
     captions: { windows: number; dropped: number };
   };
   rmSync(dir, { recursive: true, force: true });
+  const left = /recognised ([\d.]+) s of speech in ([\d.]+) s after the stop/.exec(log);
   return {
     speakers,
     transcribers,
     transcript,
+    afterStop: left ? { leftS: Number(left[1]), tookS: Number(left[2]) } : undefined,
     utterances: ends.length * speakers,
     delays,
     missed,
@@ -508,12 +512,12 @@ console.log(
   "\nLive captions (pocketsphinx; delay = end of an utterance's speech to its caption at another participant):\n",
 );
 console.log(
-  '| speakers at once | recognisers (pocketsphinx helpers) | the transcript beside | utterances | captioned | delay p50 | delay p95 | max | windows dropped | job CPU | job RSS |',
+  '| speakers at once | recognisers (pocketsphinx helpers) | the transcript beside | utterances | captioned | delay p50 | delay p95 | max | windows dropped | job CPU | job RSS | transcript after the stop: speech left, recognised in |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of captionRows) {
   console.log(
-    `| ${r.speakers} | ${r.transcribers} | ${r.transcript ? 'yes' : 'no'} | ${r.utterances} | ${r.utterances - r.missed} | ${f(quantile(r.delays, 0.5)! / 1000)} s | ${f(quantile(r.delays, 0.95)! / 1000)} s | ${f(Math.max(...r.delays) / 1000)} s | ${r.dropped} of ${r.windows} (${f((100 * r.dropped) / Math.max(1, r.windows), 0)} %) | ${f(r.cpuS / r.callS, 2)} core | ${f(r.rssMb, 0)} MB |`,
+    `| ${r.speakers} | ${r.transcribers} | ${r.transcript ? 'yes' : 'no'} | ${r.utterances} | ${r.utterances - r.missed} | ${f(quantile(r.delays, 0.5)! / 1000)} s | ${f(quantile(r.delays, 0.95)! / 1000)} s | ${f(Math.max(...r.delays) / 1000)} s | ${r.dropped} of ${r.windows} (${f((100 * r.dropped) / Math.max(1, r.windows), 0)} %) | ${f(r.cpuS / r.callS, 2)} core | ${f(r.rssMb, 0)} MB | ${r.afterStop ? `${f(r.afterStop.leftS, 1)} s, ${f(r.afterStop.tookS, 1)} s` : '–'} |`,
   );
 }
 console.log(
