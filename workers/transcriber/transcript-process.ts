@@ -131,5 +131,8 @@ export async function serveTranscript(dir: string, load: () => Promise<Recognise
   await send({ ready: true });
   const failed = await Promise.race([asked.then(() => undefined), transcript.failed]);
   if (failed) return send({ failed });
-  await send({ finished: await transcript.finish() });
+  await transcript.finish().then(
+    (finished) => send({ finished }),
+    (err: Error) => send({ failed: `recognition failed: ${err.message}` }),
+  );
 }
