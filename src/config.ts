@@ -4,6 +4,8 @@
 // parser and the sentence the README table shows; the Config type is derived from that table.
 
 import { readFileSync } from 'node:fs';
+import type { BlockList } from 'node:net';
+import { subnets } from './sfu/server/peer-address.js';
 import { type MediaSource, parseMediaSources } from './jobs/media-access.js';
 import { type JobType, isJobType, jobTypes } from './jobs/schema.js';
 import type { DockerLimits } from './runners/docker.js';
@@ -140,6 +142,15 @@ const portRange: Parser<[number, number]> = (raw, name) => {
     );
   }
   return [lo, hi];
+};
+
+const trustedProxies: Parser<BlockList | undefined> = (raw, name) => {
+  if (raw.trim() === '') return undefined;
+  try {
+    return subnets(raw);
+  } catch (err) {
+    throw new ConfigError(name, (err as Error).message);
+  }
 };
 
 const ipv4: Parser<string> = (raw, name) => {
@@ -570,6 +581,12 @@ export const variables = {
     '8443-8943',
     portRange,
     'UDP ports for media: up to two per participant (werift cannot share one port between peer connections); the range bounds the participants of all calls.',
+  ),
+  sfuTrustedProxies: variable(
+    'SFU_TRUSTEDPROXIES',
+    '',
+    trustedProxies,
+    'Reverse proxies in front of the SFU (IP addresses or CIDR ranges, comma-separated): a websocket from one of them counts as the address its X-Forwarded-For names (the nearest one that is not itself listed), so the 32 sockets one address may hold before logging in are per browser, not shared by everyone behind the proxy. Empty: X-Forwarded-For is not believed.',
   ),
   sfuMaxCallParticipants: variable(
     'SFU_MAXCALLPARTICIPANTS',

@@ -178,6 +178,7 @@ export async function startSfuInstance(config: Config, log: Logger) {
     },
     policy: joinTokenPolicy(secret, jobRunning),
     maxCallParticipants: config.sfuMaxCallParticipants,
+    trustedProxies: config.sfuTrustedProxies,
     log,
   });
   const url = await sfu.listen();

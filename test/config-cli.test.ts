@@ -98,6 +98,11 @@ describe('configuration', () => {
       /^API_HTTP_TLS_CERTFILE: \/nonexistent\/cert\.pem cannot be read \(ENOENT\)\nAPI_HTTP_TLS_CERTKEY: \/etc\/hostname holds no PEM private key$/,
     ],
     [{ SFU_ICEADDRESS: '999.1.1.1' }, /^SFU_ICEADDRESS: expected an IPv4 address, got "999.1.1.1"$/],
+    [
+      { SFU_TRUSTEDPROXIES: '10.0.0.0/8, proxy.internal' },
+      /^SFU_TRUSTEDPROXIES: "proxy\.internal" is not an IP address or a CIDR range \(like 10\.0\.0\.0\/8\)$/,
+    ],
+    [{ SFU_TRUSTEDPROXIES: '10.0.0.0/33' }, /^SFU_TRUSTEDPROXIES: "10\.0\.0\.0\/33": an IPv4 prefix is at most 32$/],
     [{ JOBS_IMAGEREGISTRY: ' ' }, /^JOBS_IMAGEREGISTRY: may not be empty$/],
     [{ JOBS_DATADIR: '' }, /^JOBS_DATADIR: may not be empty$/],
     [

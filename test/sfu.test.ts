@@ -10,7 +10,7 @@ import { connect } from 'node:net';
 import { encode } from '@msgpack/msgpack';
 import { DcType, encodeDc, packSdp } from '../src/sfu/protocol/wire.js';
 import { Sfu, type SfuOptions } from '../src/sfu/server/server.js';
-import { addressOwner } from '../src/sfu/server/connection.js';
+import { addressOwner, peerAddress, subnets } from '../src/sfu/server/peer-address.js';
 import { counters } from '../src/sfu/server/track.js';
 import { Listener } from '../workers/transcriber/listen.js';
 import { readPcm, readTracks } from '../workers/transcriber/transcribe.js';
@@ -489,7 +489,23 @@ describe('limits of the bundled SFU', () => {
   });
 });
 
-describe('addressOwner', () => {
+describe('peer addresses', () => {
+  it('believes X-Forwarded-For only as far as the listed proxies appended it', () => {
+    const proxies = subnets('10.0.0.0/8, 2001:db8:ff::1');
+    // a client's own entries come first: only the last, appended by the proxy, is believed
+    assert.equal(peerAddress('10.1.2.3', '198.51.100.1, 203.0.113.9', proxies), '203.0.113.9');
+    // proxies in a chain are passed over, a mapped peer address included
+    assert.equal(peerAddress('::ffff:10.1.2.3', '203.0.113.9, 10.9.9.9', proxies), '203.0.113.9');
+    assert.equal(peerAddress('2001:db8:ff::1', '2001:db8:1::7', proxies), '2001:db8:1::7');
+    // from anyone else, or without it, the peer's own; not an address: the last proxy's
+    assert.equal(peerAddress('192.0.2.7', '203.0.113.9', proxies), '192.0.2.7');
+    assert.equal(peerAddress('192.0.2.7', '203.0.113.9', undefined), '192.0.2.7');
+    assert.equal(peerAddress('10.1.2.3', undefined, proxies), '10.1.2.3');
+    assert.equal(peerAddress('10.1.2.3', '203.0.113.9, unknown', proxies), '10.1.2.3');
+    // only proxies all the way: the farthest one
+    assert.equal(peerAddress('10.1.2.3', '10.4.4.4', proxies), '10.4.4.4');
+  });
+
   it('stands an IPv6 address for its /64 and an IPv4 one, mapped or not, for itself', () => {
     assert.equal(addressOwner('192.0.2.7'), '192.0.2.7');
     assert.equal(addressOwner('::ffff:192.0.2.7'), '192.0.2.7');
@@ -500,6 +516,15 @@ describe('addressOwner', () => {
     assert.equal(addressOwner('fe80::1%eth0'), 'fe80:0:0:0::/64');
   });
 });
+
+/** A socket without a token, through a proxy that says whom it `forwardedFor`: open, or refused with the status of the answer. */
+const strangerAt = (ws: string, forwardedFor?: string) =>
+  new Promise<WebSocket | number>((resolve) => {
+    const s = new WebSocket(ws, forwardedFor ? { headers: { 'x-forwarded-for': forwardedFor } } : {});
+    s.on('error', () => undefined);
+    s.once('open', () => resolve(s));
+    s.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+  });
 
 describe('the bundled SFU against strangers and misbehaving sockets', () => {
   let sfu: Sfu;
@@ -593,15 +618,9 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
 
   it('holds 32 sockets of one address before they authenticate, refusing more with 429; one that authenticates frees its place', async () => {
     const ws = `${url.replace('http', 'ws')}/api/v4/websocket`;
-    /** A socket without a token: open, or refused with the status of the answer. */
-    const stranger = () =>
-      new Promise<WebSocket | number>((resolve) => {
-        const s = new WebSocket(ws);
-        s.on('error', () => undefined);
-        s.once('open', () => resolve(s));
-        s.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-      });
-    const tries = await Promise.all(Array.from({ length: 40 }, stranger));
+    const stranger = (forwardedFor?: string) => strangerAt(ws, forwardedFor);
+    // each names another address, which is not believed from a proxy that is not listed
+    const tries = await Promise.all(Array.from({ length: 40 }, (_, i) => stranger(`198.51.100.${i}`)));
     const held = tries.filter((t): t is WebSocket => t instanceof WebSocket);
     // One authenticates by challenge at once: each is closed 5 s after it came.
     const call = callId();
@@ -623,6 +642,26 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     for (const s of [...held, another]) s.close();
     alice.leave();
     await waitFor('everyone gone', () => sfu.participantCount === 0, 30_000);
+  });
+
+  it('behind a listed proxy, holds 32 sockets per address its X-Forwarded-For names', async () => {
+    const { sfu: proxied, url: at } = await startSfu([42960, 42990], { trustedProxies: subnets('127.0.0.1') });
+    const ws = `${at.replace('http', 'ws')}/api/v4/websocket`;
+    try {
+      // 33 from one browser behind the proxy, which the browser's own header cannot disguise
+      const one = await Promise.all(Array.from({ length: 33 }, (_, i) => strangerAt(ws, `10.0.0.${i}, 203.0.113.5`)));
+      // and 40 others, one socket each
+      const others = await Promise.all(Array.from({ length: 40 }, (_, i) => strangerAt(ws, `198.51.100.${i}`)));
+      assert.equal(one.filter((t) => t instanceof WebSocket).length, 32);
+      assert.deepEqual(
+        one.filter((t) => !(t instanceof WebSocket)),
+        [429],
+      );
+      assert.equal(others.filter((t) => t instanceof WebSocket).length, 40);
+      for (const s of [...one, ...others]) if (s instanceof WebSocket) s.close();
+    } finally {
+      await proxied.close();
+    }
   });
 
   it('a token bound to one call gets no state of another', async () => {

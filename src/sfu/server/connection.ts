@@ -1,7 +1,6 @@
 // One websocket of the bundled SFU, as Mattermost's web connection behaves: `hello` with the
 // connection id once authenticated, events numbered from 0, replies to core actions by seq.
 import { randomBytes } from 'node:crypto';
-import { isIPv6 } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { EventName } from '../protocol/calls.js';
 import { PREFIX, type WsEvent, type WsReply } from '../protocol/wire.js';
@@ -25,24 +24,6 @@ export function newId(): string {
 
 /** Replies and events queued for a peer that does not read: past this the socket is cut, as Mattermost cuts a connection whose send queue is full. */
 const MAX_BUFFERED_BYTES = 1024 * 1024;
-
-/**
- * Whom a peer's IP address stands for: an IPv6 host is usually given a whole /64 and can take a
- * new address for each socket, so its first 64 bits; an IPv4 address (mapped into IPv6 or not) as it is.
- */
-export function addressOwner(address: string): string {
-  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (v4) return v4[1]!;
-  if (!isIPv6(address)) return address;
-  const [head = '', tail] = address.split('::');
-  const groups = (part: string) => (part ? part.split(':') : []);
-  const [first, last] = [groups(head), tail === undefined ? [] : groups(tail)];
-  const all = [...first, ...Array<string>(Math.max(0, 8 - first.length - last.length)).fill('0'), ...last];
-  return `${all
-    .slice(0, 4)
-    .map((g) => Number.parseInt(g, 16).toString(16))
-    .join(':')}::/64`;
-}
 
 export class WsConnection {
   readonly id = newId();

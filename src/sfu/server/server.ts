@@ -3,6 +3,7 @@
 // what comes from a policy: the bundled SFU checks its join tokens; the Mattermost stand-in in
 // test/ mounts the same server with the plugin's rules (bot token, job ids).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { BlockList } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +13,8 @@ import type { IceOptions } from '../ice.js';
 import { type Action, type EventName, PLUGIN_RATE, RECONNECT_WINDOW_MS, actions } from '../protocol/calls.js';
 import { PREFIX, ProtocolError, type WsRequest, decodeRequest, isObject, unpackSdp } from '../protocol/wire.js';
 import { Call } from './call.js';
-import { type Identity, WsConnection, addressOwner } from './connection.js';
+import { type Identity, WsConnection } from './connection.js';
+import { addressOwner, peerAddress } from './peer-address.js';
 import { RateLimiter } from '../../rate-limiter.js';
 import type { RtcSession } from './session.js';
 import { counters } from './track.js';
@@ -34,6 +36,8 @@ export interface SfuOptions {
   pingIntervalMs?: number;
   policy: CallsPolicy;
   log: Logger;
+  /** reverse proxies whose X-Forwarded-For names the browser (SFU_TRUSTEDPROXIES) */
+  trustedProxies?: BlockList;
 }
 
 const pageDir = new URL('../../../../src/sfu/page/', import.meta.url);
@@ -47,7 +51,7 @@ const MAX_CONNECTIONS = 2000;
  * Sockets one address (an IPv6 /64) may hold before they authenticate: one stranger could otherwise
  * keep every slot of MAX_CONNECTIONS taken by reopening them each AUTH_TIMEOUT_MS. Generous, for
  * the many people one NAT may stand for; behind a reverse proxy every browser has the proxy's
- * address, and this is the SFU's whole bound for strangers (README).
+ * address unless the proxy is trusted (SFU_TRUSTEDPROXIES): its X-Forwarded-For then tells them apart.
  */
 const MAX_UNAUTHENTICATED_PER_ADDRESS = 32;
 /** Ports of SFU_ICEPORTRANGE one session may take (werift finds them by trying the range in order). */
@@ -243,7 +247,8 @@ export class Sfu {
     // sockets that have not joined (yet) are bounded too: a stranger cannot hold thousands open
     if (this.connections.size >= MAX_CONNECTIONS) return void refuse('503 Service Unavailable');
     const token = bearer(req);
-    const address = addressOwner(req.socket.remoteAddress ?? '');
+    const forwarded = req.headersDistinct['x-forwarded-for']?.join(',');
+    const address = addressOwner(peerAddress(req.socket.remoteAddress ?? '', forwarded, this.opts.trustedProxies));
     if (token === undefined && this.unauthenticated(address) >= MAX_UNAUTHENTICATED_PER_ADDRESS)
       return void refuse('429 Too Many Requests');
     void Promise.resolve(token === undefined ? undefined : this.opts.policy.authenticate(token)).then(
