@@ -1,12 +1,15 @@
-// The call's transcript recognised in a process of its own at nice 19: the job's process, which
-// listens, writes each speaker's audio and sends live captions, takes the cores first, and the
-// transcript has what they leave (Linux's nice is per thread, so whisper.cpp's threads inside the
-// job's process could not be lowered apart from the captions'). Both processes run the job
-// program; this one with TRANSCRIPT_ARG, reading the speakers' files from the job's directory.
+// The call's transcript recognised during the call in a process of its own at nice 19: the job's
+// process, which listens, writes each speaker's audio and sends live captions, takes the cores
+// first, and the transcript has what they leave (Linux's nice is per thread, so whisper.cpp's
+// threads inside the job's process could not be lowered apart from the captions'). Both
+// processes run the job program; this one with TRANSCRIPT_ARG, reading the speakers' files from
+// the job's directory and appending what it recognises to recognised.jsonl.
 //
-// The job program asks it to finish at the stop. If it dies during the call (killed, out of
-// memory), the call goes on and the job program recognises the rest itself after the stop, from
-// what recognised.jsonl holds: the transcript loses nothing.
+// At the stop the job program ends it and recognises the rest itself, from what recognised.jsonl
+// holds, at full priority: an unprivileged process cannot take back a priority it gave up, and at
+// nice 19 on a busy host (other jobs) the last seconds would wait behind everything else, up to
+// the stop grace. A round it was running is done again, no more than a round's audio. If it dies
+// during the call (killed, out of memory), the call goes on the same way.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { orphanProof } from '../shared/ffmpeg.js';
 import { CallTranscript, type FinishedTranscript } from './call-transcript.js';
@@ -29,18 +32,14 @@ export interface Recognisers {
 type Report =
   | { ready: true }
   /** its engines did not load, or one failed during the call: the job fails with this */
-  | { failed: string }
-  | { finished: FinishedTranscript };
-/** What the job program asks of it. */
-type Request = { finish: true };
-
-/** How the process ended: what it reported last, or that it is gone. */
-type End = Exclude<Report, { ready: true }> | { gone: string };
+  | { failed: string };
 
 export class TranscriptProcess {
   private readonly child: ChildProcess;
   private readonly ready: Promise<Report | { gone: string }>;
-  private readonly end: Promise<End>;
+  private readonly exited: Promise<void>;
+  private failure: string | undefined;
+  private stopping = false;
   private fail: (why: string) => void = () => undefined;
   /** Resolves with why, if recognition failed during the call (finish() then throws it). */
   readonly failed = new Promise<string>((r) => {
@@ -49,7 +48,7 @@ export class TranscriptProcess {
 
   /**
    * Starts the process and waits for its recognisers to load; an EngineError with the reason
-   * when they do not. `load` serves finish() if the process dies during the call.
+   * when they do not. `load` loads them again in this process for finish().
    */
   static async start(
     dir: string,
@@ -75,33 +74,29 @@ export class TranscriptProcess {
       serialization: 'json',
     });
     let ready: (r: Report | { gone: string }) => void = () => undefined;
-    let end: (r: End) => void = () => undefined;
     this.ready = new Promise((r) => (ready = r));
-    this.end = new Promise((r) => (end = r));
-    let ended = false;
     this.child.on('message', (r: Report) => {
       ready(r);
-      if ('ready' in r) return;
-      ended = true;
-      end(r);
-      if ('failed' in r) this.fail(r.failed);
+      if ('failed' in r) this.fail((this.failure = r.failed));
     });
+    let exited: () => void = () => undefined;
+    this.exited = new Promise((r) => (exited = r));
     const gone = (why: string) => {
       ready({ gone: why });
-      if (!ended) log(`the transcript's process ${why}; what it did not recognise is recognised after the stop`);
-      ended = true;
-      end({ gone: why });
+      if (!this.stopping && this.failure === undefined)
+        log(`the transcript's process ${why}; what it did not recognise is recognised after the stop`);
+      exited();
     };
     this.child.on('exit', (code, signal) => gone(signal ? `was killed (${signal})` : `exited with ${code}`));
     this.child.on('error', (err) => gone(`could not be started (${err.message})`));
   }
 
-  /** The whole transcript, once the process has recognised the rest (or this one, if it died). */
+  /** Ends the process and recognises the rest of the call in this one; the whole transcript. */
   async finish(): Promise<FinishedTranscript> {
-    if (this.child.connected) this.child.send({ finish: true } satisfies Request);
-    const r = await this.end;
-    if ('finished' in r) return r.finished;
-    if ('failed' in r) throw new Error(r.failed);
+    if (this.failure !== undefined) throw new Error(this.failure);
+    this.stopping = true;
+    this.child.kill('SIGKILL');
+    await this.exited;
     const { engines, silero } = await this.load();
     try {
       return await new CallTranscript(engines, this.dir, silero).finish();
@@ -112,9 +107,9 @@ export class TranscriptProcess {
 }
 
 /**
- * The transcript's process: loads the recognisers, recognises the call in rounds, and at the job
- * program's request finishes and hands over the transcript. It ends with the job program
- * (setpriv's parent-death signal, where setpriv is; the channel closing, elsewhere).
+ * The transcript's process: loads the recognisers and recognises the call in rounds until the job
+ * program ends it, or reports why it cannot. It ends with the job program too (setpriv's
+ * parent-death signal, where setpriv is; the channel closing, elsewhere).
  */
 export async function serveTranscript(dir: string, load: () => Promise<Recognisers>): Promise<void> {
   const send = (r: Report) => new Promise<void>((resolve) => process.send!(r, () => resolve()));
@@ -126,13 +121,7 @@ export async function serveTranscript(dir: string, load: () => Promise<Recognise
     return send({ failed: (err as Error).message });
   }
   const transcript = new CallTranscript(recognisers.engines, dir, recognisers.silero);
-  const asked = new Promise<void>((resolve) => process.once('message', (_: Request) => resolve()));
   transcript.start();
   await send({ ready: true });
-  const failed = await Promise.race([asked.then(() => undefined), transcript.failed]);
-  if (failed) return send({ failed });
-  await transcript.finish().then(
-    (finished) => send({ finished }),
-    (err: Error) => send({ failed: `recognition failed: ${err.message}` }),
-  );
+  await send({ failed: await transcript.failed });
 }
