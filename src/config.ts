@@ -586,7 +586,7 @@ export const variables = {
     'SFU_TRUSTEDPROXIES',
     '',
     trustedProxies,
-    'Reverse proxies in front of the SFU (IP addresses or CIDR ranges, comma-separated): a websocket from one of them counts as the address its X-Forwarded-For names (the nearest one that is not itself listed), so the 32 sockets one address may hold before logging in are per browser, not shared by everyone behind the proxy. Empty: X-Forwarded-For is not believed.',
+    "Reverse proxies in front of the SFU (IP addresses or CIDR ranges, comma-separated): a websocket from one of them counts as the address its X-Forwarded-For names (the nearest one that is not itself listed), so the 32 sockets one address may hold before logging in are per browser, not shared by everyone behind the proxy. List the proxies' own addresses only: a host in a listed range can name any address it likes. Empty: X-Forwarded-For is not believed.",
   ),
   sfuMaxCallParticipants: variable(
     'SFU_MAXCALLPARTICIPANTS',

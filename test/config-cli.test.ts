@@ -100,7 +100,7 @@ describe('configuration', () => {
     [{ SFU_ICEADDRESS: '999.1.1.1' }, /^SFU_ICEADDRESS: expected an IPv4 address, got "999.1.1.1"$/],
     [
       { SFU_TRUSTEDPROXIES: '10.0.0.0/8, proxy.internal' },
-      /^SFU_TRUSTEDPROXIES: "proxy\.internal" is not an IP address or a CIDR range \(like 10\.0\.0\.0\/8\)$/,
+      /^SFU_TRUSTEDPROXIES: "proxy\.internal" is not an IP address or a CIDR range \(like 192\.0\.2\.10 or 10\.1\.2\.0\/29\)$/,
     ],
     [{ SFU_TRUSTEDPROXIES: '10.0.0.0/33' }, /^SFU_TRUSTEDPROXIES: "10\.0\.0\.0\/33": an IPv4 prefix is at most 32$/],
     [{ JOBS_IMAGEREGISTRY: ' ' }, /^JOBS_IMAGEREGISTRY: may not be empty$/],

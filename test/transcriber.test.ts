@@ -10,10 +10,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
@@ -120,41 +120,52 @@ describe('transcriber job program', () => {
     const call = id();
     const env = jobEnv(call, 'niced', { JOB_TYPE: 'transcribing', LIVE_CAPTIONS_ON: 'true' });
     const job = start(env);
-    await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
-    const transcript = children(job.child.pid!).find((pid) => cmdline(pid).includes('--transcript'));
-    assert.ok(transcript, 'the transcript has its own process');
-    /** the nice value (stat's 19th field) of every thread of `pid` */
-    const threadNices = (pid: number) =>
-      readdirSync(`/proc/${pid}/task`).map((t) => Number(statFields(pid, Number(t))[16]));
-    /** ... and of the processes below it */
-    const nices = (pid: number): number[] => [...threadNices(pid), ...children(pid).flatMap(nices)];
-    // the captions' engines, the listener and the job's own threads keep full priority
-    const own = threadNices(job.child.pid!);
-    const captionEngines = children(job.child.pid!).filter((pid) => pid !== transcript);
-    assert.ok(captionEngines.length > 0, 'the captions have their engine beside the job');
-    assert.deepEqual(new Set([...own, ...captionEngines.flatMap(nices)]), new Set([0]));
-    const low = nices(transcript);
-    assert.ok(low.length > 1 && children(transcript).length > 0, 'the transcript has its threads and its engine');
-    assert.deepEqual(new Set(low), new Set([19]));
+    let alice: Awaited<ReturnType<typeof speaker>> | undefined;
+    try {
+      await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
+      const transcript = children(job.child.pid!).find((pid) => cmdline(pid).includes('--transcript'));
+      assert.ok(transcript, 'the transcript has its own process');
+      /** the nice value (stat's 19th field) of every thread of `pid` (that has not ended meanwhile) */
+      const threadNices = (pid: number) =>
+        readdirSync(`/proc/${pid}/task`).flatMap((t) => {
+          try {
+            return [Number(statFields(pid, Number(t))[16])];
+          } catch {
+            return [];
+          }
+        });
+      /** ... and of the processes below it */
+      const nices = (pid: number): number[] => [...threadNices(pid), ...children(pid).flatMap(nices)];
+      // the captions' engines, the listener and the job's own threads keep the priority they were given
+      const own = threadNices(job.child.pid!);
+      const captionEngines = children(job.child.pid!).filter((pid) => pid !== transcript);
+      assert.ok(captionEngines.length > 0, 'the captions have their engine beside the job');
+      assert.deepEqual(new Set([...own, ...captionEngines.flatMap(nices)]), new Set([getPriority()]));
+      const low = nices(transcript);
+      assert.ok(low.length > 1 && children(transcript).length > 0, 'the transcript has its threads and its engine');
+      assert.deepEqual(new Set(low), new Set([19]));
 
-    const alice = await speaker(call, 'alice', 'Alice');
-    // once a round has recognised something, the transcript's process dies mid-call
-    await waitFor(
-      'a round',
-      () => readFileSync(join(env.JOB_DIR, 'recognised.jsonl'), 'utf8').length > 0 || undefined,
-      40_000,
-    ).catch(() => undefined);
-    process.kill(transcript, 'SIGKILL');
-    await alice.done;
-    alice.p.leave();
-    const [code] = await job.exited;
-    assert.equal(code, 0, job.output());
-    assert.match(
-      job.output(),
-      /the transcript's process was killed \(SIGKILL\); what it did not recognise is recognised after the stop/,
-    );
-    const heard = aliceIn(readdirSync(env.ARTIFACTS_DIR).find((f) => f.endsWith('.vtt'))!, env);
-    assert.ok(wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, heard) < 0.5, heard);
+      alice = await speaker(call, 'alice', 'Alice');
+      // once a round has recognised something, the transcript's process dies mid-call
+      const recognised = join(env.JOB_DIR, 'recognised.jsonl');
+      await waitFor('a round', () => existsSync(recognised) && readFileSync(recognised, 'utf8').length > 0, 120_000);
+      process.kill(transcript, 'SIGKILL');
+      await alice.done;
+      alice.p.leave();
+      const [code] = await job.exited;
+      assert.equal(code, 0, job.output());
+      assert.match(
+        job.output(),
+        /the transcript's process was killed \(SIGKILL\); what it did not recognise is recognised after the stop/,
+      );
+      const during = /after the stop \(([\d.]+) s during the call\)/.exec(job.output());
+      assert.ok(Number(during?.[1]) > 0, 'what the process recognised is kept');
+      const heard = aliceIn(readdirSync(env.ARTIFACTS_DIR).find((f) => f.endsWith('.vtt'))!, env);
+      assert.ok(wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, heard) < 0.5, heard);
+    } finally {
+      job.child.kill('SIGKILL');
+      alice?.p.leave();
+    }
   });
 
   it('an engine that fails during the call stops the job at once, saying why and where the audio is', async () => {

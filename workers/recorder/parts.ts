@@ -7,6 +7,7 @@
 import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { BACKGROUND_NICE } from '../shared/priority.js';
 import { Spawner } from '../shared/spawner.js';
 import type { Capture } from './capture.js';
 import { frameAt, joinArgs, partArgs, readRecording, type Window } from './compose.js';
@@ -15,10 +16,9 @@ import { LiveMp4 } from './live-mp4.js';
 
 const KEYFRAME_LEAD_MS = 1500; // ask this long before a part begins, so a keyframe sits just before it
 const SETTLE_MS = 3000; // compose a part this long after it ends: late packets are written by then
-// The compose during the call yields to everything live: the capture, and on a shared host the
-// calls' other work (at 10, a late joiner's browser beside a compose of 10 s parts, on 2 cores,
-// once took over 20 s to connect). After the stop someone waits for the file: full priority.
-const NICE = 19;
+// The compose during the call yields to everything live (BACKGROUND_NICE): the capture, and on a
+// shared host the calls' other work (at 10, a late joiner's browser beside a compose of 10 s parts,
+// on 2 cores, once took over 20 s to connect). After the stop someone waits for the file: full priority.
 /** After the stop, the last part should compose in about this long: stop → posted is that and the upload. */
 const LAST_PART_BUDGET_MS = 4000;
 /** How long parts grow when PART_SEC does not fix them. */
@@ -105,7 +105,7 @@ export class Parts {
     const started = performance.now();
     const temp = `${this.file(w)}.tmp`;
     const rec = await readRecording(this.dir, durationMs);
-    const [nice, signal] = duringCall ? [NICE, this.stopping.signal] : [];
+    const [nice, signal] = duringCall ? [BACKGROUND_NICE, this.stopping.signal] : [];
     signal?.throwIfAborted();
     const streams = this.mp4?.streamsFor(this.file(w), w);
     let cpuS: number | undefined;

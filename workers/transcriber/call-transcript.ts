@@ -26,7 +26,8 @@ const READ_SAMPLES = SAMPLE_RATE * 60;
 interface Recognised {
   file: string;
   end: number;
-  samples: number;
+  /** absent in the lines of an earlier version */
+  samples?: number;
   segment?: Segment;
 }
 
@@ -75,7 +76,7 @@ export class CallTranscript {
     for (const r of readLines<Recognised>(join(dir, RECOGNISED))) {
       this.resumeAt.set(r.file, Math.max(this.resumeAt.get(r.file) ?? 0, r.end));
       if (r.segment) this.segments.push(r.segment);
-      this.heardSec += r.samples / SAMPLE_RATE;
+      this.heardSec += (r.samples ?? 0) / SAMPLE_RATE;
     }
   }
 
@@ -189,6 +190,6 @@ export class CallTranscript {
     );
     appendFileSync(join(this.dir, RECOGNISED), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
     for (const s of heard) if (s) this.segments.push(s);
-    this.heardSec += lines.reduce((n, l) => n + l.samples, 0) / SAMPLE_RATE;
+    this.heardSec += batch.reduce((n, b) => n + b.piece.pcm.length, 0) / SAMPLE_RATE;
   }
 }

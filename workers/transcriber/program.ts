@@ -242,6 +242,9 @@ async function main(): Promise<void> {
     process.exit(EXIT.invalidInput);
   }
   mkdirSync(dir, { recursive: true });
+  // What the job's libraries leave in the temporary directory (onnxruntime's telemetry opens a log
+  // there at each load, and a killed process cannot remove it) is swept with the job.
+  process.env.TMPDIR = dir;
   const delivery = new Delivery(inputs, dir, bot);
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);

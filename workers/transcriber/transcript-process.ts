@@ -1,7 +1,9 @@
 // The call's transcript recognised during the call in a process of its own at nice 19: the job's
 // process, which listens, writes each speaker's audio and sends live captions, takes the cores
 // first, and the transcript has what they leave (Linux's nice is per thread, so whisper.cpp's
-// threads inside the job's process could not be lowered apart from the captions'). Both
+// threads inside the job's process could not be lowered apart from the captions'). It loads its
+// engines at full priority, since the job joins the call once they have loaded, and then lowers
+// itself and its engines' helper processes. Both
 // processes run the job program; this one with TRANSCRIPT_ARG, reading the speakers' files from
 // the job's directory and appending what it recognises to recognised.jsonl.
 //
@@ -12,15 +14,13 @@
 // during the call (killed, out of memory), the call goes on the same way.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { orphanProof } from '../shared/ffmpeg.js';
+import { lowerPriority } from '../shared/priority.js';
 import { CallTranscript, type FinishedTranscript } from './call-transcript.js';
 import { EngineError, type SpeechEngine } from './speech/engine.js';
 import type { Silero } from './speech/silero.js';
 
 /** The argument that runs the job program as the transcript's process. */
 export const TRANSCRIPT_ARG = '--transcript';
-
-/** Below the listener and the captions: the recorder composes during the call at the same. */
-const NICE = 19;
 
 /** The job program's engines and VAD for the transcript, loaded in whichever process recognises. */
 export interface Recognisers {
@@ -67,9 +67,8 @@ export class TranscriptProcess {
     private readonly load: () => Promise<Recognisers>,
     log: (message: string) => void,
   ) {
-    // nice execs the program: every thread it starts, whisper.cpp's included, has the priority
     const [command, args] = orphanProof(process.execPath, [...process.execArgv, process.argv[1]!, TRANSCRIPT_ARG]);
-    this.child = spawn('nice', ['-n', String(NICE), command, ...args], {
+    this.child = spawn(command, args, {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json',
     });
@@ -113,13 +112,18 @@ export class TranscriptProcess {
  */
 export async function serveTranscript(dir: string, load: () => Promise<Recognisers>): Promise<void> {
   const send = (r: Report) => new Promise<void>((resolve) => process.send!(r, () => resolve()));
-  process.on('disconnect', () => process.exit(1));
+  // the job program may have died while this one started or loaded (without setpriv's signal)
+  const orphaned = () => !process.connected && process.exit(1);
+  process.on('disconnect', orphaned);
+  orphaned();
   let recognisers: Recognisers;
   try {
     recognisers = await load();
   } catch (err) {
     return send({ failed: (err as Error).message });
   }
+  orphaned();
+  lowerPriority();
   const transcript = new CallTranscript(recognisers.engines, dir, recognisers.silero);
   transcript.start();
   await send({ ready: true });

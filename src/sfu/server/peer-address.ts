@@ -36,7 +36,7 @@ export function subnets(list: string): BlockList {
     const family = isIP(address);
     const bits = family === 4 ? 32 : 128;
     if (family === 0 || extra !== undefined || (prefix !== undefined && !/^\d{1,3}$/.test(prefix)))
-      throw new Error(`${JSON.stringify(entry)} is not an IP address or a CIDR range (like 10.0.0.0/8)`);
+      throw new Error(`${JSON.stringify(entry)} is not an IP address or a CIDR range (like 192.0.2.10 or 10.1.2.0/29)`);
     if (Number(prefix ?? bits) > bits)
       throw new Error(`${JSON.stringify(entry)}: an IPv${family} prefix is at most ${bits}`);
     blocks.addSubnet(address, Number(prefix ?? bits), family === 4 ? 'ipv4' : 'ipv6');

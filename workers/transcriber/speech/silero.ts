@@ -84,8 +84,9 @@ export class Silero {
 
   /**
    * onnxruntime's telemetry library opens an empty mat-debug-<pid>.log in the temporary directory
-   * at each load and never removes it: one more file in /tmp per job, so it goes with the session
-   * (if still empty; another session of the process writes on through its open descriptor).
+   * at each load and never removes it (job programs point TMPDIR at the job's directory, swept
+   * with it): it goes with the session, if still empty (another session of the process writes on
+   * through its open descriptor).
    */
   async close(): Promise<void> {
     await this.session.release();
