@@ -84,8 +84,8 @@ export class Silero {
 
   /**
    * onnxruntime's telemetry library opens an empty mat-debug-<pid>.log in the temporary directory
-   * at each load and never removes it (job programs point TMPDIR at the job's directory, swept
-   * with it): it goes with the session, if still empty (another session of the process writes on
+   * at each load and never removes it (the transcriber job program points TMPDIR at the job's
+   * directory, swept with it): it goes with the session, if still empty (another session of the process writes on
    * through its open descriptor).
    */
   async close(): Promise<void> {
