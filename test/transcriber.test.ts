@@ -170,6 +170,11 @@ describe('transcriber job program', () => {
       );
       const during = /after the stop \(([\d.]+) s during the call\)/.exec(job.output());
       assert.ok(Number(during?.[1]) > 0, 'what the process recognised is kept');
+      // what onnxruntime left for the killed process is in the job's directory, swept with the job
+      // (its telemetry writes nothing where the environment has CI)
+      const debugLog = `mat-debug-${transcript}.log`;
+      assert.ok(!existsSync(join(tmpdir(), debugLog)), debugLog);
+      if (!process.env.CI) assert.ok(existsSync(join(env.JOB_DIR, debugLog)), debugLog);
       const heard = aliceIn(readdirSync(env.ARTIFACTS_DIR).find((f) => f.endsWith('.vtt'))!, env);
       assert.ok(wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, heard) < 0.5, heard);
     } finally {

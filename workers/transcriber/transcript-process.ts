@@ -3,9 +3,9 @@
 // first, and the transcript has what they leave (Linux's nice is per thread, so whisper.cpp's
 // threads inside the job's process could not be lowered apart from the captions'). It loads its
 // engines at full priority, since the job joins the call once they have loaded, and then lowers
-// itself and its engines' helper processes. Both
-// processes run the job program; this one with TRANSCRIPT_ARG, reading the speakers' files from
-// the job's directory and appending what it recognises to recognised.jsonl.
+// itself and its engines' helper processes. Both processes run the job program; this one with
+// TRANSCRIPT_ARG, reading the speakers' files from the job's directory and appending what it
+// recognises to recognised.jsonl.
 //
 // At the stop the job program ends it and recognises the rest itself, from what recognised.jsonl
 // holds, at full priority: an unprivileged process cannot take back a priority it gave up, and at

@@ -3,9 +3,7 @@
 // music and breathing better than energy does. Its inference is asynchronous, so it serves the
 // transcript: the probabilities of each piece of a stream are computed first, then the VAD's
 // state machine reads them in order. Live captions keep the synchronous energy detector.
-import { rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Detector } from './vad.js';
 
@@ -82,15 +80,7 @@ export class Silero {
     };
   }
 
-  /**
-   * onnxruntime's telemetry library opens an empty mat-debug-<pid>.log in the temporary directory
-   * at each load and never removes it (the transcriber job program points TMPDIR at the job's
-   * directory, swept with it): it goes with the session, if still empty (another session of the process writes on
-   * through its open descriptor).
-   */
-  async close(): Promise<void> {
-    await this.session.release();
-    const debugLog = join(tmpdir(), `mat-debug-${process.pid}.log`);
-    if (statSync(debugLog, { throwIfNoEntry: false })?.size === 0) rmSync(debugLog, { force: true });
+  close(): Promise<void> {
+    return this.session.release();
   }
 }
