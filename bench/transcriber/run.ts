@@ -24,6 +24,7 @@ import { transcribeStream } from '../../workers/transcriber/transcribe.js';
 import { opusSource } from '../../test/media.js';
 import { librivox, speechTrack, wavSamples, wordErrorRate, writeWav } from '../../test/speech.js';
 import { cpuSeconds as ownCpuSeconds } from '../proc.js';
+import { childProcesses } from '../../workers/shared/priority.js';
 
 // onnxruntime's telemetry opens a mat-debug-<pid>.log in the temporary directory at each load of
 // Silero and never removes it: this process's go into a directory of its own, removed at the end.
@@ -427,14 +428,7 @@ function cpuSeconds(pid: number): number {
     }
   }, 0);
 }
-const descendants = (pid: number): number[] => {
-  try {
-    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
-    return children.map(Number).flatMap((c) => [c, ...descendants(c)]);
-  } catch {
-    return [];
-  }
-};
+const descendants = (pid: number): number[] => childProcesses(pid).flatMap((c) => [c, ...descendants(c)]);
 const treePeakMb = (pid: number) => [pid, ...descendants(pid)].reduce((n, p) => n + peakMb(p), 0);
 
 const quantile = (xs: number[], q: number) => {

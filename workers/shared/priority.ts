@@ -27,13 +27,16 @@ export function lowerPriority(pid: number | 'self' = 'self'): void {
     return;
   }
   for (const task of tasks) lower(Number(task));
-  for (const child of childProcesses(pid, tasks)) lowerPriority(child);
+  for (const child of childProcesses(pid)) lowerPriority(child);
 }
 
-/** The processes a process started: its threads' `children` files, or where the kernel has none, every process's parent. */
-function childProcesses(pid: number | 'self', tasks: string[]): number[] {
+/**
+ * The processes a process started: its threads' `children` files, or where the kernel has none,
+ * every process's parent. None once it has ended.
+ */
+export function childProcesses(pid: number | 'self'): number[] {
   try {
-    return tasks.flatMap((task) =>
+    return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
       readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number),
     );
   } catch {
