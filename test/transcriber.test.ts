@@ -160,6 +160,8 @@ describe('transcriber job program', () => {
       // at nice 19 beside whatever else the machine runs: a round may wait long
       await waitFor('a round', () => existsSync(recognised) && readFileSync(recognised, 'utf8').length > 0, 300_000);
       process.kill(transcript, 'SIGKILL');
+      // the job sees it gone during the call (on a loaded machine, only after a moment)
+      await waitFor('the job to see the process gone', () => job.output().includes('was killed (SIGKILL)'), 60_000);
       await alice.done;
       alice.p.leave();
       const [code] = await job.exited;
