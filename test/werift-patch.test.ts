@@ -7,8 +7,8 @@
 // times, which released werift wrote and read with the fraction's decimal digits as its binary
 // fraction, checked on their own. The patch's
 // security fixes (ICE answering and passing on strangers; DTLS closing or starting over on a record
-// in the clear; a lost bind of an ICE port ending the process) are checked last, on both: released
-// werift must show the hole, the patched one not.
+// in the clear; a lost bind of an ICE port ending the process; SCTP holding whatever a peer sends)
+// are checked last, on both: released werift must show the hole, the patched one not.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -355,7 +355,7 @@ async function connectedPeers(w: Werift) {
         return false;
       }
     };
-    return { offerer, answerer, talking, close };
+    return { offerer, answerer, channel, echoed: () => echoes, talking, close };
   } catch (e) {
     await close();
     throw e;
@@ -518,4 +518,97 @@ test("NTP times are RFC 3550's: the fraction of a second in binary, not its deci
   };
   assert.deepEqual(check(released), { sent: false, read: false }, 'released werift writes and reads whole seconds');
   assert.deepEqual(check(patched), { sent: true, read: true });
+});
+
+/** What werift's SCTP association keeps of what its peer sent (its fields, as the patch names them). */
+interface SctpReceiver {
+  lastReceivedTsn: number;
+  advertisedRwnd: number;
+  sackMisOrdered: Set<number>;
+  inboundStreams: Record<number, { reassembly: unknown[] }>;
+  receiveDataChunk(chunk: object): void;
+}
+const WINDOW = 1024 * 1024; // werift's advertised receive window
+const [END, BEGIN, UNORDERED] = [1, 2, 4]; // a DATA chunk's flags
+
+/** A one-byte DATA chunk on stream 9 (flags: a whole unordered message unless told). */
+const dataChunk = (
+  tsn: number,
+  { flags = BEGIN | END | UNORDERED, userData = randomBytes(1), streamSeqNum = 0 } = {},
+) => ({
+  tsn,
+  streamId: 9,
+  streamSeqNum,
+  protocol: 53,
+  flags,
+  userData,
+});
+
+/**
+ * Hands the answerer's association DATA chunks as packets from its peer would (TSNs from after
+ * `from`, or after its cumulative TSN), and tells what it holds then.
+ */
+async function sctpHolds(w: Werift, chunks: (tsn: (n: number) => number) => object[], from?: number) {
+  const peers = await connectedPeers(w);
+  try {
+    const sctp = (peers.answerer.sctpTransport as unknown as { sctp: SctpReceiver }).sctp;
+    if (from !== undefined) sctp.lastReceivedTsn = from;
+    const first = sctp.lastReceivedTsn;
+    for (const chunk of chunks((n) => (first + n) >>> 0)) sctp.receiveDataChunk(chunk);
+    const held = Object.values(sctp.inboundStreams).reduce((n, s) => n + s.reassembly.length, 0);
+    return {
+      bytes: WINDOW - sctp.advertisedRwnd,
+      chunks: held,
+      ahead: sctp.sackMisOrdered.size,
+      cumulative: sctp.lastReceivedTsn,
+    };
+  } finally {
+    await peers.close();
+  }
+}
+
+test('SCTP: what a peer makes the receiver hold is bounded by its window; the cumulative TSN passes from 9 to 10', async () => {
+  // A data channel's peer (in a call, anyone who joined) chose how much werift kept: fragments of a
+  // message never ended, ordered messages after one never sent and TSNs far ahead were all held,
+  // and each TSN ahead cost a sort of all of them.
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const attacks: Record<string, (tsn: (n: number) => number) => object[]> = {
+    'a message never ended (3,000 fragments of 1,000 bytes)': (tsn) =>
+      range(3000).map((i) => dataChunk(tsn(1 + i), { flags: i === 0 ? BEGIN : 0, userData: randomBytes(1000) })),
+    'one-byte ordered messages after one never sent (5,000)': (tsn) =>
+      range(5000).map((i) => dataChunk(tsn(1 + i), { flags: BEGIN | END, streamSeqNum: 1 + i })),
+    'one-byte messages at every other TSN after one never sent (3,000)': (tsn) =>
+      range(3000).map((i) => dataChunk(tsn(2 + 2 * i))),
+  };
+  for (const [what, chunks] of Object.entries(attacks)) {
+    const before = await sctpHolds(released, chunks);
+    assert.ok(
+      before.bytes > WINDOW || before.chunks > 2048 || before.ahead > 1024,
+      `released werift, ${what}: ${JSON.stringify(before)}`,
+    );
+    const after = await sctpHolds(patched, chunks);
+    assert.ok(
+      after.bytes <= WINDOW && after.chunks <= 2048 && after.ahead <= 1024,
+      `patched werift, ${what}: ${JSON.stringify(after)}`,
+    );
+  }
+
+  // What a peer that keeps to the window sends still all arrives: 600 messages at once, one of
+  // 60,000 bytes (55 fragments) among them; the receiver holds nothing once they have.
+  const peers = await connectedPeers(patched);
+  try {
+    const before = peers.echoed();
+    for (let i = 0; i < 600; i++) peers.channel.send(randomBytes(i === 300 ? 60_000 : 100));
+    await waitFor('600 echoes', () => peers.echoed() === before + 600, 120_000);
+    const sctp = (peers.answerer.sctpTransport as unknown as { sctp: SctpReceiver & { heldChunks: number } }).sctp;
+    assert.deepEqual([sctp.heldChunks, sctp.advertisedRwnd], [0, WINDOW]);
+  } finally {
+    await peers.close();
+  }
+
+  // TSN 10 before 9 (any count gaining a digit): released werift sorted the TSNs as strings, and
+  // its cumulative TSN stayed at 8 for good.
+  const nineAfterTen = () => [dataChunk(10), dataChunk(9)];
+  assert.equal((await sctpHolds(released, nineAfterTen, 8)).cumulative, 8);
+  assert.equal((await sctpHolds(patched, nineAfterTen, 8)).cumulative, 10);
 });
