@@ -116,14 +116,17 @@ describe('transcriber job program', () => {
     assert.equal(output.files, undefined, 'a captioning job makes no transcript');
   });
 
-  it('recognises the call in a process at nice 19 below the captions; if it dies, the job recognises the rest', async () => {
+  it('recognises the call in a process at nice 19 below the captions, started again if it dies; after the last, the job recognises the rest', async () => {
     const call = id();
     const env = jobEnv(call, 'niced', { JOB_TYPE: 'transcribing', LIVE_CAPTIONS_ON: 'true' });
     const job = start(env);
     let alice: Awaited<ReturnType<typeof speaker>> | undefined;
     try {
       await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
-      const transcript = children(job.child.pid!).find((pid) => cmdline(pid).includes('--transcript'));
+      /** the transcript's process, once there is one other than those given */
+      const transcriptProcess = (...not: number[]) =>
+        children(job.child.pid!).find((pid) => cmdline(pid).includes('--transcript') && !not.includes(pid));
+      const transcript = transcriptProcess();
       assert.ok(transcript, 'the transcript has its own process');
       /** the nice value (stat's 19th field) of every thread of `pid` (that has not ended meanwhile) */
       const threadNices = (pid: number) =>
@@ -146,7 +149,7 @@ describe('transcriber job program', () => {
       };
       // the captions' engines, the listener and the job's own threads keep the priority they were given
       const own = threadNices(job.child.pid!);
-      const captionEngines = children(job.child.pid!).filter((pid) => pid !== transcript);
+      const captionEngines = children(job.child.pid!).filter((pid) => !cmdline(pid).includes('--transcript'));
       assert.ok(captionEngines.length > 0, 'the captions have their engine beside the job');
       assert.ok(getPriority() < 19, 'the tests run above nice 19, so that the transcript can be below them');
       assert.deepEqual(new Set([...own, ...captionEngines.flatMap(nices)]), new Set([getPriority()]));
@@ -160,8 +163,29 @@ describe('transcriber job program', () => {
       // at nice 19 beside whatever else the machine runs: a round may wait long
       await waitFor('a round', () => existsSync(recognised) && readFileSync(recognised, 'utf8').length > 0, 300_000);
       process.kill(transcript, 'SIGKILL');
-      // the job sees it gone during the call (on a loaded machine, only after a moment)
-      await waitFor('the job to see the process gone', () => job.output().includes('was killed (SIGKILL)'), 60_000);
+      // It is started again, goes on from what recognised.jsonl holds, and is lowered once loaded.
+      // Killed three times more, it is not started again.
+      const killed = [transcript];
+      for (let restart = 1; restart <= 3; restart++) {
+        await waitFor(
+          `restart ${restart}`,
+          () => job.output().includes(`started again (${restart} of 3 times)`),
+          60_000,
+        );
+        const again = await waitFor(`process ${restart + 1}`, () => transcriptProcess(...killed), 60_000);
+        if (restart === 1) {
+          await waitFor('the process to load and lower itself', () => !nices(again).some((n) => n !== 19), 120_000);
+          assert.ok(children(again).length > 0, 'it has its engine');
+        }
+        process.kill(again, 'SIGKILL');
+        killed.push(again);
+      }
+      // the job sees the last gone during the call (on a loaded machine, only after a moment)
+      await waitFor(
+        'the job to see the last process gone',
+        () => job.output().includes('recognised after the stop'),
+        60_000,
+      );
       await alice.done;
       alice.p.leave();
       const [code] = await job.exited;
@@ -174,7 +198,7 @@ describe('transcriber job program', () => {
       assert.ok(Number(during?.[1]) > 0, 'what the process recognised is kept');
       // what onnxruntime left for the killed process is in the job's directory, swept with the job
       // (its telemetry writes nothing where the environment has CI)
-      const debugLog = `mat-debug-${transcript}.log`;
+      const debugLog = `mat-debug-${transcript}.log`; // the first process's: killed once loaded
       assert.ok(!existsSync(join(tmpdir(), debugLog)), debugLog);
       if (!process.env.CI) assert.ok(existsSync(join(env.JOB_DIR, debugLog)), debugLog);
       const heard = aliceIn(readdirSync(env.ARTIFACTS_DIR).find((f) => f.endsWith('.vtt'))!, env);

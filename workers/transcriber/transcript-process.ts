@@ -11,7 +11,8 @@
 // holds, at full priority: an unprivileged process cannot take back a priority it gave up, and at
 // nice 19 on a busy host (other jobs) the last seconds would wait behind everything else, up to
 // the stop grace. A round it was running is done again, no more than a round's audio. If it dies
-// during the call (killed, out of memory), the call goes on the same way.
+// during the call (killed, out of memory), it is started again, a few times at most, and goes on
+// from what recognised.jsonl holds; after the last, the stop recognises what is left.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { orphanProof } from '../shared/ffmpeg.js';
 import { lowerPriority } from '../shared/priority.js';
@@ -34,10 +35,17 @@ type Report =
   /** its engines did not load, or one failed during the call: the job fails with this */
   | { failed: string };
 
+/** How many times the process is started again after dying during the call. */
+const RESTARTS = 3;
+/** The wait before it is: a process killed for want of memory is not started into the same want at once. */
+const RESTART_DELAY_MS = 5_000;
+
 export class TranscriptProcess {
-  private readonly child: ChildProcess;
-  private readonly ready: Promise<Report | { gone: string }>;
-  private readonly exited: Promise<void>;
+  private child!: ChildProcess;
+  /** resolves when the current process has exited */
+  private exited!: Promise<void>;
+  private restarts = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
   private failure: string | undefined;
   private stopping = false;
   private fail: (why: string) => void = () => undefined;
@@ -56,7 +64,7 @@ export class TranscriptProcess {
     log: (message: string) => void,
   ): Promise<TranscriptProcess> {
     const p = new TranscriptProcess(dir, load, log);
-    const r = await p.ready;
+    const r = await new Promise<Report | { gone: string }>((ready) => p.spawn(ready));
     if ('failed' in r) throw new EngineError(r.failed);
     if ('gone' in r) throw new EngineError(`the transcript's process ${r.gone}`);
     return p;
@@ -65,35 +73,54 @@ export class TranscriptProcess {
   private constructor(
     private readonly dir: string,
     private readonly load: () => Promise<Recognisers>,
-    log: (message: string) => void,
-  ) {
+    private readonly log: (message: string) => void,
+  ) {}
+
+  /** Starts a process; `ready` is told whether it loaded its recognisers, or how it ended first. */
+  private spawn(ready: (r: Report | { gone: string }) => void): void {
     const [command, args] = orphanProof(process.execPath, [...process.execArgv, process.argv[1]!, TRANSCRIPT_ARG]);
-    this.child = spawn(command, args, {
+    const child = spawn(command, args, {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json',
     });
-    let ready: (r: Report | { gone: string }) => void = () => undefined;
-    this.ready = new Promise((r) => (ready = r));
-    this.child.on('message', (r: Report) => {
+    this.child = child;
+    let exited: () => void = () => undefined;
+    this.exited = new Promise((r) => (exited = r));
+    child.on('message', (r: Report) => {
       ready(r);
       if ('failed' in r) this.fail((this.failure = r.failed));
     });
-    let exited: () => void = () => undefined;
-    this.exited = new Promise((r) => (exited = r));
+    let ended = false;
     const gone = (why: string) => {
+      if (ended) return; // 'error' may come with 'exit'
+      ended = true;
       ready({ gone: why });
-      if (!this.stopping && this.failure === undefined)
-        log(`the transcript's process ${why}; what it did not recognise is recognised after the stop`);
       exited();
+      if (!this.stopping && this.failure === undefined) this.died(why);
     };
-    this.child.on('exit', (code, signal) => gone(signal ? `was killed (${signal})` : `exited with ${code}`));
-    this.child.on('error', (err) => gone(`could not be started (${err.message})`));
+    child.on('exit', (code, signal) => gone(signal ? `was killed (${signal})` : `exited with ${code}`));
+    child.on('error', (err) => gone(`could not be started (${err.message})`));
+  }
+
+  /** The process died during the call: it is started again, unless it has been too often. */
+  private died(why: string): void {
+    if (this.restarts === RESTARTS) {
+      this.log(`the transcript's process ${why}; what it did not recognise is recognised after the stop`);
+      return;
+    }
+    this.restarts++;
+    this.log(`the transcript's process ${why}; it is started again (${this.restarts} of ${RESTARTS} times)`);
+    this.restartTimer = setTimeout(() => {
+      // one that fails to load reports it, and the job fails as for an engine failing
+      if (!this.stopping) this.spawn(() => undefined);
+    }, RESTART_DELAY_MS);
   }
 
   /** Ends the process and recognises the rest of the call in this one; the whole transcript. */
   async finish(): Promise<FinishedTranscript> {
     if (this.failure !== undefined) throw new Error(this.failure);
     this.stopping = true;
+    clearTimeout(this.restartTimer);
     this.child.kill('SIGKILL');
     await this.exited;
     const { engines, silero } = await this.load();
