@@ -553,7 +553,7 @@ describe('recorder compose', () => {
         { t: 0, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
       ],
       6000,
-      2000,
+      3000,
     );
     // Ann's tile is 640x720: her 4:3 pictures fill its width (less the margin), 480 high,
     // letterboxed; the window fills the frame's height, 1076 wide, pillarboxed. Each picture comes
@@ -571,7 +571,8 @@ describe('recorder compose', () => {
     assert.deepEqual(runs(centre), [...ann, ['green', 30]]);
     assert.deepEqual(runs(inBox), [...ann, ['green', 30]]);
     assert.deepEqual(runs(leftEdge), [...ann, ['bg', 30]]);
-    // The part from 2 s begins with the pixel: its box is square, 640 high.
+    // Her file is read again from each keyframe of a new size: the pixel, 2 s into the first part,
+    // is fitted as a square, 640 high (scaled to the part's first size, 4:3, it was letterboxed).
     assert.deepEqual(runs(aboveBox), [
       ['bg', 20],
       ['red', 10],

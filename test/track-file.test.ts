@@ -204,6 +204,40 @@ describe('track file', () => {
     assert.deepEqual(pictures(file), pictures(join(dir, 'h264.h264')));
   });
 
+  it("tells the index each keyframe's picture size, where the size changes: VP8 and H.264", () => {
+    // A second at each size, a keyframe at each second: 640x360 twice (a keyframe, no change).
+    const sizes = ['320x180', '640x360', '640x360', '320x240'];
+    const frames = (codec: string[], ext: string, read: (file: string) => Buffer[][]) =>
+      sizes.flatMap((size, k) => {
+        const file = join(dir, `size-${k}.${ext}`);
+        execFileSync('ffmpeg', [
+          ...['-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=15:duration=1`],
+          ...[...codec, '-g', '15', file],
+        ]);
+        return read(file);
+      });
+    for (const [codec, packets] of [
+      ['vp8', frames(['-c:v', 'libvpx', '-b:v', '300k'], 'ivf', (f) => ivfFrames(f).map(vp8Packets))],
+      [
+        'h264',
+        frames(['-c:v', 'libx264', '-preset', 'ultrafast', '-bsf:v', 'dump_extra'], 'h264', (f) =>
+          accessUnits(readFileSync(f)).map(h264Packets),
+        ),
+      ],
+    ] as const) {
+      const file = join(dir, `sizes.${codec}.webm`);
+      writeFrames(file, codec, packets);
+      const index = new WebmIndex(file).update();
+      assert.deepEqual(
+        index.starts.map((s) => [s.ms, s.size]),
+        sizes.map((size, k) => [k * 1000, size]),
+        codec,
+      );
+      assert.deepEqual(index.sizeChanges(-1, Infinity), [1000, 3000], codec);
+      assert.deepEqual(index.sizeChanges(1000, 3000), [], `${codec}: the ends are excluded`);
+    }
+  });
+
   it('holds frames until flushed: a file being written reads to its last flush', () => {
     const file = join(dir, 'flushed.webm');
     let flushedSize = -1;

@@ -129,6 +129,9 @@ function intervals(
 
 const BACKGROUND = '0x1e1f22';
 
+/** Size changes of one track read again within a part at most: each is one more input (a demuxer and a decoder). */
+const MAX_SIZE_CHANGES = 3;
+
 /** The output frame at `ms` on the recording's clock: parts and lanes all cut on this grid. */
 export const frameAt = (ms: number, fps: number) => Math.round((ms / 1000) * fps);
 
@@ -174,12 +177,6 @@ function lane(
     // where a part or a stretch begins in a track's held last picture, it shows background.
     if (to <= from || (from > start && t.lastFrameMs <= (from * 1000) / fps + SEEK_MARGIN_MS)) return;
     gap(from - at);
-    // A track that began before this part is read from there (ffmpeg seeks to the keyframe before
-    // and decodes from it; capture asks for keyframes ahead of each part). Its times then count
-    // from that point, and fps starts at 0 so each frame lands where it belongs.
-    const seekS = (from - start) / fps;
-    const i = input(t, seekS);
-    segments.push(`[${label}s${segments.length}]`);
     // The file's frames (on the sender's clock) fitted to the cell, resampled to the output rate
     // (before fitting when that drops frames, after when it repeats them: fewer frames to scale),
     // held on its last frame if it ran short, cut to its slot. The fit crops the picture's edges
@@ -191,7 +188,7 @@ function lane(
     // bench/recorder). zimg takes and makes only even sizes of 4:2:0 (a window shared at 1013x677
     // failed the part): the picture is first made even by swscale (a crop would leave nothing of a
     // picture 1 pixel wide), and the fit is rounded to even, never past the cell (its sides are
-    // even). That first step keeps the size the part began with (below, `-reinit_filter 0`): it
+    // even). That first step keeps the size its input began with (below, `-reinit_filter 0`): it
     // passes a picture of that size through untouched, and scales one of another size to it, so
     // that the filters after it (crop, pad: their sizes are set once) never see a new size.
     const even = 'scale=ceil(iw/2)*2:ceil(ih/2)*2:flags=bilinear,';
@@ -201,10 +198,31 @@ function lane(
     const fit = `${even}zscale=w=${fitW}:h=${fitH}:filter=bilinear,${margin}pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=${BACKGROUND},setsar=1`;
     const resample = `fps=${fps}:start_time=0`;
     const repeats = t.frameMs !== undefined && 1000 / t.frameMs < fps;
-    filters.push(
-      `[${i}:v]${seekS > 0 ? '' : 'setpts=PTS-STARTPTS,'}${repeats ? `${fit},${resample}` : `${resample},${fit}`},` +
-        `tpad=stop_mode=clone:stop=${to - from},trim=end_frame=${to - from},setpts=PTS-STARTPTS${segments.at(-1)}`,
-    );
+    // A track that began before this part is read from there (ffmpeg seeks to the keyframe before
+    // and decodes from it; capture asks for keyframes ahead of each part). Its times then count
+    // from that point, and fps starts at 0 so each frame lands where it belongs. Where the picture
+    // changes size in the part (a browser lowers or raises its camera's resolution, a shared
+    // window is resized), the file is read again from the keyframe of the new size (capture opens
+    // a cluster at each), so that each input has one size, fitted as it is: scaled to the size the
+    // input began with, it lost its detail or its aspect until the next part.
+    const fileMs = (frame: number) => (frame / fps) * 1000 - t.mediaMs!;
+    const reads = [
+      { frame: from, seekS: (from - start) / fps },
+      ...t.index
+        .sizeChanges(fileMs(from), fileMs(to))
+        .slice(0, MAX_SIZE_CHANGES)
+        .map((ms) => ({ frame: frameAt(t.mediaMs! + ms, fps), seekS: ms / 1000 })),
+    ];
+    reads.forEach(({ frame, seekS }, k) => {
+      const frames = Math.min(to, reads[k + 1]?.frame ?? to) - frame;
+      if (frames <= 0) return; // the next change is at the same frame
+      const i = input(t, seekS);
+      segments.push(`[${label}s${segments.length}]`);
+      filters.push(
+        `[${i}:v]${seekS > 0 ? '' : 'setpts=PTS-STARTPTS,'}${repeats ? `${fit},${resample}` : `${resample},${fit}`},` +
+          `tpad=stop_mode=clone:stop=${frames},trim=end_frame=${frames},setpts=PTS-STARTPTS${segments.at(-1)}`,
+      );
+    });
     at = to;
   });
   gap(f1 - at);
@@ -292,12 +310,12 @@ export function partArgs(
   // Each input decoded on one thread: a decoder's frame threads cost 3.5 % more CPU for the same
   // part (four cameras at medium, 2.87 → 2.77 CPU s per 10 s), and the part runs at low priority
   // beside capture anyway; x264's threads and the several inputs keep both cores busy.
-  // A picture whose size changes mid-track (a browser lowers or raises its camera's resolution
-  // with its bandwidth or CPU) is scaled to the size the part began with, then fitted: ffmpeg
+  // A picture whose size changes mid-input (a browser lowers or raises its camera's resolution
+  // with its bandwidth or CPU) is scaled to the size the input began with, then fitted: ffmpeg
   // otherwise rebuilds the whole graph at the change, each lane's times and frame counts start
   // again, and the frames after it were misplaced or the part stalled (test "fits every picture
-  // size"). Until the next part its detail is that of the first size, and a change of aspect
-  // stretches it.
+  // size"). lane() reads a file again from each keyframe where its size changes, up to
+  // MAX_SIZE_CHANGES a part, so this is left for the changes past those.
   const input = (track: Track, seekS: number) => {
     const reinit = track.source === 'mic' ? [] : ['-reinit_filter', '0'];
     inputs.push('-threads', '1', ...reinit, ...inputFrom(track.index, seekS * 1000));

@@ -5,10 +5,12 @@
 // parts of 10 s: about 1 GB read and 200 000 lines parsed per part by the end).
 // A Cluster's Timestamp is followed by SimpleBlocks whose 16-bit time is relative to it.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { h264PictureSize } from '../../src/media/h264.js';
+import { vp8KeyframeSize } from '../../src/media/vp8.js';
 import { ID, readVint as vint } from './webm.js';
 
 const { SEGMENT, CLUSTER, INFO, TIMESTAMP_SCALE, CLUSTER_TIMESTAMP, SIMPLE_BLOCK, BLOCK_GROUP, BLOCK } = ID;
-const { TRACKS, TRACK_ENTRY, TRACK_TYPE } = ID;
+const { TRACKS, TRACK_ENTRY, TRACK_TYPE, CODEC_ID } = ID;
 const DESCEND = new Set<number>([SEGMENT, CLUSTER, INFO, BLOCK_GROUP, TRACKS, TRACK_ENTRY]);
 const VIDEO_TRACK = 1;
 const CHUNK = 1 << 20;
@@ -23,6 +25,8 @@ let scratch: Buffer | undefined;
 export interface ClusterStart {
   ms: number;
   offset: number;
+  /** the picture's size its keyframe declares (`WxH`), where it can be read */
+  size?: string;
 }
 
 export class WebmIndex {
@@ -42,6 +46,7 @@ export class WebmIndex {
    */
   readonly starts: ClusterStart[] = [];
   private video = false;
+  private codec = '';
   /** where the cluster whose first block is awaited begins */
   private clusterAt: number | undefined;
 
@@ -86,7 +91,8 @@ export class WebmIndex {
       }
       if (size.unknown || body + size.value > buf.length) return at;
       const data = buf.subarray(body, body + size.value);
-      if (id.value === CLUSTER_TIMESTAMP || id.value === TIMESTAMP_SCALE || id.value === TRACK_TYPE) {
+      if (id.value === CODEC_ID) this.codec = data.toString('latin1');
+      else if (id.value === CLUSTER_TIMESTAMP || id.value === TIMESTAMP_SCALE || id.value === TRACK_TYPE) {
         let v = 0;
         for (const b of data) v = v * 256 + b;
         if (id.value === CLUSTER_TIMESTAMP) this.clusterMs = (v * this.scaleNs) / 1e6;
@@ -99,12 +105,40 @@ export class WebmIndex {
           this.frames++;
           this.lastMs = Math.max(this.lastMs, ms);
           const keyframe = id.value === SIMPLE_BLOCK && (data[track.length + 2]! & 0x80) !== 0;
-          if (this.clusterAt !== undefined && keyframe && this.video) this.starts.push({ ms, offset: this.clusterAt });
+          if (this.clusterAt !== undefined && keyframe && this.video)
+            this.starts.push({ ms, offset: this.clusterAt, size: this.pictureSize(data.subarray(track.length + 3)) });
           this.clusterAt = undefined;
         }
       }
       at = body + size.value;
     }
+  }
+
+  /** The size a keyframe's bytes declare, if they can be read. */
+  private pictureSize(frame: Buffer): string | undefined {
+    try {
+      const size = this.codec === 'V_VP8' ? vp8KeyframeSize(frame) : h264PictureSize([frame]);
+      return size && `${size.width}x${size.height}`;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The keyframe clusters between `fromMs` and `toMs` of the file's time (both excluded) where the
+   * picture's size changes from the one before: where a reader that starts there gets a picture
+   * of one size (until the next).
+   */
+  sizeChanges(fromMs: number, toMs: number): number[] {
+    const changes: number[] = [];
+    let size: string | undefined;
+    for (const start of this.starts) {
+      if (start.ms >= toMs) break;
+      if (start.size === undefined) continue;
+      if (size !== undefined && start.size !== size && start.ms > fromMs) changes.push(start.ms);
+      size = start.size;
+    }
+    return changes;
   }
 }
 
