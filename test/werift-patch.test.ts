@@ -527,6 +527,7 @@ interface SctpReceiver {
   sackMisOrdered: Set<number>;
   inboundStreams: Record<number, { reassembly: unknown[] }>;
   receiveDataChunk(chunk: object): void;
+  receiveForwardTsnChunk(chunk: { cumulativeTsn: number; streams: [number, number][] }): void;
 }
 const WINDOW = 1024 * 1024; // werift's advertised receive window
 const [END, BEGIN, UNORDERED] = [1, 2, 4]; // a DATA chunk's flags
@@ -554,7 +555,9 @@ async function sctpHolds(w: Werift, chunks: (tsn: (n: number) => number) => obje
     const sctp = (peers.answerer.sctpTransport as unknown as { sctp: SctpReceiver }).sctp;
     if (from !== undefined) sctp.lastReceivedTsn = from;
     const first = sctp.lastReceivedTsn;
-    for (const chunk of chunks((n) => (first + n) >>> 0)) sctp.receiveDataChunk(chunk);
+    for (const chunk of chunks((n) => (first + n) >>> 0))
+      if ('cumulativeTsn' in chunk) sctp.receiveForwardTsnChunk(chunk as { cumulativeTsn: number; streams: [] });
+      else sctp.receiveDataChunk(chunk);
     const held = Object.values(sctp.inboundStreams).reduce((n, s) => n + s.reassembly.length, 0);
     return {
       bytes: WINDOW - sctp.advertisedRwnd,
@@ -579,6 +582,13 @@ test('SCTP: what a peer makes the receiver hold is bounded by its window; the cu
       range(5000).map((i) => dataChunk(tsn(1 + i), { flags: BEGIN | END, streamSeqNum: 1 + i })),
     'one-byte messages at every other TSN after one never sent (3,000)': (tsn) =>
       range(3000).map((i) => dataChunk(tsn(2 + 2 * i))),
+    // 2^31 ahead is neither before nor after in serial number arithmetic (RFC 1982); each
+    // FORWARD-TSN of one leaves the chunk before it 2^31 - 1 ahead, and frees the next slot
+    'fragments of 1,000 bytes 2^31 TSNs ahead, each followed by a FORWARD-TSN of one (3,000)': (tsn) =>
+      range(3000).flatMap((i) => [
+        dataChunk(tsn(2 ** 31 + i), { flags: 0, userData: randomBytes(1000) }),
+        { cumulativeTsn: tsn(1 + i), streams: [] },
+      ]),
   };
   for (const [what, chunks] of Object.entries(attacks)) {
     const before = await sctpHolds(released, chunks);
