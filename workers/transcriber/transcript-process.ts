@@ -12,7 +12,8 @@
 // nice 19 on a busy host (other jobs) the last seconds would wait behind everything else, up to
 // the stop grace. A round it was running is done again, no more than a round's audio. If it dies
 // during the call (killed, out of memory), it is started again, a few times at most, and goes on
-// from what recognised.jsonl holds; after the last, the stop recognises what is left.
+// from what recognised.jsonl holds; after the last, or if its engines do not load again, the stop
+// recognises what is left.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { orphanProof } from '../shared/ffmpeg.js';
 import { lowerPriority } from '../shared/priority.js';
@@ -45,6 +46,8 @@ export class TranscriptProcess {
   /** resolves when the current process has exited */
   private exited!: Promise<void>;
   private restarts = 0;
+  /** the first process loaded, and the call is on: from here a death is survived */
+  private serving = false;
   private restartTimer: NodeJS.Timeout | undefined;
   private failure: string | undefined;
   private stopping = false;
@@ -67,6 +70,7 @@ export class TranscriptProcess {
     const r = await new Promise<Report | { gone: string }>((ready) => p.spawn(ready));
     if ('failed' in r) throw new EngineError(r.failed);
     if ('gone' in r) throw new EngineError(`the transcript's process ${r.gone}`);
+    p.serving = true;
     return p;
   }
 
@@ -78,26 +82,41 @@ export class TranscriptProcess {
 
   /** Starts a process; `ready` is told whether it loaded its recognisers, or how it ended first. */
   private spawn(ready: (r: Report | { gone: string }) => void): void {
-    const [command, args] = orphanProof(process.execPath, [...process.execArgv, process.argv[1]!, TRANSCRIPT_ARG]);
-    const child = spawn(command, args, {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      serialization: 'json',
-    });
-    this.child = child;
     let exited: () => void = () => undefined;
     this.exited = new Promise((r) => (exited = r));
-    child.on('message', (r: Report) => {
-      ready(r);
-      if ('failed' in r) this.fail((this.failure = r.failed));
-    });
+    /** it reported ready; a process started again that did not is not started again */
+    let loaded = false;
+    let unloaded = false;
     let ended = false;
     const gone = (why: string) => {
       if (ended) return; // 'error' may come with 'exit'
       ended = true;
       ready({ gone: why });
       exited();
-      if (!this.stopping && this.failure === undefined) this.died(why);
+      if (this.serving && !unloaded && !this.stopping && this.failure === undefined) this.died(why);
     };
+    const [command, args] = orphanProof(process.execPath, [...process.execArgv, process.argv[1]!, TRANSCRIPT_ARG]);
+    let child: ChildProcess;
+    try {
+      child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+    } catch (err) {
+      // what spawn does not report as 'error' it throws (ENOMEM among them)
+      return gone(`could not be started (${(err as Error).message})`);
+    }
+    this.child = child;
+    child.on('message', (r: Report) => {
+      ready(r);
+      if ('ready' in r) loaded = true;
+      else if (loaded || !this.serving) this.fail((this.failure = r.failed));
+      else {
+        // started again, its engines did not load (what ended the last may be at it still)
+        unloaded = true;
+        this.log(
+          `the transcript's process could not load its engines again (${r.failed}); what it did not recognise is recognised after the stop`,
+        );
+        child.kill('SIGKILL');
+      }
+    });
     child.on('exit', (code, signal) => gone(signal ? `was killed (${signal})` : `exited with ${code}`));
     child.on('error', (err) => gone(`could not be started (${err.message})`));
   }
@@ -111,7 +130,6 @@ export class TranscriptProcess {
     this.restarts++;
     this.log(`the transcript's process ${why}; it is started again (${this.restarts} of ${RESTARTS} times)`);
     this.restartTimer = setTimeout(() => {
-      // one that fails to load reports it, and the job fails as for an engine failing
       if (!this.stopping) this.spawn(() => undefined);
     }, RESTART_DELAY_MS);
   }
