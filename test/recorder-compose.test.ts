@@ -527,58 +527,60 @@ describe('recorder compose', () => {
     );
   });
 
-  it('fits every picture size to its place, and keeps time across size changes: a 4:3 camera, one larger than its tile, one of 1x1, a window shared at an odd size', async () => {
-    const dir = join(root, 'sizes');
-    // Ann's camera changes its size mid-track, in one file: 1 s of red at 320x240, 1 s of blue at
-    // 1280x960 (as a sender raising its resolution, larger than the tile), 1 s of red in one pixel;
-    // from 3 s Bob shares a window of 1013x677.
-    const thirds = [
-      colourTrack(dir, 'small', 'red', 1, undefined, '320x240'),
-      colourTrack(dir, 'large', 'blue', 1, undefined, '1280x960'),
-      colourTrack(dir, 'pixel', 'red', 1, undefined, '1x1'),
-    ];
-    writeFileSync(join(dir, 'thirds.txt'), thirds.map((f) => `file '${join(dir, f)}'\n`).join(''));
-    execFileSync('ffmpeg', [
-      ...['-loglevel', 'error', '-f', 'concat', '-safe', '0', '-i', join(dir, 'thirds.txt')],
-      ...['-c', 'copy', join(dir, 'tracks', 'camera.webm')],
-    ]);
-    const file = await compose(
-      dir,
-      [
-        track(join('tracks', 'camera.webm'), 'ann', 'camera', 0, 3000),
-        track(colourTrack(dir, 'window', 'green', 3, undefined, '1013x677'), 'bob', 'screen', 3000, 6000),
-      ],
-      [
-        { t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' },
-        { t: 0, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
-      ],
-      6000,
-      3000,
-    );
-    // Ann's tile is 640x720: her 4:3 pictures fill its width (less the margin), 480 high,
-    // letterboxed; the window fills the frame's height, 1076 wide, pillarboxed. Each picture comes
-    // at its time: a size change made ffmpeg rebuild the part's graph, and the frames after it were
-    // misplaced.
-    const centre = regionColours(file, '200:200:220:260').map(named);
-    const inBox = regionColours(file, '200:30:220:130').map(named);
-    const aboveBox = regionColours(file, '200:30:220:60').map(named);
-    const leftEdge = regionColours(file, '60:200:20:260').map(named);
-    const ann: [string, number][] = [
-      ['red', 10],
-      ['blue', 10],
-      ['red', 10],
-    ];
-    assert.deepEqual(runs(centre), [...ann, ['green', 30]]);
-    assert.deepEqual(runs(inBox), [...ann, ['green', 30]]);
-    assert.deepEqual(runs(leftEdge), [...ann, ['bg', 30]]);
-    // Her file is read again from each keyframe of a new size: the pixel, 2 s into the first part,
-    // is fitted as a square, 640 high (scaled to the part's first size, 4:3, it was letterboxed).
-    assert.deepEqual(runs(aboveBox), [
-      ['bg', 20],
-      ['red', 10],
-      ['green', 30],
-    ]);
-  });
+  for (const partMs of [2000, 3000])
+    it(`fits every picture size to its place, and keeps time across size changes: a 4:3 camera, one larger than its tile, one of 1x1, a window shared at an odd size (parts of ${partMs / 1000} s)`, async () => {
+      const dir = join(root, `sizes-${partMs}`);
+      // Ann's camera changes its size mid-track, in one file: 1 s of red at 320x240, 1 s of blue at
+      // 1280x960 (as a sender raising its resolution, larger than the tile), 1 s of red in one pixel;
+      // from 3 s Bob shares a window of 1013x677.
+      const thirds = [
+        colourTrack(dir, 'small', 'red', 1, undefined, '320x240'),
+        colourTrack(dir, 'large', 'blue', 1, undefined, '1280x960'),
+        colourTrack(dir, 'pixel', 'red', 1, undefined, '1x1'),
+      ];
+      writeFileSync(join(dir, 'thirds.txt'), thirds.map((f) => `file '${join(dir, f)}'\n`).join(''));
+      execFileSync('ffmpeg', [
+        ...['-loglevel', 'error', '-f', 'concat', '-safe', '0', '-i', join(dir, 'thirds.txt')],
+        ...['-c', 'copy', join(dir, 'tracks', 'camera.webm')],
+      ]);
+      const file = await compose(
+        dir,
+        [
+          track(join('tracks', 'camera.webm'), 'ann', 'camera', 0, 3000),
+          track(colourTrack(dir, 'window', 'green', 3, undefined, '1013x677'), 'bob', 'screen', 3000, 6000),
+        ],
+        [
+          { t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' },
+          { t: 0, sessionId: 'bob', displayName: 'Bob', event: 'joined' },
+        ],
+        6000,
+        partMs,
+      );
+      // Ann's tile is 640x720: her 4:3 pictures fill its width (less the margin), 480 high,
+      // letterboxed; the window fills the frame's height, 1076 wide, pillarboxed. Each picture comes
+      // at its time: a size change made ffmpeg rebuild the part's graph, and the frames after it were
+      // misplaced.
+      const centre = regionColours(file, '200:200:220:260').map(named);
+      const inBox = regionColours(file, '200:30:220:130').map(named);
+      const aboveBox = regionColours(file, '200:30:220:60').map(named);
+      const leftEdge = regionColours(file, '60:200:20:260').map(named);
+      const ann: [string, number][] = [
+        ['red', 10],
+        ['blue', 10],
+        ['red', 10],
+      ];
+      assert.deepEqual(runs(centre), [...ann, ['green', 30]]);
+      assert.deepEqual(runs(inBox), [...ann, ['green', 30]]);
+      assert.deepEqual(runs(leftEdge), [...ann, ['bg', 30]]);
+      // The pixel, from 2 s, is fitted as a square, 640 high: at the start of the second part of 2 s,
+      // or read again from its keyframe in the first of 3 s (scaled to that read's first size, 4:3,
+      // it was letterboxed).
+      assert.deepEqual(runs(aboveBox), [
+        ['bg', 20],
+        ['red', 10],
+        ['green', 30],
+      ]);
+    });
 
   it('shows a screen share full frame from the moment it started, held on its last picture if it ran short of its slot', async () => {
     // The share was announced until 5 s, but its file holds only 2 s: the last picture stays.

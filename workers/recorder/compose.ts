@@ -129,7 +129,7 @@ function intervals(
 
 const BACKGROUND = '0x1e1f22';
 
-/** Size changes of one track read again within a part at most: each is one more input (a demuxer and a decoder). */
+/** Size changes of one track read again in a lane (a part's stretch) at most: each is one more input (a demuxer and a decoder). */
 const MAX_SIZE_CHANGES = 3;
 
 /** The output frame at `ms` on the recording's clock: parts and lanes all cut on this grid. */
@@ -205,17 +205,20 @@ function lane(
     // window is resized), the file is read again from the keyframe of the new size (capture opens
     // a cluster at each), so that each input has one size, fitted as it is: scaled to the size the
     // input began with, it lost its detail or its aspect until the next part.
-    const fileMs = (frame: number) => (frame / fps) * 1000 - t.mediaMs!;
+    // The reads begin at their keyframes' frames, kept between from and to, so that together they
+    // fill the lane's slot exactly; a change past the first read's seek and at its frame leaves it
+    // no frame.
+    const firstSeekS = (from - start) / fps;
     const reads = [
-      { frame: from, seekS: (from - start) / fps },
+      { frame: from, seekS: firstSeekS },
       ...t.index
-        .sizeChanges(fileMs(from), fileMs(to))
+        .sizeChanges(firstSeekS * 1000, (to / fps) * 1000 - t.mediaMs!)
         .slice(0, MAX_SIZE_CHANGES)
-        .map((ms) => ({ frame: frameAt(t.mediaMs! + ms, fps), seekS: ms / 1000 })),
+        .map((ms) => ({ frame: Math.min(to, Math.max(from, frameAt(t.mediaMs! + ms, fps))), seekS: ms / 1000 })),
     ];
     reads.forEach(({ frame, seekS }, k) => {
-      const frames = Math.min(to, reads[k + 1]?.frame ?? to) - frame;
-      if (frames <= 0) return; // the next change is at the same frame
+      const frames = (reads[k + 1]?.frame ?? to) - frame;
+      if (frames <= 0) return;
       const i = input(t, seekS);
       segments.push(`[${label}s${segments.length}]`);
       filters.push(
@@ -315,7 +318,7 @@ export function partArgs(
   // otherwise rebuilds the whole graph at the change, each lane's times and frame counts start
   // again, and the frames after it were misplaced or the part stalled (test "fits every picture
   // size"). lane() reads a file again from each keyframe where its size changes, up to
-  // MAX_SIZE_CHANGES a part, so this is left for the changes past those.
+  // MAX_SIZE_CHANGES a lane, so this is left for the changes past those.
   const input = (track: Track, seekS: number) => {
     const reinit = track.source === 'mic' ? [] : ['-reinit_filter', '0'];
     inputs.push('-threads', '1', ...reinit, ...inputFrom(track.index, seekS * 1000));
