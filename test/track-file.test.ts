@@ -3,7 +3,7 @@
 // written by TrackFile and decoded again must give every picture ffmpeg's own file gives, frame for
 // frame; each frame at its time by the RTP clock (through the 32-bit wrap); a frame missing a
 // packet dropped whole.
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -411,6 +411,7 @@ describe('track file', () => {
         .map((n) => at(n - key)),
       'from the keyframe, without the broken frame',
     );
-    rmSync(dir, { recursive: true, force: true });
   });
+
+  after(() => rmSync(dir, { recursive: true, force: true }));
 });
