@@ -4,7 +4,7 @@
 // (no model can be obtained here).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   appendFileSync,
@@ -357,6 +357,56 @@ describe('live captions', () => {
     );
     const wer = wordErrorRate(`${a!.text} ${b!.text}`, sent.map((c) => c.text).join(' '));
     assert.ok(wer < 0.5, `caption WER ${wer.toFixed(2)}: ${JSON.stringify(sent)}`);
+  });
+
+  it('replaces a recogniser that fails, and captions go on; with none left, windows are dropped, not kept', async () => {
+    const [a, b, c] = librivox();
+    const kill = (engine: SpeechEngine) => (engine as unknown as { child: ChildProcess }).child.kill('SIGKILL');
+    const spoken = (u: { wav: string }) => concat([silence(0.5), wavSamples(u.wav), silence(1)]);
+    const sent: string[] = [];
+    const logs: string[] = [];
+    const [engine] = await start(1);
+    const renewed = async () => (await start(1))[0]!;
+    const captions = new LiveCaptions(
+      [engine!],
+      (_, text) => sent.push(text),
+      { windowMs: 8000 },
+      (m) => logs.push(m),
+      renewed,
+    );
+    await play(captions, { s1: spoken(a!) }, 1);
+    kill(engine!); // its helper dies (out of memory, killed)
+    // the next utterance goes to it and is lost; the one after to the new recogniser
+    await play(captions, { s1: spoken(b!) }, 1);
+    const after = sent.length;
+    await play(captions, { s1: spoken(c!) }, 1);
+    const stats = await captions.close();
+    assert.ok(
+      logs.some((l) => /pocketsphinx-server exited.*a new recogniser replaces it \(1 of 3\)/.test(l)),
+      logs.join('\n'),
+    );
+    assert.ok(stats.dropped >= 1, JSON.stringify(stats));
+    assert.equal(stats.windows, stats.sent + stats.dropped + stats.empty, JSON.stringify(stats));
+    const wer = wordErrorRate(c!.text, sent.slice(after).join(' '));
+    assert.ok(wer < 0.5, `caption WER after the renewal ${wer.toFixed(2)}: ${JSON.stringify(sent)}`);
+
+    // Without a new one, the pool goes on without it; with none left, nothing waits for good.
+    const [lone] = await start(1);
+    const alone = new LiveCaptions(
+      [lone!],
+      () => undefined,
+      { windowMs: 3000 },
+      (m) => logs.push(m),
+    );
+    kill(lone!);
+    await play(alone, { s1: concat([spoken(a!), spoken(b!)]) }, 4);
+    assert.equal((alone as unknown as { queue: unknown[] }).queue.length, 0, 'windows kept with no recogniser');
+    const lost = await alone.close();
+    assert.ok(lost.windows > 1 && lost.dropped === lost.windows && lost.sent === 0, JSON.stringify(lost));
+    assert.ok(
+      logs.some((l) => /caption recognition failed .*; 0 caption recognisers left/.test(l)),
+      logs.join('\n'),
+    );
   });
 
   it('drops windows that waited too long instead of falling ever further behind', async () => {

@@ -5,6 +5,9 @@
 // otherwise the finished window waits in a queue, oldest first. A window that waited longer than
 // `staleMs`, or a stream whose decoding fell more than `staleMs` behind the speaker, is dropped
 // and counted: when recognition falls behind, captions skip ahead instead of running ever later.
+// A recogniser that fails (its helper killed, out of memory) is closed and replaced by a new one, a
+// few times in all; past that the pool goes on without it, and with none left every window is
+// dropped and counted.
 import type { CaptionStats } from '../../src/jobs/contract.js';
 import type { Recognition, RecognitionStream, SpeechEngine } from './speech/engine.js';
 import { Vad, type Utterance } from './speech/vad.js';
@@ -19,6 +22,9 @@ export interface CaptionOptions {
 }
 
 const captionDefaults = { hangoverMs: 300, staleMs: 2000 };
+
+/** How many failed recognisers are replaced in all. */
+const RENEWALS = 3;
 
 /**
  * Windows up to 8 s as upstream when every recogniser streams (a long window then costs no delay
@@ -46,15 +52,21 @@ export class LiveCaptions {
   private counts = { windows: 0, sent: 0, dropped: 0, empty: 0 };
   private closed = false;
   private readonly busy = new Set<Promise<void>>();
+  /** recognisers idle, busy or being replaced */
+  private pool: number;
+  private renewals = 0;
 
+  /** `renew`: a new recogniser, for one that failed. */
   constructor(
     engines: SpeechEngine[],
     private readonly send: SendCaption,
     opts: Partial<CaptionOptions> = {},
     private readonly log = (_: string) => {},
+    private readonly renew?: () => Promise<SpeechEngine>,
   ) {
     this.opts = { ...captionDefaults, windowMs: defaultWindowMs(engines), ...opts };
     this.idle = [...engines];
+    this.pool = engines.length;
   }
 
   /** A speaker's next samples (Listener.onSamples). */
@@ -116,6 +128,7 @@ export class LiveCaptions {
     if (live === 'dropped') {
       if (u) this.counts.dropped++;
     } else if (live) this.run(live.engine, live.stream.end(), u && { sessionId, pcm: u.pcm, readyAt });
+    else if (u && this.pool === 0) this.counts.dropped++;
     else if (u) this.queue.push({ sessionId, pcm: u.pcm, readyAt });
   }
 
@@ -133,6 +146,7 @@ export class LiveCaptions {
 
   /** Sends the caption of window `w` (none for a burst too short to keep) and frees the engine. */
   private run(engine: SpeechEngine, recognition: Promise<Recognition>, w: Window | undefined): void {
+    let failure: Error | undefined;
     const job = recognition
       .then(
         ({ text }) => {
@@ -148,15 +162,48 @@ export class LiveCaptions {
         },
         (err: Error) => {
           if (w) this.counts.dropped++;
-          this.log(`caption recognition failed: ${err.message}`);
+          failure = err;
         },
       )
       .finally(() => {
         this.busy.delete(job);
-        this.idle.push(engine);
+        if (failure) this.replace(engine, failure);
+        else this.idle.push(engine);
         this.next();
       });
     this.busy.add(job);
+  }
+
+  /**
+   * A recogniser failed: it is closed (a helper that died answers nothing again) and a new one
+   * takes its place, while renewals are left.
+   */
+  private replace(engine: SpeechEngine, err: Error): void {
+    void engine.close().catch(() => undefined);
+    const renew = this.renew && !this.closed && this.renewals < RENEWALS ? this.renew : undefined;
+    if (!renew) return this.lose(`caption recognition failed (${err.message})`);
+    this.renewals++;
+    this.log(
+      `caption recognition failed (${err.message}); a new recogniser replaces it (${this.renewals} of ${RENEWALS})`,
+    );
+    const job = renew()
+      .then(
+        (fresh) => {
+          if (this.closed) return void fresh.close();
+          this.idle.push(fresh);
+          this.next();
+        },
+        (e: Error) => this.lose(`a new caption recogniser did not start (${e.message})`),
+      )
+      .finally(() => this.busy.delete(job));
+    this.busy.add(job);
+  }
+
+  /** One recogniser fewer; with none left, the windows waiting are dropped, as every one after. */
+  private lose(why: string): void {
+    this.pool--;
+    this.log(`${why}; ${this.pool} caption recogniser${this.pool === 1 ? '' : 's'} left`);
+    if (this.pool === 0) this.counts.dropped += this.queue.splice(0).length;
   }
 
   stats(): CaptionStats {

@@ -32,7 +32,7 @@ import { LiveCaptions } from './captions.js';
 import { toText, toWebVtt, type Segment } from './formats.js';
 import { transcriberInputs, type TranscriberInputs } from './inputs.js';
 import { Listener } from './listen.js';
-import { enginePool, EngineError } from './speech/engine.js';
+import { type EngineOptions, enginePool, EngineError, poolEngine } from './speech/engine.js';
 import { modelsDir } from './speech/whisper.js';
 import { Silero } from './speech/silero.js';
 import { CallTranscript } from './call-transcript.js';
@@ -43,12 +43,14 @@ const log = (message: string) => process.stdout.write(`[transcriber ${new Date()
 
 type Inputs = TranscriberInputs & { captionsOnly: boolean };
 
-/** The job's engines: `instances` of `threads` threads each, the model of `modelSize`. */
-const jobEngines = (inputs: Inputs, modelSize: string, instances: number, threads: number) =>
-  enginePool(
-    { api: inputs.transcribe_api, modelSize, modelsDir: modelsDir(), threads, language: inputs.live_captions_language },
-    instances,
-  );
+/** The job's engines' settings: `threads` threads each, the model of `modelSize`. */
+const engineOptions = (inputs: Inputs, modelSize: string, threads: number): EngineOptions => ({
+  api: inputs.transcribe_api,
+  modelSize,
+  modelsDir: modelsDir(),
+  threads,
+  language: inputs.live_captions_language,
+});
 
 /** A recording is read from at most this many bytes (MEDIA_MAX_BYTES in the job's settings). */
 const mediaMaxBytes = () => Number(process.env.MEDIA_MAX_BYTES ?? 8 * 1024 ** 3);
@@ -161,9 +163,11 @@ class Delivery {
  * the utterances unless VAD=energy; without onnxruntime, energy does.
  */
 async function loadRecognisers(inputs: Inputs): Promise<Recognisers> {
-  const engines = await jobEngines(inputs, inputs.model_size, 1, inputs.num_threads).catch((err: Error) => {
-    throw err instanceof EngineError ? err : new EngineError(`the speech engine did not start: ${err.message}`);
-  });
+  const engines = await enginePool(engineOptions(inputs, inputs.model_size, inputs.num_threads), 1).catch(
+    (err: Error) => {
+      throw err instanceof EngineError ? err : new EngineError(`the speech engine did not start: ${err.message}`);
+    },
+  );
   if (process.env.VAD === 'energy') return { engines };
   const silero = await Silero.load().catch((err: Error) => {
     log(`Silero VAD unavailable (${err.message.split('\n')[0]}); cutting utterances by energy`);
@@ -195,16 +199,17 @@ async function live(
   const listener = new Listener(dir, callOptions(site, inputs.call_id!, bot, log));
   let captions: LiveCaptions | undefined;
   if (inputs.live_captions_on) {
+    const engine = engineOptions(
+      inputs,
+      inputs.live_captions_model_size,
+      inputs.live_captions_num_threads_per_transcriber,
+    );
     captions = new LiveCaptions(
-      await jobEngines(
-        inputs,
-        inputs.live_captions_model_size,
-        inputs.live_captions_num_transcribers,
-        inputs.live_captions_num_threads_per_transcriber,
-      ),
+      await enginePool(engine, inputs.live_captions_num_transcribers),
       listener.caption,
       {},
       log,
+      () => poolEngine(engine),
     );
     listener.onSamples((sessionId, samples) => captions!.feed(sessionId, samples));
     listener.onTrackEnd((sessionId) => captions!.flush(sessionId));

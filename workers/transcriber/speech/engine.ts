@@ -69,6 +69,10 @@ export async function createEngine(opts: EngineOptions): Promise<SpeechEngine> {
  * it the thread budget becomes that many helpers working in parallel instead.
  */
 export function enginePool(opts: EngineOptions, instances: number): Promise<SpeechEngine[]> {
-  const [count, threads] = opts.api === 'pocketsphinx' ? [instances * opts.threads, 1] : [instances, opts.threads];
-  return Promise.all(Array.from({ length: count }, () => createEngine({ ...opts, threads })));
+  const count = opts.api === 'pocketsphinx' ? instances * opts.threads : instances;
+  return Promise.all(Array.from({ length: count }, () => poolEngine(opts)));
 }
+
+/** One engine of enginePool's (to replace one that failed). */
+export const poolEngine = (opts: EngineOptions): Promise<SpeechEngine> =>
+  createEngine(opts.api === 'pocketsphinx' ? { ...opts, threads: 1 } : opts);
