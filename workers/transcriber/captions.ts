@@ -5,9 +5,9 @@
 // otherwise the finished window waits in a queue, oldest first. A window that waited longer than
 // `staleMs`, or a stream whose decoding fell more than `staleMs` behind the speaker, is dropped
 // and counted: when recognition falls behind, captions skip ahead instead of running ever later.
-// A recogniser that fails (its helper killed, out of memory) is closed and replaced by a new one, a
-// few times in all; past that the pool goes on without it, and with none left every window is
-// dropped and counted.
+// A recogniser that can recognise no more (its helper killed, out of memory) is closed and replaced
+// by a new one, a few times in all; past that the pool goes on without it, and with none left
+// every window is dropped and counted. A window that fails alone on a working one is dropped.
 import type { CaptionStats } from '../../src/jobs/contract.js';
 import type { Recognition, RecognitionStream, SpeechEngine } from './speech/engine.js';
 import { Vad, type Utterance } from './speech/vad.js';
@@ -97,6 +97,7 @@ export class LiveCaptions {
   }
 
   private startStream(sessionId: string, pcm: Int16Array): void {
+    this.sweep();
     const i = this.queue.length === 0 ? this.idle.findIndex((e) => e.begin) : -1; // waiting windows first
     if (i < 0) return;
     const engine = this.idle.splice(i, 1)[0]!;
@@ -129,10 +130,18 @@ export class LiveCaptions {
       if (u) this.counts.dropped++;
     } else if (live) this.run(live.engine, live.stream.end(), u && { sessionId, pcm: u.pcm, readyAt });
     else if (u && this.pool === 0) this.counts.dropped++;
-    else if (u) this.queue.push({ sessionId, pcm: u.pcm, readyAt });
+    else if (u) {
+      this.queue.push({ sessionId, pcm: u.pcm, readyAt });
+      // stale ones go, even while no recogniser is free to take them (one being replaced)
+      while (this.queue[0] && readyAt - this.queue[0].readyAt > this.opts.staleMs) {
+        this.queue.shift();
+        this.counts.dropped++;
+      }
+    }
   }
 
   private next(): void {
+    this.sweep();
     while (this.idle.length > 0 && this.queue.length > 0) {
       const w = this.queue.shift()!;
       if (Date.now() - w.readyAt > this.opts.staleMs) {
@@ -146,7 +155,6 @@ export class LiveCaptions {
 
   /** Sends the caption of window `w` (none for a burst too short to keep) and frees the engine. */
   private run(engine: SpeechEngine, recognition: Promise<Recognition>, w: Window | undefined): void {
-    let failure: Error | undefined;
     const job = recognition
       .then(
         ({ text }) => {
@@ -162,41 +170,44 @@ export class LiveCaptions {
         },
         (err: Error) => {
           if (w) this.counts.dropped++;
-          failure = err;
+          if (!engine.failure) this.log(`caption recognition failed: ${err.message}`);
         },
       )
       .finally(() => {
         this.busy.delete(job);
-        if (failure) this.replace(engine, failure);
-        else this.idle.push(engine);
+        this.idle.push(engine);
         this.next();
       });
     this.busy.add(job);
   }
 
+  /** Idle recognisers that can recognise no more (a helper that died meanwhile) are replaced. */
+  private sweep(): void {
+    for (const engine of this.idle.filter((e) => e.failure !== undefined)) {
+      this.idle.splice(this.idle.indexOf(engine), 1);
+      this.replace(engine, engine.failure!);
+    }
+  }
+
   /**
-   * A recogniser failed: it is closed (a helper that died answers nothing again) and a new one
-   * takes its place, while renewals are left.
+   * A recogniser can recognise no more: it is closed and a new one takes its place, while
+   * renewals are left.
    */
-  private replace(engine: SpeechEngine, err: Error): void {
+  private replace(engine: SpeechEngine, why: string): void {
     void engine.close().catch(() => undefined);
     const renew = this.renew && !this.closed && this.renewals < RENEWALS ? this.renew : undefined;
-    if (!renew) return this.lose(`caption recognition failed (${err.message})`);
+    if (!renew) return this.lose(`a caption recogniser failed (${why})`);
     this.renewals++;
-    this.log(
-      `caption recognition failed (${err.message}); a new recogniser replaces it (${this.renewals} of ${RENEWALS})`,
+    this.log(`a caption recogniser failed (${why}); a new one replaces it (${this.renewals} of ${RENEWALS})`);
+    // close() does not wait for it: a load stalled by what killed the last would hold the job
+    renew().then(
+      (fresh) => {
+        if (this.closed) return void fresh.close().catch(() => undefined);
+        this.idle.push(fresh);
+        this.next();
+      },
+      (e: Error) => this.lose(`a new caption recogniser did not start (${e.message})`),
     );
-    const job = renew()
-      .then(
-        (fresh) => {
-          if (this.closed) return void fresh.close();
-          this.idle.push(fresh);
-          this.next();
-        },
-        (e: Error) => this.lose(`a new caption recogniser did not start (${e.message})`),
-      )
-      .finally(() => this.busy.delete(job));
-    this.busy.add(job);
   }
 
   /** One recogniser fewer; with none left, the windows waiting are dropped, as every one after. */

@@ -26,6 +26,8 @@ export interface SpeechEngine {
    * last moments remain to decode when it ends (live captions). One stream at a time per engine.
    */
   begin?(): RecognitionStream;
+  /** Why it can recognise nothing more (its helper exited, its model hung), once it cannot. */
+  readonly failure: string | undefined;
   close(): Promise<void>;
 }
 

@@ -31,6 +31,10 @@ export class PocketsphinxEngine implements SpeechEngine {
   private decoded = 0;
   private exited?: Error;
 
+  get failure(): string | undefined {
+    return this.exited?.message;
+  }
+
   private constructor(private readonly child: ChildProcessWithoutNullStreams) {
     child.stderr.on('data', (c: Buffer) => (this.stderr = (this.stderr + c.toString()).slice(-2000)));
     createInterface({ input: child.stdout }).on('line', (line) => {

@@ -79,6 +79,10 @@ export class WhisperEngine implements SpeechEngine {
   /** set when a call overran its budget: the context may still be busy and is not used again */
   private broken?: string;
 
+  get failure(): string | undefined {
+    return this.broken;
+  }
+
   private constructor(
     private readonly ctx: NativeContext,
     private readonly opts: EngineOptions,
