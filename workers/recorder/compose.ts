@@ -204,10 +204,9 @@ function lane(
     // changes size in the part (a browser lowers or raises its camera's resolution, a shared
     // window is resized), the file is read again from the keyframe of the new size (capture opens
     // a cluster at each), so that each input has one size, fitted as it is: scaled to the size the
-    // input began with, it lost its detail or its aspect until the next part.
-    // The reads begin at their keyframes' frames, kept between from and to, so that together they
-    // fill the lane's slot exactly; a change past the first read's seek and at its frame leaves it
-    // no frame.
+    // input began with, it lost its detail or its aspect until the next part. The reads begin at
+    // their keyframes' frames, kept between from and to, so that together they fill the lane's
+    // slot exactly; a change past the first read's seek and at its frame leaves it no frame.
     const firstSeekS = (from - start) / fps;
     const reads = [
       { frame: from, seekS: firstSeekS },

@@ -33,7 +33,7 @@ export interface Recognisers {
 /** What the transcript's process tells the job program. */
 type Report =
   | { ready: true }
-  /** its engines did not load, or one failed during the call: the job fails with this */
+  /** its engines did not load, or one failed during the call: the job fails with this (not for a process started again that did not load) */
   | { failed: string };
 
 /** How many times the process is started again after dying during the call. */
@@ -84,8 +84,9 @@ export class TranscriptProcess {
   private spawn(ready: (r: Report | { gone: string }) => void): void {
     let exited: () => void = () => undefined;
     this.exited = new Promise((r) => (exited = r));
-    /** it reported ready; a process started again that did not is not started again */
+    /** it reported ready */
     let loaded = false;
+    /** started again, its engines did not load: not started again */
     let unloaded = false;
     let ended = false;
     const gone = (why: string) => {
