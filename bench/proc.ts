@@ -2,6 +2,7 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 export { cpuSeconds } from '../workers/shared/proc-stat.js';
+export { childProcesses } from '../workers/shared/priority.js';
 
 /** The resident memory of `pid` in MB. */
 export function rssMb(pid: number): number {

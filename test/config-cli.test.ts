@@ -18,6 +18,7 @@ import {
   REDIS_URL,
   basic,
   call,
+  children,
   cleanup,
   freePort,
   ids,
@@ -214,12 +215,9 @@ describe('calls-offloader CLI', () => {
       const jobEnv = readFileSync(join(env.JOBS_DATADIR!, 'jobs', json.id, 'env.json'), 'utf8');
       for (const secret of [env.API_SECURITY_ADMINSECRETKEY!, env.SFU_TOKENSECRET!])
         assert.ok(!jobEnv.includes(secret), 'a secret reached the job');
-      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8')
-        .trim()
-        .split(' ')
-        .filter(Boolean);
-      assert.ok(children.length >= 2, 'serve runs a worker and an SFU process');
-      for (const pid of children) {
+      const below = children(child.pid!);
+      assert.ok(below.length >= 2, 'serve runs a worker and an SFU process');
+      for (const pid of below) {
         const environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
         if (environ.includes('REDIS_URL='))
           assert.ok(!environ.includes(env.API_SECURITY_ADMINSECRETKEY!), `process ${pid} got the admin secret`);

@@ -2,7 +2,7 @@
 // loopback, real workers (in-process or as child processes), and the stand-in job program.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, readdirSync, existsSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, existsSync, writeFileSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,10 +117,7 @@ export function runs(jobId?: string): Run[] {
 }
 
 /** The processes `pid` started (that are still running). */
-export const children = (pid: number) =>
-  readdirSync(`/proc/${pid}/task`).flatMap((task) =>
-    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number),
-  );
+export { childProcesses as children } from '../workers/shared/priority.js';
 
 export async function waitFor<T>(
   what: string,

@@ -8,7 +8,7 @@
 // call, next to upstream's published vCPU per recording.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,7 @@ import { HeadlessParticipant } from '../../src/sfu/client/participant.js';
 import { MattermostStandIn } from '../../test/mattermost-standin.js';
 import { avOffsets, flashAndBeep, rtpInputPorts, rtpSource, slides, vp8Encoder } from '../../test/media.js';
 import { releasedWeriftArgs } from '../../test/werift-released.js';
-import { cpuSeconds, ended, rssMb, udpDrops } from '../proc.js';
+import { childProcesses, cpuSeconds, ended, rssMb, udpDrops } from '../proc.js';
 import { ffmpegEnv } from '../../workers/shared/ffmpeg.js';
 import { aacArgs } from '../../workers/recorder/aac.js';
 
@@ -178,18 +178,15 @@ function ffmpegRole(args: string[]): string {
 
 /** The processes below `pid`, with their arguments and memory (MB). */
 function descendants(pid: number): { args: string[]; rssMb: number }[] {
-  try {
-    const children = readdirSync(`/proc/${pid}/task`).flatMap((task) =>
-      readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number),
-    );
-    return children.flatMap((child) => {
+  return childProcesses(pid).flatMap((child) => {
+    try {
       const args = readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0');
       return [{ args, rssMb: rssMb(child) }, ...descendants(child)];
-    });
-  } catch (err) {
-    if (ended(err)) return []; // it ended while being read
-    throw err;
-  }
+    } catch (err) {
+      if (ended(err)) return []; // it ended while being read
+      throw err;
+    }
+  });
 }
 
 type Content = 'screen share' | 'slides' | 'camera tiles';
@@ -380,9 +377,7 @@ async function run(content: Content, profile: Profile): Promise<Row> {
   while (!mm.statuses.some((s) => s.body.Status === 'started')) await new Promise((r) => setTimeout(r, 100));
   // The recorder (GNU time's child), stopped as the worker does: SIGTERM. Its memory (the Node
   // process alone, ffmpeg apart) is read every 10 s: it must stay flat however long the call.
-  const recorderPid = Number(
-    readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0],
-  );
+  const recorderPid = childProcesses(child.pid!)[0]!;
   const recorderMb: number[] = [];
   const cpu: { atS: number; cpuS: number }[] = [];
   const ffmpegMb = new Map<string, number>();
