@@ -132,22 +132,25 @@ export class LiveCaptions {
     else if (u && this.pool === 0) this.counts.dropped++;
     else if (u) {
       this.queue.push({ sessionId, pcm: u.pcm, readyAt });
-      // stale ones go, even while no recogniser is free to take them (one being replaced)
-      while (this.queue[0] && readyAt - this.queue[0].readyAt > this.opts.staleMs) {
-        this.queue.shift();
-        this.counts.dropped++;
-      }
+      this.dropStale(); // even while no recogniser is free to take them (one being replaced)
+    }
+  }
+
+  /** Windows that waited longer than `staleMs` leave the queue, counted. */
+  private dropStale(): void {
+    const now = Date.now();
+    while (this.queue[0] && now - this.queue[0].readyAt > this.opts.staleMs) {
+      this.queue.shift();
+      this.counts.dropped++;
     }
   }
 
   private next(): void {
     this.sweep();
     while (this.idle.length > 0 && this.queue.length > 0) {
-      const w = this.queue.shift()!;
-      if (Date.now() - w.readyAt > this.opts.staleMs) {
-        this.counts.dropped++;
-        continue;
-      }
+      this.dropStale();
+      const w = this.queue.shift();
+      if (!w) break;
       const engine = this.idle.pop()!;
       this.run(engine, engine.recognize(w.pcm), w);
     }
@@ -183,9 +186,9 @@ export class LiveCaptions {
 
   /** Idle recognisers that can recognise no more (a helper that died meanwhile) are replaced. */
   private sweep(): void {
-    for (const engine of this.idle.filter((e) => e.failure !== undefined)) {
-      this.idle.splice(this.idle.indexOf(engine), 1);
-      this.replace(engine, engine.failure!);
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const failure = this.idle[i]!.failure;
+      if (failure !== undefined) this.replace(this.idle.splice(i, 1)[0]!, failure);
     }
   }
 
