@@ -131,14 +131,29 @@ export class WebmIndex {
    */
   sizeChanges(fromMs: number, toMs: number): number[] {
     const changes: number[] = [];
+    // from the size at fromMs: that of the last keyframe at or before it that declares one
+    let k = this.startAt(fromMs);
     let size: string | undefined;
-    for (const start of this.starts) {
-      if (start.ms >= toMs) break;
-      if (start.size === undefined) continue;
-      if (size !== undefined && start.size !== size && start.ms > fromMs) changes.push(start.ms);
-      size = start.size;
+    for (let j = k; j >= 0 && size === undefined; j--) size = this.starts[j]!.size;
+    for (k++; k < this.starts.length && this.starts[k]!.ms < toMs; k++) {
+      const next = this.starts[k]!.size;
+      if (next === undefined) continue;
+      if (size !== undefined && next !== size) changes.push(this.starts[k]!.ms);
+      size = next;
     }
     return changes;
+  }
+
+  /** The index in `starts` of the last keyframe cluster at or before `ms` of the file's time; -1 if none. */
+  startAt(ms: number): number {
+    let lo = 0;
+    let hi = this.starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.starts[mid]!.ms <= ms) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - 1;
   }
 }
 
@@ -154,14 +169,7 @@ export function inputFrom(index: WebmIndex, seekMs: number): string[] {
   const { file, starts, headerBytes } = index;
   if (seekMs < 0.5) return ['-i', file];
   const ss = ['-ss', (seekMs / 1000).toFixed(3)];
-  let lo = 0;
-  let hi = starts.length; // the last start at or before seekMs: binary search
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (starts[mid]!.ms <= seekMs) lo = mid + 1;
-    else hi = mid;
-  }
-  const start = starts[lo - 1];
+  const start = starts[index.startAt(seekMs)];
   // '|' separates concat's parts
   if (!start || start.offset === headerBytes || file.includes('|')) return [...ss, '-i', file];
   const range = (from: number, to: number) => `subfile,,start,${from},end,${to},,:${file}`;
