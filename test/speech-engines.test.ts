@@ -37,17 +37,13 @@ import { Vad } from '../workers/transcriber/speech/vad.js';
 import { loadBinding } from '../workers/transcriber/speech/whisper.js';
 import { transcribeStream } from '../workers/transcriber/transcribe.js';
 import { opusSource } from './media.js';
-import { concat, librivox, wavSamples, wordErrorRate } from './speech.js';
+import { concat, librivox, ownTmpdir, wavSamples, wordErrorRate } from './speech.js';
 import { waitFor } from './helpers.js';
 
 const FETCH = fileURLToPath(new URL('../workers/transcriber/fetch-model.js', import.meta.url));
 const silence = (seconds: number) => new Int16Array(Math.round(seconds * SAMPLE_RATE));
 
-// onnxruntime's telemetry opens a mat-debug-<pid>.log in the temporary directory at each load of
-// Silero (at some moment after it) and never removes it: this file's go into a directory of its own.
-const scratch = mkdtempSync(join(tmpdir(), 'co-speech-'));
-process.env.TMPDIR = scratch;
-after(() => rmSync(scratch, { recursive: true, force: true }));
+after(ownTmpdir('co-speech-'));
 
 describe('pocketsphinx engine', () => {
   let engine: SpeechEngine;

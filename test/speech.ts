@@ -1,7 +1,19 @@
 // Real recorded English speech for the transcriber's tests and bench: the LibriVox utterances of
 // Debian's pocketsphinx-testdata with their reference transcripts, and word error rate.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+/**
+ * Gives this process a temporary directory of its own (TMPDIR) and returns what removes it:
+ * onnxruntime's telemetry opens a mat-debug-<pid>.log there at each load of Silero (at some
+ * moment after it) and never removes it.
+ */
+export function ownTmpdir(prefix: string): () => void {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.env.TMPDIR = dir;
+  return () => rmSync(dir, { recursive: true, force: true });
+}
 
 export const LIBRIVOX = '/usr/share/pocketsphinx/test/data/librivox';
 

@@ -22,14 +22,10 @@ import { Silero } from '../../workers/transcriber/speech/silero.js';
 import { modelsDir } from '../../workers/transcriber/speech/whisper.js';
 import { transcribeStream } from '../../workers/transcriber/transcribe.js';
 import { opusSource } from '../../test/media.js';
-import { librivox, speechTrack, wavSamples, wordErrorRate, writeWav } from '../../test/speech.js';
-import { cpuSeconds as ownCpuSeconds } from '../proc.js';
-import { childProcesses } from '../../workers/shared/priority.js';
+import { librivox, ownTmpdir, speechTrack, wavSamples, wordErrorRate, writeWav } from '../../test/speech.js';
+import { childProcesses, cpuSeconds as ownCpuSeconds } from '../proc.js';
 
-// onnxruntime's telemetry opens a mat-debug-<pid>.log in the temporary directory at each load of
-// Silero and never removes it: this process's go into a directory of its own, removed at the end.
-const scratch = mkdtempSync(join(tmpdir(), 'bench-ort-'));
-process.env.TMPDIR = scratch;
+const removeTmpdir = ownTmpdir('bench-ort-');
 
 const TRANSCRIBER = fileURLToPath(new URL('../../workers/transcriber/main.js', import.meta.url));
 const MODEL_TOOL =
@@ -464,7 +460,7 @@ if (process.env.BENCH_WHISPER) {
     captionRows.push(await captions(speakers, transcribers, transcript));
 }
 await sfu.close();
-rmSync(scratch, { recursive: true, force: true });
+removeTmpdir();
 
 console.log(
   `\nbench/transcriber (${new Date().toISOString().slice(0, 10)}, node ${process.version}, 2 cores; LibriVox utterances of pocketsphinx-testdata, ${corpus.length} utterances, ${
