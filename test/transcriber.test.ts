@@ -1,7 +1,8 @@
 // The transcriber job program against the real SFU and the Mattermost stand-in, with real recorded
 // speech sent as Opus by headless participants: a captioning job captions a speaker and stops
 // when everyone has left; the transcript is recognised in its own process at nice 19, and the job
-// recognises the rest if that process dies; an engine failing mid-call stops the job; a
+// recognises the rest if that process dies; an engine failing mid-call is replaced with the
+// process, and one that cannot load at the stop fails the job saying where the audio is; a
 // transcriber killed mid-call is recovered by the worker's `--recover` run into a partial
 // transcript that is kept; a finished recording (MEDIA_URL, file or HTTP) is transcribed; bad
 // inputs and a missing Whisper model fail at start, naming what is wrong.
@@ -10,7 +11,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getPriority, tmpdir } from 'node:os';
@@ -22,6 +23,7 @@ import { MattermostStandIn } from './mattermost-standin.js';
 import { opusSource } from './media.js';
 import { children, waitFor } from './helpers.js';
 import { statFields } from '../workers/shared/proc-stat.js';
+import { defaultModelDir } from '../workers/transcriber/speech/pocketsphinx.js';
 import { JobProgramHarness } from './job-program.js';
 import { librivox, speechTrack, wordErrorRate, writeWav } from './speech.js';
 
@@ -215,27 +217,61 @@ describe('transcriber job program', () => {
     }
   });
 
-  it('an engine that fails during the call stops the job at once, saying why and where the audio is', async () => {
+  it('an engine that fails during the call is replaced in a new process; if none can load, the stop fails saying where the audio is', async () => {
     const call = id();
-    const env = jobEnv(call, 'engine-dies', { JOB_TYPE: 'transcribing' });
+    // the model the engines load, as links the test can take away
+    const models = join(dir, 'pocketsphinx-model');
+    mkdirSync(models);
+    for (const f of readdirSync(defaultModelDir)) symlinkSync(join(defaultModelDir, f), join(models, f));
+    const env = jobEnv(call, 'engine-dies', { JOB_TYPE: 'transcribing', POCKETSPHINX_MODEL_DIR: models });
     const job = start(env);
-    await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
-    const transcript = children(job.child.pid!).find((pid) => cmdline(pid).includes('--transcript'))!;
-    const alice = await speaker(call, 'alice', 'Alice');
-    for (const helper of children(transcript)) process.kill(helper, 'SIGKILL'); // pocketsphinx's helpers
-    // Alice stays in the call: only the failure can end the job
-    const code = await waitFor('the job to stop', () => job.child.exitCode ?? undefined, 90_000).finally(() => {
-      job.child.kill('SIGKILL');
+    let alice: Awaited<ReturnType<typeof speaker>> | undefined;
+    try {
+      await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
+      const transcriptProcess = (...not: number[]) =>
+        children(job.child.pid!).find((pid) => cmdline(pid).includes('--transcript') && !not.includes(pid));
+      const first = transcriptProcess()!;
+      alice = await speaker(call, 'alice', 'Alice');
+      for (const helper of children(first)) process.kill(helper, 'SIGKILL'); // pocketsphinx's helper
+      const failedAgain = (n: number) =>
+        new RegExp(
+          `the transcript's process failed \\(recognition failed: .*pocketsphinx.*\\); it is started again \\(${n} of 3 times\\)`,
+        );
+      // the next round finds it, and a new process with fresh engines goes on from what was recognised
+      await waitFor('the engine failure', () => failedAgain(1).test(job.output()), 120_000);
+      const recognised = join(env.JOB_DIR, 'recognised.jsonl');
+      const size = () => (existsSync(recognised) ? statSync(recognised).size : 0);
+      const before = size();
+      const second = await waitFor('a new process', () => transcriptProcess(first), 60_000);
+      await waitFor('the new process to recognise', () => size() > before, 300_000);
+      // The model is gone and that process dies: the next cannot load, and the call goes on
+      rmSync(models, { recursive: true });
+      process.kill(second, 'SIGKILL');
+      await waitFor(
+        'the third process not to load',
+        () =>
+          /could not load its engines again \(.*model file .* is missing.*\); what it did not recognise is recognised after the stop/.test(
+            job.output(),
+          ),
+        120_000,
+      );
+      await alice.done;
       alice.p.leave();
-    });
-    assert.equal(code, 1, job.output());
-    assert.match(
-      job.output(),
-      new RegExp(
-        `transcription failed \\(what was captured is kept in ${env.JOB_DIR}\\): recognition failed: .*pocketsphinx`,
-      ),
-    );
-    assert.ok(readdirSync(join(env.JOB_DIR, 'tracks')).length > 0, "Alice's audio is kept");
+      // the stop cannot load them either: the job fails saying why and where the audio is
+      const [code] = await job.exited;
+      assert.equal(code, 1, job.output());
+      assert.match(
+        job.output(),
+        new RegExp(
+          `transcription failed \\(what was captured is kept in ${env.JOB_DIR}\\): .*model file .* is missing`,
+        ),
+      );
+      assert.ok(readdirSync(join(env.JOB_DIR, 'tracks')).length > 0, "Alice's audio is kept");
+      assert.ok(size() > 0, 'what the processes recognised is kept');
+    } finally {
+      job.child.kill('SIGKILL');
+      alice?.p.leave();
+    }
   });
 
   it('a killed transcriber is recovered into a partial transcript that is kept, and Mattermost is told', async () => {

@@ -217,12 +217,7 @@ async function live(
   await listener.start();
   log(`listening to call ${inputs.call_id}${captions ? ' with live captions' : ''}`);
   void delivery.report('started');
-  const why = await Promise.race([
-    stop,
-    listener.stopped,
-    listener.ended.then(() => 'everyone left the call'),
-    ...(transcript ? [transcript.failed] : []),
-  ]);
+  const why = await Promise.race([stop, listener.stopped, listener.ended.then(() => 'everyone left the call')]);
   const durationMs = await listener.stop();
   const captionStats: CaptionStats | undefined = await captions?.close();
   log(

@@ -11,9 +11,10 @@
 // holds, at full priority: an unprivileged process cannot take back a priority it gave up, and at
 // nice 19 on a busy host (other jobs) the last seconds would wait behind everything else, up to
 // the stop grace. A round it was running is done again, no more than a round's audio. If it dies
-// during the call (killed, out of memory), it is started again, a few times at most, and goes on
-// from what recognised.jsonl holds; after the last, or if its engines do not load again, the stop
-// recognises what is left.
+// during the call (killed, out of memory) or one of its engines fails (a helper killed), it is
+// started again with fresh engines, a few times at most, and goes on from what recognised.jsonl
+// holds; after the last, or if its engines do not load again, the stop recognises what is left
+// (and an engine that fails there too fails the job, with where the audio is).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { orphanProof } from '../shared/ffmpeg.js';
 import { lowerPriority } from '../shared/priority.js';
@@ -33,7 +34,7 @@ export interface Recognisers {
 /** What the transcript's process tells the job program. */
 type Report =
   | { ready: true }
-  /** its engines did not load, or one failed during the call: the job fails with this (not for a process started again that did not load) */
+  /** its engines did not load (the job fails with this at its start), or one failed during the call */
   | { failed: string };
 
 /** How many times the process is started again after dying during the call. */
@@ -49,13 +50,7 @@ export class TranscriptProcess {
   /** the first process loaded, and the call is on: from here a death is survived */
   private serving = false;
   private restartTimer: NodeJS.Timeout | undefined;
-  private failure: string | undefined;
   private stopping = false;
-  private fail: (why: string) => void = () => undefined;
-  /** Resolves with why, if recognition failed during the call (finish() then throws it). */
-  readonly failed = new Promise<string>((r) => {
-    this.fail = r;
-  });
 
   /**
    * Starts the process and waits for its recognisers to load; an EngineError with the reason
@@ -88,13 +83,15 @@ export class TranscriptProcess {
     let loaded = false;
     /** started again, its engines did not load: not started again */
     let unloaded = false;
+    /** why an engine failed after it loaded, the reason it is killed */
+    let failed: string | undefined;
     let ended = false;
-    const gone = (why: string) => {
+    const gone = (how: string) => {
       if (ended) return; // 'error' may come with 'exit'
       ended = true;
-      ready({ gone: why });
+      ready({ gone: how });
       exited();
-      if (this.serving && !unloaded && !this.stopping && this.failure === undefined) this.died(why);
+      if (this.serving && !unloaded && !this.stopping) this.died(failed === undefined ? how : `failed (${failed})`);
     };
     const [command, args] = orphanProof(process.execPath, [...process.execArgv, process.argv[1]!, TRANSCRIPT_ARG]);
     let child: ChildProcess;
@@ -106,15 +103,19 @@ export class TranscriptProcess {
     }
     this.child = child;
     child.on('message', (r: Report) => {
-      ready(r);
+      ready(r); // at the start: whether the job can begin
       if ('ready' in r) loaded = true;
-      else if (loaded || !this.serving) this.fail((this.failure = r.failed));
-      else {
-        // started again, its engines did not load (what ended the last may be at it still)
-        unloaded = true;
-        this.log(
-          `the transcript's process could not load its engines again (${r.failed}); what it did not recognise is recognised after the stop`,
-        );
+      else if (this.serving) {
+        // else the first did not load, and start() fails the job with why
+        if (loaded)
+          failed = r.failed; // a helper died or an engine broke: a death, fresh engines next
+        else {
+          // started again, its engines did not load (what ended the last may be at it still)
+          unloaded = true;
+          this.log(
+            `the transcript's process could not load its engines again (${r.failed}); what it did not recognise is recognised after the stop`,
+          );
+        }
         child.kill('SIGKILL');
       }
     });
@@ -137,12 +138,12 @@ export class TranscriptProcess {
 
   /** Ends the process and recognises the rest of the call in this one; the whole transcript. */
   async finish(): Promise<FinishedTranscript> {
-    if (this.failure !== undefined) throw new Error(this.failure);
     this.stopping = true;
     clearTimeout(this.restartTimer);
     this.child.kill('SIGKILL');
     await this.exited;
-    const { engines, silero } = await this.load();
+    // not an EngineError now: the job fails saying where the audio it captured is kept
+    const { engines, silero } = await this.load().catch((err: Error) => Promise.reject(new Error(err.message)));
     try {
       return await new CallTranscript(engines, this.dir, silero).finish();
     } finally {

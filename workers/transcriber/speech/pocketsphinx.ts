@@ -15,7 +15,8 @@ import {
 } from './engine.js';
 
 export const serverPath = fileURLToPath(new URL('../../../bin/pocketsphinx-server', import.meta.url));
-const defaultModelDir = '/usr/share/pocketsphinx/model/en-us';
+/** Debian's pocketsphinx-en-us; POCKETSPHINX_MODEL_DIR names another */
+export const defaultModelDir = '/usr/share/pocketsphinx/model/en-us';
 
 /**
  * First pass only: on the LibriVox utterances of pocketsphinx-testdata this is 1.2-1.3x faster
