@@ -3,6 +3,7 @@
 import Docker from 'dockerode';
 import type { Browser, Page } from 'puppeteer-core';
 import { createLogger } from '../src/log.js';
+import type { Config } from '../src/config.js';
 import { LABELS } from '../src/runners/docker.js';
 import { startSfuInstance } from '../src/services.js';
 import { MattermostStandIn, type StandInOptions } from './mattermost-standin.js';
@@ -12,6 +13,7 @@ import {
   basic,
   call,
   cleanup,
+  freePort,
   ids,
   recordingJob,
   startApi,
@@ -23,8 +25,9 @@ import {
 export class ServiceStack {
   readonly authToken = ids();
   readonly client = basic(ids());
-  readonly config;
+  config!: Config;
   readonly mm: MattermostStandIn;
+  private readonly configOverrides: Record<string, string>;
   api!: Api;
   private worker!: InProcessWorker;
   private sfu!: Awaited<ReturnType<typeof startSfuInstance>>;
@@ -40,9 +43,8 @@ export class ServiceStack {
   }) {
     const [lo, hi] = opts.icePorts.split('-').map(Number) as [number, number];
     const mid = Math.floor((lo + hi) / 2);
-    this.config = testConfig({
+    this.configOverrides = {
       JOBS_PROCESSPROGRAMS: '', // the real job programs
-      SFU_LISTENADDRESS: `127.0.0.1:${21000 + Math.floor(Math.random() * 9000)}`,
       SFU_ICEPORTRANGE: `${lo}-${mid}`,
       JOBS_STOPGRACESEC: String(opts.stopGraceSec),
       // `npm run test:job-image`: the same suites with the jobs in the real job image (Docker runner)
@@ -54,11 +56,13 @@ export class ServiceStack {
             JOBS_DOCKERLIMITS: 'recording=2/2048,transcribing=2/4096,captioning=2/4096',
           }
         : {}),
-    });
+    };
     this.mm = new MattermostStandIn({ ...opts.standIn, authToken: this.authToken, icePorts: [mid + 1, hi] });
   }
 
   async start(): Promise<void> {
+    // the SFU's port is told to the jobs before it listens: one the kernel found free
+    this.config = testConfig({ ...this.configOverrides, SFU_LISTENADDRESS: `127.0.0.1:${await freePort()}` });
     await this.mm.start();
     this.api = await startApi(this.config);
     this.worker = await startWorker(this.config);
