@@ -7,8 +7,9 @@
 // times, which released werift wrote and read with the fraction's decimal digits as its binary
 // fraction, checked on their own. The patch's
 // security fixes (ICE answering and passing on strangers; DTLS closing or starting over on a record
-// in the clear; a lost bind of an ICE port ending the process; SCTP holding whatever a peer sends)
-// are checked last, on both: released werift must show the hole, the patched one not.
+// in the clear; a lost bind of an ICE port ending the process; SCTP holding whatever a peer sends;
+// SCTP packets and data-channel messages ending the process; data channels and candidates without
+// bound) are checked last, on both: released werift must show the hole, the patched one not.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -621,4 +622,89 @@ test('SCTP: what a peer makes the receiver hold is bounded by its window; the cu
   const nineAfterTen = () => [dataChunk(10), dataChunk(9)];
   assert.equal((await sctpHolds(released, nineAfterTen, 8)).cumulative, 8);
   assert.equal((await sctpHolds(patched, nineAfterTen, 8)).cumulative, 10);
+});
+
+test('SCTP and data channels: what a peer sends that werift cannot take is dropped, not the end of the process', () => {
+  // Each is handed to the SCTP association of a fresh peer connection in a process of its own, as
+  // its DTLS transport would: released werift ends (an unhandled rejection, or for a chunk of
+  // length 0 a loop that makes chunks until the heap runs out), the patched one lives.
+  const script = `const [entry, input] = process.argv.slice(1);
+    const w = await import(entry);
+    const pc = new w.RTCPeerConnection();
+    pc.createDataChannel('calls-dc');
+    const sctp = pc.sctpTransport.sctp;
+    const chunk = (type, body, length = 4 + body.length) => {
+      const c = Buffer.alloc(4 + body.length + ((4 - (body.length % 4)) % 4));
+      c[0] = type;
+      c.writeUInt16BE(length, 2);
+      body.copy(c, 4);
+      return c;
+    };
+    const packet = (...chunks) => {
+      const p = Buffer.concat([Buffer.alloc(12), ...chunks]);
+      p.writeUInt16BE(5000, 0);
+      p.writeUInt16BE(5000, 2);
+      p.writeUInt32LE(w.crc32c(p), 8);
+      return p;
+    };
+    const fromDtls = (p) => sctp.transport.dtls.dataReceiver(p);
+    const inputs = {
+      'a bad checksum': () => fromDtls(Buffer.concat([packet(chunk(0xc0, Buffer.alloc(4))).subarray(0, 8), Buffer.alloc(4, 1)])),
+      'a chunk of length 0': () => fromDtls(packet(chunk(11, Buffer.alloc(0), 0))),
+      'an unknown chunk type': () => fromDtls(packet(chunk(0xfe, Buffer.alloc(4)))),
+      'an INIT with another chunk': () => fromDtls(packet(chunk(1, Buffer.alloc(16)), chunk(0xc0, Buffer.alloc(4)))),
+      'a DATA_CHANNEL_ACK for no channel': () => sctp.onReceive.execute(9, 50, Buffer.from([2])),
+    };
+    inputs[input]();
+    await new Promise((r) => setTimeout(r, 300));
+    console.log('alive');
+    process.exit(0);`;
+  const lives = (entry: string, input: string) => {
+    const child = spawnSync(
+      process.execPath,
+      ['--max-old-space-size=32', '--input-type=module', '-e', script, entry, input],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    return child.status === 0 && child.stdout.trim() === 'alive';
+  };
+  for (const input of [
+    'a bad checksum',
+    'a chunk of length 0',
+    'an unknown chunk type',
+    'an INIT with another chunk',
+    'a DATA_CHANNEL_ACK for no channel',
+  ]) {
+    assert.equal(lives(releasedWerift(), input), false, `released werift after ${input}`);
+    assert.equal(lives(import.meta.resolve('werift'), input), true, `patched werift after ${input}`);
+  }
+});
+
+test('a peer opens at most 64 data channels, and names at most 128 ICE candidates, a repeated one once', async () => {
+  const bounds = async (w: Werift) => {
+    const pc = new w.RTCPeerConnection();
+    pc.createDataChannel('calls-dc');
+    const sctp = pc.sctpTransport as unknown as {
+      sctp: { onReceive: { execute(id: number, ppid: number, data: Buffer): void } };
+      dataChannels: Record<number, unknown>;
+      dtlsTransport: { iceTransport: { connection: patched.Connection } };
+    };
+    try {
+      // DATA_CHANNEL_OPEN (DCEP, ppid 50) on 100 odd streams: each a channel of the peer's
+      const open = Buffer.concat([Buffer.from([3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]), Buffer.from('a')]);
+      for (let i = 0; i < 100; i++) sctp.sctp.onReceive.execute(2 * i + 1, 50, open);
+      await new Promise((r) => setTimeout(r, 100));
+      const ice = sctp.dtlsTransport.iceTransport.connection;
+      const candidate = (port: number) =>
+        w.Candidate.fromSdp(`candidate:1 1 udp 2122260223 127.0.0.1 ${port} typ host`);
+      // the same candidate in ten offers (a renegotiation repeats them), then 200 others
+      for (let i = 0; i < 10; i++) await ice.addRemoteCandidate(candidate(40000));
+      const repeated = ice.remoteCandidates.length;
+      for (let i = 0; i < 200; i++) await ice.addRemoteCandidate(candidate(41000 + i));
+      return { channels: Object.keys(sctp.dataChannels).length, repeated, candidates: ice.remoteCandidates.length };
+    } finally {
+      await pc.close();
+    }
+  };
+  assert.deepEqual(await bounds(released), { channels: 100, repeated: 10, candidates: 210 });
+  assert.deepEqual(await bounds(patched), { channels: 64, repeated: 1, candidates: 128 });
 });
