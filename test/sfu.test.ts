@@ -746,7 +746,8 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     }
   });
 
-  it("a flood of offers over the data channel gets no more answers than the plugin's rate allows; the call goes on", async () => {
+  /** mallory in a new call, her data channel open and her socket and peer at hand; `join` adds others to the call. */
+  const dcClient = async () => {
     const call = callId();
     const join = (user: string) =>
       new HeadlessParticipant({ siteUrl: url, callId: call, subscribe: 'none', token: token(call, user) });
@@ -754,6 +755,11 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     await mallory.join();
     const inside = mallory as unknown as { socket: CallsSocket; peer: { pc: RTCPeerConnection; dc: RTCDataChannel } };
     await waitFor('data channel open', () => inside.peer.dc.readyState === 'open');
+    return { join, mallory, inside };
+  };
+
+  it("a flood of offers over the data channel gets no more answers than the plugin's rate allows; the call goes on", async () => {
+    const { join, mallory, inside } = await dcClient();
     let answers = 0;
     let lastAnswerAt = 0;
     inside.socket.on('signal', (d) => {
@@ -787,6 +793,44 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
       await mallory.publish('mic');
       await waitFor('bob sees mallory publish', () => [...bob.participants.values()].some((p) => p.tracks.mic));
     } finally {
+      bob.leave();
+      mallory.leave();
+    }
+  });
+
+  it('a client whose SDP allows 1-byte messages pings over the data channel: no pong, and the call goes on', async () => {
+    // werift throws when a message is over the peer's max-message-size; the pong's send threw in
+    // werift's message handler, an unhandled rejection that ended the SFU's process (this one's,
+    // the test's, only reports it)
+    const rejections: string[] = [];
+    const rejected = (err: unknown) => rejections.push(String(err));
+    process.on('unhandledRejection', rejected);
+    const { join, mallory, inside } = await dcClient();
+    let answered = false;
+    inside.socket.on('signal', (d) => {
+      if (String(d.data).includes('"answer"')) answered = true;
+    });
+    const { sdp } = await inside.peer.pc.createOffer();
+    assert.match(sdp, /a=max-message-size:\d+/);
+    const tiny = sdp.replace(/a=max-message-size:\d+/, 'a=max-message-size:1');
+    inside.peer.dc.send(Buffer.from(encodeDc({ type: DcType.SDP, description: { type: 'offer', sdp: tiny } })));
+    await waitFor('the answer', () => answered, 30_000);
+    let pongs = 0;
+    inside.peer.dc.onMessage.subscribe(() => pongs++);
+    for (let i = 0; i < 5; i++) {
+      inside.peer.dc.send(Buffer.from(encodeDc({ type: DcType.Ping })));
+      inside.peer.dc.send('ping');
+    }
+    const bob = join('bob');
+    try {
+      // (mallory herself can be sent nothing now: not the lock either)
+      await bob.join();
+      await bob.publish('mic');
+      await waitFor('mallory sees bob publish', () => [...mallory.participants.values()].some((p) => p.tracks.mic));
+      assert.equal(pongs, 0, 'a pong is more than 1 byte');
+      assert.deepEqual(rejections, []);
+    } finally {
+      process.off('unhandledRejection', rejected);
       bob.leave();
       mallory.leave();
     }

@@ -33,11 +33,20 @@ const ANSWER_TIMEOUT_MS = 10_000;
 /** Media sections an offer may hold: four published tracks and the data channel, with room for renegotiations. */
 const MAX_MEDIA_SECTIONS = 32;
 /**
- * Remote candidates an offer may hold, and a session may trickle in all (each a pair werift checks
- * with STUN, to an address the client names): a browser gathers a handful per network interface.
+ * Remote candidates an offer or answer may hold, and a session may trickle in all (each a pair
+ * werift checks with STUN, to an address the client names): a browser gathers a handful per
+ * network interface. (werift keeps 128 at most, repeated ones once.)
  */
-const MAX_OFFER_CANDIDATES = 64;
+const MAX_SDP_CANDIDATES = 64;
 const MAX_TRICKLED_CANDIDATES = 256;
+/**
+ * A candidate named by a host name (a browser's mDNS `.local`) would have werift resolve it by
+ * multicast from the SFU's host; the client's checks reach us anyway and its address is learnt from
+ * them (peer-reflexive). werift resolves any host containing ".local": so is this.
+ */
+const HOST_NAMED = /\.local/i;
+/** Bytes queued on the data channel past which replies are dropped: a client that does not read has them all. */
+const MAX_DC_BUFFERED_BYTES = 256 * 1024;
 
 /** What a session tells the rest of the call (Call implements it). */
 export interface SessionHost {
@@ -156,10 +165,11 @@ export class RtcSession {
       this.log.debug({ session: this.id }, 'client offer ignored: the SFU is offering');
       return;
     }
-    const inactive = checkOffer(description.sdp);
+    const offer = remoteSdp(description);
+    const inactive = checkOffer(offer.sdp);
     await this.exclusive(async () => {
       if (this.closed || this.pc.signalingState !== 'stable') return;
-      await this.pc.setRemoteDescription(description);
+      await this.pc.setRemoteDescription(offer);
       for (const [type, track] of this.tracks) if (inactive.has(track.mid)) this.unpublish(type);
       await this.addQueuedCandidates();
       await this.pc.setLocalDescription(await this.pc.createAnswer());
@@ -186,9 +196,7 @@ export class RtcSession {
     }
     if (!isObject(init) || typeof init.candidate !== 'string') throw new ProtocolError('ice data needs a candidate');
     if (!init.candidate) return; // end of candidates
-    // A host name (a browser's mDNS `.local`) would have werift resolve it by multicast; the
-    // client's checks reach us anyway and its address is learnt from them (peer-reflexive).
-    if (this.trickled >= MAX_TRICKLED_CANDIDATES || /\.local\b/i.test(init.candidate)) return;
+    if (this.trickled >= MAX_TRICKLED_CANDIDATES || HOST_NAMED.test(init.candidate)) return;
     this.trickled++;
     const candidate = {
       candidate: init.candidate,
@@ -208,7 +216,8 @@ export class RtcSession {
 
   private onDcMessage(data: string | Buffer): void {
     if (typeof data === 'string') {
-      if (data === 'ping') this.dc?.send('pong'); // the npm calls-common peer pings in text
+      // the npm calls-common peer pings in text
+      if (data === 'ping' && this.dcRate.take(this.id) === 0) this.sendDc('pong');
       return;
     }
     let message: DcMessage;
@@ -218,7 +227,12 @@ export class RtcSession {
       this.log.debug({ session: this.id, err: (err as Error).message }, 'data-channel message ignored');
       return;
     }
-    if ((message.type === DcType.Lock || message.type === DcType.SDP) && this.dcRate.take(this.id) > 0) return;
+    // what the SFU answers or works on is rated: a client's pings too
+    if (
+      (message.type === DcType.Ping || message.type === DcType.Lock || message.type === DcType.SDP) &&
+      this.dcRate.take(this.id) > 0
+    )
+      return;
     switch (message.type) {
       case DcType.Ping:
         return this.sendDc({ type: DcType.Pong });
@@ -240,8 +254,15 @@ export class RtcSession {
     }
   }
 
-  private sendDc(message: DcMessage): void {
-    if (this.dc?.readyState === 'open') this.dc.send(Buffer.from(encodeDc(message)));
+  private sendDc(message: DcMessage | 'pong'): void {
+    const dc = this.dc;
+    if (dc?.readyState !== 'open' || dc.bufferedAmount > MAX_DC_BUFFERED_BYTES) return;
+    try {
+      dc.send(message === 'pong' ? message : Buffer.from(encodeDc(message)));
+    } catch (err) {
+      // werift throws past the max-message-size the client's SDP gave (a client may give 1 byte)
+      this.log.debug({ session: this.id, err: (err as Error).message }, 'data-channel message not sent');
+    }
   }
 
   /**
@@ -354,7 +375,7 @@ export class RtcSession {
       JSON.stringify({ type: 'offer', sdp: outgoingSdp(this.pc.localDescription!.sdp, this.ice) }),
     );
     try {
-      await this.pc.setRemoteDescription(await answer);
+      await this.pc.setRemoteDescription(remoteSdp(await answer));
       this.unansweredOffers = 0;
     } catch (err) {
       // No answer, or one werift refused: the offer is taken back, or the connection stayed in
@@ -411,27 +432,32 @@ export class RtcSession {
  * The mids a client's offer marks inactive or receive-only (tracks the client stopped sending),
  * after refusing an offer werift would take at the cost of more than one transport: every media
  * section it accepts (port not 0) must be in one BUNDLE group (werift gives each section outside it
- * an ICE transport and sockets of its own, whatever the bundle policy). Sections and candidates are
- * bounded. Browsers and werift clients bundle everything.
+ * an ICE transport and sockets of its own, whatever the bundle policy). Sections are bounded.
+ * Browsers and werift clients bundle everything.
  */
 function checkOffer(sdp: string): Set<string> {
   const groups: string[][] = [];
   const sections: { port: string; mid?: string; inactive?: boolean }[] = [];
-  let candidates = 0;
   for (const line of sdp.split(/\r?\n/)) {
     const section = sections.at(-1);
     if (line.startsWith('m=')) sections.push({ port: line.split(' ')[1] ?? '' });
     else if (line.startsWith('a=mid:') && section) section.mid = line.slice(6).trim();
     else if (/^a=(inactive|recvonly)\s*$/.test(line) && section) section.inactive = true;
     else if (line.startsWith('a=group:BUNDLE')) groups.push(line.split(' ').slice(1));
-    else if (line.startsWith('a=candidate:')) candidates++;
   }
   if (sections.length > MAX_MEDIA_SECTIONS)
     throw new ProtocolError(`an offer holds at most ${MAX_MEDIA_SECTIONS} media sections`);
   const bundled = groups.length === 1 ? new Set(groups[0]) : new Set<string>();
   if (sections.some((m) => m.port !== '0' && (m.mid === undefined || !bundled.has(m.mid))))
     throw new ProtocolError('an offer must bundle all its media sections in one BUNDLE group');
-  if (candidates > MAX_OFFER_CANDIDATES)
-    throw new ProtocolError(`an offer holds at most ${MAX_OFFER_CANDIDATES} candidates`);
   return new Set(sections.flatMap((m) => (m.inactive && m.mid !== undefined ? [m.mid] : [])));
+}
+
+/** A client's offer or answer as werift may take it: candidates bounded, those named by a host name left out. */
+function remoteSdp(description: SessionDescription): SessionDescription {
+  const lines = description.sdp.split(/\r?\n/);
+  const candidate = (line: string) => line.startsWith('a=candidate:');
+  if (lines.filter(candidate).length > MAX_SDP_CANDIDATES)
+    throw new ProtocolError(`an ${description.type} holds at most ${MAX_SDP_CANDIDATES} candidates`);
+  return { ...description, sdp: lines.filter((l) => !(candidate(l) && HOST_NAMED.test(l))).join('\r\n') };
 }
