@@ -644,6 +644,42 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     await waitFor('everyone gone', () => sfu.participantCount === 0, 30_000);
   });
 
+  it("one user's token for a call holds 8 sockets: a 9th is refused, with 429 or by its challenge", async () => {
+    const call = callId();
+    const eve = token(call, 'eve');
+    const ws = `${url.replace('http', 'ws')}/api/v4/websocket`;
+    /** a socket with the token in its upgrade: open, or refused with the answer's status */
+    const bearer = () =>
+      new Promise<WebSocket | number>((resolve) => {
+        const s = new WebSocket(ws, { headers: { authorization: `Bearer ${eve}` } });
+        s.on('error', () => undefined);
+        s.once('open', () => resolve(s));
+        s.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      });
+    const tries = await Promise.all(Array.from({ length: 12 }, bearer));
+    const held = tries.filter((t): t is WebSocket => t instanceof WebSocket);
+    assert.equal(held.length, 8);
+    assert.deepEqual(
+      tries.filter((t) => !(t instanceof WebSocket)),
+      Array(4).fill(429),
+    );
+    // by challenge, from a socket that came without a token
+    const late = await strangerAt(ws);
+    assert.ok(late instanceof WebSocket);
+    const closed = new Promise<string>((r) => late.once('close', (_code, reason) => r(String(reason))));
+    late.send(JSON.stringify({ action: 'authentication_challenge', seq: 1, data: { token: eve } }));
+    assert.equal(await closed, 'too many connections for this user in this call');
+    // another user of the call, and eve once one of hers has gone, still come in
+    const other = await socket(token(call, 'frank'));
+    held[0]!.close();
+    const again = await waitFor('a place freed', async () => {
+      const s = await bearer();
+      if (s instanceof WebSocket) return s;
+    });
+    for (const s of [...held, again]) s.close();
+    other.ws.close();
+  });
+
   it('behind a listed proxy, holds 32 sockets per address its X-Forwarded-For names', async () => {
     const { sfu: proxied, url: at } = await startSfu([42960, 42990], { trustedProxies: subnets('127.0.0.1') });
     const ws = `${at.replace('http', 'ws')}/api/v4/websocket`;

@@ -54,6 +54,13 @@ const MAX_CONNECTIONS = 2000;
  * address unless the proxy is trusted (SFU_TRUSTEDPROXIES): its X-Forwarded-For then tells them apart.
  */
 const MAX_UNAUTHENTICATED_PER_ADDRESS = 32;
+/**
+ * Sockets one identity (one user's token for one call) may hold, joined or not: a few devices and
+ * a reconnect each. One token could otherwise take every slot of MAX_CONNECTIONS, and its sessions
+ * the ports of everyone else's joins. An identity of every call (the Mattermost stand-in's Calls
+ * bot, one token for all its jobs, as the plugin's) is not bounded.
+ */
+const MAX_SOCKETS_PER_IDENTITY = 8;
 /** Ports of SFU_ICEPORTRANGE one session may take (werift finds them by trying the range in order). */
 const PORTS_PER_SESSION = 2;
 /** Mattermost closes a socket that has not authenticated within this long. */
@@ -255,6 +262,7 @@ export class Sfu {
       (identity) => {
         // Mattermost refuses the upgrade of a bad token with 401
         if (identity === null) return void refuse('401 Unauthorized');
+        if (identity && this.atSocketBound(identity)) return void refuse('429 Too Many Requests');
         this.wss.handleUpgrade(req, socket, head, (ws) => {
           socket.off('error', onError); // ws listens from here
           this.accept(ws, address, identity);
@@ -269,6 +277,15 @@ export class Sfu {
     let count = 0;
     for (const conn of this.connections) if (!conn.identity && conn.address === address) count++;
     return count;
+  }
+
+  /** Whether `who`'s user holds MAX_SOCKETS_PER_IDENTITY sockets for `who`'s call (counted, as unauthenticated()). */
+  private atSocketBound(who: Identity): boolean {
+    if (who.callId === undefined) return false;
+    let count = 0;
+    for (const { identity } of this.connections)
+      if (identity?.userId === who.userId && identity.callId === who.callId) count++;
+    return count >= MAX_SOCKETS_PER_IDENTITY;
   }
 
   private accept(ws: WebSocket, address: string, identity: Identity | undefined): void {
@@ -297,6 +314,7 @@ export class Sfu {
         void Promise.resolve(this.opts.policy.authenticate(token)).then(
           (who) => {
             if (!who) return conn.close(1008, 'authentication failed');
+            if (this.atSocketBound(who)) return conn.close(1008, 'too many connections for this user in this call');
             clearTimeout(authTimer);
             conn.reply(request.seq, 'OK');
             hello(who);
