@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { getPriority, tmpdir } from 'node:os';
+import { availableParallelism, getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
@@ -408,6 +408,23 @@ describe('transcriber job program', () => {
     const threads = start(jobEnv(id(), 'bad2', { NUM_THREADS: 'many' }));
     assert.equal((await threads.exited)[0], 2);
     assert.match(threads.output(), /NUM_THREADS must be a whole number/);
+
+    // each within its bound, together more recognisers than the host has CPUs (64 × 64 started
+    // 4,096 pocketsphinx processes)
+    const many = start(
+      jobEnv(id(), 'bad3', {
+        JOB_TYPE: 'captioning',
+        LIVE_CAPTIONS_NUM_TRANSCRIBERS: '64',
+        LIVE_CAPTIONS_NUM_THREADS_PER_TRANSCRIBER: '64',
+      }),
+    );
+    assert.equal((await many.exited)[0], 2, many.output());
+    assert.match(
+      many.output(),
+      new RegExp(
+        `invalid input: LIVE_CAPTIONS_NUM_TRANSCRIBERS × LIVE_CAPTIONS_NUM_THREADS_PER_TRANSCRIBER \\(64 × 64\\) must not exceed the ${availableParallelism()} CPUs`,
+      ),
+    );
 
     const token = id();
     const mm = new MattermostStandIn({ authToken: token });

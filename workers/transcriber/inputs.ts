@@ -1,6 +1,7 @@
 // The transcriber's and captioner's inputs, with upstream calls-transcriber's defaults.
 import { CaptioningInput, TranscribingInput } from '../../src/jobs/schema.js';
-import { readInputs } from '../shared/inputs.js';
+import { availableParallelism } from 'node:os';
+import { InputError, readInputs } from '../shared/inputs.js';
 import type { TranscribeApi } from './speech/engine.js';
 
 export interface CaptionSettings {
@@ -47,9 +48,22 @@ export const transcriberDefaults = {
 
 /** JOB_TYPE=captioning reads the captioning inputs (live captions only, no transcript). */
 export function transcriberInputs(env: NodeJS.ProcessEnv): TranscriberInputs & { captionsOnly: boolean } {
-  if (env.JOB_TYPE === 'captioning') {
-    const input = readInputs<CaptioningInput & CaptionSettings>(CaptioningInput, env, captionDefaults);
-    return { ...transcriberDefaults, ...input, live_captions_on: true, captionsOnly: true };
-  }
-  return { ...readInputs<TranscriberInputs>(TranscribingInput, env, transcriberDefaults), captionsOnly: false };
+  const inputs =
+    env.JOB_TYPE === 'captioning'
+      ? {
+          ...transcriberDefaults,
+          ...readInputs<CaptioningInput & CaptionSettings>(CaptioningInput, env, captionDefaults),
+          live_captions_on: true,
+          captionsOnly: true,
+        }
+      : { ...readInputs<TranscriberInputs>(TranscribingInput, env, transcriberDefaults), captionsOnly: false };
+  // Upstream's rule: the captions' recognisers and their threads (with pocketsphinx, one process
+  // each) fit the host's CPUs. Each field alone allows 64, and 64 × 64 started 4,096 processes.
+  const { live_captions_num_transcribers: n, live_captions_num_threads_per_transcriber: threads } = inputs;
+  const cpus = availableParallelism();
+  if (inputs.live_captions_on && n * threads > cpus)
+    throw new InputError(
+      `LIVE_CAPTIONS_NUM_TRANSCRIBERS × LIVE_CAPTIONS_NUM_THREADS_PER_TRANSCRIBER (${n} × ${threads}) must not exceed the ${cpus} CPUs of this host`,
+    );
+  return inputs;
 }
