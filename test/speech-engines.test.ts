@@ -35,7 +35,7 @@ import {
 import { Silero } from '../workers/transcriber/speech/silero.js';
 import { Vad } from '../workers/transcriber/speech/vad.js';
 import { loadBinding } from '../workers/transcriber/speech/whisper.js';
-import { transcribeStream } from '../workers/transcriber/transcribe.js';
+import { pcmChunks, transcribeStream } from '../workers/transcriber/transcribe.js';
 import { opusSource } from './media.js';
 import { concat, librivox, ownTmpdir, wavSamples, wordErrorRate } from './speech.js';
 import { waitFor } from './helpers.js';
@@ -79,7 +79,7 @@ describe('pocketsphinx engine', () => {
   it("places a speaker's utterances on the call clock through VAD", async () => {
     const [a, b] = librivox();
     const stream = concat([silence(1), wavSamples(a!.wav), silence(2), wavSamples(b!.wav), silence(1)]);
-    const segments = await transcribeStream([engine], stream, 'Alice', 5000);
+    const segments = await transcribeStream([engine], [stream], 'Alice', 5000);
     assert.ok(segments.length >= 2, JSON.stringify(segments));
     const bStart = 5000 + (1 + wavSamples(a!.wav).length / SAMPLE_RATE + 2) * 1000;
     assert.ok(Math.abs(segments[0]!.startMs - 6000) < 600, `first starts near 6.0 s: ${segments[0]!.startMs}`);
@@ -92,6 +92,27 @@ describe('pocketsphinx engine', () => {
     assert.ok(wordErrorRate(b!.text, second.text) < 0.5, second.text);
   });
 
+  it('a long recording read from its file a piece at a time is transcribed as if whole', async () => {
+    // a MEDIA_URL recording is read a minute at a time (its PCM can be hours); here 2 s at a
+    // time, every utterance cut across pieces, with Silero as a job has it
+    const silero = await Silero.load();
+    const dir = mkdtempSync(join(tmpdir(), 'co-pieces-'));
+    try {
+      const [a, b] = librivox();
+      const stream = concat([silence(0.7), wavSamples(a!.wav), silence(1.3), wavSamples(b!.wav), silence(1)]);
+      const file = join(dir, 'media.pcm');
+      writeFileSync(file, Buffer.from(stream.buffer, stream.byteOffset, stream.byteLength));
+      const pieces = [...pcmChunks(file, 2)];
+      assert.equal(pieces.length, Math.ceil(stream.length / (2 * SAMPLE_RATE)));
+      const whole = await transcribeStream([engine], [stream], 'Speaker', 0, silero);
+      assert.ok(whole.length >= 2, JSON.stringify(whole));
+      assert.deepEqual(await transcribeStream([engine], pcmChunks(file, 2), 'Speaker', 0, silero), whole);
+    } finally {
+      await silero.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('recognises a call while it goes on, and a run that resumes it recognises only the rest', async () => {
     const silero = await Silero.load();
     const dir = mkdtempSync(join(tmpdir(), 'co-transcript-'));
@@ -99,7 +120,7 @@ describe('pocketsphinx engine', () => {
       const [a, b] = librivox().map((u) => wavSamples(u.wav));
       const first = concat([silence(1), a!, silence(1.5)]);
       const rest = concat([silence(0.5), b!, silence(1)]);
-      const whole = await transcribeStream([engine], concat([first, rest]), 'Alice', 3000, silero);
+      const whole = await transcribeStream([engine], [concat([first, rest])], 'Alice', 3000, silero);
       // The listener's files: a track that started 3 s into the call, still being written.
       mkdirSync(join(dir, 'tracks'));
       writeFileSync(

@@ -9,7 +9,7 @@
 //   directory.
 // - MEDIA_URL: transcribe a finished recording (one mixed voice) instead.
 // - `--recover`: the previous run died; transcribe what it captured and had not recognised, and keep it locally.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { realpath } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -32,12 +32,12 @@ import { LiveCaptions } from './captions.js';
 import { toText, toWebVtt, type Segment } from './formats.js';
 import { transcriberInputs, type TranscriberInputs } from './inputs.js';
 import { Listener } from './listen.js';
-import { type EngineOptions, enginePool, EngineError, poolEngine } from './speech/engine.js';
+import { type EngineOptions, enginePool, EngineError, poolEngine, SAMPLE_RATE } from './speech/engine.js';
 import { modelsDir } from './speech/whisper.js';
 import { Silero } from './speech/silero.js';
 import { CallTranscript } from './call-transcript.js';
 import { type Recognisers, serveTranscript, TRANSCRIPT_ARG, TranscriptProcess } from './transcript-process.js';
-import { readPcm, transcribeStream } from './transcribe.js';
+import { pcmChunks, transcribeStream } from './transcribe.js';
 
 const log = (message: string) => process.stdout.write(`[transcriber ${new Date().toISOString()}] ${message}\n`);
 
@@ -54,12 +54,17 @@ const engineOptions = (inputs: Inputs, modelSize: string, threads: number): Engi
 
 /** A recording is read from at most this many bytes (MEDIA_MAX_BYTES in the job's settings). */
 const mediaMaxBytes = () => Number(process.env.MEDIA_MAX_BYTES ?? 8 * 1024 ** 3);
+/**
+ * A recording is transcribed up to this long: twice upstream's longest recording (180 min). A few
+ * MB of compressed silence can last days, and each second is 32 KB of PCM on the job's disk.
+ */
+const MEDIA_MAX_SEC = 6 * 3600;
 
 /**
  * A finished recording as 16 kHz mono PCM in the job directory, read only from where the admin
  * allows (MEDIA_URL_ALLOW, set by the worker, and the job's site), redirects checked again.
  */
-async function fetchMedia(url: string, dir: string, siteUrl: string | undefined): Promise<Int16Array> {
+async function fetchMedia(url: string, dir: string, siteUrl: string | undefined): Promise<string> {
   const allowed = parseMediaSources((process.env.MEDIA_URL_ALLOW ?? '').split(',').filter(Boolean));
   const refuse = (at: string) => {
     const reason = mediaRefusal(at, allowed, siteUrl);
@@ -83,8 +88,26 @@ async function fetchMedia(url: string, dir: string, siteUrl: string | undefined)
     });
   }
   const pcm = join(dir, 'media.pcm');
-  await ffmpeg(['-loglevel', 'error', '-y', '-i', input, '-vn', '-ac', '1', '-ar', '16000', '-f', 's16le', pcm]);
-  return readPcm(pcm);
+  const max = ['-t', String(MEDIA_MAX_SEC)];
+  await ffmpeg([
+    '-loglevel',
+    'error',
+    '-y',
+    '-i',
+    input,
+    ...max,
+    '-vn',
+    '-ac',
+    '1',
+    '-ar',
+    '16000',
+    '-f',
+    's16le',
+    pcm,
+  ]);
+  if (statSync(pcm).size >= MEDIA_MAX_SEC * SAMPLE_RATE * 2)
+    log(`media_url lasts more than ${MEDIA_MAX_SEC / 3600} h: its first ${MEDIA_MAX_SEC / 3600} h are transcribed`);
+  return pcm;
 }
 
 class Delivery {
@@ -282,7 +305,7 @@ async function main(): Promise<void> {
       log(`transcribing ${inputs.media_url}`);
       const segments = await Promise.race([
         fetchMedia(inputs.media_url, dir, inputs.site_url).then((pcm) =>
-          transcribeStream(engines, pcm, 'Speaker', 0, silero),
+          transcribeStream(engines, pcmChunks(pcm), 'Speaker', 0, silero),
         ),
         stopSignal().then((why) => Promise.reject(new Error(why))),
       ]);

@@ -100,14 +100,23 @@ export async function recognise(engines: SpeechEngine[], pieces: Piece[]): Promi
 export const inTimeOrder = (segments: (Segment | undefined)[]): Segment[] =>
   segments.filter((s): s is Segment => s !== undefined).sort((a, b) => a.startMs - b.startMs);
 
-/** One whole stream (a recording's mixed audio, or a test's speaker). */
+/** A 16 kHz PCM file read `sec` at a time, so that memory stays flat whatever its length. */
+export function* pcmChunks(path: string, sec = 60): Generator<Int16Array> {
+  const total = Math.floor(statSync(path).size / 2);
+  for (let from = 0; from < total; from += sec * SAMPLE_RATE) yield readPcm(path, from, sec * SAMPLE_RATE);
+}
+
+/** One whole stream (a recording's mixed audio, or a test's speaker), in consecutive pieces. */
 export async function transcribeStream(
   engines: SpeechEngine[],
-  pcm: Int16Array,
+  stream: Iterable<Int16Array>,
   speaker: string,
   offsetMs: number,
   silero?: Silero,
 ): Promise<Segment[]> {
   const cutter = new Cutter(speaker, offsetMs, silero);
-  return inTimeOrder(await recognise(engines, [...(await cutter.push(pcm)), ...cutter.flush()]));
+  const segments: (Segment | undefined)[] = [];
+  for (const pcm of stream) segments.push(...(await recognise(engines, await cutter.push(pcm))));
+  segments.push(...(await recognise(engines, cutter.flush())));
+  return inTimeOrder(segments);
 }
