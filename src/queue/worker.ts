@@ -149,13 +149,14 @@ export class JobWorker {
     // on a finished file goes back to the queue after a while instead, so it holds no place.
     const waitUntil = Date.now() + (rec.live ? Infinity : FILE_JOB_WAIT_MS);
     for (;;) {
-      const admission = await this.store.acquire(id, this.opts.maxConcurrentJobs, this.opts.leaseMs, this.id);
-      if (admission === 'gone') return;
-      if (admission === 'admitted') break;
+      // a closing worker takes no job: another worker (or this one's successor) will
       if (this.closing) {
         await bullJob.moveToDelayed(Date.now() + 1000, token);
         throw new DelayedError();
       }
+      const admission = await this.store.acquire(id, this.opts.maxConcurrentJobs, this.opts.leaseMs, this.id);
+      if (admission === 'gone') return;
+      if (admission === 'admitted') break;
       const limit = waitLimitMs(rec.live, this.opts);
       if ((await this.store.clock()) - rec.created_at > limit) {
         const error = startTimeoutReason(limit, await this.store.runningCount(), this.opts.maxConcurrentJobs);
@@ -178,6 +179,8 @@ export class JobWorker {
       this.log.child({ job: id }),
     );
     this.active.set(id, job);
+    // admitted while close() stopped the others: stopped too, or the shutdown would wait for it
+    if (this.closing) job.stop('the worker is shutting down');
     try {
       await job.run();
     } finally {
