@@ -187,6 +187,13 @@ describe('kubernetes runner', () => {
     assert.deepEqual(await run.exited, { code: 0, signal: null });
   });
 
+  it('an API server that cannot list the pod for a moment is waited for: the run ends as its program does', async () => {
+    // taken for a crash before, while the program ran on: a --recover run would have shared its directory
+    standin.failPodLists(2);
+    const { run } = await start(base(), { output: { file_id: 'abc' } });
+    assert.deepEqual(await run.exited, { code: 0, signal: null });
+  });
+
   it('reconcile ends the Jobs no live worker supervises and keeps the others', async () => {
     const runner = base();
     const kept = await start(runner, { sleepMs: 60_000 });

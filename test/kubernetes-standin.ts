@@ -96,6 +96,12 @@ export class KubernetesStandin {
     for (const w of this.watchers) w.res.end(); // the API server also ends watches now and then
   }
 
+  /** The next `n` lists of pods are answered 503, as by an API server restarting. */
+  failPodLists(n: number): void {
+    this.podListFailures = n;
+  }
+  private podListFailures = 0;
+
   /** The status of a GET on this server, for the tests (with its own CA). */
   get(path: string): Promise<number> {
     return new Promise((resolve, reject) => {
@@ -137,6 +143,10 @@ export class KubernetesStandin {
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods(?:\/([^/]+))?(\/log)?$/.exec(url.pathname))) {
       const [, ns, name, log] = m;
+      if (req.method === 'GET' && !name && !['true', '1'].includes(q.get('watch') ?? '') && this.podListFailures > 0) {
+        this.podListFailures--;
+        return this.status(res, 503, 'the server is currently unable to handle the request', 'ServiceUnavailable');
+      }
       if (req.method === 'GET' && !name) return this.list('Pod', ns!, q, res);
       const pod = this.pods.get(`${ns}/${name}`);
       if (!pod) return this.status(res, 404, `pods "${name}" not found`, 'NotFound');

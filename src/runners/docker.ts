@@ -12,7 +12,15 @@ import Docker from 'dockerode';
 import { EXIT, JOB_ENV } from '../jobs/contract.js';
 import { imageNameOf } from '../jobs/runner-image.js';
 import type { JobType } from '../jobs/schema.js';
-import { type JobExit, type Reconcile, type Runner, type RunningJob, type StartSpec, hostPaths } from './runner.js';
+import {
+  type JobExit,
+  type Reconcile,
+  type Runner,
+  type RunningJob,
+  type StartSpec,
+  hostPaths,
+  tried,
+} from './runner.js';
 
 export interface DockerLimits {
   cpus: number;
@@ -151,9 +159,11 @@ export class DockerRunner implements Runner {
 
     const exited = (async (): Promise<JobExit> => {
       // The supervision awaits this: it must settle even if the engine loses the container.
-      const { StatusCode } = (await container.wait().catch((err: Error) => {
+      const { StatusCode } = (await tried(() => container.wait()).catch(async (err: Error) => {
         spec.onOutput(Buffer.from(`the container could not be waited for: ${err.message}\n`), 'stderr');
-        return { StatusCode: EXIT.crashed }; // an end the program never saw: a --recover run salvages it
+        // ended here, so that the --recover run that salvages it is alone in the job's directory
+        await container.remove({ force: true, v: true }).catch(() => undefined);
+        return { StatusCode: EXIT.crashed }; // an end the program never saw
       })) as { StatusCode: number };
       await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]); // the log is complete
       // Docker reports a kill as 128 + the signal's number.

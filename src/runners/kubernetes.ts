@@ -12,7 +12,15 @@ import { BatchV1Api, CoreV1Api, KubeConfig, Log, type V1Job, type V1Pod, Watch }
 import { EXIT, JOB_ENV, OUTPUT_FILE, RECOVER_ARG } from '../jobs/contract.js';
 import { imageNameOf } from '../jobs/runner-image.js';
 import type { JobType } from '../jobs/schema.js';
-import { type JobExit, type Reconcile, type Runner, type RunningJob, type StartSpec, hostPaths } from './runner.js';
+import {
+  type JobExit,
+  type Reconcile,
+  type Runner,
+  type RunningJob,
+  type StartSpec,
+  hostPaths,
+  tried,
+} from './runner.js';
 
 export interface KubernetesRunnerOptions {
   namespace: string;
@@ -240,9 +248,10 @@ export class KubernetesRunner implements Runner {
         await new Promise((r) => setTimeout(r, 200));
       }
     };
-    void relist().then(follow, (err) =>
-      finish(EXIT.crashed, undefined, `could not list its pod: ${(err as Error).message}`),
-    );
+    void tried(relist).then(follow, async (err) => {
+      await this.remove(name); // its pod ends with it: the --recover run is alone in the job's directory
+      finish(EXIT.crashed, undefined, `could not list its pod: ${(err as Error).message}`);
+    });
 
     return {
       signal: (sig) => {

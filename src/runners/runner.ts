@@ -3,6 +3,7 @@
 // logs), so each runner (process, docker, kubernetes) stays small and they all behave alike.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { OUTPUT_FILE, readOutput } from '../jobs/contract.js';
 import type { JobRecord } from '../store/jobs.js';
 
@@ -63,4 +64,20 @@ export function hostPaths(dir: string, mounts: [string, string][]): void {
     return v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, host(x)])) : v;
   };
   writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(host(output)));
+}
+
+/**
+ * A call to a container engine or an API server, tried `attempts` times, 1, 2, 4… s apart: one
+ * restarting or briefly unreachable must not be taken for the end of a program still running
+ * (a --recover run would then share its directory). The last error when none succeeds.
+ */
+export async function tried<T>(work: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (attempt === attempts) throw err;
+      await sleep(1000 * 2 ** (attempt - 1));
+    }
+  }
 }
