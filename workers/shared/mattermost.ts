@@ -56,22 +56,29 @@ export function sanitizeFilename(name: string): string {
 /** A CA bundle is a few KB; a path to a device (/dev/zero) or a huge file is not read. */
 const MAX_CA_FILE_BYTES = 1024 * 1024;
 
+/**
+ * The PEM certificates of `path`, or one error whatever is wrong: the path comes with the job's
+ * inputs, and its log is the client's to read, so the error must not tell a client which files
+ * the host has, which it may not read or how large they are.
+ */
 function readCaFile(path: string): string {
   let fd: number | undefined;
+  let pem: string | undefined;
   try {
     // opened without blocking on a FIFO, and checked on what was opened (no swap between a check and the read)
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     const stat = fstatSync(fd);
-    if (!stat.isFile()) throw new Error(`TLS_CA_CERT_FILE ${path} is not a regular file`);
-    if (stat.size > MAX_CA_FILE_BYTES) throw new Error(`TLS_CA_CERT_FILE ${path} is larger than 1 MiB`);
-    return readFileSync(fd, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === undefined) throw err;
-    throw new Error(`TLS_CA_CERT_FILE ${path} could not be read (${code})`);
+    if (stat.isFile() && stat.size <= MAX_CA_FILE_BYTES) pem = readFileSync(fd, 'utf8');
+  } catch {
+    // said below, as every other failure
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+  if (!pem?.includes('-----BEGIN CERTIFICATE-----'))
+    throw new Error(
+      `TLS_CA_CERT_FILE ${path} is not a readable regular file of at most 1 MiB holding a PEM certificate`,
+    );
+  return pem;
 }
 
 /**
@@ -83,12 +90,7 @@ export function botClientFor(
   log: (message: string) => void,
 ): BotClient | undefined {
   if (!inputs.site_url) return undefined;
-  let ca: string | undefined;
-  if (inputs.tls_ca_cert_file) {
-    ca = readCaFile(inputs.tls_ca_cert_file);
-    if (!ca.includes('-----BEGIN CERTIFICATE-----'))
-      throw new Error(`TLS_CA_CERT_FILE ${inputs.tls_ca_cert_file} holds no PEM certificate`);
-  }
+  const ca = inputs.tls_ca_cert_file ? readCaFile(inputs.tls_ca_cert_file) : undefined;
   return new BotClient({ siteUrl: inputs.site_url, authToken: inputs.auth_token!, ca, log });
 }
 
