@@ -16,6 +16,7 @@ import type { JobRecord } from '../src/store/jobs.js';
 import {
   type Api,
   basic,
+  jobWhen,
   call,
   cleanup,
   ids,
@@ -129,7 +130,7 @@ describe('docker runner', () => {
   it("a failure reports the exit code and its output, and removes the container, which holds the job's tokens; SIGKILL ends what ignores SIGTERM", async () => {
     const failing = await start(2560);
     assert.deepEqual(await failing.run.exited, { code: 3, signal: null });
-    assert.match(failing.said.stderr, /^failing on purpose$/m);
+    assert.match(failing.said.stderr, /^failing on purpose; what it did is kept at \/job\/partial\.txt$/m);
     await assert.rejects(container(failing.job.id).inspect(), /no such container/i, 'removed after a failure too');
 
     const stubborn = await start(3840);
@@ -216,18 +217,19 @@ describe('docker runner through the service', () => {
     const worker = await startWorker(config);
     try {
       const done = (await call(api.url, 'POST', '/jobs', auth, recordingJob(ids(), { width: 1280 }))).json.id;
-      const job = await waitFor(
-        'succeeded',
-        async () => {
-          const j = (await call(api.url, 'GET', `/jobs/${done}`, auth)).json;
-          return j.status === 'succeeded' ? j : undefined;
-        },
-        60_000,
-      );
+      const job = await jobWhen(api.url, auth, done, 'succeeded');
       assert.deepEqual(job.output_data, { file: join(resolve(config.dataDir), 'artifacts', 'out.txt'), width: 1280 });
       assert.match(
         (await call(api.url, 'GET', `/jobs/${done}/logs`, auth)).text,
         /with the docker runner[\s\S]*test job/,
+      );
+
+      // a failure's reason names its files where they are on this host, not in the container
+      const failing = (await call(api.url, 'POST', '/jobs', auth, recordingJob(ids(), { width: 2560 }))).json.id;
+      const failed = await jobWhen(api.url, auth, failing, 'failed');
+      assert.equal(
+        failed.error,
+        `the job program exited with code 3: failing on purpose; what it did is kept at ${join(resolve(config.dataDir), 'jobs', failing, 'partial.txt')}`,
       );
 
       const long = (

@@ -223,6 +223,17 @@ export async function call(
 
 export const basic = (clientId: string, key = KEY): Auth => ({ basic: [clientId, key] });
 
+/** Job `id` through the API at `url`, once its status is `status`. */
+export const jobWhen = (url: string, auth: Auth, id: string, status: string, timeoutMs = 60_000) =>
+  waitFor(
+    `job ${id} ${status}`,
+    async () => {
+      const job = (await call(url, 'GET', `/jobs/${id}`, auth)).json;
+      return job.status === status ? job : undefined;
+    },
+    timeoutMs,
+  );
+
 export const recordingJob = (callId: string, extra: Record<string, unknown> = {}) => ({
   type: 'recording',
   max_duration_sec: 3600,

@@ -17,6 +17,7 @@ import {
   type Api,
   TEST_JOB,
   basic,
+  jobWhen,
   behave,
   call,
   cleanup,
@@ -239,19 +240,19 @@ describe('kubernetes runner through the service', () => {
       const callId = ids();
       behave(callId, { output: { file_id: 'f1', duration_ms: 3 } });
       const id = (await call(api.url, 'POST', '/jobs', auth, recordingJob(callId))).json.id;
-      const job = await waitFor(
-        'succeeded',
-        async () => {
-          const j = (await call(api.url, 'GET', `/jobs/${id}`, auth)).json;
-          return j.status === 'succeeded' ? j : undefined;
-        },
-        60_000,
-      );
+      const job = await jobWhen(api.url, auth, id, 'succeeded');
       assert.deepEqual(job.output_data, { file_id: 'f1', duration_ms: 3 });
       assert.match(
         (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text,
         /with the kubernetes runner[\s\S]*test job/,
       );
+      // The pod's log has both streams in one: a failure's reason is its last line, which was
+      // lost (the error said only "exited with code 1")
+      const failingCall = ids();
+      behave(failingCall, { exitCode: 1, stderr: 'failing on purpose' });
+      const failing = (await call(api.url, 'POST', '/jobs', auth, recordingJob(failingCall))).json.id;
+      const failed = await jobWhen(api.url, auth, failing, 'failed');
+      assert.equal(failed.error, 'the job program exited with code 1: failing on purpose');
       assert.deepEqual(standin.rejected, []);
     } finally {
       await worker.close();

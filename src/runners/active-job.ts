@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import { mintToken } from '../sfu/token.js';
 import type { JobRecord, JobStore } from '../store/jobs.js';
 import { isRedisDown } from '../store/redis.js';
-import type { JobExit, Runner, RunningJob } from './runner.js';
+import { type JobExit, type Runner, type RunningJob, hostText } from './runner.js';
 
 export interface SupervisionOptions {
   stopGraceMs: number;
@@ -261,14 +261,16 @@ export class ActiveJob {
   }
 
   private failureReason(exit: JobExit): string {
+    // a container's program names its files by the container's paths
+    const here = (text: string) => hostText(text, this.handle?.mounts ?? []);
     if (this.killedDelivering !== undefined) {
-      return `the delivery did not finish within ${this.opts.deliveryTimeoutMs / 1000} s after the file was finished (${this.stopReason}); the file is kept at ${this.killedDelivering}`;
+      return `the delivery did not finish within ${this.opts.deliveryTimeoutMs / 1000} s after the file was finished (${this.stopReason}); the file is kept at ${here(this.killedDelivering)}`;
     }
     if (this.killed) {
       return `the job program did not stop within ${this.opts.stopGraceMs / 1000} s of SIGTERM (${this.stopReason}) and was killed`;
     }
     const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    const detail = this.lastStderrLine ? `: ${this.lastStderrLine}` : '';
+    const detail = this.lastStderrLine ? `: ${here(this.lastStderrLine)}` : '';
     return `the job program ${how}${detail}`;
   }
 

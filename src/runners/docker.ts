@@ -157,6 +157,10 @@ export class DockerRunner implements Runner {
     const streamEnded = new Promise<void>((r) => stream.once('end', () => r()));
     await container.start();
 
+    const mounts: [string, string][] = [
+      [IN_CONTAINER.dir, resolve(spec.dir)],
+      [IN_CONTAINER.artifacts, resolve(this.opts.artifactsDir)],
+    ];
     const exited = (async (): Promise<JobExit> => {
       // The supervision awaits this: it must settle even if the engine loses the container.
       const { StatusCode } = (await tried(() => container.wait()).catch(async (err: Error) => {
@@ -168,10 +172,7 @@ export class DockerRunner implements Runner {
       await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]); // the log is complete
       // Docker reports a kill as 128 + the signal's number.
       const signal = StatusCode === 137 ? 'SIGKILL' : StatusCode === 143 ? 'SIGTERM' : null;
-      hostPaths(spec.dir, [
-        [IN_CONTAINER.dir, resolve(spec.dir)],
-        [IN_CONTAINER.artifacts, resolve(this.opts.artifactsDir)],
-      ]);
+      hostPaths(spec.dir, mounts);
       // Removed whatever the outcome: its output is in the job log, and its configuration holds the
       // job's tokens (AUTH_TOKEN, SFU_TOKEN), which `docker inspect` showed for as long as it stayed.
       await container.remove({ v: true }).catch(() => undefined);
@@ -180,6 +181,7 @@ export class DockerRunner implements Runner {
     return {
       signal: (sig) => void container.kill({ signal: sig }).catch(() => undefined),
       exited,
+      mounts,
     };
   }
 

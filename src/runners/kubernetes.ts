@@ -62,6 +62,8 @@ const UNSTARTABLE = new Set([
 ]);
 /** How long to wait for a deleted leftover Job of the same name to be gone. */
 const LEFTOVER_WAIT_MS = 30_000;
+/** How long the end of a pod's log is awaited after its end (as the Docker runner awaits its stream's). */
+const LOG_END_WAIT_MS = 2_000;
 
 type Watched = { type: string; object: V1Pod & { code?: number } };
 
@@ -160,7 +162,15 @@ export class KubernetesRunner implements Runner {
     await this.batch.createNamespacedJob({ namespace, body: this.jobObject(spec, name) });
 
     let pod: string | undefined;
-    let following = false;
+    /** the pod's log, followed once its container runs: resolves when the log has ended */
+    let followed: Promise<void> | undefined;
+    /** with a claim the job's directory and the artifacts are on the worker's host too */
+    const mounts: [string, string][] = this.opts.claimName
+      ? [
+          [IN_POD.dir, spec.dir],
+          [IN_POD.artifacts, join(this.opts.dataDir, 'artifacts')],
+        ]
+      : [];
     let settle!: (exit: JobExit) => void;
     const exited = new Promise<JobExit>((resolve) => (settle = resolve));
     let done = false;
@@ -177,10 +187,7 @@ export class KubernetesRunner implements Runner {
       pod = p.metadata?.name ?? pod;
       if (named && pending) deletePod(pending);
       const status = p.status?.containerStatuses?.find((c) => c.name === 'job');
-      if (!following && pod && (status?.state?.running || status?.state?.terminated)) {
-        following = true;
-        void this.follow(pod, spec);
-      }
+      if (!followed && pod && (status?.state?.running || status?.state?.terminated)) followed = this.follow(pod, spec);
       const terminated = status?.state?.terminated;
       if (terminated) return finish(terminated.exitCode, terminated.message);
       // Ends the program never saw (an eviction, a deleted pod, a pod that cannot be listed) are
@@ -195,23 +202,27 @@ export class KubernetesRunner implements Runner {
     const finish = (code: number, message?: string, why?: string): void => {
       done = true;
       watch?.abort();
-      // The kubelet mounts a file of its own at terminationMessagePath: what the program writes
-      // there reaches the worker only as the termination message, with a claim as without one.
-      if (message) {
-        mkdirSync(spec.dir, { recursive: true });
-        writeFileSync(join(spec.dir, OUTPUT_FILE), message);
-      }
-      if (this.opts.claimName) {
-        hostPaths(spec.dir, [
-          [IN_POD.dir, spec.dir],
-          [IN_POD.artifacts, join(this.opts.dataDir, 'artifacts')],
-        ]);
-      }
-      if (why) spec.onOutput(Buffer.from(`the pod failed: ${why}\n`), 'stderr');
-      // Kubernetes reports a kill as 128 + the signal's number, as Docker does.
-      const signal = code === 137 ? 'SIGKILL' : code === 143 ? 'SIGTERM' : null;
-      if (code === 0) void this.remove(name);
-      settle({ code: signal ? null : code, signal });
+      // the log's last lines (a failure's reason among them) may come after the pod's end
+      const logEnded = Promise.race([followed, new Promise((r) => setTimeout(r, LOG_END_WAIT_MS))]);
+      void logEnded
+        .then(() => {
+          // The kubelet mounts a file of its own at terminationMessagePath: what the program writes
+          // there reaches the worker only as the termination message, with a claim as without one.
+          if (message) {
+            mkdirSync(spec.dir, { recursive: true });
+            writeFileSync(join(spec.dir, OUTPUT_FILE), message);
+          }
+          hostPaths(spec.dir, mounts);
+          if (why) spec.onOutput(Buffer.from(`the pod failed: ${why}\n`), 'stderr');
+          // Kubernetes reports a kill as 128 + the signal's number, as Docker does.
+          const signal = code === 137 ? 'SIGKILL' : code === 143 ? 'SIGTERM' : null;
+          if (code === 0) void this.remove(name);
+          settle({ code: signal ? null : code, signal });
+        })
+        .catch((err: Error) => {
+          spec.onOutput(Buffer.from(`the pod's end could not be recorded: ${err.message}\n`), 'stderr');
+          settle({ code: EXIT.crashed, signal: null });
+        });
     };
 
     // List, then watch from the list's resourceVersion; again from the last one seen when the
@@ -260,6 +271,7 @@ export class KubernetesRunner implements Runner {
         else if (pending !== 'SIGKILL') pending = sig;
       },
       exited,
+      mounts,
     };
   }
 
@@ -296,7 +308,9 @@ export class KubernetesRunner implements Runner {
   private async follow(pod: string, spec: StartSpec): Promise<void> {
     const sink = new Writable({
       write(chunk: Buffer, _encoding, callback) {
-        spec.onOutput(chunk, 'stdout');
+        // The pod's log has both streams in one: any line may be what the program wrote to
+        // standard error, and its last on a failure is the reason.
+        spec.onOutput(chunk, 'stderr');
         callback();
       },
     });

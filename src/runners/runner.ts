@@ -15,6 +15,8 @@ export interface JobExit {
 
 export interface RunningJob {
   readonly pid?: number;
+  /** a container's mounts, [path in the container, path on the worker's host]: what its messages' paths are here */
+  readonly mounts?: [string, string][];
   signal(sig: 'SIGTERM' | 'SIGKILL'): void;
   readonly exited: Promise<JobExit>;
 }
@@ -54,16 +56,25 @@ export interface Runner {
  */
 export function hostPaths(dir: string, mounts: [string, string][]): void {
   const output = readOutput(dir);
-  if (!output) return;
+  if (!output || mounts.length === 0) return;
   const host = (v: unknown): unknown => {
-    if (typeof v === 'string') {
-      const hit = mounts.find(([inside]) => v === inside || v.startsWith(`${inside}/`));
-      return hit ? hit[1] + v.slice(hit[0].length) : v;
-    }
+    if (typeof v === 'string') return hostText(v, mounts);
     if (Array.isArray(v)) return v.map(host);
     return v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, host(x)])) : v;
   };
   writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(host(output)));
+}
+
+/** `text` with each path under a mount (the mount's path alone, or followed by `/…`) as it is on the worker's host. */
+export function hostText(text: string, mounts: [string, string][]): string {
+  return mounts.reduce(
+    (t, [inside, host]) =>
+      t.replace(
+        new RegExp(`(?<![\\w./-])${inside.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w.-])`, 'g'),
+        () => host,
+      ),
+    text,
+  );
 }
 
 /**
