@@ -8,7 +8,8 @@
 // directory; the env's mount paths are rewritten to them: a process cannot see /job), and the
 // termination message is read from terminationMessagePath (and is not left in the volume there, as
 // the kubelet's own file mounted at that path hides it from the volume). Signals follow pod deletion: SIGTERM,
-// then SIGKILL after the grace period.
+// then SIGKILL after the grace period. A pod's log lags its container's state by 300 ms, as a
+// kubelet's does: the last lines come after the pod's end.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -27,6 +28,9 @@ interface Event {
   type: 'ADDED' | 'MODIFIED' | 'DELETED';
   object: Obj;
 }
+
+/** How long a pod's log lags its container's state, as a kubelet's does. */
+const LOG_LAG_MS = 300;
 
 export class KubernetesStandin {
   private server?: Server;
@@ -235,6 +239,12 @@ export class KubernetesStandin {
       TEST_JOB_CONTROL_DIR: process.env.TEST_JOB_CONTROL_DIR ?? '',
     };
     for (const e of container.env ?? []) env[e.name] = local(e.value);
+    // A node's log reaches the API server a moment after the container's state does (the kubelet
+    // reads it from the runtime's files): what the program wrote last comes after its end.
+    const wakeLog = () =>
+      setTimeout(() => {
+        for (const w of pod.logWaiters.splice(0)) w();
+      }, LOG_LAG_MS);
     const started = () => {
       pod.status = {
         phase: 'Running',
@@ -262,7 +272,7 @@ export class KubernetesStandin {
         ],
       };
       this.emit('Pod', 'MODIFIED', pod);
-      for (const w of pod.logWaiters.splice(0)) w();
+      wakeLog();
       const j = this.jobs.get(`${ns}/${job.metadata.name}`);
       if (j) {
         j.status = failed
@@ -290,7 +300,7 @@ export class KubernetesStandin {
       pod.proc = proc;
       const keep = (c: Buffer) => {
         pod.log.push(c);
-        for (const w of pod.logWaiters.splice(0)) w();
+        wakeLog();
       };
       proc.stdout!.on('data', keep);
       proc.stderr!.on('data', keep);

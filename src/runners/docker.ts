@@ -163,12 +163,16 @@ export class DockerRunner implements Runner {
     ];
     const exited = (async (): Promise<JobExit> => {
       // The supervision awaits this: it must settle even if the engine loses the container.
-      const { StatusCode } = (await tried(() => container.wait()).catch(async (err: Error) => {
-        spec.onOutput(Buffer.from(`the container could not be waited for: ${err.message}\n`), 'stderr');
-        // ended here, so that the --recover run that salvages it is alone in the job's directory
+      let StatusCode: number;
+      try {
+        ({ StatusCode } = (await tried(() => container.wait())) as { StatusCode: number });
+      } catch (err) {
+        spec.onOutput(Buffer.from(`the container could not be waited for: ${(err as Error).message}\n`), 'stderr');
+        // ended here where the engine answers, so that the --recover run that salvages it does not
+        // share the job's directory with it
         await container.remove({ force: true, v: true }).catch(() => undefined);
-        return { StatusCode: EXIT.crashed }; // an end the program never saw
-      })) as { StatusCode: number };
+        return { code: EXIT.crashed, signal: null }; // an end the program never saw
+      }
       await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]); // the log is complete
       // Docker reports a kill as 128 + the signal's number.
       const signal = StatusCode === 137 ? 'SIGKILL' : StatusCode === 143 ? 'SIGTERM' : null;

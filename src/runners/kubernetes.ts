@@ -260,7 +260,7 @@ export class KubernetesRunner implements Runner {
       }
     };
     void tried(relist).then(follow, async (err) => {
-      await this.remove(name); // its pod ends with it: the --recover run is alone in the job's directory
+      await this.remove(name); // best effort: an API server that cannot list may not delete either
       finish(EXIT.crashed, undefined, `could not list its pod: ${(err as Error).message}`);
     });
 
@@ -304,18 +304,25 @@ export class KubernetesRunner implements Runner {
     return ended;
   }
 
-  /** The pod's log, followed until it ends, into the job log (Kubernetes merges the two streams). */
-  private async follow(pod: string, spec: StartSpec): Promise<void> {
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        // The pod's log has both streams in one: any line may be what the program wrote to
-        // standard error, and its last on a failure is the reason.
-        spec.onOutput(chunk, 'stderr');
-        callback();
-      },
-    });
-    await new Log(this.kc).log(this.opts.namespace, pod, 'job', sink, { follow: true }).catch((err: Error) => {
-      spec.onOutput(Buffer.from(`the pod's log could not be read: ${err.message}\n`), 'stderr');
+  /**
+   * The pod's log, followed until it ends, into the job log (Kubernetes merges the two streams);
+   * resolves when it has ended (the client's own promise, once it has begun).
+   */
+  private follow(pod: string, spec: StartSpec): Promise<void> {
+    return new Promise((ended) => {
+      const sink = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          // The pod's log has both streams in one: any line may be what the program wrote to
+          // standard error, and its last on a failure is the reason.
+          spec.onOutput(chunk, 'stderr');
+          callback();
+        },
+      });
+      sink.once('finish', () => ended());
+      new Log(this.kc).log(this.opts.namespace, pod, 'job', sink, { follow: true }).catch((err: Error) => {
+        spec.onOutput(Buffer.from(`the pod's log could not be read: ${err.message}\n`), 'stderr');
+        ended();
+      });
     });
   }
 

@@ -65,16 +65,15 @@ export function hostPaths(dir: string, mounts: [string, string][]): void {
   writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(host(output)));
 }
 
-/** `text` with each path under a mount (the mount's path alone, or followed by `/…`) as it is on the worker's host. */
+/**
+ * `text` with each path under a mount (the mount's path alone, or followed by `/…`) as it is on the
+ * worker's host: in one pass, so that a host path is not taken for another mount's.
+ */
 export function hostText(text: string, mounts: [string, string][]): string {
-  return mounts.reduce(
-    (t, [inside, host]) =>
-      t.replace(
-        new RegExp(`(?<![\\w./-])${inside.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w.-])`, 'g'),
-        () => host,
-      ),
-    text,
-  );
+  if (mounts.length === 0) return text;
+  const host = new Map(mounts);
+  const inside = mounts.map(([path]) => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
+  return text.replace(new RegExp(`(?<![\\w./-])(?:${inside})(?![\\w.-])`, 'g'), (path) => host.get(path)!);
 }
 
 /**
