@@ -78,9 +78,11 @@ async function main(): Promise<void> {
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);
     await reportedOrLate(started);
-    await bot
-      ?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason)
-      .catch((e) => log(`could not report the failure: ${e.message}`));
+    await bot?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason).catch((e) => {
+      log(`could not report the failure: ${e.message}`);
+      // the reason last again: a pod's log has both streams in one, and its last line is the reason
+      process.stderr.write(`${reason}\n`);
+    });
     process.exit(EXIT.failed);
   };
 

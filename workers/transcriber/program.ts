@@ -127,18 +127,23 @@ class Delivery {
    */
   private started: Promise<unknown> = Promise.resolve();
 
-  async report(status: 'started' | 'failed', error?: string): Promise<void> {
-    if (!this.bot || this.inputs.captionsOnly || !this.inputs.call_id) return;
+  /** Tells the plugin; false when that failed (and was logged). */
+  async report(status: 'started' | 'failed', error?: string): Promise<boolean> {
+    if (!this.bot || this.inputs.captionsOnly || !this.inputs.call_id) return true;
     const send = () =>
-      this.bot!.reportStatus(this.inputs.call_id!, this.jobId, 'transcribing', status, error).catch((e: Error) =>
-        log(`could not report ${status}: ${e.message}`),
+      this.bot!.reportStatus(this.inputs.call_id!, this.jobId, 'transcribing', status, error).then(
+        () => true,
+        (e: Error) => {
+          log(`could not report ${status}: ${e.message}`);
+          return false;
+        },
       );
     if (status === 'started') {
       this.started = send();
-      return;
+      return true;
     }
     await reportedOrLate(this.started);
-    await send();
+    return send();
   }
 
   /** Writes the two files; posts them, or keeps them in the artifacts directory. Returns output_data. */
@@ -202,7 +207,11 @@ async function loadRecognisers(inputs: Inputs): Promise<Recognisers> {
 /** Recognises the rest of the call and says how much was left. */
 async function finishTranscript(transcript: Pick<CallTranscript, 'finish'>): Promise<Segment[]> {
   const started = Date.now();
-  const { segments, leftSec, earlySec } = await transcript.finish();
+  const { segments, leftSec, earlySec } = await transcript.finish().catch((err: Error) => {
+    // engines that fail to load or recognise now are not a start's failure: the job says where
+    // the audio it captured is kept
+    throw err instanceof EngineError ? new Error(err.message) : err;
+  });
   log(
     `recognised ${leftSec.toFixed(1)} s of speech in ${((Date.now() - started) / 1000).toFixed(1)} s after the stop (${earlySec.toFixed(1)} s during the call); ${segments.length} segments`,
   );
@@ -271,7 +280,9 @@ async function main(): Promise<void> {
   const delivery = new Delivery(inputs, dir, bot);
   const fail = async (reason: string): Promise<never> => {
     process.stderr.write(`${reason}\n`);
-    await delivery.report('failed', reason);
+    // the reason last again if the report logged its failure: a pod's log has both streams in
+    // one, and its last line is the reason
+    if (!(await delivery.report('failed', reason))) process.stderr.write(`${reason}\n`);
     process.exit(EXIT.failed);
   };
 

@@ -142,8 +142,7 @@ export class TranscriptProcess {
     clearTimeout(this.restartTimer);
     this.child.kill('SIGKILL');
     await this.exited;
-    // not an EngineError now: the job fails saying where the audio it captured is kept
-    const { engines, silero } = await this.load().catch((err: Error) => Promise.reject(new Error(err.message)));
+    const { engines, silero } = await this.load();
     try {
       return await new CallTranscript(engines, this.dir, silero).finish();
     } finally {
