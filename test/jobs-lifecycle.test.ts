@@ -14,6 +14,7 @@ import {
   call,
   cleanup,
   ids,
+  jobWhen,
   recordingJob,
   runs,
   startApi,
@@ -25,6 +26,7 @@ import { verifyToken } from '../src/sfu/token.js';
 import { Sweeper } from '../src/queue/sweeper.js';
 import { workerOptions } from '../src/services.js';
 import { createLogger } from '../src/log.js';
+import type { JobStore } from '../src/store/jobs.js';
 
 describe('job lifecycle', () => {
   const config = testConfig({ JOBS_MAXCONCURRENTJOBS: '4', JOBS_DELIVERYTIMEOUTSEC: '3' });
@@ -425,6 +427,46 @@ describe('retention', () => {
       await worker.close();
       await api.close();
       await cleanup(config);
+    }
+  });
+});
+
+describe('a worker closing as a slot is given to it', () => {
+  const config = testConfig();
+  let api: Api;
+  before(async () => (api = await startApi(config)));
+  after(async () => {
+    await api.close();
+    await cleanup(config);
+  });
+
+  it('gives the job back unstarted, and the next worker runs it once', async () => {
+    const auth = basic(ids());
+    const first = await startWorker(config);
+    // close() at the very moment the real store admits the job (a shutdown mid-acquire)
+    const store = (first.worker as unknown as { store: JobStore }).store;
+    const acquire = store.acquire.bind(store);
+    let closed: Promise<void> | undefined;
+    store.acquire = async (...args) => {
+      const admission = await acquire(...args);
+      if (admission === 'admitted') closed ??= first.close();
+      return admission;
+    };
+    const callId = ids();
+    behave(callId, { output: { file: 'x.mp4' } });
+    const id = (await call(api.url, 'POST', '/jobs', auth, recordingJob(callId))).json.id as string;
+    await waitFor('the first worker to close', () => closed !== undefined, 30_000);
+    await closed;
+    // before, the job started and was stopped at once (or ran on, the shutdown waiting for it)
+    assert.equal((await call(api.url, 'GET', `/jobs/${id}`, auth)).json.status, 'queued');
+    assert.deepEqual(runs(id), []);
+    const second = await startWorker(config);
+    try {
+      const job = await jobWhen(api.url, auth, id, 'succeeded');
+      assert.deepEqual(job.output_data, { file: 'x.mp4' });
+      assert.equal(runs(id).filter((r) => r.event === 'start').length, 1);
+    } finally {
+      await second.close();
     }
   });
 });

@@ -148,6 +148,7 @@ export class JobWorker {
     // The next job in line waits here for a slot and takes it as soon as one is released. A job
     // on a finished file goes back to the queue after a while instead, so it holds no place.
     const waitUntil = Date.now() + (rec.live ? Infinity : FILE_JOB_WAIT_MS);
+    const limit = waitLimitMs(rec.live, this.opts);
     for (;;) {
       // a closing worker takes no job: another worker (or this one's successor) will
       if (this.closing) {
@@ -156,8 +157,15 @@ export class JobWorker {
       }
       const admission = await this.store.acquire(id, this.opts.maxConcurrentJobs, this.opts.leaseMs, this.id);
       if (admission === 'gone') return;
-      if (admission === 'admitted') break;
-      const limit = waitLimitMs(rec.live, this.opts);
+      if (admission === 'admitted') {
+        // close() came while the slot was asked for: the job goes back, not started (unless a
+        // stop came meanwhile too: it then runs, stopped below)
+        if (this.closing && (await this.store.requeue(id, this.id, rec.created_at + limit))) {
+          await bullJob.moveToDelayed(Date.now() + 1000, token);
+          throw new DelayedError();
+        }
+        break;
+      }
       if ((await this.store.clock()) - rec.created_at > limit) {
         const error = startTimeoutReason(limit, await this.store.runningCount(), this.opts.maxConcurrentJobs);
         await this.store.transition(id, ['queued'], 'failed', { error });
@@ -179,8 +187,7 @@ export class JobWorker {
       this.log.child({ job: id }),
     );
     this.active.set(id, job);
-    // admitted while close() stopped the others: stopped too, or the shutdown would wait for it
-    if (this.closing) job.stop('the worker is shutting down');
+    if (this.closing) job.stop('the worker is shutting down'); // close() has stopped the others
     try {
       await job.run();
     } finally {

@@ -122,6 +122,19 @@ redis.call('HSET', KEYS[1], 'status', 'starting', 'worker', worker, 'start_at', 
 return {1, 'starting'}
 `;
 
+// Gives back the slot a worker was admitted to before it started anything (it is closing): the
+// job is queued again, by its deadline as before. KEYS: job, queued, slots; ARGV: id, worker,
+// queued deadline. Returns 1, or 0 when the job is no longer this worker's start.
+const REQUEUE = `
+local fields = redis.call('HMGET', KEYS[1], 'status', 'worker')
+if fields[1] ~= 'starting' or fields[2] ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('HDEL', KEYS[1], 'worker', 'start_at')
+return 1
+`;
+
 // Renews a lease only while this worker still holds it; answers the job's status so that the
 // worker also learns of a stop asked through another API instance. KEYS: job, slots; ARGV: id,
 // worker, lease ms.
@@ -157,6 +170,7 @@ export class JobStore {
 
   private readonly createScript;
   private readonly acquireScript;
+  private readonly requeueScript;
   private readonly renewScript;
   private readonly appendLogScript;
 
@@ -168,6 +182,7 @@ export class JobStore {
     this.createScript = script<number>(redis, 'coCreate', 6, CREATE);
     this.transitionScript = script<[number, string, number]>(redis, 'coTransition', 5, TRANSITION);
     this.acquireScript = script<[number, string]>(redis, 'coAcquire', 3, ACQUIRE);
+    this.requeueScript = script<number>(redis, 'coRequeue', 3, REQUEUE);
     this.renewScript = script<string | null>(redis, 'coRenew', 2, RENEW);
     this.appendLogScript = script<number>(redis, 'coAppendLog', 1, APPEND_LOG);
   }
@@ -303,6 +318,12 @@ export class JobStore {
   }
 
   /** Renews this worker's lease; null when the lease was lost (the job was failed meanwhile). */
+  /** Queues again a job `worker` was admitted to but did not start; false when it is no longer that. */
+  async requeue(id: string, worker: string, deadline: number): Promise<boolean> {
+    const k = this.keys;
+    return (await this.requeueScript([k.job(id), k.queued, k.slots], [id, worker, deadline])) === 1;
+  }
+
   async renew(id: string, worker: string, leaseMs: number): Promise<JobStatus | null> {
     return (await this.renewScript([this.keys.job(id), this.keys.slots], [id, worker, leaseMs])) as JobStatus | null;
   }
