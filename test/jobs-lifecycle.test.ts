@@ -460,6 +460,10 @@ describe('a worker closing as a slot is given to it', () => {
     // before, the job started and was stopped at once (or ran on, the shutdown waiting for it)
     assert.equal((await call(api.url, 'GET', `/jobs/${id}`, auth)).json.status, 'queued');
     assert.deepEqual(runs(id), []);
+    // its slot given back, and nothing of the start left on its record
+    assert.equal(await api.services.store.runningCount(), 0);
+    const { redis, store: jobs } = api.services;
+    assert.deepEqual(await redis.hmget(jobs.keys.job(id), 'worker', 'start_at'), [null, null]);
     const second = await startWorker(config);
     try {
       const job = await jobWhen(api.url, auth, id, 'succeeded');

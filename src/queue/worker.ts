@@ -158,13 +158,13 @@ export class JobWorker {
       const admission = await this.store.acquire(id, this.opts.maxConcurrentJobs, this.opts.leaseMs, this.id);
       if (admission === 'gone') return;
       if (admission === 'admitted') {
-        // close() came while the slot was asked for: the job goes back, not started (unless a
-        // stop came meanwhile too: it then runs, stopped below)
-        if (this.closing && (await this.store.requeue(id, this.id, rec.created_at + limit))) {
-          await bullJob.moveToDelayed(Date.now() + 1000, token);
-          throw new DelayedError();
-        }
-        break;
+        if (!this.closing) break;
+        // close() came while the slot was asked for: the job goes back, not started
+        const status = await this.store.requeue(id, this.id, rec.created_at + limit);
+        if (status === 'stopping') break; // a stop came meanwhile too: it runs, stopped below
+        if (status !== 'queued') return; // failed meanwhile (its lease swept)
+        await bullJob.moveToDelayed(Date.now() + 1000, token);
+        throw new DelayedError();
       }
       if ((await this.store.clock()) - rec.created_at > limit) {
         const error = startTimeoutReason(limit, await this.store.runningCount(), this.opts.maxConcurrentJobs);

@@ -123,16 +123,17 @@ return {1, 'starting'}
 `;
 
 // Gives back the slot a worker was admitted to before it started anything (it is closing): the
-// job is queued again, by its deadline as before. KEYS: job, queued, slots; ARGV: id, worker,
-// queued deadline. Returns 1, or 0 when the job is no longer this worker's start.
+// job is queued again, by its deadline as before, and waiting workers hear of the slot. KEYS: job,
+// queued, slots; ARGV: id, worker, queued deadline, slot-freed channel. Returns 'queued', or the
+// job's status when it is no longer this worker's start (a stop asked, or failed meanwhile).
 const REQUEUE = `
 local fields = redis.call('HMGET', KEYS[1], 'status', 'worker')
-if fields[1] ~= 'starting' or fields[2] ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[3], ARGV[1])
+if fields[1] ~= 'starting' or fields[2] ~= ARGV[2] then return fields[1] or '' end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[1], 'status', 'queued')
 redis.call('HDEL', KEYS[1], 'worker', 'start_at')
-return 1
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then redis.call('PUBLISH', ARGV[4], ARGV[1]) end
+return 'queued'
 `;
 
 // Renews a lease only while this worker still holds it; answers the job's status so that the
@@ -182,7 +183,7 @@ export class JobStore {
     this.createScript = script<number>(redis, 'coCreate', 6, CREATE);
     this.transitionScript = script<[number, string, number]>(redis, 'coTransition', 5, TRANSITION);
     this.acquireScript = script<[number, string]>(redis, 'coAcquire', 3, ACQUIRE);
-    this.requeueScript = script<number>(redis, 'coRequeue', 3, REQUEUE);
+    this.requeueScript = script<string>(redis, 'coRequeue', 3, REQUEUE);
     this.renewScript = script<string | null>(redis, 'coRenew', 2, RENEW);
     this.appendLogScript = script<number>(redis, 'coAppendLog', 1, APPEND_LOG);
   }
@@ -317,13 +318,16 @@ export class JobStore {
     return r === 1 ? 'admitted' : r === 0 ? 'full' : 'gone';
   }
 
-  /** Renews this worker's lease; null when the lease was lost (the job was failed meanwhile). */
-  /** Queues again a job `worker` was admitted to but did not start; false when it is no longer that. */
-  async requeue(id: string, worker: string, deadline: number): Promise<boolean> {
+  /**
+   * Queues again a job `worker` was admitted to but did not start: 'queued', or the job's status
+   * when it is no longer that worker's start.
+   */
+  requeue(id: string, worker: string, deadline: number): Promise<string> {
     const k = this.keys;
-    return (await this.requeueScript([k.job(id), k.queued, k.slots], [id, worker, deadline])) === 1;
+    return this.requeueScript([k.job(id), k.queued, k.slots], [id, worker, deadline, k.slotFreedChannel]);
   }
 
+  /** Renews this worker's lease; null when the lease was lost (the job was failed meanwhile). */
   async renew(id: string, worker: string, leaseMs: number): Promise<JobStatus | null> {
     return (await this.renewScript([this.keys.job(id), this.keys.slots], [id, worker, leaseMs])) as JobStatus | null;
   }
