@@ -171,6 +171,7 @@ export class DockerRunner implements Runner {
         // ended here where the engine answers, so that the --recover run that salvages it does not
         // share the job's directory with it
         await container.remove({ force: true, v: true }).catch(() => undefined);
+        hostPaths(spec.dir, mounts);
         return { code: EXIT.crashed, signal: null }; // an end the program never saw
       }
       await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]); // the log is complete

@@ -210,7 +210,7 @@ async function finishTranscript(transcript: Pick<CallTranscript, 'finish'>): Pro
   const { segments, leftSec, earlySec } = await transcript.finish().catch((err: Error) => {
     // engines that fail to load or recognise now are not a start's failure: the job says where
     // the audio it captured is kept
-    throw err instanceof EngineError ? new Error(err.message) : err;
+    throw err instanceof EngineError ? new Error(err.message, { cause: err }) : err;
   });
   log(
     `recognised ${leftSec.toFixed(1)} s of speech in ${((Date.now() - started) / 1000).toFixed(1)} s after the stop (${earlySec.toFixed(1)} s during the call); ${segments.length} segments`,
