@@ -149,32 +149,30 @@ export class JobWorker {
     // on a finished file goes back to the queue after a while instead, so it holds no place.
     const waitUntil = Date.now() + (rec.live ? Infinity : FILE_JOB_WAIT_MS);
     const limit = waitLimitMs(rec.live, this.opts);
+    /** Back to BullMQ, to be handed out again in `ms`. */
+    const later = async (ms: number): Promise<never> => {
+      await bullJob.moveToDelayed(Date.now() + ms, token);
+      throw new DelayedError();
+    };
     for (;;) {
       // a closing worker takes no job: another worker (or this one's successor) will
-      if (this.closing) {
-        await bullJob.moveToDelayed(Date.now() + 1000, token);
-        throw new DelayedError();
-      }
+      if (this.closing) return later(1000);
       const admission = await this.store.acquire(id, this.opts.maxConcurrentJobs, this.opts.leaseMs, this.id);
       if (admission === 'gone') return;
       if (admission === 'admitted') {
         if (!this.closing) break;
         // close() came while the slot was asked for: the job goes back, not started
         const status = await this.store.requeue(id, this.id, rec.created_at + limit);
-        if (status === 'stopping') break; // a stop came meanwhile too: it runs, stopped below
+        if (status === 'stopping') break; // a stop came meanwhile too: the ActiveJob stops it at its start
         if (status !== 'queued') return; // failed meanwhile (its lease swept)
-        await bullJob.moveToDelayed(Date.now() + 1000, token);
-        throw new DelayedError();
+        return later(1000);
       }
       if ((await this.store.clock()) - rec.created_at > limit) {
         const error = startTimeoutReason(limit, await this.store.runningCount(), this.opts.maxConcurrentJobs);
         await this.store.transition(id, ['queued'], 'failed', { error });
         return;
       }
-      if (Date.now() > waitUntil) {
-        await bullJob.moveToDelayed(Date.now() + FILE_JOB_WAIT_MS, token);
-        throw new DelayedError();
-      }
+      if (Date.now() > waitUntil) return later(FILE_JOB_WAIT_MS);
       await this.slotFreed(SLOT_POLL_MS);
     }
     const job = new ActiveJob(
@@ -187,7 +185,6 @@ export class JobWorker {
       this.log.child({ job: id }),
     );
     this.active.set(id, job);
-    if (this.closing) job.stop('the worker is shutting down'); // close() has stopped the others
     try {
       await job.run();
     } finally {
