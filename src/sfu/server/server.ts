@@ -272,20 +272,23 @@ export class Sfu {
     );
   }
 
-  /** Sockets from `address` that have not authenticated yet (counted, not kept: at most MAX_CONNECTIONS). */
-  private unauthenticated(address: string): number {
+  /** Sockets `which` holds true of (counted, not kept: at most MAX_CONNECTIONS). */
+  private count(which: (conn: WsConnection) => boolean): number {
     let count = 0;
-    for (const conn of this.connections) if (!conn.identity && conn.address === address) count++;
+    for (const conn of this.connections) if (which(conn)) count++;
     return count;
   }
 
-  /** Whether `who`'s user holds MAX_SOCKETS_PER_IDENTITY sockets for `who`'s call (counted, as unauthenticated()). */
+  /** Sockets from `address` that have not authenticated yet. */
+  private unauthenticated(address: string): number {
+    return this.count((conn) => !conn.identity && conn.address === address);
+  }
+
+  /** Whether `who`'s user holds MAX_SOCKETS_PER_IDENTITY sockets for `who`'s call. */
   private atSocketBound(who: Identity): boolean {
     if (who.callId === undefined) return false;
-    let count = 0;
-    for (const { identity } of this.connections)
-      if (identity?.userId === who.userId && identity.callId === who.callId) count++;
-    return count >= MAX_SOCKETS_PER_IDENTITY;
+    const mine = ({ identity }: WsConnection) => identity?.userId === who.userId && identity.callId === who.callId;
+    return this.count(mine) >= MAX_SOCKETS_PER_IDENTITY;
   }
 
   private accept(ws: WebSocket, address: string, identity: Identity | undefined): void {

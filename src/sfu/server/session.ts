@@ -455,9 +455,15 @@ function checkOffer(sdp: string): Set<string> {
 
 /** A client's offer or answer as werift may take it: candidates bounded, those named by a host name left out. */
 function remoteSdp(description: SessionDescription): SessionDescription {
-  const lines = description.sdp.split(/\r?\n/);
-  const candidate = (line: string) => line.startsWith('a=candidate:');
-  if (lines.filter(candidate).length > MAX_SDP_CANDIDATES)
-    throw new ProtocolError(`an ${description.type} holds at most ${MAX_SDP_CANDIDATES} candidates`);
-  return { ...description, sdp: lines.filter((l) => !(candidate(l) && HOST_NAMED.test(l))).join('\r\n') };
+  const kept: string[] = [];
+  let candidates = 0;
+  for (const line of description.sdp.split(/\r?\n/)) {
+    if (line.startsWith('a=candidate:')) {
+      if (++candidates > MAX_SDP_CANDIDATES)
+        throw new ProtocolError(`an ${description.type} holds at most ${MAX_SDP_CANDIDATES} candidates`);
+      if (HOST_NAMED.test(line)) continue;
+    }
+    kept.push(line);
+  }
+  return { ...description, sdp: kept.join('\r\n') };
 }
