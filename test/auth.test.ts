@@ -78,16 +78,20 @@ describe('auth with self-registration on', () => {
     assert.equal(near.json.total, 0);
   });
 
-  it('unregistering ends the client: whoever registers the id next inherits neither its jobs nor its bearer tokens', async () => {
+  it('unregistering ends the client: whoever registers the id next inherits neither its jobs nor its bearer tokens nor its calls', async () => {
     const id = ids();
     const first = basic(id);
     const { json: job } = await call(api.url, 'POST', '/jobs', first, recordingJob(ids()));
+    const callId = ids();
+    const alice = { user_id: 'alice', display_name: 'Alice' };
+    assert.equal((await call(api.url, 'POST', `/calls/${callId}/tokens`, first, alice)).status, 200);
     const { json: login } = await call(api.url, 'POST', '/login', null, { clientID: id, authKey: KEY });
     assert.equal((await call(api.url, 'POST', '/unregister', first, { clientID: id })).status, 200);
     const next = basic(id, 'n'.repeat(40)); // someone else, same id, registering itself
     assert.equal((await call(api.url, 'GET', '/jobs', next)).json.total, 0);
     assert.equal((await call(api.url, 'GET', `/jobs/${job.id}`, next)).status, 404);
     assert.equal((await call(api.url, 'GET', '/jobs', { bearer: login.bearerToken })).status, 401);
+    assert.equal((await call(api.url, 'POST', `/calls/${callId}/tokens`, basic(ids()), alice)).status, 200);
     // the job is kept for the admin
     assert.equal((await call(api.url, 'GET', `/jobs/${job.id}`, { basic: ['', ADMIN] })).status, 200);
   });

@@ -53,7 +53,7 @@ const UNREGISTER = `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('DEL', KEYS[3])
-for _, call in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+for _, call in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   local owner = ARGV[3] .. call .. ':owner'
   if redis.call('GET', owner) == ARGV[1] then redis.call('DEL', owner) end
 end
@@ -75,22 +75,23 @@ return 1
 `;
 
 /**
- * Claims a call for a client unless another has it, for CLAIM_TTL_MS from its last use. A client
- * holds at most ARGV[4] calls (its calls whose claim ran out are dropped from its set first).
- * KEYS: the call's owner, the client's calls; ARGV: client id, call id, ttl ms, max calls, owner key
- * prefix. Returns the owner, or '' when the client holds its maximum.
+ * Claims a call for a client unless another has it, for CLAIM_TTL_MS from its last use. A client's
+ * calls are a sorted set by the time each claim runs out, as its owner key does: at the cap, those
+ * that ran out are dropped by score, not found by reading every owner key.
+ * KEYS: the call's owner, the client's calls; ARGV: client id, call id, ttl ms, max calls. Returns
+ * the owner, or '' when the client holds its maximum.
  */
 const CLAIM_CALL = `
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return owner end
-if not owner and redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[4]) then
-  for _, call in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    if redis.call('GET', ARGV[5] .. call .. ':owner') ~= ARGV[1] then redis.call('SREM', KEYS[2], call) end
-  end
-  if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[4]) then return '' end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not owner then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return '' end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return ARGV[1]
 `;
@@ -129,7 +130,7 @@ export class ClientStore {
   claimCall(clientId: string, callId: string): Promise<string> {
     return this.claimScript(
       [this.keys.callOwner(callId), this.keys.clientCalls(clientId)],
-      [clientId, callId, CLAIM_TTL_MS, MAX_CALLS_PER_CLIENT, this.keys.callOwnerPrefix],
+      [clientId, callId, CLAIM_TTL_MS, MAX_CALLS_PER_CLIENT],
     );
   }
 

@@ -40,8 +40,8 @@ export function keysFor(prefix: string) {
     /** every job by created_at (admin listing) */
     jobs: `${prefix}:jobs`,
     clientJobs: (clientId: string) => `${prefix}:client:${clientId}:jobs`,
-    /** the calls a client has claimed (first token or job on them) */
-    clientCalls: (clientId: string) => `${prefix}:client:${clientId}:calls`,
+    /** the calls a client has claimed (first token or job on them), by when each claim runs out */
+    clientCalls: (clientId: string) => `${prefix}:client:${clientId}:claims`,
     /** the client a call belongs to */
     callOwner: (callId: string) => `${prefix}:call:${callId}:owner`,
     /** what callOwner puts before the call id, for scripts that build owner keys of their own */
