@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 import { fastStart } from '../workers/shared/fast-start.js';
 import { type FileSource, fileSource } from '../workers/shared/file-source.js';
 import { BotClient, sanitizeFilename } from '../workers/shared/mattermost.js';
@@ -167,6 +168,57 @@ describe('delivery to Mattermost (bot API)', () => {
     mm.failNext = 10;
     await assert.rejects(client.filename(callId), /GET \/calls\/[a-z0-9]+\/filename failed after 5 attempt\(s\): 500/);
     mm.failNext = 0;
+  });
+
+  it('a site that redirects, answers without end or keeps nothing of an upload: each fails saying so, and nothing else is asked', async () => {
+    let elsewhere = 0;
+    const other = createServer((_req, res) => {
+      elsewhere++;
+      res.end('{"filename":"x"}');
+    });
+    let mode: 'redirect' | 'long' | 'stuck' | 'beyond' = 'redirect';
+    let requests = 0;
+    const site = createServer(async (req, res) => {
+      requests++;
+      for await (const _ of req);
+      if (mode === 'redirect') return res.writeHead(302, { location: `${urlOf(other)}/latest/meta-data` }).end();
+      if (mode === 'long') return res.end(JSON.stringify({ filename: 'x'.repeat(2 * 1024 * 1024) }));
+      if (req.url!.endsWith('/bot/uploads')) return res.end('{"id":"u1"}');
+      if (requests > 100) return res.writeHead(400).end(); // a client that never gives up gets this
+      if (req.method === 'POST') return res.writeHead(204).end(); // the data: nothing kept
+      res.end(JSON.stringify({ file_offset: mode === 'stuck' ? 0 : 1e12 }));
+    });
+    const urlOf = (s: typeof site) => `http://127.0.0.1:${(s.address() as { port: number }).port}`;
+    for (const s of [other, site]) await once(s.listen(0, '127.0.0.1'), 'listening');
+    const bot = new BotClient({ siteUrl: urlOf(site), authToken: id(), retry: { attempts: 3, stepMs: 10 } });
+    const path = join(dir, 'small.mp4');
+    writeFileSync(path, randomBytes(1000));
+    try {
+      await assert.rejects(
+        bot.filename(callId),
+        /failed after 1 attempt\(s\): 302 Found: the site redirects to http:\/\/127\.0\.0\.1:\d+\/latest\/meta-data, which is not followed/,
+      );
+      mode = 'long';
+      await assert.rejects(
+        bot.filename(callId),
+        /failed after 1 attempt\(s\): the site's answer is longer than 1048576 bytes/,
+      );
+      mode = 'stuck';
+      requests = 0;
+      await assert.rejects(
+        bot.upload(callId, fileSource(path)),
+        /upload of small\.mp4 failed after 3 attempt\(s\): the site kept nothing of a request from byte 0 of 1000/,
+      );
+      mode = 'beyond';
+      requests = 0;
+      await assert.rejects(
+        bot.upload(callId, fileSource(path)),
+        /upload of small\.mp4 failed after 1 attempt\(s\): the site gave the upload's offset as 1000000000000, of 1000 bytes/,
+      );
+      assert.equal(elsewhere, 0, 'the redirect was not followed');
+    } finally {
+      for (const s of [other, site]) s.close();
+    }
   });
 
   it('makes file names safe', () => {

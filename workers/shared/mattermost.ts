@@ -103,7 +103,8 @@ export class BotClient {
     this.base = `${opts.siteUrl.replace(/\/$/, '')}/plugins/com.mattermost.calls/bot`;
     this.retry = opts.retry ?? upstreamRetry;
     // The given CA is trusted beside the system's (Node's own list), as tls.connect's `ca` replaces it.
-    this.dispatcher = new Agent({ connect: opts.ca ? { ca: [...rootCertificates, opts.ca] } : {} });
+    // A few connections to the site at most, however many names a call asks for at once.
+    this.dispatcher = new Agent({ connections: 8, connect: opts.ca ? { ca: [...rootCertificates, opts.ca] } : {} });
   }
 
   /** `started` once media is being captured; `failed` with the reason a person can act on. */
@@ -165,7 +166,7 @@ export class BotClient {
     return this.withRetry(`upload of ${filename}`, async () => {
       // A retry asks where the session stands after the back-off, not as the request fails:
       // Mattermost keeps the bytes of a cut request, and may still be writing them then.
-      if (retry) offset = await this.uploadOffset(session.id);
+      if (retry) offset = await this.uploadOffset(session.id, size);
       retry = true;
       for (;;) {
         // undici's request, not fetch: fetch read the whole file ahead of the socket into memory
@@ -181,33 +182,38 @@ export class BotClient {
         });
         if (res.statusCode === 204) {
           await res.body.dump();
-          offset = await this.uploadOffset(session.id);
+          const kept = await this.uploadOffset(session.id, size);
+          // asked again after the back-off: a site that keeps nothing is not sent the rest for ever
+          if (kept <= offset) throw new Error(`the site kept nothing of a request from byte ${offset} of ${size}`);
+          offset = kept;
           this.opts.log?.(`upload of ${filename}: ${offset} of ${size} bytes, resuming`);
           continue;
         }
-        if (res.statusCode >= 200 && res.statusCode < 300) return (await res.body.json()) as FileInfo;
-        throw await responseError({
-          status: res.statusCode,
-          statusText: STATUS_CODES[res.statusCode] ?? '',
-          json: () => res.body.json(),
-        });
+        if (res.statusCode >= 200 && res.statusCode < 300) return JSON.parse(await answerText(res.body)) as FileInfo;
+        throw await responseError(res.statusCode, STATUS_CODES[res.statusCode] ?? '', res.headers.location, res.body);
       }
     });
   }
 
-  private async uploadOffset(uploadId: string): Promise<number> {
-    const s = (await this.request('GET', `/uploads/${uploadId}`)) as { file_offset: number };
-    return s.file_offset;
+  private async uploadOffset(uploadId: string, size: number): Promise<number> {
+    const offset = ((await this.request('GET', `/uploads/${uploadId}`)) as { file_offset?: unknown } | null)
+      ?.file_offset;
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0 || offset > size)
+      throw new PermanentError(`the site gave the upload's offset as ${String(offset).slice(0, 40)}, of ${size} bytes`);
+    return offset;
   }
 
   private call(method: string, path: string, body?: unknown): Promise<unknown> {
     return this.withRetry(`${method} ${path}`, () => this.request(method, path, body));
   }
 
-  /** fetch through this client's TLS trust; a failure to connect says why (fetch alone says "fetch failed"). */
+  /**
+   * fetch through this client's TLS trust; a failure to connect says why (fetch alone says "fetch
+   * failed"). A redirect is not followed: the job reaches the site it was given and nothing else.
+   */
   private async fetch(url: string, init: RequestInit): Promise<Response> {
     try {
-      return await fetch(url, { ...init, dispatcher: this.dispatcher });
+      return await fetch(url, { ...init, dispatcher: this.dispatcher, redirect: 'manual' });
     } catch (err) {
       throw connectionError(err as Error);
     }
@@ -223,8 +229,8 @@ export class BotClient {
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
     });
-    if (!res.ok) throw await responseError(res);
-    const text = await res.text();
+    if (!res.ok) throw await responseError(res.status, res.statusText, res.headers.get('location'), res.body);
+    const text = await answerText(res.body);
     return text ? JSON.parse(text) : undefined;
   }
 
@@ -261,16 +267,40 @@ function connectionError(err: Error): Error {
   return cause === err ? err : new Error(`${err.message}: ${reason}`);
 }
 
-async function responseError(res: { status: number; statusText: string; json(): Promise<unknown> }): Promise<Error> {
-  let message = `${res.status} ${res.statusText}`;
+/** The bot API's answers are small JSON documents: a site's answer is read up to this much. */
+const MAX_ANSWER_BYTES = 1024 * 1024;
+
+async function answerText(body: AsyncIterable<Uint8Array> | null): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body ?? []) {
+    size += chunk.length;
+    if (size > MAX_ANSWER_BYTES) throw new PermanentError(`the site's answer is longer than ${MAX_ANSWER_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function responseError(
+  status: number,
+  statusText: string,
+  location: string | string[] | null | undefined,
+  body: AsyncIterable<Uint8Array> | null,
+): Promise<Error> {
+  const text = await answerText(body).catch(() => ''); // read (up to its bound) so that the connection is free
+  let message = `${status} ${statusText}`;
+  if (status >= 300 && status < 400)
+    return new PermanentError(
+      `${message}: the site redirects to ${String(location).slice(0, 200)}, which is not followed; site_url must be the address the site answers at`,
+    );
   try {
-    const body = (await res.json()) as { message?: string; error?: string };
-    message += `: ${body.message ?? body.error ?? ''}`;
+    const answer = JSON.parse(text) as { message?: unknown; error?: unknown };
+    message += `: ${String(answer.message ?? answer.error ?? '').slice(0, 500)}`;
   } catch {
     // not JSON
   }
   // 4xx will not change by asking again (but 408 and 429 might).
-  return res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429
+  return status >= 400 && status < 500 && status !== 408 && status !== 429
     ? new PermanentError(message)
     : new Error(message);
 }
