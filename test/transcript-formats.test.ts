@@ -37,6 +37,13 @@ describe('transcript formats', () => {
     );
   });
 
+  it('WebVTT: a name or a text cannot end a cue or start another', () => {
+    const vtt = toWebVtt([
+      { speaker: 'Eve\n\n00:00:00.000 --> 00:00:09.000', startMs: 0, endMs: 1000, text: 'a ---> b\n\nc' },
+    ]);
+    assert.equal(vtt, 'WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n<v Eve 00:00:00.000 -- 00:00:09.000>a -> b\nc\n');
+  });
+
   it('WebVTT without speakers when asked', () => {
     assert.match(toWebVtt(segments, true), /^00:00:02\.500 --> 00:00:04\.000\nHi Alice\.$/m);
     assert.doesNotMatch(toWebVtt(segments, true), /<v /);

@@ -35,9 +35,12 @@ const cueText = (s: string) =>
   s
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')
-    .replace(/-->/g, '->')
+    .replace(/--+>/g, '->') // one pass of "-->" would leave "--->" as "-->"
     .replace(/\n\s*\n/g, '\n')
     .trim();
+
+/** A voice tag's name on one line, without `<` or `>` (so without "-->"): the name is the site's text. */
+const voice = (name: string) => name.replace(/[<>]/g, '').replace(/\s+/g, ' ').trim();
 
 export function toWebVtt(segments: Segment[], omitSpeaker = false): string {
   const cues = segments
@@ -45,7 +48,7 @@ export function toWebVtt(segments: Segment[], omitSpeaker = false): string {
     .sort(byStart)
     .map(
       (s) =>
-        `${clock(s.startMs, true)} --> ${clock(s.endMs, true)}\n${omitSpeaker ? '' : `<v ${s.speaker.replace(/[<>]/g, '')}>`}${cueText(s.text)}`,
+        `${clock(s.startMs, true)} --> ${clock(s.endMs, true)}\n${omitSpeaker ? '' : `<v ${voice(s.speaker)}>`}${cueText(s.text)}`,
     );
   return `${['WEBVTT', ...cues].join('\n\n')}\n`;
 }
