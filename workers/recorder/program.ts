@@ -7,7 +7,15 @@ import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fastStart } from '../shared/fast-start.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
-import { delivering, keepArtifact, reportedOrLate, runMain, stopSignal, workerSetting } from '../shared/job.js';
+import {
+  delivering,
+  keepArtifact,
+  reportedOrLate,
+  runMain,
+  stopSignal,
+  stopped,
+  workerSetting,
+} from '../shared/job.js';
 import { EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { type CallSite, callOptions, callSite, describeSite } from '../shared/call.js';
 import { Capture } from './capture.js';
@@ -91,7 +99,7 @@ async function main(): Promise<void> {
   log(`joining call ${inputs.call_id} on ${describeSite(site!)}`);
   const capture = new Capture(dir, callOptions(site!, inputs.call_id, bot, log));
   try {
-    await capture.start();
+    await Promise.race([capture.start(), stopped(stop, 'before the call was joined')]);
   } catch (err) {
     return fail(`could not join the call: ${(err as Error).message}`);
   }

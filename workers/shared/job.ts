@@ -42,6 +42,10 @@ export const stopSignal = () =>
     process.once('SIGINT', () => resolve('interrupted'));
   });
 
+/** Rejects with the stop's reason, raced against a step a stop must not wait for (the join: up to minutes). */
+export const stopped = (stop: Promise<string>, during: string): Promise<never> =>
+  stop.then((why) => Promise.reject(new Error(`${why} ${during}`)));
+
 /** The records of a JSON-lines file the job appended to; a line cut short by a crash is skipped. */
 export function readLines<T>(path: string): T[] {
   if (!existsSync(path)) return [];

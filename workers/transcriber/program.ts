@@ -21,6 +21,7 @@ import {
   reportedOrLate,
   runMain,
   stopSignal,
+  stopped,
   workerSetting,
 } from '../shared/job.js';
 import { type CaptionStats, EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
@@ -246,7 +247,7 @@ async function live(
     listener.onSamples((sessionId, samples) => captions!.feed(sessionId, samples));
     listener.onTrackEnd((sessionId) => captions!.flush(sessionId));
   }
-  await listener.start();
+  await Promise.race([listener.start(), stopped(stop, 'before the call was joined')]);
   log(`listening to call ${inputs.call_id}${captions ? ' with live captions' : ''}`);
   void delivery.report('started');
   const why = await Promise.race([stop, listener.stopped, listener.ended.then(() => 'everyone left the call')]);
@@ -318,7 +319,7 @@ async function main(): Promise<void> {
         fetchMedia(inputs.media_url, dir, inputs.site_url).then((pcm) =>
           transcribeStream(engines, pcmChunks(pcm), 'Speaker', 0, silero),
         ),
-        stopSignal().then((why) => Promise.reject(new Error(why))),
+        stopped(stopSignal(), 'while MEDIA_URL was transcribed'),
       ]);
       output = await delivery.deliver(segments, {});
     } else {

@@ -6,7 +6,7 @@ import { MediaStreamTrack, type RtpPacket } from 'werift';
 import { WebSocket } from 'ws';
 import type { IceOptions } from '../ice.js';
 import { displayName, type CallState, type Profile } from '../protocol/calls.js';
-import type { TrackType } from '../protocol/wire.js';
+import { type TrackType, isObject } from '../protocol/wire.js';
 import { BotPeer, withTimeout } from './peer.js';
 import { CallsSocket, type CallsEventHandler, type SocketLike } from './socket.js';
 
@@ -77,6 +77,13 @@ type Events = {
 
 /** The media connection must come up within this long after the join. */
 const CONNECT_TIMEOUT_MS = 20_000;
+/**
+ * A message from the site, inflated (ws' default is 100 MiB): a call_state of a thousand sessions
+ * or an offer of hundreds of tracks is a few hundred KB.
+ */
+const MAX_SERVER_MESSAGE_BYTES = 1024 * 1024;
+/** People in a call this client keeps track of (and asks the names of); the plugin's largest calls are a few hundred. */
+export const MAX_PARTICIPANTS = 1000;
 
 export class HeadlessParticipant {
   readonly participants = new Map<string, ParticipantInfo>();
@@ -107,6 +114,7 @@ export class HeadlessParticipant {
       createSocket: (url, token) =>
         new WebSocket(url, {
           headers: { authorization: `Bearer ${token}` },
+          maxPayload: MAX_SERVER_MESSAGE_BYTES,
           ...(opts.ca ? { ca: opts.ca } : {}),
         }) as unknown as SocketLike,
       reconnect: true,
@@ -121,20 +129,28 @@ export class HeadlessParticipant {
   }
 
   private emit<K extends keyof Events>(event: K, ...args: Events[K]): void {
-    for (const h of this.handlers[event] ?? []) (h as (...a: Events[K]) => void)(...args);
+    for (const h of this.handlers[event] ?? [])
+      try {
+        (h as (...a: Events[K]) => void)(...args);
+      } catch (err) {
+        this.opts.log?.(`the ${event} event was dropped: ${(err as Error).message}`);
+      }
   }
 
   private listen(): void {
     const s = this.socket;
     const on = (event: Parameters<CallsSocket['on']>[0], handler: CallsEventHandler) => s.on(event, handler);
-    on(
-      'user_joined',
-      (d) => void this.person(String(d.session_id), String(d.user_id)).then((p) => this.emit('joined', p)),
-    );
+    on('user_joined', (d) => {
+      if (!isSession(d)) return;
+      if (this.participants.size >= MAX_PARTICIPANTS)
+        return this.opts.log?.(`past ${MAX_PARTICIPANTS} people: one is not followed`);
+      void this.person(d.session_id, String(d.user_id ?? '')).then((p) => this.emit('joined', p));
+    });
     on('user_left', (d) => {
       const p = this.participants.get(String(d.session_id));
       if (!p) return;
       this.participants.delete(p.sessionId);
+      this.names.delete(p.sessionId);
       this.emit('left', p);
       if (this.participants.size === 0) this.lastLeft?.();
     });
@@ -174,7 +190,10 @@ export class HeadlessParticipant {
   private async person(sessionId: string, userId: string): Promise<ParticipantInfo> {
     let name = this.names.get(sessionId);
     if (!name) {
-      name = this.profile(sessionId).then(displayName, () => userId);
+      name = this.profile(sessionId).then(
+        (p) => displayName(p, userId),
+        () => displayName(undefined, userId),
+      );
       this.names.set(sessionId, name);
     }
     const known = this.participants.get(sessionId);
@@ -245,8 +264,8 @@ export class HeadlessParticipant {
       speaking: false,
     };
     await Promise.all(
-      (state?.sessions ?? []).map(async (s) => {
-        const p = await this.person(s.session_id, s.user_id);
+      sessionsOf(state).map(async (s) => {
+        const p = await this.person(s.session_id, String(s.user_id ?? ''));
         p.tracks.mic = { muted: !s.unmuted };
         if (s.video) p.tracks.camera = { muted: false };
         if (state?.screen_sharing_session_id === s.session_id) p.tracks.screen = { muted: false };
@@ -254,7 +273,9 @@ export class HeadlessParticipant {
     );
     const peer = new BotPeer(this.socket, this.opts.ice ?? iceFor(this.opts.siteUrl), this.opts.videoCodecs);
     this.peer = peer;
-    peer.onTrack((t) => void this.incoming(t));
+    peer.onTrack((t) =>
+      this.incoming(t).catch((err) => this.opts.log?.(`a track of ${t.sessionId} is not received: ${err.message}`)),
+    );
     peer.pc.connectionStateChange.subscribe((state) => {
       if (state === 'failed') this.emit('closed', 'the media connection failed');
     });
@@ -333,6 +354,16 @@ export class HeadlessParticipant {
     this.socket.close();
     this.peer?.close();
   }
+}
+
+/** A session in an event or a call state: the site's data has a session id, or is not one. */
+const isSession = (s: unknown): s is CallState['sessions'][number] =>
+  isObject(s) && typeof s.session_id === 'string' && s.session_id !== '';
+
+/** The sessions of a call_state, up to MAX_PARTICIPANTS. */
+function sessionsOf(state: CallState | undefined): CallState['sessions'] {
+  const sessions: unknown = state?.sessions;
+  return Array.isArray(sessions) ? sessions.filter(isSession).slice(0, MAX_PARTICIPANTS) : [];
 }
 
 /** Media on loopback stays on loopback (tests, a single host); elsewhere any interface. */

@@ -42,6 +42,8 @@ const PING_MS = 1000;
 const LOCK_RETRY_MS = 100;
 const LOCK_REPLY_MS = 5000;
 const LOCK_GIVE_UP_MS = 30_000;
+/** An offer and its trickled candidates are a few dozen at most. */
+const MAX_PENDING_SIGNALS = 64;
 
 export class BotPeer {
   readonly pc: RTCPeerConnection;
@@ -54,6 +56,7 @@ export class BotPeer {
   private readonly pinger: NodeJS.Timeout;
   /** server signals in order; our own offers in another chain (an answer must not wait behind its offer) */
   private signals: Promise<unknown> = Promise.resolve();
+  private pendingSignals = 0;
   private publishing: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -80,7 +83,13 @@ export class BotPeer {
         h({ track, transceiver, receiver, mid, type: parsed.type, sessionId: parsed.sessionId });
     };
     socket.on('signal', (data) => {
-      this.signals = this.signals.then(() => this.onSignal(String(data.data ?? ''))).catch(() => undefined);
+      // A site that sends signals faster than they are applied would queue them without end.
+      if (this.pendingSignals >= MAX_PENDING_SIGNALS) return;
+      this.pendingSignals++;
+      this.signals = this.signals
+        .then(() => this.onSignal(String(data.data ?? '')))
+        .catch(() => undefined)
+        .finally(() => this.pendingSignals--);
     });
   }
 

@@ -9,7 +9,6 @@ import {
   type WsEvent,
   decodeServerFrame,
   encodeRequest,
-  isObject,
   packSdp,
 } from '../protocol/wire.js';
 
@@ -44,6 +43,8 @@ export type CallsEventHandler = (data: Record<string, unknown>) => void;
 
 /** The plugin keeps a dropped session 10 s; the Go client stops trying 30 s after the drop. */
 const GIVE_UP_MS = 30_000;
+/** From the dial to `hello`: the upgrade and the server's first message, on a loaded site. */
+const HELLO_TIMEOUT_MS = 15_000;
 
 export class CallsSocket {
   /** the first connection's id: the session id once joined */
@@ -65,8 +66,14 @@ export class CallsSocket {
     return this;
   }
 
+  /** A handler that throws on what the server sent loses that event, not the process. */
   private emit(event: string, data: Record<string, unknown>): void {
-    for (const h of this.handlers.get(event) ?? []) h(data);
+    for (const h of this.handlers.get(event) ?? [])
+      try {
+        h(data);
+      } catch (err) {
+        this.opts.log?.(`the ${event} event was dropped: ${(err as Error).message}`);
+      }
   }
 
   /** Opens the socket; resolves with the connection id once `hello` came. */
@@ -79,6 +86,12 @@ export class CallsSocket {
     socket.binaryType = 'arraybuffer';
     this.socket = socket;
     return new Promise((resolve, reject) => {
+      // A site that accepts the connection but never says hello would hold the join (or the
+      // reconnect loop) for ever. Rejected at once: a close waits for the server's (30 s in ws).
+      const silent = setTimeout(() => {
+        reject(new Error(`no hello from the site within ${HELLO_TIMEOUT_MS / 1000} s`));
+        socket.close();
+      }, HELLO_TIMEOUT_MS);
       socket.onopen = () => {
         if (this.opts.challenge) this.request('authentication_challenge', { token: this.opts.token });
         // The Go client sends reconnect at once, before hello: the upgrade already authenticated it.
@@ -99,6 +112,7 @@ export class CallsSocket {
         }
         if (!('event' in frame)) return; // replies to our core actions
         if (frame.event === 'hello') {
+          clearTimeout(silent);
           this.connId = String(frame.data.connection_id ?? '');
           if (!this.originalConnId) this.originalConnId = this.connId;
           resolve(this.connId);
@@ -110,6 +124,7 @@ export class CallsSocket {
       // onclose follows; ws says why the upgrade failed here (e.g. 401 for a bad token)
       socket.onerror = (event) => (failure = String((event as { message?: string }).message ?? ''));
       socket.onclose = (event) => {
+        clearTimeout(silent);
         reject(new Error(event.reason || failure || `the websocket closed (${event.code})`));
         if (socket !== this.socket || this.closing) return;
         if (this.reconnecting) return; // the loop tries again
@@ -124,10 +139,10 @@ export class CallsSocket {
    * those of our channel, and of the connection ids that are ours.
    */
   private ours(frame: WsEvent): boolean {
-    const data = isObject(frame.data) ? frame.data : {};
-    const channel = frame.broadcast?.channel_id || data.channelID || data.channel_id;
+    const { data, broadcast } = frame;
+    const channel = broadcast.channel_id || data.channelID || data.channel_id;
     if (channel && channel !== this.opts.channelId) return false;
-    const conn = frame.broadcast?.connection_id || data.connID;
+    const conn = broadcast.connection_id || data.connID;
     return !conn || conn === this.connId || conn === this.originalConnId;
   }
 

@@ -80,8 +80,25 @@ export interface Profile {
   nickname?: string;
 }
 
-export const displayName = (p: Profile) =>
-  [p.first_name, p.last_name].filter(Boolean).join(' ') || p.nickname || p.username;
+/** Mattermost's names are 64 characters each: a first and a last name with room to spare. */
+const MAX_NAME_LENGTH = 160;
+
+/**
+ * The name Mattermost shows for a profile, else `fallback` (the user id). A site's answer is
+ * checked, not trusted: it may be no profile at all, hold fields that are not strings, or be long,
+ * and its control characters (line breaks among them) would break a transcript's or a caption's
+ * lines.
+ */
+export function displayName(profile: unknown, fallback: string): string {
+  const p = (typeof profile === 'object' && profile !== null ? profile : {}) as Record<keyof Profile, unknown>;
+  const text = (v: unknown) => (typeof v === 'string' ? v : '');
+  const name =
+    [text(p.first_name), text(p.last_name)].filter(Boolean).join(' ') || text(p.nickname) || text(p.username);
+  return (name || fallback)
+    .replace(/[\p{Cc}\u2028\u2029]+/gu, ' ')
+    .trim()
+    .slice(0, MAX_NAME_LENGTH);
+}
 
 /** Seconds the plugin keeps an RTC session after its websocket drops, waiting for `reconnect`. */
 export const RECONNECT_WINDOW_MS = 10_000;

@@ -80,13 +80,22 @@ export function decodeRequest(frame: string | Uint8Array): WsRequest {
   return { action: value.action, seq, data: (value.data as Record<string, unknown> | undefined) ?? null };
 }
 
-/** Reads a server's frame: an event or a reply. */
+/**
+ * Reads a server's frame: an event or a reply. An event's `data` and `broadcast` are objects
+ * whatever the server sent (`{}` for a missing, null or other one), so that handlers read fields.
+ */
 export function decodeServerFrame(frame: string): WsEvent | WsReply {
   const value = JSON.parse(frame) as unknown;
-  if (!isObject(value) || (typeof value.event !== 'string' && typeof value.seq_reply !== 'number')) {
-    throw new ProtocolError('neither an event nor a reply');
-  }
-  return value as unknown as WsEvent | WsReply;
+  if (!isObject(value)) throw new ProtocolError('neither an event nor a reply');
+  if (typeof value.event === 'string')
+    return {
+      event: value.event,
+      data: isObject(value.data) ? value.data : {},
+      broadcast: isObject(value.broadcast) ? value.broadcast : {},
+      seq: typeof value.seq === 'number' ? value.seq : 0,
+    };
+  if (typeof value.seq_reply === 'number') return value as unknown as WsReply;
+  throw new ProtocolError('neither an event nor a reply');
 }
 
 export interface SessionDescription {

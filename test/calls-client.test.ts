@@ -1,0 +1,158 @@
+// The job's calls client against a site that misbehaves: the Mattermost server a job joins is named
+// by the API's client, and may be buggy, overloaded or compromised. What it sends over the
+// websocket must not crash the job, hold it for ever or make it allocate without bound. The site
+// here is a bare `ws` server sending exactly the frames under test.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { HeadlessParticipant, type ParticipantInfo } from '../src/sfu/client/participant.js';
+import { PREFIX } from '../src/sfu/protocol/wire.js';
+import { ids } from './helpers.js';
+import { JobProgramHarness } from './job-program.js';
+
+const RECORDER = fileURLToPath(new URL('../workers/recorder/main.js', import.meta.url));
+
+/** A site whose websocket does what `onConnection` says; its HTTP routes answer 404. */
+class Site {
+  private readonly http: Server = createServer((_req, res) => res.writeHead(404).end());
+  private readonly wss = new WebSocketServer({ server: this.http });
+  url = '';
+
+  constructor(onConnection: (ws: WebSocket) => void) {
+    this.wss.on('connection', onConnection);
+  }
+
+  async start(): Promise<void> {
+    this.http.listen(0, '127.0.0.1');
+    await once(this.http, 'listening');
+    this.url = `http://127.0.0.1:${(this.http.address() as { port: number }).port}`;
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.wss.clients) ws.terminate();
+    this.wss.close();
+    this.http.close();
+    await once(this.http, 'close');
+  }
+}
+
+const event = (name: string, data: unknown, broadcast?: unknown) =>
+  JSON.stringify({ event: `${PREFIX}${name}`, data, ...(broadcast === undefined ? {} : { broadcast }), seq: 1 });
+
+describe("the job's calls client against a site that misbehaves", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'co-calls-client-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads on past frames without data, profiles that are not profiles and names with line breaks', async () => {
+    const callId = ids();
+    const site = new Site((ws) => {
+      ws.send(JSON.stringify({ event: 'hello', seq: 0 })); // no data: no connection id
+      ws.on('message', (m) => {
+        if (!String(m).includes(`${PREFIX}join`)) return;
+        for (const name of ['user_joined', 'user_left', 'user_muted', 'signal', 'call_state', 'job_stop'])
+          for (const data of [undefined, null, 'x', 5, []]) ws.send(event(name, data));
+        ws.send(event('user_joined', { session_id: 's1', user_id: 'u1' }, 'not an object'));
+        ws.send(event('user_joined', { session_id: 's2', user_id: 'u2' }));
+        ws.send(event('user_joined', { session_id: 's3', user_id: 'u3' }));
+        ws.send(event('user_joined', { session_id: 's4', user_id: 'u4' }));
+        setTimeout(() => ws.send(event('error', { data: 'no job in progress' })), 300);
+      });
+    });
+    await site.start();
+    const profiles: Record<string, unknown> = {
+      s1: null,
+      s2: { username: 5, first_name: ['Eve'] },
+      s3: { first_name: 'Mallory\n\n00:00:00.000 --> 00:00:09.000\nnot said', last_name: 'X' },
+      s4: { username: 'a'.repeat(100_000) },
+    };
+    const p = new HeadlessParticipant({
+      siteUrl: site.url,
+      token: 'bot',
+      callId,
+      profile: async (sessionId) => profiles[sessionId] as never,
+    });
+    const joined: ParticipantInfo[] = [];
+    p.on('joined', (who) => joined.push(who));
+    try {
+      await assert.rejects(p.join(), /no job in progress/);
+      assert.deepEqual(
+        joined.map((j) => [j.sessionId, j.displayName]),
+        [
+          ['s1', 'u1'],
+          ['s2', 'u2'],
+          ['s3', 'Mallory 00:00:00.000 --> 00:00:09.000 not said X'],
+          ['s4', 'a'.repeat(160)],
+        ],
+        'names that are not strings fall back to the user id; line breaks are spaces; a name is at most 160 characters',
+      );
+    } finally {
+      await site.close();
+    }
+  });
+
+  it('closes the socket on a message past 1 MiB instead of reading it', async () => {
+    // in place of hello: ws' own bound (100 MiB) would take it
+    const site = new Site((ws) =>
+      ws.send(JSON.stringify({ event: 'hello', data: { pad: 'x'.repeat(2 * 1024 * 1024) } })),
+    );
+    await site.start();
+    const p = new HeadlessParticipant({
+      siteUrl: site.url,
+      token: 'bot',
+      callId: ids(),
+      profile: async () => ({}) as never,
+    });
+    try {
+      await assert.rejects(p.join(), /Max payload size exceeded/);
+    } finally {
+      await site.close();
+    }
+  });
+
+  describe('a site that never says hello', () => {
+    const h = new JobProgramHarness(RECORDER, [47300, 47400]);
+    const silent = new Site(() => undefined);
+    const runs: ReturnType<JobProgramHarness['run']>[] = [];
+    before(() => silent.start());
+    after(async () => {
+      for (const r of runs) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+      await silent.close();
+    });
+
+    it('fails the join after 15 s, and a stop during the join is heard at once', async () => {
+      const run = (name: string) => {
+        const r = h.run({
+          CALL_ID: ids(),
+          WIDTH: '1280',
+          HEIGHT: '720',
+          FRAME_RATE: '10',
+          JOB_ID: ids(),
+          JOB_DIR: join(dir, name),
+          ARTIFACTS_DIR: join(dir, `${name}-artifacts`),
+          SFU_URL: silent.url,
+          SFU_TOKEN: 'bot',
+        });
+        runs.push(r);
+        return r;
+      };
+      const waiting = run('waiting');
+      const stopped = run('stopped');
+      // both are dialling; then one is stopped
+      await new Promise((r) => setTimeout(r, 3000));
+      stopped.child.kill('SIGTERM');
+      const bound = (ms: number) => new Promise<['bound']>((r) => setTimeout(() => r(['bound']), ms).unref());
+      assert.deepEqual(await Promise.race([stopped.exited, bound(10_000)]), [1, null], stopped.output());
+      assert.match(stopped.output(), /could not join the call: stop requested before the call was joined/);
+      assert.equal(waiting.child.exitCode, null, 'the other is still waiting for hello');
+      const [code] = await Promise.race([waiting.exited, bound(60_000)]);
+      assert.equal(code, 1, waiting.output());
+      assert.match(waiting.output(), /could not join the call: no hello from the site within 15 s/);
+    });
+  });
+});
