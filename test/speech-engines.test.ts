@@ -293,6 +293,41 @@ describe('Opus RTP to 16 kHz PCM', () => {
     assert.ok(rms > 1000, `the tone is decoded (rms ${rms.toFixed(0)})`);
     audio.free();
   });
+
+  it("believes a sender's clock only as far as time goes by here, and drops what is not Opus", async () => {
+    const packets: RtpPacket[] = [];
+    const src = await opusSource((p) => packets.push(p), 2);
+    await new Promise((r) => src.once('exit', r));
+    const samples = (push: (audio: SpeakerAudio) => void) =>
+      new Promise<number>((resolve) => {
+        let total = 0;
+        const audio = new SpeakerAudio((s) => (total += s.length));
+        push(audio); // at once: the packets queue until the decoder is ready, then decode in one go
+        setTimeout(() => {
+          audio.free();
+          resolve(total);
+        }, 500);
+      });
+    const frame = 320; // 20 ms at 16 kHz
+    // A payload too long for Opus, then packets 1.9 s apart (within the 2 s a gap is believed beyond
+    // the time waited), then 59 s apart (a jump): the stream is held to real time and the 10 s it
+    // may lead by, not 50 × 1.9 + 50 × 59 s.
+    const started = performance.now();
+    const flooded = await samples((audio) => {
+      audio.push(new Uint8Array(4000), packets[0]!.header.timestamp);
+      for (let i = 0; i < 100; i++) audio.push(packets[i]!.payload, (i * (i < 50 ? 1.9 : 59) * 48_000) >>> 0);
+    });
+    const realSec = (performance.now() - started) / 1000;
+    assert.ok(flooded <= (realSec + 10) * SAMPLE_RATE + frame, `${flooded / SAMPLE_RATE} s of audio in ${realSec} s`);
+    // A clock that goes back an hour (a sender's restart): what follows is kept, not dropped for an hour.
+    const restarted = await samples((audio) => {
+      for (let i = 0; i < 100; i++) {
+        const { payload, header } = packets[i]!;
+        audio.push(payload, i < 50 ? header.timestamp : (header.timestamp - 3600 * 48_000) >>> 0);
+      }
+    });
+    assert.ok(Math.abs(restarted - 100 * frame) <= frame, `${restarted} samples of 100 packets`);
+  });
 });
 
 describe('whisper.cpp engine', () => {
