@@ -54,12 +54,15 @@ export class PocketsphinxEngine implements SpeechEngine {
         words: reply.words.map(([w, start, end]) => ({ word: w.replace(/\(\d+\)$/, ''), start, end })),
       });
     });
-    child.on('exit', (code, signal) => {
-      this.exited = new Error(
-        `pocketsphinx-server exited (${signal ?? code}): ${this.stderr.trim().split('\n').slice(-2).join(' | ')}`,
-      );
+    const ended = (why: string) => {
+      this.exited ??= new Error(`pocketsphinx-server ${why}`);
       for (const w of this.waiting.splice(0)) w.reject(this.exited);
-    });
+    };
+    child.on('exit', (code, signal) =>
+      ended(`exited (${signal ?? code}): ${this.stderr.trim().split('\n').slice(-2).join(' | ')}`),
+    );
+    // a spawn that fails (EAGAIN at a process limit) says so here only, with no 'exit'
+    child.on('error', (err) => ended(`could not run: ${err.message}`));
     child.stdin.on('error', () => undefined); // reported by 'exit'
   }
 
