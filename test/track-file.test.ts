@@ -391,6 +391,22 @@ describe('track file', () => {
     ];
     writeFrames(endless, 'vp8', [long, ...packets.slice(1, 31)]);
     assert.deepEqual(packetMs(endless), [0], 'nothing before the next keyframe (frame 30), which starts the file');
+    // Nor one of 200,000 packets of one byte each (400 KB with their descriptors).
+    const crumbs = join(dir, 'crumbs.webm');
+    const tiny = [packets[0]![0]!, ...Array.from({ length: 200_000 }, () => Buffer.of(0, 0)), ...packets[0]!.slice(1)];
+    writeFrames(crumbs, 'vp8', [tiny, ...packets.slice(1, 31)]);
+    assert.deepEqual(packetMs(crumbs), [0], 'the file starts at frame 30');
+  });
+
+  it('says when a write fails (the disk full), and keeps going closed', () => {
+    const failed: string[] = [];
+    const writer = new TrackFile('/dev/full', 'opus', undefined, (err) =>
+      failed.push((err as NodeJS.ErrnoException).code!),
+    );
+    const header = (n: number) => new RtpHeader({ payloadType: 111, sequenceNumber: n, timestamp: n * 960, ssrc: 1 });
+    for (let n = 0; n < 3; n++) writer.push(new RtpPacket(header(n), Buffer.of(0xf8, 0xff, 0xfe)));
+    writer.close();
+    assert.deepEqual(failed, ['ENOSPC']);
   });
 
   it('drops a frame that lost a packet, and starts at a keyframe', () => {

@@ -124,8 +124,11 @@ export class Capture {
     this.append('tracks.jsonl', entry);
     let writer: TrackFile;
     try {
-      writer = new TrackFile(join(this.dir, file), codec, (why) =>
-        this.log(`${file}: ${why}; its frames are not recorded until a keyframe of an allowed size`),
+      writer = new TrackFile(
+        join(this.dir, file),
+        codec,
+        (why) => this.log(`${file}: ${why}; its frames are not recorded until a keyframe of an allowed size`),
+        (err) => this.writes.fail(file, err),
       );
     } catch (err) {
       return this.writes.fail(file, err);

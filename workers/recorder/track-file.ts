@@ -32,6 +32,11 @@ const MAX_HELD_BYTES = 256 * 1024;
 const MAX_PICTURE_PIXELS = 4096 * 4096;
 /** A frame whose packets add up to more is dropped: a sender that never marks a frame's end would grow it for good. */
 export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
+/**
+ * Nor may a frame be more pieces (packets, NAL units): 8 MB in packets of 1,000 bytes is about
+ * 8,400; a frame of a million 2-byte packets would be a million Buffers, spread into arguments.
+ */
+const MAX_FRAME_PIECES = 16_384;
 /** A block's time is 16 bits signed from its cluster's. */
 const MAX_BLOCK_MS = 32_767;
 /** Opus's identification header (RFC 7845 5.1): stereo, 312 samples of pre-skip, 48 kHz. */
@@ -58,11 +63,16 @@ export class TrackFile {
   private held: Buffer[] = [];
   private heldBytes = 0;
 
-  /** `onRefused`: why a keyframe is not recorded (over MAX_PICTURE_PIXELS), after frames that were (or none). */
+  /**
+   * `onRefused`: why a keyframe is not recorded (over MAX_PICTURE_PIXELS), after frames that were
+   * (or none). `onFailed`: a write failed (the disk is full or gone); the file is closed with what
+   * it has.
+   */
   constructor(
     readonly path: string,
     readonly codec: TrackCodec,
     private readonly onRefused?: (why: string) => void,
+    private readonly onFailed?: (err: unknown) => void,
   ) {
     this.fd = openSync(path, 'w');
     this.video = codec !== 'opus';
@@ -94,7 +104,7 @@ export class TrackFile {
       frame.pieces.push(...h264AnnexB(rtp.payload));
     }
     frame.bytes += rtp.payload.length;
-    if (frame.bytes > MAX_FRAME_BYTES) {
+    if (frame.bytes > MAX_FRAME_BYTES || frame.pieces.length > MAX_FRAME_PIECES) {
       frame.broken = true;
       frame.pieces = []; // what comes of it is not kept either
     }
@@ -158,9 +168,11 @@ export class TrackFile {
     if (!this.open) return;
     try {
       this.writeHeld();
-    } catch {
-      // the disk is full or gone: the file keeps what it has (the parts' own writes fail the job)
-      this.close();
+    } catch (err) {
+      // the file keeps what it has; nothing more is written to a disk that refused
+      this.open = false;
+      closeSync(this.fd);
+      this.onFailed?.(err);
     }
   }
 
@@ -225,6 +237,8 @@ export class TrackFile {
         duration.writeDoubleBE(Math.max(0, this.lastMs));
         writeSync(this.fd, duration, 0, 8, this.durationAt);
       }
+    } catch (err) {
+      this.onFailed?.(err);
     } finally {
       closeSync(this.fd);
     }
