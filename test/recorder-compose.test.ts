@@ -10,13 +10,23 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from '../workers/recorder/capture.js';
-import { recorderDefaults } from '../workers/recorder/inputs.js';
+import { partArgs, readRecording } from '../workers/recorder/compose.js';
+import { type RecorderInputs, recorderDefaults } from '../workers/recorder/inputs.js';
 import { nextPartMs, Parts, stopWaitsMs } from '../workers/recorder/parts.js';
 import { children, waitFor } from './helpers.js';
 import { packetTimes } from './media.js';
 
 const root = mkdtempSync(join(tmpdir(), 'co-compose-'));
 const FPS = 10;
+/** The recorder's inputs here: 720p, ultrafast. */
+const INPUTS: RecorderInputs = {
+  ...recorderDefaults,
+  call_id: 'c',
+  width: 1280,
+  height: 720,
+  frame_rate: FPS,
+  video_preset: 'ultrafast',
+};
 
 /**
  * A WebM (VP8) of one colour, `seconds` long at 15 fps with a keyframe every second, as a camera
@@ -113,13 +123,7 @@ function recording(
     join(dir, 'events.jsonl'),
     events.map((e) => JSON.stringify(e)).join('\n') + (events.length ? '\n' : ''),
   );
-  return new Parts(
-    dir,
-    { ...recorderDefaults, call_id: 'c', width: 1280, height: 720, frame_rate: FPS, video_preset: 'ultrafast' },
-    partMs,
-    (m) => log.push(m),
-    longestMs,
-  );
+  return new Parts(dir, INPUTS, partMs, (m) => log.push(m), longestMs);
 }
 
 /**
@@ -302,6 +306,21 @@ describe('recorder compose', () => {
         `${name}: drawn from ${from} to ${to}, as written from ${first} to ${last}`,
       );
     });
+  });
+
+  it('composes a call whose filter graph is longer than one argument may be (128 KiB): 150 people, two changes of layout', async () => {
+    const dir = join(root, 'crowd');
+    mkdirSync(dir, { recursive: true });
+    const people = Array.from({ length: 150 }, (_, k) => `person-${k}`);
+    const events: CallEvent[] = [
+      ...people.map((sessionId) => ({ t: 0, sessionId, displayName: sessionId, event: 'joined' as const })),
+      { t: 300, sessionId: people[0]!, displayName: people[0]!, event: 'left' },
+      { t: 600, sessionId: people[0]!, displayName: people[0]!, event: 'joined' },
+    ];
+    const file = await compose(dir, [], events, 1000, 60_000);
+    assert.equal(packetTimes(file, 'v').length, FPS, 'a second of pictures');
+    const { graph } = partArgs(await readRecording(dir, 1000), INPUTS, { fromMs: 0, toMs: 1000 }, join(dir, 'x.mkv'));
+    assert.ok(graph.text.length > 128 * 1024, `the graph is ${graph.text.length} bytes`);
   });
 
   it('joins the voices of parts without a seam: a steady tone stays steady across part boundaries', async () => {

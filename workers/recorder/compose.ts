@@ -292,6 +292,8 @@ const teeName = (file: string) => file.replace(/[\\|[\]']/g, '\\$&');
  * FLAC so that parts join without seams), and to `streams` when given. In each stretch of one layout
  * (layoutStretches) the screen share when there is one, otherwise a grid of the people present
  * (their camera or the background, the name, the speaker outlined).
+ * The filter graph is read from `graph.file`, which the caller writes: a call's people, layouts and
+ * speakers make it longer than the 128 KiB Linux allows one argument (spawn fails with E2BIG).
  */
 export function partArgs(
   rec: Recording,
@@ -299,7 +301,7 @@ export function partArgs(
   { fromMs, toMs }: Window,
   output: string,
   streams?: PartStreams,
-): string[] {
+): { args: string[]; graph: { file: string; text: string } } {
   const { width: W, height: H, frame_rate: fps } = q;
   const span: [number, number] = [frameAt(fromMs, fps), frameAt(toMs, fps)];
   const seconds = ((span[1] - span[0]) / fps).toFixed(6);
@@ -408,14 +410,16 @@ export function partArgs(
   if (streams) filters.push('[mix]asplit=2[flac][pcm]');
   const audioOut = ['-ar', '48000', '-ac', '2', '-t', seconds];
 
-  return [
+  const graph = { file: `${output}.graph`, text: filters.join(';') };
+  const args = [
     '-hide_banner',
     '-loglevel',
     'error',
     '-y',
     ...inputs,
-    '-filter_complex',
-    filters.join(';'),
+    // deprecated since ffmpeg 7.0 for `-/filter_complex <file>`, which Debian 12's 5.1 does not know
+    '-filter_complex_script',
+    graph.file,
     '-map',
     `[${video}]`,
     '-map',
@@ -447,6 +451,7 @@ export function partArgs(
         ]
       : ['-f', 'matroska', output]),
   ];
+  return { args, graph };
 }
 
 /**

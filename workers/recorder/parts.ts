@@ -108,9 +108,11 @@ export class Parts {
     const [nice, signal] = duringCall ? [BACKGROUND_NICE, this.stopping.signal] : [];
     signal?.throwIfAborted();
     const streams = this.mp4?.streamsFor(this.file(w), w);
+    const { args, graph } = partArgs(rec, this.inputs, w, temp, streams);
     let cpuS: number | undefined;
     try {
-      ({ cpuS } = await this.spawner.ffmpeg(partArgs(rec, this.inputs, w, temp, streams), { nice, signal }));
+      writeFileSync(graph.file, graph.text);
+      ({ cpuS } = await this.spawner.ffmpeg(args, { nice, signal }));
       renameSync(temp, this.file(w));
       this.doneMs = w.toMs;
       if (streams)
@@ -121,7 +123,7 @@ export class Parts {
         });
     } finally {
       // Added to the MP4, or of no use: a compose that failed leaves them partly written.
-      for (const file of [streams?.picture, streams?.sound]) if (file) rmSync(file, { force: true });
+      for (const file of [streams?.picture, streams?.sound, graph.file]) if (file) rmSync(file, { force: true });
     }
     const wallMs = performance.now() - started;
     let grown = this.lengthMs;

@@ -27,7 +27,14 @@ process.on('message', (request: SpawnerRequest) => {
     return;
   }
   const { id, args, nice } = request;
-  const { child, done } = startFfmpeg(args, { nice });
+  let started: ReturnType<typeof startFfmpeg>;
+  try {
+    started = startFfmpeg(args, { nice });
+  } catch (err) {
+    // spawn throws at once for what the kernel refuses (E2BIG, EAGAIN): an answer, not this helper's end
+    return answer({ id, error: (err as Error).message });
+  }
+  const { child, done } = started;
   running.set(id, child);
   done.then(
     () => answer({ id }),
