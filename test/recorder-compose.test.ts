@@ -546,6 +546,49 @@ describe('recorder compose', () => {
     );
   });
 
+  it('a part that fails during the call is tried again, and the parts after it are composed during the call', async () => {
+    const dir = join(root, 'retried');
+    const log: string[] = [];
+    const parts = recording(
+      dir,
+      [track(colourTrack(dir, 'red', 'red', 9), 'ann', 'camera', 0, 9000)],
+      [{ t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' }],
+      2000,
+      log,
+    );
+    const capture = { elapsedMs: 9000, requestKeyframes: () => undefined };
+    parts.whileCapturing(capture);
+    // The first part's ffmpeg (the spawner helper's child) is killed as the kernel's OOM killer would.
+    const first = join(dir, 'parts', 'part-0-2000.mkv.tmp');
+    let ffmpeg: number | undefined;
+    for (const until = Date.now() + 30_000; ffmpeg === undefined && Date.now() < until; ) {
+      ffmpeg = children(process.pid)
+        .flatMap((pid) => children(pid))
+        .find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(first));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.ok(ffmpeg, 'the first part is being composed');
+    process.kill(ffmpeg, 'SIGKILL');
+    await waitFor('the failure', () => log.some((l) => /failed \(1 of 3 times\).*tried again in 5 s/.test(l)), 30_000);
+    const after = setInterval(() => parts.whileCapturing(capture), 200);
+    try {
+      await waitFor(
+        'a part after the first, during the call',
+        () => log.some((l) => /^composed 2\.0-/.test(l)),
+        90_000,
+      );
+    } finally {
+      clearInterval(after);
+    }
+    assert.ok(
+      log.some((l) => /^composed 0\.0-2\.0 s/.test(l)),
+      log.join('\n'),
+    );
+    const output = join(dir, 'recording.mp4');
+    await parts.finish(9000, output);
+    assert.equal(packetTimes(output, 'v').length, 9 * FPS);
+  });
+
   for (const partMs of [2000, 3000])
     it(`fits every picture size to its place, and keeps time across size changes: a 4:3 camera, one larger than its tile, one of 1x1, a window shared at an odd size (parts of ${partMs / 1000} s)`, async () => {
       const dir = join(root, `sizes-${partMs}`);

@@ -23,6 +23,14 @@ const SETTLE_MS = 3000; // compose a part this long after it ends: late packets 
 const LAST_PART_BUDGET_MS = 4000;
 /** How long parts grow when PART_SEC does not fix them. */
 export const LONGEST_PART_MS = 30_000;
+/**
+ * A part that fails during the call (an ffmpeg killed for memory, a disk full for a moment) is
+ * tried again this long after, up to this many times in a row; then the rest is left for the end.
+ */
+const PART_RETRY_MS = 5000;
+const PART_TRIES = 3;
+/** A part composing during the call longer than this (ten times its length, at least a minute) is stuck: killed and tried again. */
+const timeoutMs = (w: Window) => Math.max(60_000, 10 * (w.toMs - w.fromMs));
 
 /**
  * The next part's length, from how long the last one took to compose (`msPerMs`: wall ms per ms of
@@ -62,7 +70,9 @@ export class Parts {
   private msPerMs?: number;
   /** aborted at the stop: a part composing at nice 19 is dropped, finish() composes it at full priority */
   private readonly stopping = new AbortController();
-  private failed = false;
+  /** the parts that failed in a row during the call, and when the next may be tried (performance.now()) */
+  private failures = 0;
+  private retryAt = 0;
   /** the MP4 written part by part; none in a recovery run that found parts (they are joined) */
   private mp4?: LiveMp4;
   /** starts the parts' ffmpegs, so that the recorder is not forked for each (README, bench/recorder) */
@@ -105,7 +115,9 @@ export class Parts {
     const started = performance.now();
     const temp = `${this.file(w)}.tmp`;
     const rec = await readRecording(this.dir, durationMs);
-    const [nice, signal] = duringCall ? [BACKGROUND_NICE, this.stopping.signal] : [];
+    const [nice, signal] = duringCall
+      ? [BACKGROUND_NICE, AbortSignal.any([this.stopping.signal, AbortSignal.timeout(timeoutMs(w))])]
+      : [];
     signal?.throwIfAborted();
     const streams = this.mp4?.streamsFor(this.file(w), w);
     const { args, graph } = partArgs(rec, this.inputs, w, temp, streams);
@@ -147,14 +159,26 @@ export class Parts {
       this.askedFor = next;
       capture.requestKeyframes();
     }
-    if (this.running || this.failed || elapsed < next + SETTLE_MS) return;
-    const part = { fromMs: this.doneMs, toMs: next, startedAt: performance.now() };
+    const now = performance.now();
+    if (this.running || this.failures >= PART_TRIES || now < this.retryAt || elapsed < next + SETTLE_MS) return;
+    const part = { fromMs: this.doneMs, toMs: next, startedAt: now };
     const done = this.compose(part, elapsed, true)
+      .then(() => {
+        this.failures = 0;
+      })
       .catch((err) => {
-        // Not retried during the call: the end composes everything from here in one go.
-        this.failed = true;
-        if (!this.stopping.signal.aborted)
-          this.log(`parts from ${this.doneMs / 1000} s are left for the end: ${(err as Error).message}`);
+        if (this.stopping.signal.aborted) return;
+        this.failures++;
+        this.retryAt = performance.now() + PART_RETRY_MS;
+        const message =
+          (err as Error).name === 'TimeoutError'
+            ? `not done within ${timeoutMs(part) / 1000} s`
+            : (err as Error).message;
+        this.log(
+          this.failures < PART_TRIES
+            ? `the part of ${span(part)} failed (${this.failures} of ${PART_TRIES} times): ${message}; it is tried again in ${PART_RETRY_MS / 1000} s`
+            : `parts from ${this.doneMs / 1000} s are left for the end, ${PART_TRIES} tries having failed: ${message}`,
+        );
       })
       .finally(() => (this.running = undefined));
     this.running = { ...part, done };
