@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from '../workers/recorder/capture.js';
 import { partArgs, readRecording } from '../workers/recorder/compose.js';
 import { type RecorderInputs, recorderDefaults } from '../workers/recorder/inputs.js';
-import { nextPartMs, Parts, stopWaitsMs } from '../workers/recorder/parts.js';
+import { nextPartMs, PartialRecording, Parts, stopWaitsMs } from '../workers/recorder/parts.js';
 import { children, waitFor } from './helpers.js';
 import { packetTimes } from './media.js';
 
@@ -587,6 +587,29 @@ describe('recorder compose', () => {
     const output = join(dir, 'recording.mp4');
     await parts.finish(9000, output);
     assert.equal(packetTimes(output, 'v').length, 9 * FPS);
+  });
+
+  it('a compose that fails at the end keeps the recording up to there, and says so', async () => {
+    const dir = join(root, 'failing-late');
+    const camera = colourTrack(dir, 'red', 'red', 6);
+    const parts = recording(
+      dir,
+      [track(camera, 'ann', 'camera', 0, 6000)],
+      [{ t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' }],
+      2000,
+      [],
+    );
+    parts.whileCapturing({ elapsedMs: 5000, requestKeyframes: () => undefined });
+    await waitFor('the first part', () => existsSync(join(dir, 'parts', 'part-0-2000.mkv')), 60_000);
+    writeFileSync(join(dir, camera), Buffer.alloc(4096)); // the track's file spoilt: the rest cannot be composed
+    const output = join(dir, 'recording.mp4');
+    const err = await parts.finish(6000, output).then(
+      () => assert.fail('the end was composed'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof PartialRecording, String(err));
+    assert.equal(err.untilMs, 2000);
+    assert.equal(packetTimes(output, 'v').length, 2 * FPS, 'the first part, whole');
   });
 
   for (const partMs of [2000, 3000])

@@ -57,6 +57,19 @@ export function stopWaitsMs(running: { lengthMs: number; forMs: number }, msPerM
   return leftMs <= LAST_PART_BUDGET_MS ? LAST_PART_BUDGET_MS : 0;
 }
 
+/**
+ * The end could not be composed, but the parts before it were: `output` holds the recording up to
+ * `untilMs`, and the message says why the rest is missing.
+ */
+export class PartialRecording extends Error {
+  constructor(
+    readonly untilMs: number,
+    cause: Error,
+  ) {
+    super(cause.message, { cause });
+  }
+}
+
 /** A part's window as the log gives it: `40.0-60.3 s`. */
 const span = (w: Window) => `${(w.fromMs / 1000).toFixed(1)}-${(w.toMs / 1000).toFixed(1)} s`;
 
@@ -222,7 +235,20 @@ export class Parts {
       );
     const fps = this.inputs.frame_rate;
     if (frameAt(durationMs, fps) > frameAt(this.doneMs, fps))
-      await this.compose({ fromMs: this.doneMs, toMs: durationMs }, durationMs);
+      try {
+        await this.compose({ fromMs: this.doneMs, toMs: durationMs }, durationMs);
+      } catch (err) {
+        if (this.doneMs === 0) throw err;
+        // What was composed is a recording still: it is kept, and the failure says up to when.
+        await this.assemble(output).catch(() => Promise.reject(err));
+        throw new PartialRecording(this.doneMs, err as Error);
+      }
+    await this.assemble(output);
+  }
+
+  /** The MP4 written during the call ended as `output`, or the parts joined into it. */
+  private async assemble(output: string): Promise<void> {
+    const fps = this.inputs.frame_rate;
     if (this.mp4) {
       const ended = await this.mp4.close().then(
         () => true,

@@ -20,7 +20,7 @@ import { EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { type CallSite, callOptions, callSite, describeSite } from '../shared/call.js';
 import { Capture } from './capture.js';
 import { readRecording } from './compose.js';
-import { LONGEST_PART_MS, Parts } from './parts.js';
+import { LONGEST_PART_MS, PartialRecording, Parts } from './parts.js';
 import { recorderInputs, type RecorderInputs } from './inputs.js';
 
 const log = (message: string) => process.stdout.write(`[recorder ${new Date().toISOString()}] ${message}\n`);
@@ -36,10 +36,15 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
     return;
   }
   const output = join(dir, 'recording.mp4');
-  await new Parts(dir, inputs, partSec * 1000, log).finish(rec.durationMs, output);
+  let durationMs = rec.durationMs;
+  await new Parts(dir, inputs, partSec * 1000, log).finish(rec.durationMs, output).catch((err) => {
+    if (!(err instanceof PartialRecording)) throw err;
+    log(`the recording past ${(err.untilMs / 1000).toFixed(1)} s could not be composed: ${err.message}`);
+    durationMs = err.untilMs;
+  });
   const path = await keep(output, inputs, 'partial-');
-  writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: rec.durationMs, partial: true }));
-  log(`recovered ${(rec.durationMs / 1000).toFixed(1)} s of the call into ${path}`);
+  writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: durationMs, partial: true }));
+  log(`recovered ${(durationMs / 1000).toFixed(1)} s of the call into ${path}`);
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
   await bot
     ?.reportStatus(
@@ -47,7 +52,7 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
       jobId,
       'recording',
       'failed',
-      `the recorder stopped unexpectedly; ${(rec.durationMs / 1000).toFixed(0)} s were recovered and kept on the job service at ${path}`,
+      `the recorder stopped unexpectedly; ${(durationMs / 1000).toFixed(0)} s were recovered and kept on the job service at ${path}`,
     )
     .catch((e) => log(`could not report: ${e.message}`));
 }
@@ -125,7 +130,15 @@ async function main(): Promise<void> {
   try {
     await parts.finish(durationMs, output);
   } catch (err) {
-    return fail(`could not compose the recording (the captured tracks are kept in ${dir}): ${(err as Error).message}`);
+    if (!(err instanceof PartialRecording))
+      return fail(
+        `could not compose the recording (the captured tracks are kept in ${dir}): ${(err as Error).message}`,
+      );
+    const path = await keep(output, inputs, 'partial-');
+    writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: err.untilMs, partial: true }));
+    return fail(
+      `could not compose the recording past ${(err.untilMs / 1000).toFixed(1)} s (the recording up to there is kept at ${path}, the captured tracks in ${dir}): ${err.message}`,
+    );
   }
   log(`the MP4 is complete: ${(statSync(output).size / 1e6).toFixed(1)} MB`);
 
