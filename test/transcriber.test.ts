@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism, getPriority, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
@@ -217,7 +217,7 @@ describe('transcriber job program', () => {
     }
   });
 
-  it('an engine that fails during the call is replaced in a new process; if none can load, the stop fails saying where the audio is', async () => {
+  it('an engine that fails during the call is replaced in a new process; if none can load, the stop fails saying where the audio is and keeps what was recognised', async () => {
     const call = id();
     // the model the engines load, as links the test can take away
     const models = join(dir, 'pocketsphinx-model');
@@ -268,6 +268,11 @@ describe('transcriber job program', () => {
       );
       assert.ok(readdirSync(join(env.JOB_DIR, 'tracks')).length > 0, "Alice's audio is kept");
       assert.ok(size() > 0, 'what the processes recognised is kept');
+      // and kept as a partial transcript, which the failure and output_data name
+      const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
+      assert.equal(output.partial, true);
+      assert.match(job.output(), new RegExp(`what was recognised before it is kept at ${output.files[0]} and `));
+      assert.match(aliceIn(basename(output.files[0]), env), /\w/);
     } finally {
       job.child.kill('SIGKILL');
       alice?.p.leave();

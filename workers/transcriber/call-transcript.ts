@@ -50,6 +50,10 @@ interface Reading {
   flushed: boolean;
 }
 
+/** The segments recognised.jsonl holds, in time order: what a stop that failed keeps. */
+export const recognisedSegments = (dir: string): Segment[] =>
+  inTimeOrder(readLines<Recognised>(join(dir, RECOGNISED)).map((r) => r.segment));
+
 export class CallTranscript {
   private readonly readings = new Map<string, Reading>();
   private readonly segments: Segment[] = [];

@@ -36,7 +36,7 @@ import { Listener } from './listen.js';
 import { type EngineOptions, enginePool, EngineError, poolEngine, SAMPLE_RATE } from './speech/engine.js';
 import { modelsDir } from './speech/whisper.js';
 import { Silero } from './speech/silero.js';
-import { CallTranscript } from './call-transcript.js';
+import { CallTranscript, recognisedSegments } from './call-transcript.js';
 import { type Recognisers, serveTranscript, TRANSCRIPT_ARG, TranscriptProcess } from './transcript-process.js';
 import { pcmChunks, transcribeStream } from './transcribe.js';
 
@@ -205,6 +205,23 @@ async function loadRecognisers(inputs: Inputs): Promise<Recognisers> {
   return { engines, silero };
 }
 
+/**
+ * What recognised.jsonl holds kept as a partial transcript in the artifacts directory, named in
+ * output_data: the files' paths, or none (nothing recognised, or it could not be kept).
+ */
+async function keepRecognised(delivery: Delivery, dir: string): Promise<string | undefined> {
+  const segments = recognisedSegments(dir);
+  if (segments.length === 0) return undefined;
+  try {
+    const output = (await delivery.deliver(segments, { partial: true }, true)) as { files: string[] };
+    writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(output));
+    return output.files.join(' and ');
+  } catch (err) {
+    log(`what was recognised could not be kept: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
 /** Recognises the rest of the call and says how much was left. */
 async function finishTranscript(transcript: Pick<CallTranscript, 'finish'>): Promise<Segment[]> {
   const started = Date.now();
@@ -326,11 +343,13 @@ async function main(): Promise<void> {
       output = await live(inputs, dir, delivery, transcript, bot);
     }
   } catch (err) {
-    return fail(
+    const reason =
       err instanceof EngineError
         ? err.message
-        : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`,
-    );
+        : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`;
+    // A live transcript's utterances recognised before the failure are a transcript still.
+    const kept = transcript && (await keepRecognised(delivery, dir));
+    return fail(kept ? `${reason}; what was recognised before it is kept at ${kept}` : reason);
   }
   writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(output));
   await Promise.all([...engines.map((e) => e.close()), silero?.close()]);
