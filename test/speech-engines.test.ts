@@ -38,6 +38,7 @@ import { loadBinding } from '../workers/transcriber/speech/whisper.js';
 import { pcmChunks, transcribeStream } from '../workers/transcriber/transcribe.js';
 import { opusSource } from './media.js';
 import { concat, librivox, ownTmpdir, wavSamples, wordErrorRate } from './speech.js';
+import { readLines } from '../workers/shared/job.js';
 import { waitFor } from './helpers.js';
 
 const FETCH = fileURLToPath(new URL('../workers/transcriber/fetch-model.js', import.meta.url));
@@ -107,6 +108,56 @@ describe('pocketsphinx engine', () => {
       const whole = await transcribeStream([engine], [stream], 'Speaker', 0, silero);
       assert.ok(whole.length >= 2, JSON.stringify(whole));
       assert.deepEqual(await transcribeStream([engine], pcmChunks(file, 2), 'Speaker', 0, silero), whole);
+    } finally {
+      await silero.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("marks a listener's silence as done: a run that resumes reads on from the mark, not from the start", async () => {
+    const silero = await Silero.load();
+    const dir = mkdtempSync(join(tmpdir(), 'co-transcript-'));
+    try {
+      const [a] = librivox().map((u) => wavSamples(u.wav));
+      mkdirSync(join(dir, 'tracks'));
+      writeFileSync(
+        join(dir, 'tracks.jsonl'),
+        `${JSON.stringify({ file: 'tracks/001-s.pcm', sessionId: 's', displayName: 'Alice', startMs: 0 })}\n`,
+      );
+      const track = join(dir, 'tracks/001-s.pcm');
+      const bytes = (x: Int16Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+      writeFileSync(track, bytes(silence(75))); // a quiet listener, still in the call
+      const live = new CallTranscript([engine], dir, silero, 50);
+      live.start();
+      const marked = () =>
+        readLines<{ end: number; samples: number }>(join(dir, 'recognised.jsonl')).find((l) => l.samples === 0)?.end;
+      const mark = await waitFor('a mark of the silence', marked, 60_000);
+      assert.ok(mark >= 60 * SAMPLE_RATE && mark <= 75 * SAMPLE_RATE, `marked at ${mark / SAMPLE_RATE} s`);
+      await live.finish();
+      // A run that resumes (a new transcript process, the stop) with what came since: Alice speaks.
+      appendFileSync(track, bytes(concat([a!, silence(1)])));
+      let fed = 0;
+      const counted = {
+        stream: () => {
+          const d = silero.stream();
+          return {
+            ...d,
+            feed: (pcm: Int16Array) => {
+              fed += pcm.length;
+              return d.feed(pcm);
+            },
+          };
+        },
+      } as unknown as Silero;
+      const { segments } = await new CallTranscript([engine], dir, counted).finish();
+      const whole = await transcribeStream([engine], [concat([silence(75), a!, silence(1)])], 'Alice', 0, silero);
+      assert.deepEqual(
+        segments.map((x) => x.text),
+        whole.map((x) => x.text),
+      );
+      for (const [i, x] of segments.entries()) assert.ok(Math.abs(x.startMs - whole[i]!.startMs) <= 20, `${x.startMs}`);
+      const fedSec = fed / SAMPLE_RATE;
+      assert.ok(fedSec < 75 - mark / SAMPLE_RATE + a!.length / SAMPLE_RATE + 2, `the resumed run read ${fedSec} s`);
     } finally {
       await silero.close();
       rmSync(dir, { recursive: true, force: true });

@@ -21,6 +21,8 @@ const RECOGNISED = 'recognised.jsonl';
 const ROUND_MS = 10_000;
 /** A file is read and recognised at most 60 s at a time, so a run that resumes a long call holds little in memory. */
 const READ_SAMPLES = SAMPLE_RATE * 60;
+/** Silence in a file that is worth a line in recognised.jsonl (markSilence). */
+const MARK_SAMPLES = SAMPLE_RATE * 60;
 
 /** One line of recognised.jsonl: an utterance of `file` of `samples` that ended at sample `end`, and what was heard. */
 interface Recognised {
@@ -48,6 +50,8 @@ interface Reading {
   /** samples of the file read so far */
   read: number;
   flushed: boolean;
+  /** the sample of the file up to which recognised.jsonl says it is done */
+  marked: number;
 }
 
 /** The segments recognised.jsonl holds, in time order: what a stop that failed keeps. */
@@ -156,7 +160,30 @@ export class CallTranscript {
             for (const piece of reading.cutter.flush()) batch.push({ reading, piece });
           }
       await this.recognise(batch);
+      this.markSilence(files.map((f) => f.reading));
     }
+  }
+
+  /**
+   * Writes where a file's VAD is idle, once that is a minute past what recognised.jsonl says of it:
+   * a run that resumes (a new transcript process, the stop) reads on from there. Otherwise it read
+   * on from the last utterance, and a quiet listener's hour of silence went through Silero again
+   * at the stop.
+   */
+  private markSilence(readings: Reading[]): void {
+    const lines: Recognised[] = [];
+    for (const r of readings) {
+      const idle = r.flushed ? undefined : r.cutter.idleFrom();
+      if (idle === undefined || r.base + idle - r.marked < MARK_SAMPLES) continue;
+      r.marked = r.base + idle;
+      lines.push({ file: r.file, end: r.marked, samples: 0 });
+    }
+    this.record(lines);
+  }
+
+  private record(lines: Recognised[]): void {
+    if (lines.length > 0)
+      appendFileSync(join(this.dir, RECOGNISED), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
   }
 
   private reading(track: VoiceTrack): Reading {
@@ -171,6 +198,7 @@ export class CallTranscript {
         base,
         read: base,
         flushed: false,
+        marked: base,
       };
       this.readings.set(track.file, reading);
     }
@@ -192,7 +220,8 @@ export class CallTranscript {
         segment: heard[i],
       }),
     );
-    appendFileSync(join(this.dir, RECOGNISED), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+    this.record(lines);
+    for (const [i, { reading }] of batch.entries()) reading.marked = Math.max(reading.marked, lines[i]!.end);
     for (const s of heard) if (s) this.segments.push(s);
     this.heardSec += batch.reduce((n, b) => n + b.piece.pcm.length, 0) / SAMPLE_RATE;
   }

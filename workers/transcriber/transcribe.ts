@@ -59,6 +59,11 @@ export class Cutter {
     return this.vad.push(pcm).map((u) => this.piece(u));
   }
 
+  /** Where on the stream nothing is left to cut before (Vad.idleFrom), or undefined. */
+  idleFrom(): number | undefined {
+    return this.vad.idleFrom();
+  }
+
   /** The stream ended: its open utterance, if any. */
   flush(): Piece[] {
     return this.vad.flush().map((u) => this.piece(u));

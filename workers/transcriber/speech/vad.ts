@@ -107,6 +107,15 @@ export class Vad {
     return out;
   }
 
+  /**
+   * Where on the stream an utterance could still begin: with none open, the start of the pre-roll
+   * (the frames a start would take in); undefined while one is open. Everything before it has been
+   * returned by push().
+   */
+  idleFrom(): number | undefined {
+    return this.current ? undefined : this.streamPos - this.preRoll.length * this.frame;
+  }
+
   /** Ends the stream: the open utterance, if any, is returned. */
   flush(): Utterance[] {
     const u = this.close(false);
