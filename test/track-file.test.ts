@@ -43,6 +43,8 @@ function writeFrames(
   drop?: { frame: number; packet: number },
   afterFrame?: (n: number, writer: TrackFile) => void,
   onRefused?: (why: string) => void,
+  /** ticks the sender's clock is off by from frame n on (it jumped) */
+  jump: (n: number) => number = () => 0,
 ): void {
   const writer = new TrackFile(file, codec, onRefused);
   let seq = 65_000; // wraps too
@@ -53,11 +55,11 @@ function writeFrames(
       const header = new RtpHeader({
         payloadType: 96,
         sequenceNumber,
-        timestamp: (firstTs + n * TICKS) % 2 ** 32,
+        timestamp: (firstTs + n * TICKS + jump(n) + 2 ** 32) % 2 ** 32,
         marker: k === payloads.length - 1,
         ssrc: 1,
       });
-      writer.push(new RtpPacket(header, payload));
+      writer.push(new RtpPacket(header, payload), (n * TICKS) / 90); // as a sender's frames come: in time
     });
     afterFrame?.(n, writer);
   });
@@ -407,6 +409,19 @@ describe('track file', () => {
     for (let n = 0; n < 3; n++) writer.push(new RtpPacket(header(n), Buffer.of(0xf8, 0xff, 0xfe)));
     writer.close();
     assert.deepEqual(failed, ['ENOSPC']);
+  });
+
+  it("moves on by the time that went by where the sender's clock jumps an hour ahead, then two back", () => {
+    const file = join(dir, 'jumps.webm');
+    const hour = 3600 * 90_000;
+    writeFrames(file, 'vp8', vp8.map(vp8Packets), 0, undefined, undefined, undefined, (n) =>
+      n < 30 ? 0 : n < 60 ? hour : -hour,
+    );
+    assert.deepEqual(
+      packetMs(file),
+      vp8.map((_, n) => Math.floor((n * TICKS) / 90)),
+      'every frame, each at its time',
+    );
   });
 
   it('drops a frame that lost a packet, and starts at a keyframe', () => {

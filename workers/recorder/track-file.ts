@@ -37,6 +37,11 @@ export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
  * 8,400; a frame of a million 2-byte packets would be a million Buffers, spread into arguments.
  */
 const MAX_FRAME_PIECES = 16_384;
+/**
+ * A frame's time is its RTP time while that runs at most this far ahead of the time waited for it
+ * (jitter, the reorder hold, a sender's burst), and no more than a second behind (a late frame).
+ */
+const JUMP_SLACK_MS = 2000;
 /** A block's time is 16 bits signed from its cluster's. */
 const MAX_BLOCK_MS = 32_767;
 /** Opus's identification header (RFC 7845 5.1): stereo, 312 samples of pre-skip, 48 kHz. */
@@ -53,9 +58,10 @@ export class TrackFile {
   /** a keyframe over MAX_PICTURE_PIXELS came: frames are dropped until a keyframe of an allowed size */
   private refused = false;
   private nextSeq: number | undefined;
-  /** RTP ticks from the file's first frame, and the last frame's RTP time */
+  /** RTP ticks from the file's first frame, and the last frame's RTP time and when it was written (performance.now()) */
   private ticks = 0;
   private lastTs = 0;
+  private lastAt = 0;
   private clusterMs = -1;
   private lastMs = -1;
   private open = true;
@@ -84,11 +90,12 @@ export class TrackFile {
     return this.durationAt >= 0;
   }
 
-  push(rtp: RtpPacket): void {
+  /** `nowMs`: when the packet is written (performance.now()), what a jump in its clock is judged by. */
+  push(rtp: RtpPacket, nowMs = performance.now()): void {
     if (!this.open) return;
     const { sequenceNumber: seq, timestamp: ts, marker } = rtp.header;
     if (!this.video) {
-      this.write(ts, true, [rtp.payload]);
+      this.write(nowMs, ts, true, [rtp.payload]);
       return;
     }
     // A frame is the packets of one RTP time, the last one marked; any packet missing (the Reorder
@@ -129,19 +136,26 @@ export class TrackFile {
     // frames between could not be decoded without what was refused.
     if (refusal) this.refused = true;
     else if (size && frame.keyframe) this.refused = false;
-    if (!this.refused) this.write(ts, frame.keyframe, frame.pieces, size);
+    if (!this.refused) this.write(nowMs, ts, frame.keyframe, frame.pieces, size);
   }
 
-  private write(ts: number, keyframe: boolean, pieces: Buffer[], size?: PictureSize): void {
+  private write(now: number, ts: number, keyframe: boolean, pieces: Buffer[], size?: PictureSize): void {
     const out: Buffer[] = [];
     const first = !this.started;
     if (first) {
       if (!keyframe) return; // a decoder starts at a keyframe
       out.push(this.header(size));
     } else {
-      this.ticks += (ts - this.lastTs) | 0; // the 32-bit clock may wrap
+      // The sender's clock is believed as far as time went by here: a jump (a restart, a clock set
+      // back or an hour ahead) moves the file on by the time waited instead. Believed, a clock
+      // set back dropped every frame until it caught up, and one ahead left hours of nothing.
+      const ticks = (ts - this.lastTs) | 0; // the 32-bit clock may wrap
+      const waited = ((now - this.lastAt) / 1000) * this.clockRate;
+      const believed = ticks > -this.clockRate && ticks <= waited + (JUMP_SLACK_MS / 1000) * this.clockRate;
+      this.ticks += believed ? ticks : Math.round(waited);
     }
     this.lastTs = ts;
+    this.lastAt = now;
     const ms = Math.floor((this.ticks * 1000) / this.clockRate);
     if (ms < this.lastMs) return; // before what is written: a rewound clock
     this.lastMs = ms;
