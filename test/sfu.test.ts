@@ -791,7 +791,7 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     await mallory.join();
     const inside = mallory as unknown as { socket: CallsSocket; peer: { pc: RTCPeerConnection; dc: RTCDataChannel } };
     await waitFor('data channel open', () => inside.peer.dc.readyState === 'open');
-    return { join, mallory, inside };
+    return { call, join, mallory, inside };
   };
 
   it("a flood of offers over the data channel gets no more answers than the plugin's rate allows; the call goes on", async () => {
@@ -870,6 +870,32 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
       process.off('unhandledRejection', rejected);
       bob.leave();
       mallory.leave();
+    }
+  });
+
+  it("a publisher whose offer rejects its own track (port 0) unpublishes it: a later joiner still gets everyone else's", async () => {
+    const { call, join, mallory, inside } = await dcClient();
+    await mallory.publish('mic');
+    const answered = new Promise<void>((resolve) =>
+      inside.socket.on('signal', (d) => String(d.data).includes('"answer"') && resolve()),
+    );
+    const { sdp } = await inside.peer.pc.createOffer();
+    const rejected = sdp.replace(/^m=audio \d+ /m, 'm=audio 0 ');
+    assert.notEqual(rejected, sdp);
+    inside.peer.dc.send(Buffer.from(encodeDc({ type: DcType.SDP, description: { type: 'offer', sdp: rejected } })));
+    await answered;
+    const carol = join('carol');
+    const bob = new HeadlessParticipant({ siteUrl: url, callId: call, token: token(call, 'bob') });
+    const from: string[] = [];
+    bob.on('track', (t) => from.push(t.participant.userId));
+    try {
+      await carol.join();
+      await carol.publish('mic');
+      await bob.join();
+      await waitFor("bob receives carol's voice", () => from.includes('carol'), 30_000);
+      assert.ok(!from.includes('mallory'), from.join());
+    } finally {
+      for (const p of [bob, carol, mallory]) p.leave();
     }
   });
 

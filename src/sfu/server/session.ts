@@ -173,6 +173,9 @@ export class RtcSession {
       for (const [type, track] of this.tracks) if (inactive.has(track.mid)) this.unpublish(type);
       await this.addQueuedCandidates();
       await this.pc.setLocalDescription(await this.pc.createAnswer());
+      // A section the answer rejects (port 0, no codec in common) ended its track: unpublished too,
+      // or every later joiner's subscription to it would throw.
+      for (const [type, track] of this.tracks) if (track.media.stopped) this.unpublish(type);
       this.host.signal(
         this,
         JSON.stringify({ type: 'answer', sdp: outgoingSdp(this.pc.localDescription!.sdp, this.ice) }),
@@ -352,8 +355,15 @@ export class RtcSession {
       this.renegotiate = true;
       return;
     }
-    for (const track of this.pending) if (!track.closed) this.addSubscription(track);
+    const pending = [...this.pending];
     this.pending.clear();
+    for (const track of pending)
+      try {
+        if (!track.closed) this.addSubscription(track);
+      } catch (err) {
+        // one track werift will not send (ended meanwhile) costs this client that track only
+        this.log.debug({ session: this.id, err: (err as Error).message }, 'a track is not forwarded');
+      }
     this.holdLock('server');
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
