@@ -9,7 +9,8 @@
 // security fixes (ICE answering and passing on strangers; DTLS closing or starting over on a record
 // in the clear; a lost bind of an ICE port ending the process; SCTP holding whatever a peer sends;
 // SCTP packets and data-channel messages ending the process; data channels and candidates without
-// bound) are checked last, on both: released werift must show the hole, the patched one not.
+// bound; RTCP read past its packet, NACKs without serial arithmetic, NACKs answered without bound)
+// are checked last, on both: released werift must show the hole, the patched one not.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -677,6 +678,63 @@ test('SCTP and data channels: what a peer sends that werift cannot take is dropp
     assert.equal(lives(releasedWerift(), input), false, `released werift after ${input}`);
     assert.equal(lives(import.meta.resolve('werift'), input), true, `patched werift after ${input}`);
   }
+});
+
+test('RTCP: a packet is read to its own length; a NACK generator takes serial numbers; a NACKed packet is sent again once', async () => {
+  // A compound of 300 empty NACKs (4-byte headers): each of released werift's parsers read on to
+  // the compound's end, taking the headers after it as lost sequence numbers.
+  const compound = Buffer.concat(Array.from({ length: 300 }, () => Buffer.of(0x81, 0xcd, 0, 0)));
+  const lostIn = (w: Werift) =>
+    w.RtcpPacketConverter.deSerialize(compound).reduce(
+      (n, p) => n + ((p as { feedback?: { lost?: number[] } }).feedback?.lost?.length ?? 0),
+      0,
+    );
+  assert.ok(lostIn(released) > 40_000, `released: ${lostIn(released)}`);
+  assert.equal(lostIn(patched), 0);
+
+  // 65535 then 65534, twice: released werift took 65534 for a packet 65,534 ahead, and marked
+  // every number between lost (a quarter of a million marks for four packets).
+  const marks = (w: Werift) => {
+    const { nack } = new w.RTCRtpReceiver({} as never, 'video', 1234) as unknown as {
+      nack: { setLost(seq: number, n: number): void; addPacket(p: { header: object }): void };
+    };
+    let marked = 0;
+    nack.setLost = () => void marked++;
+    for (const sequenceNumber of [65535, 65534, 65535, 65534, 3])
+      nack.addPacket({ header: { sequenceNumber, ssrc: 1 } });
+    return marked;
+  };
+  assert.ok(marks(released) > 100_000, `released: ${marks(released)}`);
+  assert.equal(marks(patched), 3, 'only 0, 1 and 2, lost between 65535 and 3');
+
+  // One NACK naming a cached packet 1,000 times, then another at once: released werift sent it
+  // 2,000 times.
+  const resent = async (w: Werift) => {
+    const sender = new w.RTCRtpSender('video') as unknown as {
+      rtpCache: object[];
+      dtlsTransport: object;
+      handleRtcpPacket(p: unknown): void;
+    };
+    let sent = 0;
+    sender.dtlsTransport = { sendRtp: async () => void sent++ };
+    sender.rtpCache[500 % 128] = { header: { sequenceNumber: 500, serializeSize: 12 }, payload: Buffer.alloc(100) };
+    const nack = () =>
+      new w.RtcpTransportLayerFeedback({
+        feedback: new w.GenericNack({ senderSsrc: 1, mediaSourceSsrc: 2, lost: Array(1000).fill(500) }),
+      });
+    const clock = Date.now;
+    Date.now = () => 1000; // both at one time, however loaded the machine
+    try {
+      sender.handleRtcpPacket(nack());
+      sender.handleRtcpPacket(nack());
+    } finally {
+      Date.now = clock;
+    }
+    await new Promise((r) => setImmediate(r));
+    return sent;
+  };
+  assert.equal(await resent(released), 2000);
+  assert.equal(await resent(patched), 1);
 });
 
 test('a peer opens at most 64 data channels, and names at most 128 ICE candidates, a repeated one once', async () => {
