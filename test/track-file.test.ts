@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { RtpHeader, RtpPacket } from 'werift';
 import { h264PictureSize } from '../src/media/h264.js';
 import { vp8KeyframeSize } from '../src/media/vp8.js';
+import { AUDIO_HOLD_TICKS, Reorder } from '../src/media/reorder.js';
 import { MAX_FRAME_BYTES, TrackFile } from '../workers/recorder/track-file.js';
 import { WebmIndex } from '../workers/recorder/webm-index.js';
 import { isVp8Keyframe, packetTimes } from './media.js';
@@ -422,6 +423,25 @@ describe('track file', () => {
       vp8.map((_, n) => Math.floor((n * TICKS) / 90)),
       'every frame, each at its time',
     );
+  });
+
+  it('keeps a mute whose last packet before it was lost: a jump is judged by when packets arrived, not when the hold let them go', () => {
+    // A voice: 50 packets of 20 ms, the 48th lost, then 60 s of mute, then 50 more. The hold keeps
+    // the 49th and 50th until the first after the mute comes, and lets all three go together.
+    const file = join(dir, 'mute.webm');
+    const writer = new TrackFile(file, 'opus');
+    const reorder = new Reorder(AUDIO_HOLD_TICKS, (rtp, at) => writer.push(rtp, at));
+    for (let n = 0; n < 100; n++) {
+      if (n === 47) continue;
+      const muted = n >= 50 ? 60_000 : 0;
+      const header = new RtpHeader({ payloadType: 111, sequenceNumber: n, timestamp: (n * 20 + muted) * 48, ssrc: 1 });
+      reorder.push(new RtpPacket(header, Buffer.of(0xf8, 0xff, 0xfe)), n * 20 + muted);
+    }
+    reorder.flush();
+    writer.close();
+    const times = packetMs(file);
+    assert.equal(times.length, 99);
+    assert.deepEqual(times.slice(47, 50), [960, 980, 61_000], 'the mute kept');
   });
 
   it('drops a frame that lost a packet, and starts at a keyframe', () => {

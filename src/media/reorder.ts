@@ -22,15 +22,17 @@ const RESTART = 3000;
 
 export class Reorder {
   private next: number | undefined;
-  private readonly held = new Map<number, RtpPacket>();
+  private readonly held = new Map<number, { rtp: RtpPacket; at: number }>();
   private newestTs = 0;
 
+  /** `emit` gets each packet with when it arrived: what a jump in its clock is judged by, not when it left the hold. */
   constructor(
     private readonly holdTicks: number,
-    private readonly emit: (rtp: RtpPacket) => void,
+    private readonly emit: (rtp: RtpPacket, arrivedAt: number) => void,
   ) {}
 
-  push(rtp: RtpPacket): void {
+  /** `at`: when the packet arrived (performance.now()). */
+  push(rtp: RtpPacket, at = performance.now()): void {
     const seq = rtp.header.sequenceNumber;
     if (this.next !== undefined && Math.abs(seqDiff(seq, this.next)) > RESTART) {
       this.flush(); // a sender that restarted: a new sequence and clock
@@ -41,7 +43,7 @@ export class Reorder {
       this.newestTs = rtp.header.timestamp;
     }
     if (seqDiff(seq, this.next) < 0) return; // its place has been passed, or a repeat
-    this.held.set(seq, rtp);
+    this.held.set(seq, { rtp, at });
     if (tsDiff(rtp.header.timestamp, this.newestTs) > 0) this.newestTs = rtp.header.timestamp;
     this.drain();
     while (this.held.size > 0) {
@@ -62,16 +64,16 @@ export class Reorder {
   }
 
   private drain(): void {
-    for (let rtp = this.held.get(this.next!); rtp; rtp = this.held.get(this.next!)) {
+    for (let p = this.held.get(this.next!); p; p = this.held.get(this.next!)) {
       this.held.delete(this.next!);
       this.next = (this.next! + 1) & 0xffff;
-      this.emit(rtp);
+      this.emit(p.rtp, p.at);
     }
   }
 
   private oldestHeld(): RtpPacket {
     let oldest: RtpPacket | undefined;
-    for (const rtp of this.held.values())
+    for (const { rtp } of this.held.values())
       if (!oldest || seqDiff(rtp.header.sequenceNumber, oldest.header.sequenceNumber) < 0) oldest = rtp;
     return oldest!;
   }

@@ -146,8 +146,8 @@ export class Capture {
       entry.mediaMs = mediaMs;
       this.append('tracks.jsonl', entry);
     };
-    const reorder = new Reorder(source === 'mic' ? AUDIO_HOLD_TICKS : VIDEO_HOLD_TICKS, (rtp) => {
-      writer.push(rtp);
+    const reorder = new Reorder(source === 'mic' ? AUDIO_HOLD_TICKS : VIDEO_HOLD_TICKS, (rtp, arrivedAt) => {
+      writer.push(rtp, arrivedAt);
       if (entry.mediaMs === undefined && writer.started) place(placement.started(rtp.header.timestamp, this.elapsedMs));
     });
     const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {

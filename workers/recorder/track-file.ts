@@ -58,7 +58,7 @@ export class TrackFile {
   /** a keyframe over MAX_PICTURE_PIXELS came: frames are dropped until a keyframe of an allowed size */
   private refused = false;
   private nextSeq: number | undefined;
-  /** RTP ticks from the file's first frame, and the last frame's RTP time and when it was written (performance.now()) */
+  /** RTP ticks from the file's first frame, and the last frame's RTP time and when it arrived (performance.now()) */
   private ticks = 0;
   private lastTs = 0;
   private lastAt = 0;
@@ -90,7 +90,7 @@ export class TrackFile {
     return this.durationAt >= 0;
   }
 
-  /** `nowMs`: when the packet is written (performance.now()), what a jump in its clock is judged by. */
+  /** `nowMs`: when the packet arrived (performance.now()), what a jump in its clock is judged by. */
   push(rtp: RtpPacket, nowMs = performance.now()): void {
     if (!this.open) return;
     const { sequenceNumber: seq, timestamp: ts, marker } = rtp.header;

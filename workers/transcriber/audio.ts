@@ -20,11 +20,11 @@ const MAX_OPUS_PAYLOAD = 3840;
 export class SpeakerAudio {
   private readonly decoder = new OpusDecoder({ sampleRate: SAMPLE_RATE, channels: 1 });
   private isReady = false;
-  private queue: [Uint8Array, number][] = [];
+  private queue: [Uint8Array, number, number][] = [];
   private nextTs: number | undefined;
   /** samples produced so far */
   private position = 0;
-  /** when the first and the last packet were decoded (ms, performance.now()) */
+  /** when the first and the last packet decoded arrived (ms, performance.now()) */
   private startedAt = -1;
   private lastAt = 0;
 
@@ -33,18 +33,18 @@ export class SpeakerAudio {
     // The WebAssembly instance is ready a moment after the first packets may arrive: hold them.
     void this.decoder.ready.then(() => {
       this.isReady = true;
-      for (const [payload, ts] of this.queue.splice(0)) this.decode(payload, ts);
+      for (const [payload, ts, at] of this.queue.splice(0)) this.decode(payload, ts, at);
     });
   }
 
-  push(payload: Uint8Array, timestamp: number): void {
+  /** `at`: when the packet arrived (performance.now()), not when the reorder hold let it go. */
+  push(payload: Uint8Array, timestamp: number, at = performance.now()): void {
     if (payload.length > MAX_OPUS_PAYLOAD) return; // not Opus: opus-decoder would throw
-    if (this.isReady) this.decode(payload, timestamp);
-    else this.queue.push([Uint8Array.from(payload), timestamp]);
+    if (this.isReady) this.decode(payload, timestamp, at);
+    else this.queue.push([Uint8Array.from(payload), timestamp, at]);
   }
 
-  private decode(payload: Uint8Array, timestamp: number): void {
-    const now = performance.now();
+  private decode(payload: Uint8Array, timestamp: number, now: number): void {
     if (this.startedAt < 0) this.startedAt = now;
     const room = ((now - this.startedAt) / 1000 + AHEAD_SEC) * SAMPLE_RATE - this.position;
     if (room <= 0) return; // sent faster than real time

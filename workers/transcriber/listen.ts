@@ -110,7 +110,7 @@ export class Listener {
         out.write(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength));
         for (const h of this.handlers) h(from.sessionId, samples);
       });
-      const reorder = new Reorder(AUDIO_HOLD_TICKS, (p) => audio.push(p.payload, p.header.timestamp));
+      const reorder = new Reorder(AUDIO_HOLD_TICKS, (p, at) => audio.push(p.payload, p.header.timestamp, at));
       t = { audio, reorder, out, entry, ssrc };
       this.live.set(from.sessionId, t);
       this.append(entry);
