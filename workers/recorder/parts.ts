@@ -29,8 +29,6 @@ export const LONGEST_PART_MS = 30_000;
  */
 const PART_RETRY_MS = 5000;
 const PART_TRIES = 3;
-/** A part composing during the call longer than this (ten times its length, at least a minute) is stuck: killed and tried again. */
-const timeoutMs = (w: Window) => Math.max(60_000, 10 * (w.toMs - w.fromMs));
 
 /**
  * The next part's length, from how long the last one took to compose (`msPerMs`: wall ms per ms of
@@ -128,9 +126,7 @@ export class Parts {
     const started = performance.now();
     const temp = `${this.file(w)}.tmp`;
     const rec = await readRecording(this.dir, durationMs);
-    const [nice, signal] = duringCall
-      ? [BACKGROUND_NICE, AbortSignal.any([this.stopping.signal, AbortSignal.timeout(timeoutMs(w))])]
-      : [];
+    const [nice, signal] = duringCall ? [BACKGROUND_NICE, this.stopping.signal] : [];
     signal?.throwIfAborted();
     const streams = this.mp4?.streamsFor(this.file(w), w);
     const { args, graph } = partArgs(rec, this.inputs, w, temp, streams);
@@ -183,10 +179,7 @@ export class Parts {
         if (this.stopping.signal.aborted) return;
         this.failures++;
         this.retryAt = performance.now() + PART_RETRY_MS;
-        const message =
-          (err as Error).name === 'TimeoutError'
-            ? `not done within ${timeoutMs(part) / 1000} s`
-            : (err as Error).message;
+        const { message } = err as Error;
         this.log(
           this.failures < PART_TRIES
             ? `the part of ${span(part)} failed (${this.failures} of ${PART_TRIES} times): ${message}; it is tried again in ${PART_RETRY_MS / 1000} s`

@@ -130,11 +130,13 @@ async function main(): Promise<void> {
   try {
     await parts.finish(durationMs, output);
   } catch (err) {
-    if (!(err instanceof PartialRecording))
-      return fail(
-        `could not compose the recording (the captured tracks are kept in ${dir}): ${(err as Error).message}`,
-      );
-    const path = await keep(output, inputs, 'partial-');
+    const failed = `could not compose the recording (the captured tracks are kept in ${dir}): ${(err as Error).message}`;
+    if (!(err instanceof PartialRecording)) return fail(failed);
+    // A compose fails for a full disk too: then the partial recording may not be kept either.
+    const path = await keep(output, inputs, 'partial-').catch((e: Error) =>
+      log(`the partial recording could not be kept: ${e.message}`),
+    );
+    if (!path) return fail(failed);
     writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: err.untilMs, partial: true }));
     return fail(
       `could not compose the recording past ${(err.untilMs / 1000).toFixed(1)} s (the recording up to there is kept at ${path}, the captured tracks in ${dir}): ${err.message}`,
