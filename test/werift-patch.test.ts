@@ -693,7 +693,7 @@ test('RTCP: a packet is read to its own length; a NACK generator takes serial nu
   assert.equal(lostIn(patched), 0);
 
   // 65535 then 65534, twice: released werift took 65534 for a packet 65,534 ahead, and marked
-  // every number between lost (a quarter of a million marks for four packets).
+  // every number between lost (131,068 marks for five packets).
   const marks = (w: Werift) => {
     const { nack } = new w.RTCRtpReceiver({} as never, 'video', 1234) as unknown as {
       nack: { setLost(seq: number, n: number): void; addPacket(p: { header: object }): void };
