@@ -223,12 +223,18 @@ async function keepRecognised(delivery: Delivery, dir: string): Promise<string |
 }
 
 /** Recognises the rest of the call and says how much was left. */
-async function finishTranscript(transcript: Pick<CallTranscript, 'finish'>): Promise<Segment[]> {
+async function finishTranscript(
+  transcript: Pick<CallTranscript, 'finish'>,
+  delivery: Delivery,
+  dir: string,
+): Promise<Segment[]> {
   const started = Date.now();
-  const { segments, leftSec, earlySec } = await transcript.finish().catch((err: Error) => {
+  const { segments, leftSec, earlySec } = await transcript.finish().catch(async (err: Error) => {
     // engines that fail to load or recognise now are not a start's failure: the job says where
-    // the audio it captured is kept
-    throw err instanceof EngineError ? new Error(err.message, { cause: err }) : err;
+    // the audio it captured is kept, and keeps what was recognised before as a transcript
+    const kept = await keepRecognised(delivery, dir);
+    const message = kept ? `${err.message}; what was recognised before it is kept at ${kept}` : err.message;
+    throw new Error(message, { cause: err });
   });
   log(
     `recognised ${leftSec.toFixed(1)} s of speech in ${((Date.now() - started) / 1000).toFixed(1)} s after the stop (${earlySec.toFixed(1)} s during the call); ${segments.length} segments`,
@@ -275,7 +281,7 @@ async function live(
   );
   if (!transcript) return { duration_ms: durationMs, captions: captionStats };
 
-  const segments = await finishTranscript(transcript);
+  const segments = await finishTranscript(transcript, delivery, dir);
   return delivery.deliver(segments, { duration_ms: durationMs, ...(captionStats ? { captions: captionStats } : {}) });
 }
 
@@ -324,7 +330,7 @@ async function main(): Promise<void> {
   let output: object;
   try {
     if (recover) {
-      const segments = await finishTranscript(new CallTranscript(engines, dir, silero));
+      const segments = await finishTranscript(new CallTranscript(engines, dir, silero), delivery, dir);
       output = await delivery.deliver(segments, { partial: true }, true);
       await delivery.report(
         'failed',
@@ -343,13 +349,11 @@ async function main(): Promise<void> {
       output = await live(inputs, dir, delivery, transcript, bot);
     }
   } catch (err) {
-    const reason =
+    return fail(
       err instanceof EngineError
         ? err.message
-        : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`;
-    // A live transcript's utterances recognised before the failure are a transcript still.
-    const kept = transcript && (await keepRecognised(delivery, dir));
-    return fail(kept ? `${reason}; what was recognised before it is kept at ${kept}` : reason);
+        : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`,
+    );
   }
   writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(output));
   await Promise.all([...engines.map((e) => e.close()), silero?.close()]);
