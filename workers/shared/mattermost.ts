@@ -103,8 +103,9 @@ export class BotClient {
     this.base = `${opts.siteUrl.replace(/\/$/, '')}/plugins/com.mattermost.calls/bot`;
     this.retry = opts.retry ?? upstreamRetry;
     // The given CA is trusted beside the system's (Node's own list), as tls.connect's `ca` replaces it.
-    // A few connections to the site at most, however many names a call asks for at once.
-    this.dispatcher = new Agent({ connections: 8, connect: opts.ca ? { ca: [...rootCertificates, opts.ca] } : {} });
+    // Some connections to the site, however many names a call asks for at once (each request's
+    // 30 s run from before it waits for one: a few hundred names at a join still fit).
+    this.dispatcher = new Agent({ connections: 32, connect: opts.ca ? { ca: [...rootCertificates, opts.ca] } : {} });
   }
 
   /** `started` once media is being captured; `failed` with the reason a person can act on. */

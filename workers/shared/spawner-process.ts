@@ -31,7 +31,7 @@ process.on('message', (request: SpawnerRequest) => {
   try {
     started = startFfmpeg(args, { nice });
   } catch (err) {
-    // spawn throws at once for what the kernel refuses (E2BIG, EAGAIN): an answer, not this helper's end
+    // spawn throws at once for arguments the kernel refuses (E2BIG): an answer, not this helper's end
     return answer({ id, error: (err as Error).message });
   }
   const { child, done } = started;

@@ -271,7 +271,12 @@ export class HeadlessParticipant {
         if (state?.screen_sharing_session_id === s.session_id) p.tracks.screen = { muted: false };
       }),
     );
-    const peer = new BotPeer(this.socket, this.opts.ice ?? iceFor(this.opts.siteUrl), this.opts.videoCodecs);
+    const peer = new BotPeer(
+      this.socket,
+      this.opts.ice ?? iceFor(this.opts.siteUrl),
+      this.opts.videoCodecs,
+      this.opts.log,
+    );
     this.peer = peer;
     peer.onTrack((t) =>
       this.incoming(t).catch((err) => this.opts.log?.(`a track of ${t.sessionId} is not received: ${err.message}`)),

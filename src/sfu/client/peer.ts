@@ -63,6 +63,7 @@ export class BotPeer {
     private readonly socket: CallsSocket,
     private readonly ice: IceOptions,
     videoCodecs?: ('vp8' | 'h264')[],
+    private readonly log?: (message: string) => void,
   ) {
     this.pc = new RTCPeerConnection(peerConfig(ice, videoCodecs));
     this.dc = this.pc.createDataChannel('calls-dc');
@@ -84,7 +85,8 @@ export class BotPeer {
     };
     socket.on('signal', (data) => {
       // A site that sends signals faster than they are applied would queue them without end.
-      if (this.pendingSignals >= MAX_PENDING_SIGNALS) return;
+      if (this.pendingSignals >= MAX_PENDING_SIGNALS)
+        return this.log?.(`a signal was dropped: ${MAX_PENDING_SIGNALS} wait`);
       this.pendingSignals++;
       this.signals = this.signals
         .then(() => this.onSignal(String(data.data ?? '')))
