@@ -425,6 +425,18 @@ describe('track file', () => {
     );
   });
 
+  it('runs no more than 10 s ahead of real time: packets 1.9 s apart by their clock, arriving together', () => {
+    const file = join(dir, 'ahead.webm');
+    const writer = new TrackFile(file, 'opus');
+    for (let n = 0; n < 100; n++) {
+      const header = new RtpHeader({ payloadType: 111, sequenceNumber: n, timestamp: n * 1.9 * 48_000, ssrc: 1 });
+      writer.push(new RtpPacket(header, Buffer.of(0xf8, 0xff, 0xfe)), 0);
+    }
+    writer.close();
+    const times = packetMs(file);
+    assert.ok(times.at(-1)! <= 10_000, `the last at ${times.at(-1)} ms`);
+  });
+
   it('keeps a mute whose last packet before it was lost: a jump is judged by when packets arrived, not when the hold let them go', () => {
     // A voice: 50 packets of 20 ms, the 48th lost, then 60 s of mute, then 50 more. The hold keeps
     // the 49th and 50th until the first after the mute comes, and lets all three go together.

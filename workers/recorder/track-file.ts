@@ -10,6 +10,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import type { RtpPacket } from 'werift';
 import { h264AnnexB, h264PictureSize, isH264Keyframe } from '../../src/media/h264.js';
 import type { PictureSize } from '../../src/media/picture-size.js';
+import { SenderClock } from '../../src/media/sender-clock.js';
 import { isVp8KeyframeData, vp8FrameData, vp8KeyframeSize } from '../../src/media/vp8.js';
 import { ID, element, float64, openElement, sizeBytes, text, uint } from './webm.js';
 
@@ -37,11 +38,6 @@ export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
  * 8,400; a frame of a million 2-byte packets would be a million Buffers, spread into arguments.
  */
 const MAX_FRAME_PIECES = 16_384;
-/**
- * A frame's time is its RTP time while that runs at most this far ahead of the time waited for it
- * (jitter, the reorder hold, a sender's burst), and no more than a second behind (a late frame).
- */
-const JUMP_SLACK_MS = 2000;
 /** A block's time is 16 bits signed from its cluster's. */
 const MAX_BLOCK_MS = 32_767;
 /** Opus's identification header (RFC 7845 5.1): stereo, 312 samples of pre-skip, 48 kHz. */
@@ -58,10 +54,11 @@ export class TrackFile {
   /** a keyframe over MAX_PICTURE_PIXELS came: frames are dropped until a keyframe of an allowed size */
   private refused = false;
   private nextSeq: number | undefined;
-  /** RTP ticks from the file's first frame, and the last frame's RTP time and when it arrived (performance.now()) */
+  /** RTP ticks from the file's first frame, and the last frame's RTP time */
   private ticks = 0;
   private lastTs = 0;
-  private lastAt = 0;
+  /** the sender's clock as far as it is believed (src/media/sender-clock.ts) */
+  private readonly clock: SenderClock;
   private clusterMs = -1;
   private lastMs = -1;
   private open = true;
@@ -83,6 +80,7 @@ export class TrackFile {
     this.fd = openSync(path, 'w');
     this.video = codec !== 'opus';
     this.clockRate = this.video ? 90_000 : 48_000;
+    this.clock = new SenderClock(this.clockRate, this.clockRate); // a frame over a second behind: the clock went back
   }
 
   /** True once the file's first frame (a keyframe for video) is written. */
@@ -142,22 +140,15 @@ export class TrackFile {
   private write(now: number, ts: number, keyframe: boolean, pieces: Buffer[], size?: PictureSize): void {
     const out: Buffer[] = [];
     const first = !this.started;
-    if (first) {
-      if (!keyframe) return; // a decoder starts at a keyframe
-      out.push(this.header(size));
-    } else {
-      // The sender's clock is believed as far as time went by here: a jump (a restart, a clock set
-      // back or an hour ahead) moves the file on by the time waited instead. Believed, a clock
-      // set back dropped every frame until it caught up, and one ahead left hours of nothing.
-      const ticks = (ts - this.lastTs) | 0; // the 32-bit clock may wrap
-      const waited = ((now - this.lastAt) / 1000) * this.clockRate;
-      const believed = ticks > -this.clockRate && ticks <= waited + (JUMP_SLACK_MS / 1000) * this.clockRate;
-      this.ticks += believed ? ticks : Math.round(waited);
-    }
+    if (first && !keyframe) return; // a decoder starts at a keyframe
+    // The step from the last frame (the 32-bit clock may wrap) as far as the sender's clock is
+    // believed: never back, so a frame's time never comes before what is written.
+    const step = this.clock.step(first ? undefined : (ts - this.lastTs) | 0, now, this.ticks);
+    if (step === undefined) return; // late, or the file that far ahead of real time
+    if (first) out.push(this.header(size));
+    this.ticks += step;
     this.lastTs = ts;
-    this.lastAt = now;
     const ms = Math.floor((this.ticks * 1000) / this.clockRate);
-    if (ms < this.lastMs) return; // before what is written: a rewound clock
     this.lastMs = ms;
     if (this.clusterMs < 0 || (this.video && keyframe) || ms - this.clusterMs > MAX_BLOCK_MS) {
       // a cluster at each keyframe: where compose starts reading a file (see webm-index.ts)

@@ -1,19 +1,15 @@
 // A speaker's audio from RTP: Opus decoded at 16 kHz (libopus decodes at that rate directly), with
 // the gaps a sender leaves (packet loss, DTX, mute) filled with silence by the RTP clock, so that
-// sample n of the stream is always n/16000 s after the track's first packet. The sender's clock is
-// believed as far as time went by here: a jump (a restart, or a sender's trick of an hour per
-// packet) is filled with the time that passed, and the stream never runs ahead of real time by
-// more than AHEAD_SEC, so no participant can make the job write or recognise more than the call.
+// sample n of the stream is always n/16000 s after the track's first packet, as far as the
+// sender's clock is believed (src/media/sender-clock.ts): no participant can make the job write or
+// recognise more than the call.
 import { OpusDecoder } from 'opus-decoder';
+import { SenderClock } from '../../src/media/sender-clock.js';
 import { SAMPLE_RATE } from './speech/engine.js';
 
 const RTP_RATE = 48_000;
-/** The stream may run ahead of real time by this much (the sender's clock drifting from ours). */
-const AHEAD_SEC = 10;
-/** A gap by the sender's clock is believed up to the time waited here and this much more (jitter, the reorder hold). */
-const JUMP_SLACK_SEC = 2;
-/** A packet this far behind the stream is late (dropped); further, the sender's clock went back. */
-const LATE_TICKS = RTP_RATE * 10;
+/** RTP ticks a sample: the stream's position on the sender's clock. */
+const TICKS = RTP_RATE / SAMPLE_RATE;
 /** opus-decoder's input buffer: a larger payload (no browser's Opus) would throw in it. */
 const MAX_OPUS_PAYLOAD = 3840;
 
@@ -24,9 +20,8 @@ export class SpeakerAudio {
   private nextTs: number | undefined;
   /** samples produced so far */
   private position = 0;
-  /** when the first and the last packet decoded arrived (ms, performance.now()) */
-  private startedAt = -1;
-  private lastAt = 0;
+  /** a packet this far (10 s) behind the stream is late; further, the sender's clock went back */
+  private readonly clock = new SenderClock(RTP_RATE, RTP_RATE * 10);
 
   /** `onSamples` gets each run of samples and the stream position of its first one. */
   constructor(private readonly onSamples: (samples: Int16Array, position: number) => void) {
@@ -44,21 +39,11 @@ export class SpeakerAudio {
     else this.queue.push([Uint8Array.from(payload), timestamp, at]);
   }
 
-  private decode(payload: Uint8Array, timestamp: number, now: number): void {
-    if (this.startedAt < 0) this.startedAt = now;
-    const room = ((now - this.startedAt) / 1000 + AHEAD_SEC) * SAMPLE_RATE - this.position;
-    if (room <= 0) return; // sent faster than real time
-    let gap = 0;
-    if (this.nextTs !== undefined) {
-      const ahead = (timestamp - this.nextTs) | 0; // signed distance, wraps at 2^32
-      if (ahead < 0 && ahead > -LATE_TICKS) return; // reordered or repeated: its time has passed
-      const byClock = (ahead * SAMPLE_RATE) / RTP_RATE;
-      const waited = ((now - this.lastAt) / 1000) * SAMPLE_RATE;
-      gap = Math.round(
-        Math.min(room, ahead >= 0 && byClock <= waited + JUMP_SLACK_SEC * SAMPLE_RATE ? byClock : waited),
-      );
-    }
-    this.lastAt = now;
+  private decode(payload: Uint8Array, timestamp: number, at: number): void {
+    const ahead = this.nextTs === undefined ? undefined : (timestamp - this.nextTs) | 0; // wraps at 2^32
+    const ticks = this.clock.step(ahead, at, this.position * TICKS);
+    if (ticks === undefined) return; // late, or sent faster than real time
+    const gap = Math.round(ticks / TICKS);
     const { channelData, samplesDecoded } = this.decoder.decodeFrame(payload);
     this.nextTs = (timestamp + Math.round((samplesDecoded * RTP_RATE) / SAMPLE_RATE)) >>> 0;
     const out = new Int16Array(gap + samplesDecoded);
