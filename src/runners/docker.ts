@@ -18,6 +18,8 @@ import {
   type Runner,
   type RunningJob,
   type StartSpec,
+  LOG_END_WAIT_MS,
+  exitOf,
   hostPaths,
   tried,
 } from './runner.js';
@@ -174,14 +176,12 @@ export class DockerRunner implements Runner {
         hostPaths(spec.dir, mounts);
         return { code: EXIT.crashed, signal: null }; // an end the program never saw
       }
-      await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]); // the log is complete
-      // Docker reports a kill as 128 + the signal's number.
-      const signal = StatusCode === 137 ? 'SIGKILL' : StatusCode === 143 ? 'SIGTERM' : null;
+      await Promise.race([streamEnded, new Promise((r) => setTimeout(r, LOG_END_WAIT_MS))]); // the log is complete
       hostPaths(spec.dir, mounts);
       // Removed whatever the outcome: its output is in the job log, and its configuration holds the
       // job's tokens (AUTH_TOKEN, SFU_TOKEN), which `docker inspect` showed for as long as it stayed.
       await container.remove({ v: true }).catch(() => undefined);
-      return { code: signal ? null : StatusCode, signal };
+      return exitOf(StatusCode);
     })();
     return {
       signal: (sig) => void container.kill({ signal: sig }).catch(() => undefined),

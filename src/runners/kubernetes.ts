@@ -18,6 +18,8 @@ import {
   type Runner,
   type RunningJob,
   type StartSpec,
+  LOG_END_WAIT_MS,
+  exitOf,
   hostPaths,
   tried,
 } from './runner.js';
@@ -62,8 +64,6 @@ const UNSTARTABLE = new Set([
 ]);
 /** How long to wait for a deleted leftover Job of the same name to be gone. */
 const LEFTOVER_WAIT_MS = 30_000;
-/** How long the end of a pod's log is awaited after its end (as the Docker runner awaits its stream's). */
-const LOG_END_WAIT_MS = 2_000;
 
 type Watched = { type: string; object: V1Pod & { code?: number } };
 
@@ -214,10 +214,8 @@ export class KubernetesRunner implements Runner {
           }
           hostPaths(spec.dir, mounts);
           if (why) spec.onOutput(Buffer.from(`the pod failed: ${why}\n`), 'stderr');
-          // Kubernetes reports a kill as 128 + the signal's number, as Docker does.
-          const signal = code === 137 ? 'SIGKILL' : code === 143 ? 'SIGTERM' : null;
           if (code === 0) void this.remove(name);
-          settle({ code: signal ? null : code, signal });
+          settle(exitOf(code));
         })
         .catch((err: Error) => {
           spec.onOutput(Buffer.from(`the pod's end could not be recorded: ${err.message}\n`), 'stderr');

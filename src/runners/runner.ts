@@ -54,6 +54,15 @@ export interface Runner {
  * output.json is rewritten with the paths they have where the worker runs, so that a job's record
  * says where its files are. `mounts`: [path in the container, path on the worker's host].
  */
+/** How long the end of a program's log is awaited after its end: its last lines (a failure's reason) may come after it. */
+export const LOG_END_WAIT_MS = 2_000;
+
+/** A container's or pod's exit code as an exit: the engine and Kubernetes report a kill as 128 + the signal's number. */
+export function exitOf(code: number): JobExit {
+  const signal = code === 137 ? 'SIGKILL' : code === 143 ? 'SIGTERM' : null;
+  return { code: signal ? null : code, signal };
+}
+
 export function hostPaths(dir: string, mounts: [string, string][]): void {
   const output = readOutput(dir);
   if (!output || mounts.length === 0) return;
