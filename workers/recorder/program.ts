@@ -42,8 +42,7 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
     log(`the recording past ${(err.untilMs / 1000).toFixed(1)} s could not be composed: ${err.message}`);
     durationMs = err.untilMs;
   });
-  const path = await keep(output, inputs, 'partial-');
-  writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: durationMs, partial: true }));
+  const path = await keepPartial(output, inputs, dir, durationMs);
   log(`recovered ${(durationMs / 1000).toFixed(1)} s of the call into ${path}`);
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
   await bot
@@ -63,6 +62,13 @@ const keep = (output: string, inputs: RecorderInputs, prefix = '') =>
     fastStart(output),
     `${prefix}recording-${inputs.call_id}-${process.env.JOB_ID ?? inputs.recording_id ?? 'job'}.mp4`,
   );
+
+/** Keeps the MP4 as the partial recording and names it in output_data; returns its path. */
+async function keepPartial(output: string, inputs: RecorderInputs, dir: string, durationMs: number): Promise<string> {
+  const path = await keep(output, inputs, 'partial-');
+  writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: durationMs, partial: true }));
+  return path;
+}
 
 async function main(): Promise<void> {
   let inputs: RecorderInputs;
@@ -133,11 +139,10 @@ async function main(): Promise<void> {
     const failed = `could not compose the recording (the captured tracks are kept in ${dir}): ${(err as Error).message}`;
     if (!(err instanceof PartialRecording)) return fail(failed);
     // A compose fails for a full disk too: then the partial recording may not be kept either.
-    const path = await keep(output, inputs, 'partial-').catch((e: Error) =>
+    const path = await keepPartial(output, inputs, dir, err.untilMs).catch((e: Error) =>
       log(`the partial recording could not be kept: ${e.message}`),
     );
     if (!path) return fail(failed);
-    writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: err.untilMs, partial: true }));
     return fail(
       `could not compose the recording past ${(err.untilMs / 1000).toFixed(1)} s (the recording up to there is kept at ${path}, the captured tracks in ${dir}): ${err.message}`,
     );
