@@ -6,6 +6,7 @@ import { basic, call, ids, recordingJob, suiteApi } from './helpers.js';
 import { Sweeper } from '../src/queue/sweeper.js';
 import { createLogger } from '../src/log.js';
 import { MAX_CALLS_PER_CLIENT } from '../src/store/clients.js';
+import { keysFor } from '../src/store/redis.js';
 
 const fileJob = {
   type: 'transcribing',
@@ -107,8 +108,9 @@ describe('API limits', () => {
     assert.ok((await gets()) - before < 100, `${(await gets()) - before} GETs for one refused claim`);
     assert.equal(await clients.claimCall(client, calls[0]!), client, 'one it holds is renewed');
     // As its 30 days running out would: the owner key goes, and its time in the client's set passes.
-    await redis.del(`${prefix}:call:${calls[1]}:owner`);
-    await redis.zadd(`${prefix}:client:${client}:claims`, Date.now() - 1000, calls[1]!);
+    const keys = keysFor(prefix);
+    await redis.del(keys.callOwner(calls[1]!));
+    await redis.zadd(keys.clientCalls(client), Date.now() - 1000, calls[1]!);
     assert.equal(await clients.claimCall(client, ids()), client);
     const r = await call(suite.api.url, 'POST', `/calls/${ids()}/tokens`, basic(client, 'k'.repeat(40)), {
       user_id: 'alice',

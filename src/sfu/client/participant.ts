@@ -83,7 +83,7 @@ const CONNECT_TIMEOUT_MS = 20_000;
  */
 const MAX_SERVER_MESSAGE_BYTES = 1024 * 1024;
 /** People in a call this client keeps track of (and asks the names of); the plugin's largest calls are a few hundred. */
-export const MAX_PARTICIPANTS = 1000;
+const MAX_PARTICIPANTS = 1000;
 
 export class HeadlessParticipant {
   readonly participants = new Map<string, ParticipantInfo>();
