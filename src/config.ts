@@ -442,6 +442,12 @@ export const variables = {
     int(1024, 64 * 1024 * 1024),
     'Job log kept in Redis (the tail); the full log stays in the job directory.',
   ),
+  maxLogFileBytes: variable(
+    'JOBS_MAXLOGFILEBYTES',
+    '67108864',
+    int(1024 * 1024, 2 ** 40),
+    "A job's `job.log` in its directory: the program's output past this is not written there (the tail in Redis goes on), so a program that floods its output cannot fill the disk.",
+  ),
   dataDir: variable('JOBS_DATADIR', './data', required, 'Job working directories and local artifacts.'),
   siteUrls: variable(
     'JOBS_SITEURLS',

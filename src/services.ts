@@ -99,6 +99,7 @@ export const workerOptions = (config: Config) => ({
   deliveryTimeoutMs: config.deliveryTimeoutSec * 1000,
   leaseMs: config.leaseSec * 1000,
   maxLogBytes: config.maxLogBytes,
+  maxLogFileBytes: config.maxLogFileBytes,
   dataDir: config.dataDir,
   prefix: config.redisPrefix,
   mediaUrlAllow: config.mediaUrlAllow,

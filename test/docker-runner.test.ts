@@ -118,6 +118,7 @@ describe('docker runner', () => {
     assert.deepEqual(info.HostConfig.CapDrop, ['ALL']);
     assert.ok(info.HostConfig.SecurityOpt?.includes('no-new-privileges'));
     assert.equal(info.HostConfig.ReadonlyRootfs, true);
+    assert.deepEqual(info.HostConfig.LogConfig, { Type: 'json-file', Config: { 'max-size': '8m', 'max-file': '1' } });
     assert.equal(info.HostConfig.NetworkMode, 'none');
     assert.equal(info.Config.User, '10001:10001');
     assert.equal(info.Config.Labels[LABELS.job], job.id);

@@ -29,7 +29,11 @@ import { createLogger } from '../src/log.js';
 import type { JobStore } from '../src/store/jobs.js';
 
 describe('job lifecycle', () => {
-  const config = testConfig({ JOBS_MAXCONCURRENTJOBS: '4', JOBS_DELIVERYTIMEOUTSEC: '3' });
+  const config = testConfig({
+    JOBS_MAXCONCURRENTJOBS: '4',
+    JOBS_DELIVERYTIMEOUTSEC: '3',
+    JOBS_MAXLOGFILEBYTES: String(1024 * 1024),
+  });
   let api: Api;
   let api2: Api;
   let worker: InProcessWorker;
@@ -86,6 +90,23 @@ describe('job lifecycle', () => {
     assert.equal(runs(id).filter((r) => r.event === 'start').length, 1);
     // The full log is kept in the job directory as well.
     assert.match(readFileSync(join(config.dataDir, 'jobs', id, 'job.log'), 'utf8'), /a line on stderr/);
+  });
+
+  it('a program that floods its output does not fill the disk: job.log keeps the head and says what it left out, Redis the tail', async () => {
+    const callId = ids();
+    behave(callId, { floodBytes: 3 * 1024 * 1024 });
+    const id = await create(callId);
+    await until(id, 'succeeded');
+    const file = readFileSync(join(config.dataDir, 'jobs', id, 'job.log'), 'utf8');
+    assert.ok(file.length <= 1024 * 1024 + 4096, `job.log holds ${file.length} bytes`);
+    assert.match(file, /test job .* starting/);
+    assert.match(file, /job\.log is full: the rest of the output is in Redis only/);
+    const left = Number(/(\d+) bytes of the program's output past JOBS_MAXLOGFILEBYTES \(1048576\)/.exec(file)?.[1]);
+    assert.ok(left >= 2 * 1024 * 1024, `${left} bytes left out`);
+    assert.match(file, /job program exited with code 0\n$/, 'our own notes are always kept');
+    const tail = (await call(api.url, 'GET', `/jobs/${id}/logs`, auth)).text;
+    assert.match(tail, /flood flood/);
+    assert.match(tail, /test job exiting with 0\n/);
   });
 
   it('a failing job keeps its log and says why, with the last line it printed on stderr', async () => {

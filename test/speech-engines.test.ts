@@ -387,6 +387,35 @@ describe('Opus RTP to 16 kHz PCM', () => {
     });
     assert.equal(restarted, 100 * frame);
   });
+
+  it('counts the packets libopus refuses and says so once, instead of a line on stderr for each', async () => {
+    const packets: RtpPacket[] = [];
+    const src = await opusSource((p) => packets.push(p), 1);
+    await new Promise((r) => src.once('exit', r));
+    const said: string[] = [];
+    const printed: unknown[] = [];
+    const consoleError = console.error;
+    console.error = (...args: unknown[]) => printed.push(args); // where released opus-decoder writes each
+    try {
+      let decoded = 0;
+      const audio = new SpeakerAudio(
+        (s) => (decoded += s.length),
+        (error) => said.push(error),
+      );
+      // Each good packet after one with its timestamp that is not Opus (code 3 with no frames).
+      for (const { payload, header } of packets.slice(0, 40)) {
+        audio.push(Uint8Array.of(0x03, 0x00), header.timestamp, 0);
+        audio.push(payload, header.timestamp, 0);
+      }
+      await waitFor('decoded', () => audio.undecodable === 40);
+      audio.free();
+      assert.deepEqual(said, ['libopus -4 OPUS_INVALID_PACKET: The compressed data passed is corrupted']);
+      assert.equal(printed.length, 0, 'nothing on stderr');
+      assert.equal(decoded, 40 * 320, 'the good packets are all decoded, 20 ms each');
+    } finally {
+      console.error = consoleError;
+    }
+  });
 });
 
 describe('whisper.cpp engine', () => {

@@ -23,6 +23,8 @@ export interface SupervisionOptions {
   deliveryTimeoutMs: number;
   leaseMs: number;
   maxLogBytes: number;
+  /** the program's output written to job.log; past it only the tail in Redis goes on */
+  maxLogFileBytes: number;
   dataDir: string;
   /** jobs on a call get the SFU's address and a bot token for it */
   sfuUrl: string;
@@ -54,6 +56,9 @@ export class ActiveJob {
   private logFile?: WriteStream;
   private pendingLog: string[] = [];
   private pendingBytes = 0;
+  /** the program's output written to job.log, and what the cap left out */
+  private fileBytes = 0;
+  private droppedBytes = 0;
   private flushing: Promise<void> = Promise.resolve();
   private lastStderrLine = '';
 
@@ -128,6 +133,10 @@ export class ActiveJob {
 
     const exit = await this.handle.exited;
     for (const t of this.timers) clearInterval(t);
+    if (this.droppedBytes)
+      this.note(
+        `${this.droppedBytes} bytes of the program's output past JOBS_MAXLOGFILEBYTES (${this.opts.maxLogFileBytes}) are not in job.log; the log's tail is in GET /jobs/${this.rec.id}/logs`,
+      );
     this.note(describeExit(exit));
     if (crashed(exit) && !this.lostLease) await this.recover();
     clearInterval(flushing);
@@ -309,7 +318,14 @@ export class ActiveJob {
         .filter(Boolean);
       if (lines.length) this.lastStderrLine = lines[lines.length - 1]!.slice(0, 500);
     }
-    this.append(chunk.toString());
+    const text = chunk.toString();
+    // The program's output is the stranger's to choose (a participant's media makes decoders
+    // complain): job.log keeps its head, Redis its tail. Our own notes are few and always kept.
+    const fits = this.droppedBytes === 0 && this.fileBytes + chunk.length <= this.opts.maxLogFileBytes;
+    if (fits) this.fileBytes += chunk.length;
+    else if (this.droppedBytes === 0) this.note('job.log is full: the rest of the output is in Redis only (its tail)');
+    if (!fits) this.droppedBytes += chunk.length;
+    this.append(text, fits);
   }
 
   /** A line of our own in the job log, so the log tells the whole story. */
@@ -317,8 +333,8 @@ export class ActiveJob {
     this.append(`[offloader ${new Date().toISOString()}] ${text}\n`);
   }
 
-  private append(text: string): void {
-    this.logFile?.write(text);
+  private append(text: string, toFile = true): void {
+    if (toFile) this.logFile?.write(text);
     this.pendingLog.push(text);
     this.pendingBytes += text.length;
     if (this.pendingBytes > 64 * 1024) void this.flushLog();

@@ -146,6 +146,9 @@ export class DockerRunner implements Runner {
           ...(this.opts.seccompProfile ? [`seccomp=${this.opts.seccompProfile}`] : []),
         ],
         ReadonlyRootfs: true,
+        // The output reaches job.log through the attach; the daemon's own copy (json-file keeps
+        // all of it by default) would grow with whatever a job prints, on the daemon's disk.
+        LogConfig: { Type: 'json-file', Config: { 'max-size': '8m', 'max-file': '1' } },
         Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=256m' },
         Init: true,
       },

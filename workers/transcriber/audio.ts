@@ -22,9 +22,17 @@ export class SpeakerAudio {
   private position = 0;
   /** a packet this far (10 s) behind the stream is late; further, the sender's clock went back */
   private readonly clock = new SenderClock(RTP_RATE, RTP_RATE * 10);
+  /** packets libopus refused (a sender's bug, or a participant's garbage: counted, not logged each) */
+  undecodable = 0;
 
-  /** `onSamples` gets each run of samples and the stream position of its first one. */
-  constructor(private readonly onSamples: (samples: Int16Array, position: number) => void) {
+  /**
+   * `onSamples` gets each run of samples and the stream position of its first one; `onUndecodable`
+   * the first packet libopus refuses, with its error.
+   */
+  constructor(
+    private readonly onSamples: (samples: Int16Array, position: number) => void,
+    private readonly onUndecodable?: (error: string) => void,
+  ) {
     // The WebAssembly instance is ready a moment after the first packets may arrive: hold them.
     void this.decoder.ready.then(() => {
       this.isReady = true;
@@ -44,7 +52,8 @@ export class SpeakerAudio {
     const ticks = this.clock.step(ahead, at, this.position * TICKS);
     if (ticks === undefined) return; // late, or sent faster than real time
     const gap = Math.round(ticks / TICKS);
-    const { channelData, samplesDecoded } = this.decoder.decodeFrame(payload);
+    const { channelData, samplesDecoded, errors } = this.decoder.decodeFrame(payload);
+    if (errors.length && this.undecodable++ === 0) this.onUndecodable?.(errors[0]!.message);
     this.nextTs = (timestamp + Math.round((samplesDecoded * RTP_RATE) / SAMPLE_RATE)) >>> 0;
     const out = new Int16Array(gap + samplesDecoded);
     const ch = channelData[0]!;

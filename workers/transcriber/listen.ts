@@ -40,12 +40,14 @@ export class Listener {
   private readonly writes = new WriteFailure();
   /** files of ended tracks still being written out */
   private readonly closing = new Set<Promise<void>>();
+  private readonly log: (message: string) => void;
 
   /** `call`: where and as whom to join (the job's site, token and job id). */
   constructor(
     private readonly dir: string,
     call: Omit<HeadlessOptions, 'subscribe'>,
   ) {
+    this.log = call.log ?? (() => {});
     mkdirSync(join(dir, 'tracks'), { recursive: true });
     this.participant = new HeadlessParticipant({ ...call, subscribe: 'audio' });
     this.participant.onRtp((rtp, from) => {
@@ -106,10 +108,13 @@ export class Listener {
       };
       const out = createWriteStream(join(this.dir, file));
       out.on('error', (err) => this.writes.fail(file, err));
-      const audio = new SpeakerAudio((samples) => {
-        out.write(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength));
-        for (const h of this.handlers) h(from.sessionId, samples);
-      });
+      const audio = new SpeakerAudio(
+        (samples) => {
+          out.write(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength));
+          for (const h of this.handlers) h(from.sessionId, samples);
+        },
+        (error) => this.log(`${file}: a packet is not Opus (${error}); such packets are counted and skipped`),
+      );
       const reorder = new Reorder(AUDIO_HOLD_TICKS, (p, at) => audio.push(p.payload, p.header.timestamp, at));
       t = { audio, reorder, out, entry, ssrc };
       this.live.set(from.sessionId, t);
@@ -135,6 +140,7 @@ export class Listener {
     void closed.then(() => this.closing.delete(closed));
     t.out.end();
     t.audio.free();
+    if (t.audio.undecodable) this.log(`${t.entry.file}: ${t.audio.undecodable} packets were not Opus`);
     for (const h of this.endHandlers) h(sessionId);
   }
 
