@@ -3,8 +3,6 @@
 // a failed muxer): the screen share when there is one, otherwise the participants' camera tiles (name cards when no camera), the active speaker
 // outlined; all voices mixed; every track placed on the recording's clock by its start offset.
 // It reads only what capture appended, so it also assembles the files of a recorder that died.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CallEvent, TrackEntry } from './capture.js';
@@ -14,7 +12,6 @@ import { aacArgs } from './aac.js';
 import { inputFrom, WebmIndex } from './webm-index.js';
 
 const FONT = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
-const execFileAsync = promisify(execFile);
 
 /** `index`: what compose has read of the file (its frames, where a reader may start). */
 type Track = TrackEntry & { frameMs?: number; lastFrameMs: number; untilMs: number; index: WebmIndex };
@@ -34,11 +31,11 @@ export interface Recording {
 }
 
 /**
- * The captured tracks (with their end when known) and events of a recording directory. During the
- * call it reads only what capture appended since the last part; without `durationMs` (a recorder
- * that died) ffprobe reads each file's end, asynchronously.
+ * The captured tracks (with their end when known) and events of a recording directory, reading
+ * only what capture appended since the last part. Without `durationMs` (a recorder that died) the
+ * media says how far it got: each file's last frame, as its index read it.
  */
-export async function readRecording(dir: string, durationMs?: number): Promise<Recording> {
+export function readRecording(dir: string, durationMs?: number): Recording {
   const byFile = new Map<string, TrackEntry>();
   for (const t of readLines<TrackEntry>(join(dir, 'tracks.jsonl'))) byFile.set(t.file, { ...byFile.get(t.file), ...t });
   // A track whose first frame never came (no keyframe, no packet) wrote nothing worth reading.
@@ -54,37 +51,8 @@ export async function readRecording(dir: string, durationMs?: number): Promise<R
   });
   const events = readLines<CallEvent>(join(dir, 'events.jsonl'));
   if (durationMs !== undefined) return { tracks, events, durationMs };
-  // Without the recorded duration (the recorder died), the media itself says how far it got.
-  const ends = await Promise.all(
-    tracks.map(async (t) => t.endMs ?? t.mediaMs! + (await mediaDurationMs(join(dir, t.file)))),
-  );
+  const ends = tracks.map((t) => t.endMs ?? t.lastFrameMs + (t.source === 'mic' ? OPUS_FRAME_MS : 0));
   return { tracks, events, durationMs: Math.max(0, ...events.map((e) => e.t), ...ends) };
-}
-
-/** Packet times (s) and durations of a file's first stream, as written (ffprobe reads it all). */
-async function packets(file: string): Promise<{ pts: number; duration: number }[]> {
-  try {
-    const { stdout } = await execFileAsync(
-      'ffprobe',
-      ['-v', 'error', '-select_streams', '0', '-show_entries', 'packet=pts_time,duration_time', '-of', 'csv=p=0', file],
-      { maxBuffer: 256 * 1024 * 1024 },
-    );
-    // Blank lines are skipped before parsing: Number('') is 0, and a phantom packet at 0 s shrinks
-    // the mean frame interval by one frame (1.7 ms/s of A/V drift in a 40 s recording).
-    return stdout
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => l.split(',').map(Number))
-      .filter(([pts]) => Number.isFinite(pts))
-      .map(([pts, duration]) => ({ pts: pts!, duration: Number.isFinite(duration) ? duration! : 0 }));
-  } catch {
-    return [];
-  }
-}
-
-/** The last packet's end: a file cut short by a crash has no trustworthy duration header. */
-async function mediaDurationMs(file: string): Promise<number> {
-  return Math.round((await packets(file)).reduce((end, p) => Math.max(end, p.pts + p.duration), 0) * 1000);
 }
 
 const OPUS_FRAME_MS = 20;

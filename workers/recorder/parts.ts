@@ -125,7 +125,7 @@ export class Parts {
   private async compose(w: Window, durationMs: number, duringCall = false): Promise<void> {
     const started = performance.now();
     const temp = `${this.file(w)}.tmp`;
-    const rec = await readRecording(this.dir, durationMs);
+    const rec = readRecording(this.dir, durationMs);
     const [nice, signal] = duringCall ? [BACKGROUND_NICE, this.stopping.signal] : [];
     signal?.throwIfAborted();
     const streams = this.mp4?.streamsFor(this.file(w), w);

@@ -30,7 +30,7 @@ const log = (message: string) => process.stdout.write(`[recorder ${new Date().to
  * the artifacts directory and say where it is; the job stays failed.
  */
 async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot?: BotClient): Promise<void> {
-  const rec = await readRecording(dir);
+  const rec = readRecording(dir);
   if (rec.tracks.length === 0) {
     log('nothing captured: nothing to recover');
     return;
