@@ -368,6 +368,42 @@ describe('transcriber job program', () => {
     server.close();
   });
 
+  it('media_url: a stop keeps what was recognised before it as a partial transcript, and says where', async () => {
+    const media = join(dir, 'long.wav'); // the two utterances 15 times: 200 s of speech
+    execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-stream_loop', '14', '-i', wav, '-c', 'copy', media]);
+    const env = jobEnv('', 'media-stopped', {
+      MEDIA_URL: pathToFileURL(media).href,
+      MEDIA_URL_ALLOW: `${pathToFileURL(dir).href}/`,
+    });
+    delete (env as Record<string, string>).CALL_ID;
+    const job = start(env);
+    await waitFor('the first piece recognised', () => /recognised 0 min 30 s of 3 min/.test(job.output()), 120_000);
+    job.child.kill('SIGTERM');
+    const [code] = await job.exited;
+    assert.equal(code, 1, job.output());
+    const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
+    assert.equal(output.partial, true);
+    const vtt = output.files.find((f: string) => f.endsWith('.vtt'));
+    assert.match(basename(vtt), /^partial-transcript-media-/);
+    assert.match(
+      job.output(),
+      new RegExp(`stop requested while MEDIA_URL was transcribed; what was recognised before it is kept at ${vtt}`),
+    );
+    // The pieces recognised before the stop are kept, whole; what was not read is not there.
+    const cues = readFileSync(vtt, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('<v Speaker>'));
+    const ends = readFileSync(vtt, 'utf8')
+      .match(/--> (\d\d):(\d\d):(\d\d)/g)!
+      .map((t) => {
+        const [, h, m, sec] = /(\d\d):(\d\d):(\d\d)/.exec(t)!.map(Number);
+        return h! * 3600 + m! * 60 + sec!;
+      });
+    assert.ok(cues.length >= 2, `${cues.length} cues`);
+    const last = Math.max(...ends);
+    assert.ok(last >= 20 && last < 150, `the transcript ends at ${last} s of 200`);
+  });
+
   it('media_url: a redirect out of the allowed sources, a link out of an allowed directory and a file over the cap are refused', async () => {
     const inside = join(dir, 'allowed');
     mkdirSync(inside, { recursive: true });

@@ -206,11 +206,10 @@ async function loadRecognisers(inputs: Inputs): Promise<Recognisers> {
 }
 
 /**
- * What recognised.jsonl holds kept as a partial transcript in the artifacts directory, named in
+ * What was recognised kept as a partial transcript in the artifacts directory, named in
  * output_data: the files' paths, or none (nothing recognised, or it could not be kept).
  */
-async function keepRecognised(delivery: Delivery, dir: string): Promise<string | undefined> {
-  const segments = recognisedSegments(dir);
+async function keepPartial(delivery: Delivery, dir: string, segments: Segment[]): Promise<string | undefined> {
   if (segments.length === 0) return undefined;
   try {
     const output = (await delivery.deliver(segments, { partial: true }, true)) as { files: string[] };
@@ -232,7 +231,7 @@ async function finishTranscript(
   const { segments, leftSec, earlySec } = await transcript.finish().catch(async (err: Error) => {
     // engines that fail to load or recognise now are not a start's failure: the job says where
     // the audio it captured is kept, and keeps what was recognised before as a transcript
-    const kept = await keepRecognised(delivery, dir);
+    const kept = await keepPartial(delivery, dir, recognisedSegments(dir));
     const message = kept ? `${err.message}; what was recognised before it is kept at ${kept}` : err.message;
     throw new Error(message, { cause: err });
   });
@@ -240,6 +239,52 @@ async function finishTranscript(
     `recognised ${leftSec.toFixed(1)} s of speech in ${((Date.now() - started) / 1000).toFixed(1)} s after the stop (${earlySec.toFixed(1)} s during the call); ${segments.length} segments`,
   );
   return segments;
+}
+
+/** Recognised a piece at a time, so that a stop waits for one piece only and keeps the rest. */
+const MEDIA_PIECE_SEC = 30;
+
+/**
+ * The media's audio a piece at a time until a stop: the piece in hand is recognised, the rest is
+ * not read. Says how far it got at most once a minute (six hours of audio take hours).
+ */
+function* mediaAudio(pcm: string, reading: { stop?: string; whole?: boolean }): Generator<Int16Array> {
+  const clock = (sec: number) => `${Math.floor(sec / 60)} min ${Math.floor(sec % 60)} s`;
+  const totalSec = statSync(pcm).size / 2 / SAMPLE_RATE;
+  let doneSec = 0;
+  let saidAt = 0;
+  for (const piece of pcmChunks(pcm, MEDIA_PIECE_SEC)) {
+    if (reading.stop !== undefined) return;
+    yield piece;
+    doneSec += piece.length / SAMPLE_RATE;
+    if (Date.now() - saidAt < 60_000) continue;
+    saidAt = Date.now();
+    log(`recognised ${clock(doneSec)} of ${clock(totalSec)} of media_url`);
+  }
+  reading.whole = true;
+}
+
+/** A finished recording's transcript; a stop keeps what was recognised before it. */
+async function transcribeMedia(
+  inputs: Inputs,
+  dir: string,
+  delivery: Delivery,
+  { engines, silero }: Recognisers,
+): Promise<object> {
+  log(`transcribing ${inputs.media_url}`);
+  const reading: { stop?: string; whole?: boolean } = {};
+  const stop = stopSignal();
+  void stop.then((why) => (reading.stop = why));
+  const pcm = await Promise.race([
+    fetchMedia(inputs.media_url!, dir, inputs.site_url),
+    stopped(stop, 'while MEDIA_URL was read'),
+  ]);
+  const segments = await transcribeStream(engines, mediaAudio(pcm, reading), 'Speaker', 0, silero);
+  if (reading.whole) return delivery.deliver(segments, {});
+  const kept = await keepPartial(delivery, dir, segments);
+  throw new Error(
+    `${reading.stop} while MEDIA_URL was transcribed${kept ? `; what was recognised before it is kept at ${kept}` : ''}`,
+  );
 }
 
 async function live(
@@ -337,14 +382,7 @@ async function main(): Promise<void> {
         `the transcriber stopped unexpectedly; what it heard was transcribed and kept on the job service at ${(output as { files: string[] }).files[0]}`,
       );
     } else if (inputs.media_url) {
-      log(`transcribing ${inputs.media_url}`);
-      const segments = await Promise.race([
-        fetchMedia(inputs.media_url, dir, inputs.site_url).then((pcm) =>
-          transcribeStream(engines, pcmChunks(pcm), 'Speaker', 0, silero),
-        ),
-        stopped(stopSignal(), 'while MEDIA_URL was transcribed'),
-      ]);
-      output = await delivery.deliver(segments, {});
+      output = await transcribeMedia(inputs, dir, delivery, recognisers);
     } else {
       output = await live(inputs, dir, delivery, transcript, bot);
     }
