@@ -9,7 +9,8 @@
 // security fixes (ICE answering and passing on strangers; DTLS closing or starting over on a record
 // in the clear; a lost bind of an ICE port ending the process; SCTP holding whatever a peer sends;
 // SCTP packets and data-channel messages ending the process; data channels and candidates without
-// bound; RTCP read past its packet, NACKs without serial arithmetic, NACKs answered without bound)
+// bound; RTCP read past its packet, NACKs without serial arithmetic, NACKs answered without bound,
+// TWCC feedback claiming packets it has no deltas for; SRTP state for any number of streams)
 // are checked last, on both: released werift must show the hole, the patched one not.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -735,6 +736,81 @@ test('RTCP: a packet is read to its own length; a NACK generator takes serial nu
   };
   assert.equal(await resent(released), 2000);
   assert.equal(await resent(patched), 1);
+});
+
+test("RTCP and SRTP: a TWCC claims no more received packets than it has deltas for; a peer's streams keep state for at most 4,096 SSRCs", () => {
+  // A transport-wide feedback of 36 bytes whose eight run-length chunks say 65,528 packets were
+  // received, and no delta for any: released werift made an object for each before giving up.
+  const claims = Buffer.alloc(32);
+  claims.writeUInt16BE(65_535, 10); // packet status count
+  for (let i = 0; i < 8; i++) claims.writeUInt16BE((1 << 13) | 8191, 16 + 2 * i); // 8,191 received, small deltas
+  const made = (w: Werift, data: Buffer) => {
+    const assign = Object.assign;
+    let deltas = 0;
+    Object.assign = ((target: object, ...sources: object[]) => {
+      if (target instanceof w.RecvDelta) deltas++;
+      return assign(target, ...sources);
+    }) as typeof Object.assign;
+    try {
+      w.TransportWideCC.deSerialize(data, new w.RtcpHeader({ type: 205, count: 15 }));
+      return { deltas };
+    } catch {
+      return { deltas, threw: true };
+    } finally {
+      Object.assign = assign;
+    }
+  };
+  assert.deepEqual(made(released, claims), { deltas: 8 * 8191, threw: true });
+  assert.deepEqual(made(patched, claims), { deltas: 0, threw: true });
+  // Feedback as a browser sends it reads the same on both.
+  const feedback = new patched.TransportWideCC({
+    senderSsrc: 1,
+    mediaSourceSsrc: 2,
+    baseSequenceNumber: 65_530,
+    packetStatusCount: 12,
+    referenceTime: 77,
+    fbPktCount: 3,
+    packetChunks: [new patched.RunLengthChunk({ packetStatus: 1, runLength: 12 })],
+    recvDeltas: Array.from({ length: 12 }, (_, i) => new patched.RecvDelta({ type: 1, delta: 250 * i })),
+  }).serialize();
+  const read = (w: Werift) => {
+    const { recvDeltas, packetStatusCount, baseSequenceNumber } = w.TransportWideCC.deSerialize(
+      feedback.subarray(4),
+      new w.RtcpHeader({ type: 205, count: 15 }),
+    );
+    return { packetStatusCount, baseSequenceNumber, deltas: recvDeltas.map((d) => d.delta) };
+  };
+  assert.deepEqual(read(patched), read(released));
+  assert.equal(read(patched).deltas.length, 12);
+
+  // Each SSRC a peer's authenticated packets name kept a state for good (its rollover counter):
+  // 5,000 streams of one packet each kept 5,000. A stream known before the bound is still read.
+  const streams = (w: Werift) => {
+    const r = random(4096);
+    const [key, salt, otherKey, otherSalt] = [r.bytes(16), r.bytes(14), r.bytes(16), r.bytes(14)];
+    const profile = patched.ProtectionProfileAes128CmHmacSha1_80;
+    const sender = new w.SrtpSession({
+      keys: { localMasterKey: key, localMasterSalt: salt, remoteMasterKey: otherKey, remoteMasterSalt: otherSalt },
+      profile,
+    });
+    const receiver = new w.SrtpSession({
+      keys: { localMasterKey: otherKey, localMasterSalt: otherSalt, remoteMasterKey: key, remoteMasterSalt: salt },
+      profile,
+    });
+    const packet = (ssrc: number, sequenceNumber: number) =>
+      sender.encrypt(Buffer.alloc(20), new w.RtpHeader({ ssrc, sequenceNumber, payloadType: 111 }));
+    let read = 0;
+    for (let ssrc = 1; ssrc <= 5000; ssrc++) {
+      try {
+        receiver.decrypt(packet(ssrc, 1));
+        read++;
+      } catch {}
+    }
+    const states = Object.keys((receiver.remoteContext as unknown as { srtpSSRCStates: object }).srtpSSRCStates);
+    return { read, states: states.length, first: receiver.decrypt(packet(1, 2)).length };
+  };
+  assert.deepEqual(streams(released), { read: 5000, states: 5000, first: 32 });
+  assert.deepEqual(streams(patched), { read: 4096, states: 4096, first: 32 });
 });
 
 test('a peer opens at most 64 data channels, and names at most 128 ICE candidates, a repeated one once', async () => {
