@@ -11,7 +11,7 @@ import { encode } from '@msgpack/msgpack';
 import { DcType, encodeDc, packSdp } from '../src/sfu/protocol/wire.js';
 import { Sfu, type SfuOptions } from '../src/sfu/server/server.js';
 import { addressOwner, peerAddress, subnets } from '../src/sfu/server/peer-address.js';
-import { counters } from '../src/sfu/server/track.js';
+import { counters, MAX_TRACK_BYTES_PER_SEC } from '../src/sfu/server/track.js';
 import { Listener } from '../workers/transcriber/listen.js';
 import { readPcm, readTracks } from '../workers/transcriber/transcribe.js';
 import { execFile } from 'node:child_process';
@@ -163,6 +163,53 @@ describe('sfu', () => {
     );
     // Sent every 20 ms, read every 200 ms: about ten a wake (one each if read as they come).
     assert.ok(turns * 3 <= got, `${got} packets in ${turns} turns of the event loop`);
+    alice.leave();
+    bob.leave();
+  });
+
+  it("forwards no more of a track than its bound: a participant's flood is dropped at the SFU, and what follows passes", async () => {
+    const call = callId();
+    const alice = await join(call, 'alice');
+    const bob = await join(call, 'bob', 'participant', 'audio');
+    const heard = new Set<string>();
+    bob.onRtp((rtp) => heard.add(rtp.payload.toString('base64')));
+    const mic = (await alice.publish('mic')).mic;
+    const speak = async (tone: number) => {
+      const sent = new Set<string>();
+      const source = await opusSource(
+        (rtp) => {
+          sent.add(rtp.payload.toString('base64'));
+          mic.writeRtp(rtp);
+        },
+        1,
+        `sine=frequency=${tone}`,
+      );
+      await new Promise((r) => source.once('exit', r));
+      await new Promise((r) => setTimeout(r, 300));
+      return [...sent].filter((p) => heard.has(p)).length;
+    };
+    assert.ok((await speak(440)) >= 40, 'the voice is forwarded');
+    // 3,000 packets of 1,100 bytes, 100 every 10 ms: 88 Mbit/s where the bound is 1 Mbit/s.
+    const dropped = counters.dropped;
+    const flood = new Set<string>();
+    const started = performance.now();
+    for (let i = 0; i < 3000; i += 100) {
+      for (let j = i; j < i + 100; j++) {
+        const payload = randomBytes(1100);
+        flood.add(payload.toString('base64'));
+        mic.writeRtp(
+          new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: j, timestamp: j * 960 }), payload),
+        );
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const seconds = (performance.now() - started) / 1000;
+    const passed = [...flood].filter((p) => heard.has(p)).length;
+    const bound = MAX_TRACK_BYTES_PER_SEC.audio * (1 + seconds);
+    assert.ok(passed * 1100 <= bound, `${passed} packets of the flood reached bob in ${seconds.toFixed(1)} s`);
+    assert.ok(counters.dropped - dropped >= 3000 - bound / 1100 - 1000, `${counters.dropped - dropped} dropped`);
+    assert.ok((await speak(660)) >= 40, 'what follows the flood is forwarded');
     alice.leave();
     bob.leave();
   });

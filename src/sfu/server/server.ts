@@ -116,7 +116,7 @@ export class Sfu {
     return this.entries.size;
   }
 
-  /** Prometheus text: calls, sessions, packets received and forwarded. */
+  /** Prometheus text: calls, sessions, packets received, forwarded and dropped past a track's bound. */
   metrics(): string {
     const ns = 'calls_offloader_sfu';
     return [
@@ -128,6 +128,8 @@ export class Sfu {
       `${ns}_rtp_packets_received_total ${counters.received}`,
       `# TYPE ${ns}_rtp_packets_forwarded_total counter`,
       `${ns}_rtp_packets_forwarded_total ${counters.forwarded}`,
+      `# TYPE ${ns}_rtp_packets_dropped_total counter`,
+      `${ns}_rtp_packets_dropped_total ${counters.dropped}`,
       `# TYPE ${ns}_keyframe_requests_total counter`,
       `${ns}_keyframe_requests_total ${counters.keyframeRequests}`,
       '',

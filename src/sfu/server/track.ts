@@ -4,9 +4,36 @@ import type { MediaStreamTrack, RTCRtpReceiver, RtpPacket } from 'werift';
 import type { TrackType } from '../protocol/wire.js';
 
 /** Packets in and out of the SFU, for /metrics and the benchmark. */
-export const counters = { received: 0, forwarded: 0, keyframeRequests: 0 };
+export const counters = { received: 0, forwarded: 0, dropped: 0, keyframeRequests: 0 };
 
 const KEYFRAME_MIN_INTERVAL_MS = 300;
+
+/**
+ * Payload bytes a second a published track may bring, a second's worth saved for bursts (a
+ * keyframe). The SFU sends every packet on to every subscriber, so without a bound one participant
+ * chose the SFU's work and everyone's bandwidth. Far above what a browser sends (Opus at most
+ * 510 kbit/s; a camera or a screen share a few Mbit/s): only a flood meets it.
+ */
+export const MAX_TRACK_BYTES_PER_SEC = { audio: 1_000_000 / 8, video: 25_000_000 / 8 };
+
+/** A token bucket of bytes: `take` says whether `n` more fit now. */
+class ByteBudget {
+  private bytes: number;
+  private at = performance.now();
+
+  constructor(private readonly perSec: number) {
+    this.bytes = perSec;
+  }
+
+  take(n: number): boolean {
+    const now = performance.now();
+    this.bytes = Math.min(this.perSec, this.bytes + ((now - this.at) / 1000) * this.perSec);
+    this.at = now;
+    if (this.bytes < n) return false;
+    this.bytes -= n;
+    return true;
+  }
+}
 
 export class Track {
   /** how many subscribers forward this track (werift's senders do the sending) */
@@ -23,8 +50,15 @@ export class Track {
     readonly mid: string,
     onPacket: (rtp: RtpPacket) => void,
   ) {
-    this.unsubscribe = media.onReceiveRtp.subscribe((rtp) => {
+    // Ahead of every listener (subscribers' senders included): a packet past the budget goes nowhere.
+    const budget = new ByteBudget(MAX_TRACK_BYTES_PER_SEC[this.kind]);
+    const deliver = media.onReceiveRtp.execute;
+    media.onReceiveRtp.execute = (rtp, extensions) => {
       counters.received++;
+      if (budget.take(rtp.payload.length)) deliver(rtp, extensions);
+      else counters.dropped++;
+    };
+    this.unsubscribe = media.onReceiveRtp.subscribe((rtp) => {
       counters.forwarded += this.subscribers;
       onPacket(rtp);
     }).unSubscribe;
