@@ -224,12 +224,13 @@ export async function call(
 export const basic = (clientId: string, key = KEY): Auth => ({ basic: [clientId, key] });
 
 /** Job `id` through the API at `url`, once its status is `status`. */
-export const jobWhen = (url: string, auth: Auth, id: string, status: string, timeoutMs = 60_000) =>
+/** The job once its status is `status` (or one of them). */
+export const jobWhen = (url: string, auth: Auth, id: string, status: string | string[], timeoutMs = 60_000) =>
   waitFor(
     `job ${id} ${status}`,
     async () => {
       const job = (await call(url, 'GET', `/jobs/${id}`, auth)).json;
-      return job.status === status ? job : undefined;
+      return [status].flat().includes(job.status) ? job : undefined;
     },
     timeoutMs,
   );

@@ -258,4 +258,23 @@ describe('kubernetes runner through the service', () => {
       await worker.close();
     }
   });
+
+  it('an API server slower to create the Job than the lease: the lease is renewed meanwhile, and the job runs', async () => {
+    const worker = await startWorker(config);
+    standin.slowCreates(4 * config.leaseSec * 1000);
+    try {
+      const auth = basic(ids());
+      const callId = ids();
+      behave(callId, { output: { file_id: 'f2' } });
+      const id = (await call(api.url, 'POST', '/jobs', auth, recordingJob(callId))).json.id;
+      // the job failed as "the worker stopped responding" while its Job was being made, and the
+      // program was killed as soon as it started
+      const job = await jobWhen(api.url, auth, id, ['succeeded', 'failed'], 60_000);
+      assert.equal(job.status, 'succeeded', job.error);
+      assert.deepEqual(job.output_data, { file_id: 'f2' });
+    } finally {
+      standin.slowCreates(0);
+      await worker.close();
+    }
+  });
 });

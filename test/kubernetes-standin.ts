@@ -106,6 +106,12 @@ export class KubernetesStandin {
   }
   private podListFailures = 0;
 
+  /** Jobs created from now are answered after `ms`, as by an API server whose admission webhooks are slow. */
+  slowCreates(ms: number): void {
+    this.createDelayMs = ms;
+  }
+  private createDelayMs = 0;
+
   /** The status of a GET on this server, for the tests (with its own CA). */
   get(path: string): Promise<number> {
     return new Promise((resolve, reject) => {
@@ -133,7 +139,11 @@ export class KubernetesStandin {
     let m: RegExpExecArray | null;
     if ((m = /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs(?:\/([^/]+))?$/.exec(url.pathname))) {
       const [, ns, name] = m;
-      if (req.method === 'POST' && !name) return this.createJob(ns!, JSON.parse(await body(req)), res);
+      if (req.method === 'POST' && !name) {
+        const job = JSON.parse(await body(req));
+        await new Promise((r) => setTimeout(r, this.createDelayMs));
+        return this.createJob(ns!, job, res);
+      }
       if (req.method === 'GET' && !name) return this.list('Job', ns!, q, res);
       const key = `${ns}/${name}`;
       const job = this.jobs.get(key);

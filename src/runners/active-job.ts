@@ -100,19 +100,21 @@ export class ActiveJob {
     const ignored = ignoredInputKeys(rec.type, rec.input);
     if (ignored.length) this.note(`input_data keys this service does not use, ignored: ${ignored.join(', ')}`);
 
+    // The lease is renewed until the job is final, through the start (a busy Docker engine, a slow
+    // Kubernetes API server) and a recovery run too: a lease that ran out meanwhile would have the
+    // job failed as "the worker stopped responding".
+    const renewal = setInterval(() => void this.renew(), Math.max(500, this.opts.leaseMs / 3));
     try {
       this.handle = await this.runner.start(await this.spec());
     } catch (err) {
       const error = `the job program could not be started: ${(err as Error).message}`;
       this.note(error);
       await this.flushLog();
-      await this.finish('failed', { error });
+      await this.finish('failed', { error }).finally(() => clearInterval(renewal));
       return;
     }
-
-    // The lease is renewed until the job is final, through a recovery run too: a lease that ran
-    // out meanwhile would have the job failed as "the worker stopped responding".
-    const renewal = setInterval(() => void this.renew(), Math.max(500, this.opts.leaseMs / 3));
+    // lost while starting (Redis unreachable longer than the lease): the job is failed already
+    if (this.lostLease) this.handle.signal('SIGKILL');
     const flushing = setInterval(() => void this.flushLog(), LOG_FLUSH_MS);
     this.timers.push(
       setTimeout(() => this.stop(`max_duration_sec (${rec.max_duration_sec} s) reached`), rec.max_duration_sec * 1000),
