@@ -91,14 +91,16 @@ const listenAddress: Parser<{ host: string; port: number }> = (raw, name) => {
 };
 
 const redisUrl: Parser<string> = (raw, name) => {
+  // quoted without its user and password: the error goes to the log
+  const shown = JSON.stringify(raw.replace(/\/\/[^/]*@/, '//…@'));
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError(name, `expected a URL such as redis://127.0.0.1:6379, got ${JSON.stringify(raw)}`);
+    throw new ConfigError(name, `expected a URL such as redis://127.0.0.1:6379, got ${shown}`);
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new ConfigError(name, `expected a redis:// or rediss:// URL, got ${JSON.stringify(raw)}`);
+    throw new ConfigError(name, `expected a redis:// or rediss:// URL, got ${shown}`);
   }
   return raw;
 };

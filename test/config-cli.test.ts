@@ -74,6 +74,14 @@ describe('configuration', () => {
     [{ API_HTTP_LISTENADDRESS: '4545' }, /^API_HTTP_LISTENADDRESS: expected host:port/],
     [{ API_SECURITY_ALLOWSELFREGISTRATION: 'maybe' }, /^API_SECURITY_ALLOWSELFREGISTRATION: expected true or false/],
     [{ REDIS_URL: 'http://127.0.0.1:6379' }, /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL/],
+    [
+      { REDIS_URL: 'valkey://default:s3cret@cache:6379' },
+      /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL, got "valkey:\/\/…@cache:6379"$/,
+    ],
+    [
+      { REDIS_URL: 'redis://:s3cret@[cache:6379' },
+      /^REDIS_URL: expected a URL such as .*, got "redis:\/\/…@\[cache:6379"$/,
+    ],
     [{ LOGGER_CONSOLELEVEL: 'loud' }, /^LOGGER_CONSOLELEVEL: must be one of debug, info, warn, error/],
     [{ JOBS_PROCESSPROGRAMS: 'calls-recorder' }, /^JOBS_PROCESSPROGRAMS: expected name=path entries/],
     [{ JOBS_PROCESSPROGRAMS: 'calls-recorder=' }, /^JOBS_PROCESSPROGRAMS: expected name=path entries/],

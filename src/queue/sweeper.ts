@@ -1,6 +1,7 @@
 // Housekeeping that every API instance and worker runs; each step is a compare-and-set in Redis,
 // so it does not matter how many run at once.
-//  - a job whose worker stopped renewing its lease is failed (the worker died: never run twice);
+//  - a job whose worker stopped renewing its lease is failed (the worker died: never run twice),
+//    but not for a lease that ran out while Redis itself was away (store.expiredLeases);
 //  - a job still queued after its wait limit (the start timeout for a live job, the queue timeout
 //    for a finished recording's transcription) is failed with the reason;
 //  - finished jobs past their retention are deleted (a worker also removes their directories, once
@@ -68,7 +69,7 @@ export class Sweeper {
   async sweep(at?: number): Promise<void> {
     const { store, opts } = this;
     const now = at ?? (await store.clock());
-    for (const { id, worker = 'unknown' } of await store.getMany(await store.expiredLeases(now))) {
+    for (const { id, worker = 'unknown' } of await store.getMany(await store.expiredLeases(now, opts.leaseMs))) {
       // the worker's id is host:pid:nonce; the files stay on that host
       const error = `the worker running this job (${worker}) stopped responding (no lease renewal for ${Math.round(opts.leaseMs / 1000)} s); the job was abandoned: its log is kept, and what it wrote stays in JOBS_DATADIR/jobs/${id} on ${worker.split(':')[0]}`;
       const { applied } = await store.transition(id, activeStatuses, 'failed', { error }, now);

@@ -146,6 +146,21 @@ redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[3]), ARGV[1])
 return redis.call('HGET', KEYS[1], 'status')
 `;
 
+// The jobs whose lease ran out by ARGV[1] (at most 100), none until Redis has been live for a whole
+// lease: a sweep finds the gap since the last one (any instance's) longer than ARGV[3] after an
+// outage (or a Redis that was frozen), and the leases every worker could not renew meanwhile are
+// not taken for dead workers; each gets a lease to renew. KEYS: slots, sweeps; ARGV: at, lease ms,
+// gap ms.
+const EXPIRED_LEASES = `${NOW}
+local at, lease, gap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local marks = redis.call('HMGET', KEYS[2], 'last', 'since')
+local last, since = tonumber(marks[1]) or 0, tonumber(marks[2]) or 0
+if now - last > gap then since = now end
+redis.call('HSET', KEYS[2], 'last', now, 'since', since)
+if now - since < lease then return {} end
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', at, 'LIMIT', 0, 100)
+`;
+
 // Keeps the tail: the end of a log says why a job failed.
 const APPEND_LOG = `
 local len = redis.call('APPEND', KEYS[1], ARGV[1])
@@ -174,6 +189,7 @@ export class JobStore {
   private readonly requeueScript;
   private readonly renewScript;
   private readonly appendLogScript;
+  private readonly expiredLeasesScript;
 
   constructor(
     readonly redis: Redis,
@@ -186,6 +202,7 @@ export class JobStore {
     this.requeueScript = script<string>(redis, 'coRequeue', 3, REQUEUE);
     this.renewScript = script<string | null>(redis, 'coRenew', 2, RENEW);
     this.appendLogScript = script<number>(redis, 'coAppendLog', 1, APPEND_LOG);
+    this.expiredLeasesScript = script<string[]>(redis, 'coExpiredLeases', 2, EXPIRED_LEASES);
   }
 
   /**
@@ -365,9 +382,12 @@ export class JobStore {
     return this.redis.zcard(this.keys.slots);
   }
 
-  /** Jobs whose lease ran out before `now`: their worker is gone. */
-  expiredLeases(now: number): Promise<string[]> {
-    return this.redis.zrangebyscore(this.keys.slots, '-inf', now, 'LIMIT', 0, 100);
+  /**
+   * Jobs whose lease ran out before `now`: their worker is gone. None until Redis has been live
+   * for `leaseMs` since a gap of `leaseMs / 2` without a sweep (an outage every worker lived through).
+   */
+  expiredLeases(now: number, leaseMs: number): Promise<string[]> {
+    return this.expiredLeasesScript([this.keys.slots, this.keys.sweeps], [now, leaseMs, leaseMs / 2]);
   }
 
   /** Queued jobs whose wait ran out before `now`. */

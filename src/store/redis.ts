@@ -52,6 +52,8 @@ export function keysFor(prefix: string) {
     queued: `${prefix}:queued`,
     /** admitted jobs by lease expiry: the concurrency semaphore */
     slots: `${prefix}:slots`,
+    /** when sweeps last ran and since when without a gap (Redis' clock): after an outage, leases wait */
+    sweeps: `${prefix}:sweeps`,
     /** finished jobs by the time their retention ends */
     finished: `${prefix}:finished`,
     clients: `${prefix}:clients`,

@@ -325,3 +325,41 @@ describe('faults: the disk', () => {
     });
   });
 });
+
+describe('faults: Redis away longer than the lease', () => {
+  const service = new Service();
+  before(() => service.start({ JOBS_WORKERLEASESEC: '4' }));
+  after(() => service.close());
+
+  it('Redis stopped for 10 s, past the 4 s lease of running jobs: they go on and succeed, not taken for abandoned', async () => {
+    const jobs: string[] = [];
+    for (const sleepMs of [15_000, 20_000, 16_000, 17_000]) {
+      const c = ids();
+      behave(c, { sleepMs });
+      jobs.push((await createJob(service.url, auth, recordingJob(c))).id);
+    }
+    await waitFor('jobs running', () => jobs.every((id) => starts(id) === 1), 30_000);
+    await service.redis.stop();
+    await sleep(10_000);
+    await service.redis.start();
+    const { lost, twice, outcomes } = await service.account(jobs);
+    // Every lease had run out when Redis came back: a sweep that ran before the workers' renewals
+    // failed the jobs as abandoned ("stopped responding") and their workers killed them.
+    const errors = await Promise.all(jobs.map(async (id) => (await service.job(id)).error));
+    report({
+      fault: 'Redis down 10 s, lease 4 s',
+      injected: 1,
+      jobs: jobs.length,
+      lost: lost.length,
+      twice: twice.length,
+      recoverMs: null,
+      note: `outcomes ${JSON.stringify(outcomes)}`,
+    });
+    assert.deepEqual([lost, twice], [[], []]);
+    assert.deepEqual(
+      errors,
+      jobs.map(() => undefined),
+    );
+    assert.equal(outcomes.succeeded, jobs.length);
+  });
+});
