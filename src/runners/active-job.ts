@@ -60,6 +60,7 @@ export class ActiveJob {
   private fileBytes = 0;
   private droppedBytes = 0;
   private flushing: Promise<void> = Promise.resolve();
+  private writingLog = false;
   private lastStderrLine = '';
 
   constructor(
@@ -339,17 +340,29 @@ export class ActiveJob {
     if (toFile) this.logFile?.write(text);
     this.pendingLog.push(text);
     this.pendingBytes += text.length;
+    // Redis keeps the tail only: while a flush waits on a slow Redis, no more than that is held here.
+    if (this.pendingBytes > 2 * this.opts.maxLogBytes) {
+      const tail = this.pendingLog.join('').slice(-this.opts.maxLogBytes);
+      this.pendingLog = [tail];
+      this.pendingBytes = tail.length;
+    }
     if (this.pendingBytes > 64 * 1024) void this.flushLog();
   }
 
+  /** One append to Redis at a time, taking all that is pending when it starts, until none is. */
   private flushLog(): Promise<void> {
-    if (this.pendingLog.length === 0) return this.flushing;
-    const text = this.pendingLog.join('');
-    this.pendingLog = [];
-    this.pendingBytes = 0;
-    this.flushing = this.flushing
-      .then(() => this.store.appendLog(this.rec.id, text, this.opts.maxLogBytes))
-      .catch((err) => this.log.warn({ err }, 'could not store job log in Redis (job.log keeps it)'));
+    if (this.writingLog || this.pendingLog.length === 0) return this.flushing;
+    this.writingLog = true;
+    this.flushing = (async () => {
+      while (this.pendingLog.length > 0) {
+        const text = this.pendingLog.join('');
+        this.pendingLog = [];
+        this.pendingBytes = 0;
+        await this.store
+          .appendLog(this.rec.id, text, this.opts.maxLogBytes)
+          .catch((err) => this.log.warn({ err }, 'could not store job log in Redis (job.log keeps it)'));
+      }
+    })().finally(() => (this.writingLog = false));
     return this.flushing;
   }
 }
