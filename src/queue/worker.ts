@@ -2,7 +2,7 @@
 // runs it with the runner, and sees it to a final status. One job's life here:
 //   queued --acquire--> starting --spawned--> running --stop/max duration--> stopping --exit--> final
 // The slot is a lease in Redis that this worker renews; if the worker dies, the lease runs out,
-// a sweeper fails the job, and BullMQ (maxStalledCount 0) never hands it to another worker.
+// a sweeper fails the job, and another worker BullMQ hands it to finds it no longer queued.
 import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { DelayedError, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { jobTypes } from '../jobs/schema.js';
-import type { JobStore } from '../store/jobs.js';
+import type { JobRecord, JobStore } from '../store/jobs.js';
+import { whileRedisDown } from '../store/redis.js';
 import type { Runner } from '../runners/runner.js';
 import { ActiveJob, type SupervisionOptions } from '../runners/active-job.js';
 import type { Logger } from '../log.js';
@@ -66,7 +67,9 @@ export class JobWorker {
         connection: this.connection,
         prefix: `${this.opts.prefix}:bull`,
         concurrency: this.opts.maxConcurrentJobs,
-        maxStalledCount: 0,
+        // A job whose worker died (or lost its BullMQ lock in a Redis outage) while it waited for a
+        // slot is handed out again: admission starts only a queued job, so none runs twice.
+        maxStalledCount: 1_000_000,
       });
       worker.on('error', (err) => this.log.error({ err: err.message }, 'queue worker error'));
       this.workers.push(worker);
@@ -143,6 +146,34 @@ export class JobWorker {
 
   private async process(bullJob: BullJob<{ id: string }>, token?: string): Promise<void> {
     const { id } = bullJob.data;
+    // A Redis that goes away while the job waits is waited for: a throw here failed the job in
+    // BullMQ and left its record queued until its deadline, failed then with a reason not true.
+    const rec = await whileRedisDown(
+      () => this.admit(bullJob, token),
+      (err) =>
+        this.log.warn({ job: id, err: err.message }, 'Redis unreachable while the job waits for a slot; retrying'),
+    );
+    if (!rec) return;
+    const job = new ActiveJob(
+      rec,
+      this.store,
+      this.runner,
+      this.opts,
+      this.id,
+      this.jobsDir,
+      this.log.child({ job: id }),
+    );
+    this.active.set(id, job);
+    try {
+      await job.run();
+    } finally {
+      this.active.delete(id);
+    }
+  }
+
+  /** Waits for a slot and takes it: the job's record once admitted, or nothing (not this worker's to run now). */
+  private async admit(bullJob: BullJob<{ id: string }>, token?: string): Promise<JobRecord | undefined> {
+    const { id } = bullJob.data;
     const rec = await this.store.get(id);
     if (!rec) return;
     // The next job in line waits here for a slot and takes it as soon as one is released. A job
@@ -175,20 +206,6 @@ export class JobWorker {
       if (Date.now() > waitUntil) return later(FILE_JOB_WAIT_MS);
       await this.slotFreed(SLOT_POLL_MS);
     }
-    const job = new ActiveJob(
-      rec,
-      this.store,
-      this.runner,
-      this.opts,
-      this.id,
-      this.jobsDir,
-      this.log.child({ job: id }),
-    );
-    this.active.set(id, job);
-    try {
-      await job.run();
-    } finally {
-      this.active.delete(id);
-    }
+    return rec;
   }
 }

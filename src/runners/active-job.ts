@@ -5,7 +5,6 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, JOB_ENV, crashed, RECOVER_ARG, jobEnv, readDelivering, readOutput } from '../jobs/contract.js';
 import { ignoredInputKeys } from '../jobs/input-data.js';
 import { type MediaSource, formatMediaSources } from '../jobs/media-access.js';
@@ -14,7 +13,7 @@ import type { JobStatus, JobType } from '../jobs/schema.js';
 import type { Logger } from '../log.js';
 import { mintToken } from '../sfu/token.js';
 import type { JobRecord, JobStore } from '../store/jobs.js';
-import { isRedisDown } from '../store/redis.js';
+import { whileRedisDown } from '../store/redis.js';
 import { type JobExit, type Runner, type RunningJob, hostText } from './runner.js';
 
 export interface SupervisionOptions {
@@ -40,8 +39,6 @@ const botNames: Record<JobType, string> = {
 };
 
 const LOG_FLUSH_MS = 250;
-/** Attempts at a job's transition while Redis is unreachable: about ten minutes of them. */
-const REDIS_ATTEMPTS = 130;
 
 /** One admitted job, from spawn to final status. */
 export class ActiveJob {
@@ -299,17 +296,10 @@ export class ActiveJob {
   }
 
   /** `work` on Redis, tried again while Redis cannot be reached (for about ten minutes). */
-  private async whileRedisDown<T>(what: string, work: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await work();
-      } catch (err) {
-        if (!isRedisDown(err) || attempt >= REDIS_ATTEMPTS) throw err;
-        if (attempt === 0)
-          this.log.warn({ err: (err as Error).message }, `could not ${what}: Redis unreachable; retrying`);
-        await sleep(Math.min(5000, 250 * 2 ** attempt));
-      }
-    }
+  private whileRedisDown<T>(what: string, work: () => Promise<T>): Promise<T> {
+    return whileRedisDown(work, (err) =>
+      this.log.warn({ err: err.message }, `could not ${what}: Redis unreachable; retrying`),
+    );
   }
 
   private output(chunk: Buffer, stream: 'stdout' | 'stderr'): void {

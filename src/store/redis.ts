@@ -1,5 +1,6 @@
 // One place that knows how to reach Redis and how our keys are named: every key lives under the
 // configured prefix so that several deployments (or test runs) can share one server.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 
@@ -28,6 +29,22 @@ export function isRedisDown(err: unknown): boolean {
     code === 'ECONNRESET' ||
     code === 'ETIMEDOUT'
   );
+}
+
+/** Attempts at a piece of work while Redis is unreachable: about ten minutes of them. */
+const REDIS_ATTEMPTS = 130;
+
+/** `work`, tried again while Redis cannot be reached; `onDown` hears the first failure. */
+export async function whileRedisDown<T>(work: () => Promise<T>, onDown?: (err: Error) => void): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (!isRedisDown(err) || attempt >= REDIS_ATTEMPTS) throw err;
+      if (attempt === 0) onDown?.(err as Error);
+      await sleep(Math.min(5000, 250 * 2 ** attempt));
+    }
+  }
 }
 
 export type Keys = ReturnType<typeof keysFor>;

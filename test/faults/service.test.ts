@@ -363,3 +363,42 @@ describe('faults: Redis away longer than the lease', () => {
     assert.equal(outcomes.succeeded, jobs.length);
   });
 });
+
+describe('faults: Redis away while a job waits for a slot', () => {
+  const service = new Service();
+  before(() => service.start({ JOBS_MAXCONCURRENTJOBS: '1' }));
+  after(() => service.close());
+
+  it('Redis stopped for 8 s while a job waits for the one slot: it runs when the slot frees', async (t) => {
+    // a second worker: each takes one job at a time, so only a job another worker holds the slot
+    // for waits in the admission loop
+    const other = spawnCli('worker', service.env);
+    t.after(() => stopChild(other, 'SIGKILL'));
+    const [first, second] = [ids(), ids()];
+    behave(first, { sleepMs: 15_000 });
+    behave(second, { sleepMs: 10 });
+    const running = (await createJob(service.url, auth, recordingJob(first))).id;
+    await waitFor('the first job running', () => starts(running) === 1, 30_000);
+    const waiting = (await createJob(service.url, auth, recordingJob(second))).id;
+    await sleep(2000);
+    await service.redis.stop();
+    await sleep(8000);
+    await service.redis.start();
+    const { lost, twice, outcomes } = await service.account([running, waiting]);
+    // The wait loop's first Redis error failed the job in BullMQ; its record stayed queued until
+    // the start timeout failed it: "all 1 job slots (JOBS_MAXCONCURRENTJOBS) stayed busy".
+    const { error } = await service.job(waiting);
+    report({
+      fault: 'Redis down 8 s while a job waits for a slot',
+      injected: 1,
+      jobs: 2,
+      lost: lost.length,
+      twice: twice.length,
+      recoverMs: null,
+      note: `outcomes ${JSON.stringify(outcomes)}`,
+    });
+    assert.deepEqual([lost, twice], [[], []]);
+    assert.equal(error, undefined);
+    assert.equal(outcomes.succeeded, 2);
+  });
+});
