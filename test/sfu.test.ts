@@ -790,6 +790,47 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     await waitFor('mallory gone', () => sfu.participantCount === 0, 30_000);
   });
 
+  it("an offer's simulcast rids, or new mids without the ones negotiated, leave the session as it was", async () => {
+    const call = callId();
+    const mallory = await socket(token(call, 'mallory'));
+    mallory.send('join', { channelID: call });
+    await waitFor('joined', () => mallory.events('join')[0]);
+    const section = (mid: number, rids: number) =>
+      `m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:${mid}\r\na=sendonly\r\na=msid:s t\r\na=ice-ufrag:abcd\r\na=ice-pwd:${'p'.repeat(24)}\r\na=fingerprint:sha-256 ${Array(32).fill('AB').join(':')}\r\na=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n${Array.from({ length: rids }, (_, k) => `a=rid:r${k} send\r\n`).join('')}`;
+    const offer = (mids: number[], rids = 0) => {
+      const sdp = `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE ${mids.join(' ')}\r\n${mids.map((m) => section(m, rids)).join('')}`;
+      mallory.ws.send(
+        encode({ action: 'custom_com.mattermost.calls_sdp', seq: 99, data: { data: packSdp({ type: 'offer', sdp }) } }),
+      );
+    };
+    const session = () =>
+      [...sfu.calls.get(call)!.sessions.values()][0] as unknown as {
+        pc: { getTransceivers(): { mid?: string; receiver: { tracks: unknown[] } }[] };
+      };
+    // 2,000 rids in a section: werift kept a remote track for each
+    offer([0], 2000);
+    await waitFor('answered', () => mallory.events('signal')[0]);
+    const tracks = session()
+      .pc.getTransceivers()
+      .reduce((n, t) => n + t.receiver.tracks.length, 0);
+    assert.ok(tracks <= 1, `${tracks} remote tracks`);
+    // An offer of other mids, without the one negotiated: werift made a transceiver for each, for good.
+    for (let i = 1; i <= 3; i++) offer([i * 10, i * 10 + 1]);
+    await waitFor('three errors', () => mallory.events('error')[2]);
+    assert.deepEqual(
+      mallory.events('error').map((e) => e.data!.data),
+      Array(3).fill('an offer keeps every media section negotiated before'),
+    );
+    assert.deepEqual(
+      session()
+        .pc.getTransceivers()
+        .map((t) => t.mid),
+      ['0'],
+    );
+    mallory.ws.close();
+    await waitFor('mallory gone', () => sfu.participantCount === 0, 30_000);
+  });
+
   it('a session the call ended is forgotten while its socket stays: the socket joins again', async () => {
     const call = callId();
     const alice = await socket(token(call, 'alice'));

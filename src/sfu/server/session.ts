@@ -166,9 +166,12 @@ export class RtcSession {
       return;
     }
     const offer = remoteSdp(description);
-    const inactive = checkOffer(offer.sdp);
     await this.exclusive(async () => {
       if (this.closed || this.pc.signalingState !== 'stable') return;
+      const inactive = checkOffer(
+        offer.sdp,
+        this.pc.getTransceivers().flatMap((t) => (t.mid ? [t.mid] : [])),
+      );
       await this.pc.setRemoteDescription(offer);
       for (const [type, track] of this.tracks) if (inactive.has(track.mid)) this.unpublish(type);
       await this.addQueuedCandidates();
@@ -442,10 +445,12 @@ export class RtcSession {
  * The mids a client's offer marks inactive or receive-only (tracks the client stopped sending),
  * after refusing an offer werift would take at the cost of more than one transport: every media
  * section it accepts (port not 0) must be in one BUNDLE group (werift gives each section outside it
- * an ICE transport and sockets of its own, whatever the bundle policy). Sections are bounded.
+ * an ICE transport and sockets of its own, whatever the bundle policy). Sections are bounded, and
+ * every mid negotiated before (`known`) is still there, as JSEP has it: werift made a transceiver
+ * for each new mid and stopped none, so offers of new mids alone grew the session without end.
  * Browsers and werift clients bundle everything.
  */
-function checkOffer(sdp: string): Set<string> {
+function checkOffer(sdp: string, known: string[]): Set<string> {
   const groups: string[][] = [];
   const sections: { port: string; mid?: string; inactive?: boolean }[] = [];
   for (const line of sdp.split(/\r?\n/)) {
@@ -460,14 +465,22 @@ function checkOffer(sdp: string): Set<string> {
   const bundled = groups.length === 1 ? new Set(groups[0]) : new Set<string>();
   if (sections.some((m) => m.port !== '0' && (m.mid === undefined || !bundled.has(m.mid))))
     throw new ProtocolError('an offer must bundle all its media sections in one BUNDLE group');
+  const mids = new Set(sections.map((m) => m.mid));
+  if (known.some((mid) => !mids.has(mid)))
+    throw new ProtocolError('an offer keeps every media section negotiated before');
   return new Set(sections.flatMap((m) => (m.inactive && m.mid !== undefined ? [m.mid] : [])));
 }
 
-/** A client's offer or answer as werift may take it: candidates bounded, those named by a host name left out. */
+/**
+ * A client's offer or answer as werift may take it: candidates bounded, those named by a host name
+ * left out, and no simulcast (the SFU forwards one encoding of each track; werift kept a remote
+ * track for every `a=rid` named, for the session's life, each found by scanning the others).
+ */
 function remoteSdp(description: SessionDescription): SessionDescription {
   const kept: string[] = [];
   let candidates = 0;
   for (const line of description.sdp.split(/\r?\n/)) {
+    if (line.startsWith('a=rid:') || line.startsWith('a=simulcast:')) continue;
     if (line.startsWith('a=candidate:')) {
       if (++candidates > MAX_SDP_CANDIDATES)
         throw new ProtocolError(`an ${description.type} holds at most ${MAX_SDP_CANDIDATES} candidates`);
