@@ -691,6 +691,32 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     await waitFor('everyone gone', () => sfu.participantCount === 0, 30_000);
   });
 
+  it('a socket refused at its challenge whose peer does not answer the close is cut at once, not held 30 s', async () => {
+    const { port } = new URL(url);
+    const c = connect(Number(port), '127.0.0.1');
+    c.on('error', () => undefined);
+    let text = '';
+    c.on('data', (d) => (text += d.toString('latin1')));
+    const ended = new Promise<void>((r) => c.once('close', () => r()));
+    let closed = false;
+    void ended.then(() => (closed = true));
+    c.write(
+      `GET /api/v4/websocket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
+    );
+    await waitFor('upgraded', () => text.startsWith('HTTP/1.1 101'));
+    /** a masked text frame, as a client sends */
+    const frame = (payload: string) => {
+      const body = Buffer.from(payload);
+      const mask = randomBytes(4);
+      return Buffer.concat([Buffer.of(0x81, 0x80 | body.length), mask, body.map((b, i) => b ^ mask[i % 4]!)]);
+    };
+    for (const seq of [1, 2])
+      c.write(frame(JSON.stringify({ action: 'authentication_challenge', seq, data: { token: `bad${seq}` } })));
+    await waitFor('the close frame (1008)', () => text.includes('authentication failed'));
+    // the peer never answers the close: ws waited 30 s for it, the socket counted all that time
+    await waitFor('the socket cut', () => closed, 10_000);
+  });
+
   it("one user's token for a call holds 8 sockets: a 9th is refused, with 429 or by its challenge", async () => {
     const call = callId();
     const eve = token(call, 'eve');

@@ -24,6 +24,11 @@ export function newId(): string {
 
 /** Replies and events queued for a peer that does not read: past this the socket is cut, as Mattermost cuts a connection whose send queue is full. */
 const MAX_BUFFERED_BYTES = 1024 * 1024;
+/**
+ * A peer that does not answer our close frame is cut after this, not after ws' 30 s: a socket that
+ * failed to authenticate counted against its address's bound all that time.
+ */
+const CLOSE_ANSWER_MS = 1000;
 
 export class WsConnection {
   readonly id = newId();
@@ -78,7 +83,8 @@ export class WsConnection {
   }
 
   close(code: number, reason: string): void {
-    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING)
-      this.socket.close(code, reason);
+    if (this.socket.readyState !== this.socket.OPEN && this.socket.readyState !== this.socket.CONNECTING) return;
+    this.socket.close(code, reason);
+    setTimeout(() => this.socket.terminate(), CLOSE_ANSWER_MS).unref();
   }
 }

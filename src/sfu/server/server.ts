@@ -304,7 +304,9 @@ export class Sfu {
     if (identity) hello(identity);
     else authTimer = setTimeout(() => conn.close(1008, 'not authenticated'), AUTH_TIMEOUT_MS).unref();
 
+    let challenged = false;
     ws.on('message', (data, isBinary) => {
+      if (ws.readyState !== ws.OPEN) return; // closing: what the peer still sends is not read
       let request: WsRequest;
       try {
         request = decodeRequest(isBinary ? toBytes(data) : data.toString());
@@ -315,7 +317,9 @@ export class Sfu {
       }
       if (!conn.identity) {
         const token = request.data?.token;
-        if (request.action !== 'authentication_challenge' || typeof token !== 'string') return;
+        // one challenge a socket, as Mattermost answers: each costs a token's check
+        if (request.action !== 'authentication_challenge' || typeof token !== 'string' || challenged) return;
+        challenged = true;
         void Promise.resolve(this.opts.policy.authenticate(token)).then(
           (who) => {
             if (!who) return conn.close(1008, 'authentication failed');
