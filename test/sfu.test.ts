@@ -717,6 +717,22 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     await waitFor('the socket cut', () => closed, 10_000);
   });
 
+  it("one user's token has at most 8 sessions in its call, those waiting for a reconnect included", async () => {
+    const call = callId();
+    const joins: string[] = [];
+    for (let i = 0; i < 9; i++) {
+      const eve = await socket(token(call, 'eve'));
+      eve.send('join', { channelID: call });
+      await waitFor('an answer to the join', () => eve.events('join')[0] ?? eve.events('error')[0]);
+      joins.push(eve.events('join')[0] ? 'joined' : String(eve.events('error')[0]!.data!.data));
+      eve.ws.terminate(); // the session waits 10 s for a reconnect
+      await eve.closed;
+    }
+    // each dropped socket left its session: one token filled the call (100) and the SFU's ports
+    assert.deepEqual(joins, [...Array(8).fill('joined'), 'too many sessions for this user in this call']);
+    await waitFor('the sessions ended', () => sfu.participantCount === 0, 30_000);
+  });
+
   it("one user's token for a call holds 8 sockets: a 9th is refused, with 429 or by its challenge", async () => {
     const call = callId();
     const eve = token(call, 'eve');

@@ -55,8 +55,8 @@ const MAX_CONNECTIONS = 2000;
  */
 const MAX_UNAUTHENTICATED_PER_ADDRESS = 32;
 /**
- * Sockets one identity (one user's token for one call) may hold, joined or not: a few devices and
- * a reconnect each. One token could otherwise take every slot of MAX_CONNECTIONS, and its sessions
+ * Sockets one identity (one user's token for one call) may hold, joined or not, and sessions it may
+ * have in its call, with a socket or waiting for a reconnect: a few devices and a reconnect each. One token could otherwise take every slot of MAX_CONNECTIONS, and its sessions
  * the ports of everyone else's joins. An identity of every call (the Mattermost stand-in's Calls
  * bot, one token for all its jobs, as the plugin's) is not bounded.
  */
@@ -459,6 +459,11 @@ export class Sfu {
       this.opts.log.warn({ call: callId, sessions: this.entries.size, inCall }, 'join refused: the SFU is full');
       return refuse('user cannot join because of limits');
     }
+    // Sessions too, those whose socket dropped included (kept 10 s for a reconnect): a token that
+    // joined and dropped its socket over and over held a session for each.
+    const mine = (e: Entry) => e.session.identity.userId === identity.userId && e.call.id === callId;
+    if (identity.callId !== undefined && [...this.entries.values()].filter(mine).length >= MAX_SOCKETS_PER_IDENTITY)
+      return refuse('too many sessions for this user in this call');
     const refused = this.opts.policy.admitJoin?.(identity, callId, jobId);
     if (refused) return refuse(refused);
     let call = this.calls.get(callId);
