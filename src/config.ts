@@ -92,7 +92,7 @@ const listenAddress: Parser<{ host: string; port: number }> = (raw, name) => {
 
 const redisUrl: Parser<string> = (raw, name) => {
   // quoted without its user and password: the error goes to the log
-  const shown = JSON.stringify(raw.replace(/\/\/[^/]*@/, '//…@'));
+  const shown = JSON.stringify(raw.replace(/\/\/.*@/, '//…@').replace(/\?.*$/, '?…'));
   let url: URL;
   try {
     url = new URL(raw);

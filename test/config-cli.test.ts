@@ -79,6 +79,10 @@ describe('configuration', () => {
       /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL, got "valkey:\/\/…@cache:6379"$/,
     ],
     [
+      { REDIS_URL: 'rediss://u:ab/c@d@cache?password=s3cret' },
+      /^REDIS_URL: expected a URL such as .*, got "rediss:\/\/…@cache\?…"$/,
+    ],
+    [
       { REDIS_URL: 'redis://:s3cret@[cache:6379' },
       /^REDIS_URL: expected a URL such as .*, got "redis:\/\/…@\[cache:6379"$/,
     ],

@@ -95,6 +95,7 @@ export class Sweeper {
       this.lastDirSweep = now;
       await this.sweepDirectories(opts.jobsDir, now);
     }
+    await store.swept();
   }
 
   private async sweepDirectories(jobsDir: string, now: number): Promise<void> {

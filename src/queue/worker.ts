@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { DelayedError, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { jobTypes } from '../jobs/schema.js';
-import type { JobRecord, JobStore } from '../store/jobs.js';
+import { type JobRecord, type JobStore, isActive } from '../store/jobs.js';
 import { whileRedisDown } from '../store/redis.js';
 import type { Runner } from '../runners/runner.js';
 import { ActiveJob, type SupervisionOptions } from '../runners/active-job.js';
@@ -85,14 +85,16 @@ export class JobWorker {
   /**
    * Programs that outlive their worker (containers) and that no live worker supervises are
    * ended: a job whose worker died is failed by a sweeper and must not go on unseen. A job is
-   * supervised when this worker runs it, or when its lease is still renewed by another.
+   * supervised when this worker runs it, or while its record is not final (another worker's).
    */
   private async reconcile(): Promise<void> {
     try {
+      // A lease that ran out is not enough: after a Redis outage every lease has, and the workers
+      // renew them within a lease (store.expiredLeases). A sweeper fails a job whose worker died.
       const ended = await this.runner.reconcile!(async (jobId) => {
         if (this.active.has(jobId)) return 'keep';
-        const lease = await this.store.leaseOf(jobId);
-        return lease !== null && lease > (await this.store.clock()) ? 'keep' : 'end';
+        const rec = await this.store.get(jobId);
+        return rec && isActive(rec.status) ? 'keep' : 'end';
       });
       for (const id of ended) {
         this.log.warn({ job: id }, 'ended a job program no live worker supervises');

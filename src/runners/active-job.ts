@@ -133,12 +133,12 @@ export class ActiveJob {
 
     const exit = await this.handle.exited;
     for (const t of this.timers) clearInterval(t);
+    this.note(describeExit(exit));
+    if (crashed(exit) && !this.lostLease) await this.recover();
     if (this.droppedBytes)
       this.note(
         `${this.droppedBytes} bytes of the program's output past JOBS_MAXLOGFILEBYTES (${this.opts.maxLogFileBytes}) are not in job.log; the log's tail is in GET /jobs/${this.rec.id}/logs`,
       );
-    this.note(describeExit(exit));
-    if (crashed(exit) && !this.lostLease) await this.recover();
     clearInterval(flushing);
     await this.flushLog();
     await new Promise((r) => (this.logFile ? this.logFile.end(r) : r(undefined)));

@@ -56,6 +56,8 @@ const IN_CONTAINER = { dir: '/job', artifacts: '/artifacts' };
 export class DockerRunner implements Runner {
   readonly kind = 'docker';
   private readonly docker: Docker;
+  /** the daemon's log driver: the admin's choice, capped only where it is json-file's default */
+  private logDriver?: Promise<string | undefined>;
 
   constructor(private readonly opts: DockerRunnerOptions) {
     this.docker = new Docker({ socketPath: opts.socketPath ?? '/var/run/docker.sock' });
@@ -121,6 +123,10 @@ export class DockerRunner implements Runner {
     this.giveToJob(this.opts.artifactsDir);
 
     const env = { ...spec.env, [JOB_ENV.dir]: IN_CONTAINER.dir, [JOB_ENV.artifacts]: IN_CONTAINER.artifacts };
+    this.logDriver ??= this.docker.info().then(
+      (info: { LoggingDriver?: string }) => info.LoggingDriver,
+      () => undefined,
+    );
     const limits = this.opts.limits[spec.job.type];
     const container = await this.docker.createContainer({
       name,
@@ -148,7 +154,9 @@ export class DockerRunner implements Runner {
         ReadonlyRootfs: true,
         // The output reaches job.log through the attach; the daemon's own copy (json-file keeps
         // all of it by default) would grow with whatever a job prints, on the daemon's disk.
-        LogConfig: { Type: 'json-file', Config: { 'max-size': '8m', 'max-file': '1' } },
+        ...((await this.logDriver) === 'json-file'
+          ? { LogConfig: { Type: 'json-file', Config: { 'max-size': '8m', 'max-file': '1' } } }
+          : {}),
         Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=256m' },
         Init: true,
       },

@@ -161,6 +161,12 @@ if now - since < lease then return {} end
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', at, 'LIMIT', 0, 100)
 `;
 
+// A sweep's end, as its start is in EXPIRED_LEASES: the gap measures the time no sweep ran, not a
+// slow sweep's own length. KEYS: sweeps.
+const SWEPT = `${NOW}
+redis.call('HSET', KEYS[1], 'last', now)
+`;
+
 // Keeps the tail: the end of a log says why a job failed.
 const APPEND_LOG = `
 local len = redis.call('APPEND', KEYS[1], ARGV[1])
@@ -190,6 +196,7 @@ export class JobStore {
   private readonly renewScript;
   private readonly appendLogScript;
   private readonly expiredLeasesScript;
+  private readonly sweptScript;
 
   constructor(
     readonly redis: Redis,
@@ -203,6 +210,7 @@ export class JobStore {
     this.renewScript = script<string | null>(redis, 'coRenew', 2, RENEW);
     this.appendLogScript = script<number>(redis, 'coAppendLog', 1, APPEND_LOG);
     this.expiredLeasesScript = script<string[]>(redis, 'coExpiredLeases', 2, EXPIRED_LEASES);
+    this.sweptScript = script<null>(redis, 'coSwept', 1, SWEPT);
   }
 
   /**
@@ -372,12 +380,6 @@ export class JobStore {
     await tx.exec();
   }
 
-  /** When a running job's lease runs out (Redis' clock), or null when it holds none. */
-  async leaseOf(id: string): Promise<number | null> {
-    const score = await this.redis.zscore(this.keys.slots, id);
-    return score === null ? null : Number(score);
-  }
-
   runningCount(): Promise<number> {
     return this.redis.zcard(this.keys.slots);
   }
@@ -388,6 +390,11 @@ export class JobStore {
    */
   expiredLeases(now: number, leaseMs: number): Promise<string[]> {
     return this.expiredLeasesScript([this.keys.slots, this.keys.sweeps], [now, leaseMs, leaseMs / 2]);
+  }
+
+  /** Marks a sweep's end (see expiredLeases). */
+  async swept(): Promise<void> {
+    await this.sweptScript([this.keys.sweeps], []);
   }
 
   /** Queued jobs whose wait ran out before `now`. */

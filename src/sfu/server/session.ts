@@ -168,9 +168,11 @@ export class RtcSession {
     const offer = remoteSdp(description);
     await this.exclusive(async () => {
       if (this.closed || this.pc.signalingState !== 'stable') return;
+      // a stopped section's m-line may carry a new mid (JSEP reuses it)
+      const live = this.pc.getTransceivers().filter((t) => !t.stopped && !t.stopping);
       const inactive = checkOffer(
         offer.sdp,
-        this.pc.getTransceivers().flatMap((t) => (t.mid ? [t.mid] : [])),
+        live.flatMap((t) => (t.mid ? [t.mid] : [])),
       );
       await this.pc.setRemoteDescription(offer);
       for (const [type, track] of this.tracks) if (inactive.has(track.mid)) this.unpublish(type);
@@ -446,7 +448,7 @@ export class RtcSession {
  * after refusing an offer werift would take at the cost of more than one transport: every media
  * section it accepts (port not 0) must be in one BUNDLE group (werift gives each section outside it
  * an ICE transport and sockets of its own, whatever the bundle policy). Sections are bounded, and
- * every mid negotiated before (`known`) is still there, as JSEP has it: werift made a transceiver
+ * every live mid negotiated before (`known`) is still there, as JSEP has it: werift made a transceiver
  * for each new mid and stopped none, so offers of new mids alone grew the session without end.
  * Browsers and werift clients bundle everything.
  */

@@ -9,12 +9,21 @@ export const counters = { received: 0, forwarded: 0, dropped: 0, keyframeRequest
 const KEYFRAME_MIN_INTERVAL_MS = 300;
 
 /**
- * Payload bytes a second a published track may bring, a second's worth saved for bursts (a
- * keyframe). The SFU sends every packet on to every subscriber, so without a bound one participant
- * chose the SFU's work and everyone's bandwidth. Far above what a browser sends (Opus at most
- * 510 kbit/s; a camera or a screen share a few Mbit/s): only a flood meets it.
+ * Bytes a second a published track may bring (payload, and PACKET_CHARGE_BYTES a packet), a
+ * second's worth saved for bursts (a keyframe). The SFU sends every packet on to every subscriber,
+ * so without a bound one participant chose the SFU's work and everyone's bandwidth. Far above what
+ * a browser sends (Opus at most 510 kbit/s; a camera or a screen share a few Mbit/s): only a flood
+ * meets it.
  */
 export const MAX_TRACK_BYTES_PER_SEC = { audio: 1_000_000 / 8, video: 25_000_000 / 8 };
+/** What each packet is charged beyond its payload (its headers, its work): empty packets are no free flood. */
+export const PACKET_CHARGE_BYTES = 50;
+
+/**
+ * A remote track's own delivery, before a Track put its budget in front: a track published again
+ * (its section made inactive, then active) is wrapped once, not once more each time.
+ */
+const deliveries = new WeakMap<MediaStreamTrack, MediaStreamTrack['onReceiveRtp']['execute']>();
 
 /** A token bucket of bytes: `take` says whether `n` more fit now. */
 class ByteBudget {
@@ -41,6 +50,8 @@ export class Track {
   closed = false;
   private lastKeyframeRequest = 0;
   private readonly unsubscribe: () => void;
+  private readonly deliver: MediaStreamTrack['onReceiveRtp']['execute'];
+  private readonly gate: MediaStreamTrack['onReceiveRtp']['execute'];
 
   constructor(
     readonly ownerId: string,
@@ -52,12 +63,15 @@ export class Track {
   ) {
     // Ahead of every listener (subscribers' senders included): a packet past the budget goes nowhere.
     const budget = new ByteBudget(MAX_TRACK_BYTES_PER_SEC[this.kind]);
-    const deliver = media.onReceiveRtp.execute;
-    media.onReceiveRtp.execute = (rtp, extensions) => {
+    const deliver = deliveries.get(media) ?? media.onReceiveRtp.execute;
+    deliveries.set(media, deliver);
+    this.deliver = deliver;
+    this.gate = (rtp, extensions) => {
       counters.received++;
-      if (budget.take(rtp.payload.length)) deliver(rtp, extensions);
+      if (budget.take(PACKET_CHARGE_BYTES + rtp.payload.length)) deliver(rtp, extensions);
       else counters.dropped++;
     };
+    media.onReceiveRtp.execute = this.gate;
     this.unsubscribe = media.onReceiveRtp.subscribe((rtp) => {
       counters.forwarded += this.subscribers;
       onPacket(rtp);
@@ -81,5 +95,6 @@ export class Track {
   close(): void {
     this.closed = true;
     this.unsubscribe();
+    if (this.media.onReceiveRtp.execute === this.gate) this.media.onReceiveRtp.execute = this.deliver;
   }
 }
