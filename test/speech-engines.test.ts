@@ -43,6 +43,17 @@ import { waitFor } from './helpers.js';
 
 const FETCH = fileURLToPath(new URL('../workers/transcriber/fetch-model.js', import.meta.url));
 const silence = (seconds: number) => new Int16Array(Math.round(seconds * SAMPLE_RATE));
+const bytes = (x: Int16Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+
+/** A listener's directory as the job writes it: Alice's one track from `startMs` on, holding `pcm` so far. */
+function listenerTrack(dir: string, startMs: number, pcm: Int16Array): string {
+  mkdirSync(join(dir, 'tracks'));
+  const entry = { file: 'tracks/001-s.pcm', sessionId: 's', displayName: 'Alice', startMs };
+  writeFileSync(join(dir, 'tracks.jsonl'), `${JSON.stringify(entry)}\n`);
+  const track = join(dir, entry.file);
+  writeFileSync(track, bytes(pcm));
+  return track;
+}
 
 after(ownTmpdir('co-speech-'));
 
@@ -119,14 +130,7 @@ describe('pocketsphinx engine', () => {
     const dir = mkdtempSync(join(tmpdir(), 'co-transcript-'));
     try {
       const [a] = librivox().map((u) => wavSamples(u.wav));
-      mkdirSync(join(dir, 'tracks'));
-      writeFileSync(
-        join(dir, 'tracks.jsonl'),
-        `${JSON.stringify({ file: 'tracks/001-s.pcm', sessionId: 's', displayName: 'Alice', startMs: 0 })}\n`,
-      );
-      const track = join(dir, 'tracks/001-s.pcm');
-      const bytes = (x: Int16Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
-      writeFileSync(track, bytes(silence(75))); // a quiet listener, still in the call
+      const track = listenerTrack(dir, 0, silence(75)); // a quiet listener, still in the call
       const live = new CallTranscript([engine], dir, silero, 50);
       live.start();
       const marked = () =>
@@ -173,14 +177,7 @@ describe('pocketsphinx engine', () => {
       const rest = concat([silence(0.5), b!, silence(1)]);
       const whole = await transcribeStream([engine], [concat([first, rest])], 'Alice', 3000, silero);
       // The listener's files: a track that started 3 s into the call, still being written.
-      mkdirSync(join(dir, 'tracks'));
-      writeFileSync(
-        join(dir, 'tracks.jsonl'),
-        `${JSON.stringify({ file: 'tracks/001-s.pcm', sessionId: 's', displayName: 'Alice', startMs: 3000 })}\n`,
-      );
-      const track = join(dir, 'tracks/001-s.pcm');
-      const bytes = (x: Int16Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
-      writeFileSync(track, bytes(first));
+      const track = listenerTrack(dir, 3000, first);
       const live = new CallTranscript([engine], dir, silero, 50);
       live.start();
       await waitFor(

@@ -207,17 +207,18 @@ async function loadRecognisers(inputs: Inputs): Promise<Recognisers> {
 
 /**
  * What was recognised kept as a partial transcript in the artifacts directory, named in
- * output_data: the files' paths, or none (nothing recognised, or it could not be kept).
+ * output_data; what a failure's reason adds to say where (nothing recognised, or it could not be
+ * kept: nothing).
  */
-async function keepPartial(delivery: Delivery, dir: string, segments: Segment[]): Promise<string | undefined> {
-  if (segments.length === 0) return undefined;
+async function keepPartial(delivery: Delivery, dir: string, segments: Segment[]): Promise<string> {
+  if (segments.length === 0) return '';
   try {
     const output = (await delivery.deliver(segments, { partial: true }, true)) as { files: string[] };
     writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(output));
-    return output.files.join(' and ');
+    return `; what was recognised before it is kept at ${output.files.join(' and ')}`;
   } catch (err) {
     log(`what was recognised could not be kept: ${(err as Error).message}`);
-    return undefined;
+    return '';
   }
 }
 
@@ -231,9 +232,7 @@ async function finishTranscript(
   const { segments, leftSec, earlySec } = await transcript.finish().catch(async (err: Error) => {
     // engines that fail to load or recognise now are not a start's failure: the job says where
     // the audio it captured is kept, and keeps what was recognised before as a transcript
-    const kept = await keepPartial(delivery, dir, recognisedSegments(dir));
-    const message = kept ? `${err.message}; what was recognised before it is kept at ${kept}` : err.message;
-    throw new Error(message, { cause: err });
+    throw new Error(`${err.message}${await keepPartial(delivery, dir, recognisedSegments(dir))}`, { cause: err });
   });
   log(
     `recognised ${leftSec.toFixed(1)} s of speech in ${((Date.now() - started) / 1000).toFixed(1)} s after the stop (${earlySec.toFixed(1)} s during the call); ${segments.length} segments`,
@@ -281,10 +280,7 @@ async function transcribeMedia(
   ]);
   const segments = await transcribeStream(engines, mediaAudio(pcm, reading), 'Speaker', 0, silero);
   if (reading.whole) return delivery.deliver(segments, {});
-  const kept = await keepPartial(delivery, dir, segments);
-  throw new Error(
-    `${reading.stop} while MEDIA_URL was transcribed${kept ? `; what was recognised before it is kept at ${kept}` : ''}`,
-  );
+  throw new Error(`${reading.stop} while MEDIA_URL was transcribed${await keepPartial(delivery, dir, segments)}`);
 }
 
 async function live(
