@@ -113,7 +113,7 @@ describe('pocketsphinx engine', () => {
       const [a, b] = librivox();
       const stream = concat([silence(0.7), wavSamples(a!.wav), silence(1.3), wavSamples(b!.wav), silence(1)]);
       const file = join(dir, 'media.pcm');
-      writeFileSync(file, Buffer.from(stream.buffer, stream.byteOffset, stream.byteLength));
+      writeFileSync(file, bytes(stream));
       const pieces = [...pcmChunks(file, 2)];
       assert.equal(pieces.length, Math.ceil(stream.length / (2 * SAMPLE_RATE)));
       const whole = await transcribeStream([engine], [stream], 'Speaker', 0, silero);

@@ -103,12 +103,22 @@ export class ActiveJob {
     // job failed as "the worker stopped responding".
     const renewal = setInterval(() => void this.renew(), Math.max(500, this.opts.leaseMs / 3));
     try {
+      await this.supervise();
+    } finally {
+      clearInterval(renewal);
+    }
+  }
+
+  /** The program from its start to the job's outcome. */
+  private async supervise(): Promise<void> {
+    const { rec, store } = this;
+    try {
       this.handle = await this.runner.start(await this.spec());
     } catch (err) {
       const error = `the job program could not be started: ${(err as Error).message}`;
       this.note(error);
       await this.flushLog();
-      await this.finish('failed', { error }).finally(() => clearInterval(renewal));
+      await this.finish('failed', { error });
       return;
     }
     // lost while starting (Redis unreachable longer than the lease): the job is failed already
@@ -142,20 +152,13 @@ export class ActiveJob {
     clearInterval(flushing);
     await this.flushLog();
     await new Promise((r) => (this.logFile ? this.logFile.end(r) : r(undefined)));
-    if (this.lostLease) return clearInterval(renewal); // the job was already failed by a sweeper; nothing to add
+    if (this.lostLease) return; // the job was already failed by a sweeper; nothing to add
 
     const output = readOutput(this.dir);
     const fields: Record<string, string | number> = { exit_code: exit.code ?? 128 };
     if (output) fields.output = JSON.stringify(output);
-    try {
-      if (exit.code === EXIT.ok) {
-        await this.finish('succeeded', fields);
-      } else {
-        await this.finish('failed', { ...fields, error: this.failureReason(exit) });
-      }
-    } finally {
-      clearInterval(renewal);
-    }
+    if (exit.code === EXIT.ok) await this.finish('succeeded', fields);
+    else await this.finish('failed', { ...fields, error: this.failureReason(exit) });
   }
 
   private async spec(args?: string[]) {
@@ -316,8 +319,10 @@ export class ActiveJob {
     // complain): job.log keeps its head, Redis its tail. Our own notes are few and always kept.
     const fits = this.droppedBytes === 0 && this.fileBytes + chunk.length <= this.opts.maxLogFileBytes;
     if (fits) this.fileBytes += chunk.length;
-    else if (this.droppedBytes === 0) this.note('job.log is full: the rest of the output is in Redis only (its tail)');
-    if (!fits) this.droppedBytes += chunk.length;
+    else {
+      if (this.droppedBytes === 0) this.note('job.log is full: the rest of the output is in Redis only (its tail)');
+      this.droppedBytes += chunk.length;
+    }
     this.append(text, fits);
   }
 

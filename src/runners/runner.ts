@@ -49,11 +49,6 @@ export interface Runner {
   prepare?(imageNames: string[]): Promise<string | null>;
 }
 
-/**
- * A program in a container names its files by the container's paths (`/artifacts/x.mp4`): its
- * output.json is rewritten with the paths they have where the worker runs, so that a job's record
- * says where its files are. `mounts`: [path in the container, path on the worker's host].
- */
 /** How long the end of a program's log is awaited after its end: its last lines (a failure's reason) may come after it. */
 export const LOG_END_WAIT_MS = 2_000;
 
@@ -63,6 +58,11 @@ export function exitOf(code: number): JobExit {
   return { code: signal ? null : code, signal };
 }
 
+/**
+ * A program in a container names its files by the container's paths (`/artifacts/x.mp4`): its
+ * output.json is rewritten with the paths they have where the worker runs, so that a job's record
+ * says where its files are. `mounts`: [path in the container, path on the worker's host].
+ */
 export function hostPaths(dir: string, mounts: [string, string][]): void {
   const output = readOutput(dir);
   if (!output || mounts.length === 0) return;

@@ -60,7 +60,6 @@ export class TrackFile {
   /** the sender's clock as far as it is believed (src/media/sender-clock.ts) */
   private readonly clock: SenderClock;
   private clusterMs = -1;
-  private lastMs = -1;
   private open = true;
   /** what is not written yet: whole frames */
   private held: Buffer[] = [];
@@ -149,7 +148,6 @@ export class TrackFile {
     this.ticks += step;
     this.lastTs = ts;
     const ms = Math.floor((this.ticks * 1000) / this.clockRate);
-    this.lastMs = ms;
     if (this.clusterMs < 0 || (this.video && keyframe) || ms - this.clusterMs > MAX_BLOCK_MS) {
       // a cluster at each keyframe: where compose starts reading a file (see webm-index.ts)
       this.clusterMs = ms;
@@ -239,7 +237,7 @@ export class TrackFile {
       this.writeHeld();
       if (this.started) {
         const duration = Buffer.allocUnsafe(8);
-        duration.writeDoubleBE(Math.max(0, this.lastMs));
+        duration.writeDoubleBE(Math.floor((this.ticks * 1000) / this.clockRate)); // the last frame's time
         writeSync(this.fd, duration, 0, 8, this.durationAt);
       }
     } catch (err) {

@@ -461,8 +461,9 @@ export class Sfu {
     }
     // Sessions too, those whose socket dropped included (kept 10 s for a reconnect): a token that
     // joined and dropped its socket over and over held a session for each.
-    const mine = (e: Entry) => e.session.identity.userId === identity.userId && e.call.id === callId;
-    if (identity.callId !== undefined && [...this.entries.values()].filter(mine).length >= MAX_SOCKETS_PER_IDENTITY)
+    let mine = 0;
+    for (const s of this.calls.get(callId)?.sessions.values() ?? []) if (s.identity.userId === identity.userId) mine++;
+    if (identity.callId !== undefined && mine >= MAX_SOCKETS_PER_IDENTITY)
       return refuse('too many sessions for this user in this call');
     const refused = this.opts.policy.admitJoin?.(identity, callId, jobId);
     if (refused) return refuse(refused);

@@ -20,10 +20,10 @@ export const MAX_TRACK_BYTES_PER_SEC = { audio: 1_000_000 / 8, video: 25_000_000
 export const PACKET_CHARGE_BYTES = 50;
 
 /**
- * A remote track's own delivery, before a Track put its budget in front: a track published again
- * (its section made inactive, then active) is wrapped once, not once more each time.
+ * The remote tracks whose delivery has a budget in front: one a session publishes again (its
+ * section made inactive, then active) keeps its budget, not one more wrapper each time.
  */
-const deliveries = new WeakMap<MediaStreamTrack, MediaStreamTrack['onReceiveRtp']['execute']>();
+const budgeted = new WeakSet<MediaStreamTrack>();
 
 /** A token bucket of bytes: `take` says whether `n` more fit now. */
 class ByteBudget {
@@ -50,8 +50,6 @@ export class Track {
   closed = false;
   private lastKeyframeRequest = 0;
   private readonly unsubscribe: () => void;
-  private readonly deliver: MediaStreamTrack['onReceiveRtp']['execute'];
-  private readonly gate: MediaStreamTrack['onReceiveRtp']['execute'];
 
   constructor(
     readonly ownerId: string,
@@ -62,16 +60,16 @@ export class Track {
     onPacket: (rtp: RtpPacket) => void,
   ) {
     // Ahead of every listener (subscribers' senders included): a packet past the budget goes nowhere.
-    const budget = new ByteBudget(MAX_TRACK_BYTES_PER_SEC[this.kind]);
-    const deliver = deliveries.get(media) ?? media.onReceiveRtp.execute;
-    deliveries.set(media, deliver);
-    this.deliver = deliver;
-    this.gate = (rtp, extensions) => {
-      counters.received++;
-      if (budget.take(PACKET_CHARGE_BYTES + rtp.payload.length)) deliver(rtp, extensions);
-      else counters.dropped++;
-    };
-    media.onReceiveRtp.execute = this.gate;
+    if (!budgeted.has(media)) {
+      budgeted.add(media);
+      const budget = new ByteBudget(MAX_TRACK_BYTES_PER_SEC[this.kind]);
+      const deliver = media.onReceiveRtp.execute;
+      media.onReceiveRtp.execute = (rtp, extensions) => {
+        counters.received++;
+        if (budget.take(PACKET_CHARGE_BYTES + rtp.payload.length)) deliver(rtp, extensions);
+        else counters.dropped++;
+      };
+    }
     this.unsubscribe = media.onReceiveRtp.subscribe((rtp) => {
       counters.forwarded += this.subscribers;
       onPacket(rtp);
@@ -95,6 +93,5 @@ export class Track {
   close(): void {
     this.closed = true;
     this.unsubscribe();
-    if (this.media.onReceiveRtp.execute === this.gate) this.media.onReceiveRtp.execute = this.deliver;
   }
 }
