@@ -143,6 +143,26 @@ describe('API limits', () => {
     assert.equal((await call(url, 'POST', '/jobs', auth, recordingJob(ids()))).status, 200);
   });
 
+  it('unfinished jobs per client outlive an unregister: the id registered again has no fresh quota until they end', async () => {
+    const url = suite.api.url;
+    const { clients, store } = suite.api.services;
+    const client = ids();
+    await clients.register(client, 'k'.repeat(40), 10);
+    const auth = basic(client, 'k'.repeat(40));
+    const first = await call(url, 'POST', '/jobs', auth, recordingJob(ids()));
+    assert.equal((await call(url, 'POST', '/jobs', auth, fileJob)).status, 200);
+    assert.ok(await clients.unregister(client));
+    assert.equal(await clients.register(client, 'r'.repeat(40), 10), 'added');
+    const again = basic(client, 'r'.repeat(40));
+    const refused = await call(url, 'POST', '/jobs', again, recordingJob(ids()));
+    assert.equal(refused.status, 429, 'the disowned jobs still count');
+    assert.equal((await call(url, 'GET', '/jobs', again)).json.total, 0, 'yet they are not its jobs');
+    assert.equal((await store.get(first.json.id))!.client, '!unregistered');
+    await store.transition(first.json.id, ['queued'], 'canceled'); // as the admin would
+    await new Promise((r) => setTimeout(r, 1000)); // the request allowance refills
+    assert.equal((await call(url, 'POST', '/jobs', again, recordingJob(ids()))).status, 200, 'its place is freed');
+  });
+
   it('finished jobs per client: past JOBS_MAXFINISHEDJOBSPERCLIENT, creating a job deletes the oldest before their retention ends', async () => {
     const url = suite.api.url;
     const { store, auth } = await freshClient();

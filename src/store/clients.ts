@@ -45,13 +45,13 @@ export function secretsEqual(a: string, b: string): boolean {
 
 /**
  * Removes a client and disowns its jobs in one step, so that whoever registers the same id next
- * inherits nothing. KEYS: clients hash, the client's job index, its pinned sites, its calls, the
- * open-job counts; ARGV: client id, the job key prefix, the call key prefix. Returns 1 when the
- * client existed.
+ * inherits none of them. Its count of open jobs stays with the id until they end (jobs.ts's
+ * 'charged'): unregistering and registering again would otherwise be a way past the quota.
+ * KEYS: clients hash, the client's job index, its pinned sites, its calls; ARGV: client id, the
+ * job key prefix, the call key prefix. Returns 1 when the client existed.
  */
 const UNREGISTER = `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('DEL', KEYS[3])
 for _, call in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   local owner = ARGV[3] .. call .. ':owner'
@@ -117,7 +117,7 @@ export class ClientStore {
     private readonly redis: Redis,
     private readonly keys: Keys,
   ) {
-    this.unregisterScript = script<number>(redis, 'coUnregister', 5, UNREGISTER);
+    this.unregisterScript = script<number>(redis, 'coUnregister', 4, UNREGISTER);
     this.registerScript = script<number>(redis, 'coRegister', 1, REGISTER);
     this.claimScript = script<string>(redis, 'coClaimCall', 2, CLAIM_CALL);
   }
@@ -151,7 +151,6 @@ export class ClientStore {
       this.keys.clientJobs(clientId),
       this.keys.clientSites(clientId),
       this.keys.clientCalls(clientId),
-      this.keys.openJobs,
     ];
     return (await this.unregisterScript(keys, [clientId, jobKeyPrefix, this.keys.callOwnerPrefix])) === 1;
   }

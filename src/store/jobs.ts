@@ -60,7 +60,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 // A client past what it keeps has its oldest finished jobs' retention ended now (the sweeper
 // deletes them), leaving room for the new one once it finishes: a client that creates and
 // cancels jobs without end fills nothing. Its at most `quota` unfinished ones may be among its
-// oldest too, so that many more are looked at.
+// oldest too, so that many more are looked at. The count is charged to the client's id in the
+// record's 'charged' field, which an unregister leaves alone (it changes 'client'): whoever
+// registers the id again starts with the jobs still open, not with a fresh quota.
 const CREATE = `${NOW}
 local id, client = ARGV[1], ARGV[2]
 local open = tonumber(redis.call('HGET', KEYS[5], client) or '0')
@@ -98,7 +100,7 @@ end
 redis.call('HSET', KEYS[1], 'status', to, unpack(ARGV, 7))
 if to ~= 'queued' then redis.call('ZREM', KEYS[2], id) end
 if retention ~= '' then
-  local client = redis.call('HGET', KEYS[1], 'client')
+  local client = redis.call('HGET', KEYS[1], 'charged') or redis.call('HGET', KEYS[1], 'client')
   if client and status ~= 'succeeded' and status ~= 'failed' and status ~= 'canceled'
       and tonumber(redis.call('HGET', KEYS[5], client) or '0') > 0 then
     redis.call('HINCRBY', KEYS[5], client, -1)
@@ -231,6 +233,7 @@ export class JobStore {
       max_duration_sec: rec.max_duration_sec,
       input: JSON.stringify(rec.input),
       client: rec.client,
+      charged: rec.client,
       live: rec.live ? '1' : '0',
       status: 'queued',
     };
