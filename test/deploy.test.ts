@@ -62,7 +62,12 @@ describe('deployment files', () => {
     };
     assert.deepEqual(
       role.rules.map((r) => `${r.resources}:${r.verbs}`),
-      ['jobs:create,get,list,watch,delete', 'pods:get,list,watch,delete', 'pods/log:get'],
+      [
+        'jobs:create,get,list,watch,patch,delete',
+        'pods:get,list,watch,delete',
+        'pods/log:get',
+        'secrets:create,delete',
+      ],
     );
     // Their settings are the service's variables, and it starts with them.
     const configMap = objects.find((o) => o.kind === 'ConfigMap') as unknown as { data: Record<string, string> };

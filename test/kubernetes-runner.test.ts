@@ -75,7 +75,14 @@ describe('kubernetes runner', () => {
     const output: string[] = [];
     const spec: StartSpec = {
       job,
-      env: { JOB_ID: job.id, JOB_TYPE: 'recording', JOB_DIR: jobDir, CALL_ID: callId },
+      env: {
+        JOB_ID: job.id,
+        JOB_TYPE: 'recording',
+        JOB_DIR: jobDir,
+        CALL_ID: callId,
+        AUTH_TOKEN: `bot-${job.id}`,
+        SFU_TOKEN: `sfu-${job.id}`,
+      },
       dir: jobDir,
       onOutput: (c) => output.push(c.toString()),
     };
@@ -104,6 +111,55 @@ describe('kubernetes runner', () => {
     assert.equal(c.securityContext.readOnlyRootFilesystem, true);
     assert.ok(c.env.some((e: { name: string; value: string }) => e.name === 'JOB_DIR' && e.value === '/job'));
     assert.equal(made.metadata.labels[K8S_LABELS.job], job.id);
+  });
+
+  it("keeps the job's tokens out of the Job: a Secret the Job owns holds them while the pod runs, and goes when it ends, also on a failure", async () => {
+    const runner = base();
+    const secretPath = (name: string) => `/api/v1/namespaces/jobs/secrets/${name}`;
+    const running = await start(runner, { sleepMs: 60_000 });
+    await waitFor('running', () => running.output.join('').includes('starting'), 20_000);
+    const made = standin.created.find((j) => j.metadata.name === running.name)!;
+    assert.equal(made.spec.suspend, true, 'created suspended: no pod before its Secret');
+    assert.ok(!JSON.stringify(made).includes(`bot-${running.job.id}`) && !JSON.stringify(made).includes('sfu-'));
+    const env = made.spec.template.spec.containers[0].env as { name: string; valueFrom?: unknown }[];
+    for (const key of ['AUTH_TOKEN', 'SFU_TOKEN'])
+      assert.deepEqual(env.find((e) => e.name === key)!.valueFrom, { secretKeyRef: { name: running.name, key } });
+    const secret = standin.secrets.get(`jobs/${running.name}`)!;
+    const owner = standin.job(`jobs/${running.name}`)!;
+    assert.deepEqual(secret.metadata.ownerReferences, [
+      { apiVersion: 'batch/v1', kind: 'Job', name: running.name, uid: owner.metadata.uid },
+    ]);
+    assert.equal(secret.metadata.labels[K8S_LABELS.job], running.job.id);
+    assert.match(
+      running.output.join(''),
+      new RegExp(`SFU_TOKEN=sfu-${running.job.id}\n`),
+      'the program has its tokens',
+    );
+    assert.match(running.output.join(''), new RegExp(`AUTH_TOKEN=bot-${running.job.id}\n`));
+    running.run.signal('SIGKILL');
+    await running.run.exited;
+    await waitFor('its Secret deleted', async () => (await standin.get(secretPath(running.name))) === 404);
+
+    const failing = await start(runner, { exitCode: 3 });
+    assert.deepEqual(await failing.run.exited, { code: 3, signal: null });
+    await waitFor('its Secret deleted', async () => (await standin.get(secretPath(failing.name))) === 404);
+    assert.equal(await standin.get(`/apis/batch/v1/namespaces/jobs/jobs/${failing.name}`), 200, 'the failed Job stays');
+
+    // a Role without secrets (an upgrade that kept the old one): the start fails, and its Job goes unrun
+    standin.secretsForbidden = true;
+    try {
+      const callId = ids();
+      const job = { id: ids(), type: 'recording', runner: 'mattermost/calls-recorder:v0.8.5', max_duration_sec: 60 };
+      const dir = mkdtempSync(join(jobDirs, 'job-'));
+      const env = { JOB_ID: job.id, JOB_TYPE: 'recording', JOB_DIR: dir, CALL_ID: callId, AUTH_TOKEN: 'bot' };
+      await assert.rejects(
+        runner.start({ job: job as unknown as JobRecord, env, dir, onOutput: () => undefined }),
+        /secrets is forbidden/,
+      );
+      assert.equal(await standin.get(`/apis/batch/v1/namespaces/jobs/jobs/calls-offloader-${job.id}`), 404);
+    } finally {
+      standin.secretsForbidden = false;
+    }
   });
 
   it('runs a job to its end: its log followed, output_data from the termination message (emptyDir), the Job removed after success', async () => {

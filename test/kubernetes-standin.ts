@@ -2,7 +2,10 @@
 // cluster runs here. It answers the endpoints the runner uses as the API server does (paths, list
 // and watch with resourceVersion, watch events as JSON lines, 410 Gone as an ERROR event once the
 // history is compacted, 409 on a name taken, 404 Status bodies, Foreground/Background deletion),
-// validates every Job it is given against the Kubernetes schemas (kubernetes-models), and runs each
+// validates every Job and Secret it is given against the Kubernetes schemas (kubernetes-models),
+// holds a suspended Job's pod until a JSON Patch resumes it, deletes a Job's owned Secrets with it
+// (the garbage collector), resolves env from secretKeyRef (a missing Secret or key leaves the
+// container waiting in CreateContainerConfigError, as the kubelet does), and runs each
 // pod's container as a local process: the image names a program (as the process runner maps them),
 // volume mounts become directories (a claim's subPath below `claimDir`, an emptyDir in a temp
 // directory; the env's mount paths are rewritten to them: a process cannot see /job), and the
@@ -19,6 +22,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Job as JobModel } from 'kubernetes-models/batch/v1/Job';
+import { Secret as SecretModel } from 'kubernetes-models/v1/Secret';
 import { loopbackCertificate } from './helpers.js';
 
 type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; spec?: any; status?: any };
@@ -36,6 +40,8 @@ export class KubernetesStandin {
   private server?: Server;
   private rv = 100;
   private readonly jobs = new Map<string, Obj>();
+  /** Secrets by namespace/name: `data` as sent (base64) */
+  readonly secrets = new Map<string, Obj & { data?: Record<string, string> }>();
   private readonly pods = new Map<string, Obj & { proc?: ChildProcess; log: Buffer[]; logWaiters: (() => void)[] }>();
   private history: Event[] = [];
   private readonly watchers = new Set<{ kind: 'Job' | 'Pod'; selector: Record<string, string>; res: ServerResponse }>();
@@ -113,6 +119,14 @@ export class KubernetesStandin {
   private createDelayMs = 0;
 
   /** The status of a GET on this server, for the tests (with its own CA). */
+  /** Refuses to create Secrets, as RBAC does for a Role without them. */
+  secretsForbidden = false;
+
+  /** A Job as the API server holds it (namespace/name). */
+  job(key: string): Obj | undefined {
+    return this.jobs.get(key);
+  }
+
   get(path: string): Promise<number> {
     return new Promise((resolve, reject) => {
       const req = httpsRequest(
@@ -149,9 +163,23 @@ export class KubernetesStandin {
       const job = this.jobs.get(key);
       if (!job) return this.status(res, 404, `jobs.batch "${name}" not found`, 'NotFound');
       if (req.method === 'GET') return json(res, 200, job);
+      if (req.method === 'PATCH') return this.patchJob(ns!, job, req.headers['content-type'], await body(req), res);
       if (req.method === 'DELETE') {
         const opts = JSON.parse((await body(req)) || '{}');
         this.deleteJob(key, Number(q.get('gracePeriodSeconds') ?? opts.gracePeriodSeconds ?? 30));
+        return this.status(res, 200, 'Success', undefined, 'Success');
+      }
+    }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/]+))?$/.exec(url.pathname))) {
+      const [, ns, name] = m;
+      if (req.method === 'POST' && !name && this.secretsForbidden)
+        return this.status(res, 403, `secrets is forbidden: cannot create resource "secrets" in "${ns}"`, 'Forbidden');
+      if (req.method === 'POST' && !name) return this.createSecret(ns!, JSON.parse(await body(req)), res);
+      const secret = this.secrets.get(`${ns}/${name}`);
+      if (!secret) return this.status(res, 404, `secrets "${name}" not found`, 'NotFound');
+      if (req.method === 'GET') return json(res, 200, secret);
+      if (req.method === 'DELETE') {
+        this.secrets.delete(`${ns}/${name}`);
         return this.status(res, 200, 'Success', undefined, 'Success');
       }
     }
@@ -196,11 +224,46 @@ export class KubernetesStandin {
       uid: randomBytes(8).toString('hex'),
       creationTimestamp: new Date().toISOString(),
     };
-    job.status = { active: 1 };
+    job.status = job.spec.suspend ? { conditions: [{ type: 'Suspended', status: 'True' }] } : { active: 1 };
     this.jobs.set(key, job);
     this.emit('Job', 'ADDED', job);
     json(res, 201, job);
-    this.runPod(ns, job);
+    if (!job.spec.suspend) this.runPod(ns, job);
+  }
+
+  /** JSON Patch (RFC 6902) replace and add, the one kind the runner sends; resuming a suspended Job starts its pod. */
+  private patchJob(ns: string, job: Obj, type: string | undefined, raw: string, res: ServerResponse): void {
+    if (type !== 'application/json-patch+json')
+      return this.status(res, 415, `the body of the request was in an unknown format: ${type}`, 'UnsupportedMediaType');
+    const suspended = job.spec.suspend === true;
+    for (const op of JSON.parse(raw) as { op: string; path: string; value: unknown }[]) {
+      const at = op.path.split('/').slice(1);
+      const parent = at.slice(0, -1).reduce((o: any, k) => o?.[k], job);
+      if (!['replace', 'add'].includes(op.op) || !parent || (op.op === 'replace' && !(at.at(-1)! in parent)))
+        return this.status(res, 422, `the patch cannot be applied: ${JSON.stringify(op)}`, 'Invalid');
+      parent[at.at(-1)!] = op.value;
+    }
+    this.emit('Job', 'MODIFIED', job);
+    json(res, 200, job);
+    if (suspended && job.spec.suspend === false) {
+      job.status = { active: 1 };
+      this.runPod(ns, job);
+    }
+  }
+
+  private createSecret(ns: string, secret: Obj & { data?: Record<string, string> }, res: ServerResponse): void {
+    try {
+      new SecretModel(secret as never).validate();
+    } catch (err) {
+      this.rejected.push((err as Error).message);
+      return this.status(res, 422, `Secret is invalid: ${(err as Error).message}`, 'Invalid');
+    }
+    const key = `${ns}/${secret.metadata.name}`;
+    if (this.secrets.has(key))
+      return this.status(res, 409, `secrets "${secret.metadata.name}" already exists`, 'AlreadyExists');
+    secret.metadata = { ...secret.metadata, namespace: ns, uid: randomBytes(8).toString('hex') };
+    this.secrets.set(key, secret);
+    json(res, 201, secret);
   }
 
   /** The job controller and the kubelet in one: a pod, its container run as a process. */
@@ -248,7 +311,22 @@ export class KubernetesStandin {
       PATH: process.env.PATH ?? '',
       TEST_JOB_CONTROL_DIR: process.env.TEST_JOB_CONTROL_DIR ?? '',
     };
-    for (const e of container.env ?? []) env[e.name] = local(e.value);
+    for (const e of container.env ?? []) {
+      const ref = e.valueFrom?.secretKeyRef;
+      const data = ref && this.secrets.get(`${ns}/${ref.name}`)?.data;
+      if (ref && data?.[ref.key] === undefined) {
+        const message = data
+          ? `couldn't find key ${ref.key} in Secret ${ns}/${ref.name}`
+          : `secret "${ref.name}" not found`;
+        pod.status = {
+          phase: 'Pending',
+          containerStatuses: [{ name: 'job', state: { waiting: { reason: 'CreateContainerConfigError', message } } }],
+        };
+        this.emit('Pod', 'MODIFIED', pod);
+        return;
+      }
+      env[e.name] = ref ? Buffer.from(data![ref.key]!, 'base64').toString() : local(e.value);
+    }
     // A node's log reaches the API server a moment after the container's state does (the kubelet
     // reads it from the runtime's files): what the program wrote last comes after its end.
     const wakeLog = () =>
@@ -345,6 +423,10 @@ export class KubernetesStandin {
       if (pod.metadata.labels['job-name'] === job.metadata.name) this.deletePod(podKey, graceSec);
     this.jobs.delete(key);
     this.emit('Job', 'DELETED', job);
+    // the garbage collector: what the Job owned goes with it
+    for (const [secretKey, secret] of this.secrets)
+      if (secret.metadata.ownerReferences?.some((o: { uid: string }) => o.uid === job.metadata.uid))
+        this.secrets.delete(secretKey);
   }
 
   private emit(kind: 'Job' | 'Pod', type: Event['type'], object: Obj): void {

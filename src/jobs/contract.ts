@@ -27,6 +27,9 @@ export const JOB_ENV = {
 
 export const reservedEnv: ReadonlySet<string> = new Set(Object.values(JOB_ENV));
 
+/** The job's tokens among its environment: the Calls bot's (input auth_token) and the bundled SFU's. */
+export const tokenEnv: ReadonlySet<string> = new Set(['AUTH_TOKEN', JOB_ENV.sfuToken]);
+
 /** The argument that asks a program to salvage what a crashed run left in its directory. */
 export const RECOVER_ARG = '--recover';
 

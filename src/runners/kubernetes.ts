@@ -4,12 +4,28 @@
 // SIGKILL deletes it at once. The watch resumes from the last resourceVersion it saw, and after a
 // 410 Gone from a fresh list. The job's directory is a subPath of a ReadWriteMany claim the workers
 // mount too (JOBS_KUBERNETES_PERSISTENTVOLUMECLAIMNAME), or an emptyDir whose output.json comes
-// back as the container's termination message.
+// back as the container's termination message. The job's tokens are not in the Job: whoever may
+// read Jobs in the namespace would read them for as long as a failed Job is kept
+// (ttlSecondsAfterFinished). They are in a Secret of the Job's name, owned by the Job (so that
+// Kubernetes deletes it with the Job whatever happens to the worker), which the pod reads them from
+// and the worker deletes as soon as the pod has ended. The Job is created suspended, the Secret
+// then with the Job's uid, and the Job resumed: no pod starts before its Secret exists, and no
+// Secret exists without its owner.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { BatchV1Api, CoreV1Api, KubeConfig, Log, type V1Job, type V1Pod, Watch } from '@kubernetes/client-node';
-import { EXIT, JOB_ENV, OUTPUT_FILE, RECOVER_ARG } from '../jobs/contract.js';
+import {
+  BatchV1Api,
+  CoreV1Api,
+  KubeConfig,
+  Log,
+  type V1EnvVar,
+  type V1Job,
+  type V1Pod,
+  type V1Secret,
+  Watch,
+} from '@kubernetes/client-node';
+import { EXIT, JOB_ENV, OUTPUT_FILE, RECOVER_ARG, tokenEnv } from '../jobs/contract.js';
 import { imageNameOf } from '../jobs/runner-image.js';
 import type { JobType } from '../jobs/schema.js';
 import {
@@ -83,18 +99,40 @@ export class KubernetesRunner implements Runner {
     return this.opts.images[imageName] ? null : `the kubernetes runner has no image for ${imageName} (JOBS_JOBIMAGES)`;
   }
 
+  private labels(spec: StartSpec): Record<string, string> {
+    const { job } = spec;
+    return { [K8S_LABELS.service]: this.opts.service, [K8S_LABELS.job]: job.id, [K8S_LABELS.type]: job.type };
+  }
+
+  /** The Secret holding a run's tokens, named as its Job; none when the job has none. */
+  secretObject(spec: StartSpec, name: string): V1Secret | undefined {
+    const tokens = Object.entries(spec.env).filter(([n]) => tokenEnv.has(n));
+    if (!tokens.length) return undefined;
+    return {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace: this.opts.namespace, labels: this.labels(spec) },
+      type: 'Opaque',
+      immutable: true,
+      data: Object.fromEntries(tokens.map(([n, v]) => [n, Buffer.from(v).toString('base64')])),
+    };
+  }
+
   /** The Job this runner makes for a run: exported for the tests that validate it against the schemas. */
-  jobObject(spec: StartSpec, name: string): V1Job {
+  jobObject(spec: StartSpec, name: string, suspend = false): V1Job {
     const { job } = spec;
     const image = this.opts.images[imageNameOf(job.runner)]!;
-    const labels = { [K8S_LABELS.service]: this.opts.service, [K8S_LABELS.job]: job.id, [K8S_LABELS.type]: job.type };
+    const labels = this.labels(spec);
     const subPath = this.opts.claimName ? relativeTo(this.opts.dataDir, spec.dir) : undefined;
     const env = { ...spec.env, [JOB_ENV.dir]: IN_POD.dir, [JOB_ENV.artifacts]: IN_POD.artifacts };
+    const envVar = ([n, value]: [string, string]): V1EnvVar =>
+      tokenEnv.has(n) ? { name: n, valueFrom: { secretKeyRef: { name, key: n } } } : { name: n, value };
     return {
       apiVersion: 'batch/v1',
       kind: 'Job',
       metadata: { name, namespace: this.opts.namespace, labels },
       spec: {
+        ...(suspend ? { suspend } : {}),
         backoffLimit: 0,
         activeDeadlineSeconds: job.max_duration_sec + this.opts.deadlineMarginSec,
         ttlSecondsAfterFinished: this.opts.ttlSecondsAfterFinished,
@@ -124,7 +162,7 @@ export class KubernetesRunner implements Runner {
                 name: 'job',
                 image,
                 ...(spec.args?.length ? { args: spec.args } : {}),
-                env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
+                env: Object.entries(env).map(envVar),
                 ...(this.opts.resources?.[job.type] ? { resources: this.opts.resources[job.type] as never } : {}),
                 workingDir: IN_POD.dir,
                 terminationMessagePath: `${IN_POD.dir}/${OUTPUT_FILE}`,
@@ -159,7 +197,25 @@ export class KubernetesRunner implements Runner {
     const name = `calls-offloader-${spec.job.id}${spec.args?.includes(RECOVER_ARG) ? '-recover' : ''}`;
     const namespace = this.opts.namespace;
     await this.clearLeftover(name);
-    await this.batch.createNamespacedJob({ namespace, body: this.jobObject(spec, name) });
+    const secret = this.secretObject(spec, name);
+    const created = await this.batch.createNamespacedJob({ namespace, body: this.jobObject(spec, name, !!secret) });
+    if (secret) {
+      const owner = { apiVersion: 'batch/v1', kind: 'Job', name, uid: created.metadata!.uid! };
+      try {
+        await this.core.createNamespacedSecret({
+          namespace,
+          body: { ...secret, metadata: { ...secret.metadata, ownerReferences: [owner] } },
+        });
+        await this.batch.patchNamespacedJob({
+          name,
+          namespace,
+          body: [{ op: 'replace', path: '/spec/suspend', value: false }],
+        });
+      } catch (err) {
+        await this.remove(name);
+        throw err;
+      }
+    }
 
     let pod: string | undefined;
     /** the pod's log, followed once its container runs: resolves when the log has ended */
@@ -202,6 +258,7 @@ export class KubernetesRunner implements Runner {
     const finish = (code: number, message?: string, why?: string): void => {
       done = true;
       watch?.abort();
+      if (secret) void this.removeSecret(name); // the pod has ended: nothing needs the tokens now
       // the log's last lines (a failure's reason among them) may come after the pod's end
       const logEnded = Promise.race([followed, new Promise((r) => setTimeout(r, LOG_END_WAIT_MS))]);
       void logEnded
@@ -275,7 +332,7 @@ export class KubernetesRunner implements Runner {
 
   /**
    * Ends the Jobs of this service whose job no live worker supervises: their pods get SIGTERM.
-   * Returns their job ids.
+   * Returns their job ids. (Their Secrets go with them: a Job owns its Secret.)
    */
   async reconcile(decide: Reconcile): Promise<string[]> {
     const list = await this.batch.listNamespacedJob({
@@ -332,10 +389,16 @@ export class KubernetesRunner implements Runner {
         () => true,
         () => false,
       );
+    // its Secret goes with it, but Kubernetes' collector may take a while: the name is needed now
+    await this.removeSecret(name);
     if (!(await exists())) return;
     await this.remove(name);
     const until = Date.now() + LEFTOVER_WAIT_MS;
     while ((await exists()) && Date.now() < until) await new Promise((r) => setTimeout(r, 250));
+  }
+
+  private async removeSecret(name: string): Promise<void> {
+    await this.core.deleteNamespacedSecret({ name, namespace: this.opts.namespace }).catch(() => undefined);
   }
 
   private async remove(name: string): Promise<void> {
