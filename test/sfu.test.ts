@@ -8,7 +8,7 @@ import { type RTCDataChannel, type RTCPeerConnection, RtpHeader, RtpPacket } fro
 import { WebSocket } from 'ws';
 import { connect } from 'node:net';
 import { encode } from '@msgpack/msgpack';
-import { DcType, encodeDc, packSdp } from '../src/sfu/protocol/wire.js';
+import { DcType, decodeDc, encodeDc, packSdp } from '../src/sfu/protocol/wire.js';
 import { Sfu, type SfuOptions } from '../src/sfu/server/server.js';
 import { addressOwner, peerAddress, subnets } from '../src/sfu/server/peer-address.js';
 import { counters, MAX_TRACK_BYTES_PER_SEC } from '../src/sfu/server/track.js';
@@ -959,6 +959,57 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
       await mallory.publish('mic');
       await waitFor('bob sees mallory publish', () => [...bob.participants.values()].some((p) => p.tracks.mic));
     } finally {
+      bob.leave();
+      mallory.leave();
+    }
+  });
+
+  it("one participant unpublishing and publishing without pause does not keep another's signalling lock from it", async () => {
+    const { join, mallory, inside } = await dcClient();
+    await mallory.publish('mic');
+    const bob = join('bob');
+    let stop = false;
+    try {
+      await bob.join();
+      await waitFor('bob sees mallory publish', () => [...bob.participants.values()].some((p) => p.tracks.mic));
+      // mallory's voice section goes inactive and back, each offer sent when the last is answered
+      // (the plugin's rate lets 100 through at once, then 10 a second): each time the SFU offers
+      // bob the track's removal or its return
+      const answers: (() => void)[] = [];
+      inside.socket.on('signal', (d) => String(d.data).includes('"answer"') && answers.shift()?.());
+      const { sdp } = await inside.peer.pc.createOffer();
+      const inactive = sdp.replace(/a=sendonly/g, 'a=inactive');
+      assert.notEqual(inactive, sdp);
+      let toggles = 0;
+      const toggling = (async () => {
+        for (; !stop && toggles < 1000; toggles++) {
+          const answered = new Promise<void>((r) => answers.push(r));
+          const description = { type: 'offer' as const, sdp: toggles % 2 ? sdp : inactive };
+          inside.peer.dc.send(Buffer.from(encodeDc({ type: DcType.SDP, description })));
+          await Promise.race([answered, new Promise((r) => setTimeout(r, 1000))]);
+        }
+      })();
+      const bobSide = bob as unknown as { socket: CallsSocket; peer: { dc: RTCDataChannel } };
+      let offersToBob = 0;
+      bobSide.socket.on('signal', (d) => String(d.data).includes('"offer"') && offersToBob++);
+      await waitFor('the SFU offering bob changes', () => offersToBob >= 5, 30_000);
+      let refused = 0;
+      bobSide.peer.dc.onMessage.subscribe((data) => {
+        if (typeof data === 'string') return;
+        const m = decodeDc(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        if (m.type === DcType.Lock && m.granted === false) refused++;
+      });
+      const before = toggles;
+      await bob.publish('mic'); // asks for the lock, again 100 ms after each refusal, for 5 s
+      assert.ok(toggles > before && toggles < 1000, 'mallory went on meanwhile');
+      // Before, the SFU's offers to bob followed one another and he was refused 104-109 times in
+      // three runs (over 10 s: a browser, which gives up after 5 s, would not have published);
+      // now his turn comes after the offer he was refused in (once in three runs).
+      assert.ok(refused <= 5, `bob was refused the lock ${refused} times`);
+      stop = true;
+      await toggling;
+    } finally {
+      stop = true;
       bob.leave();
       mallory.leave();
     }

@@ -30,6 +30,12 @@ const VOICE_ON_PACKETS = 5;
 const VOICE_OFF_MS = 600;
 /** rtcd waits this long for an answer to its offer. */
 const ANSWER_TIMEOUT_MS = 10_000;
+/**
+ * How long the SFU waits, after an offer of its own, for a client it refused the lock to ask again
+ * before it offers once more: clients ask again 50 ms (calls-common) or 100 ms (rtcd's Go client)
+ * after a refusal, and the SFU's rounds follow one another as fast as others' tracks come and go.
+ */
+const CLIENT_TURN_MS = 300;
 /** Media sections an offer may hold: four published tracks and the data channel, with room for renegotiations. */
 const MAX_MEDIA_SECTIONS = 32;
 /**
@@ -88,6 +94,8 @@ export class RtcSession {
   /** the SFU's offers in a row that got no answer it could apply */
   private unansweredOffers = 0;
   private lock: 'client' | 'server' | null = null;
+  /** the client was refused the lock during an offer of the SFU's: its turn comes next */
+  private clientRefused = false;
   private negotiating = false;
   private renegotiate = false;
   /** SDP work one step at a time: werift's state must not change under an offer being made */
@@ -247,6 +255,7 @@ export class RtcSession {
       case DcType.Lock: {
         const granted = this.lock === null;
         if (granted) this.holdLock('client');
+        else if (this.lock === 'server') this.clientRefused = true;
         return this.sendDc({ type: DcType.Lock, granted });
       }
       case DcType.Unlock:
@@ -347,6 +356,13 @@ export class RtcSession {
   }
 
   private async negotiationRound(): Promise<void> {
+    // A client refused the lock during the last round asks again in a moment: it goes first.
+    // Without this the SFU's rounds, one after the other while someone else publishes and
+    // unpublishes without pause, left it a lock that was never free when it asked (measured: a
+    // publish that waited 10 s for it).
+    const turnEnds = this.clientRefused ? Date.now() + CLIENT_TURN_MS : 0;
+    this.clientRefused = false;
+    while (!this.closed && this.lock === null && Date.now() < turnEnds) await new Promise((r) => setTimeout(r, 25));
     // The client's first offer opens the connection; then wait for its lock to be released.
     while (!this.closed && (!this.pc.remoteDescription || this.lock === 'client'))
       await new Promise((r) => setTimeout(r, 25));
