@@ -10,7 +10,8 @@
 // in the clear; a lost bind of an ICE port ending the process; SCTP holding whatever a peer sends;
 // SCTP packets and data-channel messages ending the process; data channels and candidates without
 // bound; RTCP read past its packet, NACKs without serial arithmetic, NACKs answered without bound,
-// TWCC feedback claiming packets it has no deltas for; SRTP state for any number of streams)
+// TWCC feedback claiming packets it has no deltas for; SRTP state for any number of streams; ICE
+// passwords of every restart)
 // are checked last, on both: released werift must show the hole, the patched one not.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -841,4 +842,19 @@ test('a peer opens at most 64 data channels, and names at most 128 ICE candidate
   };
   assert.deepEqual(await bounds(released), { channels: 100, repeated: 10, candidates: 210 });
   assert.deepEqual(await bounds(patched), { channels: 64, repeated: 1, candidates: 128 });
+});
+
+test('ICE restarts: a peer restarting with every offer leaves the passwords of 4 generations, not of each', async () => {
+  const history = async (w: Werift) => {
+    const ice = new w.Connection(false, {});
+    try {
+      for (let i = 0; i < 100; i++) await ice.restart(); // and one by the constructor
+      const kept = (ice as unknown as { userHistory: Record<string, string> }).userHistory;
+      return { generations: Object.keys(kept).length, current: kept[ice.localUsername] === ice.localPassword };
+    } finally {
+      await ice.close();
+    }
+  };
+  assert.deepEqual(await history(released), { generations: 101, current: true });
+  assert.deepEqual(await history(patched), { generations: 4, current: true });
 });
