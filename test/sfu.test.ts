@@ -826,7 +826,10 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     await waitFor('two errors', () => mallory.events('error')[1]);
     assert.deepEqual(
       mallory.events('error').map((e) => e.data!.data),
-      ['an offer must bundle all its media sections in one BUNDLE group', 'an offer holds at most 32 media sections'],
+      [
+        'an offer must bundle all its media sections in one BUNDLE group',
+        'an offer adds at most 32 media sections to the 0 negotiated before',
+      ],
     );
     mallory.ws.close();
     await waitFor('mallory gone', () => sfu.participantCount === 0, 30_000);
@@ -1012,6 +1015,40 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
       stop = true;
       bob.leave();
       mallory.leave();
+    }
+  });
+
+  it('a call of more publishers than a client may add media sections: everyone publishes, a late joiner too', async () => {
+    // Each publisher's offer holds a section for every track the SFU forwards it, and werift
+    // repeats its candidates in each. Before, an offer held at most 32 sections and 64 candidates
+    // in all: the 31st publisher could not publish ("no answer to our offer within 10 s").
+    const call = callId();
+    const people: HeadlessParticipant[] = [];
+    try {
+      for (let i = 0; i < 33; i++) {
+        const p = new HeadlessParticipant({
+          siteUrl: url,
+          callId: call,
+          subscribe: 'none',
+          token: token(call, `p${i}`),
+        });
+        people.push(p);
+        await p.join();
+        await p.publish('mic');
+      }
+      const late = new HeadlessParticipant({ siteUrl: url, callId: call, token: token(call, 'late') });
+      people.push(late);
+      const from = new Set<string>();
+      late.on('track', (t) => from.add(t.participant.userId));
+      await late.join();
+      await waitFor('the late joiner receiving all 33', () => from.size === 33, 120_000);
+      await late.publish('mic');
+      const first = people[0]!;
+      await waitFor('the first publisher seeing the late one publish', () =>
+        [...first.participants.values()].some((p) => p.userId === 'late' && p.tracks.mic),
+      );
+    } finally {
+      for (const p of people) p.leave();
     }
   });
 

@@ -36,8 +36,12 @@ const ANSWER_TIMEOUT_MS = 10_000;
  * after a refusal, and the SFU's rounds follow one another as fast as others' tracks come and go.
  */
 const CLIENT_TURN_MS = 300;
-/** Media sections an offer may hold: four published tracks and the data channel, with room for renegotiations. */
-const MAX_MEDIA_SECTIONS = 32;
+/**
+ * Media sections a client's offer may add to those negotiated before (the SFU's own, one per track
+ * it forwards, which a call of many publishers has by the dozen): four published tracks and the
+ * data channel, with room for renegotiations.
+ */
+const MAX_NEW_SECTIONS = 32;
 /**
  * Remote candidates an offer or answer may hold, and a session may trickle in all (each a pair
  * werift checks with STUN, to an address the client names): a browser gathers a handful per
@@ -181,6 +185,7 @@ export class RtcSession {
       const inactive = checkOffer(
         offer.sdp,
         live.flatMap((t) => (t.mid ? [t.mid] : [])),
+        this.pc.getTransceivers().length + (this.pc.sctpTransport ? 1 : 0),
       );
       await this.pc.setRemoteDescription(offer);
       for (const [type, track] of this.tracks) if (inactive.has(track.mid)) this.unpublish(type);
@@ -463,12 +468,13 @@ export class RtcSession {
  * The mids a client's offer marks inactive or receive-only (tracks the client stopped sending),
  * after refusing an offer werift would take at the cost of more than one transport: every media
  * section it accepts (port not 0) must be in one BUNDLE group (werift gives each section outside it
- * an ICE transport and sockets of its own, whatever the bundle policy). Sections are bounded, and
+ * an ICE transport and sockets of its own, whatever the bundle policy). Sections past the
+ * `negotiated` ones (the SFU's, however many, and the client's) are bounded, and
  * every live mid negotiated before (`known`) is still there, as JSEP has it: werift made a transceiver
  * for each new mid and stopped none, so offers of new mids alone grew the session without end.
  * Browsers and werift clients bundle everything.
  */
-function checkOffer(sdp: string, known: string[]): Set<string> {
+function checkOffer(sdp: string, known: string[], negotiated: number): Set<string> {
   const groups: string[][] = [];
   const sections: { port: string; mid?: string; inactive?: boolean }[] = [];
   for (const line of sdp.split(/\r?\n/)) {
@@ -478,8 +484,10 @@ function checkOffer(sdp: string, known: string[]): Set<string> {
     else if (/^a=(inactive|recvonly)\s*$/.test(line) && section) section.inactive = true;
     else if (line.startsWith('a=group:BUNDLE')) groups.push(line.split(' ').slice(1));
   }
-  if (sections.length > MAX_MEDIA_SECTIONS)
-    throw new ProtocolError(`an offer holds at most ${MAX_MEDIA_SECTIONS} media sections`);
+  if (sections.length > negotiated + MAX_NEW_SECTIONS)
+    throw new ProtocolError(
+      `an offer adds at most ${MAX_NEW_SECTIONS} media sections to the ${negotiated} negotiated before`,
+    );
   const bundled = groups.length === 1 ? new Set(groups[0]) : new Set<string>();
   if (sections.some((m) => m.port !== '0' && (m.mid === undefined || !bundled.has(m.mid))))
     throw new ProtocolError('an offer must bundle all its media sections in one BUNDLE group');
@@ -496,11 +504,12 @@ function checkOffer(sdp: string, known: string[]): Set<string> {
  */
 function remoteSdp(description: SessionDescription): SessionDescription {
   const kept: string[] = [];
-  let candidates = 0;
+  // a bundled description may repeat its candidates in every section: each counts once
+  const candidates = new Set<string>();
   for (const line of description.sdp.split(/\r?\n/)) {
     if (line.startsWith('a=rid:') || line.startsWith('a=simulcast:')) continue;
     if (line.startsWith('a=candidate:')) {
-      if (++candidates > MAX_SDP_CANDIDATES)
+      if (candidates.add(line).size > MAX_SDP_CANDIDATES)
         throw new ProtocolError(`an ${description.type} holds at most ${MAX_SDP_CANDIDATES} candidates`);
       if (HOST_NAMED.test(line)) continue;
     }
