@@ -116,7 +116,7 @@ describe('deployment files', () => {
       policy: { authenticate: () => null },
       log: createLogger(testConfig(), 'sfu'),
     });
-    collect(sfu.metrics());
+    collect(await sfu.metrics());
     const asked = dashboard.panels.flatMap((p) =>
       p.targets.flatMap((t) => t.expr.match(/calls_offloader_[a-z_]+/g) ?? []),
     );

@@ -209,6 +209,12 @@ describe('sfu', () => {
     const bound = MAX_TRACK_BYTES_PER_SEC.audio * (1 + seconds);
     assert.ok(passed * 1100 <= bound, `${passed} packets of the flood reached bob in ${seconds.toFixed(1)} s`);
     assert.ok(counters.dropped - dropped >= 3000 - bound / 1100 - 1000, `${counters.dropped - dropped} dropped`);
+    // and Prometheus sees them, with the call's two sessions
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(metrics, new RegExp(`^calls_offloader_sfu_rtp_packets_dropped_total ${counters.dropped}$`, 'm'));
+    assert.match(metrics, /^# TYPE calls_offloader_sfu_rtp_packets_dropped_total counter$/m);
+    assert.match(metrics, new RegExp(`^calls_offloader_sfu_participants ${sfu.participantCount}$`, 'm'));
+    assert.ok(sfu.participantCount >= 2);
     assert.ok((await speak(660)) >= 40, 'what follows the flood is forwarded');
     alice.leave();
     bob.leave();

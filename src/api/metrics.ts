@@ -1,7 +1,7 @@
-// Prometheus metrics. Request latency is per process (prom-client); job counts, outcomes,
+// Prometheus metrics, through prom-client. Request latency is per process; job counts, outcomes,
 // durations, queue depth and running jobs are read from Redis at scrape time, so every API
 // instance reports the same cluster-wide numbers (aggregate with max(), not sum(), across instances).
-import { Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
 import { jobTypes } from '../jobs/schema.js';
 import { durationBuckets, type JobStore } from '../store/jobs.js';
@@ -24,6 +24,7 @@ export class Metrics {
     private readonly queues: Queues,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: `${NS}_` });
+    this.registerJobMetrics();
   }
 
   /** Times every request by its route pattern (not its URL: ids would explode the label set). */
@@ -37,57 +38,88 @@ export class Metrics {
     });
   }
 
+  /** The exposition text (its content type: `registry.contentType`). */
   async render(): Promise<string> {
-    return (await this.registry.metrics()) + (await this.jobMetrics());
+    return this.registry.metrics();
   }
 
-  private async jobMetrics(): Promise<string> {
+  /** Job counts, outcomes, durations, queue depth and running jobs, read from Redis at each scrape. */
+  private registerJobMetrics(): void {
     const { redis, keys } = this.store;
-    const lines: string[] = [];
-    const family = (name: string, type: string, help: string) =>
-      lines.push(`# HELP ${NS}_${name} ${help}`, `# TYPE ${NS}_${name} ${type}`);
-
-    family('jobs_total', 'counter', 'Finished jobs by type and outcome');
-    const outcomes = await redis.hgetall(keys.outcomes);
-    for (const [k, v] of Object.entries(outcomes)) {
-      const [type, outcome] = k.split('|');
-      lines.push(`${NS}_jobs_total{type="${type}",outcome="${outcome}"} ${v}`);
-    }
-
-    family(
-      'caption_windows_total',
-      'counter',
-      'Live caption windows of finished jobs: captioned, dropped because recognition fell behind, or empty (no words)',
-    );
-    const captions = await redis.hgetall(keys.captions);
-    for (const outcome of ['captioned', 'dropped', 'empty'])
-      lines.push(`${NS}_caption_windows_total{outcome="${outcome}"} ${captions[outcome] ?? 0}`);
-
-    family('jobs_running', 'gauge', 'Jobs holding a job slot (starting, running or stopping)');
-    const running = await redis.zrange(keys.slots, '0', '-1');
-    const pipe = redis.pipeline();
-    for (const id of running) pipe.hget(keys.job(id), 'type');
-    const types = running.length ? ((await pipe.exec()) ?? []).map(([, type]) => type) : [];
-    for (const t of jobTypes) lines.push(`${NS}_jobs_running{type="${t}"} ${types.filter((x) => x === t).length}`);
-
-    family('queue_jobs', 'gauge', 'BullMQ queue depth by state');
-    for (const t of jobTypes) {
-      const counts = await this.queues[t].getJobCounts('wait', 'delayed', 'active');
-      for (const [state, n] of Object.entries(counts))
-        lines.push(`${NS}_queue_jobs{type="${t}",state="${state}"} ${n}`);
-    }
-
-    family('job_duration_seconds', 'histogram', 'Time from start to end of finished jobs');
-    for (const t of jobTypes) {
-      const h = await redis.hgetall(keys.durations(t));
-      for (const le of [...durationBuckets.map(String), '+Inf']) {
-        lines.push(`${NS}_job_duration_seconds_bucket{type="${t}",le="${le}"} ${h[le] ?? 0}`);
-      }
-      lines.push(
-        `${NS}_job_duration_seconds_sum{type="${t}"} ${h.sum ?? 0}`,
-        `${NS}_job_duration_seconds_count{type="${t}"} ${h['+Inf'] ?? 0}`,
-      );
-    }
-    return `${lines.join('\n')}\n`;
+    const registers = [this.registry];
+    new Counter({
+      name: `${NS}_jobs_total`,
+      help: 'Finished jobs by type and outcome',
+      labelNames: ['type', 'outcome'],
+      registers,
+      async collect() {
+        const outcomes = await redis.hgetall(keys.outcomes);
+        this.reset();
+        for (const [k, v] of Object.entries(outcomes)) {
+          const [type, outcome] = k.split('|');
+          this.inc({ type, outcome }, Number(v));
+        }
+      },
+    });
+    new Counter({
+      name: `${NS}_caption_windows_total`,
+      help: 'Live caption windows of finished jobs: captioned, dropped because recognition fell behind, or empty (no words)',
+      labelNames: ['outcome'],
+      registers,
+      async collect() {
+        const captions = await redis.hgetall(keys.captions);
+        this.reset();
+        for (const outcome of ['captioned', 'dropped', 'empty']) this.inc({ outcome }, Number(captions[outcome] ?? 0));
+      },
+    });
+    new Gauge({
+      name: `${NS}_jobs_running`,
+      help: 'Jobs holding a job slot (starting, running or stopping)',
+      labelNames: ['type'],
+      registers,
+      async collect() {
+        const running = await redis.zrange(keys.slots, '0', '-1');
+        const pipe = redis.pipeline();
+        for (const id of running) pipe.hget(keys.job(id), 'type');
+        const types = running.length ? ((await pipe.exec()) ?? []).map(([, type]) => type) : [];
+        for (const type of jobTypes) this.set({ type }, types.filter((x) => x === type).length);
+      },
+    });
+    const queues = this.queues;
+    new Gauge({
+      name: `${NS}_queue_jobs`,
+      help: 'BullMQ queue depth by state',
+      labelNames: ['type', 'state'],
+      registers,
+      async collect() {
+        for (const type of jobTypes) {
+          const counts = await queues[type].getJobCounts('wait', 'delayed', 'active');
+          for (const [state, n] of Object.entries(counts)) this.set({ type, state }, n);
+        }
+      },
+    });
+    // A histogram kept whole in Redis (each worker counts its jobs' durations there) has no
+    // prom-client class to load it into: prom-client renders any metric that gives its values.
+    const durations = {
+      name: `${NS}_job_duration_seconds`,
+      help: 'Time from start to end of finished jobs',
+      type: 'histogram',
+      aggregator: 'sum',
+      reset: () => undefined,
+      async get() {
+        const values = [];
+        for (const type of jobTypes) {
+          const h = await redis.hgetall(keys.durations(type));
+          for (const le of [...durationBuckets.map(String), '+Inf'])
+            values.push({ metricName: `${this.name}_bucket`, labels: { type, le }, value: Number(h[le] ?? 0) });
+          values.push(
+            { metricName: `${this.name}_sum`, labels: { type }, value: Number(h.sum ?? 0) },
+            { metricName: `${this.name}_count`, labels: { type }, value: Number(h['+Inf'] ?? 0) },
+          );
+        }
+        return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+      },
+    };
+    this.registry.registerMetric(durations as unknown as Metric);
   }
 }

@@ -76,7 +76,7 @@ export function systemRoutes(app: FastifyInstance, redis: Redis, metrics: Metric
       config: open,
       schema: { summary: 'Prometheus metrics', tags: ['system'], produces: ['text/plain'] },
     },
-    async (_request, reply) => reply.type('text/plain; version=0.0.4').send(await metrics.render()),
+    async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.render()),
   );
 
   app.get(

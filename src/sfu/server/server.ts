@@ -17,7 +17,7 @@ import { type Identity, WsConnection } from './connection.js';
 import { addressOwner, peerAddress } from './peer-address.js';
 import { RateLimiter } from '../../rate-limiter.js';
 import type { RtcSession } from './session.js';
-import { counters } from './track.js';
+import { sfuMetrics } from './metrics.js';
 
 export interface CallsPolicy {
   /** Who holds this token (Bearer on the upgrade, or `authentication_challenge`); null refuses it. */
@@ -86,6 +86,7 @@ export class Sfu {
   private readonly requests = new RateLimiter(PLUGIN_RATE.perSec, PLUGIN_RATE.burst);
   private readonly http: Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  private readonly registry = sfuMetrics({ calls: () => this.calls.size, participants: () => this.participantCount });
   /** half-open sockets (a peer gone without a close) are found by pings and cut */
   private readonly heartbeat: NodeJS.Timeout;
 
@@ -117,23 +118,8 @@ export class Sfu {
   }
 
   /** Prometheus text: calls, sessions, packets received, forwarded and dropped past a track's bound. */
-  metrics(): string {
-    const ns = 'calls_offloader_sfu';
-    return [
-      `# TYPE ${ns}_calls gauge`,
-      `${ns}_calls ${this.calls.size}`,
-      `# TYPE ${ns}_participants gauge`,
-      `${ns}_participants ${this.participantCount}`,
-      `# TYPE ${ns}_rtp_packets_received_total counter`,
-      `${ns}_rtp_packets_received_total ${counters.received}`,
-      `# TYPE ${ns}_rtp_packets_forwarded_total counter`,
-      `${ns}_rtp_packets_forwarded_total ${counters.forwarded}`,
-      `# TYPE ${ns}_rtp_packets_dropped_total counter`,
-      `${ns}_rtp_packets_dropped_total ${counters.dropped}`,
-      `# TYPE ${ns}_keyframe_requests_total counter`,
-      `${ns}_keyframe_requests_total ${counters.keyframeRequests}`,
-      '',
-    ].join('\n');
+  metrics(): Promise<string> {
+    return this.registry.metrics();
   }
 
   async close(): Promise<void> {
@@ -209,7 +195,7 @@ export class Sfu {
   private async serveHttp(path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (path === '/healthz')
       return send(res, 200, 'application/json', JSON.stringify({ status: 'ok', calls: this.calls.size }));
-    if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4', this.metrics());
+    if (path === '/metrics') return send(res, 200, this.registry.contentType, await this.metrics());
     // Browsers ask this before deciding on data-channel locking; rtcd_version ≥ 1.1.0 has it.
     if (path === '/plugins/com.mattermost.calls/version')
       return send(res, 200, 'application/json', JSON.stringify({ version: '1.12.0', rtcd_version: '1.2.6' }));
