@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { ConfigError, loadConfig, sfuBaseUrl, unknownVariables, variables, type Config } from './config.js';
-import { mintToken, roles, type Role } from './sfu/token.js';
+import { callPageUrl, mintToken, roles, type Role } from './sfu/token.js';
 import { createLogger, type Logger } from './log.js';
 import { createServices, startApiInstance, startSfuInstance, startWorkerInstance } from './services.js';
 import { buildServer } from './api/server.js';
@@ -124,7 +124,7 @@ async function printToken(config: Config, log: Logger, args: string[]): Promise<
   const services = createServices(config, log);
   try {
     const token = mintToken(await services.tokenSecret(), { call, user, name, role, ttlSec: ttl });
-    process.stdout.write(`${sfuBaseUrl(config)}/call/${call}?token=${encodeURIComponent(token)}\n`);
+    process.stdout.write(`${callPageUrl(sfuBaseUrl(config), call, token)}\n`);
   } finally {
     await services.close();
   }

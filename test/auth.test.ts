@@ -164,7 +164,7 @@ describe('auth with self-registration on', () => {
     const owner = basic(ids());
     const r = await call(api.url, 'POST', `/calls/${callId}/tokens`, owner, body);
     assert.equal(r.status, 200);
-    assert.equal(r.json.url, `http://127.0.0.1:4546/call/${callId}?token=${encodeURIComponent(r.json.token)}`);
+    assert.equal(r.json.url, `http://127.0.0.1:4546/call/${callId}#token=${encodeURIComponent(r.json.token)}`);
     const claims = verifyToken(await api.services.tokenSecret(), r.json.token, callId);
     assert.deepEqual([claims.user, claims.name, claims.role], ['alice', 'Alice', 'participant']);
     assert.ok(claims.exp * 1000 - Date.now() <= 600_000);

@@ -256,7 +256,7 @@ describe('calls-offloader CLI', () => {
       const ann = new HeadlessParticipant({
         siteUrl: link.origin,
         callId: 'c'.repeat(26),
-        token: link.searchParams.get('token')!,
+        token: new URLSearchParams(link.hash.slice(1)).get('token')!, // in the fragment: no server sees it
       });
       const me = await ann.join();
       const { stdout: second } = await run(
@@ -267,7 +267,7 @@ describe('calls-offloader CLI', () => {
       const bob = new HeadlessParticipant({
         siteUrl: link.origin,
         callId: 'c'.repeat(26),
-        token: new URL(second.trim()).searchParams.get('token')!,
+        token: new URLSearchParams(new URL(second.trim()).hash.slice(1)).get('token')!,
       });
       await bob.join();
       assert.equal(bob.participants.get(me.sessionId)?.userId, 'ann', 'the call has ann in it, as her token says');

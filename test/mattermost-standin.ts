@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { createLogger } from '../src/log.js';
 import { Sfu } from '../src/sfu/server/server.js';
 import type { Identity } from '../src/sfu/server/connection.js';
-import { mintToken, verifyToken } from '../src/sfu/token.js';
+import { callPageUrl, mintToken, verifyToken } from '../src/sfu/token.js';
 import { testConfig } from './helpers.js';
 
 const BASE = '/plugins/com.mattermost.calls/bot';
@@ -150,7 +150,11 @@ export class MattermostStandIn {
 
   /** The call page's address for a person, as the Calls webapp would join. */
   joinUrl(callId: string, user: string, name: string): string {
-    return `${this.url}/call/${callId}?token=${mintToken(this.userSecret, { call: callId, user, name, role: 'participant', ttlSec: 3600 })}`;
+    return callPageUrl(
+      this.url,
+      callId,
+      mintToken(this.userSecret, { call: callId, user, name, role: 'participant', ttlSec: 3600 }),
+    );
   }
 
   /** A join token for a person (headless participants in tests). */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Page } from 'puppeteer-core';
 import { HeadlessParticipant, type Publisher } from '../src/sfu/client/participant.js';
-import { mintToken } from '../src/sfu/token.js';
+import { callPageUrl, mintToken } from '../src/sfu/token.js';
 import { Sfu } from '../src/sfu/server/server.js';
 import { useNativeSrtp } from '../src/sfu/srtp-native.js';
 import { joinTokenPolicy } from '../src/sfu/server/policy.js';
@@ -70,8 +70,12 @@ describe('call page in Chromium', () => {
 
   it('joins with camera and microphone; the headless participant receives Opus and VP8 with who sent them', async (t) => {
     const token = mintToken(secret, { call, user: 'alice', name: 'Alice Liddell', role: 'participant', ttlSec: 120 });
-    await page.goto(`${url}/call/${call}?token=${encodeURIComponent(token)}`);
+    const answer = await page.goto(callPageUrl(url, call, token));
+    assert.match(answer!.headers()['content-security-policy']!, /frame-ancestors 'none'/);
+    assert.equal(answer!.headers()['referrer-policy'], 'no-referrer');
     await page.waitForFunction(() => (window as any).callState?.published?.length === 2, { timeout: 20_000 });
+    // the token came in the fragment, which no request carried, and left the address bar
+    assert.equal(page.url(), `${url}/call/${call}`);
     await waitFor(
       'media from the browser',
       () =>
@@ -171,6 +175,20 @@ describe('call page in Chromium', () => {
     }
   });
 
+  it('a reload of the call page joins again with the token its tab kept', async () => {
+    const tab = await browser.newPage();
+    try {
+      const token = mintToken(secret, { call, user: 'carol', name: 'Carol', role: 'participant', ttlSec: 120 });
+      await tab.goto(callPageUrl(url, call, token));
+      await tab.waitForFunction(() => (window as any).callState?.joined === true, { timeout: 20_000 });
+      await tab.reload();
+      assert.equal(tab.url(), `${url}/call/${call}`);
+      await tab.waitForFunction(() => (window as any).callState?.joined === true, { timeout: 20_000 });
+    } finally {
+      await tab.close();
+    }
+  });
+
   it('refuses a page opened with a token for another call, with the reason', async () => {
     const other = await browser.newPage();
     const token = mintToken(secret, {
@@ -180,7 +198,7 @@ describe('call page in Chromium', () => {
       role: 'participant',
       ttlSec: 60,
     });
-    await other.goto(`${url}/call/${call}?token=${encodeURIComponent(token)}`);
+    await other.goto(callPageUrl(url, call, token));
     await other.waitForFunction(() => (window as any).callState?.error, { timeout: 10_000 });
     assert.equal(await other.$eval('#status', (el) => el.textContent), 'refused: forbidden');
     await other.close();

@@ -20,6 +20,14 @@ export interface JoinClaims {
 
 export class TokenError extends Error {}
 
+/**
+ * The call page's address for a join token. The token rides in the fragment, which browsers never
+ * send: not to the SFU, nor to a proxy's access log, nor in a Referer. The page keeps it for the
+ * tab (a reload joins again) and takes it out of the address bar.
+ */
+export const callPageUrl = (base: string, callId: string, token: string) =>
+  `${base}/call/${callId}#token=${encodeURIComponent(token)}`;
+
 export function mintToken(
   secret: string,
   claims: Omit<JoinClaims, 'session' | 'exp'> & { session?: string; ttlSec: number },

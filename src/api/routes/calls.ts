@@ -3,7 +3,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { Id } from '../../jobs/schema.js';
-import { mintToken } from '../../sfu/token.js';
+import { callPageUrl, mintToken } from '../../sfu/token.js';
 import type { ClientStore } from '../../store/clients.js';
 import { claimCall } from '../auth.js';
 
@@ -57,7 +57,7 @@ export function callRoutes(app: FastifyInstance, { sfuUrl, clients, tokenSecret 
       });
       return {
         token,
-        url: `${sfuUrl}/call/${call_id}?token=${encodeURIComponent(token)}`,
+        url: callPageUrl(sfuUrl, call_id, token),
         expires_at: Date.now() + ttl_sec * 1000,
       };
     },

@@ -10,7 +10,14 @@ import { CallsSocket } from '../client/socket.ts';
 import { parseTrackId } from '../protocol/wire.ts';
 
 const callId = location.pathname.split('/').pop();
-const token = new URLSearchParams(location.search).get('token') ?? '';
+// The join token comes in the fragment (never sent to a server); kept for this tab, so that a
+// reload joins again, and taken out of the address bar and the history.
+const token =
+  new URLSearchParams(location.hash.slice(1)).get('token') ?? sessionStorage.getItem(`token:${callId}`) ?? '';
+if (location.hash) {
+  sessionStorage.setItem(`token:${callId}`, token);
+  history.replaceState(null, '', location.pathname);
+}
 const $ = (id) => document.getElementById(id);
 const state = (window.callState = {
   joined: false,
