@@ -248,11 +248,18 @@ export function formatTrackId(type: TrackType, sessionId: string, random: string
   return `${type}_${sessionId}_${random}`;
 }
 
+/**
+ * A session id as Mattermost (26 of [a-z0-9]) and rtcd make them, with room for other servers'. It
+ * names the jobs' track files: a track id is the sending site's to choose, and one whose session
+ * was `/../../../tmp/x` had the recorder create or truncate /tmp/x.webm.
+ */
+const SESSION_ID = /^[A-Za-z0-9-]{1,64}$/;
+
 /** rtcd's ParseTrackID: at least three fields split on `_`; the type and the sender's session. */
 export function parseTrackId(id: string): { type: TrackType; sessionId: string } | null {
   const fields = id.split('_');
   if (fields.length < 3) return null;
   const type = fields[0] as TrackType;
-  if (!trackTypes.includes(type) || !fields[1]) return null;
-  return { type, sessionId: fields[1] };
+  if (!trackTypes.includes(type) || !SESSION_ID.test(fields[1]!)) return null;
+  return { type, sessionId: fields[1]! };
 }
