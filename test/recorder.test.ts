@@ -5,7 +5,16 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -220,6 +229,22 @@ describe('recorder job program', () => {
     const duration = Number(probe(out.file).format.duration);
     assert.ok(duration > 3 && duration < 6, `recovered ${duration} s of about 4`);
     assert.equal(probe(out.file).streams.find((s) => s.codec_type === 'audio')!.codec_name, 'aac');
+
+    // Killed again, this time while delivering a finished MP4 (its Mattermost down past the
+    // delivery's time): the recovery keeps that file as it is, not composing it again over itself.
+    const finished = join(jobDir, 'recording.mp4');
+    copyFileSync(out.file, finished);
+    writeFileSync(join(jobDir, 'delivering'), JSON.stringify({ file: finished }));
+    const before = statSync(finished);
+    const again = start(env, ['--recover']);
+    const [code2] = await again.exited;
+    assert.equal(code2, 0, again.output());
+    assert.match(again.output(), /the recording was finished before the run ended/);
+    assert.equal(statSync(finished).mtimeMs, before.mtimeMs, 'the finished file untouched');
+    const kept = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
+    assert.equal(kept.partial, undefined);
+    assert.ok(kept.file.startsWith(artifacts) && !kept.file.includes('partial-'), kept.file);
+    assert.equal(Number(probe(kept.file).format.duration), duration, 'the same recording, kept');
   });
 
   it('a write the disk refuses mid-call stops the recording with the reason: a handled failure, not a crash', async () => {

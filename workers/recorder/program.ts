@@ -3,7 +3,7 @@
 // worker's JOB_ID, JOB_DIR, SFU_URL, SFU_TOKEN, ARTIFACTS_DIR). It joins the call, captures
 // until SIGTERM (stop, max duration) or until everyone has left, composes the MP4 and delivers
 // it to Mattermost through the Calls plugin's bot API, or to the artifacts directory.
-import { rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fastStart } from '../shared/fast-start.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
@@ -16,7 +16,7 @@ import {
   stopped,
   workerSetting,
 } from '../shared/job.js';
-import { EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
+import { EXIT, OUTPUT_FILE, RECOVER_ARG, readDelivering } from '../../src/jobs/contract.js';
 import { type CallSite, callOptions, callSite, describeSite } from '../shared/call.js';
 import { Capture } from './capture.js';
 import { readRecording } from './compose.js';
@@ -36,6 +36,16 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
     return;
   }
   const output = join(dir, 'recording.mp4');
+  // A run killed or crashed while delivering (past JOBS_DELIVERYTIMEOUTSEC while Mattermost was
+  // down, say) had finished the MP4: it is kept as it is. Composing it again began by truncating it,
+  // and a long call's join rarely ends within the recovery's time.
+  const finished = readDelivering(dir);
+  if (finished && existsSync(finished)) {
+    const path = await keep(finished, inputs);
+    writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: rec.durationMs }));
+    log(`the recording was finished before the run ended, and is kept at ${path}`);
+    return report(bot, inputs, `the recording could not be delivered; it is kept on the job service at ${path}`);
+  }
   let durationMs = rec.durationMs;
   await new Parts(dir, inputs, partSec * 1000, log).finish(rec.durationMs, output).catch((err) => {
     if (!(err instanceof PartialRecording)) throw err;
@@ -44,15 +54,18 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
   });
   const path = await keepPartial(output, inputs, dir, durationMs);
   log(`recovered ${(durationMs / 1000).toFixed(1)} s of the call into ${path}`);
+  await report(
+    bot,
+    inputs,
+    `the recorder stopped unexpectedly; ${(durationMs / 1000).toFixed(0)} s were recovered and kept on the job service at ${path}`,
+  );
+}
+
+/** The recovery's failure, as the plugin shows it on the call's post. */
+async function report(bot: BotClient | undefined, inputs: RecorderInputs, reason: string): Promise<void> {
   const jobId = inputs.recording_id ?? process.env.JOB_ID ?? '';
   await bot
-    ?.reportStatus(
-      inputs.call_id,
-      jobId,
-      'recording',
-      'failed',
-      `the recorder stopped unexpectedly; ${(durationMs / 1000).toFixed(0)} s were recovered and kept on the job service at ${path}`,
-    )
+    ?.reportStatus(inputs.call_id, jobId, 'recording', 'failed', reason)
     .catch((e) => log(`could not report: ${e.message}`));
 }
 
