@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { HeadlessParticipant, type ParticipantInfo } from '../src/sfu/client/participant.js';
 import { PREFIX } from '../src/sfu/protocol/wire.js';
-import { ids } from './helpers.js';
+import { ids, waitFor } from './helpers.js';
 import { JobProgramHarness } from './job-program.js';
 
 const RECORDER = fileURLToPath(new URL('../workers/recorder/main.js', import.meta.url));
@@ -92,6 +92,84 @@ describe("the job's calls client against a site that misbehaves", () => {
         'names that are not strings fall back to the user id; line breaks are spaces; a name is at most 160 characters',
       );
     } finally {
+      await site.close();
+    }
+  });
+
+  it('someone who leaves before their name comes is not taken for present (no tile kept for them)', async () => {
+    const site = new Site((ws) => {
+      ws.send(JSON.stringify({ event: 'hello', data: { connection_id: 'c1' }, seq: 0 }));
+      ws.on('message', (m) => {
+        if (!String(m).includes(`${PREFIX}join`)) return;
+        ws.send(event('user_joined', { session_id: 's9', user_id: 'u9' }));
+        ws.send(event('user_left', { session_id: 's9' }));
+        ws.send(event('user_joined', { session_id: 's8', user_id: 'u8' }));
+        setTimeout(() => ws.send(event('error', { data: 'no job in progress' })), 800);
+      });
+    });
+    await site.start();
+    const p = new HeadlessParticipant({
+      siteUrl: site.url,
+      token: 'bot',
+      callId: ids(),
+      // the site's answer comes after the user_left
+      profile: (sessionId) => new Promise((r) => setTimeout(() => r({ username: `name-${sessionId}` } as never), 300)),
+    });
+    const seen: string[] = [];
+    p.on('joined', (who) => seen.push(`joined ${who.sessionId}`));
+    p.on('left', (who) => seen.push(`left ${who.sessionId}`));
+    try {
+      await assert.rejects(p.join(), /no job in progress/);
+      assert.deepEqual(seen, ['left s9', 'joined s8']);
+      assert.deepEqual([...p.participants.keys()], ['s8']);
+    } finally {
+      await site.close();
+    }
+  });
+
+  it('holds at most 64 candidates a site trickles before its answer, however many it sends', async () => {
+    const candidate = (port: number) =>
+      event('signal', {
+        data: JSON.stringify({
+          type: 'candidate',
+          candidate: { candidate: `candidate:1 1 udp 2122260223 127.0.0.1 ${port} typ host`, sdpMid: '0' },
+        }),
+      });
+    let sent = 0;
+    const site = new Site((ws) => {
+      ws.send(JSON.stringify({ event: 'hello', data: { connection_id: 'c1' }, seq: 0 }));
+      ws.on('message', (m) => {
+        // our offer: candidates, a long one among them, and never an answer
+        if (!String(m).includes(`${PREFIX}sdp`)) {
+          if (String(m).includes(`${PREFIX}join`)) ws.send(event('join', { connID: 'c1' }));
+          return;
+        }
+        ws.send(
+          event('signal', {
+            data: JSON.stringify({ type: 'candidate', candidate: { candidate: `candidate:${'x'.repeat(100_000)}` } }),
+          }),
+        );
+        for (let i = 0; i < 1000; i++) ws.send(candidate(20000 + i), () => sent++);
+      });
+    });
+    await site.start();
+    const p = new HeadlessParticipant({
+      siteUrl: site.url,
+      token: 'bot',
+      callId: ids(),
+      profile: async () => ({}) as never,
+    });
+    const joining = p.join().catch((err: Error) => err);
+    try {
+      await waitFor('the site sending its candidates', () => sent === 1000, 20_000);
+      const peer = (p as unknown as { peer?: { remoteCandidates: { candidate: string }[] } }).peer!;
+      await waitFor('the candidates read', () => peer.remoteCandidates.length >= 64, 20_000);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(peer.remoteCandidates.length, 64);
+      assert.ok(peer.remoteCandidates.every((c) => c.candidate.length < 1024));
+    } finally {
+      p.leave();
+      await joining;
       await site.close();
     }
   });

@@ -144,7 +144,11 @@ export class HeadlessParticipant {
       if (!isSession(d)) return;
       if (this.participants.size >= MAX_PARTICIPANTS)
         return this.opts.log?.(`past ${MAX_PARTICIPANTS} people: one is not followed`);
-      void this.person(d.session_id, String(d.user_id ?? '')).then((p) => this.emit('joined', p));
+      // Gone already when its name came (user_left before the profile's answer): a 'joined' now
+      // would have the recording keep a tile for someone who left.
+      void this.person(d.session_id, String(d.user_id ?? '')).then((p) => {
+        if (this.participants.get(p.sessionId) === p) this.emit('joined', p);
+      });
     });
     on('user_left', (d) => {
       const p = this.participants.get(String(d.session_id));

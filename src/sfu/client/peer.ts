@@ -44,6 +44,12 @@ const LOCK_REPLY_MS = 5000;
 const LOCK_GIVE_UP_MS = 30_000;
 /** An offer and its trickled candidates are a few dozen at most. */
 const MAX_PENDING_SIGNALS = 64;
+/**
+ * Candidates the site may trickle before its answer, and their length (a candidate line is under
+ * 200 characters): they wait in memory, and a site that never answers sent them without end.
+ */
+const MAX_QUEUED_CANDIDATES = 64;
+const MAX_CANDIDATE_CHARS = 1024;
 
 export class BotPeer {
   readonly pc: RTCPeerConnection;
@@ -153,7 +159,11 @@ export class BotPeer {
         sdpMLineIndex: typeof c.sdpMLineIndex === 'number' ? c.sdpMLineIndex : undefined,
       };
       if (this.pc.remoteDescription) await this.pc.addIceCandidate(candidate).catch(() => undefined);
-      else this.remoteCandidates.push(candidate);
+      else if (
+        this.remoteCandidates.length < MAX_QUEUED_CANDIDATES &&
+        candidate.candidate.length <= MAX_CANDIDATE_CHARS
+      )
+        this.remoteCandidates.push(candidate);
     } else if (msg.type === 'offer' && typeof msg.sdp === 'string') {
       await this.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
       await this.flushCandidates();
