@@ -127,6 +127,44 @@ describe("the job's calls client against a site that misbehaves", () => {
     }
   });
 
+  it("tells a person's voice activity at most twice a second however often the site toggles it, ending as the site left it", async () => {
+    const site = new Site((ws) => {
+      ws.send(JSON.stringify({ event: 'hello', data: { connection_id: 'c1' }, seq: 0 }));
+      ws.on('message', (m) => {
+        if (!String(m).includes(`${PREFIX}join`)) return;
+        ws.send(event('user_joined', { session_id: 's1', user_id: 'u1' }));
+        // 2,000 changes in a second, ending speaking
+        let k = 0;
+        const toggle = setInterval(() => {
+          for (let i = 0; i < 200; i++, k++)
+            ws.send(event(k % 2 ? 'user_voice_on' : 'user_voice_off', { session_id: 's1' }));
+          if (k >= 2000) clearInterval(toggle);
+        }, 100);
+        setTimeout(() => ws.send(event('error', { data: 'no job in progress' })), 2500);
+      });
+    });
+    await site.start();
+    const p = new HeadlessParticipant({
+      siteUrl: site.url,
+      token: 'bot',
+      callId: ids(),
+      profile: async () => ({}) as never,
+    });
+    const told: boolean[] = [];
+    p.on('voice', (who) => told.push(who.speaking));
+    const started = performance.now();
+    try {
+      await assert.rejects(p.join(), /no job in progress/);
+      const seconds = (performance.now() - started) / 1000;
+      assert.ok(told.length >= 1 && told.length <= 2 * seconds + 1, `${told.length} in ${seconds.toFixed(1)} s`);
+      assert.equal(told.at(-1), true, 'the last state told is the last the site sent');
+      assert.equal(p.participants.get('s1')?.speaking, true);
+    } finally {
+      p.leave();
+      await site.close();
+    }
+  });
+
   it('holds at most 64 candidates a site trickles before its answer, however many it sends', async () => {
     const candidate = (port: number) =>
       event('signal', {

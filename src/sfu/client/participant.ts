@@ -84,6 +84,12 @@ const CONNECT_TIMEOUT_MS = 20_000;
 const MAX_SERVER_MESSAGE_BYTES = 1024 * 1024;
 /** People in a call this client keeps track of (and asks the names of); the plugin's largest calls are a few hundred. */
 const MAX_PARTICIPANTS = 1000;
+/**
+ * A person's voice activity is told at most this often: the recording draws it as the speaker's
+ * outline, one event a line of its file and a term of the next part's filters. A site that
+ * toggled it without pause grew both without bound.
+ */
+const VOICE_GAP_MS = 500;
 
 export class HeadlessParticipant {
   readonly participants = new Map<string, ParticipantInfo>();
@@ -94,6 +100,8 @@ export class HeadlessParticipant {
   private readonly rtpHandlers: ((rtp: RtpPacket, from: Publisher) => void)[] = [];
   private readonly remote = new Map<string, RemoteTrack>();
   private readonly names = new Map<string, Promise<string>>();
+  /** voice activity as last told, when, and a change waiting for VOICE_GAP_MS to pass */
+  private readonly voices = new Map<string, { speaking: boolean; at: number; timer?: NodeJS.Timeout }>();
   private lastLeft?: () => void;
   /** Resolves when the last person has left the call: the bot is alone. */
   readonly everyoneLeft = new Promise<void>((resolve) => (this.lastLeft = resolve));
@@ -153,6 +161,8 @@ export class HeadlessParticipant {
     on('user_left', (d) => {
       const p = this.participants.get(String(d.session_id));
       if (!p) return;
+      clearTimeout(this.voices.get(p.sessionId)?.timer);
+      this.voices.delete(p.sessionId);
       this.participants.delete(p.sessionId);
       this.names.delete(p.sessionId);
       this.emit('left', p);
@@ -175,7 +185,7 @@ export class HeadlessParticipant {
       const p = this.participants.get(String(d.session_id));
       if (!p) return;
       p.speaking = speaking;
-      this.emit('voice', p);
+      this.tellVoice(p);
     };
     on('user_voice_on', voice(true));
     on('user_voice_off', voice(false));
@@ -188,6 +198,25 @@ export class HeadlessParticipant {
     on('call_end', () => this.emit('stop', 'the call ended'));
     on('call_ended', () => this.emit('stop', 'the call ended'));
     on('closed', (d) => this.emit('closed', String(d.reason || 'the websocket closed')));
+  }
+
+  /** A change of `p.speaking` told, or, within VOICE_GAP_MS of the last, told as it stands then. */
+  private tellVoice(p: ParticipantInfo): void {
+    const told = this.voices.get(p.sessionId) ?? { speaking: false, at: 0 };
+    this.voices.set(p.sessionId, told);
+    if (told.timer) return;
+    const waitMs = told.at + VOICE_GAP_MS - performance.now();
+    if (waitMs > 0) {
+      told.timer = setTimeout(() => {
+        told.timer = undefined;
+        if (this.participants.get(p.sessionId) === p) this.tellVoice(p);
+      }, waitMs);
+      return;
+    }
+    if (told.speaking === p.speaking) return;
+    told.speaking = p.speaking;
+    told.at = performance.now();
+    this.emit('voice', p);
   }
 
   /** A person of the call, with the display name from the site (once per session). */
@@ -359,6 +388,7 @@ export class HeadlessParticipant {
   }
 
   leave(): void {
+    for (const told of this.voices.values()) clearTimeout(told.timer);
     this.socket.action('leave');
     this.socket.close();
     this.peer?.close();
