@@ -323,6 +323,21 @@ describe('recorder compose', () => {
     assert.ok(graph.text.length > 128 * 1024, `the graph is ${graph.text.length} bytes`);
   });
 
+  it('lays out at most 16 stretches a part when people come and go without pause', () => {
+    const dir = join(root, 'churn');
+    mkdirSync(dir, { recursive: true });
+    const events: CallEvent[] = [{ t: 0, sessionId: 'a', displayName: 'a', event: 'joined' }];
+    for (let t = 100; t < 10_000; t += 100)
+      events.push({ t, sessionId: 'b', displayName: 'b', event: t % 200 ? 'joined' : 'left' });
+    writeFileSync(join(dir, 'tracks.jsonl'), '');
+    writeFileSync(join(dir, 'events.jsonl'), events.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    const { graph } = partArgs(readRecording(dir, 10_000), INPUTS, { fromMs: 0, toMs: 10_000 }, join(dir, 'x.mkv'));
+    // (one, here: thinned out, every stretch has b in it for a while, and b keeps a tile throughout)
+    const stretches = Number(/concat=n=(\d+):v=1:a=0\[video\]/.exec(graph.text)?.[1] ?? 1);
+    assert.ok(stretches <= 16, `${stretches} stretches`);
+    assert.match(graph.text, /text='b'/, "b's tile");
+  });
+
   it('joins the voices of parts without a seam: a steady tone stays steady across part boundaries', async () => {
     const dir = join(root, 'voice');
     mkdirSync(join(dir, 'tracks'), { recursive: true });

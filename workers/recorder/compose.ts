@@ -199,6 +199,9 @@ function lane(
   filters.push(`${segments.join('')}concat=n=${segments.length}:v=1:a=0[${label}]`);
 }
 
+/** Layouts one part may have: past this, its changes are kept a part's length ÷ this apart. */
+const MAX_STRETCHES = 16;
+
 /** A stretch of a part with one layout: the screen share, or a grid of these people (session ids). */
 interface Stretch {
   frames: [number, number];
@@ -219,7 +222,15 @@ function layoutStretches(
   present: Map<string, [number, number][]>,
 ): Stretch[] {
   const changes = [...screens.flatMap((t) => [t.mediaMs!, t.untilMs]), ...[...present.values()].flat(2)];
-  const cuts = [...new Set([fromMs, ...changes.filter((c) => c > fromMs && c < toMs).sort((a, b) => a - b), toMs])];
+  let cuts = [...new Set([fromMs, ...changes.filter((c) => c > fromMs && c < toMs).sort((a, b) => a - b), toMs])];
+  // Each stretch reads its tracks again (inputs, decoders): people coming and going without pause
+  // (a site's join and leave events, as many as it likes) are shown a stretch or more late.
+  if (cuts.length - 1 > MAX_STRETCHES) {
+    const gap = (toMs - fromMs) / MAX_STRETCHES;
+    const kept = [fromMs];
+    for (const c of cuts.slice(1, -1)) if (c - kept.at(-1)! >= gap && toMs - c >= gap) kept.push(c);
+    cuts = [...kept, toMs];
+  }
   const stretches: Stretch[] = [];
   for (let k = 0; k + 1 < cuts.length; k++) {
     const [a, b] = [cuts[k]!, cuts[k + 1]!];
