@@ -165,6 +165,34 @@ describe("the job's calls client against a site that misbehaves", () => {
     }
   });
 
+  it('follows at most 200 people joining at once, then 20 a second, however many the site tells of', async () => {
+    const site = new Site((ws) => {
+      ws.send(JSON.stringify({ event: 'hello', data: { connection_id: 'c1' }, seq: 0 }));
+      ws.on('message', (m) => {
+        if (!String(m).includes(`${PREFIX}join`)) return;
+        for (let i = 0; i < 900; i++) ws.send(event('user_joined', { session_id: `s${i}`, user_id: `u${i}` }));
+        setTimeout(() => ws.send(event('error', { data: 'no job in progress' })), 1000);
+      });
+    });
+    await site.start();
+    const p = new HeadlessParticipant({
+      siteUrl: site.url,
+      token: 'bot',
+      callId: ids(),
+      profile: async () => ({}) as never,
+    });
+    const started = performance.now();
+    try {
+      await assert.rejects(p.join(), /no job in progress/);
+      const seconds = (performance.now() - started) / 1000;
+      assert.ok(p.participants.size <= 200 + 20 * seconds + 1, `${p.participants.size} in ${seconds.toFixed(1)} s`);
+      assert.ok(p.participants.size >= 200);
+    } finally {
+      p.leave();
+      await site.close();
+    }
+  });
+
   it('holds at most 64 candidates a site trickles before its answer, however many it sends', async () => {
     const candidate = (port: number) =>
       event('signal', {

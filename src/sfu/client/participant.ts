@@ -7,6 +7,7 @@ import { WebSocket } from 'ws';
 import type { IceOptions } from '../ice.js';
 import { displayName, type CallState, type Profile } from '../protocol/calls.js';
 import { type TrackType, isObject } from '../protocol/wire.js';
+import { RateLimiter } from '../../rate-limiter.js';
 import { BotPeer, withTimeout } from './peer.js';
 import { CallsSocket, type CallsEventHandler, type SocketLike } from './socket.js';
 
@@ -90,6 +91,13 @@ const MAX_PARTICIPANTS = 1000;
  * toggled it without pause grew both without bound.
  */
 const VOICE_GAP_MS = 500;
+/**
+ * What a site's events make a job write and compose, in all: people joining (the call's state at
+ * the join is not counted) and voice activity (held back, never lost: told as it stands once there
+ * is room). A real call is far below; a site sending them without pause is not.
+ */
+const JOINS = { perSec: 20, burst: 200 };
+const VOICES = { perSec: 50, burst: 200 };
 
 export class HeadlessParticipant {
   readonly participants = new Map<string, ParticipantInfo>();
@@ -100,6 +108,9 @@ export class HeadlessParticipant {
   private readonly rtpHandlers: ((rtp: RtpPacket, from: Publisher) => void)[] = [];
   private readonly remote = new Map<string, RemoteTrack>();
   private readonly names = new Map<string, Promise<string>>();
+  private readonly joins = new RateLimiter(JOINS.perSec, JOINS.burst);
+  private readonly voiceRate = new RateLimiter(VOICES.perSec, VOICES.burst);
+  private joinsRefused = 0;
   /** voice activity as last told, when, and a change waiting for VOICE_GAP_MS to pass */
   private readonly voices = new Map<string, { speaking: boolean; at: number; timer?: NodeJS.Timeout }>();
   private lastLeft?: () => void;
@@ -152,6 +163,11 @@ export class HeadlessParticipant {
       if (!isSession(d)) return;
       if (this.participants.size >= MAX_PARTICIPANTS)
         return this.opts.log?.(`past ${MAX_PARTICIPANTS} people: one is not followed`);
+      if (this.joins.take('site') > 0) {
+        if (this.joinsRefused++ % 1000 === 0)
+          this.opts.log?.(`the site tells of more than ${JOINS.perSec} people joining a second: not followed`);
+        return;
+      }
       // Gone already when its name came (user_left before the profile's answer): a 'joined' now
       // would have the recording keep a tile for someone who left.
       void this.person(d.session_id, String(d.user_id ?? '')).then((p) => {
@@ -205,7 +221,9 @@ export class HeadlessParticipant {
     const told = this.voices.get(p.sessionId) ?? { speaking: false, at: 0 };
     this.voices.set(p.sessionId, told);
     if (told.timer) return;
-    const waitMs = told.at + VOICE_GAP_MS - performance.now();
+    const gapMs = told.at + VOICE_GAP_MS - performance.now();
+    if (gapMs <= 0 && told.speaking === p.speaking) return;
+    const waitMs = gapMs > 0 ? gapMs : this.voiceRate.take('site') > 0 ? VOICE_GAP_MS : 0;
     if (waitMs > 0) {
       told.timer = setTimeout(() => {
         told.timer = undefined;
@@ -213,7 +231,6 @@ export class HeadlessParticipant {
       }, waitMs);
       return;
     }
-    if (told.speaking === p.speaking) return;
     told.speaking = p.speaking;
     told.at = performance.now();
     this.emit('voice', p);
