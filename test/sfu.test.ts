@@ -834,7 +834,7 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
       mallory.events('error').map((e) => e.data!.data),
       [
         'an offer must bundle all its media sections in one BUNDLE group',
-        'an offer adds at most 32 media sections to the 0 negotiated before',
+        'an offer holds at most 32 media sections besides the 0 the SFU forwards tracks in',
       ],
     );
     mallory.ws.close();
@@ -878,6 +878,17 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
         .map((t) => t.mid),
       ['0'],
     );
+    // Keeping the mid negotiated and adding new ones: no more than 32 sections of the client's in all
+    const mids = (n: number) => Array.from({ length: n }, (_, k) => k * 10);
+    offer(mids(32));
+    await waitFor('answered', () => mallory.events('signal')[1]);
+    offer(mids(33));
+    await waitFor('a fourth error', () => mallory.events('error')[3]);
+    assert.equal(
+      mallory.events('error')[3]!.data!.data,
+      'an offer holds at most 32 media sections besides the 0 the SFU forwards tracks in',
+    );
+    assert.equal(session().pc.getTransceivers().length, 32);
     mallory.ws.close();
     await waitFor('mallory gone', () => sfu.participantCount === 0, 30_000);
   });

@@ -37,11 +37,11 @@ const ANSWER_TIMEOUT_MS = 10_000;
  */
 const CLIENT_TURN_MS = 300;
 /**
- * Media sections a client's offer may add to those negotiated before (the SFU's own, one per track
- * it forwards, which a call of many publishers has by the dozen): four published tracks and the
- * data channel, with room for renegotiations.
+ * Media sections a client's offer may hold besides the SFU's own (one per track it forwards, which
+ * a call of many publishers has by the dozen): four published tracks and the data channel, with
+ * room for renegotiations.
  */
-const MAX_NEW_SECTIONS = 32;
+const MAX_CLIENT_SECTIONS = 32;
 /**
  * Remote candidates an offer or answer may hold, and a session may trickle in all (each a pair
  * werift checks with STUN, to an address the client names): a browser gathers a handful per
@@ -98,6 +98,8 @@ export class RtcSession {
   /** the SFU's offers in a row that got no answer it could apply */
   private unansweredOffers = 0;
   private lock: 'client' | 'server' | null = null;
+  /** the transceivers the SFU made to forward tracks: their sections are not the client's */
+  private readonly forwarding = new WeakSet<RTCRtpTransceiver>();
   /** the client was refused the lock during an offer of the SFU's: its turn comes next */
   private clientRefused = false;
   private negotiating = false;
@@ -185,7 +187,7 @@ export class RtcSession {
       const inactive = checkOffer(
         offer.sdp,
         live.flatMap((t) => (t.mid ? [t.mid] : [])),
-        this.pc.getTransceivers().length + (this.pc.sctpTransport ? 1 : 0),
+        this.pc.getTransceivers().filter((t) => this.forwarding.has(t)).length,
       );
       await this.pc.setRemoteDescription(offer);
       for (const [type, track] of this.tracks) if (inactive.has(track.mid)) this.unpublish(type);
@@ -260,7 +262,8 @@ export class RtcSession {
       case DcType.Lock: {
         const granted = this.lock === null;
         if (granted) this.holdLock('client');
-        else if (this.lock === 'server') this.clientRefused = true;
+        // refused while the SFU offers: the client goes next; granted, it has had its turn
+        this.clientRefused = !granted && this.lock === 'server';
         return this.sendDc({ type: DcType.Lock, granted });
       }
       case DcType.Unlock:
@@ -309,6 +312,7 @@ export class RtcSession {
 
   private addSubscription(track: Track): void {
     const transceiver = this.pc.addTransceiver(track.media, { direction: 'sendonly' });
+    this.forwarding.add(transceiver);
     const trackId = formatTrackId(track.type, track.ownerId, randomBytes(4).toString('hex'));
     (transceiver.sender as { trackId: string }).trackId = trackId;
     transceiver.sender.streamIds = [track.ownerId];
@@ -468,13 +472,13 @@ export class RtcSession {
  * The mids a client's offer marks inactive or receive-only (tracks the client stopped sending),
  * after refusing an offer werift would take at the cost of more than one transport: every media
  * section it accepts (port not 0) must be in one BUNDLE group (werift gives each section outside it
- * an ICE transport and sockets of its own, whatever the bundle policy). Sections past the
- * `negotiated` ones (the SFU's, however many, and the client's) are bounded, and
+ * an ICE transport and sockets of its own, whatever the bundle policy). Sections besides the
+ * `forwarding` ones (the SFU's, however many) are bounded, and
  * every live mid negotiated before (`known`) is still there, as JSEP has it: werift made a transceiver
  * for each new mid and stopped none, so offers of new mids alone grew the session without end.
  * Browsers and werift clients bundle everything.
  */
-function checkOffer(sdp: string, known: string[], negotiated: number): Set<string> {
+function checkOffer(sdp: string, known: string[], forwarding: number): Set<string> {
   const groups: string[][] = [];
   const sections: { port: string; mid?: string; inactive?: boolean }[] = [];
   for (const line of sdp.split(/\r?\n/)) {
@@ -484,9 +488,9 @@ function checkOffer(sdp: string, known: string[], negotiated: number): Set<strin
     else if (/^a=(inactive|recvonly)\s*$/.test(line) && section) section.inactive = true;
     else if (line.startsWith('a=group:BUNDLE')) groups.push(line.split(' ').slice(1));
   }
-  if (sections.length > negotiated + MAX_NEW_SECTIONS)
+  if (sections.length > forwarding + MAX_CLIENT_SECTIONS)
     throw new ProtocolError(
-      `an offer adds at most ${MAX_NEW_SECTIONS} media sections to the ${negotiated} negotiated before`,
+      `an offer holds at most ${MAX_CLIENT_SECTIONS} media sections besides the ${forwarding} the SFU forwards tracks in`,
     );
   const bundled = groups.length === 1 ? new Set(groups[0]) : new Set<string>();
   if (sections.some((m) => m.port !== '0' && (m.mid === undefined || !bundled.has(m.mid))))
