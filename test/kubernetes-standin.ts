@@ -118,7 +118,6 @@ export class KubernetesStandin {
   }
   private createDelayMs = 0;
 
-  /** The status of a GET on this server, for the tests (with its own CA). */
   /** Refuses to create Secrets, as RBAC does for a Role without them. */
   secretsForbidden = false;
 
@@ -127,6 +126,7 @@ export class KubernetesStandin {
     return this.jobs.get(key);
   }
 
+  /** The status of a GET on this server, for the tests (with its own CA). */
   get(path: string): Promise<number> {
     return new Promise((resolve, reject) => {
       const req = httpsRequest(

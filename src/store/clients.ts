@@ -46,7 +46,8 @@ export function secretsEqual(a: string, b: string): boolean {
 /**
  * Removes a client and disowns its jobs in one step, so that whoever registers the same id next
  * inherits none of them. Its count of open jobs stays with the id until they end (jobs.ts's
- * 'charged'): unregistering and registering again would otherwise be a way past the quota.
+ * 'charged', set here too on records made before it was): unregistering and registering again
+ * would otherwise be a way past the quota.
  * KEYS: clients hash, the client's job index, its pinned sites, its calls; ARGV: client id, the
  * job key prefix, the call key prefix. Returns 1 when the client existed.
  */
@@ -60,7 +61,10 @@ end
 redis.call('DEL', KEYS[4])
 for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   local job = ARGV[2] .. id
-  if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'client', '!unregistered') end
+  if redis.call('EXISTS', job) == 1 then
+    redis.call('HSETNX', job, 'charged', ARGV[1])
+    redis.call('HSET', job, 'client', '!unregistered')
+  end
 end
 redis.call('DEL', KEYS[2])
 return 1

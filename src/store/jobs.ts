@@ -103,7 +103,8 @@ if retention ~= '' then
   local client = redis.call('HGET', KEYS[1], 'charged') or redis.call('HGET', KEYS[1], 'client')
   if client and status ~= 'succeeded' and status ~= 'failed' and status ~= 'canceled'
       and tonumber(redis.call('HGET', KEYS[5], client) or '0') > 0 then
-    redis.call('HINCRBY', KEYS[5], client, -1)
+    -- none left: the field goes (a client id used once keeps nothing)
+    if redis.call('HINCRBY', KEYS[5], client, -1) <= 0 then redis.call('HDEL', KEYS[5], client) end
   end
   redis.call('HSET', KEYS[1], 'stop_at', now)
   if redis.call('ZREM', KEYS[3], id) == 1 then redis.call('PUBLISH', ARGV[6], id) end

@@ -199,7 +199,7 @@ function lane(
   filters.push(`${segments.join('')}concat=n=${segments.length}:v=1:a=0[${label}]`);
 }
 
-/** Layouts one part may have: past this, its changes are kept a part's length ÷ this apart. */
+/** Layouts one part may have: past this, one change is kept in each (MAX_STRETCHES - 1)th of it. */
 const MAX_STRETCHES = 16;
 
 /** A stretch of a part with one layout: the screen share, or a grid of these people (session ids). */
@@ -225,11 +225,12 @@ function layoutStretches(
   let cuts = [...new Set([fromMs, ...changes.filter((c) => c > fromMs && c < toMs).sort((a, b) => a - b), toMs])];
   // Each stretch reads its tracks again (inputs, decoders): people coming and going without pause
   // (a site's join and leave events, as many as it likes) are shown a stretch or more late.
+  // The part is then split in equal slots, each keeping its last change: the layout that stands.
   if (cuts.length - 1 > MAX_STRETCHES) {
-    const gap = (toMs - fromMs) / MAX_STRETCHES;
-    const kept = [fromMs];
-    for (const c of cuts.slice(1, -1)) if (c - kept.at(-1)! >= gap && toMs - c >= gap) kept.push(c);
-    cuts = [...kept, toMs];
+    const slot = (toMs - fromMs) / (MAX_STRETCHES - 1);
+    const last = new Map<number, number>();
+    for (const c of cuts.slice(1, -1)) last.set(Math.floor((c - fromMs) / slot), c);
+    cuts = [fromMs, ...last.values(), toMs];
   }
   const stretches: Stretch[] = [];
   for (let k = 0; k + 1 < cuts.length; k++) {

@@ -111,6 +111,8 @@ export class HeadlessParticipant {
   private readonly joins = new RateLimiter(JOINS.perSec, JOINS.burst);
   private readonly voiceRate = new RateLimiter(VOICES.perSec, VOICES.burst);
   private joinsRefused = 0;
+  /** people a site told of joining whose names have not come yet */
+  private readonly unnamed = new Set<string>();
   /** voice activity as last told, when, and a change waiting for VOICE_GAP_MS to pass */
   private readonly voices = new Map<string, { speaking: boolean; at: number; timer?: NodeJS.Timeout }>();
   private lastLeft?: () => void;
@@ -168,10 +170,12 @@ export class HeadlessParticipant {
           this.opts.log?.(`the site tells of more than ${JOINS.perSec} people joining a second: not followed`);
         return;
       }
-      // Gone already when its name came (user_left before the profile's answer): a 'joined' now
-      // would have the recording keep a tile for someone who left.
+      // Told of once its name has come; gone by then (user_left before the profile's answer), never:
+      // a 'joined' after the 'left' had the recording keep a tile for someone who left.
+      this.unnamed.add(d.session_id);
       void this.person(d.session_id, String(d.user_id ?? '')).then((p) => {
-        if (this.participants.get(p.sessionId) === p) this.emit('joined', p);
+        if (!this.unnamed.delete(p.sessionId) || this.participants.get(p.sessionId) !== p) return;
+        this.emit('joined', p);
       });
     });
     on('user_left', (d) => {
@@ -181,7 +185,7 @@ export class HeadlessParticipant {
       this.voices.delete(p.sessionId);
       this.participants.delete(p.sessionId);
       this.names.delete(p.sessionId);
-      this.emit('left', p);
+      if (!this.unnamed.delete(p.sessionId)) this.emit('left', p); // nobody was told of the join
       if (this.participants.size === 0) this.lastLeft?.();
     });
     const change = (source: Source, state: { muted: boolean } | undefined) => (d: Record<string, unknown>) => {
