@@ -177,8 +177,7 @@ describe('track ids', () => {
     assert.equal(id, 'voice_kq8bwxh9xpgodm6jzrdb8uhgjw_a1b2c3d4');
     assert.deepEqual(parseTrackId(id), { type: 'voice', sessionId: 'kq8bwxh9xpgodm6jzrdb8uhgjw' });
     assert.deepEqual(parseTrackId('screen-audio_s1_x_y'), { type: 'screen-audio', sessionId: 's1' });
-    for (const bad of ['voice_s1', 'camera_s1_x', '_s1_x', 'voice__x', ''])
-      assert.equal(parseTrackId(bad), null, bad);
+    for (const bad of ['voice_s1', 'camera_s1_x', '_s1_x', 'voice__x', '']) assert.equal(parseTrackId(bad), null, bad);
     // a session id names a job's track files: nothing that leads out of its directory
     for (const bad of ['voice_/../../../tmp/x_r', 'voice_.._r', 'video_a/b_r', `voice_${'a'.repeat(65)}_r`])
       assert.equal(parseTrackId(bad), null, bad);
