@@ -45,6 +45,24 @@ class Site {
 const event = (name: string, data: unknown, broadcast?: unknown) =>
   JSON.stringify({ event: `${PREFIX}${name}`, data, ...(broadcast === undefined ? {} : { broadcast }), seq: 1 });
 
+/** A site that says hello, does `onJoin` at our join, and refuses the join `refuseMs` later (ending join()). */
+async function refusingSite(refuseMs: number, onJoin: (ws: WebSocket) => void): Promise<Site> {
+  const site = new Site((ws) => {
+    ws.send(JSON.stringify({ event: 'hello', data: { connection_id: 'c1' }, seq: 0 }));
+    ws.on('message', (m) => {
+      if (!String(m).includes(`${PREFIX}join`)) return;
+      onJoin(ws);
+      setTimeout(() => ws.send(event('error', { data: 'no job in progress' })), refuseMs);
+    });
+  });
+  await site.start();
+  return site;
+}
+
+/** The job's participant on `site`, names from `profile`. */
+const botOn = (site: Site, profile: (sessionId: string) => Promise<never> = async () => ({}) as never) =>
+  new HeadlessParticipant({ siteUrl: site.url, token: 'bot', callId: ids(), profile });
+
 describe("the job's calls client against a site that misbehaves", () => {
   const dir = mkdtempSync(join(tmpdir(), 'co-calls-client-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -97,24 +115,16 @@ describe("the job's calls client against a site that misbehaves", () => {
   });
 
   it('someone who leaves before their name comes is not taken for present (no tile kept for them)', async () => {
-    const site = new Site((ws) => {
-      ws.send(JSON.stringify({ event: 'hello', data: { connection_id: 'c1' }, seq: 0 }));
-      ws.on('message', (m) => {
-        if (!String(m).includes(`${PREFIX}join`)) return;
-        ws.send(event('user_joined', { session_id: 's9', user_id: 'u9' }));
-        ws.send(event('user_left', { session_id: 's9' }));
-        ws.send(event('user_joined', { session_id: 's8', user_id: 'u8' }));
-        setTimeout(() => ws.send(event('error', { data: 'no job in progress' })), 800);
-      });
+    const site = await refusingSite(800, (ws) => {
+      ws.send(event('user_joined', { session_id: 's9', user_id: 'u9' }));
+      ws.send(event('user_left', { session_id: 's9' }));
+      ws.send(event('user_joined', { session_id: 's8', user_id: 'u8' }));
     });
-    await site.start();
-    const p = new HeadlessParticipant({
-      siteUrl: site.url,
-      token: 'bot',
-      callId: ids(),
-      // the site's answer comes after the user_left
-      profile: (sessionId) => new Promise((r) => setTimeout(() => r({ username: `name-${sessionId}` } as never), 300)),
-    });
+    // the site's answer comes after the user_left
+    const p = botOn(
+      site,
+      (sessionId) => new Promise((r) => setTimeout(() => r({ username: `name-${sessionId}` } as never), 300)),
+    );
     const seen: string[] = [];
     p.on('joined', (who) => seen.push(`joined ${who.sessionId}`));
     p.on('left', (who) => seen.push(`left ${who.sessionId}`));
@@ -128,28 +138,17 @@ describe("the job's calls client against a site that misbehaves", () => {
   });
 
   it("tells a person's voice activity at most twice a second however often the site toggles it, ending as the site left it", async () => {
-    const site = new Site((ws) => {
-      ws.send(JSON.stringify({ event: 'hello', data: { connection_id: 'c1' }, seq: 0 }));
-      ws.on('message', (m) => {
-        if (!String(m).includes(`${PREFIX}join`)) return;
-        ws.send(event('user_joined', { session_id: 's1', user_id: 'u1' }));
-        // 2,000 changes in a second, ending speaking
-        let k = 0;
-        const toggle = setInterval(() => {
-          for (let i = 0; i < 200; i++, k++)
-            ws.send(event(k % 2 ? 'user_voice_on' : 'user_voice_off', { session_id: 's1' }));
-          if (k >= 2000) clearInterval(toggle);
-        }, 100);
-        setTimeout(() => ws.send(event('error', { data: 'no job in progress' })), 2500);
-      });
+    const site = await refusingSite(2500, (ws) => {
+      ws.send(event('user_joined', { session_id: 's1', user_id: 'u1' }));
+      // 2,000 changes in a second, ending speaking
+      let k = 0;
+      const toggle = setInterval(() => {
+        for (let i = 0; i < 200; i++, k++)
+          ws.send(event(k % 2 ? 'user_voice_on' : 'user_voice_off', { session_id: 's1' }));
+        if (k >= 2000) clearInterval(toggle);
+      }, 100);
     });
-    await site.start();
-    const p = new HeadlessParticipant({
-      siteUrl: site.url,
-      token: 'bot',
-      callId: ids(),
-      profile: async () => ({}) as never,
-    });
+    const p = botOn(site);
     const told: boolean[] = [];
     p.on('voice', (who) => told.push(who.speaking));
     const started = performance.now();
@@ -166,21 +165,10 @@ describe("the job's calls client against a site that misbehaves", () => {
   });
 
   it('follows at most 200 people joining at once, then 20 a second, however many the site tells of', async () => {
-    const site = new Site((ws) => {
-      ws.send(JSON.stringify({ event: 'hello', data: { connection_id: 'c1' }, seq: 0 }));
-      ws.on('message', (m) => {
-        if (!String(m).includes(`${PREFIX}join`)) return;
-        for (let i = 0; i < 900; i++) ws.send(event('user_joined', { session_id: `s${i}`, user_id: `u${i}` }));
-        setTimeout(() => ws.send(event('error', { data: 'no job in progress' })), 1000);
-      });
+    const site = await refusingSite(1000, (ws) => {
+      for (let i = 0; i < 900; i++) ws.send(event('user_joined', { session_id: `s${i}`, user_id: `u${i}` }));
     });
-    await site.start();
-    const p = new HeadlessParticipant({
-      siteUrl: site.url,
-      token: 'bot',
-      callId: ids(),
-      profile: async () => ({}) as never,
-    });
+    const p = botOn(site);
     const started = performance.now();
     try {
       await assert.rejects(p.join(), /no job in progress/);
@@ -219,12 +207,7 @@ describe("the job's calls client against a site that misbehaves", () => {
       });
     });
     await site.start();
-    const p = new HeadlessParticipant({
-      siteUrl: site.url,
-      token: 'bot',
-      callId: ids(),
-      profile: async () => ({}) as never,
-    });
+    const p = botOn(site);
     const joining = p.join().catch((err: Error) => err);
     try {
       await waitFor('the site sending its candidates', () => sent === 1000, 20_000);
@@ -246,12 +229,7 @@ describe("the job's calls client against a site that misbehaves", () => {
       ws.send(JSON.stringify({ event: 'hello', data: { pad: 'x'.repeat(2 * 1024 * 1024) } })),
     );
     await site.start();
-    const p = new HeadlessParticipant({
-      siteUrl: site.url,
-      token: 'bot',
-      callId: ids(),
-      profile: async () => ({}) as never,
-    });
+    const p = botOn(site);
     try {
       await assert.rejects(p.join(), /Max payload size exceeded/);
     } finally {
