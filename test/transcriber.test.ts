@@ -11,7 +11,17 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism, getPriority, tmpdir } from 'node:os';
@@ -316,6 +326,30 @@ describe('transcriber job program', () => {
       /stopped unexpectedly.*kept on the job service at .*partial-transcript/,
     );
     assert.equal(mm.transcriptions.length, 0, 'a partial transcript is not posted as if complete');
+
+    // Killed again, this time while delivering a finished transcript (its Mattermost down past the
+    // delivery's time): the recovery keeps those files as they are, not as a partial transcript.
+    const finished = { vtt: join(env.JOB_DIR, 'transcript.vtt'), txt: join(env.JOB_DIR, 'transcript.txt') };
+    writeFileSync(finished.vtt, 'WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n<v Alice>finished words\n');
+    writeFileSync(finished.txt, 'Alice: finished words\n');
+    writeFileSync(join(env.JOB_DIR, 'delivering'), JSON.stringify({ file: finished.vtt }));
+    rmSync(env.ARTIFACTS_DIR, { recursive: true, force: true });
+    const again = start(env, ['--recover']);
+    const [code2] = await again.exited;
+    assert.equal(code2, 0, again.output());
+    assert.match(again.output(), /the transcript was finished before the run ended/);
+    const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
+    assert.equal(output.partial, undefined);
+    assert.deepEqual(
+      output.files.map((f: string) => basename(f).replace(/-[a-z0-9]+-[a-z0-9]+\./, '.')),
+      ['transcript.vtt', 'transcript.txt'],
+    );
+    assert.equal(readFileSync(output.files[0], 'utf8'), readFileSync(finished.vtt, 'utf8'));
+    assert.equal(readFileSync(output.files[1], 'utf8'), readFileSync(finished.txt, 'utf8'));
+    assert.match(
+      String(mm.statuses.filter((s) => s.body.Status === 'failed').at(-1)?.body.omitempty),
+      /could not be delivered; it is kept on the job service at .*\/transcript-/,
+    );
     await mm.close();
   });
 

@@ -8,8 +8,9 @@
 //   the last seconds and deliver a WebVTT and a text file through the bot API or to the artifacts
 //   directory.
 // - MEDIA_URL: transcribe a finished recording (one mixed voice) instead.
-// - `--recover`: the previous run died; transcribe what it captured and had not recognised, and keep it locally.
-import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+// - `--recover`: the previous run died; transcribe what it captured and had not recognised, and keep it locally
+//   (or keep the transcript it had finished and was delivering).
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { realpath } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -24,7 +25,7 @@ import {
   stopped,
   workerSetting,
 } from '../shared/job.js';
-import { type CaptionStats, EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
+import { type CaptionStats, EXIT, OUTPUT_FILE, RECOVER_ARG, readDelivering } from '../../src/jobs/contract.js';
 import { callOptions, callSite, describeSite } from '../shared/call.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
 import { fileSource } from '../shared/file-source.js';
@@ -147,13 +148,34 @@ class Delivery {
     return send();
   }
 
+  private get files() {
+    return { vtt: join(this.dir, 'transcript.vtt'), txt: join(this.dir, 'transcript.txt') };
+  }
+
+  /** Copies the two files into the artifacts directory; returns their paths there. */
+  private async keep(partial: boolean): Promise<string[]> {
+    const { files } = this;
+    const name = `${partial ? 'partial-' : ''}transcript-${this.inputs.call_id ?? 'media'}-${process.env.JOB_ID ?? this.jobId}`;
+    return [
+      await keepArtifact(fileSource(files.vtt), `${name}.vtt`),
+      await keepArtifact(fileSource(files.txt), `${name}.txt`),
+    ];
+  }
+
+  /**
+   * A run killed or crashed while delivering (Mattermost down past JOBS_DELIVERYTIMEOUTSEC, say)
+   * had finished the transcript: its files are kept as they are, not recognised again as a partial
+   * one. Returns output_data, or undefined when the run did not get that far.
+   */
+  async keepFinished(): Promise<{ files: string[] } | undefined> {
+    const finished = readDelivering(this.dir);
+    if (finished !== this.files.vtt || !Object.values(this.files).every((f) => existsSync(f))) return undefined;
+    return { files: await this.keep(false) };
+  }
+
   /** Writes the two files; posts them, or keeps them in the artifacts directory. Returns output_data. */
   async deliver(segments: Segment[], extra: object, keepOnly = false): Promise<object> {
-    const { inputs, dir } = this;
-    const files = {
-      vtt: join(dir, 'transcript.vtt'),
-      txt: join(dir, 'transcript.txt'),
-    };
+    const { inputs, files } = this;
     writeFileSync(files.vtt, toWebVtt(segments, inputs.webvtt_omit_speaker));
     writeFileSync(
       files.txt,
@@ -163,14 +185,7 @@ class Delivery {
       }),
     );
     const summary = { segments: segments.length, speakers: [...new Set(segments.map((s) => s.speaker))], ...extra };
-    if (!this.bot || keepOnly) {
-      const name = `${keepOnly ? 'partial-' : ''}transcript-${inputs.call_id ?? 'media'}-${process.env.JOB_ID ?? this.jobId}`;
-      const kept = [
-        await keepArtifact(fileSource(files.vtt), `${name}.vtt`),
-        await keepArtifact(fileSource(files.txt), `${name}.txt`),
-      ];
-      return { files: kept, ...summary };
-    }
+    if (!this.bot || keepOnly) return { files: await this.keep(keepOnly), ...summary };
     const callId = inputs.call_id!;
     delivering(files.vtt); // first: the delivery's own time covers waiting for the start's report
     await this.started;
@@ -353,6 +368,20 @@ async function main(): Promise<void> {
 
   if (process.argv.includes(TRANSCRIPT_ARG)) return serveTranscript(dir, () => loadRecognisers(inputs));
   const recover = process.argv.includes(RECOVER_ARG);
+  if (recover) {
+    const finished = await delivery
+      .keepFinished()
+      .catch((err: Error) => fail(`the finished transcript could not be kept: ${err.message}`));
+    if (finished) {
+      writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(finished));
+      log(`the transcript was finished before the run ended, and is kept at ${finished.files.join(' and ')}`);
+      await delivery.report(
+        'failed',
+        `the transcript could not be delivered; it is kept on the job service at ${finished.files[0]}`,
+      );
+      return;
+    }
+  }
 
   // The recognisers load before anything starts, so a missing model or binary fails the job at
   // once: in the transcript's own process during a call, in this one otherwise.
