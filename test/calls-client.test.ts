@@ -1,19 +1,24 @@
 // The job's calls client against a site that misbehaves: the Mattermost server a job joins is named
 // by the API's client, and may be buggy, overloaded or compromised. What it sends over the
 // websocket must not crash the job, hold it for ever or make it allocate without bound. The site
-// here is a bare `ws` server sending exactly the frames under test.
+// here is a bare `ws` server sending exactly the frames under test, or passing a real SFU's on in
+// an order a real site may give them.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type WebSocket, WebSocketServer } from 'ws';
+import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { HeadlessParticipant, type ParticipantInfo } from '../src/sfu/client/participant.js';
 import { PREFIX } from '../src/sfu/protocol/wire.js';
-import { ids, waitFor } from './helpers.js';
+import { Sfu } from '../src/sfu/server/server.js';
+import { joinTokenPolicy } from '../src/sfu/server/policy.js';
+import { mintToken, type Role } from '../src/sfu/token.js';
+import { createLogger } from '../src/log.js';
+import { ids, testConfig, waitFor } from './helpers.js';
 import { JobProgramHarness } from './job-program.js';
 
 const RECORDER = fileURLToPath(new URL('../workers/recorder/main.js', import.meta.url));
@@ -24,7 +29,7 @@ class Site {
   private readonly wss = new WebSocketServer({ server: this.http });
   url = '';
 
-  constructor(onConnection: (ws: WebSocket) => void) {
+  constructor(onConnection: (ws: WebSocket, req: IncomingMessage) => void) {
     this.wss.on('connection', onConnection);
   }
 
@@ -220,6 +225,89 @@ describe("the job's calls client against a site that misbehaves", () => {
       p.leave();
       await joining;
       await site.close();
+    }
+  });
+
+  it("a track read after its sender left does not bring them back: the last one's leave still ends the call", async () => {
+    // A real SFU behind a site that holds back its offers: alice's track comes in an offer made
+    // before she left and read after her user_left, as when werift takes its time with the offer.
+    const secret = 'calls-client-secret';
+    const sfu = new Sfu({
+      host: '127.0.0.1',
+      port: 0,
+      ice: { bindAddress: '127.0.0.1', portRange: [47420, 47460] },
+      policy: joinTokenPolicy(secret),
+      log: createLogger(testConfig(), 'sfu'),
+    });
+    const sfuUrl = await sfu.listen();
+    const call = ids();
+    const token = (user: string, role: Role = 'participant') =>
+      mintToken(secret, { call, user, name: user, role, ttlSec: 60 });
+    let held: string[] | undefined;
+    let answered = 0;
+    let toBot: WebSocket | undefined;
+    const site = new Site((ws, req) => {
+      toBot = ws;
+      const upstream = new WebSocket(new URL(req.url!, sfuUrl.replace('http', 'ws')), {
+        headers: { authorization: req.headers.authorization! },
+      });
+      // the SDPs go as binary frames (msgpack, compressed), the rest as text
+      const early: [RawData, boolean][] = [];
+      upstream.on('open', () => early.splice(0).forEach(([m, binary]) => upstream.send(m, { binary })));
+      ws.on('message', (m, binary) => {
+        if (binary) answered++; // our SDP: an answer once the SFU's offers come
+        upstream.readyState === WebSocket.OPEN ? upstream.send(m, { binary }) : early.push([m, binary]);
+      });
+      upstream.on('message', (m, binary) => {
+        if (held && String(m).includes(`${PREFIX}signal`)) held.push(String(m));
+        else ws.send(m, { binary });
+      });
+      ws.on('close', () => upstream.close());
+      upstream.on('close', () => ws.close());
+    });
+    await site.start();
+    const people: HeadlessParticipant[] = [];
+    const person = async (user: string) => {
+      const p = new HeadlessParticipant({ siteUrl: sfuUrl, callId: call, token: token(user), subscribe: 'none' });
+      people.push(p);
+      await p.join();
+      return p;
+    };
+    const bot = new HeadlessParticipant({ siteUrl: site.url, callId: call, token: token('bot', 'bot') });
+    const seen: string[] = [];
+    bot.on('left', (who) => seen.push(`left ${who.userId}`));
+    bot.on('track', (t) => seen.push(`track ${t.participant.userId}`));
+    try {
+      const bob = await person('bob');
+      await bot.join();
+      held = [];
+      const alice = await person('alice');
+      await alice.publish('mic');
+      await waitFor("the SFU's offer of alice's track", () => held!.some((m) => m.includes('offer')), 20_000);
+      alice.leave();
+      await waitFor('the bot told alice left', () => seen.includes('left alice'), 20_000);
+      const before = answered;
+      for (const m of held.splice(0)) toBot!.send(m);
+      held = undefined;
+      await waitFor('the offer answered', () => answered > before, 20_000);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(
+        [...bot.participants.values()].map((p) => p.userId),
+        ['bob'],
+      );
+      bob.leave();
+      await Promise.race([
+        bot.everyoneLeft,
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error(`everyone left, but not for the bot: ${seen}`)), 10_000),
+        ),
+      ]);
+      assert.ok(!seen.includes('track alice'), seen.join(', '));
+    } finally {
+      bot.leave();
+      for (const p of people) p.leave();
+      await site.close();
+      await sfu.close();
     }
   });
 

@@ -113,6 +113,11 @@ export class HeadlessParticipant {
   private joinsRefused = 0;
   /** people a site told of joining whose names have not come yet */
   private readonly unnamed = new Set<string>();
+  /**
+   * people who left (the last MAX_PARTICIPANTS): a track of theirs in an offer the site made before
+   * they left, read after it, brought them back as present, and the recording never saw everyone leave
+   */
+  private readonly gone = new Set<string>();
   /** voice activity as last told, when, and a change waiting for VOICE_GAP_MS to pass */
   private readonly voices = new Map<string, { speaking: boolean; at: number; timer?: NodeJS.Timeout }>();
   private lastLeft?: () => void;
@@ -173,6 +178,7 @@ export class HeadlessParticipant {
       // Told of once its name has come; gone by then (user_left before the profile's answer), never:
       // a 'joined' after the 'left' had the recording keep a tile for someone who left.
       this.unnamed.add(d.session_id);
+      this.gone.delete(d.session_id);
       void this.person(d.session_id, String(d.user_id ?? '')).then((p) => {
         if (!this.unnamed.delete(p.sessionId) || this.participants.get(p.sessionId) !== p) return;
         this.emit('joined', p);
@@ -181,6 +187,8 @@ export class HeadlessParticipant {
     on('user_left', (d) => {
       const p = this.participants.get(String(d.session_id));
       if (!p) return;
+      this.gone.add(p.sessionId);
+      if (this.gone.size > MAX_PARTICIPANTS) this.gone.delete(this.gone.values().next().value!);
       clearTimeout(this.voices.get(p.sessionId)?.timer);
       this.voices.delete(p.sessionId);
       this.participants.delete(p.sessionId);
@@ -350,8 +358,10 @@ export class HeadlessParticipant {
     const source = sourceOf[t.type];
     // screen audio is not recorded, as upstream
     if (!source || this.opts.subscribe === 'none' || (this.opts.subscribe === 'audio' && source !== 'mic')) return;
+    if (this.gone.has(t.sessionId)) return;
     // the name first: everything recorded of this track carries it
     const participant = await this.person(t.sessionId, this.participants.get(t.sessionId)?.userId ?? t.sessionId);
+    if (this.participants.get(t.sessionId) !== participant) return; // left while the name came
     participant.tracks[source] ??= { muted: false };
     const remote: RemoteTrack = { track: t.track, transceiver: t.transceiver, mid: t.mid, source, participant };
     this.remote.set(t.mid, remote);
