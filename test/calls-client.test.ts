@@ -253,7 +253,9 @@ describe("the job's calls client against a site that misbehaves", () => {
       });
       // the SDPs go as binary frames (msgpack, compressed), the rest as text
       const early: [RawData, boolean][] = [];
-      upstream.on('open', () => early.splice(0).forEach(([m, binary]) => upstream.send(m, { binary })));
+      upstream.on('open', () => {
+        for (const [m, binary] of early.splice(0)) upstream.send(m, { binary });
+      });
       ws.on('message', (m, binary) => {
         if (binary) answered++; // our SDP: an answer once the SFU's offers come
         upstream.readyState === WebSocket.OPEN ? upstream.send(m, { binary }) : early.push([m, binary]);
