@@ -157,11 +157,17 @@ const trustedProxies: Parser<BlockList | undefined> = (raw, name) => {
 
 const ipv4: Parser<string> = (raw, name) => {
   const octets = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(raw.trim());
-  if (raw !== '' && (!octets || octets.slice(1).some((o) => Number(o) > 255))) {
+  if (!octets || octets.slice(1).some((o) => Number(o) > 255)) {
     throw new ConfigError(name, `expected an IPv4 address, got ${JSON.stringify(raw)}`);
   }
   return raw.trim();
 };
+
+/** Empty, or what `parse` accepts. */
+const optional =
+  (parse: Parser<string>): Parser<string> =>
+  (raw, name) =>
+    raw === '' ? '' : parse(raw, name);
 
 const httpUrl: Parser<string> = (raw, name) => {
   if (raw === '') return raw;
@@ -233,6 +239,16 @@ const userSpec: Parser<string> = (raw, name) => {
 const k8sName: Parser<string> = (raw, name) => {
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(raw))
     throw new ConfigError(name, `expected a Kubernetes name, got ${JSON.stringify(raw)}`);
+  return raw;
+};
+
+/** A name of most Kubernetes objects (a DNS subdomain: labels of a name, joined by dots). */
+const k8sObjectName: Parser<string> = (raw, name) => {
+  if (raw.length > 253 || !raw.split('.').every((label) => /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(label)))
+    throw new ConfigError(
+      name,
+      `expected a Kubernetes object name (lower case, digits, - and .), got ${JSON.stringify(raw)}`,
+    );
   return raw;
 };
 
@@ -537,7 +553,7 @@ export const variables = {
   k8sClaim: variable(
     'JOBS_KUBERNETES_PERSISTENTVOLUMECLAIMNAME',
     '',
-    string,
+    optional(k8sObjectName),
     'Kubernetes runner: a ReadWriteMany claim mounted by the workers at JOBS_DATADIR and by each job at its directory (the worker then sees the delivering marker); empty: an emptyDir, output_data through the termination message.',
   ),
   k8sSysctls: variable(
@@ -581,7 +597,7 @@ export const variables = {
   sfuIceHostOverride: variable(
     'SFU_ICEHOSTOVERRIDE',
     '',
-    ipv4,
+    optional(ipv4),
     "Address announced in ICE candidates instead of the host's (the public address behind NAT, like rtcd's ICEHostOverride).",
   ),
   sfuIcePortRange: variable(
@@ -692,11 +708,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return config;
 }
 
+/** A listen address's host as a URL names it from this machine: all interfaces by loopback, IPv6 in brackets. */
+export const urlHost = (host: string) =>
+  host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
+
 /** The SFU's address as browsers and jobs reach it. */
 export function sfuBaseUrl(config: Pick<Config, 'sfuUrl' | 'sfuListen'>): string {
   if (config.sfuUrl) return config.sfuUrl;
   const { host, port } = config.sfuListen;
-  return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+  return `http://${urlHost(host)}:${port}`;
 }
 
 /** Names that look like ours but are not known: most often a typo worth a warning. */

@@ -1,6 +1,6 @@
 // Wiring shared by every subcommand: Redis connections, stores, queues and the runner.
 import type { Redis } from 'ioredis';
-import { type Config, sfuBaseUrl } from './config.js';
+import { type Config, ConfigError, sfuBaseUrl, urlHost, variables } from './config.js';
 import { connect, keysFor, sharedSecret } from './store/redis.js';
 import { JobStore } from './store/jobs.js';
 import { ClientStore, SessionStore } from './store/clients.js';
@@ -105,18 +105,29 @@ export const workerOptions = (config: Config) => ({
   mediaUrlAllow: config.mediaUrlAllow,
 });
 
+/** `listen()`, its failure (a name that does not resolve, a port taken) told as the setting's. */
+const listening = <T>(variable: string, at: { host: string; port: number }, listen: () => Promise<T>): Promise<T> =>
+  listen().catch((err: NodeJS.ErrnoException) => {
+    throw new ConfigError(variable, `cannot listen on ${at.host}:${at.port}: ${err.code ?? err.message}`);
+  });
+
 /** An API instance with its sweeper, listening: what `calls-offloader api` runs. */
 export async function startApiInstance(config: Config, log: Logger) {
   const services = createServices(config, log);
   const { app } = await buildServer({ config, log, ...services });
   const sweeper = new Sweeper(services.store, workerOptions(config), log);
   sweeper.start();
-  await app.listen({ host: config.listen.host, port: config.listen.port });
+  await listening(variables.listen.name, config.listen, () =>
+    app.listen({ host: config.listen.host, port: config.listen.port }),
+  ).catch(async (err) => {
+    await Promise.all([app.close(), sweeper.stop(), services.close()]).catch(() => undefined);
+    throw err;
+  });
   const { port } = app.server.address() as AddressInfo;
   return {
     app,
     services,
-    url: `${config.tlsEnable ? 'https' : 'http'}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`,
+    url: `${config.tlsEnable ? 'https' : 'http'}://${urlHost(config.listen.host)}:${port}`,
     async close() {
       await app.close();
       await sweeper.stop();
@@ -182,7 +193,11 @@ export async function startSfuInstance(config: Config, log: Logger) {
     trustedProxies: config.sfuTrustedProxies,
     log,
   });
-  const url = await sfu.listen();
+  const url = await listening(variables.sfuListen.name, config.sfuListen, () => sfu.listen()).catch(async (err) => {
+    await sfu.close();
+    await redis.quit().catch(() => undefined);
+    throw err;
+  });
   return {
     sfu,
     url,

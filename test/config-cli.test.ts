@@ -10,7 +10,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ConfigError, loadConfig, variables } from '../src/config.js';
+import { ConfigError, loadConfig, sfuBaseUrl, variables } from '../src/config.js';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import {
   CLI,
@@ -111,6 +111,12 @@ describe('configuration', () => {
       /^API_HTTP_TLS_CERTFILE: \/nonexistent\/cert\.pem cannot be read \(ENOENT\)\nAPI_HTTP_TLS_CERTKEY: \/etc\/hostname holds no PEM private key$/,
     ],
     [{ SFU_ICEADDRESS: '999.1.1.1' }, /^SFU_ICEADDRESS: expected an IPv4 address, got "999.1.1.1"$/],
+    // empty had werift bind every interface: the opposite of the loopback default
+    [{ SFU_ICEADDRESS: '' }, /^SFU_ICEADDRESS: expected an IPv4 address, got ""$/],
+    [
+      { JOBS_KUBERNETES_PERSISTENTVOLUMECLAIMNAME: 'Calls_Data' },
+      /^JOBS_KUBERNETES_PERSISTENTVOLUMECLAIMNAME: expected a Kubernetes object name .*, got "Calls_Data"$/,
+    ],
     [
       { SFU_TRUSTEDPROXIES: '10.0.0.0/8, proxy.internal' },
       /^SFU_TRUSTEDPROXIES: "proxy\.internal" is not an IP address or a CIDR range \(like 192\.0\.2\.10 or 10\.1\.2\.0\/29\)$/,
@@ -139,6 +145,19 @@ describe('configuration', () => {
       );
     });
   }
+
+  it('takes a claim name with dots, as Kubernetes does', () => {
+    assert.equal(loadConfig({ JOBS_KUBERNETES_PERSISTENTVOLUMECLAIMNAME: 'calls.data-1' }).k8sClaim, 'calls.data-1');
+  });
+
+  it('names the SFU by an address a URL can hold', () => {
+    const url = (SFU_LISTENADDRESS: string) => sfuBaseUrl(loadConfig({ SFU_LISTENADDRESS }));
+    assert.equal(url('[::1]:4546'), 'http://[::1]:4546');
+    assert.equal(url('[::]:4546'), 'http://[::1]:4546');
+    assert.equal(url(':4546'), 'http://127.0.0.1:4546');
+    assert.equal(url('localhost:4546'), 'http://localhost:4546');
+    assert.equal(new URL(url('[fd00::5]:4546')).hostname, '[fd00::5]');
+  });
 
   it('reports every bad variable at once', () => {
     assert.throws(
@@ -188,6 +207,33 @@ describe('calls-offloader CLI', () => {
     assert.equal(k8s.code, 78);
     assert.match(k8s.stderr, /K8S_JOB_POD_TOLERATIONS: is not JSON/);
     assert.match(k8s.stderr, /JOBS_DOCKERLIMITS: needs an entry for transcribing, captioning/);
+    // an address that cannot be listened on is told as the setting's, not as a stack trace
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      for (const [command, env, message] of [
+        [
+          'api',
+          { API_HTTP_LISTENADDRESS: 'calls.invalid:4545' },
+          /^API_HTTP_LISTENADDRESS: cannot listen on calls\.invalid:4545: ENOTFOUND$/m,
+        ],
+        [
+          'sfu',
+          { SFU_LISTENADDRESS: `127.0.0.1:${port}` },
+          new RegExp(`^SFU_LISTENADDRESS: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE$`, 'm'),
+        ],
+      ] as const) {
+        const failed = await run(process.execPath, [CLI, command], {
+          env: { ...process.env, REDIS_URL, ...env },
+        }).catch((e) => e);
+        assert.equal(failed.code, 78, failed.stderr);
+        assert.match(failed.stderr, message);
+        assert.doesNotMatch(failed.stderr, /\n {4}at /, 'no stack trace');
+      }
+    } finally {
+      taken.close();
+    }
   });
 
   it('serve runs API, worker and SFU from one command: a job goes from POST /jobs to succeeded', async () => {

@@ -107,7 +107,13 @@ export class Sfu {
   }
 
   async listen(): Promise<string> {
-    await new Promise<void>((resolve) => this.http.listen(this.opts.port, this.opts.host, resolve));
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(this.opts.port, this.opts.host, () => {
+        this.http.off('error', reject);
+        resolve();
+      });
+    });
     const { port } = this.http.address() as { port: number };
     return `http://${this.opts.host}:${port}`;
   }
