@@ -3,7 +3,7 @@
 // escalation, max duration, cancel while queued, logs, two API instances, retention.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
@@ -90,6 +90,8 @@ describe('job lifecycle', () => {
     assert.equal(runs(id).filter((r) => r.event === 'start').length, 1);
     // The full log is kept in the job directory as well.
     assert.match(readFileSync(join(config.dataDir, 'jobs', id, 'job.log'), 'utf8'), /a line on stderr/);
+    // and no other user of the host reads what the jobs keep
+    for (const dir of ['jobs', 'artifacts']) assert.equal(statSync(join(config.dataDir, dir)).mode & 0o777, 0o700, dir);
   });
 
   it('a program that floods its output does not fill the disk: job.log keeps the head and says what it left out, Redis the tail', async () => {

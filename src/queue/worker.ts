@@ -3,7 +3,7 @@
 //   queued --acquire--> starting --spawned--> running --stop/max duration--> stopping --exit--> final
 // The slot is a lease in Redis that this worker renews; if the worker dies, the lease runs out,
 // a sweeper fails the job, and another worker BullMQ hands it to finds it no longer queued.
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -51,7 +51,12 @@ export class JobWorker {
   }
 
   async start(): Promise<void> {
-    await mkdir(this.jobsDir, { recursive: true });
+    // Recordings and transcripts are the call's: no other user of the host reads them (a job's own
+    // directory is made inside, and given to a container's user by the Docker runner).
+    for (const dir of [this.jobsDir, resolve(this.opts.dataDir, 'artifacts')]) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await chmod(dir, 0o700).catch(() => undefined); // made before, or not ours (a shared volume)
+    }
     // Stops asked through any API instance arrive here; the lease renewal also reports them, so
     // a missed message only delays a stop by one renewal.
     const { stopChannel, slotFreedChannel } = this.store.keys;
