@@ -474,6 +474,18 @@ describe('transcriber job program', () => {
     elsewhere.close();
   });
 
+  it("takes live_captions_language as the captions' alone: pocketsphinx transcribes a call whose captions would be German", async () => {
+    // upstream's transcript sets no language (Whisper finds it); only the captions are in this one
+    const env = jobEnv(id(), 'german', { LIVE_CAPTIONS_LANGUAGE: 'de' });
+    const job = start(env);
+    await waitFor('listening, or ended', () => /listening to call|invalid input|\n.*failed/.test(job.output()), 20_000);
+    job.child.kill('SIGTERM');
+    const [code] = await job.exited;
+    assert.equal(code, 0, job.output());
+    assert.match(job.output(), /listening to call/);
+    assert.equal(JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8')).segments, 0);
+  });
+
   it('fails at start naming a bad input, or the missing Whisper model, and reports it', async () => {
     const bad = start(jobEnv(id(), 'bad', { TRANSCRIBE_API: 'kaldi' }));
     const [code] = await bad.exited;
@@ -483,6 +495,13 @@ describe('transcriber job program', () => {
     const threads = start(jobEnv(id(), 'bad2', { NUM_THREADS: 'many' }));
     assert.equal((await threads.exited)[0], 2);
     assert.match(threads.output(), /NUM_THREADS must be a whole number/);
+    const cpus = availableParallelism();
+    const tooMany = start(jobEnv(id(), 'bad2b', { NUM_THREADS: String(cpus + 1) }));
+    assert.equal((await tooMany.exited)[0], 2, tooMany.output());
+    assert.match(
+      tooMany.output(),
+      new RegExp(`invalid input: NUM_THREADS \\(${cpus + 1}\\) must not exceed the ${cpus} CPUs`),
+    );
 
     // each within its bound, together more recognisers than the host has CPUs (64 × 64 started
     // 4,096 pocketsphinx processes)

@@ -57,10 +57,13 @@ export function transcriberInputs(env: NodeJS.ProcessEnv): TranscriberInputs & {
           captionsOnly: true,
         }
       : { ...readInputs<TranscriberInputs>(TranscribingInput, env, transcriberDefaults), captionsOnly: false };
-  // Upstream's rule: the captions' recognisers and their threads (with pocketsphinx, one process
-  // each) fit the host's CPUs. Each field alone allows 64, and 64 × 64 started 4,096 processes.
+  // Upstream's rules: the transcript's threads, and the captions' recognisers and their threads
+  // (with pocketsphinx, one process each), fit the host's CPUs. Each field alone allows 64, and
+  // 64 × 64 started 4,096 processes.
   const { live_captions_num_transcribers: n, live_captions_num_threads_per_transcriber: threads } = inputs;
   const cpus = availableParallelism();
+  if (!inputs.captionsOnly && inputs.num_threads > cpus)
+    throw new InputError(`NUM_THREADS (${inputs.num_threads}) must not exceed the ${cpus} CPUs of this host`);
   if (inputs.live_captions_on && n * threads > cpus)
     throw new InputError(
       `LIVE_CAPTIONS_NUM_TRANSCRIBERS × LIVE_CAPTIONS_NUM_THREADS_PER_TRANSCRIBER (${n} × ${threads}) must not exceed the ${cpus} CPUs of this host`,

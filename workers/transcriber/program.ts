@@ -45,14 +45,22 @@ const log = (message: string) => process.stdout.write(`[transcriber ${new Date()
 
 type Inputs = TranscriberInputs & { captionsOnly: boolean };
 
-/** The job's engines' settings: `threads` threads each, the model of `modelSize`. */
-const engineOptions = (inputs: Inputs, modelSize: string, threads: number): EngineOptions => ({
+/**
+ * The job's engines' settings: `threads` threads each, the model of `modelSize`, the language
+ * given or (undefined) found by Whisper. Upstream's transcript sets none: live_captions_language is
+ * the captions' alone, and a call in another language was recognised as if in it.
+ */
+const engineOptions = (inputs: Inputs, modelSize: string, threads: number, language?: string): EngineOptions => ({
   api: inputs.transcribe_api,
   modelSize,
   modelsDir: modelsDir(),
   threads,
-  language: inputs.live_captions_language,
+  language,
 });
+
+/** The language the transcript is posted as. */
+const transcriptLanguage = (inputs: Inputs) =>
+  inputs.transcribe_api === 'pocketsphinx' ? 'en' : inputs.live_captions_language;
 
 /** A recording is read from at most this many bytes (MEDIA_MAX_BYTES in the job's settings). */
 const mediaMaxBytes = () => Number(process.env.MEDIA_MAX_BYTES ?? 8 * 1024 ** 3);
@@ -195,7 +203,9 @@ class Delivery {
     await this.bot.postTranscription(callId, {
       JobID: this.jobId,
       PostID: inputs.post_id!,
-      Transcriptions: [{ Language: inputs.live_captions_language, FileIDs: [vtt.id, txt.id] }],
+      // Upstream posts the language Whisper found; this binding does not say it: the site's own
+      // setting is the best guess (pocketsphinx: English, its only model)
+      Transcriptions: [{ Language: transcriptLanguage(inputs), FileIDs: [vtt.id, txt.id] }],
     });
     log(`posted ${base}.vtt and ${base}.txt (${segments.length} segments) to the call thread`);
     return { file_ids: [vtt.id, txt.id], filename: base, ...summary };
@@ -315,6 +325,7 @@ async function live(
       inputs,
       inputs.live_captions_model_size,
       inputs.live_captions_num_threads_per_transcriber,
+      inputs.live_captions_language,
     );
     captions = new LiveCaptions(
       await enginePool(engine, inputs.live_captions_num_transcribers),

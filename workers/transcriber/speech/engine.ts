@@ -46,7 +46,8 @@ export interface EngineOptions {
   modelSize: string;
   modelsDir: string;
   threads: number;
-  language: string;
+  /** what is spoken (2 letters); undefined: Whisper finds out for itself, as upstream's transcript does */
+  language?: string;
 }
 
 /** A setup problem (missing model or binary) that fails the job at start with this message. */

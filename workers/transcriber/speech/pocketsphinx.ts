@@ -67,7 +67,7 @@ export class PocketsphinxEngine implements SpeechEngine {
   }
 
   static async start(opts: EngineOptions): Promise<PocketsphinxEngine> {
-    if (opts.language !== 'en')
+    if (opts.language !== undefined && opts.language !== 'en')
       throw new EngineError(`pocketsphinx has an English model only; language ${opts.language} needs whisper.cpp`);
     if (!existsSync(serverPath)) {
       throw new EngineError(

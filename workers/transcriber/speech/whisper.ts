@@ -131,7 +131,7 @@ export class WhisperEngine implements SpeechEngine {
     let segments: { text: string; t0: number; t1: number }[];
     try {
       segments = await Promise.race([
-        this.ctx.transcribe({ pcm: audio, language: this.opts.language, threads: this.opts.threads }),
+        this.ctx.transcribe({ pcm: audio, language: this.opts.language ?? 'auto', threads: this.opts.threads }),
         timeout,
       ]);
     } catch (err) {
