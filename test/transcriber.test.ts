@@ -126,6 +126,38 @@ describe('transcriber job program', () => {
     assert.equal(output.captions.sent, captions.length);
     assert.equal(output.captions.dropped, 0);
     assert.equal(output.files, undefined, 'a captioning job makes no transcript');
+    // nor keeps the voices' audio, which nothing would read (115 MB a speaker-hour)
+    assert.ok(!existsSync(join(env.JOB_DIR, 'tracks')) && !existsSync(join(env.JOB_DIR, 'tracks.jsonl')));
+    // and its recovery, after a crash, has nothing to recover
+    const recovery = start(env, ['--recover']);
+    assert.equal((await recovery.exited)[0], 0, recovery.output());
+    assert.match(recovery.output(), /live captions alone keep nothing to recover/);
+    assert.ok(!existsSync(env.ARTIFACTS_DIR), 'no empty transcript kept');
+  });
+
+  it("a voice's file the disk refuses stops the job with the reason, which then ends: no wait for a close that came already", async () => {
+    const call = id();
+    const env = jobEnv(call, 'refused', {});
+    const job = start(env);
+    await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
+    const alice = await join_(call, 'alice', 'Alice');
+    try {
+      // where her voice's file goes, a directory: its open fails (EISDIR) and the stream closes
+      mkdirSync(join(env.JOB_DIR, 'tracks', `001-${alice.me.sessionId}.pcm`), { recursive: true });
+      const mic = (await alice.p.publish('mic')).mic;
+      h.sources.push(await opusSource((rtp) => mic.writeRtp(rtp), 3, 'sine=frequency=440'));
+      const [code] = await Promise.race([
+        job.exited,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`still running: ${job.output()}`)), 60_000).unref(),
+        ),
+      ]);
+      assert.match(job.output(), /tracks\/001-.*\.pcm could not be written \(EISDIR\); stopping with what is on disk/);
+      assert.notEqual(code, null, 'it ended by itself');
+    } finally {
+      if (job.child.exitCode === null) job.child.kill('SIGKILL');
+      alice.p.leave();
+    }
   });
 
   it('recognises the call in a process at nice 19 below the captions, started again if it dies; after the last, the job recognises the rest', async () => {
@@ -326,6 +358,21 @@ describe('transcriber job program', () => {
       /stopped unexpectedly.*kept on the job service at .*partial-transcript/,
     );
     assert.equal(mm.transcriptions.length, 0, 'a partial transcript is not posted as if complete');
+
+    // A run killed before anything was captured (a stop while the engines loaded, once): nothing
+    // to keep, and no empty transcript kept as if something were.
+    const early = { ...env, JOB_DIR: join(dir, 'killed-early'), ARTIFACTS_DIR: join(dir, 'killed-early-artifacts') };
+    const empty = start(early, ['--recover']);
+    assert.equal((await empty.exited)[0], 0, empty.output());
+    assert.deepEqual(JSON.parse(readFileSync(join(early.JOB_DIR, 'output.json'), 'utf8')), {
+      partial: true,
+      segments: 0,
+    });
+    assert.ok(!existsSync(early.ARTIFACTS_DIR));
+    assert.match(
+      String(mm.statuses.filter((s) => s.body.Status === 'failed').at(-1)?.body.omitempty),
+      /stopped unexpectedly before it had recognised anything/,
+    );
 
     // Killed again, this time while delivering a finished transcript (its Mattermost down past the
     // delivery's time): the recovery keeps those files as they are, not as a partial transcript.

@@ -23,7 +23,8 @@ interface Live {
   audio: SpeakerAudio;
   /** packets in sequence order for the decoder (a jittery path reorders them) */
   reorder: Reorder;
-  out: WriteStream;
+  /** the voice's file; none where nothing reads it (live captions alone) */
+  out?: WriteStream;
   entry: VoiceTrack;
   ssrc: number;
 }
@@ -42,13 +43,17 @@ export class Listener {
   private readonly closing = new Set<Promise<void>>();
   private readonly log: (message: string) => void;
 
-  /** `call`: where and as whom to join (the job's site, token and job id). */
+  /**
+   * `call`: where and as whom to join (the job's site, token and job id). `keepAudio`: false when
+   * nothing will read the voices' files (live captions alone): a speaker-hour is 115 MB of them.
+   */
   constructor(
     private readonly dir: string,
     call: Omit<HeadlessOptions, 'subscribe'>,
+    private readonly keepAudio = true,
   ) {
     this.log = call.log ?? (() => {});
-    mkdirSync(join(dir, 'tracks'), { recursive: true });
+    if (keepAudio) mkdirSync(join(dir, 'tracks'), { recursive: true });
     this.participant = new HeadlessParticipant({ ...call, subscribe: 'audio' });
     this.participant.onRtp((rtp, from) => {
       if (from.kind === 'audio') this.receive(rtp, from);
@@ -106,11 +111,11 @@ export class Listener {
         displayName: from.displayName,
         startMs: this.elapsedMs,
       };
-      const out = createWriteStream(join(this.dir, file));
-      out.on('error', (err) => this.writes.fail(file, err));
+      const out = this.keepAudio ? createWriteStream(join(this.dir, file)) : undefined;
+      out?.on('error', (err) => this.writes.fail(file, err));
       const audio = new SpeakerAudio(
         (samples) => {
-          out.write(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength));
+          out?.write(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength));
           for (const h of this.handlers) h(from.sessionId, samples);
         },
         (error) => this.log(`${file}: a packet is not Opus (${error}); such packets are counted and skipped`),
@@ -118,7 +123,7 @@ export class Listener {
       const reorder = new Reorder(AUDIO_HOLD_TICKS, (p, at) => audio.push(p.payload, p.header.timestamp, at));
       t = { audio, reorder, out, entry, ssrc };
       this.live.set(from.sessionId, t);
-      this.append(entry);
+      if (out) this.append(entry);
     }
     t.reorder.push(rtp);
   }
@@ -129,16 +134,16 @@ export class Listener {
     this.live.delete(sessionId);
     t.reorder.flush();
     const ended = { ...t.entry, endMs: this.elapsedMs };
-    // Said once the file holds all it will: the transcript reads an ended track to its end once.
-    const closed = new Promise<void>((r) =>
-      t.out.once('close', () => {
-        this.append(ended);
-        r();
-      }),
-    );
-    this.closing.add(closed);
-    void closed.then(() => this.closing.delete(closed));
-    t.out.end();
+    const { out } = t;
+    if (out) {
+      // Said once the file holds all it will: the transcript reads an ended track to its end once.
+      // A file whose write failed has closed already (the job is stopping for it): no 'close' follows.
+      const closed = out.closed ? Promise.resolve() : new Promise<void>((r) => out.once('close', r));
+      const told = closed.then(() => this.append(ended));
+      this.closing.add(told);
+      void told.then(() => this.closing.delete(told));
+      out.end();
+    }
     t.audio.free();
     if (t.audio.undecodable) this.log(`${t.entry.file}: ${t.audio.undecodable} packets were not Opus`);
     for (const h of this.endHandlers) h(sessionId);

@@ -294,10 +294,10 @@ async function transcribeMedia(
   dir: string,
   delivery: Delivery,
   { engines, silero }: Recognisers,
+  stop: Promise<string>,
 ): Promise<object> {
   log(`transcribing ${inputs.media_url}`);
   const reading: { stop?: string; whole?: boolean } = {};
-  const stop = stopSignal();
   void stop.then((why) => (reading.stop = why));
   const pcm = await Promise.race([
     fetchMedia(inputs.media_url!, dir, inputs.site_url),
@@ -313,12 +313,12 @@ async function live(
   dir: string,
   delivery: Delivery,
   transcript: TranscriptProcess | undefined,
+  stop: Promise<string>,
   bot?: BotClient,
 ): Promise<object> {
   const site = callSite(inputs, inputs.transcription_id);
-  const stop = stopSignal(); // from here SIGTERM means "stop listening and transcribe"
   log(`joining call ${inputs.call_id} on ${describeSite(site)}`);
-  const listener = new Listener(dir, callOptions(site, inputs.call_id!, bot, log));
+  const listener = new Listener(dir, callOptions(site, inputs.call_id!, bot, log), transcript !== undefined);
   let captions: LiveCaptions | undefined;
   if (inputs.live_captions_on) {
     const engine = engineOptions(
@@ -379,6 +379,14 @@ async function main(): Promise<void> {
 
   if (process.argv.includes(TRANSCRIPT_ARG)) return serveTranscript(dir, () => loadRecognisers(inputs));
   const recover = process.argv.includes(RECOVER_ARG);
+  // From here SIGTERM means "stop listening and transcribe": heard while the engines load too, where
+  // Node's own default killed the job, which then counted as a crash and was recovered. (A
+  // recovery is stopped by it as before.)
+  const stop = recover ? new Promise<string>(() => undefined) : stopSignal();
+  if (recover && inputs.captionsOnly) {
+    log('live captions alone keep nothing to recover');
+    return;
+  }
   if (recover) {
     const finished = await delivery
       .keepFinished()
@@ -411,16 +419,22 @@ async function main(): Promise<void> {
   let output: object;
   try {
     if (recover) {
+      // a recording's transcript (media_url) is recognised in memory: only a call's is on disk
       const segments = await finishTranscript(new CallTranscript(engines, dir, silero), delivery, dir);
-      output = await delivery.deliver(segments, { partial: true }, true);
-      await delivery.report(
-        'failed',
-        `the transcriber stopped unexpectedly; what it heard was transcribed and kept on the job service at ${(output as { files: string[] }).files[0]}`,
-      );
+      if (segments.length === 0) {
+        output = { partial: true, segments: 0 };
+        await delivery.report('failed', 'the transcriber stopped unexpectedly before it had recognised anything');
+      } else {
+        output = await delivery.deliver(segments, { partial: true }, true);
+        await delivery.report(
+          'failed',
+          `the transcriber stopped unexpectedly; what it heard was transcribed and kept on the job service at ${(output as { files: string[] }).files[0]}`,
+        );
+      }
     } else if (inputs.media_url) {
-      output = await transcribeMedia(inputs, dir, delivery, recognisers);
+      output = await transcribeMedia(inputs, dir, delivery, recognisers, stop);
     } else {
-      output = await live(inputs, dir, delivery, transcript, bot);
+      output = await live(inputs, dir, delivery, transcript, stop, bot);
     }
   } catch (err) {
     return fail(
