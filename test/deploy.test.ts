@@ -5,7 +5,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, parse } from 'yaml';
 import { loadConfig, variables } from '../src/config.js';
@@ -36,7 +39,19 @@ describe('deployment files', () => {
 
   it('the Kubernetes manifests render and every object passes the Kubernetes schemas', async (t) => {
     if (!hasKubectl) return t.skip('kubectl (with kustomize) is not installed');
-    const rendered = execFileSync('kubectl', ['kustomize', `${DOCKER}kubernetes`]).toString();
+    // as an admin deploys them: a copy with secret.env written (no secret is in the repository,
+    // and without one nothing renders)
+    const dir = mkdtempSync(join(tmpdir(), 'co-kustomize-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    cpSync(`${DOCKER}kubernetes`, dir, { recursive: true, filter: (f) => !f.endsWith('secret.env') });
+    assert.throws(() => execFileSync('kubectl', ['kustomize', dir], { stdio: 'pipe' }), /secret\.env/);
+    const password = randomBytes(32).toString('hex');
+    const adminKey = randomBytes(32).toString('hex');
+    writeFileSync(
+      join(dir, 'secret.env'),
+      `API_SECURITY_ADMINSECRETKEY=${adminKey}\nREDIS_URL=redis://:${password}@redis.calls-offloader.svc:6379\n`,
+    );
+    const rendered = execFileSync('kubectl', ['kustomize', dir]).toString();
     const objects = parseAllDocuments(rendered).map(
       (d) => d.toJS() as { apiVersion: string; kind: string; metadata: { name: string } },
     );
@@ -54,7 +69,14 @@ describe('deployment files', () => {
       assert.ok(kinds.includes(k), k);
     for (const o of objects) {
       const Model = await model(o.apiVersion, o.kind);
-      assert.doesNotThrow(() => new Model(o).validate(), `${o.kind} ${o.metadata.name}`);
+      // kustomize folds a Secret's long base64 at 70 characters; the API server's decoder skips the
+      // line breaks, the schema's "byte" format does not
+      const data = (o as { data?: Record<string, string> }).data;
+      const unfolded =
+        o.kind === 'Secret' && data
+          ? { ...o, data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, v.replace(/\s/g, '')])) }
+          : o;
+      assert.doesNotThrow(() => new Model(unfolded).validate(), `${o.kind} ${o.metadata.name}`);
     }
     // The workers' Role grants what the Kubernetes runner calls, and nothing more.
     const role = objects.find((o) => o.kind === 'Role') as unknown as {
@@ -81,17 +103,62 @@ describe('deployment files', () => {
       [],
     );
     assert.doesNotThrow(() => loadConfig(env));
+    assert.equal(env.REDIS_URL, `redis://:${password}@redis.calls-offloader.svc:6379`);
+    assert.ok(!('REDIS_URL' in configMap.data), 'the password is not in the ConfigMap');
+    type Container = {
+      name: string;
+      command?: string[];
+      env?: { name: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+    };
+    const containers = objects.flatMap(
+      (o) =>
+        (o as unknown as { spec?: { template?: { spec: { containers: Container[] } } } }).spec?.template?.spec
+          .containers ?? [],
+    );
+    // the worker and the SFU read REDIS_URL from the Secret (and nothing else of it: not the admin secret)
+    for (const name of ['worker', 'sfu', 'redis']) {
+      const c = containers.find((c) => c.name === name)!;
+      assert.deepEqual(c.env?.find((e) => e.name === 'REDIS_URL')?.valueFrom?.secretKeyRef?.key, 'REDIS_URL', name);
+    }
+    // Redis asks for that password: its command, run with a redis-server that prints what it got
+    const redis = containers.find((c) => c.name === 'redis')!;
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'redis-server'), '#!/bin/sh\necho "args: $*"\ncat\n', { mode: 0o755 });
+    const ran = execFileSync(redis.command![0]!, redis.command!.slice(1), {
+      env: { PATH: `${bin}:${process.env.PATH}`, REDIS_URL: env.REDIS_URL },
+    }).toString();
+    assert.equal(ran, `args: - --appendonly yes --dir /data\nrequirepass ${password}\n`);
   });
 
-  it('the compose file sets only variables the service knows', () => {
-    const compose = parse(readFileSync(`${DOCKER}compose.yaml`, 'utf8')) as {
-      services: Record<string, { environment?: Record<string, string> }>;
+  it('the compose file sets only variables the service knows, and its Redis asks for a password', (t) => {
+    const compose = parse(readFileSync(`${DOCKER}compose.yaml`, 'utf8'), { merge: true }) as {
+      services: Record<string, { environment?: Record<string, string>; command?: string[] }>;
     };
-    for (const [name, s] of Object.entries(compose.services)) {
-      const unknown = Object.keys(s.environment ?? {}).filter((k) => !known.has(k));
-      assert.deepEqual(unknown, [], name);
-    }
     assert.deepEqual(Object.keys(compose.services).sort(), ['api', 'redis', 'sfu', 'worker']);
+    // what compose makes of ${VAR:?…} and $$
+    const password = randomBytes(32).toString('hex');
+    const interpolate = (v: string) => v.replace(/\$\{REDIS_PASSWORD:\?[^}]*\}/g, password).replace(/\$\$/g, '$');
+    for (const name of ['api', 'sfu', 'worker']) {
+      const env = compose.services[name]!.environment ?? {};
+      assert.deepEqual(
+        Object.keys(env).filter((k) => !known.has(k)),
+        [],
+        name,
+      );
+      assert.equal(interpolate(env.REDIS_URL!), `redis://:${password}@127.0.0.1:6379`, name);
+      assert.equal(loadConfig({ REDIS_URL: interpolate(env.REDIS_URL!) }).redisUrl, interpolate(env.REDIS_URL!));
+    }
+    // Redis's command, run with an image entrypoint that prints what it got: the password on stdin
+    const redis = compose.services.redis!;
+    const dir = mkdtempSync(join(tmpdir(), 'co-compose-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'docker-entrypoint.sh'), '#!/bin/sh\necho "args: $*"\ncat\n', { mode: 0o755 });
+    const command = redis.command!.map(interpolate);
+    const ran = execFileSync(command[0]!, command.slice(1), {
+      env: { PATH: `${dir}:${process.env.PATH}`, REDIS_PASSWORD: interpolate(redis.environment!.REDIS_PASSWORD!) },
+    }).toString();
+    assert.equal(ran, `args: redis-server - --bind 127.0.0.1 --port 6379 --appendonly yes\nrequirepass ${password}\n`);
   });
 
   it('the Grafana dashboard asks only for metrics the API and the SFU expose', async () => {
