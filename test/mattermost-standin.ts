@@ -62,6 +62,8 @@ export interface StandInOptions {
   icePorts?: [number, number];
   /** display names of call sessions, for GET .../sessions/{id}/profile */
   profiles?: Record<string, { id: string; username: string; first_name: string; last_name: string; nickname?: string }>;
+  /** answer each profile this much later (a busy server: a bot's join waits for the names of those in the call) */
+  profileDelayMs?: number;
 }
 
 export class MattermostStandIn {
@@ -85,7 +87,7 @@ export class MattermostStandIn {
   /** cut the connection of the next upload-data request after this many of its bytes (a network that drops mid-upload) */
   cutNextUploadAt?: number;
   /** the plugin's call jobs (recording or transcription ids), as recording/start creates them */
-  readonly jobs = new Map<string, { callId: string; started: boolean }>();
+  readonly jobs = new Map<string, { callId: string; started: boolean; initAt: number }>();
   /** the calls held here */
   readonly calls: Sfu;
   private readonly userSecret = randomBytes(32).toString('hex');
@@ -145,7 +147,7 @@ export class MattermostStandIn {
 
   /** A recording or transcription the plugin started for this call: a bot may join for it. */
   addJob(jobId: string, callId: string): void {
-    this.jobs.set(jobId, { callId, started: false });
+    this.jobs.set(jobId, { callId, started: false, initAt: Date.now() });
   }
 
   /** The call page's address for a person, as the Calls webapp would join. */
@@ -240,6 +242,7 @@ export class MattermostStandIn {
       return reply(200, { filename: this.opts.filename ?? 'Call_town-square_2026-11-23_18-45-00' });
     }
     if (req.method === 'GET' && (m = /^\/calls\/([a-z0-9]{26})\/sessions\/([a-z0-9]+)\/profile$/.exec(route))) {
+      await new Promise((r) => setTimeout(r, this.opts.profileDelayMs ?? 0));
       const identity = this.calls.sessionIdentity(m[1]!, m[2]!);
       const profile =
         this.opts.profiles?.[m[2]!] ??
@@ -269,6 +272,9 @@ export class MattermostStandIn {
       if (job && body.Status === 'started') {
         if (job.started) return error(400, 'job has already started');
         job.started = true;
+        // the plugin's handleJobStatus: the job's start_at is now, told to the channel
+        if (body.JobType === 'recording')
+          this.calls.jobState(job.callId, { type: 'recording', init_at: job.initAt, start_at: Date.now(), end_at: 0 });
       }
       this.statuses.push({ callId: m[1]!, jobId: m[2]!, body, at: Date.now() });
       return reply(200, { message: 'success' });

@@ -321,6 +321,66 @@ describe('transcriber job program', () => {
     }
   });
 
+  it("counts the transcript's times from the call's recording's start (its call_job_state), as upstream, so it plays over the recording", async () => {
+    const call = id();
+    const token = id();
+    const mm = new MattermostStandIn({ authToken: token });
+    await mm.start();
+    const transcriptionId = id();
+    const recordingId = id();
+    mm.addJob(transcriptionId, call);
+    mm.addJob(recordingId, call);
+    const env = jobEnv(call, 'clock', {
+      SITE_URL: mm.url,
+      POST_ID: id(),
+      TRANSCRIPTION_ID: transcriptionId,
+      AUTH_TOKEN: token,
+    });
+    const job = start(env);
+    try {
+      await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
+      // the recording reports `started` 4 s later, as its recorder would
+      await new Promise((r) => setTimeout(r, 4000));
+      const started = await fetch(
+        `${mm.url}/plugins/com.mattermost.calls/bot/calls/${call}/jobs/${recordingId}/status`,
+        {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ JobType: 'recording', Status: 'started' }),
+        },
+      );
+      assert.equal(started.status, 200);
+      const recordingAt = mm.statuses.find((s) => s.jobId === recordingId)!.at;
+      await waitFor(
+        'the recording start heard',
+        () => /the call's recording started \d+ ms after our join/.test(job.output()),
+        10_000,
+      );
+      const spokeAt = Date.now();
+      const alice = await speaker(call, 'alice', 'Alice', mm);
+      await alice.done;
+      alice.p.leave();
+      const [code] = await job.exited;
+      assert.equal(code, 0, job.output());
+      const vtt = mm
+        .file(
+          (mm.transcriptions[0]!.body as { Transcriptions: { FileIDs: string[] }[] }).Transcriptions[0]!.FileIDs[0]!,
+        )!
+        .toString();
+      const [, h, m, sec] = /^(\d\d):(\d\d):(\d\d\.\d\d\d) --> /m.exec(vtt)!;
+      const firstCue = Number(h) * 3600 + Number(m) * 60 + Number(sec);
+      const expected = (spokeAt - recordingAt) / 1000;
+      // on the job's own clock it came 4 s and more later
+      assert.ok(
+        firstCue >= expected - 0.5 && firstCue <= expected + 2,
+        `first cue at ${firstCue} s, speech from ${expected.toFixed(2)} s of the recording`,
+      );
+    } finally {
+      if (job.child.exitCode === null) job.child.kill('SIGKILL');
+      await mm.close();
+    }
+  });
+
   it('a killed transcriber is recovered into a partial transcript that is kept, and Mattermost is told', async () => {
     const call = id();
     const token = id();

@@ -41,7 +41,13 @@ export interface CallEvent {
 }
 
 export class Capture {
-  readonly startedAt = Date.now();
+  /**
+   * The recording's time 0 (Date.now()): when the call is joined, as `started` is reported, whose
+   * time the plugin tells the transcriber as the recording's start (call_job_state), and
+   * upstream's recorder starts its ffmpeg. Counted from before the join, the recording opened on
+   * the join's seconds of nothing and a transcript played over it came that much early.
+   */
+  private startedAt?: number;
   private readonly participant: HeadlessParticipant;
   private readonly recorders = new Map<
     string,
@@ -93,6 +99,7 @@ export class Capture {
   /** Joins; resolves once the recording has started (media connected). */
   async start(): Promise<void> {
     await this.participant.join();
+    this.startedAt = Date.now(); // what came during the join (the first tracks, people) is at 0
     for (const p of this.participant.participants.values()) {
       this.event(p, 'joined');
       if (p.speaking) this.event(p, 'speaking');
@@ -105,7 +112,7 @@ export class Capture {
   }
 
   get elapsedMs(): number {
-    return Date.now() - this.startedAt;
+    return this.startedAt === undefined ? 0 : Date.now() - this.startedAt;
   }
 
   private record(track: MediaStreamTrack, p: ParticipantInfo, source: Source, mid: string): void {

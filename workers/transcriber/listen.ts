@@ -1,7 +1,7 @@
 // Listening: join the call audio-only and keep each speaker's voice apart, decoded to 16 kHz PCM
 // and appended to its own file as it arrives (a killed job loses only the last write), with when
 // it started on the call clock and who spoke, in tracks.jsonl. Live captions tap the same samples.
-import { appendFileSync, createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { appendFileSync, createWriteStream, mkdirSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { HeadlessParticipant, type HeadlessOptions, type Publisher } from '../../src/sfu/client/participant.js';
 import type { RtpPacket } from 'werift';
@@ -31,6 +31,31 @@ interface Live {
 
 export type SamplesHandler = (sessionId: string, samples: Int16Array) => void;
 
+/** Where the call's recording started on the job's clock: `{"offsetMs": …}`, ms after the job joined. */
+const RECORDING_CLOCK_FILE = 'recording-clock.json';
+/** A recording that says it started further from our join than this (clocks set apart) is not believed. */
+const MAX_CLOCK_OFFSET_MS = 24 * 3600_000;
+
+/**
+ * Segments on the recording's clock where the call's recording said when it started (upstream's
+ * transcriber counts from there too): the transcript is played over the recording. Speech before
+ * it is placed at its start.
+ */
+export function onRecordingClock<T extends { startMs: number; endMs: number }>(dir: string, segments: T[]): T[] {
+  let offsetMs = 0;
+  try {
+    offsetMs =
+      Number((JSON.parse(readFileSync(join(dir, RECORDING_CLOCK_FILE), 'utf8')) as { offsetMs?: unknown }).offsetMs) ||
+      0;
+  } catch {
+    return segments; // no recording said so: the job's own clock
+  }
+  return segments.map((s) => {
+    const startMs = Math.max(0, s.startMs - offsetMs);
+    return { ...s, startMs, endMs: Math.max(startMs, s.endMs - offsetMs) };
+  });
+}
+
 export class Listener {
   readonly startedAt = Date.now();
   private readonly participant: HeadlessParticipant;
@@ -39,6 +64,8 @@ export class Listener {
   private readonly handlers: SamplesHandler[] = [];
   private readonly endHandlers: ((sessionId: string) => void)[] = [];
   private readonly writes = new WriteFailure();
+  /** when the call's recording started (ms since the epoch), once it said so */
+  private recordingAt?: number;
   /** files of ended tracks still being written out */
   private readonly closing = new Set<Promise<void>>();
   private readonly log: (message: string) => void;
@@ -59,6 +86,7 @@ export class Listener {
       if (from.kind === 'audio') this.receive(rtp, from);
     });
     const p = this.participant;
+    p.on('recordingStarted', (at) => this.recordingStarted(at));
     p.on('left', (who) => this.finish(who.sessionId));
     p.on('update', (who) => {
       if (!who.tracks.mic) this.finish(who.sessionId);
@@ -147,6 +175,19 @@ export class Listener {
     t.audio.free();
     if (t.audio.undecodable) this.log(`${t.entry.file}: ${t.audio.undecodable} packets were not Opus`);
     for (const h of this.endHandlers) h(sessionId);
+  }
+
+  /** The first the call's recording told of (upstream's too), kept for the delivery and a recovery. */
+  private recordingStarted(at: number): void {
+    if (this.recordingAt !== undefined) return;
+    this.recordingAt = at;
+    const offsetMs = at - this.startedAt;
+    if (Math.abs(offsetMs) > MAX_CLOCK_OFFSET_MS)
+      return this.log(`the call's recording says it started ${offsetMs} ms from our join: not believed`);
+    this.log(`the call's recording started ${offsetMs} ms after our join: the transcript's times count from it`);
+    this.writes.guard(RECORDING_CLOCK_FILE, () =>
+      writeFileSync(join(this.dir, RECORDING_CLOCK_FILE), JSON.stringify({ offsetMs })),
+    );
   }
 
   private append(entry: VoiceTrack): void {

@@ -33,7 +33,7 @@ import { type BotClient, botClientFor } from '../shared/mattermost.js';
 import { LiveCaptions } from './captions.js';
 import { toText, toWebVtt, type Segment } from './formats.js';
 import { transcriberInputs, type TranscriberInputs } from './inputs.js';
-import { Listener } from './listen.js';
+import { Listener, onRecordingClock } from './listen.js';
 import { type EngineOptions, enginePool, EngineError, poolEngine, SAMPLE_RATE } from './speech/engine.js';
 import { modelsDir } from './speech/whisper.js';
 import { Silero } from './speech/silero.js';
@@ -182,8 +182,9 @@ class Delivery {
   }
 
   /** Writes the two files; posts them, or keeps them in the artifacts directory. Returns output_data. */
-  async deliver(segments: Segment[], extra: object, keepOnly = false): Promise<object> {
+  async deliver(recognised: Segment[], extra: object, keepOnly = false): Promise<object> {
     const { inputs, files } = this;
+    const segments = onRecordingClock(this.dir, recognised);
     writeFileSync(files.vtt, toWebVtt(segments, inputs.webvtt_omit_speaker));
     writeFileSync(
       files.txt,

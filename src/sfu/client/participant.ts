@@ -70,6 +70,8 @@ type Events = {
   voice: [ParticipantInfo];
   caption: [{ sessionId: string; userId: string; text: string }];
   track: [RemoteTrack];
+  /** the call's recording started at this time (ms since the epoch, the site's clock): its call_job_state */
+  recordingStarted: [number];
   /** the plugin asked the job to stop (`job_stop` for our job), or the call ended */
   stop: [string];
   /** the connection is gone for good (websocket not recovered, media failed) */
@@ -220,6 +222,12 @@ export class HeadlessParticipant {
     on('caption', (d) =>
       this.emit('caption', { sessionId: String(d.session_id), userId: String(d.user_id), text: String(d.text) }),
     );
+    on('call_job_state', (d) => {
+      const state = d.jobState as { type?: unknown; start_at?: unknown } | null | undefined;
+      if (typeof state !== 'object' || state === null || state.type !== 'recording') return;
+      if (Number.isSafeInteger(state.start_at) && (state.start_at as number) > 0)
+        this.emit('recordingStarted', state.start_at as number);
+    });
     on('job_stop', (d) => {
       if (this.opts.jobId && d.job_id === this.opts.jobId) this.emit('stop', 'the plugin stopped the job (job_stop)');
     });

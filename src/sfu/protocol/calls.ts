@@ -71,6 +71,15 @@ export interface CallState {
   host_id: string;
 }
 
+/** `call_job_state.jobState`: a recording's or transcription's state (ms since the epoch; 0: not yet). */
+export interface JobState {
+  type: 'recording' | 'transcribing' | 'captioning';
+  init_at: number;
+  start_at: number;
+  end_at: number;
+  err?: string;
+}
+
 /** The bot API's sanitized user, for a session's display name. */
 export interface Profile {
   id: string;

@@ -2,7 +2,7 @@
 // plugin's events about it (user_joined, user_left, mute, screen, video, voice, captions).
 import type { Logger } from '../../log.js';
 import type { IceOptions } from '../ice.js';
-import type { CallState, EventName } from '../protocol/calls.js';
+import type { CallState, EventName, JobState } from '../protocol/calls.js';
 import type { Identity } from './connection.js';
 import { RtcSession, type SessionHost } from './session.js';
 import type { Track } from './track.js';
@@ -29,6 +29,9 @@ export class Call implements SessionHost {
     }, 200);
     this.voiceTimer.unref();
   }
+
+  /** the call's recording, once one started (what the plugin tells a bot at its join) */
+  recording?: JobState;
 
   /** An event to everyone in the call (but `except`), with the channel as the plugin adds it. */
   broadcast(event: EventName, data: Record<string, unknown>, except?: RtcSession): void {

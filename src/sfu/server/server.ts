@@ -10,7 +10,14 @@ import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from '../../log.js';
 import type { IceOptions } from '../ice.js';
-import { type Action, type EventName, PLUGIN_RATE, RECONNECT_WINDOW_MS, actions } from '../protocol/calls.js';
+import {
+  type Action,
+  type EventName,
+  type JobState,
+  PLUGIN_RATE,
+  RECONNECT_WINDOW_MS,
+  actions,
+} from '../protocol/calls.js';
 import { PREFIX, ProtocolError, type WsRequest, decodeRequest, isObject, unpackSdp } from '../protocol/wire.js';
 import { Call } from './call.js';
 import { type Identity, WsConnection } from './connection.js';
@@ -144,6 +151,17 @@ export class Sfu {
       if (conn.identity?.role === 'bot' && !conn.sessionId) conn.event('job_stop', { job_id: jobId });
     for (const entry of this.entries.values())
       if (entry.session.identity.role === 'bot') this.toSession(entry, 'job_stop', { job_id: jobId });
+  }
+
+  /**
+   * A job of the call changed (the recording's `started`): `call_job_state` to everyone in it, and
+   * the recording's to each bot that joins after, as the plugin does.
+   */
+  jobState(callId: string, state: JobState): void {
+    const call = this.calls.get(callId);
+    if (!call) return;
+    if (state.type === 'recording') call.recording = state;
+    call.broadcast('call_job_state', { callID: callId, jobState: state });
   }
 
   /** An event to a session's socket; while it is gone, kept for its reconnection (as Mattermost does). */
@@ -482,6 +500,8 @@ export class Sfu {
     this.entries.set(session.id, { call, session, conn, missed: [] });
     conn.sessionId = session.id;
     conn.event('join', { connID: conn.id }, callId);
+    if (identity.role === 'bot' && call.recording)
+      conn.event('call_job_state', { callID: callId, jobState: call.recording }, callId);
     conn.event('call_state', { channel_id: callId, call: JSON.stringify(call.state()) }, callId);
     this.opts.log.debug({ call: callId, session: session.id, role: identity.role }, 'joined');
   }
