@@ -100,6 +100,23 @@ describe('transcriber job program', () => {
     ...extra,
   });
 
+  /** A transcription of a call held on the Mattermost stand-in, as the plugin starts one. */
+  const onMattermost = async (name: string) => {
+    const call = id();
+    const token = id();
+    const mm = new MattermostStandIn({ authToken: token });
+    await mm.start();
+    const transcriptionId = id();
+    mm.addJob(transcriptionId, call);
+    const env = jobEnv(call, name, {
+      SITE_URL: mm.url,
+      POST_ID: id(),
+      TRANSCRIPTION_ID: transcriptionId,
+      AUTH_TOKEN: token,
+    });
+    return { call, token, mm, env };
+  };
+
   it('captioning job: captions what a speaker says into the call and stops when everyone has left', async () => {
     const call = id();
     const env = jobEnv(call, 'captions', { JOB_TYPE: 'captioning' });
@@ -322,20 +339,9 @@ describe('transcriber job program', () => {
   });
 
   it("counts the transcript's times from the call's recording's start (its call_job_state), as upstream, so it plays over the recording", async () => {
-    const call = id();
-    const token = id();
-    const mm = new MattermostStandIn({ authToken: token });
-    await mm.start();
-    const transcriptionId = id();
+    const { call, token, mm, env } = await onMattermost('clock');
     const recordingId = id();
-    mm.addJob(transcriptionId, call);
     mm.addJob(recordingId, call);
-    const env = jobEnv(call, 'clock', {
-      SITE_URL: mm.url,
-      POST_ID: id(),
-      TRANSCRIPTION_ID: transcriptionId,
-      AUTH_TOKEN: token,
-    });
     const job = start(env);
     try {
       await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
@@ -382,18 +388,7 @@ describe('transcriber job program', () => {
   });
 
   it('a killed transcriber is recovered into a partial transcript that is kept, and Mattermost is told', async () => {
-    const call = id();
-    const token = id();
-    const mm = new MattermostStandIn({ authToken: token });
-    await mm.start();
-    const transcriptionId = id();
-    mm.addJob(transcriptionId, call);
-    const env = jobEnv(call, 'killed', {
-      SITE_URL: mm.url,
-      POST_ID: id(),
-      TRANSCRIPTION_ID: transcriptionId,
-      AUTH_TOKEN: token,
-    });
+    const { call, mm, env } = await onMattermost('killed');
     const job = start(env);
     await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
     const alice = await speaker(call, 'alice', 'Alice', mm);
