@@ -77,6 +77,24 @@ describe('WebM index', () => {
     assert.deepEqual(inputFrom(new WebmIndex(voice).update(), 21_000), ['-ss', '21.000', '-i', voice]);
   });
 
+  it('reads a frame over 1 MiB (a detailed keyframe), as a track file takes up to 8 MiB', () => {
+    const big = join(dir, 'big.webm');
+    // noise at 1080p, losslessly: keyframes of about 2 MB
+    execFileSync('ffmpeg', [
+      ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'nullsrc=s=1920x1080:r=5,geq=random(1)*255:128:128'],
+      ...['-frames:v', '3', '-c:v', 'libvpx', '-b:v', '400M', '-qmin', '0', '-qmax', '0', big],
+    ]);
+    const sizes = execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=size', '-of', 'csv=p=0', big])
+      .toString()
+      .trim()
+      .split('\n')
+      .map(Number);
+    assert.ok(sizes[0]! > 1 << 20, `a first frame of ${sizes[0]} bytes`);
+    const index = new WebmIndex(big).update();
+    assert.equal(index.frames, 3);
+    assert.deepEqual(index.lastMs, packetTimes(big).at(-1)! * 1000);
+  });
+
   it('reads a growing file in pieces cut anywhere, reaching the same counts', () => {
     const growing = join(dir, 'growing.webm');
     writeFileSync(growing, '');

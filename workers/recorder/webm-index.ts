@@ -7,6 +7,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { h264PictureSize } from '../../src/media/h264.js';
 import { vp8KeyframeSize } from '../../src/media/vp8.js';
+import { MAX_FRAME_BYTES } from './track-file.js';
 import { ID, readVint as vint } from './webm.js';
 
 const { SEGMENT, CLUSTER, INFO, TIMESTAMP_SCALE, CLUSTER_TIMESTAMP, SIMPLE_BLOCK, BLOCK_GROUP, BLOCK } = ID;
@@ -14,6 +15,12 @@ const { TRACKS, TRACK_ENTRY, TRACK_TYPE, CODEC_ID } = ID;
 const DESCEND = new Set<number>([SEGMENT, CLUSTER, INFO, BLOCK_GROUP, TRACKS, TRACK_ENTRY]);
 const VIDEO_TRACK = 1;
 const CHUNK = 1 << 20;
+/**
+ * The largest element read whole: a frame of up to MAX_FRAME_BYTES (what a track file takes, such
+ * as a detailed 4K keyframe) with its header. A window of CHUNK alone took one over 1 MiB for a
+ * broken file, and every part after it, the recovery's too, failed.
+ */
+const MAX_ELEMENT = MAX_FRAME_BYTES + CHUNK;
 /**
  * What update() reads into, one for every index (parsing is synchronous, and nothing parsed keeps
  * a reference to it): a fresh buffer for each read (about 750 KB a camera a part) was new memory,
@@ -57,15 +64,20 @@ export class WebmIndex {
     const fd = openSync(this.file, 'r');
     try {
       const size = fstatSync(fd).size;
+      let window = CHUNK;
       while (this.offset < size) {
-        scratch ??= Buffer.allocUnsafe(CHUNK);
-        const got = readSync(fd, scratch, 0, Math.min(CHUNK, size - this.offset), this.offset);
+        if (!scratch || scratch.length < window) scratch = Buffer.allocUnsafe(window);
+        const got = readSync(fd, scratch, 0, Math.min(window, size - this.offset), this.offset);
         const used = this.parse(scratch.subarray(0, got));
         if (used === 0) {
-          if (got < CHUNK) break; // an element still being written
-          throw new Error(`${this.file}: an element over ${CHUNK} bytes at ${this.offset}`);
+          if (got < window) break; // an element still being written
+          if (window >= MAX_ELEMENT)
+            throw new Error(`${this.file}: an element over ${MAX_ELEMENT} bytes at ${this.offset}`);
+          window = MAX_ELEMENT; // a frame over the usual window: read it whole
+          continue;
         }
         this.offset += used;
+        window = CHUNK;
       }
     } finally {
       closeSync(fd);
