@@ -405,6 +405,59 @@ describe('recorder compose', () => {
     );
   });
 
+  it('keeps a voice where it is after a gap a part begins in (a mute): not moved to the start of the part', async () => {
+    const dir = join(root, 'voice-gap');
+    mkdirSync(join(dir, 'tracks'), { recursive: true });
+    // a tone from 0 to 2 s and from 5 to 7 s, no packets between (a sender muted 3 s)
+    execFileSync('ffmpeg', [
+      ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:duration=7'],
+      ...['-af', "aselect='lt(t\\,2)+gte(t\\,5)'", '-c:a', 'libopus', '-b:a', '64k', join(dir, 'tracks', 'gap.webm')],
+    ]);
+    const mic: TrackEntry = {
+      file: join('tracks', 'gap.webm'),
+      sessionId: 'ann',
+      userId: 'ann',
+      displayName: 'Ann',
+      source: 'mic',
+      startMs: 0,
+      mediaMs: 0,
+      endMs: 7000,
+    };
+    // parts of 3 s: the second begins inside the gap, 2 s before the tone comes back
+    const file = await compose(
+      dir,
+      [mic],
+      [{ t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' }],
+      7000,
+      3000,
+    );
+    const pcm = execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-i',
+      file,
+      '-ac',
+      '1',
+      '-ar',
+      '8000',
+      '-f',
+      's16le',
+      '-',
+    ]);
+    const loud = (fromS: number, toS: number) => {
+      const windows: number[] = [];
+      for (let w = Math.round(fromS * 100); w < Math.round(toS * 100); w++) {
+        let sum = 0;
+        for (let i = w * 160; i < w * 160 + 160; i += 2) sum += pcm.readInt16LE(i) ** 2;
+        windows.push(Math.sqrt(sum / 80));
+      }
+      return windows.filter((r) => r > 1000).length / windows.length;
+    };
+    assert.ok(loud(0.2, 1.8) > 0.95, `the tone before the mute: ${loud(0.2, 1.8)}`);
+    assert.ok(loud(2.2, 4.8) < 0.05, `silence during the mute: ${loud(2.2, 4.8)} of it loud`);
+    assert.ok(loud(5.2, 6.8) > 0.95, `the tone after it, where it was: ${loud(5.2, 6.8)}`);
+  });
+
   it('a voice that stops without its track ending (a muted or frozen sender) is left out of the parts after it, which finish', {
     timeout: 120_000,
   }, async () => {

@@ -9,7 +9,7 @@ import type { CallEvent, TrackEntry } from './capture.js';
 import type { RecorderInputs } from './inputs.js';
 import { readLines } from '../shared/job.js';
 import { aacArgs } from './aac.js';
-import { inputFrom, WebmIndex } from './webm-index.js';
+import { inputFrom, isSeek, WebmIndex } from './webm-index.js';
 
 const FONT = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
 
@@ -189,7 +189,7 @@ function lane(
       const i = input(t, seekS);
       segments.push(`[${label}s${segments.length}]`);
       filters.push(
-        `[${i}:v]${seekS > 0 ? '' : 'setpts=PTS-STARTPTS,'}${repeats ? `${fit},${resample}` : `${resample},${fit}`},` +
+        `[${i}:v]${isSeek(seekS * 1000) ? '' : 'setpts=PTS-STARTPTS,'}${repeats ? `${fit},${resample}` : `${resample},${fit}`},` +
           `tpad=stop_mode=clone:stop=${frames},trim=end_frame=${frames},setpts=PTS-STARTPTS${segments.at(-1)}`,
       );
     });
@@ -375,10 +375,13 @@ export function partArgs(
   // aresample fills every gap of a packet or more with silence, or the voice would slide earlier
   // than the picture by all the gaps before it (5 s after a 5 s outage; seconds an hour at 5 % loss).
   const mics = inPart.filter((t) => t.source === 'mic');
+  // A voice read from inside its file (-ss) has its times from the part's start already: made to
+  // start at 0, a part that began in a gap (a mute) had the voice after it at its start, seconds early.
   const voices = mics.map((m) => {
-    const i = input(m, Math.max(0, fromMs - m.mediaMs!) / 1000);
+    const seekS = Math.max(0, fromMs - m.mediaMs!) / 1000;
+    const i = input(m, seekS);
     filters.push(
-      `[${i}:a]asetpts=PTS-STARTPTS,aresample=48000:async=1:min_hard_comp=0.02:first_pts=0,adelay=${Math.max(0, m.mediaMs! - fromMs)}:all=1[a${i}]`,
+      `[${i}:a]${isSeek(seekS * 1000) ? '' : 'asetpts=PTS-STARTPTS,'}aresample=48000:async=1:min_hard_comp=0.02:first_pts=0,adelay=${Math.max(0, m.mediaMs! - fromMs)}:all=1[a${i}]`,
     );
     return `[a${i}]`;
   });

@@ -177,9 +177,12 @@ export class WebmIndex {
  * cluster at or before the point (two byte ranges of the file, through its concat and subfile
  * protocols) and seeks within that; -seek_timestamp keeps -ss on the file's own clock.
  */
+/** Whether inputFrom reads from `seekMs` (-ss: times from there) or from the file's start. */
+export const isSeek = (seekMs: number) => seekMs >= 0.5;
+
 export function inputFrom(index: WebmIndex, seekMs: number): string[] {
   const { file, starts, headerBytes } = index;
-  if (seekMs < 0.5) return ['-i', file];
+  if (!isSeek(seekMs)) return ['-i', file];
   const ss = ['-ss', (seekMs / 1000).toFixed(3)];
   const start = starts[index.startAt(seekMs)];
   // '|' separates concat's parts
