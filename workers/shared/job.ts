@@ -35,11 +35,15 @@ export function delivering(file: string): void {
   writeFileSync(join(workerSetting('JOB_DIR'), DELIVERING_FILE), JSON.stringify({ file }));
 }
 
-/** Resolves with why the job should stop: SIGTERM (stop, max duration, shutdown) or SIGINT. */
+/**
+ * Resolves with why the job should stop: SIGTERM (stop, max duration, shutdown) or SIGINT. Every
+ * later one is heard too and changes nothing: the worker's death sends another (setpriv's
+ * pdeathsig) while the job finishes after a stop, and Node's default for it killed the job mid-upload.
+ */
 export const stopSignal = () =>
   new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('stop requested'));
-    process.once('SIGINT', () => resolve('interrupted'));
+    process.on('SIGTERM', () => resolve('stop requested'));
+    process.on('SIGINT', () => resolve('interrupted'));
   });
 
 /** Rejects with the stop's reason, raced against a step a stop must not wait for (the join: up to minutes). */
