@@ -340,21 +340,16 @@ describe('recorder compose', () => {
     assert.match(graph.text, /text='b'/, "b's tile");
   });
 
-  it('joins the voices of parts without a seam: a steady tone stays steady across part boundaries', async () => {
-    const dir = join(root, 'voice');
+  /**
+   * Ann's voice, a 440 Hz tone of 7 s (`af`: filtered so, as a gap), recorded in parts of `partMs`;
+   * the recording's level in 10 ms windows.
+   */
+  const annsTone = async (name: string, partMs: number, af: string[] = []): Promise<number[]> => {
+    const dir = join(root, name);
     mkdirSync(join(dir, 'tracks'), { recursive: true });
     execFileSync('ffmpeg', [
-      '-loglevel',
-      'error',
-      '-f',
-      'lavfi',
-      '-i',
-      'sine=frequency=440:duration=7',
-      '-c:a',
-      'libopus',
-      '-b:a',
-      '64k',
-      join(dir, 'tracks', 'tone.webm'),
+      ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:duration=7', ...af],
+      ...['-c:a', 'libopus', '-b:a', '64k', join(dir, 'tracks', 'tone.webm')],
     ]);
     const mic: TrackEntry = {
       file: join('tracks', 'tone.webm'),
@@ -366,13 +361,8 @@ describe('recorder compose', () => {
       mediaMs: 0,
       endMs: 7000,
     };
-    const file = await compose(
-      dir,
-      [mic],
-      [{ t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' }],
-      7000,
-      2000,
-    );
+    const joined: CallEvent = { t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' };
+    const file = await compose(dir, [mic], [joined], 7000, partMs);
     const pcm = execFileSync('ffmpeg', [
       '-loglevel',
       'error',
@@ -386,11 +376,15 @@ describe('recorder compose', () => {
       's16le',
       '-',
     ]);
-    const rms = Array.from({ length: Math.floor(pcm.length / 160) }, (_, w) => {
+    return Array.from({ length: Math.floor(pcm.length / 160) }, (_, w) => {
       let sum = 0;
       for (let i = w * 160; i < w * 160 + 160; i += 2) sum += pcm.readInt16LE(i) ** 2;
       return Math.sqrt(sum / 80);
     });
+  };
+
+  it('joins the voices of parts without a seam: a steady tone stays steady across part boundaries', async () => {
+    const rms = await annsTone('voice', 2000);
     // 10 ms windows from 0.1 s to 6.9 s: the boundaries at 2, 4 and 6 s included.
     const steady = rms.slice(10, 690);
     const median = [...steady].sort((a, b) => a - b)[steady.length >> 1]!;
@@ -406,51 +400,11 @@ describe('recorder compose', () => {
   });
 
   it('keeps a voice where it is after a gap a part begins in (a mute): not moved to the start of the part', async () => {
-    const dir = join(root, 'voice-gap');
-    mkdirSync(join(dir, 'tracks'), { recursive: true });
-    // a tone from 0 to 2 s and from 5 to 7 s, no packets between (a sender muted 3 s)
-    execFileSync('ffmpeg', [
-      ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:duration=7'],
-      ...['-af', "aselect='lt(t\\,2)+gte(t\\,5)'", '-c:a', 'libopus', '-b:a', '64k', join(dir, 'tracks', 'gap.webm')],
-    ]);
-    const mic: TrackEntry = {
-      file: join('tracks', 'gap.webm'),
-      sessionId: 'ann',
-      userId: 'ann',
-      displayName: 'Ann',
-      source: 'mic',
-      startMs: 0,
-      mediaMs: 0,
-      endMs: 7000,
-    };
-    // parts of 3 s: the second begins inside the gap, 2 s before the tone comes back
-    const file = await compose(
-      dir,
-      [mic],
-      [{ t: 0, sessionId: 'ann', displayName: 'Ann', event: 'joined' }],
-      7000,
-      3000,
-    );
-    const pcm = execFileSync('ffmpeg', [
-      '-loglevel',
-      'error',
-      '-i',
-      file,
-      '-ac',
-      '1',
-      '-ar',
-      '8000',
-      '-f',
-      's16le',
-      '-',
-    ]);
+    // the tone from 0 to 2 s and from 5 to 7 s, no packets between (a sender muted 3 s); parts of
+    // 3 s: the second begins inside the gap, 2 s before the tone comes back
+    const rms = await annsTone('voice-gap', 3000, ['-af', "aselect='lt(t\\,2)+gte(t\\,5)'"]);
     const loud = (fromS: number, toS: number) => {
-      const windows: number[] = [];
-      for (let w = Math.round(fromS * 100); w < Math.round(toS * 100); w++) {
-        let sum = 0;
-        for (let i = w * 160; i < w * 160 + 160; i += 2) sum += pcm.readInt16LE(i) ** 2;
-        windows.push(Math.sqrt(sum / 80));
-      }
+      const windows = rms.slice(Math.round(fromS * 100), Math.round(toS * 100));
       return windows.filter((r) => r > 1000).length / windows.length;
     };
     assert.ok(loud(0.2, 1.8) > 0.95, `the tone before the mute: ${loud(0.2, 1.8)}`);
