@@ -456,23 +456,6 @@ describe('track file', () => {
     assert.deepEqual(times.slice(47, 50), [960, 980, 61_000], 'the mute kept');
   });
 
-  it("keeps a mute the sender's clock left out (Firefox resumes it where it stopped), as upstream", () => {
-    // A voice: 50 packets of 20 ms, 30 s of mute by when packets came, and 50 more whose clock
-    // goes on from the last before the mute.
-    const file = join(dir, 'paused-clock.webm');
-    const writer = new TrackFile(file, 'opus');
-    const reorder = new Reorder(AUDIO_HOLD_TICKS, (rtp, at) => writer.push(rtp, at));
-    for (let n = 0; n < 100; n++) {
-      const header = new RtpHeader({ payloadType: 111, sequenceNumber: n, timestamp: n * 20 * 48, ssrc: 1 });
-      reorder.push(new RtpPacket(header, Buffer.of(0xf8, 0xff, 0xfe)), n * 20 + (n >= 50 ? 30_000 : 0));
-    }
-    reorder.flush();
-    writer.close();
-    const times = packetMs(file);
-    assert.equal(times.length, 100);
-    assert.deepEqual(times.slice(48, 52), [960, 980, 31_000, 31_020], 'the mute kept, the voice after it in time');
-  });
-
   it('drops a frame that lost a packet, and starts at a keyframe', () => {
     // from frame 5, not a keyframe: the file waits for the next one
     const packets = vp8.map(vp8Packets).slice(5);

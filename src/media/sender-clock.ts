@@ -8,12 +8,6 @@
 const JUMP_SLACK_SEC = 2;
 /** A stream may run ahead of real time by this much in all (the sender's clock drifting from ours). */
 const AHEAD_SEC = 10;
-/**
- * A pause longer than this, by when packets came, is kept where the sender's clock counts more
- * than this less (upstream's transcriber's rule): Firefox resumes its clock where it left off after
- * a mute, and the rest of the voice came that much early, against the picture and the others.
- */
-const PAUSE_SEC = 1;
 
 export class SenderClock {
   private startedAt = -1;
@@ -28,9 +22,8 @@ export class SenderClock {
   /**
    * The ticks to count for a packet `delta` ticks after the reference (its RTP time minus the last
    * counted; undefined for the first), arriving at `at` (ms, performance.now()) with `position`
-   * ticks counted since the first: `delta` while within the time waited and JUMP_SLACK_SEC and
-   * short of it by PAUSE_SEC at most, the time waited for a jump either way and for a pause the
-   * sender's clock left out, at most up to AHEAD_SEC ahead of real time. Undefined: the
+   * ticks counted since the first: `delta` while within the time waited and JUMP_SLACK_SEC, the
+   * time waited for a jump either way, at most up to AHEAD_SEC ahead of real time. Undefined: the
    * packet is dropped (late, or the stream is that far ahead already).
    */
   step(delta: number | undefined, at: number, position: number): number | undefined {
@@ -41,8 +34,6 @@ export class SenderClock {
     const waited = ((at - this.lastAt) / 1000) * this.rate;
     this.lastAt = at;
     if (delta === undefined) return 0;
-    const believed =
-      delta >= 0 && delta <= waited + JUMP_SLACK_SEC * this.rate && delta >= waited - PAUSE_SEC * this.rate;
-    return Math.round(Math.min(room, believed ? delta : waited));
+    return Math.round(Math.min(room, delta >= 0 && delta <= waited + JUMP_SLACK_SEC * this.rate ? delta : waited));
   }
 }
