@@ -125,10 +125,15 @@ describe('deployment files', () => {
     const bin = join(dir, 'bin');
     mkdirSync(bin);
     writeFileSync(join(bin, 'redis-server'), '#!/bin/sh\necho "args: $*"\ncat\n', { mode: 0o755 });
-    const ran = execFileSync(redis.command![0]!, redis.command!.slice(1), {
-      env: { PATH: `${bin}:${process.env.PATH}`, REDIS_URL: env.REDIS_URL },
-    }).toString();
-    assert.equal(ran, `args: - --appendonly yes --dir /data\nrequirepass ${password}\n`);
+    const run = (REDIS_URL: string) =>
+      execFileSync(redis.command![0]!, redis.command!.slice(1), {
+        env: { PATH: `${bin}:${process.env.PATH}`, REDIS_URL },
+        stdio: 'pipe',
+      }).toString();
+    assert.equal(run(env.REDIS_URL), `args: - --appendonly yes --dir /data\nrequirepass ${password}\n`);
+    // a REDIS_URL without a password starts no Redis open to all
+    assert.throws(() => run('redis://redis.calls-offloader.svc:6379'), /holds no password/);
+    assert.throws(() => run('redis://:@redis.calls-offloader.svc:6379'), /holds no password/);
   });
 
   it('the compose file sets only variables the service knows, and its Redis asks for a password', (t) => {

@@ -169,6 +169,9 @@ export class WebmIndex {
   }
 }
 
+/** Whether inputFrom reads from `seekMs` (-ss: times from there) or from the file's start. */
+export const isSeek = (seekMs: number) => seekMs >= 0.5;
+
 /**
  * ffmpeg's input arguments for `index.file` read from `seekMs` of the file's time. A WebM being
  * written has no cues, so ffmpeg's seek scans it from its start: each part read every camera's
@@ -177,9 +180,6 @@ export class WebmIndex {
  * cluster at or before the point (two byte ranges of the file, through its concat and subfile
  * protocols) and seeks within that; -seek_timestamp keeps -ss on the file's own clock.
  */
-/** Whether inputFrom reads from `seekMs` (-ss: times from there) or from the file's start. */
-export const isSeek = (seekMs: number) => seekMs >= 0.5;
-
 export function inputFrom(index: WebmIndex, seekMs: number): string[] {
   const { file, starts, headerBytes } = index;
   if (!isSeek(seekMs)) return ['-i', file];

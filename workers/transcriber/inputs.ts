@@ -62,6 +62,8 @@ export function transcriberInputs(env: NodeJS.ProcessEnv): TranscriberInputs & {
   // 64 × 64 started 4,096 processes.
   const { live_captions_num_transcribers: n, live_captions_num_threads_per_transcriber: threads } = inputs;
   const cpus = availableParallelism();
+  // the default (2) fits a host of one CPU; a number asked for is refused past the host's
+  if (env.NUM_THREADS === undefined) inputs.num_threads = Math.min(inputs.num_threads, cpus);
   if (!inputs.captionsOnly && inputs.num_threads > cpus)
     throw new InputError(`NUM_THREADS (${inputs.num_threads}) must not exceed the ${cpus} CPUs of this host`);
   if (inputs.live_captions_on && n * threads > cpus)

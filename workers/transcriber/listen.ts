@@ -57,7 +57,8 @@ export function onRecordingClock<T extends { startMs: number; endMs: number }>(d
 }
 
 export class Listener {
-  readonly startedAt = Date.now();
+  /** The job's time 0 (Date.now()): the join, as the recorder's; before it, what comes is at 0. */
+  private startedAt?: number;
   private readonly participant: HeadlessParticipant;
   private readonly live = new Map<string, Live>();
   private count = 0;
@@ -118,10 +119,12 @@ export class Listener {
 
   async start(): Promise<void> {
     await this.participant.join();
+    this.startedAt = Date.now();
+    this.keepRecordingClock(); // the plugin tells a bot the recording's state as it joins
   }
 
   get elapsedMs(): number {
-    return Date.now() - this.startedAt;
+    return this.startedAt === undefined ? 0 : Date.now() - this.startedAt;
   }
 
   private receive(rtp: RtpPacket, from: Publisher): void {
@@ -177,11 +180,17 @@ export class Listener {
     for (const h of this.endHandlers) h(sessionId);
   }
 
-  /** The first the call's recording told of (upstream's too), kept for the delivery and a recovery. */
+  /** The first the call's recording told of (upstream's too), kept once we have joined. */
   private recordingStarted(at: number): void {
     if (this.recordingAt !== undefined) return;
     this.recordingAt = at;
-    const offsetMs = at - this.startedAt;
+    this.keepRecordingClock();
+  }
+
+  /** Where the recording started on our clock, kept for the delivery and a recovery. */
+  private keepRecordingClock(): void {
+    if (this.recordingAt === undefined || this.startedAt === undefined) return;
+    const offsetMs = this.recordingAt - this.startedAt;
     if (Math.abs(offsetMs) > MAX_CLOCK_OFFSET_MS)
       return this.log(`the call's recording says it started ${offsetMs} ms from our join: not believed`);
     this.log(`the call's recording started ${offsetMs} ms after our join: the transcript's times count from it`);
