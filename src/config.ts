@@ -9,6 +9,7 @@ import { subnets } from './sfu/server/peer-address.js';
 import { type MediaSource, parseMediaSources } from './jobs/media-access.js';
 import { type JobType, isJobType, jobTypes } from './jobs/schema.js';
 import type { DockerLimits } from './runners/docker.js';
+import { urlHost } from './url-host.js';
 
 export class ConfigError extends Error {
   /** `text` replaces the usual "VARIABLE: message" (several errors reported at once). */
@@ -170,7 +171,6 @@ const optional =
     raw === '' ? '' : parse(raw, name);
 
 const httpUrl: Parser<string> = (raw, name) => {
-  if (raw === '') return raw;
   if (!/^https?:\/\/[^\s/]+\/?$/.test(raw))
     throw new ConfigError(name, `expected http(s)://host:port, got ${JSON.stringify(raw)}`);
   return raw.replace(/\/$/, '');
@@ -585,7 +585,7 @@ export const variables = {
   sfuUrl: variable(
     'SFU_URL',
     '',
-    httpUrl,
+    optional(httpUrl),
     'Address browsers and jobs use to reach the SFU (default: http:// plus SFU_LISTENADDRESS).',
   ),
   sfuIceAddress: variable(
@@ -707,10 +707,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   return config;
 }
-
-/** A listen address's host as a URL names it from this machine: all interfaces by loopback, IPv6 in brackets. */
-export const urlHost = (host: string) =>
-  host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
 
 /** The SFU's address as browsers and jobs reach it. */
 export function sfuBaseUrl(config: Pick<Config, 'sfuUrl' | 'sfuListen'>): string {

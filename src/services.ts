@@ -1,6 +1,7 @@
 // Wiring shared by every subcommand: Redis connections, stores, queues and the runner.
 import type { Redis } from 'ioredis';
-import { type Config, ConfigError, sfuBaseUrl, urlHost, variables } from './config.js';
+import { type Config, ConfigError, sfuBaseUrl, variables } from './config.js';
+import { urlHost } from './url-host.js';
 import { connect, keysFor, sharedSecret } from './store/redis.js';
 import { JobStore } from './store/jobs.js';
 import { ClientStore, SessionStore } from './store/clients.js';
@@ -117,10 +118,15 @@ export async function startApiInstance(config: Config, log: Logger) {
   const { app } = await buildServer({ config, log, ...services });
   const sweeper = new Sweeper(services.store, workerOptions(config), log);
   sweeper.start();
+  const close = async () => {
+    await app.close();
+    await sweeper.stop();
+    await services.close();
+  };
   await listening(variables.listen.name, config.listen, () =>
     app.listen({ host: config.listen.host, port: config.listen.port }),
   ).catch(async (err) => {
-    await Promise.all([app.close(), sweeper.stop(), services.close()]).catch(() => undefined);
+    await close().catch(() => undefined);
     throw err;
   });
   const { port } = app.server.address() as AddressInfo;
@@ -128,11 +134,7 @@ export async function startApiInstance(config: Config, log: Logger) {
     app,
     services,
     url: `${config.tlsEnable ? 'https' : 'http'}://${urlHost(config.listen.host)}:${port}`,
-    async close() {
-      await app.close();
-      await sweeper.stop();
-      await services.close();
-    },
+    close,
   };
 }
 
@@ -193,18 +195,13 @@ export async function startSfuInstance(config: Config, log: Logger) {
     trustedProxies: config.sfuTrustedProxies,
     log,
   });
-  const url = await listening(variables.sfuListen.name, config.sfuListen, () => sfu.listen()).catch(async (err) => {
+  const close = async () => {
     await sfu.close();
     await redis.quit().catch(() => undefined);
+  };
+  const url = await listening(variables.sfuListen.name, config.sfuListen, () => sfu.listen()).catch(async (err) => {
+    await close();
     throw err;
   });
-  return {
-    sfu,
-    url,
-    srtp,
-    async close() {
-      await sfu.close();
-      await redis.quit().catch(() => undefined);
-    },
-  };
+  return { sfu, url, srtp, close };
 }

@@ -3,12 +3,13 @@
 // worker's JOB_ID, JOB_DIR, SFU_URL, SFU_TOKEN, ARTIFACTS_DIR). It joins the call, captures
 // until SIGTERM (stop, max duration) or until everyone has left, composes the MP4 and delivers
 // it to Mattermost through the Calls plugin's bot API, or to the artifacts directory.
-import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fastStart } from '../shared/fast-start.js';
 import { type BotClient, botClientFor } from '../shared/mattermost.js';
 import {
   delivering,
+  diedDelivering,
   keepArtifact,
   reportedOrLate,
   runMain,
@@ -16,7 +17,7 @@ import {
   stopped,
   workerSetting,
 } from '../shared/job.js';
-import { EXIT, OUTPUT_FILE, RECOVER_ARG, readDelivering } from '../../src/jobs/contract.js';
+import { EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { type CallSite, callOptions, callSite, describeSite } from '../shared/call.js';
 import { Capture } from './capture.js';
 import { readRecording } from './compose.js';
@@ -39,9 +40,8 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
   // A run killed or crashed while delivering (past JOBS_DELIVERYTIMEOUTSEC while Mattermost was
   // down, say) had finished the MP4: it is kept as it is. Composing it again began by truncating it,
   // and a long call's join rarely ends within the recovery's time.
-  const finished = readDelivering(dir);
-  if (finished && existsSync(finished)) {
-    const path = await keep(finished, inputs);
+  if (diedDelivering(dir, output)) {
+    const path = await keep(output, inputs);
     writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: rec.durationMs }));
     log(`the recording was finished before the run ended, and is kept at ${path}`);
     return report(bot, inputs, `the recording could not be delivered; it is kept on the job service at ${path}`);

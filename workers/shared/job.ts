@@ -4,7 +4,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync }
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DELIVERING_FILE, EXIT } from '../../src/jobs/contract.js';
+import { DELIVERING_FILE, EXIT, readDelivering } from '../../src/jobs/contract.js';
 import type { FileSource } from './file-source.js';
 
 /**
@@ -34,6 +34,13 @@ export function workerSetting(name: string): string {
 export function delivering(file: string): void {
   writeFileSync(join(workerSetting('JOB_DIR'), DELIVERING_FILE), JSON.stringify({ file }));
 }
+
+/**
+ * Whether the run before this recovery died delivering `file` (its marker names it), finished:
+ * `file` and the `others` delivered with it whole on disk, to be kept as they are.
+ */
+export const diedDelivering = (dir: string, file: string, ...others: string[]): boolean =>
+  readDelivering(dir) === file && [file, ...others].every((f) => existsSync(f));
 
 /**
  * Resolves with why the job should stop: SIGTERM (stop, max duration, shutdown) or SIGINT. Every

@@ -10,13 +10,14 @@
 // - MEDIA_URL: transcribe a finished recording (one mixed voice) instead.
 // - `--recover`: the previous run died; transcribe what it captured and had not recognised, and keep it locally
 //   (or keep the transcript it had finished and was delivering).
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { realpath } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { mediaRefusal, mediaRefused, parseMediaSources } from '../../src/jobs/media-access.js';
 import {
   delivering,
+  diedDelivering,
   download,
   keepArtifact,
   reportedOrLate,
@@ -25,7 +26,7 @@ import {
   stopped,
   workerSetting,
 } from '../shared/job.js';
-import { type CaptionStats, EXIT, OUTPUT_FILE, RECOVER_ARG, readDelivering } from '../../src/jobs/contract.js';
+import { type CaptionStats, EXIT, OUTPUT_FILE, RECOVER_ARG } from '../../src/jobs/contract.js';
 import { callOptions, callSite, describeSite } from '../shared/call.js';
 import { ffmpeg } from '../shared/ffmpeg.js';
 import { fileSource } from '../shared/file-source.js';
@@ -176,8 +177,7 @@ class Delivery {
    * one. Returns output_data, or undefined when the run did not get that far.
    */
   async keepFinished(): Promise<{ files: string[] } | undefined> {
-    const finished = readDelivering(this.dir);
-    if (finished !== this.files.vtt || !Object.values(this.files).every((f) => existsSync(f))) return undefined;
+    if (!diedDelivering(this.dir, this.files.vtt, this.files.txt)) return undefined;
     return { files: await this.keep(false) };
   }
 

@@ -5,7 +5,7 @@
 import { MediaStreamTrack, type RtpPacket } from 'werift';
 import { WebSocket } from 'ws';
 import type { IceOptions } from '../ice.js';
-import { displayName, type CallState, type Profile } from '../protocol/calls.js';
+import { displayName, type CallState, type JobState, type Profile } from '../protocol/calls.js';
 import { type TrackType, isObject } from '../protocol/wire.js';
 import { RateLimiter } from '../../rate-limiter.js';
 import { BotPeer, withTimeout } from './peer.js';
@@ -223,7 +223,7 @@ export class HeadlessParticipant {
       this.emit('caption', { sessionId: String(d.session_id), userId: String(d.user_id), text: String(d.text) }),
     );
     on('call_job_state', (d) => {
-      const state = d.jobState as { type?: unknown; start_at?: unknown } | null | undefined;
+      const state = d.jobState as Partial<Record<keyof JobState, unknown>> | null | undefined;
       if (typeof state !== 'object' || state === null || state.type !== 'recording') return;
       if (Number.isSafeInteger(state.start_at) && (state.start_at as number) > 0)
         this.emit('recordingStarted', state.start_at as number);

@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from '../../log.js';
+import { urlHost } from '../../url-host.js';
 import type { IceOptions } from '../ice.js';
 import {
   type Action,
@@ -122,7 +123,7 @@ export class Sfu {
       });
     });
     const { port } = this.http.address() as { port: number };
-    return `http://${this.opts.host}:${port}`;
+    return `http://${urlHost(this.opts.host)}:${port}`;
   }
 
   /** Sessions across calls: what the leak tests count. */
