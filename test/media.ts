@@ -1,5 +1,6 @@
 // Real media for tests, made on the spot: speech from espeak-ng, Opus RTP from ffmpeg.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { createSocket, type Socket } from 'node:dgram';
 import { join } from 'node:path';
 import { RtpPacket } from 'werift';
@@ -63,6 +64,43 @@ export function opusSource(
     ? ['-f', 'lavfi', '-i', `${input}:duration=${seconds}`]
     : ['-t', String(seconds), '-i', input];
   return rtpSource(onPacket, args, ['-c:a', 'libopus', '-b:a', '32k', '-payload_type', '111']);
+}
+
+/**
+ * A voice whose RTP clock pauses with it, as Firefox's does over a mute: `seconds` of `input`,
+ * nothing for `pauseSec`, then `seconds` more whose clock and sequence go on from where the first
+ * stopped (each ffmpeg starts its own). Resolves when the second has ended.
+ */
+export async function pausedClockVoice(
+  onPacket: (rtp: RtpPacket) => void,
+  seconds: number,
+  pauseSec: number,
+  input = 'sine=frequency=440',
+): Promise<void> {
+  // as ffmpeg numbered them: the sender may number them again in place
+  let last = { seq: 0, ts: 0 };
+  const spoken = await opusSource(
+    (rtp) => {
+      last = { seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp };
+      onPacket(rtp);
+    },
+    seconds,
+    input,
+  );
+  await once(spoken, 'exit');
+  await new Promise((r) => setTimeout(r, pauseSec * 1000));
+  let first: { seq: number; ts: number } | undefined;
+  const resumed = await opusSource(
+    (rtp) => {
+      first ??= { seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp };
+      rtp.header.sequenceNumber = (last.seq + 1 + rtp.header.sequenceNumber - first.seq) & 0xffff;
+      rtp.header.timestamp = (last.ts + 960 + rtp.header.timestamp - first.ts) >>> 0;
+      onPacket(rtp);
+    },
+    seconds,
+    input,
+  );
+  await once(resumed, 'exit');
 }
 
 /**

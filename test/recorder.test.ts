@@ -22,7 +22,16 @@ import { randomBytes } from 'node:crypto';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { MattermostStandIn } from './mattermost-standin.js';
-import { avOffsets, flashAndBeep, greyFrame, h264Source, opusSource, vp8Source } from './media.js';
+import {
+  avOffsets,
+  flashAndBeep,
+  greyFrame,
+  h264Source,
+  opusSource,
+  packetTimes,
+  pausedClockVoice,
+  vp8Source,
+} from './media.js';
 import { waitFor } from './helpers.js';
 import { JobProgramHarness } from './job-program.js';
 
@@ -288,6 +297,35 @@ describe('recorder job program', () => {
     const out = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
     assert.ok(out.file.startsWith(artifacts) && existsSync(out.file));
     assert.ok(Math.abs(Number(probe(out.file).format.duration) - out.duration_ms / 1000) < 1);
+  });
+
+  it("keeps a mute the voice's clock left out (Firefox's resumes where it stopped): the voice after it in its place", async () => {
+    const call = id();
+    const { env, jobDir } = localJob(call, 'paused-clock');
+    const fox = new HeadlessParticipant({
+      siteUrl: h.sfuUrl,
+      callId: call,
+      token: mintToken(h.secret, { call, user: 'fox', name: 'Fox', role: 'participant', ttlSec: 60 }),
+    });
+    await fox.join();
+    const { mic } = await fox.publish('mic');
+    const rec = start(env);
+    await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
+    await pausedClockVoice((rtp) => mic.writeRtp(rtp), 2, 4);
+    rec.child.kill('SIGTERM');
+    assert.equal((await once(rec.child, 'exit'))[0], 0, rec.output());
+    fox.leave();
+    const voice = readFileSync(join(jobDir, 'tracks.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .find((t) => t.source === 'mic');
+    const times = packetTimes(join(jobDir, voice.file));
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    const longest = Math.max(...gaps);
+    // the 4 s by when the packets came (before: none, the second tone straight after the first)
+    assert.ok(longest > 3.5 && longest < 4.6, `the longest gap in the voice: ${longest.toFixed(3)} s`);
+    assert.ok(times.length > 180, `${times.length} packets`);
   });
 
   it('keeps audio and video in sync: a flash and a beep made together stay within 100 ms', async (t) => {

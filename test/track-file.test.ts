@@ -13,6 +13,7 @@ import { RtpHeader, RtpPacket } from 'werift';
 import { h264PictureSize } from '../src/media/h264.js';
 import { vp8KeyframeSize } from '../src/media/vp8.js';
 import { AUDIO_HOLD_TICKS, Reorder } from '../src/media/reorder.js';
+import { PausedClock } from '../src/media/paused-clock.js';
 import { MAX_FRAME_BYTES, TrackFile } from '../workers/recorder/track-file.js';
 import { WebmIndex } from '../workers/recorder/webm-index.js';
 import { isVp8Keyframe, packetTimes } from './media.js';
@@ -454,6 +455,55 @@ describe('track file', () => {
     const times = packetMs(file);
     assert.equal(times.length, 99);
     assert.deepEqual(times.slice(47, 50), [960, 980, 61_000], 'the mute kept');
+  });
+
+  /**
+   * A voice of 20 ms packets whose clock goes on across every gap from where it stopped (Firefox
+   * after a mute), packet n arriving at `arrival(n)` ms, through the hold and the paused clock as
+   * capture writes it: each packet's time in the file (ms).
+   */
+  const pausedVoice = (name: string, packets: number, arrival: (n: number) => number) => {
+    const file = join(dir, `${name}.webm`);
+    const writer = new TrackFile(file, 'opus');
+    const paused = new PausedClock(48_000, (rtp: RtpPacket, at) => writer.push(rtp, at));
+    const reorder = new Reorder(AUDIO_HOLD_TICKS, (rtp, at) => paused.push(rtp, at));
+    for (let n = 0; n < packets; n++) {
+      const header = new RtpHeader({ payloadType: 111, sequenceNumber: n, timestamp: n * 20 * 48, ssrc: 1 });
+      reorder.push(new RtpPacket(header, Buffer.of(0xf8, 0xff, 0xfe)), arrival(n));
+    }
+    reorder.flush();
+    paused.flush();
+    writer.close();
+    return packetMs(file);
+  };
+
+  it("keeps a mute the sender's clock left out (Firefox resumes it where it stopped), as upstream", () => {
+    // 50 packets, 30 s of mute by when packets came, 50 more; read in batches of 40 ms, as the job's
+    // socket is read every 20 ms and may be read late
+    const times = pausedVoice('paused-clock', 100, (n) => Math.ceil((n * 20 + (n >= 50 ? 30_000 : 0)) / 40) * 40);
+    assert.equal(times.length, 100);
+    assert.deepEqual(times.slice(48, 50), [960, 980]);
+    // the mute kept (to the batches' 40 ms), the voice after it at its own pace
+    assert.ok(Math.abs(times[50]! - 31_000) <= 40, `the voice after the mute at ${times[50]} ms`);
+    assert.deepEqual(
+      times.slice(51).map((t, i) => t - times[50 + i]!),
+      Array(49).fill(20),
+    );
+  });
+
+  it("keeps the sender's clock across a stall whose packets then come at once (a network, or the job busy)", () => {
+    // the same voice, but nothing came for 30 s and then the 50 packets held meanwhile all at once
+    const times = pausedVoice('stall', 150, (n) => (n < 50 ? n * 20 : n < 100 ? 30_980 : n * 20 + 29_000));
+    assert.equal(times.length, 150);
+    assert.deepEqual(times.slice(48, 52), [960, 980, 1000, 1020], 'no pause where the sender sent on');
+    assert.equal(times.at(-1), 2980);
+  });
+
+  it('keeps each of two mutes when one packet came between them', () => {
+    // a packet alone after the first mute (30 s), the second (10 s) comes before anything tells its pace
+    const arrival = (n: number) => n * 20 + (n >= 50 ? 30_000 : 0) + (n >= 51 ? 10_000 : 0);
+    const times = pausedVoice('two-mutes', 100, arrival);
+    assert.deepEqual(times.slice(49, 53), [980, 31_000, 41_020, 41_040]);
   });
 
   it('drops a frame that lost a packet, and starts at a keyframe', () => {

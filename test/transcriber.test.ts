@@ -30,7 +30,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
 import { MattermostStandIn } from './mattermost-standin.js';
-import { opusSource } from './media.js';
+import { opusSource, pausedClockVoice } from './media.js';
 import { children, waitFor } from './helpers.js';
 import { statFields } from '../workers/shared/proc-stat.js';
 import { defaultModelDir } from '../workers/transcriber/speech/pocketsphinx.js';
@@ -150,6 +150,30 @@ describe('transcriber job program', () => {
     assert.equal((await recovery.exited)[0], 0, recovery.output());
     assert.match(recovery.output(), /live captions alone keep nothing to recover/);
     assert.ok(!existsSync(env.ARTIFACTS_DIR), 'no empty transcript kept');
+  });
+
+  it("keeps a mute the voice's clock left out (Firefox's resumes where it stopped): the voice after it in its place", async () => {
+    const call = id();
+    const env = jobEnv(call, 'paused-clock', {});
+    const job = start(env);
+    await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
+    const fox = await join_(call, 'fox', 'Fox');
+    const { mic } = await fox.p.publish('mic');
+    await pausedClockVoice((rtp) => mic.writeRtp(rtp), 2, 4);
+    fox.p.leave();
+    assert.equal((await job.exited)[0], 0, job.output());
+    const voice = JSON.parse(readFileSync(join(env.JOB_DIR, 'tracks.jsonl'), 'utf8').split('\n')[0]!);
+    const pcm = readFileSync(join(env.JOB_DIR, voice.file));
+    // the longest silence in the voice (16 kHz samples): the 4 s by when the packets came
+    let longest = 0;
+    for (let i = 0, run = 0; i < pcm.length; i += 2) {
+      run = Math.abs(pcm.readInt16LE(i)) < 50 ? run + 1 : 0;
+      longest = Math.max(longest, run);
+    }
+    assert.ok(
+      longest / 16_000 > 3.5 && longest / 16_000 < 4.6,
+      `the longest silence: ${(longest / 16_000).toFixed(3)} s`,
+    );
   });
 
   it("a voice's file the disk refuses stops the job with the reason, which then ends: no wait for a close that came already", async () => {

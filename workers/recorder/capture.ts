@@ -4,7 +4,7 @@
 // recorder dies the files are still there for the compose step to assemble.
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { MediaStreamTrack } from 'werift';
+import type { MediaStreamTrack, RtpPacket } from 'werift';
 import {
   HeadlessParticipant,
   type HeadlessOptions,
@@ -14,6 +14,7 @@ import {
 } from '../../src/sfu/client/participant.js';
 import { opusPacketMs } from '../../src/media/opus.js';
 import { AUDIO_HOLD_TICKS, Reorder, VIDEO_HOLD_TICKS } from '../../src/media/reorder.js';
+import { PausedClock } from '../../src/media/paused-clock.js';
 import { Placement } from './placement.js';
 import { TrackFile, trackCodec } from './track-file.js';
 import { WriteFailure } from '../shared/job.js';
@@ -153,10 +154,13 @@ export class Capture {
       entry.mediaMs = mediaMs;
       this.append('tracks.jsonl', entry);
     };
-    const reorder = new Reorder(source === 'mic' ? AUDIO_HOLD_TICKS : VIDEO_HOLD_TICKS, (rtp, arrivedAt) => {
+    const paused = new PausedClock(source === 'mic' ? 48_000 : 90_000, (rtp: RtpPacket, arrivedAt) => {
       writer.push(rtp, arrivedAt);
       if (entry.mediaMs === undefined && writer.started) place(placement.started(rtp.header.timestamp, this.elapsedMs));
     });
+    const reorder = new Reorder(source === 'mic' ? AUDIO_HOLD_TICKS : VIDEO_HOLD_TICKS, (rtp, at) =>
+      paused.push(rtp, at),
+    );
     const { unSubscribe } = track.onReceiveRtp.subscribe((rtp) => {
       const better = placement.arrived(rtp.header.timestamp, rtp.payload, this.elapsedMs);
       if (better !== undefined) place(better);
@@ -168,6 +172,7 @@ export class Capture {
       finish: () => {
         unSubscribe();
         reorder.flush();
+        paused.flush();
         writer.close();
       },
       flush: () => writer.flush(),

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { HeadlessParticipant, type HeadlessOptions, type Publisher } from '../../src/sfu/client/participant.js';
 import type { RtpPacket } from 'werift';
 import { AUDIO_HOLD_TICKS, Reorder } from '../../src/media/reorder.js';
+import { PausedClock } from '../../src/media/paused-clock.js';
 import { SpeakerAudio } from './audio.js';
 import { WriteFailure } from '../shared/job.js';
 
@@ -23,6 +24,8 @@ interface Live {
   audio: SpeakerAudio;
   /** packets in sequence order for the decoder (a jittery path reorders them) */
   reorder: Reorder;
+  /** then with the pauses a sender's clock left out (see paused-clock.ts) */
+  paused: PausedClock<RtpPacket>;
   /** the voice's file; none where nothing reads it (live captions alone) */
   out?: WriteStream;
   entry: VoiceTrack;
@@ -151,8 +154,9 @@ export class Listener {
         },
         (error) => this.log(`${file}: a packet is not Opus (${error}); such packets are counted and skipped`),
       );
-      const reorder = new Reorder(AUDIO_HOLD_TICKS, (p, at) => audio.push(p.payload, p.header.timestamp, at));
-      t = { audio, reorder, out, entry, ssrc };
+      const paused = new PausedClock(48_000, (p: RtpPacket, at) => audio.push(p.payload, p.header.timestamp, at));
+      const reorder = new Reorder(AUDIO_HOLD_TICKS, (p, at) => paused.push(p, at));
+      t = { audio, reorder, paused, out, entry, ssrc };
       this.live.set(from.sessionId, t);
       if (out) this.append(entry);
     }
@@ -164,6 +168,7 @@ export class Listener {
     if (!t) return;
     this.live.delete(sessionId);
     t.reorder.flush();
+    t.paused.flush();
     const ended = { ...t.entry, endMs: this.elapsedMs };
     const { out } = t;
     if (out) {
