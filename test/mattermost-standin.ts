@@ -62,6 +62,8 @@ export interface StandInOptions {
   icePorts?: [number, number];
   /** display names of call sessions, for GET .../sessions/{id}/profile */
   profiles?: Record<string, { id: string; username: string; first_name: string; last_name: string; nickname?: string }>;
+  /** FileSettings.MaxFileSize: an upload session for a larger file is refused with 413, as Mattermost's CreateUploadSession does */
+  maxFileSize?: number;
   /** answer each profile this much later (a busy server: a bot's join waits for the names of those in the call) */
   profileDelayMs?: number;
 }
@@ -289,6 +291,8 @@ export class MattermostStandIn {
       ) {
         return error(400, 'invalid upload session');
       }
+      if (body.file_size > (this.opts.maxFileSize ?? Infinity))
+        return error(413, 'CreateUploadSession: Unable to upload file. File is too large.');
       const session: UploadSession = {
         id: newId(),
         type: 'attachment',

@@ -186,6 +186,53 @@ describe('recorder job program', () => {
     await mm.close();
   });
 
+  it('a recording Mattermost refuses (over its MaxFileSize) is kept in the artifacts directory, named in output_data and in the failure', async () => {
+    const call = id();
+    const token = id();
+    const mm = new MattermostStandIn({ authToken: token, maxFileSize: 1000 });
+    await mm.start();
+    const { env, jobDir, artifacts } = localJob(call, 'refused');
+    const alice = new HeadlessParticipant({
+      siteUrl: mm.url,
+      callId: call,
+      token: mm.userToken(call, 'alice', 'Alice'),
+    });
+    await alice.join();
+    const { mic } = await alice.publish('mic');
+    h.sources.push(await opusSource((rtp) => mic.writeRtp(rtp), 6, 'sine=frequency=440'));
+    const recordingId = id();
+    mm.addJob(recordingId, call);
+    const rec = start({
+      ...env,
+      SFU_URL: '',
+      SFU_TOKEN: '',
+      SITE_URL: mm.url,
+      POST_ID: id(),
+      RECORDING_ID: recordingId,
+      AUTH_TOKEN: token,
+    });
+    try {
+      await waitFor('started reported', () => mm.statuses.some((s) => s.body.Status === 'started'), 15_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      rec.child.kill('SIGTERM');
+      const [code] = await once(rec.child, 'exit');
+      assert.equal(code, 1, rec.output());
+      const { file, duration_ms } = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
+      assert.ok(file.startsWith(artifacts) && existsSync(file), file);
+      assert.ok(Math.abs(Number(probe(file).format.duration) - duration_ms / 1000) < 1);
+      const failed = mm.statuses.find((s) => s.body.Status === 'failed');
+      assert.match(
+        String(failed?.body.omitempty),
+        new RegExp(`^could not deliver the recording \\(kept at ${file}\\): .*413`),
+      );
+      assert.equal(mm.recordings.length, 0);
+    } finally {
+      if (rec.child.exitCode === null) rec.child.kill('SIGKILL');
+      alice.leave();
+      await mm.close();
+    }
+  });
+
   it('records a camera that sends H.264 (a browser that prefers it)', async () => {
     const call = id();
     const { env, jobDir, artifacts } = localJob(call, 'h264');

@@ -25,11 +25,11 @@ import {
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism, getPriority, tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
 import { mintToken } from '../src/sfu/token.js';
-import { MattermostStandIn } from './mattermost-standin.js';
+import { MattermostStandIn, type StandInOptions } from './mattermost-standin.js';
 import { opusSource, pausedClockVoice } from './media.js';
 import { children, waitFor } from './helpers.js';
 import { statFields } from '../workers/shared/proc-stat.js';
@@ -101,10 +101,10 @@ describe('transcriber job program', () => {
   });
 
   /** A transcription of a call held on the Mattermost stand-in, as the plugin starts one. */
-  const onMattermost = async (name: string) => {
+  const onMattermost = async (name: string, options: Partial<StandInOptions> = {}) => {
     const call = id();
     const token = id();
-    const mm = new MattermostStandIn({ authToken: token });
+    const mm = new MattermostStandIn({ authToken: token, ...options });
     await mm.start();
     const transcriptionId = id();
     mm.addJob(transcriptionId, call);
@@ -405,6 +405,35 @@ describe('transcriber job program', () => {
       assert.ok(
         firstCue >= from - 0.5 && firstCue <= to + 1.5,
         `first cue at ${firstCue} s; the speech began between ${from.toFixed(2)} and ${to.toFixed(2)} s of the recording`,
+      );
+    } finally {
+      if (job.child.exitCode === null) job.child.kill('SIGKILL');
+      await mm.close();
+    }
+  });
+
+  it('a transcript Mattermost refuses (over its MaxFileSize) is kept in the artifacts directory, named in output_data and in the failure', async () => {
+    const { mm, env } = await onMattermost('refused', { maxFileSize: 4 });
+    const job = start(env);
+    try {
+      await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
+      job.child.kill('SIGTERM');
+      const [code] = await job.exited;
+      assert.equal(code, 1, job.output());
+      const { files } = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
+      assert.deepEqual(
+        files.map((f: string) => [dirname(f), extname(f), readFileSync(f, 'utf8').slice(0, 6)]),
+        [
+          [env.ARTIFACTS_DIR, '.vtt', 'WEBVTT'],
+          [env.ARTIFACTS_DIR, '.txt', ''],
+        ],
+      );
+      const failed = mm.statuses.find((s) => s.body.Status === 'failed');
+      const reason = String(failed?.body.omitempty);
+      assert.ok(
+        reason.startsWith(`could not deliver the transcript (kept at ${files.join(' and ')}): `) &&
+          reason.includes('413'),
+        reason,
       );
     } finally {
       if (job.child.exitCode === null) job.child.kill('SIGKILL');

@@ -24,7 +24,9 @@ import { readRecording } from './compose.js';
 import { LONGEST_PART_MS, PartialRecording, Parts } from './parts.js';
 import { recorderInputs, type RecorderInputs } from './inputs.js';
 
-const log = (message: string) => process.stdout.write(`[recorder ${new Date().toISOString()}] ${message}\n`);
+const log = (message: string): void => {
+  process.stdout.write(`[recorder ${new Date().toISOString()}] ${message}\n`);
+};
 
 /**
  * `--recover`: a previous run died (killed, crashed). Assemble what it captured into an MP4 in
@@ -180,7 +182,10 @@ async function main(): Promise<void> {
     rmSync(output, { force: true });
     for (const sub of ['tracks', 'parts']) rmSync(join(dir, sub), { recursive: true, force: true });
   } catch (err) {
-    return fail(`could not deliver the recording (kept at ${output}): ${(err as Error).message}`);
+    // Kept where the job's files stay past its directory's retention, and named in output_data.
+    const path = await keep(output, inputs).catch((e: Error) => log(`the recording could not be kept: ${e.message}`));
+    if (path) writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify({ file: path, duration_ms: durationMs }));
+    return fail(`could not deliver the recording (kept at ${path || output}): ${(err as Error).message}`);
   }
 }
 

@@ -42,7 +42,9 @@ import { CallTranscript, recognisedSegments } from './call-transcript.js';
 import { type Recognisers, serveTranscript, TRANSCRIPT_ARG, TranscriptProcess } from './transcript-process.js';
 import { pcmChunks, transcribeStream } from './transcribe.js';
 
-const log = (message: string) => process.stdout.write(`[transcriber ${new Date().toISOString()}] ${message}\n`);
+const log = (message: string): void => {
+  process.stdout.write(`[transcriber ${new Date().toISOString()}] ${message}\n`);
+};
 
 type Inputs = TranscriberInputs & { captionsOnly: boolean };
 
@@ -198,20 +200,32 @@ class Delivery {
     const callId = inputs.call_id!;
     delivering(files.vtt); // first: the delivery's own time covers waiting for the start's report
     await this.started;
-    const base = await this.bot.filename(callId);
-    const vtt = await this.bot.upload(callId, fileSource(files.vtt), `${base}.vtt`);
-    const txt = await this.bot.upload(callId, fileSource(files.txt), `${base}.txt`);
-    await this.bot.postTranscription(callId, {
-      JobID: this.jobId,
-      PostID: inputs.post_id!,
-      // Upstream posts the language Whisper found; this binding does not say it: the site's own
-      // setting is the best guess (pocketsphinx: English, its only model)
-      Transcriptions: [{ Language: transcriptLanguage(inputs), FileIDs: [vtt.id, txt.id] }],
-    });
-    log(`posted ${base}.vtt and ${base}.txt (${segments.length} segments) to the call thread`);
-    return { file_ids: [vtt.id, txt.id], filename: base, ...summary };
+    try {
+      const base = await this.bot.filename(callId);
+      const vtt = await this.bot.upload(callId, fileSource(files.vtt), `${base}.vtt`);
+      const txt = await this.bot.upload(callId, fileSource(files.txt), `${base}.txt`);
+      await this.bot.postTranscription(callId, {
+        JobID: this.jobId,
+        PostID: inputs.post_id!,
+        // Upstream posts the language Whisper found; this binding does not say it: the site's own
+        // setting is the best guess (pocketsphinx: English, its only model)
+        Transcriptions: [{ Language: transcriptLanguage(inputs), FileIDs: [vtt.id, txt.id] }],
+      });
+      log(`posted ${base}.vtt and ${base}.txt (${segments.length} segments) to the call thread`);
+      return { file_ids: [vtt.id, txt.id], filename: base, ...summary };
+    } catch (err) {
+      // Kept where the job's files stay past its directory's retention, and named in output_data.
+      const kept = await this.keep(false).catch((e: Error) => log(`the transcript could not be kept: ${e.message}`));
+      if (kept) writeFileSync(join(this.dir, OUTPUT_FILE), JSON.stringify({ files: kept, ...summary }));
+      throw new Undelivered(
+        `could not deliver the transcript (kept at ${(kept ?? [files.vtt, files.txt]).join(' and ')}): ${(err as Error).message}`,
+      );
+    }
   }
 }
+
+/** A transcript that could not be delivered, kept: its message says where. */
+class Undelivered extends Error {}
 
 /**
  * The transcript's engines and VAD; an EngineError saying why when they cannot load. Silero cuts
@@ -439,7 +453,7 @@ async function main(): Promise<void> {
     }
   } catch (err) {
     return fail(
-      err instanceof EngineError
+      err instanceof EngineError || err instanceof Undelivered
         ? err.message
         : `transcription failed (what was captured is kept in ${dir}): ${(err as Error).message}`,
     );
