@@ -10,13 +10,14 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { HeadlessParticipant } from '../src/sfu/client/participant.js';
@@ -305,6 +306,40 @@ describe('recorder job program', () => {
     assert.equal(kept.partial, undefined);
     assert.ok(kept.file.startsWith(artifacts) && !kept.file.includes('partial-'), kept.file);
     assert.equal(Number(probe(kept.file).format.duration), duration, 'the same recording, kept');
+  });
+
+  it('a recovery keeps what the run before composed before it composes a long rest, which a kill would have lost', async () => {
+    const call = id();
+    const { env, jobDir, artifacts } = localJob(call, 'long-rest');
+    const gina = await speaker(call, 'gina', 16, 494);
+    const rec = start({ ...env, PART_SEC: '2' });
+    await waitFor('the first part composed', () => /composed 0\.0-2\.0 s/.test(rec.output()), 20_000);
+    await new Promise((r) => setTimeout(r, 5000));
+    rec.child.kill('SIGKILL');
+    await once(rec.child, 'exit');
+    gina.leave();
+    // what three failed parts leave on disk: the parts up to one, the rest for the end
+    for (const f of readdirSync(join(jobDir, 'parts'))) if (f !== 'part-0-2000.mkv') rmSync(join(jobDir, 'parts', f));
+
+    // a recovery killed while it composes the rest (its bound is the stop's grace too)
+    const recovery = start({ ...env, PART_SEC: '2' }, ['--recover']);
+    recovery.child.stdout!.on('data', (c: Buffer) => {
+      if (c.toString().includes('is kept at')) recovery.child.kill('SIGKILL');
+    });
+    await recovery.exited;
+    assert.match(recovery.output(), /the recording up to 2\.0 s is kept at .*; composing the rest/);
+    const kept = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
+    assert.ok(kept.partial && kept.file.startsWith(artifacts) && kept.duration_ms >= 2000, JSON.stringify(kept));
+    assert.ok(Math.abs(Number(probe(kept.file).format.duration) - kept.duration_ms / 1000) < 0.5);
+
+    // one that is not killed composes the rest too, kept under the same name
+    const again = start({ ...env, PART_SEC: '2' }, ['--recover']);
+    assert.equal((await again.exited)[0], 0, again.output());
+    const whole = JSON.parse(readFileSync(join(jobDir, 'output.json'), 'utf8'));
+    assert.equal(whole.file, kept.file);
+    assert.ok(whole.duration_ms > 7000, JSON.stringify(whole));
+    assert.ok(Math.abs(Number(probe(whole.file).format.duration) - whole.duration_ms / 1000) < 0.5);
+    assert.deepEqual(readdirSync(artifacts), [basename(kept.file)], 'nothing half-written left beside it');
   });
 
   it('a write the disk refuses mid-call stops the recording with the reason: a handled failure, not a crash', async () => {

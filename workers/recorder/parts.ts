@@ -239,6 +239,18 @@ export class Parts {
     await this.assemble(output);
   }
 
+  /**
+   * A recovery's first step where the rest is longer than a part (parts that failed during the call
+   * left it for the end, or the run was killed composing it): the parts an earlier run composed,
+   * joined into `output`. Composing the rest may outlast the recovery's bound as it did the run's,
+   * and a kill then lost all of it. Returns up to when `output` holds the call (0: nothing joined).
+   */
+  async joinComposed(durationMs: number, output: string): Promise<number> {
+    if (this.doneMs === 0 || this.mp4 || durationMs - this.doneMs <= this.longestMs + SETTLE_MS) return 0;
+    await this.assemble(output);
+    return this.doneMs;
+  }
+
   /** The MP4 written during the call ended as `output`, or the parts joined into it. */
   private async assemble(output: string): Promise<void> {
     const fps = this.inputs.frame_rate;

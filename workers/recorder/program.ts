@@ -49,7 +49,15 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
     return report(bot, inputs, `the recording could not be delivered; it is kept on the job service at ${path}`);
   }
   let durationMs = rec.durationMs;
-  await new Parts(dir, inputs, partSec * 1000, log).finish(rec.durationMs, output).catch((err) => {
+  const parts = partsOf(dir, inputs, partSec);
+  const composedMs = await parts.joinComposed(rec.durationMs, output);
+  if (composedMs > 0) {
+    await keepPartial(output, inputs, dir, composedMs).then(
+      (path) => log(`the recording up to ${(composedMs / 1000).toFixed(1)} s is kept at ${path}; composing the rest`),
+      (err: Error) => log(`the recording up to ${(composedMs / 1000).toFixed(1)} s could not be kept: ${err.message}`),
+    );
+  }
+  await parts.finish(rec.durationMs, output).catch((err) => {
     if (!(err instanceof PartialRecording)) throw err;
     log(`the recording past ${(err.untilMs / 1000).toFixed(1)} s could not be composed: ${err.message}`);
     durationMs = err.untilMs;
@@ -62,6 +70,10 @@ async function recover(inputs: RecorderInputs, dir: string, partSec: number, bot
     `the recorder stopped unexpectedly; ${(durationMs / 1000).toFixed(0)} s were recovered and kept on the job service at ${path}`,
   );
 }
+
+/** The recording's parts. PART_SEC fixes their length; without it they start at 10 s and grow while that is cheap. */
+const partsOf = (dir: string, inputs: RecorderInputs, partSec: number) =>
+  new Parts(dir, inputs, partSec * 1000, log, process.env.PART_SEC ? undefined : LONGEST_PART_MS);
 
 /** The recovery's failure, as the plugin shows it on the call's post. */
 async function report(bot: BotClient | undefined, inputs: RecorderInputs, reason: string): Promise<void> {
@@ -136,8 +148,7 @@ async function main(): Promise<void> {
       .catch((e) => log(`could not report the start: ${e.message}`)) ?? started;
 
   // While capturing, finished parts are composed.
-  // PART_SEC fixes the parts' length; without it they start at 10 s and grow while that is cheap.
-  const parts = new Parts(dir, inputs, partSec * 1000, log, process.env.PART_SEC ? undefined : LONGEST_PART_MS);
+  const parts = partsOf(dir, inputs, partSec);
   const composing = setInterval(() => parts.whileCapturing(capture), 1000);
   const why = await Promise.race([stop, capture.stopped, capture.ended.then(() => 'everyone left the call')]);
   clearInterval(composing);

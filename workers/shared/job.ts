@@ -1,6 +1,6 @@
 // What a job program gets from its worker: settings in its environment, the artifacts directory,
 // SIGTERM to stop, JSON-lines files it appends as it goes, and media or models it downloads.
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -16,7 +16,9 @@ export async function keepArtifact(file: FileSource, name: string): Promise<stri
   const dir = process.env.ARTIFACTS_DIR ?? join(process.env.JOB_DIR ?? '.', 'artifacts');
   mkdirSync(dir, { recursive: true });
   const path = join(dir, name);
-  await pipeline(file.read(0), createWriteStream(path));
+  // Whole or not at all: a recovery keeps the recording so far, then more of it under the same name.
+  await pipeline(file.read(0), createWriteStream(`${path}.tmp`));
+  renameSync(`${path}.tmp`, path);
   return path;
 }
 
