@@ -91,7 +91,7 @@ describe('pocketsphinx engine', () => {
   it("places a speaker's utterances on the call clock through VAD", async () => {
     const [a, b] = librivox();
     const stream = concat([silence(1), wavSamples(a!.wav), silence(2), wavSamples(b!.wav), silence(1)]);
-    const segments = await transcribeStream([engine], [stream], 'Alice', 5000);
+    const segments = await transcribeStream([engine], [stream], { speaker: 'Alice', offsetMs: 5000 });
     assert.ok(segments.length >= 2, JSON.stringify(segments));
     const bStart = 5000 + (1 + wavSamples(a!.wav).length / SAMPLE_RATE + 2) * 1000;
     assert.ok(Math.abs(segments[0]!.startMs - 6000) < 600, `first starts near 6.0 s: ${segments[0]!.startMs}`);
@@ -116,9 +116,12 @@ describe('pocketsphinx engine', () => {
       writeFileSync(file, bytes(stream));
       const pieces = [...pcmChunks(file, 2)];
       assert.equal(pieces.length, Math.ceil(stream.length / (2 * SAMPLE_RATE)));
-      const whole = await transcribeStream([engine], [stream], 'Speaker', 0, silero);
+      const whole = await transcribeStream([engine], [stream], { speaker: 'Speaker', offsetMs: 0, silero });
       assert.ok(whole.length >= 2, JSON.stringify(whole));
-      assert.deepEqual(await transcribeStream([engine], pcmChunks(file, 2), 'Speaker', 0, silero), whole);
+      assert.deepEqual(
+        await transcribeStream([engine], pcmChunks(file, 2), { speaker: 'Speaker', offsetMs: 0, silero }),
+        whole,
+      );
     } finally {
       await silero.close();
       rmSync(dir, { recursive: true, force: true });
@@ -154,7 +157,11 @@ describe('pocketsphinx engine', () => {
         },
       } as unknown as Silero;
       const { segments } = await new CallTranscript([engine], dir, counted).finish();
-      const whole = await transcribeStream([engine], [concat([silence(75), a!, silence(1)])], 'Alice', 0, silero);
+      const whole = await transcribeStream([engine], [concat([silence(75), a!, silence(1)])], {
+        speaker: 'Alice',
+        offsetMs: 0,
+        silero,
+      });
       assert.deepEqual(
         segments.map((x) => x.text),
         whole.map((x) => x.text),
@@ -175,7 +182,11 @@ describe('pocketsphinx engine', () => {
       const [a, b] = librivox().map((u) => wavSamples(u.wav));
       const first = concat([silence(1), a!, silence(1.5)]);
       const rest = concat([silence(0.5), b!, silence(1)]);
-      const whole = await transcribeStream([engine], [concat([first, rest])], 'Alice', 3000, silero);
+      const whole = await transcribeStream([engine], [concat([first, rest])], {
+        speaker: 'Alice',
+        offsetMs: 3000,
+        silero,
+      });
       // The listener's files: a track that started 3 s into the call, still being written.
       const track = listenerTrack(dir, 3000, first);
       const live = new CallTranscript([engine], dir, silero, 50);

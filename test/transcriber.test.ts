@@ -594,6 +594,33 @@ describe('transcriber job program', () => {
     assert.ok(last >= 20 && last < 150, `the transcript ends at ${last} s of 200`);
   });
 
+  it('media_url: a run that dies keeps what it recognised, which its recovery keeps as a partial transcript', async () => {
+    const media = join(dir, 'long-killed.wav'); // 200 s of speech, as above
+    execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-stream_loop', '14', '-i', wav, '-c', 'copy', media]);
+    const env = jobEnv('', 'media-killed', {
+      MEDIA_URL: pathToFileURL(media).href,
+      MEDIA_URL_ALLOW: `${pathToFileURL(dir).href}/`,
+    });
+    delete (env as Record<string, string>).CALL_ID;
+    const job = start(env);
+    await waitFor('the first piece recognised', () => /recognised 0 min 30 s of 3 min/.test(job.output()), 120_000);
+    job.child.kill('SIGKILL');
+    await job.exited;
+    const recovery = start(env, ['--recover']);
+    assert.equal((await recovery.exited)[0], 0, recovery.output());
+    const output = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
+    assert.equal(output.partial, true);
+    assert.ok(output.segments >= 2, JSON.stringify(output));
+    const vtt = output.files.find((f: string) => f.endsWith('.vtt'));
+    assert.match(basename(vtt), /^partial-transcript-media-/);
+    const cues = readFileSync(vtt, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('<v Speaker>'))
+      .map((l) => l.slice(11));
+    const wer = wordErrorRate(`${corpus[0]!.text} ${corpus[1]!.text}`, cues.slice(0, 2).join(' '));
+    assert.ok(wer < 0.6, `WER ${wer.toFixed(2)} of the first two cues: ${JSON.stringify(cues)}`);
+  });
+
   it('media_url: a redirect out of the allowed sources, a link out of an allowed directory and a file over the cap are refused', async () => {
     const inside = join(dir, 'allowed');
     mkdirSync(inside, { recursive: true });

@@ -70,7 +70,7 @@ async function speed(
   }
   const silero = vad === 'silero' ? await Silero.load() : undefined;
   const started = performance.now();
-  const segments = await transcribeStream(engines, [stream], 'reader', 0, silero);
+  const segments = await transcribeStream(engines, [stream], { speaker: 'reader', offsetMs: 0, silero });
   const wallS = (performance.now() - started) / 1000;
   const reference = Array.from({ length: ROUNDS }, () => corpus.map((u) => u.text))
     .flat()

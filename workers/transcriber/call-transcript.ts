@@ -25,7 +25,7 @@ const READ_SAMPLES = SAMPLE_RATE * 60;
 const MARK_SAMPLES = SAMPLE_RATE * 60;
 
 /** One line of recognised.jsonl: an utterance of `file` of `samples` that ended at sample `end`, and what was heard. */
-interface Recognised {
+export interface Recognised {
   file: string;
   end: number;
   /** absent in the lines of an earlier version */
@@ -52,6 +52,11 @@ interface Reading {
   flushed: boolean;
   /** the sample of the file up to which recognised.jsonl says it is done */
   marked: number;
+}
+
+/** Appends to recognised.jsonl: what a recovery keeps. */
+export function appendRecognised(dir: string, lines: Recognised[]): void {
+  if (lines.length > 0) appendFileSync(join(dir, RECOGNISED), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
 }
 
 /** The segments recognised.jsonl holds, in time order: what a stop that failed keeps. */
@@ -178,12 +183,7 @@ export class CallTranscript {
       r.marked = r.base + idle;
       lines.push({ file: r.file, end: r.marked, samples: 0 });
     }
-    this.record(lines);
-  }
-
-  private record(lines: Recognised[]): void {
-    if (lines.length > 0)
-      appendFileSync(join(this.dir, RECOGNISED), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+    appendRecognised(this.dir, lines);
   }
 
   private reading(track: VoiceTrack): Reading {
@@ -220,7 +220,7 @@ export class CallTranscript {
         segment: heard[i],
       }),
     );
-    this.record(lines);
+    appendRecognised(this.dir, lines);
     for (const [i, { reading }] of batch.entries()) reading.marked = Math.max(reading.marked, lines[i]!.end);
     for (const s of heard) if (s) this.segments.push(s);
     this.heardSec += batch.reduce((n, b) => n + b.piece.pcm.length, 0) / SAMPLE_RATE;

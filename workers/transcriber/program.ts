@@ -11,7 +11,7 @@
 // - `--recover`: the previous run died; transcribe what it captured and had not recognised, and keep it locally
 //   (or keep the transcript it had finished and was delivering).
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { realpath } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { mediaRefusal, mediaRefused, parseMediaSources } from '../../src/jobs/media-access.js';
@@ -38,7 +38,7 @@ import { Listener, onRecordingClock } from './listen.js';
 import { type EngineOptions, enginePool, EngineError, poolEngine, SAMPLE_RATE } from './speech/engine.js';
 import { modelsDir } from './speech/whisper.js';
 import { Silero } from './speech/silero.js';
-import { CallTranscript, recognisedSegments } from './call-transcript.js';
+import { appendRecognised, CallTranscript, recognisedSegments } from './call-transcript.js';
 import { type Recognisers, serveTranscript, TRANSCRIPT_ARG, TranscriptProcess } from './transcript-process.js';
 import { pcmChunks, transcribeStream } from './transcribe.js';
 
@@ -318,7 +318,17 @@ async function transcribeMedia(
     fetchMedia(inputs.media_url!, dir, inputs.site_url),
     stopped(stop, 'while MEDIA_URL was read'),
   ]);
-  const segments = await transcribeStream(engines, mediaAudio(pcm, reading), 'Speaker', 0, silero);
+  const segments = await transcribeStream(engines, mediaAudio(pcm, reading), {
+    speaker: 'Speaker',
+    offsetMs: 0,
+    silero,
+    // on disk as it is heard, where a recovery finds it: a crash kept nothing of hours recognised
+    heard: (heard) =>
+      appendRecognised(
+        dir,
+        heard.map((segment) => ({ file: basename(pcm), end: 0, segment })),
+      ),
+  });
   if (reading.whole) return delivery.deliver(segments, {});
   throw new Error(`${reading.stop} while MEDIA_URL was transcribed${await keepPartial(delivery, dir, segments)}`);
 }
@@ -434,7 +444,7 @@ async function main(): Promise<void> {
   let output: object;
   try {
     if (recover) {
-      // a recording's transcript (media_url) is recognised in memory: only a call's is on disk
+      // what the run before recognised (of a call, or of media_url), and a call's voices read on
       const segments = await finishTranscript(new CallTranscript(engines, dir, silero), delivery, dir);
       if (segments.length === 0) {
         output = { partial: true, segments: 0 };

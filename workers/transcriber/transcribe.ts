@@ -111,17 +111,28 @@ export function* pcmChunks(path: string, sec = 60): Generator<Int16Array> {
   for (let from = 0; from < total; from += sec * SAMPLE_RATE) yield readPcm(path, from, sec * SAMPLE_RATE);
 }
 
+export interface StreamOptions {
+  speaker: string;
+  /** where the stream's first sample is on the transcript's clock */
+  offsetMs: number;
+  silero?: Silero;
+  /** gets what each piece added, as soon as it is recognised (a recovery keeps it) */
+  heard?: (segments: Segment[]) => void;
+}
+
 /** One whole stream (a recording's mixed audio, or a test's speaker), in consecutive pieces. */
 export async function transcribeStream(
   engines: SpeechEngine[],
   stream: Iterable<Int16Array>,
-  speaker: string,
-  offsetMs: number,
-  silero?: Silero,
+  { speaker, offsetMs, silero, heard }: StreamOptions,
 ): Promise<Segment[]> {
   const cutter = new Cutter(speaker, offsetMs, silero);
   const segments: (Segment | undefined)[] = [];
-  for (const pcm of stream) segments.push(...(await recognise(engines, await cutter.push(pcm))));
-  segments.push(...(await recognise(engines, cutter.flush())));
+  const add = (recognised: (Segment | undefined)[]) => {
+    segments.push(...recognised);
+    heard?.(inTimeOrder(recognised));
+  };
+  for (const pcm of stream) add(await recognise(engines, await cutter.push(pcm)));
+  add(await recognise(engines, cutter.flush()));
   return inTimeOrder(segments);
 }
