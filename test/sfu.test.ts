@@ -631,6 +631,29 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
         await raw(upgrade('/api/v4/websocket', 'Authorization: Bearer garbage\r\n'), true),
         /^HTTP\/1\.1 401/,
       );
+    // a refused socket is closed, not left half-open for a peer that keeps its half (each held one
+    // of the process's file descriptors, out of every bound on sockets)
+    const halfOpen = await new Promise<string>((resolve) => {
+      const { port } = new URL(url);
+      const c = connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true }, () =>
+        c.write(upgrade('/api/v4/websocket', 'Authorization: Bearer garbage\r\n')),
+      );
+      // once the answer has ended, a byte every 100 ms: a socket still open takes them, a closed
+      // one resets the connection, and the next write fails
+      let writes: NodeJS.Timeout | undefined;
+      c.on('data', () => undefined);
+      c.on('end', () => (writes = setInterval(() => c.write('x'), 100)));
+      c.on('error', () => undefined);
+      c.on('close', () => {
+        clearInterval(writes);
+        resolve('closed');
+      });
+      setTimeout(() => {
+        resolve('still open');
+        c.destroy();
+      }, 3000).unref();
+    });
+    assert.equal(halfOpen, 'closed');
     // msgpack array headers of 65,535 elements each: the socket is closed, nothing allocated
     const call = callId();
     const mallory = await socket(token(call, 'mallory'));

@@ -262,7 +262,10 @@ export class Sfu {
     // that resets the connection while we answer or authenticate is an uncaught error
     const onError = () => socket.destroy();
     socket.on('error', onError);
-    const refuse = (status: string) => socket.end(`HTTP/1.1 ${status}\r\ncontent-length: 0\r\n\r\n`);
+    // Destroyed once the answer is out: Node's HTTP sockets allow half-open, and nothing reads a
+    // socket handed to 'upgrade', so an ended one stayed open as long as the peer kept its half.
+    const refuse = (status: string) =>
+      socket.end(`HTTP/1.1 ${status}\r\ncontent-length: 0\r\n\r\n`, () => socket.destroy());
     if (pathOf(req) !== '/api/v4/websocket') return void socket.destroy();
     // sockets that have not joined (yet) are bounded too: a stranger cannot hold thousands open
     if (this.connections.size >= MAX_CONNECTIONS) return void refuse('503 Service Unavailable');
