@@ -24,6 +24,7 @@ import { HeadlessParticipant, type Publisher } from '../src/sfu/client/participa
 import type { CallsSocket } from '../src/sfu/client/socket.js';
 import { mintToken, type Role } from '../src/sfu/token.js';
 import { createLogger } from '../src/log.js';
+import { pino } from 'pino';
 import { opusSource } from './media.js';
 import { Redis } from 'ioredis';
 import { startSfuInstance } from '../src/services.js';
@@ -1004,6 +1005,46 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     } finally {
       bob.leave();
       mallory.leave();
+    }
+  });
+
+  it('data-channel messages over the rate are dropped before they are decoded (an SDP is inflated up to 64 KiB)', async () => {
+    // an SFU of its own whose debug log says each message it decoded and could not use
+    const ignored: string[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => ignored.push(JSON.parse(line).msg) });
+    const { sfu: rated, url: at } = await startSfu([43150, 43190], { log });
+    const call = callId();
+    const mallory = new HeadlessParticipant({
+      siteUrl: at,
+      callId: call,
+      subscribe: 'none',
+      token: token(call, 'mallory'),
+    });
+    try {
+      await mallory.join();
+      const { dc } = (mallory as unknown as { peer: { dc: RTCDataChannel } }).peer;
+      await waitFor('data channel open', () => dc.readyState === 'open');
+      // SDP messages whose bytes are not zlib: each one decoded is logged
+      const junk = Buffer.concat([encode(DcType.SDP), encode(Uint8Array.of(0x78, 0x9c, 0xff))]);
+      const started = Date.now();
+      for (let i = 0; i < 1000; i++) dc.send(junk);
+      const count = () => ignored.filter((m) => m === 'data-channel message ignored').length;
+      await waitFor('the first decoded', () => count() > 0, 60_000);
+      let last = -1;
+      await waitFor(
+        'decoding to stop',
+        async () => {
+          if (count() === last) return true;
+          last = count();
+          await new Promise((r) => setTimeout(r, 2000));
+        },
+        120_000,
+      );
+      const seconds = (Date.now() - started) / 1000;
+      assert.ok(count() <= 100 + 10 * seconds, `${count()} of 1,000 decoded in ${seconds} s`);
+    } finally {
+      mallory.leave();
+      await rated.close();
     }
   });
 
