@@ -917,6 +917,90 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
     await waitFor('mallory gone', () => sfu.participantCount === 0, 30_000);
   });
 
+  /** mallory joined by her socket alone, sending offers or answers of her own making */
+  const sdpClient = async () => {
+    const call = callId();
+    const mallory = await socket(token(call, 'mallory'));
+    mallory.send('join', { channelID: call });
+    await waitFor('joined', () => mallory.events('join')[0]);
+    const sdpMessage = (type: 'offer' | 'answer', sdp: string) =>
+      mallory.ws.send(
+        encode({ action: 'custom_com.mattermost.calls_sdp', seq: 99, data: { data: packSdp({ type, sdp }) } }),
+      );
+    /** an offer of one voice section, with `fingerprint` and `ssrcs` */
+    const offer = (fingerprint: string, ssrcs: number[]) =>
+      sdpMessage(
+        'offer',
+        `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=msid:s t\r\na=ice-ufrag:abcd\r\na=ice-pwd:${'p'.repeat(24)}\r\na=fingerprint:sha-256 ${fingerprint}\r\na=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n${ssrcs.map((n) => `a=ssrc:${n} cname:c\r\n`).join('')}`,
+      );
+    const fingerprint = (n: number) => Array(32).fill(n.toString(16).padStart(2, '0')).join(':');
+    const errors = () => mallory.events('error').map((e) => e.data!.data);
+    return { call, mallory, sdpMessage, offer, fingerprint, errors };
+  };
+
+  it('fingerprints or SSRCs changed in every offer are refused past a bound: werift kept each for the session', async () => {
+    const { mallory, offer, fingerprint, errors } = await sdpClient();
+    // each offer a new fingerprint (werift merged each into the ones before, for good)
+    for (let n = 1; n <= 6; n++) offer(fingerprint(n), []);
+    await waitFor('two errors', () => errors().length >= 2);
+    assert.deepEqual(errors(), Array(2).fill('a session keeps its DTLS fingerprints (4 at most)'));
+    // each offer 400 new SSRCs
+    for (let n = 0; n < 3; n++)
+      offer(
+        fingerprint(1),
+        Array.from({ length: 400 }, (_, k) => 1000 + n * 400 + k),
+      );
+    await waitFor('a third error', () => errors().length >= 3);
+    assert.equal(errors()[2], "a session's descriptions name at most 1024 SSRCs in all");
+
+    mallory.ws.close();
+    await waitFor('mallory gone', () => sfu.participantCount === 0, 30_000);
+  });
+
+  it('an answer with media sections of its own is refused: werift made a transceiver of each, for good', async () => {
+    const { call, mallory, sdpMessage, offer, fingerprint } = await sdpClient();
+    // the SFU offers mallory alice's voice; her answer brings 20 sections the offer did not have
+    const session = () =>
+      [...sfu.calls.get(call)!.sessions.values()].find((s) => s.identity.userId === 'mallory') as unknown as {
+        pc: { getTransceivers(): unknown[] };
+      };
+    offer(fingerprint(1), [1]);
+    await waitFor('answered', () => mallory.events('signal')[0]);
+    const { pc } = session();
+    const before = pc.getTransceivers().length;
+    const alice = await join(call, 'alice');
+    try {
+      await alice.publish('mic');
+      const sfuOffer = await waitFor('the SFU offers', () =>
+        mallory
+          .events('signal')
+          .map((e) => JSON.parse(String(e.data!.data)))
+          .find((d) => d.type === 'offer'),
+      );
+      const extra = Array.from({ length: 20 }, (_, k) => `x${k}`);
+      const answer = `${(sfuOffer.sdp as string)
+        .replace(/a=group:BUNDLE ([^\r\n]*)/, `a=group:BUNDLE $1 ${extra.join(' ')}`)
+        .replaceAll('a=setup:actpass', 'a=setup:active')
+        .replace(/a=fingerprint:.*/g, `a=fingerprint:sha-256 ${fingerprint(1)}`)
+        .replace(/a=ssrc.*\r\n/g, '')
+        .replaceAll('a=sendonly', 'a=recvonly')
+        .trimEnd()}\r\n${extra
+        .map(
+          (mid) =>
+            `m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:${mid}\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n`,
+        )
+        .join('')}`;
+      sdpMessage('answer', answer);
+      await new Promise((r) => setTimeout(r, 1000));
+      const after = pc.getTransceivers().length;
+      assert.ok(after <= before + 1, `${after} transceivers, ${before} before the SFU's offer of one track`);
+    } finally {
+      alice.leave();
+      mallory.ws.close();
+    }
+    await waitFor('mallory gone', () => sfu.participantCount === 0, 30_000);
+  });
+
   it('a session the call ended is forgotten while its socket stays: the socket joins again', async () => {
     const call = callId();
     const alice = await socket(token(call, 'alice'));
@@ -1024,10 +1108,12 @@ describe('the bundled SFU against strangers and misbehaving sockets', () => {
       await mallory.join();
       const { dc } = (mallory as unknown as { peer: { dc: RTCDataChannel } }).peer;
       await waitFor('data channel open', () => dc.readyState === 'open');
-      // SDP messages whose bytes are not zlib: each one decoded is logged
-      const junk = Buffer.concat([encode(DcType.SDP), encode(Uint8Array.of(0x78, 0x9c, 0xff))]);
+      // SDP messages whose bytes are not zlib: each one decoded is logged. Their type as a fixint
+      // and as a uint 8 (as encodeDc writes it)
+      const bytes = encode(Uint8Array.of(0x78, 0x9c, 0xff));
+      const junk = [Buffer.concat([encode(DcType.SDP), bytes]), Buffer.concat([Buffer.of(0xcc, DcType.SDP), bytes])];
       const started = Date.now();
-      for (let i = 0; i < 1000; i++) dc.send(junk);
+      for (let i = 0; i < 1000; i++) dc.send(junk[i % 2]!);
       const count = () => ignored.filter((m) => m === 'data-channel message ignored').length;
       await waitFor('the first decoded', () => count() > 0, 60_000);
       let last = -1;

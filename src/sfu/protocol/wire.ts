@@ -208,6 +208,19 @@ export function encodeDc(message: DcMessage): Uint8Array {
   return out;
 }
 
+/**
+ * A data-channel message's type, its first msgpack value, read alone: what it asks can be rated
+ * before its payload is decoded (an SDP inflated). Undefined where there is none.
+ */
+export function dcType(bytes: Uint8Array): unknown {
+  try {
+    for (const first of decodeMulti(bytes, MSGPACK_LIMITS)) return first;
+  } catch {
+    // decodeDc says what is wrong with it
+  }
+  return undefined;
+}
+
 /** Decodes a data-channel message; unknown types and bad payloads are ProtocolErrors. */
 export function decodeDc(bytes: Uint8Array): DcMessage {
   let values: unknown[];

@@ -16,6 +16,7 @@ import {
   ProtocolError,
   type SessionDescription,
   type TrackType,
+  dcType,
   decodeDc,
   encodeDc,
   formatTrackId,
@@ -49,6 +50,12 @@ const MAX_CLIENT_SECTIONS = 32;
  */
 const MAX_SDP_CANDIDATES = 64;
 const MAX_TRICKLED_CANDIDATES = 256;
+/**
+ * SSRCs a session's descriptions may name in all (werift keeps a track and a route for each until
+ * the session ends): a browser names two per section it sends (media and RTX), the same ones as
+ * long as the section lives; this leaves room for hundreds of tracks published in turn.
+ */
+const MAX_SESSION_SSRCS = 1024;
 /**
  * A candidate named by a host name (a browser's mDNS `.local`) would have werift resolve it by
  * multicast from the SFU's host; the client's checks reach us anyway and its address is learnt from
@@ -115,6 +122,8 @@ export class RtcSession {
    * (server.ts): a client renegotiating without pause would keep a core busy.
    */
   private readonly dcRate = new RateLimiter(PLUGIN_RATE.perSec, PLUGIN_RATE.burst);
+  /** the fingerprints and SSRCs the client's descriptions named, bounded for the session (remoteSdp) */
+  private readonly remoteIds: RemoteIds = { fingerprints: new Set(), ssrcs: new Set() };
 
   constructor(
     /** the session id: its first websocket connection's id, as the plugin's `session_id` */
@@ -179,7 +188,7 @@ export class RtcSession {
       this.log.debug({ session: this.id }, 'client offer ignored: the SFU is offering');
       return;
     }
-    const offer = remoteSdp(description);
+    const offer = remoteSdp(description, this.remoteIds);
     await this.exclusive(async () => {
       if (this.closed || this.pc.signalingState !== 'stable') return;
       // a stopped section's m-line may carry a new mid (JSEP reuses it)
@@ -243,14 +252,14 @@ export class RtcSession {
       if (data === 'ping' && this.dcRate.take(this.id) === 0) this.sendDc('pong');
       return;
     }
-    // What the SFU answers or works on is rated (a client's pings too), before it is decoded: an
-    // SDP's inflating costs up to 2.5 ms, paid for every message over the rate. The type is the
-    // message's first byte (a msgpack fixint).
-    const type = data[0];
+    // What the SFU answers or works on is rated (a client's pings too), by its type before the rest
+    // is decoded: an SDP's inflating costs up to 2.5 ms, paid for every message over the rate.
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const type = dcType(bytes);
     if ((type === DcType.Ping || type === DcType.Lock || type === DcType.SDP) && this.dcRate.take(this.id) > 0) return;
     let message: DcMessage;
     try {
-      message = decodeDc(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      message = decodeDc(bytes);
     } catch (err) {
       this.log.debug({ session: this.id, err: (err as Error).message }, 'data-channel message ignored');
       return;
@@ -414,7 +423,9 @@ export class RtcSession {
       JSON.stringify({ type: 'offer', sdp: outgoingSdp(this.pc.localDescription!.sdp, this.ice) }),
     );
     try {
-      await this.pc.setRemoteDescription(remoteSdp(await answer));
+      const { sdp } = await answer;
+      checkAnswer(sdp, this.pc.localDescription!.sdp);
+      await this.pc.setRemoteDescription(remoteSdp({ type: 'answer', sdp }, this.remoteIds));
       this.unansweredOffers = 0;
     } catch (err) {
       // No answer, or one werift refused: the offer is taken back, or the connection stayed in
@@ -478,15 +489,7 @@ export class RtcSession {
  * Browsers and werift clients bundle everything.
  */
 function checkOffer(sdp: string, known: string[], forwarding: number): Set<string> {
-  const groups: string[][] = [];
-  const sections: { port: string; mid?: string; inactive?: boolean }[] = [];
-  for (const line of sdp.split(/\r?\n/)) {
-    const section = sections.at(-1);
-    if (line.startsWith('m=')) sections.push({ port: line.split(' ')[1] ?? '' });
-    else if (line.startsWith('a=mid:') && section) section.mid = line.slice(6).trim();
-    else if (/^a=(inactive|recvonly)\s*$/.test(line) && section) section.inactive = true;
-    else if (line.startsWith('a=group:BUNDLE')) groups.push(line.split(' ').slice(1));
-  }
+  const { sections, groups } = mediaSections(sdp);
   if (sections.length > forwarding + MAX_CLIENT_SECTIONS)
     throw new ProtocolError(
       `an offer holds at most ${MAX_CLIENT_SECTIONS} media sections besides the ${forwarding} the SFU forwards tracks in`,
@@ -500,12 +503,57 @@ function checkOffer(sdp: string, known: string[], forwarding: number): Set<strin
   return new Set(sections.flatMap((m) => (m.inactive && m.mid !== undefined ? [m.mid] : [])));
 }
 
+/** A description's media sections (port, mid, whether it sends nothing) and its BUNDLE groups. */
+function mediaSections(sdp: string) {
+  const groups: string[][] = [];
+  const sections: { port: string; mid?: string; inactive?: boolean }[] = [];
+  for (const line of sdp.split(/\r?\n/)) {
+    const section = sections.at(-1);
+    if (line.startsWith('m=')) sections.push({ port: line.split(' ')[1] ?? '' });
+    else if (line.startsWith('a=mid:') && section) section.mid = line.slice(6).trim();
+    else if (/^a=(inactive|recvonly)\s*$/.test(line) && section) section.inactive = true;
+    else if (line.startsWith('a=group:BUNDLE')) groups.push(line.split(' ').slice(1));
+  }
+  return { sections, groups };
+}
+
+/**
+ * Refuses an answer whose media sections are not the offer's, mid for mid, as JSEP has them:
+ * werift made a transceiver of every section it could not match, answers' too, and put each in
+ * every later offer, so answers with sections of their own grew the session without end.
+ */
+function checkAnswer(answer: string, offer: string): void {
+  const offered = mediaSections(offer).sections;
+  const answered = mediaSections(answer).sections;
+  // a rejected section (port 0) may leave its mid out: werift makes nothing of it
+  const matches = (m: { port: string; mid?: string }, i: number) =>
+    m.mid === undefined ? m.port === '0' : m.mid === offered[i]!.mid;
+  if (answered.length !== offered.length || !answered.every(matches))
+    throw new ProtocolError("an answer holds the offer's media sections, and only those");
+}
+
+/** Adds `value` to `seen`, refusing it (`refusal`) where it would be the max + 1st. */
+function remember(seen: Set<string>, value: string, max: number, refusal: string): void {
+  if (seen.has(value)) return;
+  if (seen.size >= max) throw new ProtocolError(refusal);
+  seen.add(value);
+}
+
+/** What werift keeps of every description a session's client gives, for the session's life. */
+interface RemoteIds {
+  fingerprints: Set<string>;
+  ssrcs: Set<string>;
+}
+
 /**
  * A client's offer or answer as werift may take it: candidates bounded, those named by a host name
  * left out, and no simulcast (the SFU forwards one encoding of each track; werift kept a remote
- * track for every `a=rid` named, for the session's life, each found by scanning the others).
+ * track for every `a=rid` named, for the session's life, each found by scanning the others). The
+ * DTLS fingerprints and the SSRCs werift keeps of each description (merged into the ones before,
+ * and a track and a route each) are bounded over the session (`seen`): a client that changed
+ * them in every offer grew the session without end.
  */
-function remoteSdp(description: SessionDescription): SessionDescription {
+function remoteSdp(description: SessionDescription, seen: RemoteIds): SessionDescription {
   const kept: string[] = [];
   // a bundled description may repeat its candidates in every section: each counts once
   const candidates = new Set<string>();
@@ -516,6 +564,21 @@ function remoteSdp(description: SessionDescription): SessionDescription {
         throw new ProtocolError(`an ${description.type} holds at most ${MAX_SDP_CANDIDATES} candidates`);
       if (HOST_NAMED.test(line)) continue;
     }
+    if (line.startsWith('a=fingerprint:'))
+      remember(
+        seen.fingerprints,
+        line.slice(14).trim().toLowerCase(),
+        4,
+        'a session keeps its DTLS fingerprints (4 at most)',
+      );
+    const ssrc = /^a=ssrc:(\d+)/.exec(line)?.[1];
+    if (ssrc)
+      remember(
+        seen.ssrcs,
+        ssrc,
+        MAX_SESSION_SSRCS,
+        `a session's descriptions name at most ${MAX_SESSION_SSRCS} SSRCs in all`,
+      );
     kept.push(line);
   }
   return { ...description, sdp: kept.join('\r\n') };
