@@ -2,7 +2,7 @@
 // process, a Docker container, a Kubernetes Job): what the program finds in its environment, the
 // files it and the worker exchange in its directory, its arguments, its exit codes, and the
 // output_data each job type writes. Both job programs and every runner use this one module.
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inputEnv } from './input-data.js';
 import type { InputData, JobType } from './schema.js';
@@ -104,23 +104,56 @@ export function jobEnv(job: { id: string; type: JobType; input: InputData }, dir
   return { ...inputEnv(job.type, job.input), [JOB_ENV.id]: job.id, [JOB_ENV.type]: job.type, [JOB_ENV.dir]: dir };
 }
 
-/** output.json of a job directory, when it holds a JSON object. */
-export function readOutput(dir: string): Record<string, unknown> | undefined {
+/** What output.json and the delivering marker may hold: a summary and a few paths. */
+const MAX_JOB_FILE_BYTES = 1024 * 1024;
+/** How deeply output.json may nest (what the job programs write nests 3 deep). */
+const MAX_OUTPUT_DEPTH = 16;
+
+/**
+ * A JSON file a job program wrote in its directory, parsed; undefined when it is not there, not
+ * JSON, or not a regular file of at most MAX_JOB_FILE_BYTES. A program in a container writes the
+ * directory the worker then reads, as root where the worker runs as root: a link named like it
+ * had the worker read (and rewrite) any file, and a FIFO held the worker's event loop for good.
+ */
+function readJobFile(dir: string, name: string): unknown {
+  let fd: number | undefined;
   try {
-    const data = JSON.parse(readFileSync(join(dir, OUTPUT_FILE), 'utf8'));
-    return data && typeof data === 'object' && !Array.isArray(data) ? data : undefined;
+    fd = openSync(join(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const stat = fstatSync(fd);
+    if (!stat.isFile() || stat.size > MAX_JOB_FILE_BYTES) return undefined;
+    return JSON.parse(readFileSync(fd, 'utf8'));
   } catch {
     return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
+}
+
+/** Whether `value` nests at most `depth` objects or arrays deep. */
+const shallow = (value: unknown, depth: number): boolean =>
+  !value || typeof value !== 'object' || (depth > 0 && Object.values(value).every((v) => shallow(v, depth - 1)));
+
+/** output.json of a job directory, when it holds a JSON object (nested at most MAX_OUTPUT_DEPTH deep). */
+export function readOutput(dir: string): Record<string, unknown> | undefined {
+  const data = readJobFile(dir, OUTPUT_FILE);
+  return data && typeof data === 'object' && !Array.isArray(data) && shallow(data, MAX_OUTPUT_DEPTH)
+    ? (data as Record<string, unknown>)
+    : undefined;
+}
+
+/**
+ * Writes a job's file as a new file: a link a program left under its name is replaced, not
+ * followed (the worker rewrites output.json after a container's end).
+ */
+export function writeJobFile(dir: string, name: string, text: string): void {
+  rmSync(join(dir, name), { force: true });
+  writeFileSync(join(dir, name), text, { flag: 'wx' });
 }
 
 /** The file a job program says it is delivering, or undefined. */
 export function readDelivering(dir: string): string | undefined {
-  try {
-    return String((JSON.parse(readFileSync(join(dir, DELIVERING_FILE), 'utf8')) as { file?: unknown }).file ?? '');
-  } catch {
-    return undefined;
-  }
+  const data = readJobFile(dir, DELIVERING_FILE) as { file?: unknown } | undefined;
+  return data && typeof data === 'object' ? String(data.file ?? '') : undefined;
 }
 
 /** The live-caption counts of a job's output, when it has them (for the service's metrics). */

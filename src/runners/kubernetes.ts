@@ -11,7 +11,7 @@
 // and the worker deletes as soon as the pod has ended. The Job is created suspended, the Secret
 // then with the Job's uid, and the Job resumed: no pod starts before its Secret exists, and no
 // Secret exists without its owner.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import {
@@ -25,7 +25,7 @@ import {
   type V1Secret,
   Watch,
 } from '@kubernetes/client-node';
-import { EXIT, JOB_ENV, OUTPUT_FILE, RECOVER_ARG, tokenEnv } from '../jobs/contract.js';
+import { EXIT, JOB_ENV, OUTPUT_FILE, RECOVER_ARG, tokenEnv, writeJobFile } from '../jobs/contract.js';
 import { imageNameOf } from '../jobs/runner-image.js';
 import type { JobType } from '../jobs/schema.js';
 import {
@@ -267,7 +267,7 @@ export class KubernetesRunner implements Runner {
           // there reaches the worker only as the termination message, with a claim as without one.
           if (message) {
             mkdirSync(spec.dir, { recursive: true });
-            writeFileSync(join(spec.dir, OUTPUT_FILE), message);
+            writeJobFile(spec.dir, OUTPUT_FILE, message);
           }
           hostPaths(spec.dir, mounts);
           if (why) spec.onOutput(Buffer.from(`the pod failed: ${why}\n`), 'stderr');

@@ -1,10 +1,8 @@
 // What a runner does for the worker: start one job's program and hand back a handle to signal it
 // and await its end. The worker owns everything around it (slots, leases, stop and kill timing,
 // logs), so each runner (process, docker, kubernetes) stays small and they all behave alike.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OUTPUT_FILE, readOutput } from '../jobs/contract.js';
+import { OUTPUT_FILE, readOutput, writeJobFile } from '../jobs/contract.js';
 import type { JobRecord } from '../store/jobs.js';
 
 export interface JobExit {
@@ -71,7 +69,7 @@ export function hostPaths(dir: string, mounts: [string, string][]): void {
     if (Array.isArray(v)) return v.map(host);
     return v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, host(x)])) : v;
   };
-  writeFileSync(join(dir, OUTPUT_FILE), JSON.stringify(host(output)));
+  writeJobFile(dir, OUTPUT_FILE, JSON.stringify(host(output)));
 }
 
 /**
