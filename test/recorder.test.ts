@@ -66,13 +66,19 @@ describe('recorder job program', () => {
   });
 
   /** Someone in the call whose microphone plays a tone for `seconds`. */
-  const speaker = async (call: string, user: string, seconds: number, frequency: number) => {
+  /** `user` in `call` on the bundled SFU, joined. */
+  const joined = async (call: string, user: string, name = user) => {
     const p = new HeadlessParticipant({
       siteUrl: h.sfuUrl,
       callId: call,
-      token: mintToken(h.secret, { call, user, name: user, role: 'participant', ttlSec: 60 }),
+      token: mintToken(h.secret, { call, user, name, role: 'participant', ttlSec: 60 }),
     });
     await p.join();
+    return p;
+  };
+
+  const speaker = async (call: string, user: string, seconds: number, frequency: number) => {
+    const p = await joined(call, user);
     const mic = (await p.publish('mic')).mic;
     h.sources.push(await opusSource((rtp) => mic.writeRtp(rtp), seconds, `sine=frequency=${frequency}`));
     return p;
@@ -384,12 +390,7 @@ describe('recorder job program', () => {
   it("keeps a mute the voice's clock left out (Firefox's resumes where it stopped): the voice after it in its place", async () => {
     const call = id();
     const { env, jobDir } = localJob(call, 'paused-clock');
-    const fox = new HeadlessParticipant({
-      siteUrl: h.sfuUrl,
-      callId: call,
-      token: mintToken(h.secret, { call, user: 'fox', name: 'Fox', role: 'participant', ttlSec: 60 }),
-    });
-    await fox.join();
+    const fox = await joined(call, 'fox', 'Fox');
     const { mic } = await fox.publish('mic');
     const rec = start(env);
     await waitFor('capturing', () => rec.output().includes('recording call'), 15_000);
@@ -413,12 +414,7 @@ describe('recorder job program', () => {
   it('keeps audio and video in sync: a flash and a beep made together stay within 100 ms', async (t) => {
     const call = id();
     const { env, jobDir } = localJob(call, 'sync');
-    const eve = new HeadlessParticipant({
-      siteUrl: h.sfuUrl,
-      callId: call,
-      token: mintToken(h.secret, { call, user: 'eve', name: 'Eve', role: 'participant', ttlSec: 60 }),
-    });
-    await eve.join();
+    const eve = await joined(call, 'eve', 'Eve');
     const tracks = await eve.publish('mic', 'camera');
     // Parts of 3 s: most of it is composed while the call goes on, and flashes cross part boundaries.
     const rec = start({ ...env, FRAME_RATE: '30', PART_SEC: '3' });

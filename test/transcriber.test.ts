@@ -558,16 +558,22 @@ describe('transcriber job program', () => {
     server.close();
   });
 
-  it('media_url: a stop keeps what was recognised before it as a partial transcript, and says where', async () => {
-    const media = join(dir, 'long.wav'); // the two utterances 15 times: 200 s of speech
+  /** A transcription of 200 s of speech (the two utterances 15 times) as MEDIA_URL, its first 30 s recognised. */
+  const longMediaJob = async (name: string) => {
+    const media = join(dir, `${name}.wav`);
     execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-stream_loop', '14', '-i', wav, '-c', 'copy', media]);
-    const env = jobEnv('', 'media-stopped', {
+    const env = jobEnv('', name, {
       MEDIA_URL: pathToFileURL(media).href,
       MEDIA_URL_ALLOW: `${pathToFileURL(dir).href}/`,
     });
     delete (env as Record<string, string>).CALL_ID;
     const job = start(env);
     await waitFor('the first piece recognised', () => /recognised 0 min 30 s of 3 min/.test(job.output()), 120_000);
+    return { env, job };
+  };
+
+  it('media_url: a stop keeps what was recognised before it as a partial transcript, and says where', async () => {
+    const { env, job } = await longMediaJob('media-stopped');
     job.child.kill('SIGTERM');
     const [code] = await job.exited;
     assert.equal(code, 1, job.output());
@@ -595,15 +601,7 @@ describe('transcriber job program', () => {
   });
 
   it('media_url: a run that dies keeps what it recognised, which its recovery keeps as a partial transcript', async () => {
-    const media = join(dir, 'long-killed.wav'); // 200 s of speech, as above
-    execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-stream_loop', '14', '-i', wav, '-c', 'copy', media]);
-    const env = jobEnv('', 'media-killed', {
-      MEDIA_URL: pathToFileURL(media).href,
-      MEDIA_URL_ALLOW: `${pathToFileURL(dir).href}/`,
-    });
-    delete (env as Record<string, string>).CALL_ID;
-    const job = start(env);
-    await waitFor('the first piece recognised', () => /recognised 0 min 30 s of 3 min/.test(job.output()), 120_000);
+    const { env, job } = await longMediaJob('media-killed');
     job.child.kill('SIGKILL');
     await job.exited;
     const recovery = start(env, ['--recover']);
