@@ -51,9 +51,10 @@ const MAX_CLIENT_SECTIONS = 32;
 const MAX_SDP_CANDIDATES = 64;
 const MAX_TRICKLED_CANDIDATES = 256;
 /**
- * SSRCs a session's descriptions may name in all (werift keeps a track and a route for each until
- * the session ends): a browser names two per section it sends (media and RTX), the same ones as
- * long as the section lives; this leaves room for hundreds of tracks published in turn.
+ * SSRCs a session's descriptions may name in the sections the client sends in, in all (werift keeps
+ * a track and a route for each until the session ends): a browser names two per section it sends
+ * (media and RTX), the same ones as long as the section lives; this leaves room for hundreds of
+ * tracks published in turn.
  */
 const MAX_SESSION_SSRCS = 1024;
 /**
@@ -503,15 +504,20 @@ function checkOffer(sdp: string, known: string[], forwarding: number): Set<strin
   return new Set(sections.flatMap((m) => (m.inactive && m.mid !== undefined ? [m.mid] : [])));
 }
 
-/** A description's media sections (port, mid, whether it sends nothing) and its BUNDLE groups. */
+/**
+ * A description's media sections (port, mid, whether it sends nothing, the SSRCs it names) and its
+ * BUNDLE groups.
+ */
 function mediaSections(sdp: string) {
   const groups: string[][] = [];
-  const sections: { port: string; mid?: string; inactive?: boolean }[] = [];
+  const sections: { port: string; mid?: string; inactive?: boolean; ssrcs: Set<string> }[] = [];
   for (const line of sdp.split(/\r?\n/)) {
     const section = sections.at(-1);
-    if (line.startsWith('m=')) sections.push({ port: line.split(' ')[1] ?? '' });
+    const ssrc = /^a=ssrc:(\d+)/.exec(line)?.[1];
+    if (line.startsWith('m=')) sections.push({ port: line.split(' ')[1] ?? '', ssrcs: new Set() });
     else if (line.startsWith('a=mid:') && section) section.mid = line.slice(6).trim();
     else if (/^a=(inactive|recvonly)\s*$/.test(line) && section) section.inactive = true;
+    else if (ssrc && section) section.ssrcs.add(ssrc);
     else if (line.startsWith('a=group:BUNDLE')) groups.push(line.split(' ').slice(1));
   }
   return { sections, groups };
@@ -571,15 +577,18 @@ function remoteSdp(description: SessionDescription, seen: RemoteIds): SessionDes
         4,
         'a session keeps its DTLS fingerprints (4 at most)',
       );
-    const ssrc = /^a=ssrc:(\d+)/.exec(line)?.[1];
-    if (ssrc)
-      remember(
-        seen.ssrcs,
-        ssrc,
-        MAX_SESSION_SSRCS,
-        `a session's descriptions name at most ${MAX_SESSION_SSRCS} SSRCs in all`,
-      );
     kept.push(line);
   }
+  // werift routes the SSRCs of what the client sends (a section it receives in names the client's
+  // unused sender SSRC too: a bot's answers name a new one for every track forwarded to it)
+  for (const section of mediaSections(description.sdp).sections)
+    if (section.port !== '0' && !section.inactive)
+      for (const ssrc of section.ssrcs)
+        remember(
+          seen.ssrcs,
+          ssrc,
+          MAX_SESSION_SSRCS,
+          `a session's descriptions name at most ${MAX_SESSION_SSRCS} SSRCs it sends in`,
+        );
   return { ...description, sdp: kept.join('\r\n') };
 }
