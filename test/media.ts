@@ -69,19 +69,20 @@ export function opusSource(
 /**
  * A voice whose RTP clock pauses with it, as Firefox's does over a mute: `seconds` of `input`,
  * nothing for `pauseSec`, then `seconds` more whose clock and sequence go on from where the first
- * stopped (each ffmpeg starts its own). Resolves when the second has ended.
+ * stopped (each ffmpeg starts its own). Resolves when the second has ended, with the pause between
+ * the last packet sent before it and the first after (s): the second ffmpeg's start adds to it.
  */
 export async function pausedClockVoice(
   onPacket: (rtp: RtpPacket) => void,
   seconds: number,
   pauseSec: number,
   input = 'sine=frequency=440',
-): Promise<void> {
+): Promise<number> {
   // as ffmpeg numbered them: the sender may number them again in place
-  let last = { seq: 0, ts: 0 };
+  let last = { seq: 0, ts: 0, at: 0 };
   const spoken = await opusSource(
     (rtp) => {
-      last = { seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp };
+      last = { seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp, at: performance.now() };
       onPacket(rtp);
     },
     seconds,
@@ -89,10 +90,10 @@ export async function pausedClockVoice(
   );
   await once(spoken, 'exit');
   await new Promise((r) => setTimeout(r, pauseSec * 1000));
-  let first: { seq: number; ts: number } | undefined;
+  let first: { seq: number; ts: number; at: number } | undefined;
   const resumed = await opusSource(
     (rtp) => {
-      first ??= { seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp };
+      first ??= { seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp, at: performance.now() };
       rtp.header.sequenceNumber = (last.seq + 1 + rtp.header.sequenceNumber - first.seq) & 0xffff;
       rtp.header.timestamp = (last.ts + 960 + rtp.header.timestamp - first.ts) >>> 0;
       onPacket(rtp);
@@ -101,6 +102,7 @@ export async function pausedClockVoice(
     input,
   );
   await once(resumed, 'exit');
+  return (first!.at - last.at) / 1000;
 }
 
 /**

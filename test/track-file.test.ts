@@ -506,6 +506,35 @@ describe('track file', () => {
     assert.deepEqual(times.slice(49, 53), [980, 31_000, 41_020, 41_040]);
   });
 
+  it('a resumed voice whose first packets were read 120 ms late is still taken for resumed', () => {
+    // the job's event loop busy as the voice comes back: its first seven packets read at once
+    const times = pausedVoice('read-late', 100, (n) => (n < 50 ? n * 20 : Math.max(31_120, n * 20 + 30_000)));
+    assert.ok(Math.abs(times[50]! - 31_000) <= 150, `the voice after the mute at ${times[50]} ms`);
+  });
+
+  it("lets go at once, on the sender's clock, what it held when the sender restarts its clock", () => {
+    const emitted: { ts: number; after: number }[] = [];
+    let pushed = 0;
+    const paused = new PausedClock(48_000, (p: { header: { timestamp: number } }) =>
+      emitted.push({ ts: p.header.timestamp, after: pushed }),
+    );
+    const push = (ts: number, at: number) => {
+      pushed++;
+      paused.push({ header: { timestamp: ts } }, at);
+    };
+    for (let n = 0; n < 10; n++) push(n * 960, n * 20);
+    push(10 * 960, 30_000); // after a gap its clock lacks: held
+    push(11 * 960, 30_020);
+    assert.equal(emitted.length, 10);
+    push(123, 30_040); // a new clock, far back
+    assert.deepEqual(
+      emitted.slice(10).map((e) => e.ts),
+      [10 * 960, 11 * 960, 123],
+      'let go unchanged, and the new clock not held',
+    );
+    assert.equal(emitted.at(-1)!.after, pushed);
+  });
+
   it('drops a frame that lost a packet, and starts at a keyframe', () => {
     // from frame 5, not a keyframe: the file waits for the next one
     const packets = vp8.map(vp8Packets).slice(5);

@@ -11,8 +11,12 @@
 
 /** A gap by arrival this much longer than by the sender's clock is a pause the clock may have left out. */
 const PAUSE_MS = 1000;
-/** How much of the sender's clock after the gap is waited for to tell a resumed sender from a burst. */
-const JUDGE_MS = 100;
+/**
+ * How much of the sender's clock after the gap is waited for to tell a resumed sender from a burst:
+ * its first packets may be read up to half of it late (the job's event loop busy) and still show
+ * the sender's pace. Live captions wait this much more after a mute.
+ */
+const JUDGE_MS = 300;
 /** Held at most (a sender could send one RTP time without end): then judged by what came. */
 const MAX_HELD = 512;
 
@@ -47,8 +51,10 @@ export class PausedClock<P extends Timed> {
     const clockMs = last ? this.ms(ts, last.ts) : -1;
     const gapMs = last && clockMs >= 0 ? at - last.at - clockMs : 0;
     if (this.held.length > 0) {
-      // Another such gap: what is held came no faster than its clock.
+      // Another such gap: what is held came no faster than its clock. A clock gone back (a sender
+      // that restarted): nothing to tell them apart by, and the sender's clock is kept.
       if (gapMs > PAUSE_MS) this.judge(true);
+      else if (this.ms(ts, this.held[0]!.packet.header.timestamp) < 0) this.judge(false);
       else {
         this.held.push({ packet, at });
         const heldMs = this.ms(ts, this.held[0]!.packet.header.timestamp);
@@ -64,16 +70,21 @@ export class PausedClock<P extends Timed> {
     this.let(packet, at);
   }
 
-  /** Lets go what is held (the track ends): a packet alone after the gap is taken for a resumed sender. */
+  /** Lets go what is held (the track ends). */
   flush(): void {
     if (this.held.length > 0) this.judge(this.paced());
   }
 
-  /** Whether what is held came at least half as slowly as its clock says: a sender's pace, not a burst. */
+  /**
+   * Whether what is held came at least half as slowly as its clock says: a sender's pace, not a
+   * burst. Held packets of one RTP time (a packet alone, a large keyframe) tell nothing: the
+   * sender's clock is kept, as before this stage.
+   */
   private paced(): boolean {
     const first = this.held[0]!;
     const newest = this.held.at(-1)!;
-    return newest.at - first.at >= this.ms(newest.packet.header.timestamp, first.packet.header.timestamp) / 2;
+    const clockMs = this.ms(newest.packet.header.timestamp, first.packet.header.timestamp);
+    return clockMs > 0 && newest.at - first.at >= clockMs / 2;
   }
 
   private judge(paused: boolean): void {
