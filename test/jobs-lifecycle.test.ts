@@ -3,7 +3,7 @@
 // escalation, max duration, cancel while queued, logs, two API instances, retention.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
@@ -113,7 +113,7 @@ describe('job lifecycle', () => {
 
   it('a failing job keeps its log and says why, with the last line it printed on stderr', async () => {
     const callId = ids();
-    behave(callId, { exitCode: 3, stderr: 'could not reach https://mm.example: connection refused' });
+    behave(callId, { exitCode: 3, stderr: 'could not reach https://mm.example: connection refused', halfKept: true });
     const id = await create(callId);
     const job = await until(id, 'failed');
     assert.equal(job.exit_code, 3);
@@ -129,6 +129,9 @@ describe('job lifecycle', () => {
       runs(id).map((r) => r.event),
       ['start', 'end', 'recover'],
     );
+    // what the recovery kept stays; what it was killed keeping (beside its name) goes with its end
+    const artifacts = readdirSync(join(config.dataDir, 'artifacts')).filter((f) => f.includes(id));
+    assert.deepEqual(artifacts, [`partial-recording-${id}.mp4`]);
   });
 
   it("a job program's errors it did not expect exit 70 (a crash), wherever they are thrown", () => {

@@ -3,7 +3,7 @@
 // stop (SIGTERM, then SIGKILL after the grace, or after the delivery's own time), max_duration_sec,
 // one `--recover` run after a crash, and the final status with the reason.
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { EXIT, JOB_ENV, crashed, RECOVER_ARG, jobEnv, readDelivering, readOutput } from '../jobs/contract.js';
 import { ignoredInputKeys } from '../jobs/input-data.js';
@@ -145,6 +145,7 @@ export class ActiveJob {
     for (const t of this.timers) clearInterval(t);
     this.note(describeExit(exit));
     if (crashed(exit) && !this.lostLease) await this.recover();
+    await this.removeHalfKept();
     if (this.droppedBytes)
       this.note(
         `${this.droppedBytes} bytes of the program's output past JOBS_MAXLOGFILEBYTES (${this.opts.maxLogFileBytes}) are not in job.log; the log's tail is in GET /jobs/${this.rec.id}/logs`,
@@ -176,6 +177,17 @@ export class ActiveJob {
       args,
       onOutput: (chunk: Buffer, stream: 'stdout' | 'stderr') => this.output(chunk, stream),
     };
+  }
+
+  /**
+   * A program killed while it kept an artifact leaves it half-written beside its name
+   * (keepArtifact writes `<name>.tmp` and renames it): removed once the job's last run has ended.
+   * Nothing else sweeps the artifacts directory. The names of a job's artifacts hold its id.
+   */
+  private async removeHalfKept(): Promise<void> {
+    const dir = resolve(this.opts.dataDir, 'artifacts');
+    for (const name of await readdir(dir).catch(() => [] as string[]))
+      if (name.endsWith('.tmp') && name.includes(this.rec.id)) await rm(join(dir, name), { force: true });
   }
 
   /**
