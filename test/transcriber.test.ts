@@ -422,6 +422,7 @@ describe('transcriber job program', () => {
       job.child.kill('SIGTERM');
       const [code] = await job.exited;
       assert.equal(code, 1, job.output());
+      assert.ok(existsSync(join(env.JOB_DIR, 'output.json')), job.output());
       const { files } = JSON.parse(readFileSync(join(env.JOB_DIR, 'output.json'), 'utf8'));
       assert.deepEqual(
         files.map((f: string) => [dirname(f), extname(f), readFileSync(f, 'utf8').slice(0, 6)]),
