@@ -415,7 +415,7 @@ describe('transcriber job program', () => {
   });
 
   it('a transcript Mattermost refuses (over its MaxFileSize) is kept in the artifacts directory, named in output_data and in the failure', async () => {
-    const { mm, env } = await onMattermost('refused', { maxFileSize: 4 });
+    const { mm, env } = await onMattermost('refused-upload', { maxFileSize: 4 });
     const job = start(env);
     try {
       await waitFor('transcriber listening', () => job.output().includes('listening to call'), 20_000);
